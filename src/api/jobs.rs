@@ -1,0 +1,310 @@
+//! Submitting, reading, listing, cancelling and restarting jobs.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiQuery, Caller, JobIdPath, JsonBody};
+use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, now_millis};
+use crate::store::{ListQuery, StoreError};
+
+/// The user of a job submitted with none.
+pub const DEFAULT_USER: &str = "default_user";
+
+/// Longest accepted `user_id`.
+const MAX_USER_ID_LEN: usize = 128;
+
+/// Furthest a job may be scheduled ahead.
+const MAX_DELAY_SECONDS: f64 = 366.0 * 86400.0;
+
+/// Longest accepted per-job time limit.
+const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 86400.0;
+
+/// Most attempts a job may ask for.
+const MAX_ATTEMPTS: u32 = 100;
+
+/// Largest page of a listing.
+const MAX_PAGE: usize = 1000;
+
+/// Body of `POST /api/v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// A configured job type.
+    pub job_type: String,
+    /// The job's input; a JSON object (default `{}`).
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    /// Owner; else `X-User-Id`, else `default_user`.
+    pub user_id: Option<String>,
+    /// Higher runs first within the user's queue (default 0).
+    pub priority: Option<i32>,
+    /// When to run: RFC 3339; without an offset it is taken as UTC.
+    pub run_at: Option<String>,
+    /// Or: seconds from now.
+    pub delay_seconds: Option<f64>,
+    /// Attempts allowed (default: the job type's, else 1).
+    pub max_attempts: Option<u32>,
+    /// Per-attempt time limit (default: the job type's, else none).
+    pub timeout_seconds: Option<f64>,
+}
+
+fn validation(message: impl Into<String>) -> ApiError {
+    ApiError::Validation(message.into())
+}
+
+/// Parses a timestamp: RFC 3339 with an offset, or without one as UTC.
+pub fn parse_timestamp(text: &str) -> Option<Millis> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc).timestamp_millis());
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|naive| naive.and_utc().timestamp_millis())
+}
+
+impl SubmitRequest {
+    fn validate(self, caller: Option<String>, state: &AppState) -> Result<NewJob, ApiError> {
+        let Some(job_type) = state.registry.get(&self.job_type) else {
+            return Err(ApiError::UnknownJobType {
+                given: self.job_type,
+                known: state.registry.names().join(", "),
+            });
+        };
+        let parameters = match self.parameters {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(Value::Object(map)) => Value::Object(map),
+            Some(_) => return Err(validation("parameters must be a JSON object")),
+        };
+        let user_id = self
+            .user_id
+            .or(caller)
+            .unwrap_or_else(|| DEFAULT_USER.to_owned());
+        if user_id.is_empty()
+            || user_id.len() > MAX_USER_ID_LEN
+            || user_id.chars().any(char::is_control)
+        {
+            return Err(validation(format!(
+                "user_id must be 1 to {MAX_USER_ID_LEN} characters without control characters"
+            )));
+        }
+        let now = now_millis();
+        let run_at = match (self.run_at, self.delay_seconds) {
+            (Some(_), Some(_)) => return Err(validation("give run_at or delay_seconds, not both")),
+            (Some(text), None) => Some(parse_timestamp(&text).ok_or_else(|| {
+                validation(format!("run_at '{text}' is not an RFC 3339 timestamp"))
+            })?),
+            (None, Some(delay)) if (0.0..=MAX_DELAY_SECONDS).contains(&delay) => {
+                Some(now + (delay * 1000.0) as Millis)
+            }
+            (None, Some(_)) => {
+                return Err(validation(format!(
+                    "delay_seconds must be between 0 and {MAX_DELAY_SECONDS}"
+                )));
+            }
+            (None, None) => None,
+        };
+        if run_at.is_some_and(|at| at > now + (MAX_DELAY_SECONDS * 1000.0) as Millis) {
+            return Err(validation("run_at is more than a year ahead"));
+        }
+        let max_attempts = self.max_attempts.unwrap_or(job_type.max_attempts);
+        if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
+            return Err(validation(format!(
+                "max_attempts must be between 1 and {MAX_ATTEMPTS}"
+            )));
+        }
+        let timeout_seconds = self
+            .timeout_seconds
+            .or(job_type.timeout.map(|d| d.as_secs_f64()));
+        if timeout_seconds.is_some_and(|t| !(t > 0.0 && t <= MAX_TIMEOUT_SECONDS)) {
+            return Err(validation(format!(
+                "timeout_seconds must be above 0 and at most {MAX_TIMEOUT_SECONDS}"
+            )));
+        }
+        Ok(NewJob {
+            job_type: self.job_type,
+            user_id,
+            parameters,
+            priority: self.priority.unwrap_or(0),
+            run_at,
+            max_attempts,
+            timeout_seconds,
+        })
+    }
+}
+
+/// `POST /api/v1/jobs`: 201 with the job and its `Location`.
+pub async fn submit(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody<SubmitRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = body.ok_or_else(|| validation("a JSON body with job_type is required"))?;
+    let new = request.validate(caller, &state)?;
+    let job = state.store.submit(new).await?;
+    let location = format!("/api/v1/jobs/status/{}", job.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(job.view(now_millis())),
+    ))
+}
+
+/// `GET /api/v1/jobs/status/{job_id}`.
+pub async fn status(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<JobView>, ApiError> {
+    let job = state.store.get(id).await?;
+    Ok(Json(job.view(now_millis())))
+}
+
+/// Query of `GET /api/v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this user.
+    pub user_id: Option<String>,
+    /// Only this job type.
+    pub job_type: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobPage {
+    /// The jobs.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<JobId>,
+}
+
+/// `GET /api/v1/jobs`.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<JobPage>, ApiError> {
+    let status = params
+        .status
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<JobStatus>())
+        .transpose()
+        .map_err(|e| validation(e.to_string()))?;
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(validation(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let before = params
+        .cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<JobId>()
+                .map_err(|_| validation(format!("invalid cursor '{c}'")))
+        })
+        .transpose()?;
+    let query = ListQuery {
+        status,
+        user_id: params.user_id.filter(|u| !u.is_empty()),
+        job_type: params.job_type.filter(|t| !t.is_empty()),
+        limit,
+        before,
+    };
+    let jobs = state.store.list(&query).await?;
+    let next_cursor = (jobs.len() == limit)
+        .then(|| jobs.last().map(|j| j.id))
+        .flatten();
+    let now = now_millis();
+    Ok(Json(JobPage {
+        jobs: jobs.iter().map(|job| job.view(now)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Answer of cancel and restart.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ActionResponse {
+    /// The job.
+    pub job_id: JobId,
+    /// Its status after the action.
+    pub status: JobStatus,
+    /// What happened.
+    pub message: String,
+    /// The whole job after the action.
+    pub job: JobView,
+}
+
+/// `POST /api/v1/jobs/cancel/{job_id}`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<ActionResponse>, ApiError> {
+    let job = state.store.cancel(id, now_millis()).await?;
+    Ok(Json(ActionResponse {
+        job_id: job.id,
+        status: job.status,
+        message: "Job cancelled successfully".into(),
+        job: job.view(now_millis()),
+    }))
+}
+
+/// Optional body of restart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartRequest {
+    /// Fresh parameters replacing the job's.
+    pub parameters: Option<Value>,
+}
+
+/// `POST /api/v1/jobs/restart/{job_id}`.
+pub async fn restart(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+    JsonBody(body): JsonBody<RestartRequest>,
+) -> Result<Json<ActionResponse>, ApiError> {
+    let parameters = match body.and_then(|b| b.parameters) {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(Value::Object(map)),
+        Some(_) => return Err(validation("parameters must be a JSON object")),
+    };
+    let job = state
+        .store
+        .restart(id, parameters, now_millis())
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { id, current } => ApiError::NotRestartable { id, current },
+            other => other.into(),
+        })?;
+    Ok(Json(ActionResponse {
+        job_id: job.id,
+        status: job.status,
+        message: "Job restarted and re-queued".into(),
+        job: job.view(now_millis()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_without_offset_are_utc() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01"), Some(1000));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:01+01:00"), Some(1000));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! Watching one job: long-poll and Server-Sent Events. Both wait on the
+//! process's event bus, never on a store polling loop, and both end when the
+//! server shuts down.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiQuery, JobIdPath};
+use crate::events::JobWatch;
+use crate::model::{Job, JobStatus, JobView, now_millis};
+
+/// Longest accepted long-poll timeout, in seconds.
+const MAX_POLL_SECONDS: f64 = 300.0;
+
+/// Query of the long-poll.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollParams {
+    /// The status the client knows; answer at once if it differs.
+    pub current_status: Option<String>,
+    /// Seconds to wait at most, 0 to 300 (default 30). Kept as text so a
+    /// bad value gets our own 400.
+    pub timeout: Option<String>,
+}
+
+/// `GET /api/v1/jobs/status/{job_id}/poll`.
+pub async fn poll(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+    ApiQuery(params): ApiQuery<PollParams>,
+) -> Result<Json<JobView>, ApiError> {
+    let timeout = match params.timeout.as_deref() {
+        None | Some("") => 30.0,
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|t| (0.0..=MAX_POLL_SECONDS).contains(t))
+            .ok_or_else(|| {
+                ApiError::Validation(format!(
+                    "timeout must be a number of seconds from 0 to {MAX_POLL_SECONDS}, got '{text}'"
+                ))
+            })?,
+    };
+    let known = params
+        .current_status
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<JobStatus>())
+        .transpose()
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
+
+    let mut watch = state.bus.watch(id);
+    let mut job = Arc::new(state.store.get(id).await?);
+    let baseline = known.unwrap_or(job.status);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout);
+    while job.status == baseline {
+        tokio::select! {
+            changed = watch.changed() => match changed {
+                Some(latest) if latest.revision > job.revision => job = latest,
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                // Answer with the job as it is now (progress may have moved).
+                job = Arc::new(state.store.get(id).await?);
+                break;
+            }
+            _ = state.shutdown.cancelled() => break,
+        }
+    }
+    Ok(Json(job.view(now_millis())))
+}
+
+/// `GET /api/v1/jobs/status/{job_id}/stream`: `job_update` events with the
+/// job (status, progress, metrics...), ending with one `job_complete` once
+/// it is completed, failed or cancelled.
+pub async fn stream(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let watch = state.bus.watch(id);
+    let job = Arc::new(state.store.get(id).await?);
+    let stream = futures::stream::unfold(StreamState::First { job, watch, state }, next_event);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+enum StreamState {
+    First {
+        job: Arc<Job>,
+        watch: JobWatch,
+        state: AppState,
+    },
+    Following {
+        last_revision: i64,
+        watch: JobWatch,
+        state: AppState,
+    },
+    Done,
+}
+
+/// The SSE event for a job: `job_complete` once terminal, else `job_update`.
+fn event_for(job: &Job) -> Event {
+    let name = if job.status.is_terminal() {
+        "job_complete"
+    } else {
+        "job_update"
+    };
+    let data = serde_json::to_string(&job.view(now_millis())).unwrap_or_else(|_| "{}".into());
+    Event::default().event(name).data(data)
+}
+
+async fn next_event(current: StreamState) -> Option<(Result<Event, Infallible>, StreamState)> {
+    match current {
+        StreamState::Done => None,
+        StreamState::First { job, watch, state } => {
+            // A change may have landed between the watch and the read.
+            let job = match watch.latest() {
+                Some(latest) if latest.revision > job.revision => latest,
+                _ => job,
+            };
+            Some(emit(&job, watch, state))
+        }
+        StreamState::Following {
+            last_revision,
+            mut watch,
+            state,
+        } => loop {
+            tokio::select! {
+                changed = watch.changed() => match changed {
+                    Some(job) if job.revision > last_revision => return Some(emit(&job, watch, state)),
+                    Some(_) => {}
+                    None => return None,
+                },
+                _ = state.shutdown.cancelled() => return None,
+            }
+        },
+    }
+}
+
+fn emit(job: &Job, watch: JobWatch, state: AppState) -> (Result<Event, Infallible>, StreamState) {
+    let next = if job.status.is_terminal() {
+        StreamState::Done
+    } else {
+        StreamState::Following {
+            last_revision: job.revision,
+            watch,
+            state,
+        }
+    };
+    (Ok(event_for(job)), next)
+}

@@ -1,0 +1,322 @@
+//! The client commands of the `jobd` binary. They talk to a server over
+//! HTTP only (`--url`, env `JOBD_URL`), so they work against a remote one.
+//!
+//! Exit codes: 0 success; 1 the server answered with an error or could not
+//! be reached; 3 a watched job failed; 4 a watched job was cancelled.
+
+pub mod client;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use self::client::{Client, ClientError};
+
+/// Exit code of `watch` for a failed job.
+pub const EXIT_FAILED: u8 = 3;
+/// Exit code of `watch` for a cancelled job.
+pub const EXIT_CANCELLED: u8 = 4;
+
+/// The client subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Submit a job and print it.
+    Submit {
+        /// The job type.
+        job_type: String,
+        /// A parameter as KEY=VALUE; VALUE is read as JSON when it parses, else as text.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// All parameters as one JSON object (merged under --param).
+        #[arg(long, value_name = "JSON")]
+        params_json: Option<String>,
+        /// The job's user (default: the server's default_user).
+        #[arg(long)]
+        user: Option<String>,
+        /// Priority within the user's queue; higher runs first.
+        #[arg(long)]
+        priority: Option<i32>,
+        /// Run after this many seconds.
+        #[arg(long)]
+        delay: Option<f64>,
+        /// Attempts allowed.
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// Per-attempt time limit in seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Print a job.
+    Status {
+        /// The job id.
+        job_id: String,
+    },
+    /// Follow a job's progress until it ends; exits 3 if it failed, 4 if cancelled.
+    Watch {
+        /// The job id.
+        job_id: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        job_id: String,
+    },
+    /// Restart a failed or cancelled job.
+    Restart {
+        /// The job id.
+        job_id: String,
+        /// Fresh parameters, a JSON object.
+        #[arg(long, value_name = "JSON")]
+        params_json: Option<String>,
+    },
+    /// Print queue statistics.
+    Stats,
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this user's jobs.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this job type.
+        #[arg(long = "type")]
+        job_type: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// Runs a client command against the server at `url`.
+pub async fn run(url: &str, command: ClientCommand) -> ExitCode {
+    let client = Client::new(url);
+    match execute(&client, command).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("jobd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(format!("{what} must be a JSON object")),
+        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+/// Builds the parameters of `submit` from --params-json and --param pairs.
+fn build_parameters(params_json: Option<&str>, pairs: &[String]) -> Result<Value, String> {
+    let mut parameters = match params_json {
+        Some(text) => parse_object(text, "--params-json")?,
+        None => Map::new(),
+    };
+    for pair in pairs {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--param '{pair}' is not KEY=VALUE"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        parameters.insert(key.to_owned(), value);
+    }
+    Ok(Value::Object(parameters))
+}
+
+async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, ClientError> {
+    let value = match command {
+        ClientCommand::Submit {
+            job_type,
+            params,
+            params_json,
+            user,
+            priority,
+            delay,
+            max_attempts,
+            timeout,
+        } => {
+            let parameters = match build_parameters(params_json.as_deref(), &params) {
+                Ok(p) => p,
+                Err(message) => {
+                    eprintln!("jobd: {message}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let mut body = json!({ "job_type": job_type, "parameters": parameters });
+            for (key, value) in [
+                ("user_id", user.map(Value::from)),
+                ("priority", priority.map(Value::from)),
+                ("delay_seconds", delay.map(Value::from)),
+                ("max_attempts", max_attempts.map(Value::from)),
+                ("timeout_seconds", timeout.map(Value::from)),
+            ] {
+                if let Some(value) = value {
+                    body[key] = value;
+                }
+            }
+            client
+                .call(Method::POST, "/api/v1/jobs", Some(&body))
+                .await?
+        }
+        ClientCommand::Status { job_id } => {
+            client
+                .call(Method::GET, &format!("/api/v1/jobs/status/{job_id}"), None)
+                .await?
+        }
+        ClientCommand::Watch { job_id } => return watch(client, &job_id).await,
+        ClientCommand::Cancel { job_id } => {
+            client
+                .call(Method::POST, &format!("/api/v1/jobs/cancel/{job_id}"), None)
+                .await?
+        }
+        ClientCommand::Restart {
+            job_id,
+            params_json,
+        } => {
+            let body = match params_json
+                .as_deref()
+                .map(|t| parse_object(t, "--params-json"))
+            {
+                Some(Ok(parameters)) => Some(json!({ "parameters": parameters })),
+                Some(Err(message)) => {
+                    eprintln!("jobd: {message}");
+                    return Ok(ExitCode::from(2));
+                }
+                None => None,
+            };
+            client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/jobs/restart/{job_id}"),
+                    body.as_ref(),
+                )
+                .await?
+        }
+        ClientCommand::Stats => {
+            client
+                .call(Method::GET, "/api/v1/jobs/queue/stats", None)
+                .await?
+        }
+        ClientCommand::List {
+            status,
+            user,
+            job_type,
+            limit,
+        } => {
+            let mut query = vec![format!("limit={limit}")];
+            for (key, value) in [
+                ("status", status),
+                ("user_id", user),
+                ("job_type", job_type),
+            ] {
+                if let Some(value) = value {
+                    query.push(format!("{key}={}", urlencode(&value)));
+                }
+            }
+            client
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/jobs?{}", query.join("&")),
+                    None,
+                )
+                .await?
+        }
+    };
+    print_json(&value);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Follows a job's stream with a progress bar; the exit code tells how it ended.
+async fn watch(client: &Client, job_id: &str) -> Result<ExitCode, ClientError> {
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut last = Value::Null;
+    client
+        .follow(
+            &format!("/api/v1/jobs/status/{job_id}/stream"),
+            |event, data| {
+                let progress = data["progress"].as_f64().unwrap_or(0.0);
+                bar.set_position((progress * 1000.0) as u64);
+                let items = match (
+                    data["metrics"]["items_processed"].as_u64(),
+                    data["metrics"]["total_items"].as_u64(),
+                ) {
+                    (Some(done), Some(total)) => format!(" ({done}/{total} items)"),
+                    _ => String::new(),
+                };
+                bar.set_message(format!("{}{items}", data["status"].as_str().unwrap_or("?")));
+                last = data.clone();
+                event != "job_complete"
+            },
+        )
+        .await?;
+    bar.finish_and_clear();
+    let status = last["status"].as_str().unwrap_or("unknown").to_owned();
+    match status.as_str() {
+        "completed" => {
+            println!("job {job_id} completed");
+            print_json(&last["result"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        "failed" => {
+            eprintln!(
+                "job {job_id} failed: {}",
+                last["error"].as_str().unwrap_or("")
+            );
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+        "cancelled" => {
+            eprintln!("job {job_id} was cancelled");
+            Ok(ExitCode::from(EXIT_CANCELLED))
+        }
+        other => {
+            eprintln!("job {job_id}: stream ended while {other}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_merge_json_and_pairs() {
+        let p = build_parameters(
+            Some(r#"{"a": 1, "b": "x"}"#),
+            &["b=2".into(), "c=hello".into()],
+        )
+        .unwrap();
+        assert_eq!(p, json!({"a": 1, "b": 2, "c": "hello"}));
+        assert!(build_parameters(Some("[1]"), &[]).is_err());
+        assert!(build_parameters(None, &["novalue".into()]).is_err());
+    }
+}

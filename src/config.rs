@@ -1,0 +1,359 @@
+//! Configuration: one set of settings read from command-line flags, their
+//! `JOBD_*` environment variables and an optional TOML file, in that order
+//! of precedence, then validated once into [`Settings`]. Every default is
+//! the seed's value where the seed names one.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::store::sqlite::Synchronous;
+
+/// Settings as given: every field optional, so flags, environment and file
+/// can be layered. Each flag's environment variable is `JOBD_` plus its
+/// name in capitals; each is also a top-level key of the TOML file.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsArgs {
+    /// Address the HTTP API listens on [default: 127.0.0.1:8000].
+    #[arg(long, env = "JOBD_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Directory of the embedded store [default: ./jobd-data].
+    #[arg(long, env = "JOBD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Jobs this process runs at once [default: the global limit; 0 makes
+    /// `serve` an API node only].
+    #[arg(long, env = "JOBD_WORKERS")]
+    pub workers: Option<usize>,
+    /// Jobs running at once across all workers, at most [default: 10].
+    #[arg(long, env = "JOBD_GLOBAL_MAX_CONCURRENT_JOBS")]
+    pub global_max_concurrent_jobs: Option<usize>,
+    /// Jobs running at once per user, at most [default: 3].
+    #[arg(long, env = "JOBD_PER_USER_MAX_CONCURRENT_JOBS")]
+    pub per_user_max_concurrent_jobs: Option<usize>,
+    /// Seconds between a worker's heartbeats [default: 10].
+    #[arg(long, env = "JOBD_HEARTBEAT_INTERVAL_SECONDS")]
+    pub heartbeat_interval_seconds: Option<f64>,
+    /// Seconds a claim stays valid without a heartbeat; a running job whose
+    /// worker is silent longer is recovered [default: 60].
+    #[arg(long, env = "JOBD_LEASE_TIMEOUT_SECONDS")]
+    pub lease_timeout_seconds: Option<f64>,
+    /// Seconds between checks for expired leases and stale workers [default: 15].
+    #[arg(long, env = "JOBD_LEASE_CHECK_INTERVAL_SECONDS")]
+    pub lease_check_interval_seconds: Option<f64>,
+    /// Seconds after which a silent worker's registration is removed [default: 300].
+    #[arg(long, env = "JOBD_STALE_WORKER_SECONDS")]
+    pub stale_worker_seconds: Option<f64>,
+    /// Times a job may lose its worker before it fails as "worker lost" [default: 3].
+    #[arg(long, env = "JOBD_MAX_INTERRUPTIONS")]
+    pub max_interruptions: Option<u32>,
+    /// Seconds between retention cleanup passes [default: 600].
+    #[arg(long, env = "JOBD_CLEANUP_INTERVAL_SECONDS")]
+    pub cleanup_interval_seconds: Option<f64>,
+    /// Seconds completed jobs are kept [default: 86400].
+    #[arg(long, env = "JOBD_COMPLETED_RETENTION_SECONDS")]
+    pub completed_retention_seconds: Option<f64>,
+    /// Seconds failed and cancelled jobs are kept [default: 7200].
+    #[arg(long, env = "JOBD_FAILED_RETENTION_SECONDS")]
+    pub failed_retention_seconds: Option<f64>,
+    /// Seconds after which an orphaned processing lock is cleared [default: 600].
+    #[arg(long, env = "JOBD_ORPHANED_LOCK_SECONDS")]
+    pub orphaned_lock_seconds: Option<f64>,
+    /// Seconds a cancelled or timed-out job's handler gets to stop before
+    /// it is aborted (an external command is then killed) [default: 10].
+    #[arg(long, env = "JOBD_CANCEL_GRACE_SECONDS")]
+    pub cancel_grace_seconds: Option<f64>,
+    /// Seconds running jobs get to finish on shutdown before they are
+    /// stopped and re-queued [default: 30].
+    #[arg(long, env = "JOBD_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<f64>,
+    /// Attempts a job gets unless its type or submission says otherwise [default: 1].
+    #[arg(long, env = "JOBD_DEFAULT_MAX_ATTEMPTS")]
+    pub default_max_attempts: Option<u32>,
+    /// Base of the exponential retry backoff, in seconds [default: 5].
+    #[arg(long, env = "JOBD_RETRY_BACKOFF_SECONDS")]
+    pub retry_backoff_seconds: Option<f64>,
+    /// Largest request body accepted, in bytes [default: 1048576].
+    #[arg(long, env = "JOBD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// SQLite durability: `full` survives power loss, `normal` a process
+    /// crash only [default: full].
+    #[arg(long, env = "JOBD_SQLITE_SYNCHRONOUS", value_enum)]
+    pub sqlite_synchronous: Option<Synchronous>,
+}
+
+/// A job type of the configuration file: `[job_types.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobTypeConfig {
+    /// An external command (program and arguments) that runs the job. Without
+    /// it the type must be a built-in handler, whose options this sets.
+    pub command: Option<Vec<String>>,
+    /// Per-attempt time limit.
+    pub timeout_seconds: Option<f64>,
+    /// Attempts allowed.
+    pub max_attempts: Option<u32>,
+    /// Base of this type's exponential retry backoff.
+    pub retry_backoff_seconds: Option<f64>,
+}
+
+/// The TOML file: the settings at top level plus `[job_types.*]`.
+#[derive(Debug, Default)]
+struct FileConfig {
+    settings: SettingsArgs,
+    job_types: BTreeMap<String, JobTypeConfig>,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("invalid TOML in {}", path.display()))?;
+    let job_types = match table.remove("job_types") {
+        Some(value) => value
+            .try_into()
+            .with_context(|| format!("invalid [job_types] in {}", path.display()))?,
+        None => BTreeMap::new(),
+    };
+    let settings = toml::Value::Table(table)
+        .try_into()
+        .with_context(|| format!("invalid settings in {}", path.display()))?;
+    Ok(FileConfig {
+        settings,
+        job_types,
+    })
+}
+
+/// Validated settings, as every part of jobd receives them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// HTTP listen address.
+    pub bind: SocketAddr,
+    /// Embedded store directory.
+    pub data_dir: PathBuf,
+    /// Jobs this process runs at once.
+    pub workers: usize,
+    /// Global concurrency limit.
+    pub global_max_concurrent_jobs: usize,
+    /// Per-user concurrency limit.
+    pub per_user_max_concurrent_jobs: usize,
+    /// Heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Lease length; a silent worker's jobs are recovered after it.
+    pub lease_timeout: Duration,
+    /// Reaper period.
+    pub lease_check_interval: Duration,
+    /// Silence after which a worker registration is removed.
+    pub stale_worker_after: Duration,
+    /// Interruptions tolerated before "worker lost".
+    pub max_interruptions: u32,
+    /// Cleanup period.
+    pub cleanup_interval: Duration,
+    /// Retention of completed jobs.
+    pub completed_retention: Duration,
+    /// Retention of failed and cancelled jobs.
+    pub failed_retention: Duration,
+    /// Age at which an orphaned processing lock is cleared.
+    pub orphaned_lock_after: Duration,
+    /// Time a stopped handler gets before it is aborted.
+    pub cancel_grace: Duration,
+    /// Time running jobs get on shutdown.
+    pub shutdown_grace: Duration,
+    /// Default attempts per job.
+    pub default_max_attempts: u32,
+    /// Default retry backoff base.
+    pub retry_backoff: Duration,
+    /// Request body limit.
+    pub max_body_bytes: usize,
+    /// SQLite durability.
+    pub sqlite_synchronous: Synchronous,
+    /// Configured job types.
+    pub job_types: BTreeMap<String, JobTypeConfig>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        // The defaults cannot fail to validate.
+        Settings::from_args(SettingsArgs::default(), BTreeMap::new())
+            .unwrap_or_else(|_| unreachable!("default settings are valid"))
+    }
+}
+
+fn seconds(name: &str, value: Option<f64>, default: f64) -> anyhow::Result<Duration> {
+    let value = value.unwrap_or(default);
+    if !value.is_finite() || value < 0.0 || value > 10.0 * 365.0 * 86400.0 {
+        bail!("{name} must be a number of seconds between 0 and ten years, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl Settings {
+    /// Layers flags and environment (`args`) over the file named by
+    /// `config` (if any) over the defaults, and validates the result.
+    pub fn load(args: SettingsArgs, config: Option<&Path>) -> anyhow::Result<Settings> {
+        let file = match config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Settings::from_args(args.over(file.settings), file.job_types)
+    }
+
+    fn from_args(
+        a: SettingsArgs,
+        job_types: BTreeMap<String, JobTypeConfig>,
+    ) -> anyhow::Result<Settings> {
+        let global = a.global_max_concurrent_jobs.unwrap_or(10);
+        let per_user = a.per_user_max_concurrent_jobs.unwrap_or(3);
+        if global == 0 || per_user == 0 {
+            bail!("concurrency limits must be at least 1");
+        }
+        let settings = Settings {
+            bind: a
+                .bind
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("jobd-data")),
+            workers: a.workers.unwrap_or(global),
+            global_max_concurrent_jobs: global,
+            per_user_max_concurrent_jobs: per_user,
+            heartbeat_interval: seconds(
+                "heartbeat_interval_seconds",
+                a.heartbeat_interval_seconds,
+                10.0,
+            )?,
+            lease_timeout: seconds("lease_timeout_seconds", a.lease_timeout_seconds, 60.0)?,
+            lease_check_interval: seconds(
+                "lease_check_interval_seconds",
+                a.lease_check_interval_seconds,
+                15.0,
+            )?,
+            stale_worker_after: seconds("stale_worker_seconds", a.stale_worker_seconds, 300.0)?,
+            max_interruptions: a.max_interruptions.unwrap_or(3),
+            cleanup_interval: seconds(
+                "cleanup_interval_seconds",
+                a.cleanup_interval_seconds,
+                600.0,
+            )?,
+            completed_retention: seconds(
+                "completed_retention_seconds",
+                a.completed_retention_seconds,
+                86400.0,
+            )?,
+            failed_retention: seconds(
+                "failed_retention_seconds",
+                a.failed_retention_seconds,
+                7200.0,
+            )?,
+            orphaned_lock_after: seconds("orphaned_lock_seconds", a.orphaned_lock_seconds, 600.0)?,
+            cancel_grace: seconds("cancel_grace_seconds", a.cancel_grace_seconds, 10.0)?,
+            shutdown_grace: seconds("shutdown_grace_seconds", a.shutdown_grace_seconds, 30.0)?,
+            default_max_attempts: a.default_max_attempts.unwrap_or(1).max(1),
+            retry_backoff: seconds("retry_backoff_seconds", a.retry_backoff_seconds, 5.0)?,
+            max_body_bytes: a.max_body_bytes.unwrap_or(1024 * 1024),
+            sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
+            job_types,
+        };
+        if settings.heartbeat_interval.is_zero() || settings.lease_check_interval.is_zero() {
+            bail!("heartbeat and lease-check intervals must be above 0");
+        }
+        if settings.lease_timeout <= settings.heartbeat_interval {
+            bail!("lease_timeout_seconds must exceed heartbeat_interval_seconds");
+        }
+        for (name, job_type) in &settings.job_types {
+            if job_type.command.as_ref().is_some_and(|c| c.is_empty()) {
+                bail!("job type {name}: command must name a program");
+            }
+        }
+        Ok(settings)
+    }
+}
+
+impl SettingsArgs {
+    /// Each field of `self` if set, else `lower`'s.
+    fn over(self, lower: SettingsArgs) -> SettingsArgs {
+        SettingsArgs {
+            bind: self.bind.or(lower.bind),
+            data_dir: self.data_dir.or(lower.data_dir),
+            workers: self.workers.or(lower.workers),
+            global_max_concurrent_jobs: self
+                .global_max_concurrent_jobs
+                .or(lower.global_max_concurrent_jobs),
+            per_user_max_concurrent_jobs: self
+                .per_user_max_concurrent_jobs
+                .or(lower.per_user_max_concurrent_jobs),
+            heartbeat_interval_seconds: self
+                .heartbeat_interval_seconds
+                .or(lower.heartbeat_interval_seconds),
+            lease_timeout_seconds: self.lease_timeout_seconds.or(lower.lease_timeout_seconds),
+            lease_check_interval_seconds: self
+                .lease_check_interval_seconds
+                .or(lower.lease_check_interval_seconds),
+            stale_worker_seconds: self.stale_worker_seconds.or(lower.stale_worker_seconds),
+            max_interruptions: self.max_interruptions.or(lower.max_interruptions),
+            cleanup_interval_seconds: self
+                .cleanup_interval_seconds
+                .or(lower.cleanup_interval_seconds),
+            completed_retention_seconds: self
+                .completed_retention_seconds
+                .or(lower.completed_retention_seconds),
+            failed_retention_seconds: self
+                .failed_retention_seconds
+                .or(lower.failed_retention_seconds),
+            orphaned_lock_seconds: self.orphaned_lock_seconds.or(lower.orphaned_lock_seconds),
+            cancel_grace_seconds: self.cancel_grace_seconds.or(lower.cancel_grace_seconds),
+            shutdown_grace_seconds: self.shutdown_grace_seconds.or(lower.shutdown_grace_seconds),
+            default_max_attempts: self.default_max_attempts.or(lower.default_max_attempts),
+            retry_backoff_seconds: self.retry_backoff_seconds.or(lower.retry_backoff_seconds),
+            max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let s = Settings::default();
+        assert_eq!(s.global_max_concurrent_jobs, 10);
+        assert_eq!(s.per_user_max_concurrent_jobs, 3);
+        assert_eq!(s.cleanup_interval, Duration::from_secs(600));
+        assert_eq!(s.completed_retention, Duration::from_secs(86400));
+        assert_eq!(s.failed_retention, Duration::from_secs(7200));
+        assert_eq!(s.stale_worker_after, Duration::from_secs(300));
+        assert_eq!(s.workers, 10);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        std::fs::write(
+            &path,
+            "global_max_concurrent_jobs = 4\nper_user_max_concurrent_jobs = 2\n\
+             [job_types.echo]\ncommand = [\"cat\"]\n",
+        )
+        .unwrap();
+        let args = SettingsArgs {
+            global_max_concurrent_jobs: Some(7),
+            ..SettingsArgs::default()
+        };
+        let s = Settings::load(args, Some(&path)).unwrap();
+        assert_eq!(s.global_max_concurrent_jobs, 7);
+        assert_eq!(s.per_user_max_concurrent_jobs, 2);
+        assert_eq!(s.job_types["echo"].command, Some(vec!["cat".to_string()]));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        std::fs::write(&path, "global_max_jobs = 4\n").unwrap();
+        assert!(Settings::load(SettingsArgs::default(), Some(&path)).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! The process's change feed. Stores publish every job they change here;
+//! long-polls, SSE streams and running executors watch single jobs, and the
+//! claimer waits for "work available". Nothing here polls the store: a
+//! waiter costs one watch channel, shared by every waiter of the same job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, watch};
+
+use crate::model::{Job, JobId};
+
+/// The latest snapshot of a watched job, `None` until the first change.
+pub type Snapshot = Option<Arc<Job>>;
+
+/// Per-process fan-out of job changes. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    watched: Mutex<HashMap<JobId, watch::Sender<Snapshot>>>,
+    work: Notify,
+}
+
+impl EventBus {
+    /// A new, empty bus.
+    pub fn new() -> EventBus {
+        EventBus::default()
+    }
+
+    fn watched(&self) -> MutexGuard<'_, HashMap<JobId, watch::Sender<Snapshot>>> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (every operation on it is a single insert, get or remove).
+        self.inner
+            .watched
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Publishes a changed job to its watchers, if it has any. A snapshot
+    /// older than the one they already have is ignored, so deliveries from
+    /// several sources (own writes, another process's) cannot go backwards.
+    pub fn publish(&self, job: &Job) {
+        let watched = self.watched();
+        if let Some(sender) = watched.get(&job.id) {
+            sender.send_if_modified(|current| {
+                let newer = current
+                    .as_ref()
+                    .is_none_or(|seen| seen.revision < job.revision);
+                if newer {
+                    *current = Some(Arc::new(job.clone()));
+                }
+                newer
+            });
+        }
+    }
+
+    /// Starts watching one job. Take the watch *before* reading the job from
+    /// the store, so no change between the read and the wait is missed.
+    pub fn watch(&self, id: JobId) -> JobWatch {
+        let receiver = self
+            .watched()
+            .entry(id)
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe();
+        JobWatch {
+            bus: self.clone(),
+            id,
+            receiver,
+        }
+    }
+
+    /// True when somebody in this process watches the job.
+    pub fn is_watched(&self, id: JobId) -> bool {
+        self.watched().contains_key(&id)
+    }
+
+    /// The jobs somebody in this process watches.
+    pub fn watched_ids(&self) -> Vec<JobId> {
+        self.watched().keys().copied().collect()
+    }
+
+    /// How many job snapshots this process holds for watchers (the
+    /// `cache_size` of `/queue/stats`).
+    pub fn cache_size(&self) -> usize {
+        self.watched().len()
+    }
+
+    /// Signals that a job may have become claimable.
+    pub fn notify_work(&self) {
+        self.inner.work.notify_one();
+    }
+
+    /// Waits for [`EventBus::notify_work`]. A signal sent while nobody
+    /// waited is kept for the next waiter.
+    pub async fn work_available(&self) {
+        self.inner.work.notified().await;
+    }
+}
+
+/// A subscription to one job's changes; unsubscribes on drop.
+pub struct JobWatch {
+    bus: EventBus,
+    id: JobId,
+    receiver: watch::Receiver<Snapshot>,
+}
+
+impl JobWatch {
+    /// Waits for the next change and returns the job as it is then. Returns
+    /// `None` only if the bus is gone.
+    pub async fn changed(&mut self) -> Option<Arc<Job>> {
+        loop {
+            self.receiver.changed().await.ok()?;
+            if let Some(job) = self.receiver.borrow_and_update().clone() {
+                return Some(job);
+            }
+        }
+    }
+
+    /// The latest snapshot published since the watch began, if any.
+    pub fn latest(&self) -> Snapshot {
+        self.receiver.borrow().clone()
+    }
+}
+
+impl Drop for JobWatch {
+    fn drop(&mut self) {
+        let mut watched = self.bus.watched();
+        // Our own receiver still counts here: 1 means we were the last.
+        if watched
+            .get(&self.id)
+            .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            watched.remove(&self.id);
+        }
+    }
+}

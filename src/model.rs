@@ -1,0 +1,353 @@
+//! The job model: identifiers, statuses and their state machine, and the job
+//! object the API returns. Pure data, no I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A job's identifier: a UUID v7, so ids sort by creation time.
+pub type JobId = Uuid;
+
+/// Milliseconds since the Unix epoch, UTC. Every timestamp is stored this way,
+/// so there is no naive-versus-aware confusion anywhere below the API.
+pub type Millis = i64;
+
+/// The current time in [`Millis`].
+pub fn now_millis() -> Millis {
+    Utc::now().timestamp_millis()
+}
+
+/// Formats [`Millis`] as UTC RFC 3339 ending in `Z`, the API's only time format.
+pub fn format_millis(ms: Millis) -> String {
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+        None => DateTime::<Utc>::UNIX_EPOCH.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
+}
+
+/// Where a job is in its life. The doc of each variant names who moves a job
+/// out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Queued and waiting for a worker; a worker's claim moves it to running.
+    Pending,
+    /// Held by exactly one worker under a lease; the worker finishes it, a
+    /// cancel stops it, or the reaper recovers it when the lease expires.
+    Running,
+    /// Finished successfully; terminal. Removed by retention cleanup.
+    Completed,
+    /// Failed with an error and no attempts left; terminal, restartable.
+    Failed,
+    /// Cancelled by a user; terminal, restartable.
+    Cancelled,
+    /// Waiting for its `scheduled_for` time (a delayed job or a retry after
+    /// backoff); the scheduler makes it pending when due.
+    Scheduled,
+}
+
+impl JobStatus {
+    /// Every status, in the order statistics list them.
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Scheduled,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    /// The status as stored and as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Scheduled => "scheduled",
+        }
+    }
+
+    /// True once the job can no longer change on its own: completed, failed
+    /// or cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    /// True where a cancel applies: the job has not reached a terminal status.
+    pub fn is_cancellable(self) -> bool {
+        !self.is_terminal()
+    }
+
+    /// True where a restart applies: the job failed or was cancelled.
+    pub fn is_restartable(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a string that names no status.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown status '{0}' (expected one of pending, running, scheduled, completed, failed, cancelled)"
+)]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for JobStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// How far a running job has come, as its handler reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Fraction done, 0.0 to 1.0.
+    pub fraction: f64,
+    /// Items done so far, when the handler counts items.
+    pub items_processed: Option<u64>,
+    /// Items in all, when known.
+    pub total_items: Option<u64>,
+}
+
+impl Progress {
+    /// Clamps the fraction into 0..=1 (NaN becomes 0), so no handler can
+    /// store a nonsensical value.
+    pub fn clamped(self) -> Progress {
+        let fraction = if self.fraction.is_nan() {
+            0.0
+        } else {
+            self.fraction.clamp(0.0, 1.0)
+        };
+        Progress { fraction, ..self }
+    }
+}
+
+/// A job as the store holds it. Timestamps are [`Millis`]; the API form is
+/// [`JobView`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The job's id.
+    pub id: JobId,
+    /// The configured job type that runs it.
+    pub job_type: String,
+    /// Whose job it is; the per-user limit counts by this.
+    pub user_id: String,
+    /// Current status.
+    pub status: JobStatus,
+    /// Higher runs first within a user's queue.
+    pub priority: i32,
+    /// The job's input, a JSON object.
+    pub parameters: Value,
+    /// The handler's result once completed.
+    pub result: Option<Value>,
+    /// The error of the last failed attempt, or why it was cancelled.
+    pub error: Option<String>,
+    /// Reported progress.
+    pub progress: Progress,
+    /// Attempts started so far (an interruption by a lost worker gives its
+    /// attempt back).
+    pub attempts: u32,
+    /// Attempts allowed before the job fails for good.
+    pub max_attempts: u32,
+    /// Times the job was recovered from a lost worker.
+    pub interruptions: u32,
+    /// Run time limit per attempt, if any.
+    pub timeout_seconds: Option<f64>,
+    /// When it was submitted.
+    pub created_at: Millis,
+    /// When a scheduled job becomes due.
+    pub scheduled_for: Option<Millis>,
+    /// When the current (or last) attempt started.
+    pub started_at: Option<Millis>,
+    /// When it reached a terminal status.
+    pub completed_at: Option<Millis>,
+    /// When it last changed.
+    pub updated_at: Millis,
+    /// The worker that holds it while running.
+    pub worker_id: Option<String>,
+    /// Bumped by every change, so watchers can order snapshots.
+    pub revision: i64,
+}
+
+impl Job {
+    /// Seconds the current or last attempt has run, as of `now`.
+    pub fn execution_time_seconds(&self, now: Millis) -> Option<f64> {
+        let started = self.started_at?;
+        let end = match self.status {
+            JobStatus::Running => now,
+            _ => self.completed_at.unwrap_or(now),
+        };
+        Some((end - started).max(0) as f64 / 1000.0)
+    }
+
+    /// The API form of the job as of `now`.
+    pub fn view(&self, now: Millis) -> JobView {
+        let progress = if self.status == JobStatus::Completed {
+            1.0
+        } else {
+            self.progress.fraction
+        };
+        JobView {
+            job_id: self.id,
+            job_type: self.job_type.clone(),
+            status: self.status,
+            progress,
+            created_at: format_millis(self.created_at),
+            started_at: self.started_at.map(format_millis),
+            completed_at: self.completed_at.map(format_millis),
+            error: self.error.clone(),
+            user_id: self.user_id.clone(),
+            metrics: Metrics {
+                execution_time_seconds: self.execution_time_seconds(now),
+                items_processed: self.progress.items_processed,
+                total_items: self.progress.total_items,
+            },
+            result: self.result.clone(),
+            parameters: self.parameters.clone(),
+            priority: self.priority,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            interruptions: self.interruptions,
+            timeout_seconds: self.timeout_seconds,
+            scheduled_for: self.scheduled_for.map(format_millis),
+            updated_at: format_millis(self.updated_at),
+            worker_id: self.worker_id.clone(),
+        }
+    }
+}
+
+/// The seed's `metrics` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Seconds the job has run; grows while it runs.
+    #[serde(serialize_with = "serialize_rounded")]
+    pub execution_time_seconds: Option<f64>,
+    /// Items done, when the handler reports them.
+    pub items_processed: Option<u64>,
+    /// Items in all, when the handler reports them.
+    pub total_items: Option<u64>,
+}
+
+fn serialize_rounded<S: Serializer>(value: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_f64((v * 1000.0).round() / 1000.0),
+        None => s.serialize_none(),
+    }
+}
+
+/// The job object of `GET /status/{id}`: the seed's fields first, then the
+/// ones jobd adds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job's id.
+    pub job_id: JobId,
+    /// Its job type.
+    pub job_type: String,
+    /// Its status.
+    pub status: JobStatus,
+    /// 0.0 to 1.0; 1.0 once completed.
+    pub progress: f64,
+    /// Submission time, UTC RFC 3339.
+    pub created_at: String,
+    /// Start of the current or last attempt.
+    pub started_at: Option<String>,
+    /// When it reached a terminal status.
+    pub completed_at: Option<String>,
+    /// The error, for failed (and cancelled) jobs.
+    pub error: Option<String>,
+    /// Whose job it is.
+    pub user_id: String,
+    /// Timing and item counts.
+    pub metrics: Metrics,
+    /// The handler's result, once completed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<Value>,
+    /// The job's input.
+    pub parameters: Value,
+    /// Priority within the user's queue.
+    pub priority: i32,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Recoveries from lost workers.
+    pub interruptions: u32,
+    /// Per-attempt time limit.
+    pub timeout_seconds: Option<f64>,
+    /// When a scheduled job becomes due.
+    pub scheduled_for: Option<String>,
+    /// Last change.
+    pub updated_at: String,
+    /// The worker holding it while it runs.
+    pub worker_id: Option<String>,
+}
+
+/// A job to be created, as validated by the API.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The job type; known to the configuration.
+    pub job_type: String,
+    /// Owner.
+    pub user_id: String,
+    /// Input, a JSON object.
+    pub parameters: Value,
+    /// Priority within the user's queue.
+    pub priority: i32,
+    /// Due time; `None` or past means pending at once.
+    pub run_at: Option<Millis>,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Per-attempt time limit.
+    pub timeout_seconds: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_through_its_string() {
+        for status in JobStatus::ALL {
+            assert_eq!(status.as_str().parse::<JobStatus>().ok(), Some(status));
+        }
+        assert!("done".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_z() {
+        assert_eq!(format_millis(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn progress_is_clamped() {
+        let p = Progress {
+            fraction: f64::NAN,
+            ..Progress::default()
+        };
+        assert_eq!(p.clamped().fraction, 0.0);
+        let p = Progress {
+            fraction: 3.0,
+            ..Progress::default()
+        };
+        assert_eq!(p.clamped().fraction, 1.0);
+    }
+}

@@ -1,0 +1,259 @@
+//! Runs one claimed job: hands the handler its context, writes progress
+//! back, stops the handler when the job is cancelled, times out, loses its
+//! claim or the worker shuts down, and records the outcome under the claim
+//! (so a late result of a cancelled job is discarded by the store).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::JobContext;
+use super::worker::WorkerShared;
+use crate::events::JobWatch;
+use crate::model::{Job, JobStatus, Millis, Progress, now_millis};
+use crate::store::{ClaimRef, Claimed, Outcome, Store, StoreError};
+
+/// Longest retry backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Why a handler was stopped before it returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// A user cancelled the job; the store already says so.
+    Cancelled,
+    /// The claim is gone (recovered from this worker); someone else owns it.
+    ClaimLost,
+    /// The attempt exceeded its time limit.
+    TimedOut,
+    /// The worker is shutting down; the job goes back to the queue.
+    Shutdown,
+}
+
+/// Runs `claimed` to its end. `lost` fires when the heartbeat finds the
+/// claim gone.
+pub(super) async fn execute(shared: Arc<WorkerShared>, claimed: Claimed, lost: CancellationToken) {
+    let Claimed { job, claim } = claimed;
+    let job = Arc::new(job);
+    let Some(job_type) = shared.registry.get(&job.job_type).cloned() else {
+        let error = format!(
+            "no handler for job type '{}' on worker {}",
+            job.job_type, shared.info.worker_id
+        );
+        record(&shared, &job, claim, Err(error)).await;
+        return;
+    };
+    // Watch before running, so a cancel during start-up is not missed.
+    let mut watch = shared.bus.watch(job.id);
+    let cancel = CancellationToken::new();
+    let (progress_tx, progress_rx) = watch::channel(None);
+    let flusher = tokio::spawn(flush_progress(
+        shared.store.clone(),
+        claim,
+        progress_rx,
+        lost.clone(),
+    ));
+    let ctx = JobContext::new(job.clone(), progress_tx, cancel.clone());
+    let time_limit = job
+        .timeout_seconds
+        .map(Duration::from_secs_f64)
+        .or(job_type.timeout);
+    tracing::debug!(job_id = %job.id, job_type = %job.job_type, user_id = %job.user_id, "job started");
+
+    let run = job_type.handler.run(ctx);
+    tokio::pin!(run);
+    let stopped = tokio::select! {
+        result = &mut run => Err(result),
+        reason = stop_requested(&mut watch, &lost, &shared.abort, &shared.info.worker_id) => Ok(reason),
+        _ = sleep_for(time_limit) => Ok(StopReason::TimedOut),
+    };
+    let result = match stopped {
+        Err(result) => result,
+        Ok(reason) => {
+            cancel.cancel();
+            // Give the handler its grace period, then drop it (which kills
+            // an external command's process group).
+            let _ = tokio::time::timeout(shared.settings.cancel_grace, &mut run).await;
+            match reason {
+                StopReason::TimedOut => Err(anyhow::anyhow!(
+                    "timed out after {:.1} s",
+                    time_limit.map(|d| d.as_secs_f64()).unwrap_or_default()
+                )),
+                StopReason::Cancelled | StopReason::ClaimLost => {
+                    tracing::info!(job_id = %job.id, ?reason, "job stopped; its result is discarded");
+                    flusher.abort();
+                    return;
+                }
+                StopReason::Shutdown => {
+                    flusher.abort();
+                    if let Err(e) = shared.store.release(&[claim], now_millis()).await {
+                        tracing::warn!(job_id = %job.id, error = %e, "could not re-queue job on shutdown; its lease will expire");
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    // The handler's context is gone with `run`; let the last progress land.
+    let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
+    let retry_base = job_type.retry_backoff;
+    let outcome = result.map_err(|e| format!("{e:#}"));
+    record_with_backoff(&shared, &job, claim, outcome, retry_base).await;
+}
+
+async fn record(shared: &WorkerShared, job: &Job, claim: ClaimRef, result: Result<Value, String>) {
+    record_with_backoff(shared, job, claim, result, shared.settings.retry_backoff).await
+}
+
+/// Writes the attempt's outcome, retrying while the store is unavailable
+/// (for as long as the lease lasts; after that the reaper owns the job).
+async fn record_with_backoff(
+    shared: &WorkerShared,
+    job: &Job,
+    claim: ClaimRef,
+    result: Result<Value, String>,
+    retry_base: Duration,
+) {
+    let now = now_millis();
+    let outcome = match result {
+        Ok(result) => Outcome::Completed { result },
+        Err(error) => Outcome::Failed {
+            retry_at: retry_time(job, retry_base, now),
+            error,
+        },
+    };
+    let give_up = tokio::time::Instant::now() + shared.settings.lease_timeout;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match shared
+            .store
+            .finish(claim, outcome.clone(), now_millis())
+            .await
+        {
+            Ok(done) => {
+                tracing::info!(
+                    job_id = %done.id, job_type = %done.job_type, user_id = %done.user_id,
+                    worker_id = %shared.info.worker_id, status = %done.status, "job finished"
+                );
+                return;
+            }
+            Err(StoreError::ClaimLost(_)) => {
+                tracing::info!(job_id = %job.id, "claim lost before the result was recorded; result discarded");
+                return;
+            }
+            Err(e) if tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(job_id = %job.id, error = %e, "could not record result; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(job_id = %job.id, error = %e, "could not record result; the job will be recovered");
+                return;
+            }
+        }
+    }
+}
+
+/// When a failed attempt is retried: after `base * 2^(attempt-1)`, if
+/// attempts are left.
+fn retry_time(job: &Job, base: Duration, now: Millis) -> Option<Millis> {
+    if job.attempts >= job.max_attempts {
+        return None;
+    }
+    let exponent = job.attempts.saturating_sub(1).min(20);
+    let delay = base.saturating_mul(1u32 << exponent).min(MAX_BACKOFF);
+    Some(now + delay.as_millis() as Millis)
+}
+
+async fn sleep_for(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the running job must stop, saying why.
+async fn stop_requested(
+    watch: &mut JobWatch,
+    lost: &CancellationToken,
+    abort: &CancellationToken,
+    worker_id: &str,
+) -> StopReason {
+    loop {
+        tokio::select! {
+            _ = lost.cancelled() => return StopReason::ClaimLost,
+            _ = abort.cancelled() => return StopReason::Shutdown,
+            changed = watch.changed() => match changed {
+                Some(job) if job.status == JobStatus::Cancelled => return StopReason::Cancelled,
+                Some(job) if job.status != JobStatus::Running
+                    || job.worker_id.as_deref() != Some(worker_id) => return StopReason::ClaimLost,
+                Some(_) => continue,
+                None => std::future::pending::<()>().await,
+            },
+        }
+    }
+}
+
+/// Writes the latest reported progress whenever it changes; reports made
+/// while a write is in flight coalesce into the next one.
+async fn flush_progress(
+    store: Arc<dyn Store>,
+    claim: ClaimRef,
+    mut reports: watch::Receiver<Option<Progress>>,
+    lost: CancellationToken,
+) {
+    while reports.changed().await.is_ok() {
+        let latest = *reports.borrow_and_update();
+        let Some(progress) = latest else { continue };
+        match store.report_progress(claim, progress).await {
+            Ok(_) => {}
+            Err(StoreError::ClaimLost(_)) => {
+                lost.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(job_id = %claim.job_id, error = %e, "progress not recorded"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Progress;
+
+    fn job(attempts: u32, max_attempts: u32) -> Job {
+        Job {
+            id: uuid::Uuid::now_v7(),
+            job_type: "noop".into(),
+            user_id: "u".into(),
+            status: JobStatus::Running,
+            priority: 0,
+            parameters: Value::Null,
+            result: None,
+            error: None,
+            progress: Progress::default(),
+            attempts,
+            max_attempts,
+            interruptions: 0,
+            timeout_seconds: None,
+            created_at: 0,
+            scheduled_for: None,
+            started_at: None,
+            completed_at: None,
+            updated_at: 0,
+            worker_id: None,
+            revision: 1,
+        }
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_until_attempts_run_out() {
+        let base = Duration::from_secs(5);
+        assert_eq!(retry_time(&job(1, 3), base, 0), Some(5_000));
+        assert_eq!(retry_time(&job(2, 3), base, 0), Some(10_000));
+        assert_eq!(retry_time(&job(3, 3), base, 0), None);
+        assert_eq!(retry_time(&job(1, 1), base, 0), None);
+    }
+}

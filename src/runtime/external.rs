@@ -1,0 +1,178 @@
+//! Job types run by an external command, so work in any language plugs in.
+//!
+//! The protocol: the command gets the job object (with its `parameters`) as
+//! JSON on stdin and `JOBD_JOB_ID` in its environment. Each line it prints
+//! to stdout that is a JSON object may carry `progress` (0 to 1),
+//! `items_processed`, `total_items` and `result`. Exit 0 completes the job
+//! with the last `result`; any other exit fails it with the tail of stderr.
+//!
+//! The command runs in its own process group, so a cancel reaches every
+//! process it started: SIGTERM at once, SIGKILL when the worker drops the
+//! attempt after the grace period. On Linux it also gets SIGKILL if the
+//! worker process dies, so a recovered job never runs twice at once.
+
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use super::handler::{JobContext, JobHandler};
+use crate::model::{Progress, now_millis};
+
+/// Bytes of stderr kept for the error message.
+const STDERR_TAIL_BYTES: usize = 4096;
+
+/// Runs a job by running a command.
+pub struct ExternalCommand {
+    argv: Vec<String>,
+}
+
+impl ExternalCommand {
+    /// A handler running `argv` (program, then arguments).
+    pub fn new(argv: Vec<String>) -> ExternalCommand {
+        ExternalCommand { argv }
+    }
+}
+
+/// Signals the command's whole process group; SIGKILL on drop unless the
+/// command already exited.
+struct ProcessGroup {
+    pgid: Option<i32>,
+}
+
+impl ProcessGroup {
+    fn signal(&self, signal: i32) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: killpg has no memory-safety preconditions.
+            unsafe {
+                libc::killpg(pgid, signal);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
+#[async_trait]
+impl JobHandler for ExternalCommand {
+    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
+        let Some((program, args)) = self.argv.split_first() else {
+            anyhow::bail!("job type has an empty command");
+        };
+        let job = ctx.job();
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("JOBD_JOB_ID", job.id.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {program}: {e}"))?;
+        let mut group = ProcessGroup {
+            pgid: child.id().and_then(|pid| i32::try_from(pid).ok()),
+        };
+
+        let input = serde_json::to_vec(&job.view(now_millis()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A command that does not read its input must not block us.
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&input).await;
+            });
+        }
+        let stderr = child.stderr.take().map(|s| tokio::spawn(tail_of(s)));
+        let mut lines = child.stdout.take().map(|s| BufReader::new(s).lines());
+
+        let mut result = Value::Null;
+        let mut terminated = false;
+        while let Some(reader) = lines.as_mut() {
+            tokio::select! {
+                line = reader.next_line() => match line {
+                    Ok(Some(line)) => apply_line(&ctx, &line, &mut result),
+                    _ => lines = None,
+                },
+                _ = ctx.cancelled(), if !terminated => {
+                    group.signal(libc::SIGTERM);
+                    terminated = true;
+                }
+            }
+        }
+        let status = tokio::select! {
+            status = child.wait() => status?,
+            _ = ctx.cancelled(), if !terminated => {
+                group.signal(libc::SIGTERM);
+                child.wait().await?
+            }
+        };
+        group.pgid = None;
+        if status.success() {
+            return Ok(result);
+        }
+        let tail = match stderr {
+            Some(task) => task.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let tail = tail.trim();
+        if tail.is_empty() {
+            anyhow::bail!("command exited with {status}");
+        }
+        anyhow::bail!("command exited with {status}: {tail}")
+    }
+}
+
+/// Applies one stdout line of the protocol; other lines are ignored.
+fn apply_line(ctx: &JobContext, line: &str, result: &mut Value) {
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(line) else {
+        return;
+    };
+    if let Some(value) = fields.get("result") {
+        *result = value.clone();
+    }
+    let fraction = fields.get("progress").and_then(Value::as_f64);
+    let items_processed = fields.get("items_processed").and_then(Value::as_u64);
+    let total_items = fields.get("total_items").and_then(Value::as_u64);
+    if fraction.is_some() || items_processed.is_some() || total_items.is_some() {
+        let fraction = fraction.unwrap_or_else(|| match (items_processed, total_items) {
+            (Some(done), Some(total)) if total > 0 => done as f64 / total as f64,
+            _ => ctx.job().progress.fraction,
+        });
+        ctx.report(Progress {
+            fraction,
+            items_processed,
+            total_items,
+        });
+    }
+}
+
+/// Reads a stream to its end, keeping its last [`STDERR_TAIL_BYTES`].
+async fn tail_of(mut stream: impl AsyncRead + Unpin) -> String {
+    let mut tail = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > STDERR_TAIL_BYTES {
+            tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+        }
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}

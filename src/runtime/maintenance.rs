@@ -1,0 +1,115 @@
+//! Periodic store maintenance run by every process: promoting due
+//! scheduled jobs, recovering the jobs of workers whose lease expired
+//! (and removing stale worker registrations), and retention cleanup at
+//! start-up and every cleanup interval. Each pass is one atomic store
+//! operation, so several processes may run it at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::model::{Millis, now_millis};
+use crate::store::{CleanupParams, RecoverParams, Store};
+
+/// Longest sleep of the scheduler between looks at the next due job.
+const SCHEDULER_POLL: Duration = Duration::from_secs(1);
+
+/// Starts the maintenance loops; they end when `stop` fires.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::join!(
+            scheduler(store.clone(), stop.clone()),
+            reaper(store.clone(), settings.clone(), stop.clone()),
+            cleaner(store, settings, stop),
+        );
+    })
+}
+
+fn ago(now: Millis, duration: Duration) -> Millis {
+    now - duration.as_millis() as Millis
+}
+
+async fn scheduler(store: Arc<dyn Store>, stop: CancellationToken) {
+    loop {
+        let now = now_millis();
+        let wait = match store.next_due().await {
+            Ok(Some(due)) if due <= now => Duration::ZERO,
+            Ok(Some(due)) => Duration::from_millis((due - now) as u64).min(SCHEDULER_POLL),
+            _ => SCHEDULER_POLL,
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if let Err(e) = store.promote_due(now_millis()).await {
+            tracing::warn!(error = %e, "promoting scheduled jobs failed");
+        }
+    }
+}
+
+async fn reaper(store: Arc<dyn Store>, settings: Arc<Settings>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(settings.lease_check_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = now_millis();
+        let params = RecoverParams {
+            now,
+            max_interruptions: settings.max_interruptions,
+            stale_workers_before: ago(now, settings.stale_worker_after),
+        };
+        match store.recover_expired(&params).await {
+            Ok(report)
+                if !report.requeued.is_empty()
+                    || !report.failed.is_empty()
+                    || report.stale_workers_removed > 0 =>
+            {
+                tracing::warn!(
+                    requeued = ?report.requeued, failed = ?report.failed,
+                    stale_workers_removed = report.stale_workers_removed,
+                    "recovered jobs of lost workers"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "lease recovery failed"),
+        }
+    }
+}
+
+async fn cleaner(store: Arc<dyn Store>, settings: Arc<Settings>, stop: CancellationToken) {
+    // The first tick fires at once: the start-up cleanup.
+    let mut ticker =
+        tokio::time::interval(settings.cleanup_interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = now_millis();
+        let params = CleanupParams {
+            now,
+            completed_before: ago(now, settings.completed_retention),
+            failed_before: ago(now, settings.failed_retention),
+            orphaned_locks_before: ago(now, settings.orphaned_lock_after),
+        };
+        match store.cleanup(&params).await {
+            Ok(report) => tracing::info!(
+                jobs_deleted = report.jobs_deleted,
+                locks_cleared = report.locks_cleared,
+                "cleanup pass"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+        }
+    }
+}

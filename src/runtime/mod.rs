@@ -1,0 +1,12 @@
+//! The worker runtime: job handlers and their registry, the per-process
+//! worker (claim loop, executors, heartbeat) and store maintenance.
+
+pub mod builtin;
+mod executor;
+pub mod external;
+pub mod handler;
+pub mod maintenance;
+mod worker;
+
+pub use handler::{JobContext, JobHandler, JobType, Registry};
+pub use worker::Worker;

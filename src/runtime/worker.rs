@@ -1,0 +1,241 @@
+//! The worker runtime of one process: a claim loop that takes jobs only
+//! into free slots, an executor task per job, and a heartbeat that keeps
+//! the process registered and its leases alive.
+//!
+//! Shutdown runs in two stages: stop claiming and let running jobs finish
+//! within the grace period; then stop the rest (their handlers get the
+//! cancel grace) and give them back to the queue without spending an
+//! attempt.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::executor;
+use super::handler::Registry;
+use crate::config::Settings;
+use crate::events::EventBus;
+use crate::model::{JobId, Millis, now_millis};
+use crate::store::{ClaimParams, ClaimRef, Store, WorkerInfo};
+
+/// Longest idle wait between claim attempts; also bounds how late a due
+/// scheduled job is noticed.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// What the claim loop, the heartbeat and the executors share.
+pub(super) struct WorkerShared {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) bus: EventBus,
+    pub(super) settings: Arc<Settings>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) info: WorkerInfo,
+    /// Fired at the end of the shutdown grace: stop running jobs.
+    pub(super) abort: CancellationToken,
+    running: Mutex<HashMap<JobId, (ClaimRef, CancellationToken)>>,
+    slot_freed: Notify,
+}
+
+impl WorkerShared {
+    fn running(&self) -> MutexGuard<'_, HashMap<JobId, (ClaimRef, CancellationToken)>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A started worker runtime.
+pub struct Worker {
+    shared: Arc<WorkerShared>,
+    stop_claiming: CancellationToken,
+    jobs: TaskTracker,
+    claim_loop: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Registers a worker running up to `settings.workers` jobs at once and
+    /// starts claiming.
+    pub fn start(
+        store: Arc<dyn Store>,
+        bus: EventBus,
+        settings: Arc<Settings>,
+        registry: Arc<Registry>,
+    ) -> Worker {
+        let host = host_name();
+        let pid = std::process::id();
+        let short = Uuid::new_v4().simple().to_string();
+        let info = WorkerInfo {
+            worker_id: format!("{host}:{pid}:{}", &short[..8]),
+            host,
+            pid,
+            started_at: now_millis(),
+            concurrency: settings.workers,
+        };
+        let shared = Arc::new(WorkerShared {
+            store,
+            bus,
+            settings,
+            registry,
+            info,
+            abort: CancellationToken::new(),
+            running: Mutex::new(HashMap::new()),
+            slot_freed: Notify::new(),
+        });
+        let stop_claiming = CancellationToken::new();
+        let jobs = TaskTracker::new();
+        let heartbeat = tokio::spawn(heartbeat_loop(shared.clone()));
+        let claim_loop = tokio::spawn(claim_loop(
+            shared.clone(),
+            stop_claiming.clone(),
+            jobs.clone(),
+        ));
+        tracing::info!(worker_id = %shared.info.worker_id, concurrency = shared.info.concurrency, "worker started");
+        Worker {
+            shared,
+            stop_claiming,
+            jobs,
+            claim_loop,
+            heartbeat,
+        }
+    }
+
+    /// This worker's id.
+    pub fn id(&self) -> &str {
+        &self.shared.info.worker_id
+    }
+
+    /// Stops claiming, waits up to the shutdown grace for running jobs,
+    /// stops and re-queues the rest, then unregisters.
+    pub async fn shutdown(self) {
+        self.stop_claiming.cancel();
+        let _ = self.claim_loop.await;
+        self.jobs.close();
+        let grace = self.shared.settings.shutdown_grace;
+        if tokio::time::timeout(grace, self.jobs.wait()).await.is_err() {
+            tracing::info!("shutdown grace over; stopping and re-queueing running jobs");
+            self.shared.abort.cancel();
+            self.jobs.wait().await;
+        }
+        self.heartbeat.abort();
+        if let Err(e) = self
+            .shared
+            .store
+            .unregister_worker(&self.shared.info.worker_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not unregister worker");
+        }
+        tracing::info!(worker_id = %self.shared.info.worker_id, "worker stopped");
+    }
+}
+
+async fn claim_loop(shared: Arc<WorkerShared>, stop: CancellationToken, jobs: TaskTracker) {
+    let slots = Arc::new(Semaphore::new(shared.info.concurrency));
+    let mut failures = 0u32;
+    while !stop.is_cancelled() {
+        let free = slots.available_permits();
+        let mut wait = IDLE_POLL;
+        if free > 0 {
+            let now = now_millis();
+            let params = ClaimParams {
+                worker_id: shared.info.worker_id.clone(),
+                max_jobs: free,
+                global_max: shared.settings.global_max_concurrent_jobs,
+                per_user_max: shared.settings.per_user_max_concurrent_jobs,
+                lease_until: lease_until(&shared.settings, now),
+                now,
+            };
+            match shared.store.claim(&params).await {
+                Ok(claimed) => {
+                    failures = 0;
+                    let filled = claimed.len() == free;
+                    for job in claimed {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let lost = CancellationToken::new();
+                        shared
+                            .running()
+                            .insert(job.claim.job_id, (job.claim, lost.clone()));
+                        let shared = shared.clone();
+                        jobs.spawn(async move {
+                            let id = job.claim.job_id;
+                            executor::execute(shared.clone(), job, lost).await;
+                            shared.running().remove(&id);
+                            drop(permit);
+                            shared.slot_freed.notify_one();
+                        });
+                    }
+                    if filled {
+                        // More may be waiting; claim again once a slot frees.
+                        wait = Duration::ZERO;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)))
+                        .min(Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry_in = ?wait, "claim failed");
+                }
+            }
+        }
+        let has_room = slots.available_permits() > 0;
+        if wait.is_zero() && has_room {
+            continue;
+        }
+        if !has_room {
+            // Nothing to do until a job ends.
+            wait = IDLE_POLL;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = shared.bus.work_available(), if has_room => {}
+            _ = shared.slot_freed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<WorkerShared>) {
+    let mut ticker = tokio::time::interval(shared.settings.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let held: Vec<ClaimRef> = shared.running().values().map(|(claim, _)| *claim).collect();
+        let now = now_millis();
+        match shared
+            .store
+            .heartbeat(&shared.info, &held, lease_until(&shared.settings, now), now)
+            .await
+        {
+            Ok(lost) => {
+                let running = shared.running();
+                for id in lost {
+                    if let Some((_, token)) = running.get(&id) {
+                        token.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+fn lease_until(settings: &Settings, now: Millis) -> Millis {
+    now + settings.lease_timeout.as_millis() as Millis
+}
+
+/// This machine's host name, for worker ids and the registry.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

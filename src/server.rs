@@ -1,0 +1,118 @@
+//! `jobd serve` and `jobd worker`: open the store, start maintenance, the
+//! worker runtime and (for `serve`) the HTTP API, and shut them down in
+//! order: stop claiming and drain running jobs, then close the API, then
+//! stop maintenance.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::stats::ProcessMonitor;
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::events::EventBus;
+use crate::runtime::{Registry, Worker, maintenance};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+/// The store, bus and job types every process role needs.
+struct Core {
+    store: Arc<dyn Store>,
+    bus: EventBus,
+    registry: Arc<Registry>,
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<Core> {
+    let registry = Arc::new(Registry::from_settings(settings)?);
+    let bus = EventBus::new();
+    let store: Arc<dyn Store> =
+        SqliteStore::open(&settings.data_dir, settings.sqlite_synchronous, bus.clone())
+            .await
+            .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;
+    Ok(Core {
+        store,
+        bus,
+        registry,
+    })
+}
+
+/// Runs the API (and, unless `settings.workers` is 0, workers) until
+/// `shutdown` fires. Prints `jobd listening on http://ADDR` once bound.
+pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let core = open(&settings).await?;
+    let listener = TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let address = listener.local_addr()?;
+
+    let maintenance_stop = CancellationToken::new();
+    let maintenance = maintenance::spawn(
+        core.store.clone(),
+        settings.clone(),
+        maintenance_stop.clone(),
+    );
+    let worker = (settings.workers > 0).then(|| {
+        Worker::start(
+            core.store.clone(),
+            core.bus.clone(),
+            settings.clone(),
+            core.registry.clone(),
+        )
+    });
+    let http_stop = CancellationToken::new();
+    let state = AppState {
+        store: core.store.clone(),
+        bus: core.bus.clone(),
+        settings: settings.clone(),
+        registry: core.registry.clone(),
+        monitor: Arc::new(ProcessMonitor::new()),
+        shutdown: http_stop.clone(),
+    };
+    let mut http = tokio::spawn(api::serve(listener, state, http_stop.clone()));
+    println!("jobd listening on http://{address}");
+    tracing::info!(%address, store = core.store.kind(), workers = settings.workers, "jobd serving");
+
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        result = &mut http => {
+            // The server stopped on its own: an I/O error.
+            result.context("HTTP server task failed")??;
+        }
+    }
+    tracing::info!("shutting down");
+    if let Some(worker) = worker {
+        worker.shutdown().await;
+    }
+    http_stop.cancel();
+    if !http.is_finished() {
+        http.await.context("HTTP server task failed")??;
+    }
+    maintenance_stop.cancel();
+    let _ = maintenance.await;
+    Ok(())
+}
+
+/// Runs workers only (no API) until `shutdown` fires.
+pub async fn work(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if settings.workers == 0 {
+        anyhow::bail!("jobd worker needs --workers of at least 1");
+    }
+    let settings = Arc::new(settings);
+    let core = open(&settings).await?;
+    let maintenance_stop = CancellationToken::new();
+    let maintenance = maintenance::spawn(
+        core.store.clone(),
+        settings.clone(),
+        maintenance_stop.clone(),
+    );
+    let worker = Worker::start(core.store, core.bus, settings, core.registry);
+    println!("jobd worker {} started", worker.id());
+    shutdown.cancelled().await;
+    worker.shutdown().await;
+    maintenance_stop.cancel();
+    let _ = maintenance.await;
+    Ok(())
+}

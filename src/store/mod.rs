@@ -1,0 +1,276 @@
+//! The store interface: every job transition as one atomic, intention-named
+//! operation whose precondition the backend enforces (claim only pending
+//! jobs, finish only with the claim's token, cancel only what is not
+//! terminal, ...). Backends: [`sqlite`] (embedded, the default).
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No job has this id.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The job's status forbids the operation (cancel of a terminal job,
+    /// restart of a job that did not fail or get cancelled).
+    #[error("job {id} is {current}")]
+    Conflict {
+        /// The job.
+        id: JobId,
+        /// Its status now.
+        current: JobStatus,
+    },
+    /// The caller's claim on the job is gone: the job was cancelled or
+    /// recovered from this worker. Its update is discarded (fencing).
+    #[error("claim on job {0} was lost")]
+    ClaimLost(JobId),
+    /// The backend failed or is unreachable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A worker's hold on one running job: the job id plus the token its claim
+/// was given. Every update a worker makes carries it; the store rejects an
+/// update whose token no longer matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClaimRef {
+    /// The job.
+    pub job_id: JobId,
+    /// The claim's token.
+    pub token: Uuid,
+}
+
+/// A job a worker has claimed, with its token.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The job as claimed (status running).
+    pub job: Job,
+    /// The claim to quote on every update.
+    pub claim: ClaimRef,
+}
+
+/// What a claim asks for.
+#[derive(Debug, Clone)]
+pub struct ClaimParams {
+    /// The claiming worker.
+    pub worker_id: String,
+    /// How many jobs this worker can take now.
+    pub max_jobs: usize,
+    /// Jobs running at once across all workers, at most.
+    pub global_max: usize,
+    /// Jobs running at once per user, at most.
+    pub per_user_max: usize,
+    /// The lease the claim grants; the worker's heartbeat renews it.
+    pub lease_until: Millis,
+    /// The claim's time.
+    pub now: Millis,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The handler succeeded with this result.
+    Completed {
+        /// The result, any JSON value.
+        result: Value,
+    },
+    /// The handler failed. With `retry_at`, the job is scheduled again then;
+    /// without, it fails for good.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// When to try again, if attempts are left.
+        retry_at: Option<Millis>,
+    },
+}
+
+/// Filters and page of a job listing, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Only this user's jobs.
+    pub user_id: Option<String>,
+    /// Only this job type.
+    pub job_type: Option<String>,
+    /// Page size.
+    pub limit: usize,
+    /// Only jobs older than this one (the previous page's last id).
+    pub before: Option<JobId>,
+}
+
+/// A worker as it registers and heartbeats.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    /// Unique per worker process run.
+    pub worker_id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// When the worker started.
+    pub started_at: Millis,
+    /// Jobs it can run at once.
+    pub concurrency: usize,
+}
+
+/// A worker as the registry holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRecord {
+    /// What the worker registered.
+    #[serde(flatten)]
+    pub info: WorkerInfo,
+    /// Its last heartbeat.
+    pub last_heartbeat: Millis,
+    /// Jobs it holds now.
+    pub running_jobs: Vec<JobId>,
+}
+
+/// What the lease reaper is told.
+#[derive(Debug, Clone)]
+pub struct RecoverParams {
+    /// Now; running jobs whose lease ended before this are recovered.
+    pub now: Millis,
+    /// A job interrupted more often than this fails as "worker lost".
+    pub max_interruptions: u32,
+    /// Worker registrations silent since before this are removed.
+    pub stale_workers_before: Millis,
+}
+
+/// What the reaper did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecoverReport {
+    /// Jobs put back to pending.
+    pub requeued: Vec<JobId>,
+    /// Jobs failed as "worker lost".
+    pub failed: Vec<JobId>,
+    /// Worker registrations removed.
+    pub stale_workers_removed: usize,
+}
+
+/// What retention cleanup is told.
+#[derive(Debug, Clone)]
+pub struct CleanupParams {
+    /// Now, recorded as the last cleanup.
+    pub now: Millis,
+    /// Completed jobs finished before this are deleted.
+    pub completed_before: Millis,
+    /// Failed and cancelled jobs finished before this are deleted.
+    pub failed_before: Millis,
+    /// Processing locks left on jobs that are not running, older than this,
+    /// are cleared.
+    pub orphaned_locks_before: Millis,
+}
+
+/// What cleanup did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CleanupReport {
+    /// Jobs deleted.
+    pub jobs_deleted: usize,
+    /// Orphaned processing locks cleared.
+    pub locks_cleared: usize,
+}
+
+/// Exact counts and registry facts for `/queue/stats`.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    /// Jobs per status; every status is present.
+    pub counts: Vec<(JobStatus, u64)>,
+    /// Workers that heartbeat within the active window.
+    pub active_workers: usize,
+    /// Registered workers silent past the active window (not yet removed).
+    pub stale_workers: usize,
+    /// When the last cleanup pass ran, by any process.
+    pub last_cleanup: Option<Millis>,
+}
+
+/// The atomic operations jobd needs from a backend. Object-safe, so the
+/// backend is picked at run time (`Arc<dyn Store>`).
+///
+/// Every successful write notifies the process's [`crate::events::EventBus`]
+/// (the backend owns that, since only it sees writes made by other
+/// processes).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `redis`, as `/queue/stats` reports it.
+    fn kind(&self) -> &'static str;
+
+    /// Checks that the backend answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Stores a new job: pending, or scheduled when `run_at` is in the future.
+    async fn submit(&self, job: NewJob) -> StoreResult<Job>;
+
+    /// Reads one job.
+    async fn get(&self, id: JobId) -> StoreResult<Job>;
+
+    /// Lists jobs newest first.
+    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Job>>;
+
+    /// Atomically moves up to `max_jobs` pending jobs to running for this
+    /// worker, never exceeding the global or per-user limit, serving users
+    /// round-robin and, within a user, by priority then FIFO. Due scheduled
+    /// jobs are promoted first.
+    async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>>;
+
+    /// Records progress of a running job, if the claim still holds.
+    async fn report_progress(&self, claim: ClaimRef, progress: Progress) -> StoreResult<Job>;
+
+    /// Ends the attempt, if the claim still holds: completed, failed, or
+    /// scheduled for a retry.
+    async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job>;
+
+    /// Gives claimed jobs back to the queue without spending an attempt
+    /// (graceful shutdown). Claims no longer held are skipped.
+    async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()>;
+
+    /// Cancels a job that is not terminal; a running job loses its claim.
+    async fn cancel(&self, id: JobId, now: Millis) -> StoreResult<Job>;
+
+    /// Puts a failed or cancelled job back to pending, with its progress,
+    /// error and attempts reset, and `parameters` replacing its own if given.
+    async fn restart(&self, id: JobId, parameters: Option<Value>, now: Millis) -> StoreResult<Job>;
+
+    /// Registers or refreshes a worker and extends the lease of the jobs it
+    /// holds. Returns the held jobs whose claim is gone (cancelled or
+    /// recovered), which the worker must stop.
+    async fn heartbeat(
+        &self,
+        worker: &WorkerInfo,
+        held: &[ClaimRef],
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Vec<JobId>>;
+
+    /// Removes a worker's registration (clean shutdown).
+    async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()>;
+
+    /// Makes scheduled jobs whose time has come pending. Returns how many.
+    async fn promote_due(&self, now: Millis) -> StoreResult<usize>;
+
+    /// Recovers running jobs whose lease expired and removes stale workers.
+    async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport>;
+
+    /// Deletes terminal jobs past retention and clears orphaned locks.
+    async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport>;
+
+    /// Counts per status and registry facts. `active_since` separates active
+    /// from stale workers.
+    async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats>;
+
+    /// The registered workers.
+    async fn workers(&self) -> StoreResult<Vec<WorkerRecord>>;
+
+    /// Time of the earliest scheduled job, so the scheduler can sleep until it.
+    async fn next_due(&self) -> StoreResult<Option<Millis>>;
+}

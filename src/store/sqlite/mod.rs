@@ -1,0 +1,717 @@
+//! The embedded store: one SQLite file in WAL mode. Writes go through a
+//! single writer thread with group commit ([`writer`]); reads use a small
+//! pool of read connections, which WAL lets run beside the writer. Counts
+//! per status and per user are kept by triggers (`sql/schema.sql`), so
+//! stats and fair claiming never scan the jobs table.
+//!
+//! Several processes may share one file (`jobd serve --workers 0` beside
+//! `jobd worker`): each learns of the others' writes by tailing the
+//! `job_changes` log ([`tail`]).
+
+mod rows;
+mod tail;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, named_params};
+use serde_json::Value;
+use uuid::Uuid;
+
+use self::rows::{db_err, json_text, query_job, query_jobs, status_of};
+use self::writer::Writer;
+use crate::events::EventBus;
+use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
+use crate::store::{
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, ListQuery, Outcome,
+    RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
+    WorkerRecord,
+};
+
+/// The SQL this module runs, one file per statement.
+mod sql {
+    pub const SCHEMA: &str = include_str!("sql/schema.sql");
+    pub const INSERT_JOB: &str = include_str!("sql/insert_job.sql");
+    pub const SELECT_JOB: &str = include_str!("sql/select_job.sql");
+    pub const LIST_JOBS: &str = include_str!("sql/list_jobs.sql");
+    pub const RUNNING_TOTAL: &str = include_str!("sql/running_total.sql");
+    pub const CLAIM_USERS: &str = include_str!("sql/claim_users.sql");
+    pub const CLAIM_NEXT_OF_USER: &str = include_str!("sql/claim_next_of_user.sql");
+    pub const MARK_USER_SERVED: &str = include_str!("sql/mark_user_served.sql");
+    pub const PROMOTE_DUE: &str = include_str!("sql/promote_due.sql");
+    pub const NEXT_DUE: &str = include_str!("sql/next_due.sql");
+    pub const REPORT_PROGRESS: &str = include_str!("sql/report_progress.sql");
+    pub const FINISH: &str = include_str!("sql/finish.sql");
+    pub const RELEASE: &str = include_str!("sql/release.sql");
+    pub const CANCEL: &str = include_str!("sql/cancel.sql");
+    pub const RESTART: &str = include_str!("sql/restart.sql");
+    pub const UPSERT_WORKER: &str = include_str!("sql/upsert_worker.sql");
+    pub const EXTEND_LEASE: &str = include_str!("sql/extend_lease.sql");
+    pub const DELETE_WORKER: &str = include_str!("sql/delete_worker.sql");
+    pub const DELETE_STALE_WORKERS: &str = include_str!("sql/delete_stale_workers.sql");
+    pub const SELECT_EXPIRED: &str = include_str!("sql/select_expired.sql");
+    pub const REQUEUE_INTERRUPTED: &str = include_str!("sql/requeue_interrupted.sql");
+    pub const FAIL_WORKER_LOST: &str = include_str!("sql/fail_worker_lost.sql");
+    pub const DELETE_EXPIRED_JOBS: &str = include_str!("sql/delete_expired_jobs.sql");
+    pub const PRUNE_CHANGES: &str = include_str!("sql/prune_changes.sql");
+    pub const FORGET_IDLE_USERS: &str = include_str!("sql/forget_idle_users.sql");
+    pub const SET_META: &str = include_str!("sql/set_meta.sql");
+    pub const GET_META: &str = include_str!("sql/get_meta.sql");
+    pub const STATUS_COUNTS: &str = include_str!("sql/status_counts.sql");
+    pub const COUNT_WORKERS: &str = include_str!("sql/count_workers.sql");
+    pub const SELECT_WORKERS: &str = include_str!("sql/select_workers.sql");
+    pub const CHANGES_SINCE: &str = include_str!("sql/changes_since.sql");
+    pub const LAST_CHANGE: &str = include_str!("sql/last_change.sql");
+}
+
+/// The `meta` key under which the last cleanup time is kept.
+const LAST_CLEANUP_KEY: &str = "last_cleanup";
+
+/// How durably a commit is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// fsync on every commit: an acknowledged job survives power loss.
+    Full,
+    /// fsync at checkpoints: an acknowledged job survives a crash of the
+    /// process (kill -9), not of the machine.
+    Normal,
+}
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReaderPool>,
+    bus: EventBus,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/jobd.sqlite3`, applies the
+    /// schema and starts the writer thread and the change tailer.
+    pub async fn open(
+        data_dir: &Path,
+        synchronous: Synchronous,
+        bus: EventBus,
+    ) -> StoreResult<Arc<SqliteStore>> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("jobd.sqlite3");
+        let writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
+        writer_conn.execute_batch(sql::SCHEMA).map_err(db_err)?;
+        let writer = Writer::start(writer_conn)
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
+        let readers = Arc::new(ReaderPool {
+            path: path.clone(),
+            idle: Mutex::new(Vec::new()),
+        });
+        let store = Arc::new(SqliteStore {
+            writer,
+            readers,
+            bus: bus.clone(),
+        });
+        let tail_conn = open_connection(&path, synchronous).map_err(db_err)?;
+        tail::spawn(tail_conn, Arc::downgrade(&store), bus);
+        Ok(store)
+    }
+
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(work))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    fn publish_all(&self, jobs: &[Job]) {
+        for job in jobs {
+            self.bus.publish(job);
+        }
+    }
+}
+
+fn open_connection(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Read connections, opened on demand and reused. WAL readers never block
+/// the writer nor each other.
+struct ReaderPool {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.path, Synchronous::Normal).map_err(db_err)?,
+        };
+        let result = work(&conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(conn);
+        result
+    }
+}
+
+/// Explains why a conditional update on job `id` matched no row.
+fn not_applicable(conn: &Connection, id: JobId) -> StoreError {
+    match status_of(conn, id) {
+        Ok(Some(current)) => StoreError::Conflict { id, current },
+        Ok(None) => StoreError::NotFound(id),
+        Err(e) => e,
+    }
+}
+
+fn claim_in(conn: &Connection, params: &ClaimParams) -> StoreResult<(Vec<Claimed>, Vec<Job>)> {
+    let promoted = query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": params.now})?;
+    let running: i64 = conn
+        .query_row(sql::RUNNING_TOTAL, [], |row| row.get(0))
+        .map_err(db_err)?;
+    let mut free = params
+        .max_jobs
+        .min(params.global_max.saturating_sub(running.max(0) as usize));
+    let mut claimed = Vec::new();
+    // Each round gives every user with room one job, least recently served
+    // first, so a user with a long queue never delays another by more than
+    // one round.
+    while free > 0 {
+        let users: Vec<String> = conn
+            .prepare_cached(sql::CLAIM_USERS)
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    named_params! {":per_user_max": params.per_user_max as i64, ":limit": free as i64},
+                    |row| row.get(0),
+                )?
+                .collect()
+            })
+            .map_err(db_err)?;
+        let before = claimed.len();
+        for user_id in users.iter().take(free) {
+            let token = Uuid::new_v4();
+            let job = query_job(
+                conn,
+                sql::CLAIM_NEXT_OF_USER,
+                named_params! {
+                    ":user_id": user_id,
+                    ":worker_id": params.worker_id,
+                    ":token": token.to_string(),
+                    ":lease_until": params.lease_until,
+                    ":now": params.now,
+                },
+            )?;
+            conn.prepare_cached(sql::MARK_USER_SERVED)
+                .and_then(|mut stmt| stmt.execute(named_params! {":user_id": user_id}))
+                .map_err(db_err)?;
+            if let Some(job) = job {
+                let claim = ClaimRef {
+                    job_id: job.id,
+                    token,
+                };
+                claimed.push(Claimed { job, claim });
+                free -= 1;
+            }
+        }
+        if claimed.len() == before {
+            break;
+        }
+    }
+    Ok((claimed, promoted))
+}
+
+fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map_err(db_err)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
+            .await?;
+        // A read alone would not notice a stopped writer.
+        self.writer.write(|_| Ok(())).await
+    }
+
+    async fn submit(&self, new: NewJob) -> StoreResult<Job> {
+        let now = now_millis();
+        let scheduled_for = new.run_at.filter(|at| *at > now);
+        let status = if scheduled_for.is_some() {
+            JobStatus::Scheduled
+        } else {
+            JobStatus::Pending
+        };
+        let id = Uuid::now_v7();
+        let job = self
+            .writer
+            .write(move |conn| {
+                query_job(
+                    conn,
+                    sql::INSERT_JOB,
+                    named_params! {
+                        ":id": id.to_string(),
+                        ":job_type": new.job_type,
+                        ":user_id": new.user_id,
+                        ":status": status.as_str(),
+                        ":priority": new.priority,
+                        ":parameters": json_text(&new.parameters),
+                        ":max_attempts": new.max_attempts,
+                        ":timeout_seconds": new.timeout_seconds,
+                        ":now": now,
+                        ":scheduled_for": scheduled_for,
+                    },
+                )?
+                .ok_or_else(|| StoreError::Unavailable("insert returned no row".into()))
+            })
+            .await?;
+        self.bus.publish(&job);
+        if job.status == JobStatus::Pending {
+            self.bus.notify_work();
+        }
+        Ok(job)
+    }
+
+    async fn get(&self, id: JobId) -> StoreResult<Job> {
+        self.read(move |conn| {
+            query_job(conn, sql::SELECT_JOB, named_params! {":id": id.to_string()})?
+                .ok_or(StoreError::NotFound(id))
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Job>> {
+        let query = query.clone();
+        self.read(move |conn| {
+            query_jobs(
+                conn,
+                sql::LIST_JOBS,
+                named_params! {
+                    ":status": query.status.map(JobStatus::as_str),
+                    ":user_id": query.user_id,
+                    ":job_type": query.job_type,
+                    ":before": query.before.map(|id| id.to_string()),
+                    ":limit": query.limit as i64,
+                },
+            )
+        })
+        .await
+    }
+
+    async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {
+        let params = params.clone();
+        let (claimed, promoted) = self
+            .writer
+            .write(move |conn| claim_in(conn, &params))
+            .await?;
+        self.publish_all(&promoted);
+        for claimed in &claimed {
+            self.bus.publish(&claimed.job);
+        }
+        Ok(claimed)
+    }
+
+    async fn report_progress(&self, claim: ClaimRef, progress: Progress) -> StoreResult<Job> {
+        let progress = progress.clamped();
+        let job = self
+            .writer
+            .write(move |conn| {
+                query_job(
+                    conn,
+                    sql::REPORT_PROGRESS,
+                    named_params! {
+                        ":id": claim.job_id.to_string(),
+                        ":token": claim.token.to_string(),
+                        ":progress": progress.fraction,
+                        ":items_processed": progress.items_processed.map(|n| n as i64),
+                        ":total_items": progress.total_items.map(|n| n as i64),
+                        ":now": now_millis(),
+                    },
+                )?
+                .ok_or(StoreError::ClaimLost(claim.job_id))
+            })
+            .await?;
+        self.bus.publish(&job);
+        Ok(job)
+    }
+
+    async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
+        let (status, result, error, scheduled_for, completed_at) = match outcome {
+            Outcome::Completed { result } => (
+                JobStatus::Completed,
+                Some(json_text(&result)),
+                None,
+                None,
+                Some(now),
+            ),
+            Outcome::Failed {
+                error,
+                retry_at: Some(at),
+            } => (JobStatus::Scheduled, None, Some(error), Some(at), None),
+            Outcome::Failed {
+                error,
+                retry_at: None,
+            } => (JobStatus::Failed, None, Some(error), None, Some(now)),
+        };
+        let job = self
+            .writer
+            .write(move |conn| {
+                query_job(
+                    conn,
+                    sql::FINISH,
+                    named_params! {
+                        ":id": claim.job_id.to_string(),
+                        ":token": claim.token.to_string(),
+                        ":status": status.as_str(),
+                        ":result": result,
+                        ":error": error,
+                        ":scheduled_for": scheduled_for,
+                        ":completed_at": completed_at,
+                        ":now": now,
+                    },
+                )?
+                .ok_or(StoreError::ClaimLost(claim.job_id))
+            })
+            .await?;
+        self.bus.publish(&job);
+        Ok(job)
+    }
+
+    async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
+        let claims = claims.to_vec();
+        let released = self
+            .writer
+            .write(move |conn| {
+                let mut released = Vec::new();
+                for claim in claims {
+                    released.extend(query_job(
+                        conn,
+                        sql::RELEASE,
+                        named_params! {
+                            ":id": claim.job_id.to_string(),
+                            ":token": claim.token.to_string(),
+                            ":now": now,
+                        },
+                    )?);
+                }
+                Ok(released)
+            })
+            .await?;
+        self.publish_all(&released);
+        self.bus.notify_work();
+        Ok(())
+    }
+
+    async fn cancel(&self, id: JobId, now: Millis) -> StoreResult<Job> {
+        let job = self
+            .writer
+            .write(move |conn| {
+                query_job(
+                    conn,
+                    sql::CANCEL,
+                    named_params! {":id": id.to_string(), ":now": now, ":reason": None::<String>},
+                )?
+                .ok_or_else(|| not_applicable(conn, id))
+            })
+            .await?;
+        self.bus.publish(&job);
+        Ok(job)
+    }
+
+    async fn restart(&self, id: JobId, parameters: Option<Value>, now: Millis) -> StoreResult<Job> {
+        let parameters = parameters.as_ref().map(json_text);
+        let job = self
+            .writer
+            .write(move |conn| {
+                query_job(
+                    conn,
+                    sql::RESTART,
+                    named_params! {":id": id.to_string(), ":now": now, ":parameters": parameters},
+                )?
+                .ok_or_else(|| not_applicable(conn, id))
+            })
+            .await?;
+        self.bus.publish(&job);
+        self.bus.notify_work();
+        Ok(job)
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &WorkerInfo,
+        held: &[ClaimRef],
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Vec<JobId>> {
+        let worker = worker.clone();
+        let held = held.to_vec();
+        self.writer
+            .write(move |conn| {
+                execute(
+                    conn,
+                    sql::UPSERT_WORKER,
+                    named_params! {
+                        ":worker_id": worker.worker_id,
+                        ":host": worker.host,
+                        ":pid": worker.pid,
+                        ":started_at": worker.started_at,
+                        ":concurrency": worker.concurrency as i64,
+                        ":now": now,
+                    },
+                )?;
+                let mut lost = Vec::new();
+                for claim in held {
+                    let renewed = execute(
+                        conn,
+                        sql::EXTEND_LEASE,
+                        named_params! {
+                            ":id": claim.job_id.to_string(),
+                            ":token": claim.token.to_string(),
+                            ":lease_until": lease_until,
+                        },
+                    )?;
+                    if renewed == 0 {
+                        lost.push(claim.job_id);
+                    }
+                }
+                Ok(lost)
+            })
+            .await
+    }
+
+    async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()> {
+        let worker_id = worker_id.to_owned();
+        self.writer
+            .write(move |conn| {
+                execute(
+                    conn,
+                    sql::DELETE_WORKER,
+                    named_params! {":worker_id": worker_id},
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
+        let promoted = self
+            .writer
+            .write(move |conn| query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": now}))
+            .await?;
+        self.publish_all(&promoted);
+        if !promoted.is_empty() {
+            self.bus.notify_work();
+        }
+        Ok(promoted.len())
+    }
+
+    async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport> {
+        let params = params.clone();
+        let (report, changed) = self
+            .writer
+            .write(move |conn| {
+                let expired: Vec<(String, u32)> = conn
+                    .prepare_cached(sql::SELECT_EXPIRED)
+                    .and_then(|mut stmt| {
+                        stmt.query_map(named_params! {":now": params.now}, |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })?
+                        .collect()
+                    })
+                    .map_err(db_err)?;
+                let mut report = RecoverReport::default();
+                let mut changed = Vec::new();
+                for (id, interruptions) in expired {
+                    let job = if interruptions >= params.max_interruptions {
+                        query_job(
+                            conn,
+                            sql::FAIL_WORKER_LOST,
+                            named_params! {
+                                ":id": id,
+                                ":now": params.now,
+                                ":error": format!(
+                                    "worker lost: the job's worker stopped responding {} times",
+                                    interruptions + 1
+                                ),
+                            },
+                        )?
+                    } else {
+                        query_job(
+                            conn,
+                            sql::REQUEUE_INTERRUPTED,
+                            named_params! {":id": id, ":now": params.now},
+                        )?
+                    };
+                    if let Some(job) = job {
+                        match job.status {
+                            JobStatus::Failed => report.failed.push(job.id),
+                            _ => report.requeued.push(job.id),
+                        }
+                        changed.push(job);
+                    }
+                }
+                report.stale_workers_removed = execute(
+                    conn,
+                    sql::DELETE_STALE_WORKERS,
+                    named_params! {":before": params.stale_workers_before},
+                )?;
+                Ok((report, changed))
+            })
+            .await?;
+        self.publish_all(&changed);
+        if !report.requeued.is_empty() {
+            self.bus.notify_work();
+        }
+        Ok(report)
+    }
+
+    async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport> {
+        let mut report = CleanupReport::default();
+        // One bounded batch per write, so claims interleave with a long purge.
+        loop {
+            let (completed_before, failed_before) = (params.completed_before, params.failed_before);
+            let deleted = self
+                .writer
+                .write(move |conn| {
+                    execute(
+                        conn,
+                        sql::DELETE_EXPIRED_JOBS,
+                        named_params! {
+                            ":completed_before": completed_before,
+                            ":failed_before": failed_before,
+                        },
+                    )
+                })
+                .await?;
+            report.jobs_deleted += deleted;
+            if deleted == 0 {
+                break;
+            }
+        }
+        // Orphaned processing locks cannot exist here: the schema's CHECK
+        // ties the lock to the running status, and every transition out of
+        // running clears it in the same statement. `locks_cleared` stays 0.
+        let now = params.now;
+        self.writer
+            .write(move |conn| {
+                execute(conn, sql::PRUNE_CHANGES, [])?;
+                execute(conn, sql::FORGET_IDLE_USERS, [])?;
+                execute(
+                    conn,
+                    sql::SET_META,
+                    named_params! {":key": LAST_CLEANUP_KEY, ":value": now},
+                )
+                .map(drop)
+            })
+            .await?;
+        Ok(report)
+    }
+
+    async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats> {
+        self.read(move |conn| {
+            let mut counts: Vec<(JobStatus, u64)> =
+                JobStatus::ALL.iter().map(|status| (*status, 0)).collect();
+            let rows: Vec<(String, i64)> = conn
+                .prepare_cached(sql::STATUS_COUNTS)
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect()
+                })
+                .map_err(db_err)?;
+            for (status, n) in rows {
+                if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == status) {
+                    entry.1 = n.max(0) as u64;
+                }
+            }
+            let (active, stale): (i64, i64) = conn
+                .query_row(
+                    sql::COUNT_WORKERS,
+                    named_params! {":active_since": active_since},
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(db_err)?;
+            let last_cleanup = conn
+                .query_row(
+                    sql::GET_META,
+                    named_params! {":key": LAST_CLEANUP_KEY},
+                    |row| row.get(0),
+                )
+                .ok();
+            Ok(StoreStats {
+                counts,
+                active_workers: active.max(0) as usize,
+                stale_workers: stale.max(0) as usize,
+                last_cleanup,
+            })
+        })
+        .await
+    }
+
+    async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
+        self.read(|conn| {
+            conn.prepare_cached(sql::SELECT_WORKERS)
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |row| {
+                        let jobs: Option<String> = row.get(6)?;
+                        Ok(WorkerRecord {
+                            info: WorkerInfo {
+                                worker_id: row.get(0)?,
+                                host: row.get(1)?,
+                                pid: row.get(2)?,
+                                started_at: row.get(3)?,
+                                concurrency: row.get::<_, i64>(4)?.max(0) as usize,
+                            },
+                            last_heartbeat: row.get(5)?,
+                            running_jobs: jobs
+                                .unwrap_or_default()
+                                .split(',')
+                                .filter_map(|id| id.parse().ok())
+                                .collect(),
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<Millis>> {
+        self.read(|conn| {
+            conn.query_row(sql::NEXT_DUE, [], |row| row.get(0))
+                .map_err(db_err)
+        })
+        .await
+    }
+}

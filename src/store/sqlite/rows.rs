@@ -1,0 +1,97 @@
+//! Mapping between `jobs` rows and [`Job`].
+
+use rusqlite::{Connection, OptionalExtension, Params, Row};
+use serde_json::Value;
+
+use crate::model::{Job, JobId, JobStatus, Progress};
+use crate::store::{StoreError, StoreResult};
+
+/// Turns any SQLite failure into the store's error.
+pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(format!("corrupt {what}: {detail}").into())
+}
+
+fn json_column(row: &Row<'_>, name: &str) -> rusqlite::Result<Option<Value>> {
+    let text: Option<String> = row.get(name)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(name, e)))
+        .transpose()
+}
+
+/// Reads a full `jobs` row.
+pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let id: String = row.get("id")?;
+    let status: String = row.get("status")?;
+    let items_processed: Option<i64> = row.get("items_processed")?;
+    let total_items: Option<i64> = row.get("total_items")?;
+    Ok(Job {
+        id: id.parse().map_err(|e| corrupt("id", e))?,
+        job_type: row.get("job_type")?,
+        user_id: row.get("user_id")?,
+        status: status.parse().map_err(|e| corrupt("status", e))?,
+        priority: row.get("priority")?,
+        parameters: json_column(row, "parameters")?.unwrap_or(Value::Null),
+        result: json_column(row, "result")?,
+        error: row.get("error")?,
+        progress: Progress {
+            fraction: row.get("progress")?,
+            items_processed: items_processed.map(|n| n.max(0) as u64),
+            total_items: total_items.map(|n| n.max(0) as u64),
+        },
+        attempts: row.get("attempts")?,
+        max_attempts: row.get("max_attempts")?,
+        interruptions: row.get("interruptions")?,
+        timeout_seconds: row.get("timeout_seconds")?,
+        created_at: row.get("created_at")?,
+        scheduled_for: row.get("scheduled_for")?,
+        started_at: row.get("started_at")?,
+        completed_at: row.get("completed_at")?,
+        updated_at: row.get("updated_at")?,
+        worker_id: row.get("worker_id")?,
+        revision: row.get("revision")?,
+    })
+}
+
+/// Runs a statement that returns at most one job row.
+pub(super) fn query_job(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> StoreResult<Option<Job>> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_row(params, job_from_row).optional())
+        .map_err(db_err)
+}
+
+/// Runs a statement that returns job rows.
+pub(super) fn query_jobs(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> StoreResult<Vec<Job>> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(params, job_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err)
+}
+
+/// The current status of a job, for explaining why a conditional update
+/// matched no row.
+pub(super) fn status_of(conn: &Connection, id: JobId) -> StoreResult<Option<JobStatus>> {
+    Ok(query_job(
+        conn,
+        super::sql::SELECT_JOB,
+        rusqlite::named_params! {":id": id.to_string()},
+    )?
+    .map(|job| job.status))
+}
+
+/// A JSON value as stored text.
+pub(super) fn json_text(value: &Value) -> String {
+    value.to_string()
+}

@@ -1,0 +1,6 @@
+-- Claim, round-robin step: users with pending work and room under the
+-- per-user limit, least recently served first.
+SELECT user_id FROM queue_users
+WHERE pending > 0 AND running < :per_user_max
+ORDER BY last_served, user_id
+LIMIT :limit;

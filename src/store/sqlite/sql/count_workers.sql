@@ -1,0 +1,3 @@
+SELECT COUNT(*) FILTER (WHERE last_heartbeat >= :active_since),
+       COUNT(*) FILTER (WHERE last_heartbeat < :active_since)
+FROM workers;

@@ -1,0 +1,1 @@
+SELECT MIN(scheduled_for) FROM jobs WHERE status = 'scheduled';

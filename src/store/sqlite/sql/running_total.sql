@@ -1,0 +1,1 @@
+SELECT COALESCE((SELECT n FROM status_counts WHERE status = 'running'), 0);
