@@ -185,7 +185,7 @@ impl Default for Settings {
 
 fn seconds(name: &str, value: Option<f64>, default: f64) -> anyhow::Result<Duration> {
     let value = value.unwrap_or(default);
-    if !value.is_finite() || value < 0.0 || value > 10.0 * 365.0 * 86400.0 {
+    if !(0.0..=10.0 * 365.0 * 86400.0).contains(&value) {
         bail!("{name} must be a number of seconds between 0 and ten years, got {value}");
     }
     Ok(Duration::from_secs_f64(value))

@@ -1,1 +1,11 @@
+//! The integration suite: real `jobd` processes over HTTP on a real SQLite
+//! file, plus the store contract run directly against the store.
 
+mod api;
+mod cli;
+mod control;
+mod limits;
+mod recovery;
+mod store_contract;
+mod support;
+mod watch;

@@ -100,8 +100,8 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
         let path = data_dir.join("jobd.sqlite3");
-        let writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
-        writer_conn.execute_batch(sql::SCHEMA).map_err(db_err)?;
+        let mut writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
+        migrate(&mut writer_conn).map_err(db_err)?;
         let writer = Writer::start(writer_conn)
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
         let readers = Arc::new(ReaderPool {
@@ -134,6 +134,22 @@ impl SqliteStore {
             self.bus.publish(job);
         }
     }
+}
+
+/// Schema versions, applied in order to a file whose `user_version` is
+/// below theirs.
+const MIGRATIONS: [&str; 1] = [sql::SCHEMA];
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (version, migration) in (1i64..).zip(MIGRATIONS) {
+        if version > current {
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", version)?;
+        }
+    }
+    tx.commit()
 }
 
 fn open_connection(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connection> {

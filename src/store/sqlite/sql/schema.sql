@@ -101,10 +101,14 @@ CREATE TRIGGER IF NOT EXISTS jobs_after_update AFTER UPDATE ON jobs BEGIN
     UPDATE status_counts SET n = n - 1 WHERE status = OLD.status AND OLD.status <> NEW.status;
     INSERT INTO status_counts (status, n) SELECT NEW.status, 1 WHERE OLD.status <> NEW.status
         ON CONFLICT (status) DO UPDATE SET n = n + 1;
-    UPDATE queue_users SET
-        pending = pending - (OLD.status = 'pending') + (NEW.status = 'pending'),
-        running = running - (OLD.status = 'running') + (NEW.status = 'running')
-        WHERE user_id = NEW.user_id AND OLD.status <> NEW.status;
+    -- An upsert: cleanup forgets users with nothing pending or running, so
+    -- a scheduled job's user may have no row when the job becomes pending.
+    INSERT INTO queue_users (user_id, pending, running)
+        SELECT NEW.user_id, NEW.status = 'pending', NEW.status = 'running'
+        WHERE OLD.status <> NEW.status
+        ON CONFLICT (user_id) DO UPDATE SET
+            pending = pending - (OLD.status = 'pending') + (NEW.status = 'pending'),
+            running = running - (OLD.status = 'running') + (NEW.status = 'running');
     INSERT INTO job_changes (job_id) SELECT NEW.id WHERE OLD.revision <> NEW.revision;
 END;
 

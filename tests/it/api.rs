@@ -1,0 +1,500 @@
+//! The HTTP API end to end: submission, status, listing, errors, retries,
+//! time-outs and stats, against a real server on a real SQLite file.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Scratch, Server, wait_until};
+
+const SEED_FIELDS: [&str; 10] = [
+    "job_id",
+    "job_type",
+    "status",
+    "progress",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "error",
+    "user_id",
+    "metrics",
+];
+
+fn assert_utc(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    assert!(text.ends_with('Z'), "timestamp {text} is not UTC with Z");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+        "{text} is not RFC 3339"
+    );
+}
+
+#[tokio::test]
+async fn submit_answers_201_with_the_job_and_its_location() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let response = server
+        .http
+        .post(server.at("/api/v1/jobs"))
+        .header("X-User-Id", "alice")
+        .json(&json!({"job_type": "noop", "parameters": {"n": 1}, "priority": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let job: Value = response.json().await.unwrap();
+    let id = job["job_id"].as_str().unwrap();
+    assert_eq!(location, format!("/api/v1/jobs/status/{id}"));
+    assert_eq!(job["status"], "pending");
+    assert_eq!(job["user_id"], "alice", "X-User-Id is the user");
+    assert_eq!(job["priority"], 5);
+    assert_eq!(job["parameters"], json!({"n": 1}));
+    assert_eq!(job["progress"], 0.0);
+    for field in SEED_FIELDS {
+        assert!(job.get(field).is_some(), "field {field} missing from {job}");
+    }
+    for field in ["execution_time_seconds", "items_processed", "total_items"] {
+        assert!(
+            job["metrics"].get(field).is_some(),
+            "metrics.{field} missing"
+        );
+    }
+    assert_utc(&job["created_at"]);
+    assert!(uuid::Uuid::parse_str(id).is_ok());
+
+    let (status, same) = server.get(&location).await;
+    assert_eq!(status, 200);
+    assert_eq!(same["job_id"], job["job_id"]);
+
+    let body_user = server
+        .submit(json!({"job_type": "noop", "user_id": "bob"}))
+        .await;
+    assert_eq!(body_user["user_id"], "bob");
+    let default_user = server.submit(json!({"job_type": "noop"})).await;
+    assert_eq!(default_user["user_id"], "default_user");
+    assert_eq!(default_user["parameters"], json!({}));
+}
+
+#[tokio::test]
+async fn a_job_runs_to_completed_with_result_progress_and_timings() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &[]);
+    let id = server
+        .submit_id("sleep", json!({"seconds": 0.3, "steps": 3}))
+        .await;
+    let job = server
+        .wait_for_status(&id, "completed", Duration::from_secs(10))
+        .await;
+    assert_eq!(job["progress"], 1.0);
+    assert_eq!(job["result"], json!({"slept_seconds": 0.3, "steps": 3}));
+    assert_eq!(job["metrics"]["items_processed"], 3);
+    assert_eq!(job["metrics"]["total_items"], 3);
+    assert!(job["metrics"]["execution_time_seconds"].as_f64().unwrap() >= 0.3);
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["error"], Value::Null);
+    assert_utc(&job["started_at"]);
+    assert_utc(&job["completed_at"]);
+}
+
+#[tokio::test]
+async fn execution_time_grows_while_a_job_runs() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &[]);
+    let id = server
+        .submit_id("sleep", json!({"seconds": 5, "steps": 1}))
+        .await;
+    let first = server
+        .wait_for_status(&id, "running", Duration::from_secs(5))
+        .await;
+    let t0 = first["metrics"]["execution_time_seconds"].as_f64().unwrap();
+    wait_until("execution time to grow", Duration::from_secs(5), || async {
+        let job = server.job(&id).await;
+        (job["metrics"]["execution_time_seconds"].as_f64().unwrap() > t0 + 0.2).then_some(())
+    })
+    .await;
+    server
+        .post(&format!("/api/v1/jobs/cancel/{id}"), None)
+        .await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_error_shape_and_status() {
+    let scratch = Scratch::new();
+    let server = Server::serve(
+        &scratch.data_dir(),
+        &[
+            "--workers".into(),
+            "0".into(),
+            "--max-body-bytes".into(),
+            "2048".into(),
+        ],
+    );
+    let raw = |body: &'static str| {
+        let server = &server;
+        async move {
+            let response = server
+                .http
+                .post(server.at("/api/v1/jobs"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let cases: Vec<(&str, u16, &str)> = vec![
+        ("{not json", 400, "ValidationError"),
+        ("", 400, "ValidationError"),
+        ("[]", 400, "ValidationError"),
+        (r#"{"parameters": {}}"#, 400, "ValidationError"),
+        (r#"{"job_type": "nope"}"#, 400, "UnknownJobTypeError"),
+        (
+            r#"{"job_type": "noop", "parameters": [1]}"#,
+            400,
+            "ValidationError",
+        ),
+        (
+            r#"{"job_type": "noop", "bogus": 1}"#,
+            400,
+            "ValidationError",
+        ),
+        (
+            r#"{"job_type": "noop", "run_at": "tomorrow"}"#,
+            400,
+            "ValidationError",
+        ),
+        (
+            r#"{"job_type": "noop", "delay_seconds": -1}"#,
+            400,
+            "ValidationError",
+        ),
+        (
+            r#"{"job_type": "noop", "delay_seconds": 1, "run_at": "2030-01-01T00:00:00Z"}"#,
+            400,
+            "ValidationError",
+        ),
+        (
+            r#"{"job_type": "noop", "max_attempts": 0}"#,
+            400,
+            "ValidationError",
+        ),
+        (
+            r#"{"job_type": "noop", "timeout_seconds": 0}"#,
+            400,
+            "ValidationError",
+        ),
+        (
+            r#"{"job_type": "noop", "priority": 99999999999}"#,
+            400,
+            "ValidationError",
+        ),
+        (
+            r#"{"job_type": "noop", "user_id": ""}"#,
+            400,
+            "ValidationError",
+        ),
+    ];
+    for (body, status, name) in cases {
+        let (got, error) = raw(body).await;
+        assert_eq!(got, status, "status for {body}: {error}");
+        assert_eq!(error["error"], name, "error for {body}: {error}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (_, unknown) = raw(r#"{"job_type": "nope"}"#).await;
+    assert!(
+        unknown["message"].as_str().unwrap().contains("noop"),
+        "the message lists the known types: {unknown}"
+    );
+
+    let big = format!(
+        r#"{{"job_type": "noop", "parameters": {{"x": "{}"}}}}"#,
+        "a".repeat(4096)
+    );
+    let response = server
+        .http
+        .post(server.at("/api/v1/jobs"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "PayloadTooLargeError");
+
+    let missing = uuid::Uuid::now_v7();
+    for path in [
+        format!("/api/v1/jobs/status/{missing}"),
+        format!("/api/v1/jobs/status/{missing}/poll?timeout=0"),
+        format!("/api/v1/jobs/status/{missing}/stream"),
+    ] {
+        let (status, error) = server.get(&path).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(error["error"], "JobNotFoundError");
+        assert_eq!(error["job_id"], missing.to_string());
+        assert_eq!(error["message"], format!("Job {missing} not found"));
+    }
+    for path in ["cancel", "restart"] {
+        let (status, error) = server
+            .post(&format!("/api/v1/jobs/{path}/{missing}"), None)
+            .await;
+        assert_eq!(status, 404);
+        assert_eq!(error["error"], "JobNotFoundError");
+        let (status, error) = server
+            .post(&format!("/api/v1/jobs/{path}/not-a-uuid"), None)
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(error["error"], "InvalidJobIdError");
+    }
+    let (status, error) = server.get("/api/v1/jobs/status/123").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("InvalidJobIdError"))
+    );
+    let (status, error) = server.get("/api/v1/jobs?status=done").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("ValidationError"))
+    );
+    let (status, error) = server.get("/api/v1/jobs?limit=0").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("ValidationError"))
+    );
+    let (status, error) = server.get("/api/v1/jobs?limit=x").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("ValidationError"))
+    );
+    let (status, error) = server.get("/api/v1/jobs?cursor=zz").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("ValidationError"))
+    );
+    let (status, error) = server.get("/no/such/route").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (404, Some("NotFoundError"))
+    );
+    let response = server
+        .http
+        .delete(server.at("/api/v1/jobs/queue/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let (status, _) = server.get("/health").await;
+    assert_eq!(status, 200, "the server is still up after all of that");
+}
+
+#[tokio::test]
+async fn delayed_jobs_are_scheduled_then_run() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &[]);
+    let job = server
+        .submit(json!({"job_type": "noop", "delay_seconds": 1}))
+        .await;
+    assert_eq!(job["status"], "scheduled");
+    assert_utc(&job["scheduled_for"]);
+    let id = job["job_id"].as_str().unwrap();
+    server
+        .wait_for_status(id, "completed", Duration::from_secs(10))
+        .await;
+
+    // A timestamp without an offset is UTC: one in the past runs at once,
+    // one far ahead stays scheduled.
+    let past = server
+        .submit(json!({"job_type": "noop", "run_at": "2020-01-01T00:00:00"}))
+        .await;
+    assert_eq!(past["status"], "pending");
+    let ahead = chrono::Utc::now().naive_utc() + chrono::Duration::days(30);
+    let future = server
+        .submit(
+            json!({"job_type": "noop", "run_at": ahead.format("%Y-%m-%dT%H:%M:%S").to_string()}),
+        )
+        .await;
+    assert_eq!(future["status"], "scheduled", "{future}");
+    assert_eq!(
+        future["scheduled_for"],
+        format!("{}.000Z", ahead.format("%Y-%m-%dT%H:%M:%S")),
+        "a timestamp without offset is UTC"
+    );
+    let with_offset = server
+        .submit(json!({"job_type": "noop", "run_at": format!("{}+02:00", ahead.format("%Y-%m-%dT%H:%M:%S"))}))
+        .await;
+    let expected = ahead - chrono::Duration::hours(2);
+    assert_eq!(
+        with_offset["scheduled_for"],
+        format!("{}.000Z", expected.format("%Y-%m-%dT%H:%M:%S"))
+    );
+}
+
+#[tokio::test]
+async fn listing_filters_and_pages_newest_first() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let user = if i % 2 == 0 { "even" } else { "odd" };
+        let job = server
+            .submit(json!({"job_type": "noop", "user_id": user}))
+            .await;
+        ids.push(job["job_id"].as_str().unwrap().to_owned());
+    }
+    server
+        .submit(json!({"job_type": "sleep", "user_id": "odd"}))
+        .await;
+    let (_, page) = server.get("/api/v1/jobs?user_id=even&limit=3").await;
+    let got: Vec<&str> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![&ids[6], &ids[4], &ids[2]]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, page) = server
+        .get(&format!(
+            "/api/v1/jobs?user_id=even&limit=3&cursor={cursor}"
+        ))
+        .await;
+    let got: Vec<&str> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![&ids[0]]);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let (_, page) = server.get("/api/v1/jobs?job_type=sleep").await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
+    let (_, page) = server.get("/api/v1/jobs?status=pending&user_id=odd").await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 4);
+    let (_, page) = server.get("/api/v1/jobs?status=completed").await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn failures_retry_with_backoff_then_fail_and_timeouts_fail() {
+    let scratch = Scratch::new();
+    let server = Server::serve(
+        &scratch.data_dir(),
+        &["--retry-backoff-seconds".into(), "0.2".into()],
+    );
+    let job = server
+        .submit(json!({
+            "job_type": "sleep",
+            "parameters": {"seconds": 0.05, "steps": 1, "fail_with": "boom"},
+            "max_attempts": 2
+        }))
+        .await;
+    let id = job["job_id"].as_str().unwrap();
+    let failed = server
+        .wait_for_status(id, "failed", Duration::from_secs(10))
+        .await;
+    assert_eq!(failed["attempts"], 2, "{failed}");
+    assert_eq!(failed["error"], "boom");
+    assert_utc(&failed["completed_at"]);
+
+    let job = server
+        .submit(json!({"job_type": "sleep", "parameters": {"seconds": 30}, "timeout_seconds": 0.3}))
+        .await;
+    let id = job["job_id"].as_str().unwrap();
+    let failed = server
+        .wait_for_status(id, "failed", Duration::from_secs(10))
+        .await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("timed out"),
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn stats_count_every_status_and_report_the_process() {
+    let scratch = Scratch::new();
+    let server = Server::serve(
+        &scratch.data_dir(),
+        &[
+            "--global-max-concurrent-jobs".into(),
+            "4".into(),
+            "--per-user-max-concurrent-jobs".into(),
+            "2".into(),
+        ],
+    );
+    let done = server.submit_id("noop", json!({})).await;
+    server
+        .wait_for_status(&done, "completed", Duration::from_secs(10))
+        .await;
+    let failing = server
+        .submit_id("sleep", json!({"seconds": 0, "steps": 1, "fail_with": "x"}))
+        .await;
+    server
+        .wait_for_status(&failing, "failed", Duration::from_secs(10))
+        .await;
+    let running = server.submit_id("sleep", json!({"seconds": 30})).await;
+    server
+        .wait_for_status(&running, "running", Duration::from_secs(10))
+        .await;
+    server
+        .submit(json!({"job_type": "noop", "delay_seconds": 3600}))
+        .await;
+    let cancelled = server
+        .submit(json!({"job_type": "noop", "delay_seconds": 3600}))
+        .await;
+    server
+        .post(
+            &format!(
+                "/api/v1/jobs/cancel/{}",
+                cancelled["job_id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+
+    let stats = wait_until("the worker to register", Duration::from_secs(5), || async {
+        let stats = server.stats().await;
+        (stats["active_workers"] == 1).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats["pending_jobs"], 0);
+    assert_eq!(stats["running_jobs"], 1);
+    assert_eq!(stats["scheduled_jobs"], 1);
+    assert_eq!(stats["completed_jobs"], 1);
+    assert_eq!(stats["failed_jobs"], 1);
+    assert_eq!(stats["cancelled_jobs"], 1);
+    assert_eq!(stats["total_jobs"], 5);
+    assert_eq!(stats["queue_type"], "sqlite");
+    assert_eq!(stats["global_max_concurrent_jobs"], 4);
+    assert_eq!(stats["per_user_max_concurrent_jobs"], 2);
+    assert_eq!(stats["worker_health_status"], "healthy");
+    assert!(stats["memory_usage_mb"].as_f64().unwrap() > 1.0, "{stats}");
+    assert!(stats["cpu_usage_percent"].as_f64().is_some());
+    assert!(
+        stats["cache_size"].as_u64().unwrap() >= 1,
+        "the running job is watched"
+    );
+    assert_utc(&stats["last_cleanup"]);
+
+    let (status, workers) = server.get("/api/v1/jobs/workers").await;
+    assert_eq!(status, 200);
+    let workers = workers["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0]["running_jobs"], json!([running]));
+    assert_eq!(workers[0]["pid"], server.pid());
+}
+
+#[tokio::test]
+async fn an_api_only_node_reports_no_workers() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let stats = server.stats().await;
+    assert_eq!(stats["active_workers"], 0);
+    assert_eq!(stats["worker_health_status"], "no_workers");
+    let (status, health) = server.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+}

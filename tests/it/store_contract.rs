@@ -1,0 +1,497 @@
+//! The store contract: the atomic operations every backend must provide,
+//! checked directly against the store. One suite, instantiated per backend
+//! by `store_contract!`; a backend is given as a factory that opens one more
+//! handle on the same shared state (as another process would).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use jobd::events::EventBus;
+use jobd::model::{JobStatus, NewJob, Progress, now_millis};
+use jobd::store::{
+    ClaimParams, Claimed, CleanupParams, ListQuery, Outcome, RecoverParams, Store, StoreError,
+};
+use serde_json::json;
+
+/// Opens handles on one shared store.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// One more handle, with its own event bus.
+    async fn open(&self) -> Arc<dyn Store>;
+}
+
+/// SQLite: handles are separate `SqliteStore`s on one file.
+pub struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+impl Sqlite {
+    pub fn new() -> Sqlite {
+        Sqlite {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Sqlite {
+    async fn open(&self) -> Arc<dyn Store> {
+        jobd::store::sqlite::SqliteStore::open(
+            self.dir.path(),
+            jobd::store::sqlite::Synchronous::Normal,
+            EventBus::new(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+fn new_job(user: &str) -> NewJob {
+    NewJob {
+        job_type: "noop".into(),
+        user_id: user.into(),
+        parameters: json!({}),
+        priority: 0,
+        run_at: None,
+        max_attempts: 1,
+        timeout_seconds: None,
+    }
+}
+
+fn claim_params(worker: &str, max_jobs: usize) -> ClaimParams {
+    let now = now_millis();
+    ClaimParams {
+        worker_id: worker.into(),
+        max_jobs,
+        global_max: 1000,
+        per_user_max: 1000,
+        lease_until: now + 60_000,
+        now,
+    }
+}
+
+async fn claim_one(store: &dyn Store) -> Claimed {
+    let mut claimed = store.claim(&claim_params("w", 1)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    claimed.remove(0)
+}
+
+pub async fn every_job_is_claimed_exactly_once(backend: &dyn Backend) {
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        handles.push(backend.open().await);
+    }
+    // Many claimers race for one job.
+    let id = handles[0].submit(new_job("u")).await.unwrap().id;
+    let mut racers = Vec::new();
+    for i in 0..16 {
+        let store = handles[i % handles.len()].clone();
+        racers.push(tokio::spawn(async move {
+            store
+                .claim(&claim_params(&format!("w{i}"), 1))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for racer in racers {
+        for claimed in racer.await.unwrap() {
+            assert_eq!(claimed.job.id, id);
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "one job, one claim");
+
+    // Many claimers drain 200 jobs: each is claimed once.
+    let mut ids = HashSet::new();
+    for i in 0..200 {
+        ids.insert(
+            handles[i % 4]
+                .submit(new_job(&format!("u{}", i % 7)))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut claimers = Vec::new();
+    for i in 0..8 {
+        let store = handles[i % handles.len()].clone();
+        claimers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store
+                    .claim(&claim_params(&format!("c{i}"), 3))
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|c| c.job.id));
+            }
+        }));
+    }
+    let mut seen = Vec::new();
+    for claimer in claimers {
+        seen.extend(claimer.await.unwrap());
+    }
+    assert_eq!(seen.len(), 200, "no job claimed twice, none missed");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), ids);
+}
+
+pub async fn claims_respect_both_limits(backend: &dyn Backend) {
+    let store = backend.open().await;
+    for user in ["a", "a", "a", "b", "b", "c"] {
+        store.submit(new_job(user)).await.unwrap();
+    }
+    let mut params = claim_params("w", 10);
+    params.global_max = 4;
+    params.per_user_max = 2;
+    let claimed = store.claim(&params).await.unwrap();
+    let users: Vec<&str> = claimed.iter().map(|c| c.job.user_id.as_str()).collect();
+    assert_eq!(claimed.len(), 4, "{users:?}");
+    assert!(users.iter().filter(|u| **u == "a").count() <= 2);
+    assert!(
+        users.contains(&"b") && users.contains(&"c"),
+        "round-robin: {users:?}"
+    );
+    assert!(
+        store.claim(&params).await.unwrap().is_empty(),
+        "global limit reached"
+    );
+    store
+        .finish(
+            claimed[0].claim,
+            Outcome::Completed { result: json!(1) },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.claim(&params).await.unwrap().len(), 1, "a slot freed");
+}
+
+pub async fn updates_need_the_current_claim(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let job = store.submit(new_job("u")).await.unwrap();
+    let claimed = claim_one(store.as_ref()).await;
+    assert_eq!(claimed.job.status, JobStatus::Running);
+    assert_eq!(claimed.job.attempts, 1);
+    let mut forged = claimed.claim;
+    forged.token = uuid::Uuid::new_v4();
+    let progress = Progress {
+        fraction: 0.5,
+        items_processed: Some(1),
+        total_items: Some(2),
+    };
+    assert!(matches!(
+        store.report_progress(forged, progress).await,
+        Err(StoreError::ClaimLost(_))
+    ));
+    assert!(matches!(
+        store
+            .finish(
+                forged,
+                Outcome::Completed {
+                    result: json!(null)
+                },
+                now_millis()
+            )
+            .await,
+        Err(StoreError::ClaimLost(_))
+    ));
+    let updated = store
+        .report_progress(claimed.claim, progress)
+        .await
+        .unwrap();
+    assert_eq!(updated.progress.items_processed, Some(1));
+
+    // A cancelled job never turns completed: the claim died with the cancel.
+    let cancelled = store.cancel(job.id, now_millis()).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(matches!(
+        store
+            .finish(
+                claimed.claim,
+                Outcome::Completed { result: json!(1) },
+                now_millis()
+            )
+            .await,
+        Err(StoreError::ClaimLost(_))
+    ));
+    assert!(matches!(
+        store.report_progress(claimed.claim, progress).await,
+        Err(StoreError::ClaimLost(_))
+    ));
+    assert_eq!(
+        store.get(job.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert!(matches!(
+        store.cancel(job.id, now_millis()).await,
+        Err(StoreError::Conflict {
+            current: JobStatus::Cancelled,
+            ..
+        })
+    ));
+}
+
+pub async fn terminal_jobs_only_move_by_restart(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let job = store.submit(new_job("u")).await.unwrap();
+    assert!(matches!(
+        store.restart(job.id, None, now_millis()).await,
+        Err(StoreError::Conflict {
+            current: JobStatus::Pending,
+            ..
+        })
+    ));
+    let claimed = claim_one(store.as_ref()).await;
+    let done = store
+        .finish(
+            claimed.claim,
+            Outcome::Completed {
+                result: json!({"x": 1}),
+            },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.progress.fraction, 1.0);
+    assert!(matches!(
+        store.cancel(job.id, now_millis()).await,
+        Err(StoreError::Conflict {
+            current: JobStatus::Completed,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.restart(job.id, None, now_millis()).await,
+        Err(StoreError::Conflict {
+            current: JobStatus::Completed,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.get(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let failing = store.submit(new_job("u")).await.unwrap();
+    let claimed = claim_one(store.as_ref()).await;
+    let retry_at = now_millis() + 60_000;
+    let scheduled = store
+        .finish(
+            claimed.claim,
+            Outcome::Failed {
+                error: "e1".into(),
+                retry_at: Some(retry_at),
+            },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scheduled.status, JobStatus::Scheduled);
+    assert_eq!(scheduled.scheduled_for, Some(retry_at));
+    assert_eq!(store.next_due().await.unwrap(), Some(retry_at));
+    assert_eq!(store.promote_due(retry_at).await.unwrap(), 1);
+    let claimed = claim_one(store.as_ref()).await;
+    assert_eq!(claimed.job.attempts, 2);
+    let failed = store
+        .finish(
+            claimed.claim,
+            Outcome::Failed {
+                error: "e2".into(),
+                retry_at: None,
+            },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    let restarted = store
+        .restart(failing.id, Some(json!({"fresh": true})), now_millis())
+        .await
+        .unwrap();
+    assert_eq!(restarted.status, JobStatus::Pending);
+    assert_eq!(restarted.parameters, json!({"fresh": true}));
+    assert_eq!((restarted.attempts, restarted.error.as_deref()), (0, None));
+}
+
+pub async fn expired_leases_are_recovered_without_spending_an_attempt(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let job = store.submit(new_job("u")).await.unwrap();
+    let mut params = claim_params("dead-worker", 1);
+    params.lease_until = params.now - 1;
+    let claimed = store.claim(&params).await.unwrap().remove(0);
+    let recover = RecoverParams {
+        now: now_millis(),
+        max_interruptions: 1,
+        stale_workers_before: 0,
+    };
+    let report = store.recover_expired(&recover).await.unwrap();
+    assert_eq!(report.requeued, vec![job.id]);
+    let requeued = store.get(job.id).await.unwrap();
+    assert_eq!(requeued.status, JobStatus::Pending);
+    assert_eq!((requeued.attempts, requeued.interruptions), (0, 1));
+    assert!(
+        matches!(
+            store
+                .finish(
+                    claimed.claim,
+                    Outcome::Completed { result: json!(1) },
+                    now_millis()
+                )
+                .await,
+            Err(StoreError::ClaimLost(_))
+        ),
+        "the lost worker's late result is rejected"
+    );
+
+    // Interrupted once more than allowed: failed as worker lost.
+    store.claim(&params).await.unwrap();
+    let report = store.recover_expired(&recover).await.unwrap();
+    assert_eq!(report.failed, vec![job.id]);
+    let failed = store.get(job.id).await.unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.error.unwrap().contains("worker lost"));
+}
+
+pub async fn heartbeats_extend_leases_and_report_lost_claims(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let info = jobd::store::WorkerInfo {
+        worker_id: "hb".into(),
+        host: "h".into(),
+        pid: 1,
+        started_at: now_millis(),
+        concurrency: 2,
+    };
+    let a = store.submit(new_job("u")).await.unwrap();
+    let b = store.submit(new_job("u")).await.unwrap();
+    let mut params = claim_params("hb", 2);
+    params.lease_until = params.now + 100;
+    let claimed = store.claim(&params).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    store.cancel(b.id, now_millis()).await.unwrap();
+    let held: Vec<_> = claimed.iter().map(|c| c.claim).collect();
+    let now = now_millis();
+    let lost = store
+        .heartbeat(&info, &held, now + 60_000, now)
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![b.id]);
+    let report = store
+        .recover_expired(&RecoverParams {
+            now: now + 1_000,
+            max_interruptions: 3,
+            stale_workers_before: 0,
+        })
+        .await
+        .unwrap();
+    assert!(report.requeued.is_empty(), "the renewed lease holds");
+    let stats = store.stats(now - 1_000).await.unwrap();
+    assert_eq!(stats.active_workers, 1);
+    let workers = store.workers().await.unwrap();
+    assert_eq!(workers[0].running_jobs, vec![a.id]);
+    store.unregister_worker("hb").await.unwrap();
+    assert!(store.workers().await.unwrap().is_empty());
+}
+
+pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let done = store.submit(new_job("v")).await.unwrap();
+    let claimed = claim_one(store.as_ref()).await;
+    store
+        .finish(
+            claimed.claim,
+            Outcome::Completed { result: json!(1) },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    let pending = store.submit(new_job("u")).await.unwrap();
+    let cancelled = store.submit(new_job("w")).await.unwrap();
+    store.cancel(cancelled.id, now_millis()).await.unwrap();
+
+    let future = now_millis() + 3_600_000;
+    let report = store
+        .cleanup(&CleanupParams {
+            now: future,
+            completed_before: now_millis() - 1_000,
+            failed_before: future,
+            orphaned_locks_before: future,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        report.jobs_deleted, 1,
+        "only the cancelled job is past its retention"
+    );
+    assert!(store.get(done.id).await.is_ok());
+    let report = store
+        .cleanup(&CleanupParams {
+            now: future,
+            completed_before: future,
+            failed_before: future,
+            orphaned_locks_before: future,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.jobs_deleted, 1);
+    assert_eq!(
+        store.get(pending.id).await.unwrap().status,
+        JobStatus::Pending,
+        "pending jobs are never deleted by age"
+    );
+    let stats = store.stats(0).await.unwrap();
+    assert_eq!(stats.last_cleanup, Some(future));
+    let total: u64 = stats.counts.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 1);
+    let listed = store
+        .list(&ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+/// Instantiates the contract for one backend.
+macro_rules! store_contract {
+    ($module:ident, $backend:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn every_job_is_claimed_exactly_once() {
+                super::every_job_is_claimed_exactly_once(&$backend).await;
+            }
+            #[tokio::test]
+            async fn claims_respect_both_limits() {
+                super::claims_respect_both_limits(&$backend).await;
+            }
+            #[tokio::test]
+            async fn updates_need_the_current_claim() {
+                super::updates_need_the_current_claim(&$backend).await;
+            }
+            #[tokio::test]
+            async fn terminal_jobs_only_move_by_restart() {
+                super::terminal_jobs_only_move_by_restart(&$backend).await;
+            }
+            #[tokio::test]
+            async fn expired_leases_are_recovered_without_spending_an_attempt() {
+                super::expired_leases_are_recovered_without_spending_an_attempt(&$backend).await;
+            }
+            #[tokio::test]
+            async fn heartbeats_extend_leases_and_report_lost_claims() {
+                super::heartbeats_extend_leases_and_report_lost_claims(&$backend).await;
+            }
+            #[tokio::test]
+            async fn cleanup_removes_only_expired_terminal_jobs() {
+                super::cleanup_removes_only_expired_terminal_jobs(&$backend).await;
+            }
+        }
+    };
+}
+
+store_contract!(sqlite, Sqlite::new());

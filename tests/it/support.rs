@@ -1,0 +1,295 @@
+//! Test support: real `jobd` processes on free ports over a temporary data
+//! directory, an HTTP client, and waiting on conditions with deadlines.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The jobd binary under test.
+pub fn jobd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_jobd")
+}
+
+/// Waits until `check` returns `Some`, polling every 20 ms, and panics with
+/// `what` after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A scratch directory with the store and any config files of a test.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new empty scratch directory.
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The data directory servers of this test share.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes a file into the scratch directory and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write scratch file");
+        path
+    }
+}
+
+/// Settings for fast tests (short leases and intervals), less any flag
+/// that `extra` sets itself, followed by `extra`.
+fn with_fast_args(extra: &[String]) -> Vec<String> {
+    let fast = [
+        ("--heartbeat-interval-seconds", "0.3"),
+        ("--lease-timeout-seconds", "2"),
+        ("--lease-check-interval-seconds", "0.3"),
+        ("--cancel-grace-seconds", "2"),
+        ("--shutdown-grace-seconds", "1"),
+        ("--sqlite-synchronous", "normal"),
+    ];
+    let mut args = Vec::new();
+    for (flag, value) in fast {
+        if !extra.iter().any(|e| e == flag) {
+            args.push(flag.to_string());
+            args.push(value.to_string());
+        }
+    }
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// A running `jobd serve` (or `jobd worker`) process.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, for `serve`.
+    pub url: String,
+    /// A client for it.
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `jobd serve` on a free port with `data_dir` and extra flags.
+    pub fn serve(data_dir: &Path, extra: &[String]) -> Server {
+        Server::serve_env(data_dir, extra, &[])
+    }
+
+    /// [`Server::serve`] with extra environment variables.
+    pub fn serve_env(data_dir: &Path, extra: &[String], envs: &[(&str, &str)]) -> Server {
+        let mut args = vec![
+            "serve".to_string(),
+            "--bind".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        args.extend(with_fast_args(extra));
+        Server::start(&args, envs, "jobd listening on ")
+    }
+
+    /// Starts `jobd worker` with `data_dir` and extra flags.
+    pub fn worker(data_dir: &Path, extra: &[String]) -> Server {
+        let mut args = vec![
+            "worker".to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        args.extend(with_fast_args(extra));
+        Server::start(&args, &[], "jobd worker ")
+    }
+
+    fn start(args: &[String], envs: &[(&str, &str)], ready_prefix: &str) -> Server {
+        let mut child = Command::new(jobd_bin())
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "warn")
+            .env_remove("JOBD_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start jobd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("jobd {args:?} exited before it was ready"));
+        let url = first
+            .strip_prefix(ready_prefix)
+            .unwrap_or_else(|| panic!("unexpected first line from jobd: {first}"))
+            .trim()
+            .to_owned();
+        // Keep draining stdout so the process never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `base + path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Submits a job and returns its JSON (asserting 201).
+    pub async fn submit(&self, body: Value) -> Value {
+        let response = self
+            .http
+            .post(self.at("/api/v1/jobs"))
+            .json(&body)
+            .send()
+            .await
+            .expect("submit");
+        let status = response.status();
+        let job: Value = response.json().await.expect("submit body");
+        assert_eq!(status, 201, "submit failed: {job}");
+        job
+    }
+
+    /// Submits a job of `job_type` with `parameters` and returns its id.
+    pub async fn submit_id(&self, job_type: &str, parameters: Value) -> String {
+        let job = self
+            .submit(json!({"job_type": job_type, "parameters": parameters}))
+            .await;
+        job["job_id"].as_str().expect("job_id").to_owned()
+    }
+
+    /// GET returning (status, JSON body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.at(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST with an optional JSON body, returning (status, JSON body).
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.post(self.at(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The job's current JSON.
+    pub async fn job(&self, id: &str) -> Value {
+        let (status, job) = self.get(&format!("/api/v1/jobs/status/{id}")).await;
+        assert_eq!(status, 200, "status of {id}: {job}");
+        job
+    }
+
+    /// Waits until the job has `status`.
+    pub async fn wait_for_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.job(id).await;
+            if job["status"] == status {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for job to be {status}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `/queue/stats`.
+    pub async fn stats(&self) -> Value {
+        self.get("/api/v1/jobs/queue/stats").await.1
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns its success.
+    pub fn terminate(mut self, timeout: Duration) -> bool {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `jobd` CLI against `url`; returns (exit code, stdout, stderr).
+pub fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(jobd_bin())
+        .args(args)
+        .env("JOBD_URL", url)
+        .output()
+        .expect("run jobd cli");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// True while a process with this pid exists.
+pub fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}

@@ -1,0 +1,199 @@
+//! Watching jobs: long-poll and Server-Sent Events.
+
+use std::time::{Duration, Instant};
+
+use jobd::cli::client::Client;
+use serde_json::{Value, json};
+
+use crate::support::{Scratch, Server};
+
+/// Collects a job's SSE events (name, data) until the stream ends.
+async fn collect_events(server: &Server, id: &str) -> Vec<(String, Value)> {
+    let client = Client::new(&server.url);
+    let mut events = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        client.follow(&format!("/api/v1/jobs/status/{id}/stream"), |name, data| {
+            events.push((name.to_owned(), data.clone()));
+            true
+        }),
+    )
+    .await
+    .expect("the stream ends")
+    .expect("the stream is readable");
+    events
+}
+
+#[tokio::test]
+async fn sse_sends_updates_in_order_and_ends_with_job_complete() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &[]);
+    let id = server
+        .submit_id("sleep", json!({"seconds": 0.6, "steps": 4}))
+        .await;
+    let events = collect_events(&server, &id).await;
+    let (last_name, last) = events.last().expect("events");
+    assert_eq!(last_name, "job_complete");
+    assert_eq!(last["status"], "completed");
+    assert_eq!(last["result"]["steps"], 4);
+    let updates = &events[..events.len() - 1];
+    assert!(!updates.is_empty(), "at least the initial job_update");
+    let mut previous = -1.0;
+    for (name, data) in updates {
+        assert_eq!(name, "job_update");
+        assert_eq!(data["job_id"], id.as_str());
+        assert!(
+            data["status"] == "pending" || data["status"] == "running",
+            "{data}"
+        );
+        let progress = data["progress"].as_f64().unwrap();
+        assert!(progress >= previous, "progress never goes backwards");
+        previous = progress;
+    }
+    assert!(
+        updates
+            .iter()
+            .any(|(_, d)| d["status"] == "running" && d["progress"].as_f64().unwrap() > 0.0),
+        "progress updates were streamed: {updates:?}"
+    );
+}
+
+#[tokio::test]
+async fn sse_of_a_finished_job_is_one_job_complete() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &[]);
+    let failing = server
+        .submit_id(
+            "sleep",
+            json!({"seconds": 0, "steps": 1, "fail_with": "bad input"}),
+        )
+        .await;
+    server
+        .wait_for_status(&failing, "failed", Duration::from_secs(10))
+        .await;
+    let events = collect_events(&server, &failing).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, "job_complete");
+    assert_eq!(events[0].1["status"], "failed");
+    assert_eq!(events[0].1["error"], "bad input");
+}
+
+#[tokio::test]
+async fn sse_of_a_cancelled_job_ends_with_job_complete() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let id = server.submit_id("noop", json!({})).await;
+    let watcher = {
+        let url = server.url.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let client = Client::new(&url);
+            let mut events = Vec::new();
+            let _ = client
+                .follow(&format!("/api/v1/jobs/status/{id}/stream"), |name, data| {
+                    events.push((name.to_owned(), data.clone()));
+                    true
+                })
+                .await;
+            events
+        })
+    };
+    crate::support::wait_until("the stream to be open", Duration::from_secs(5), || async {
+        (server.stats().await["cache_size"] == 1).then_some(())
+    })
+    .await;
+    server
+        .post(&format!("/api/v1/jobs/cancel/{id}"), None)
+        .await;
+    let events = tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.first().unwrap().0, "job_update");
+    assert_eq!(events.first().unwrap().1["status"], "pending");
+    assert_eq!(events.last().unwrap().0, "job_complete");
+    assert_eq!(events.last().unwrap().1["status"], "cancelled");
+    crate::support::wait_until(
+        "the stream's watch to be released",
+        Duration::from_secs(5),
+        || async { (server.stats().await["cache_size"] == 0).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn poll_returns_at_once_when_the_status_differs() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let id = server.submit_id("noop", json!({})).await;
+    let started = Instant::now();
+    let (status, job) = server
+        .get(&format!(
+            "/api/v1/jobs/status/{id}/poll?current_status=running&timeout=10"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "pending");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn poll_returns_early_on_a_change() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let id = server.submit_id("noop", json!({})).await;
+    let poll = {
+        let http = server.http.clone();
+        let url = server.at(&format!("/api/v1/jobs/status/{id}/poll?timeout=60"));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let job: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            (job, started.elapsed())
+        })
+    };
+    crate::support::wait_until("the poll to wait", Duration::from_secs(5), || async {
+        (server.stats().await["cache_size"] == 1).then_some(())
+    })
+    .await;
+    server
+        .post(&format!("/api/v1/jobs/cancel/{id}"), None)
+        .await;
+    let (job, waited) = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job["status"], "cancelled");
+    assert!(
+        waited < Duration::from_secs(30),
+        "returned on the change, not the timeout"
+    );
+}
+
+#[tokio::test]
+async fn poll_times_out_with_the_job_as_it_is() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let id = server.submit_id("noop", json!({})).await;
+    let started = Instant::now();
+    let (status, job) = server
+        .get(&format!(
+            "/api/v1/jobs/status/{id}/poll?current_status=pending&timeout=0.5"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "pending");
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    for bad in ["-1", "301", "soon", "NaN"] {
+        let (status, error) = server
+            .get(&format!("/api/v1/jobs/status/{id}/poll?timeout={bad}"))
+            .await;
+        assert_eq!(status, 400, "timeout={bad}");
+        assert_eq!(error["error"], "ValidationError");
+    }
+    let (status, _) = server
+        .get(&format!(
+            "/api/v1/jobs/status/{id}/poll?current_status=bogus"
+        ))
+        .await;
+    assert_eq!(status, 400);
+}
