@@ -59,6 +59,10 @@ pub enum ApiError {
     /// that the caller was told of.
     #[error("The job store is unavailable: {0}")]
     StoreUnavailable(String),
+    /// 500 `InternalError`: a handler panicked. Never expected; the panic
+    /// catcher answers with it instead of dropping the connection.
+    #[error("Internal error; the request was not completed")]
+    Internal,
 }
 
 impl ApiError {
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -91,6 +96,7 @@ impl ApiError {
             ApiError::NoRoute(_) => "NotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::StoreUnavailable(_) => "StoreUnavailableError",
+            ApiError::Internal => "InternalError",
         }
     }
 

@@ -61,8 +61,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::StoreUnavailable("internal error; the request was not completed".into())
-                .into_response()
+            ApiError::Internal.into_response()
         }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -498,3 +498,88 @@ async fn an_api_only_node_reports_no_workers() {
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
 }
+
+#[tokio::test]
+async fn no_malformed_request_gets_a_server_error() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let id = server.submit_id("noop", json!({})).await;
+    let paths = [
+        "/api/v1/jobs".to_string(),
+        format!("/api/v1/jobs/status/{id}"),
+        format!("/api/v1/jobs/status/{id}/poll?timeout=0"),
+        format!("/api/v1/jobs/cancel/{id}"),
+        format!("/api/v1/jobs/restart/{id}"),
+        "/api/v1/jobs/queue/stats".into(),
+        "/api/v1/jobs/status/%00%ff".into(),
+        "/api/v1/jobs/status/..%2F..%2Fetc".into(),
+        "/api/v1/jobs?limit=-1&cursor=%ZZ".into(),
+        "/api/v1/jobs?status[]=x".into(),
+    ];
+    let bodies: [&[u8]; 8] = [
+        b"",
+        b"null",
+        b"\xff\xfe\x00",
+        b"{\"job_type\": null}",
+        b"{\"job_type\": \"noop\", \"parameters\": {\"a\": 1e999}}",
+        b"{\"job_type\": \"noop\", \"priority\": \"high\"}",
+        b"{\"job_type\": \"noop\", \"run_at\": \"9999-99-99T99:99:99\"}",
+        b"{\"parameters\": {}} trailing",
+    ];
+    for path in &paths {
+        for method in [
+            reqwest::Method::GET,
+            reqwest::Method::POST,
+            reqwest::Method::PUT,
+        ] {
+            for body in bodies {
+                let response = server
+                    .http
+                    .request(method.clone(), server.at(path))
+                    .body(body.to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                assert!(
+                    !status.is_server_error(),
+                    "{method} {path} {body:?} -> {status}"
+                );
+                let error: Value = response.json().await.unwrap_or(Value::Null);
+                if status.is_client_error() {
+                    assert!(
+                        error["error"]
+                            .as_str()
+                            .is_some_and(|e| e.ends_with("Error")),
+                        "{method} {path}: {error}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_disconnected_stream_costs_nothing_afterwards() {
+    let scratch = Scratch::new();
+    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let id = server.submit_id("noop", json!({})).await;
+    let response = server
+        .http
+        .get(server.at(&format!("/api/v1/jobs/status/{id}/stream")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    wait_until("the stream to be held", Duration::from_secs(5), || async {
+        (server.stats().await["cache_size"] == 1).then_some(())
+    })
+    .await;
+    drop(response);
+    wait_until(
+        "the stream's watch to be released",
+        Duration::from_secs(5),
+        || async { (server.stats().await["cache_size"] == 0).then_some(()) },
+    )
+    .await;
+}

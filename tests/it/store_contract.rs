@@ -394,6 +394,22 @@ pub async fn heartbeats_extend_leases_and_report_lost_claims(backend: &dyn Backe
     assert_eq!(workers[0].running_jobs, vec![a.id]);
     store.unregister_worker("hb").await.unwrap();
     assert!(store.workers().await.unwrap().is_empty());
+
+    // A worker silent past the stale threshold is removed.
+    store
+        .heartbeat(&info, &[], now + 60_000, now)
+        .await
+        .unwrap();
+    let report = store
+        .recover_expired(&RecoverParams {
+            now,
+            max_interruptions: 3,
+            stale_workers_before: now + 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.stale_workers_removed, 1);
+    assert!(store.workers().await.unwrap().is_empty());
 }
 
 pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
