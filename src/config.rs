@@ -22,9 +22,17 @@ pub struct SettingsArgs {
     /// Address the HTTP API listens on [default: 127.0.0.1:8000].
     #[arg(long, env = "JOBD_BIND")]
     pub bind: Option<SocketAddr>,
+    /// The store: `sqlite` (embedded, in --data-dir) or a Redis URL
+    /// `redis://HOST:PORT/DB` shared by many processes [default: sqlite].
+    #[arg(long, env = "JOBD_STORE")]
+    pub store: Option<String>,
     /// Directory of the embedded store [default: ./jobd-data].
     #[arg(long, env = "JOBD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Name of the deployment in Redis: every key starts with `{NAME}:`
+    /// [default: jobd].
+    #[arg(long, env = "JOBD_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// Jobs this process runs at once [default: the global limit; 0 makes
     /// `serve` an API node only].
     #[arg(long, env = "JOBD_WORKERS")]
@@ -128,11 +136,27 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     })
 }
 
+/// Which backend holds the jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded SQLite file under `data_dir`.
+    Sqlite,
+    /// A Redis server, by URL, with keys under `{prefix}:`.
+    Redis {
+        /// `redis://HOST:PORT/DB`.
+        url: String,
+        /// The deployment's name in the keys.
+        prefix: String,
+    },
+}
+
 /// Validated settings, as every part of jobd receives them.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// HTTP listen address.
     pub bind: SocketAddr,
+    /// The backend.
+    pub store: StoreConfig,
     /// Embedded store directory.
     pub data_dir: PathBuf,
     /// Jobs this process runs at once.
@@ -211,10 +235,25 @@ impl Settings {
         if global == 0 || per_user == 0 {
             bail!("concurrency limits must be at least 1");
         }
+        let prefix = a.redis_prefix.unwrap_or_else(|| "jobd".to_owned());
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            bail!("redis_prefix must be a non-empty name without braces");
+        }
+        let store = match a.store.as_deref() {
+            None | Some("sqlite") => StoreConfig::Sqlite,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                StoreConfig::Redis {
+                    url: url.to_owned(),
+                    prefix,
+                }
+            }
+            Some(other) => bail!("store must be 'sqlite' or a redis:// URL, got '{other}'"),
+        };
         let settings = Settings {
             bind: a
                 .bind
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            store,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("jobd-data")),
             workers: a.workers.unwrap_or(global),
             global_max_concurrent_jobs: global,
@@ -276,7 +315,9 @@ impl SettingsArgs {
     fn over(self, lower: SettingsArgs) -> SettingsArgs {
         SettingsArgs {
             bind: self.bind.or(lower.bind),
+            store: self.store.or(lower.store),
             data_dir: self.data_dir.or(lower.data_dir),
+            redis_prefix: self.redis_prefix.or(lower.redis_prefix),
             workers: self.workers.or(lower.workers),
             global_max_concurrent_jobs: self
                 .global_max_concurrent_jobs

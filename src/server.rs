@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::stats::ProcessMonitor;
 use crate::api::{self, AppState};
-use crate::config::Settings;
+use crate::config::{Settings, StoreConfig};
 use crate::events::EventBus;
 use crate::runtime::{Registry, Worker, maintenance};
 use crate::store::Store;
+use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 
 /// The store, bus and job types every process role needs.
@@ -27,10 +28,18 @@ struct Core {
 async fn open(settings: &Settings) -> anyhow::Result<Core> {
     let registry = Arc::new(Registry::from_settings(settings)?);
     let bus = EventBus::new();
-    let store: Arc<dyn Store> =
-        SqliteStore::open(&settings.data_dir, settings.sqlite_synchronous, bus.clone())
+    let store: Arc<dyn Store> = match &settings.store {
+        StoreConfig::Sqlite => {
+            SqliteStore::open(&settings.data_dir, settings.sqlite_synchronous, bus.clone())
+                .await
+                .with_context(|| {
+                    format!("cannot open the store in {}", settings.data_dir.display())
+                })?
+        }
+        StoreConfig::Redis { url, prefix } => RedisStore::open(url, prefix, bus.clone())
             .await
-            .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;
+            .with_context(|| format!("cannot connect to {url}"))?,
+    };
     Ok(Core {
         store,
         bus,

@@ -223,14 +223,11 @@ pub async fn list(
         limit,
         before,
     };
-    let jobs = state.store.list(&query).await?;
-    let next_cursor = (jobs.len() == limit)
-        .then(|| jobs.last().map(|j| j.id))
-        .flatten();
+    let page = state.store.list(&query).await?;
     let now = now_millis();
     Ok(Json(JobPage {
-        jobs: jobs.iter().map(|job| job.view(now)).collect(),
-        next_cursor,
+        jobs: page.jobs.iter().map(|job| job.view(now)).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 

@@ -58,6 +58,7 @@ pub async fn poll(
         .map_err(|e| ApiError::Validation(e.to_string()))?;
 
     let mut watch = state.bus.watch(id);
+    state.store.announce_watch(id).await?;
     let mut job = Arc::new(state.store.get(id).await?);
     let baseline = known.unwrap_or(job.status);
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout);
@@ -87,6 +88,7 @@ pub async fn stream(
     JobIdPath(id): JobIdPath,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let watch = state.bus.watch(id);
+    state.store.announce_watch(id).await?;
     let job = Arc::new(state.store.get(id).await?);
     let stream = futures::stream::unfold(StreamState::First { job, watch, state }, next_event);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

@@ -1,8 +1,10 @@
 //! The store interface: every job transition as one atomic, intention-named
 //! operation whose precondition the backend enforces (claim only pending
 //! jobs, finish only with the claim's token, cancel only what is not
-//! terminal, ...). Backends: [`sqlite`] (embedded, the default).
+//! terminal, ...). Backends: [`sqlite`] (embedded, the default) and
+//! [`redis`] (one queue for many machines).
 
+pub mod redis;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -107,6 +109,15 @@ pub struct ListQuery {
     pub limit: usize,
     /// Only jobs older than this one (the previous page's last id).
     pub before: Option<JobId>,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// The jobs, newest first.
+    pub jobs: Vec<Job>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<JobId>,
 }
 
 /// A worker as it registers and heartbeats.
@@ -214,8 +225,17 @@ pub trait Store: Send + Sync + 'static {
     /// Reads one job.
     async fn get(&self, id: JobId) -> StoreResult<Job>;
 
-    /// Lists jobs newest first.
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Job>>;
+    /// Lists jobs newest first. A page may hold fewer than `limit` jobs and
+    /// still have a next one (a backend may bound the work of one call).
+    async fn list(&self, query: &ListQuery) -> StoreResult<ListPage>;
+
+    /// Tells the backend that this process watches a job, so that changes
+    /// other processes make to it are announced here. Call it after
+    /// [`crate::events::EventBus::watch`] and before reading the job.
+    /// Backends that announce every change do nothing.
+    async fn announce_watch(&self, _id: JobId) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Atomically moves up to `max_jobs` pending jobs to running for this
     /// worker, never exceeding the global or per-user limit, serving users

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Scratch, Server, wait_until};
+use crate::support::{Scratch, Server, StoreKind, wait_until};
 
 const SEED_FIELDS: [&str; 10] = [
     "job_id",
@@ -31,10 +31,11 @@ fn assert_utc(value: &Value) {
     );
 }
 
-#[tokio::test]
-async fn submit_answers_201_with_the_job_and_its_location() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn submit_answers_201_with_the_job_and_its_location(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let response = server
         .http
         .post(server.at("/api/v1/jobs"))
@@ -78,10 +79,11 @@ async fn submit_answers_201_with_the_job_and_its_location() {
     assert_eq!(default_user["parameters"], json!({}));
 }
 
-#[tokio::test]
-async fn a_job_runs_to_completed_with_result_progress_and_timings() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &[]);
+async fn a_job_runs_to_completed_with_result_progress_and_timings(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
     let id = server
         .submit_id("sleep", json!({"seconds": 0.3, "steps": 3}))
         .await;
@@ -99,10 +101,11 @@ async fn a_job_runs_to_completed_with_result_progress_and_timings() {
     assert_utc(&job["completed_at"]);
 }
 
-#[tokio::test]
-async fn execution_time_grows_while_a_job_runs() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &[]);
+async fn execution_time_grows_while_a_job_runs(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
     let id = server
         .submit_id("sleep", json!({"seconds": 5, "steps": 1}))
         .await;
@@ -120,11 +123,12 @@ async fn execution_time_grows_while_a_job_runs() {
         .await;
 }
 
-#[tokio::test]
-async fn bad_requests_get_the_error_shape_and_status() {
-    let scratch = Scratch::new();
+async fn bad_requests_get_the_error_shape_and_status(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let server = Server::serve(
-        &scratch.data_dir(),
+        &scratch,
         &[
             "--workers".into(),
             "0".into(),
@@ -291,10 +295,11 @@ async fn bad_requests_get_the_error_shape_and_status() {
     assert_eq!(status, 200, "the server is still up after all of that");
 }
 
-#[tokio::test]
-async fn delayed_jobs_are_scheduled_then_run() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &[]);
+async fn delayed_jobs_are_scheduled_then_run(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
     let job = server
         .submit(json!({"job_type": "noop", "delay_seconds": 1}))
         .await;
@@ -333,10 +338,11 @@ async fn delayed_jobs_are_scheduled_then_run() {
     );
 }
 
-#[tokio::test]
-async fn listing_filters_and_pages_newest_first() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn listing_filters_and_pages_newest_first(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let mut ids = Vec::new();
     for i in 0..7 {
         let user = if i % 2 == 0 { "even" } else { "odd" };
@@ -378,13 +384,11 @@ async fn listing_filters_and_pages_newest_first() {
     assert_eq!(page["jobs"].as_array().unwrap().len(), 0);
 }
 
-#[tokio::test]
-async fn failures_retry_with_backoff_then_fail_and_timeouts_fail() {
-    let scratch = Scratch::new();
-    let server = Server::serve(
-        &scratch.data_dir(),
-        &["--retry-backoff-seconds".into(), "0.2".into()],
-    );
+async fn failures_retry_with_backoff_then_fail_and_timeouts_fail(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--retry-backoff-seconds".into(), "0.2".into()]);
     let job = server
         .submit(json!({
             "job_type": "sleep",
@@ -413,11 +417,12 @@ async fn failures_retry_with_backoff_then_fail_and_timeouts_fail() {
     );
 }
 
-#[tokio::test]
-async fn stats_count_every_status_and_report_the_process() {
-    let scratch = Scratch::new();
+async fn stats_count_every_status_and_report_the_process(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let server = Server::serve(
-        &scratch.data_dir(),
+        &scratch,
         &[
             "--global-max-concurrent-jobs".into(),
             "4".into(),
@@ -467,7 +472,11 @@ async fn stats_count_every_status_and_report_the_process() {
     assert_eq!(stats["failed_jobs"], 1);
     assert_eq!(stats["cancelled_jobs"], 1);
     assert_eq!(stats["total_jobs"], 5);
-    assert_eq!(stats["queue_type"], "sqlite");
+    let expected_type = match kind {
+        StoreKind::Sqlite => "sqlite",
+        StoreKind::Redis => "redis",
+    };
+    assert_eq!(stats["queue_type"], expected_type);
     assert_eq!(stats["global_max_concurrent_jobs"], 4);
     assert_eq!(stats["per_user_max_concurrent_jobs"], 2);
     assert_eq!(stats["worker_health_status"], "healthy");
@@ -487,10 +496,11 @@ async fn stats_count_every_status_and_report_the_process() {
     assert_eq!(workers[0]["pid"], server.pid());
 }
 
-#[tokio::test]
-async fn an_api_only_node_reports_no_workers() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn an_api_only_node_reports_no_workers(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let stats = server.stats().await;
     assert_eq!(stats["active_workers"], 0);
     assert_eq!(stats["worker_health_status"], "no_workers");
@@ -499,10 +509,11 @@ async fn an_api_only_node_reports_no_workers() {
     assert_eq!(health["status"], "ok");
 }
 
-#[tokio::test]
-async fn no_malformed_request_gets_a_server_error() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn no_malformed_request_gets_a_server_error(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let id = server.submit_id("noop", json!({})).await;
     let paths = [
         "/api/v1/jobs".to_string(),
@@ -559,10 +570,11 @@ async fn no_malformed_request_gets_a_server_error() {
     }
 }
 
-#[tokio::test]
-async fn a_disconnected_stream_costs_nothing_afterwards() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn a_disconnected_stream_costs_nothing_afterwards(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let id = server.submit_id("noop", json!({})).await;
     let response = server
         .http
@@ -583,3 +595,17 @@ async fn a_disconnected_stream_costs_nothing_afterwards() {
     )
     .await;
 }
+
+crate::for_each_store!(
+    submit_answers_201_with_the_job_and_its_location,
+    a_job_runs_to_completed_with_result_progress_and_timings,
+    execution_time_grows_while_a_job_runs,
+    bad_requests_get_the_error_shape_and_status,
+    delayed_jobs_are_scheduled_then_run,
+    listing_filters_and_pages_newest_first,
+    failures_retry_with_backoff_then_fail_and_timeouts_fail,
+    stats_count_every_status_and_report_the_process,
+    an_api_only_node_reports_no_workers,
+    no_malformed_request_gets_a_server_error,
+    a_disconnected_stream_costs_nothing_afterwards,
+);

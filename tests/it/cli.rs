@@ -4,16 +4,17 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Scratch, Server, cli};
+use crate::support::{Scratch, Server, StoreKind, cli};
 
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-#[tokio::test]
-async fn every_client_command_works_against_a_server() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &[]);
+async fn every_client_command_works_against_a_server(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
     let url = server.url.clone();
     let run = move |args: Vec<&str>| {
         let url = url.clone();
@@ -119,3 +120,5 @@ async fn the_cli_says_when_the_server_is_unreachable() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach jobd"), "{err}");
 }
+
+crate::for_each_store!(every_client_command_works_against_a_server,);

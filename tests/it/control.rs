@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Scratch, Server, process_alive, wait_until};
+use crate::support::{Scratch, Server, StoreKind, process_alive, wait_until};
 
 const SCRIPT: &str = r#"#!/bin/sh
 # Test job: records its input and pids, reports progress, then acts on
@@ -43,7 +43,7 @@ fn script_server(scratch: &Scratch, out: &Path, extra: &[String]) -> Server {
     let mut args = vec!["--config".to_string(), config.display().to_string()];
     args.extend(extra.iter().cloned());
     Server::serve_env(
-        &scratch.data_dir(),
+        scratch,
         &args,
         &[
             ("OUT_DIR", out.to_str().unwrap()),
@@ -56,9 +56,10 @@ fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-#[tokio::test]
-async fn an_external_command_gets_its_job_and_reports_progress_and_result() {
-    let scratch = Scratch::new();
+async fn an_external_command_gets_its_job_and_reports_progress_and_result(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let out = scratch.path().join("out");
     let server = script_server(&scratch, &out, &[]);
     let stats = server.stats().await;
@@ -98,9 +99,10 @@ async fn an_external_command_gets_its_job_and_reports_progress_and_result() {
     assert!(error.contains('3'), "exit status in the error: {error}");
 }
 
-#[tokio::test]
-async fn cancelling_a_running_external_command_kills_its_process_group() {
-    let scratch = Scratch::new();
+async fn cancelling_a_running_external_command_kills_its_process_group(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let out = scratch.path().join("out");
     let server = script_server(&scratch, &out, &[]);
     let id = server.submit_id("script", json!({"mode": "hang"})).await;
@@ -132,11 +134,12 @@ async fn cancelling_a_running_external_command_kills_its_process_group() {
     assert_eq!(stats["running_jobs"], 0);
 }
 
-#[tokio::test]
-async fn cancel_applies_to_pending_scheduled_and_running_jobs_only() {
-    let scratch = Scratch::new();
+async fn cancel_applies_to_pending_scheduled_and_running_jobs_only(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let server = Server::serve(
-        &scratch.data_dir(),
+        &scratch,
         &["--per-user-max-concurrent-jobs".into(), "1".into()],
     );
     let running = server.submit_id("sleep", json!({"seconds": 30})).await;
@@ -187,10 +190,11 @@ async fn cancel_applies_to_pending_scheduled_and_running_jobs_only() {
     );
 }
 
-#[tokio::test]
-async fn restart_requeues_failed_and_cancelled_jobs_with_fresh_parameters() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &[]);
+async fn restart_requeues_failed_and_cancelled_jobs_with_fresh_parameters(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
     let id = server
         .submit_id(
             "sleep",
@@ -265,3 +269,10 @@ async fn restart_requeues_failed_and_cancelled_jobs_with_fresh_parameters() {
         (400, Some("ValidationError"))
     );
 }
+
+crate::for_each_store!(
+    an_external_command_gets_its_job_and_reports_progress_and_result,
+    cancelling_a_running_external_command_kills_its_process_group,
+    cancel_applies_to_pending_scheduled_and_running_jobs_only,
+    restart_requeues_failed_and_cancelled_jobs_with_fresh_parameters,
+);

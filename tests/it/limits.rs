@@ -5,14 +5,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Scratch, Server, wait_until};
+use crate::support::{Scratch, Server, StoreKind, wait_until};
 
 const GLOBAL: usize = 4;
 const PER_USER: usize = 2;
 
-#[tokio::test]
-async fn limits_hold_across_processes_and_a_lone_user_is_not_starved() {
-    let scratch = Scratch::new();
+async fn limits_hold_across_processes_and_a_lone_user_is_not_starved(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let limits = vec![
         "--global-max-concurrent-jobs".to_string(),
         GLOBAL.to_string(),
@@ -23,8 +24,8 @@ async fn limits_hold_across_processes_and_a_lone_user_is_not_starved() {
         "--workers".into(),
         "4".into(),
     ];
-    let server = Server::serve(&scratch.data_dir(), &limits);
-    let _worker = Server::worker(&scratch.data_dir(), &limits);
+    let server = Server::serve(&scratch, &limits);
+    let _worker = Server::worker(&scratch, &limits);
 
     let mut backlog = Vec::new();
     for i in 0..100 {
@@ -104,11 +105,12 @@ fn started_at(job: &Value) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(job["started_at"].as_str().unwrap()).unwrap()
 }
 
-#[tokio::test]
-async fn within_a_user_higher_priority_runs_first_then_fifo() {
-    let scratch = Scratch::new();
+async fn within_a_user_higher_priority_runs_first_then_fifo(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let server = Server::serve(
-        &scratch.data_dir(),
+        &scratch,
         &[
             "--workers".into(),
             "0".into(),
@@ -127,7 +129,7 @@ async fn within_a_user_higher_priority_runs_first_then_fifo() {
         ids.push(job["job_id"].as_str().unwrap().to_owned());
     }
     // Now a worker with one slot: it must take them one at a time in order.
-    let _worker = Server::worker(&scratch.data_dir(), &["--workers".into(), "1".into()]);
+    let _worker = Server::worker(&scratch, &["--workers".into(), "1".into()]);
     wait_until("all to complete", Duration::from_secs(20), || async {
         (server.stats().await["completed_jobs"] == 5).then_some(())
     })
@@ -140,3 +142,8 @@ async fn within_a_user_higher_priority_runs_first_then_fifo() {
     let got: Vec<&String> = order.iter().map(|(_, id)| id).collect();
     assert_eq!(got, vec![&ids[2], &ids[4], &ids[0], &ids[1], &ids[3]]);
 }
+
+crate::for_each_store!(
+    limits_hold_across_processes_and_a_lone_user_is_not_starved,
+    within_a_user_higher_priority_runs_first_then_fifo,
+);

@@ -6,28 +6,30 @@ use std::time::Duration;
 use jobd::cli::client::Client;
 use serde_json::json;
 
-use crate::support::{Scratch, Server, wait_until};
+use crate::support::{Scratch, Server, StoreKind, wait_until};
 
-#[tokio::test]
-async fn acknowledged_jobs_survive_kill_9() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn acknowledged_jobs_survive_kill_9(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let mut ids = Vec::new();
     for _ in 0..200 {
         ids.push(server.submit_id("noop", json!({})).await);
     }
     server.kill9();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     for id in &ids {
         assert_eq!(server.job(id).await["status"], "pending");
     }
     assert_eq!(server.stats().await["pending_jobs"], 200);
 }
 
-#[tokio::test]
-async fn jobs_running_when_the_server_died_are_recovered_after_restart() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &[]);
+async fn jobs_running_when_the_server_died_are_recovered_after_restart(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(
@@ -43,7 +45,7 @@ async fn jobs_running_when_the_server_died_are_recovered_after_restart() {
     }
     server.kill9();
 
-    let server = Server::serve(&scratch.data_dir(), &[]);
+    let server = Server::serve(&scratch, &[]);
     for id in &ids {
         let job = server
             .wait_for_status(id, "completed", Duration::from_secs(30))
@@ -56,17 +58,18 @@ async fn jobs_running_when_the_server_died_are_recovered_after_restart() {
     }
 }
 
-#[tokio::test]
-async fn a_job_that_keeps_losing_its_worker_fails_as_worker_lost() {
-    let scratch = Scratch::new();
+async fn a_job_that_keeps_losing_its_worker_fails_as_worker_lost(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let args = vec!["--max-interruptions".to_string(), "0".into()];
-    let server = Server::serve(&scratch.data_dir(), &args);
+    let server = Server::serve(&scratch, &args);
     let id = server.submit_id("sleep", json!({"seconds": 30})).await;
     server
         .wait_for_status(&id, "running", Duration::from_secs(10))
         .await;
     server.kill9();
-    let server = Server::serve(&scratch.data_dir(), &args);
+    let server = Server::serve(&scratch, &args);
     let job = server
         .wait_for_status(&id, "failed", Duration::from_secs(30))
         .await;
@@ -76,13 +79,11 @@ async fn a_job_that_keeps_losing_its_worker_fails_as_worker_lost() {
     );
 }
 
-#[tokio::test]
-async fn graceful_shutdown_finishes_short_jobs_and_requeues_long_ones() {
-    let scratch = Scratch::new();
-    let server = Server::serve(
-        &scratch.data_dir(),
-        &["--shutdown-grace-seconds".into(), "1.5".into()],
-    );
+async fn graceful_shutdown_finishes_short_jobs_and_requeues_long_ones(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--shutdown-grace-seconds".into(), "1.5".into()]);
     let long = server.submit_id("sleep", json!({"seconds": 60})).await;
     let short = server
         .submit_id("sleep", json!({"seconds": 0.5, "steps": 1}))
@@ -98,7 +99,7 @@ async fn graceful_shutdown_finishes_short_jobs_and_requeues_long_ones() {
         "clean exit on SIGTERM"
     );
 
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     assert_eq!(server.job(&short).await["status"], "completed");
     let long = server.job(&long).await;
     assert_eq!(long["status"], "pending", "{long}");
@@ -107,9 +108,10 @@ async fn graceful_shutdown_finishes_short_jobs_and_requeues_long_ones() {
     assert_eq!(stats["active_workers"], 0, "the worker unregistered");
 }
 
-#[tokio::test]
-async fn a_worker_process_serves_an_api_node_on_the_same_store() {
-    let scratch = Scratch::new();
+async fn a_worker_process_serves_an_api_node_on_the_same_store(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
     let out = scratch.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let config = scratch.write(
@@ -124,8 +126,8 @@ async fn a_worker_process_serves_an_api_node_on_the_same_store() {
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
-    let api = Server::serve(&scratch.data_dir(), &with_config(&["--workers", "0"]));
-    let worker = Server::worker(&scratch.data_dir(), &with_config(&["--workers", "2"]));
+    let api = Server::serve(&scratch, &with_config(&["--workers", "0"]));
+    let worker = Server::worker(&scratch, &with_config(&["--workers", "2"]));
     wait_until(
         "the worker to register",
         Duration::from_secs(10),
@@ -181,3 +183,11 @@ async fn a_worker_process_serves_an_api_node_on_the_same_store() {
     .await;
     assert_eq!(api.job(&id).await["status"], "cancelled");
 }
+
+crate::for_each_store!(
+    acknowledged_jobs_survive_kill_9,
+    jobs_running_when_the_server_died_are_recovered_after_restart,
+    a_job_that_keeps_losing_its_worker_fails_as_worker_lost,
+    graceful_shutdown_finishes_short_jobs_and_requeues_long_ones,
+    a_worker_process_serves_an_api_node_on_the_same_store,
+);

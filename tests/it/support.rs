@@ -34,17 +34,36 @@ where
     }
 }
 
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A SQLite file in the scratch directory.
+    Sqlite,
+    /// A `redis-server` of the test's own, on a free port.
+    Redis,
+}
+
 /// A scratch directory with the store and any config files of a test.
 pub struct Scratch {
     dir: tempfile::TempDir,
+    redis: Option<RedisServer>,
+    prefix: String,
 }
 
 impl Scratch {
-    /// A new empty scratch directory.
-    pub fn new() -> Scratch {
-        Scratch {
+    /// A new scratch directory for a test on `kind`; `None` (after a loud
+    /// message) when Redis is wanted but `redis-server` is not installed
+    /// and `JOBD_REQUIRE_REDIS` is not set.
+    pub fn new(kind: StoreKind) -> Option<Scratch> {
+        let redis = match kind {
+            StoreKind::Sqlite => None,
+            StoreKind::Redis => Some(RedisServer::start()?),
+        };
+        Some(Scratch {
             dir: tempfile::tempdir().expect("temp dir"),
-        }
+            redis,
+            prefix: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        })
     }
 
     /// Its path.
@@ -52,9 +71,20 @@ impl Scratch {
         self.dir.path()
     }
 
-    /// The data directory servers of this test share.
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+    /// The flags that point a server at this test's store.
+    pub fn store_args(&self) -> Vec<String> {
+        match &self.redis {
+            None => vec![
+                "--data-dir".into(),
+                self.dir.path().join("data").display().to_string(),
+            ],
+            Some(redis) => vec![
+                "--store".into(),
+                redis.url.clone(),
+                "--redis-prefix".into(),
+                self.prefix.clone(),
+            ],
+        }
     }
 
     /// Writes a file into the scratch directory and returns its path.
@@ -63,6 +93,117 @@ impl Scratch {
         std::fs::write(&path, contents).expect("write scratch file");
         path
     }
+}
+
+/// A throw-away `redis-server` on a free port, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    /// `redis://127.0.0.1:PORT/0`.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one; `None` when `redis-server` is missing and not required.
+    pub fn start() -> Option<RedisServer> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                std::env::var_os("JOBD_REQUIRE_REDIS").is_none(),
+                "redis-server is not installed but JOBD_REQUIRE_REDIS is set"
+            );
+            eprintln!("\n!!! SKIPPING a Redis test: redis-server is not installed !!!\n");
+            return None;
+        }
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if redis_answers(port) {
+                    return Some(RedisServer {
+                        child,
+                        url: format!("redis://127.0.0.1:{port}/0"),
+                        _dir: dir,
+                    });
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // lost the port race; try another
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("could not start redis-server");
+    }
+}
+
+fn redis_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a test body once per store: `for_each_store!(test_a, test_b)` makes
+/// `sqlite::test_a`, `redis::test_a`, ... from `async fn test_a(kind: StoreKind)`.
+#[macro_export]
+macro_rules! for_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::StoreKind::Sqlite).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::StoreKind::Redis).await
+                }
+            )*
+        }
+    };
 }
 
 /// Settings for fast tests (short leases and intervals), less any flag
@@ -97,31 +238,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `jobd serve` on a free port with `data_dir` and extra flags.
-    pub fn serve(data_dir: &Path, extra: &[String]) -> Server {
-        Server::serve_env(data_dir, extra, &[])
+    /// Starts `jobd serve` on a free port on the test's store, with extra flags.
+    pub fn serve(scratch: &Scratch, extra: &[String]) -> Server {
+        Server::serve_env(scratch, extra, &[])
     }
 
     /// [`Server::serve`] with extra environment variables.
-    pub fn serve_env(data_dir: &Path, extra: &[String], envs: &[(&str, &str)]) -> Server {
-        let mut args = vec![
-            "serve".to_string(),
-            "--bind".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-        ];
+    pub fn serve_env(scratch: &Scratch, extra: &[String], envs: &[(&str, &str)]) -> Server {
+        let mut args = vec!["serve".to_string(), "--bind".into(), "127.0.0.1:0".into()];
+        args.extend(scratch.store_args());
         args.extend(with_fast_args(extra));
         Server::start(&args, envs, "jobd listening on ")
     }
 
-    /// Starts `jobd worker` with `data_dir` and extra flags.
-    pub fn worker(data_dir: &Path, extra: &[String]) -> Server {
-        let mut args = vec![
-            "worker".to_string(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-        ];
+    /// Starts `jobd worker` on the test's store, with extra flags.
+    pub fn worker(scratch: &Scratch, extra: &[String]) -> Server {
+        let mut args = vec!["worker".to_string()];
+        args.extend(scratch.store_args());
         args.extend(with_fast_args(extra));
         Server::start(&args, &[], "jobd worker ")
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use jobd::cli::client::Client;
 use serde_json::{Value, json};
 
-use crate::support::{Scratch, Server};
+use crate::support::{Scratch, Server, StoreKind};
 
 /// Collects a job's SSE events (name, data) until the stream ends.
 async fn collect_events(server: &Server, id: &str) -> Vec<(String, Value)> {
@@ -24,10 +24,11 @@ async fn collect_events(server: &Server, id: &str) -> Vec<(String, Value)> {
     events
 }
 
-#[tokio::test]
-async fn sse_sends_updates_in_order_and_ends_with_job_complete() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &[]);
+async fn sse_sends_updates_in_order_and_ends_with_job_complete(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
     let id = server
         .submit_id("sleep", json!({"seconds": 0.6, "steps": 4}))
         .await;
@@ -58,10 +59,11 @@ async fn sse_sends_updates_in_order_and_ends_with_job_complete() {
     );
 }
 
-#[tokio::test]
-async fn sse_of_a_finished_job_is_one_job_complete() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &[]);
+async fn sse_of_a_finished_job_is_one_job_complete(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
     let failing = server
         .submit_id(
             "sleep",
@@ -78,10 +80,11 @@ async fn sse_of_a_finished_job_is_one_job_complete() {
     assert_eq!(events[0].1["error"], "bad input");
 }
 
-#[tokio::test]
-async fn sse_of_a_cancelled_job_ends_with_job_complete() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn sse_of_a_cancelled_job_ends_with_job_complete(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let id = server.submit_id("noop", json!({})).await;
     let watcher = {
         let url = server.url.clone();
@@ -121,10 +124,11 @@ async fn sse_of_a_cancelled_job_ends_with_job_complete() {
     .await;
 }
 
-#[tokio::test]
-async fn poll_returns_at_once_when_the_status_differs() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn poll_returns_at_once_when_the_status_differs(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let id = server.submit_id("noop", json!({})).await;
     let started = Instant::now();
     let (status, job) = server
@@ -137,10 +141,11 @@ async fn poll_returns_at_once_when_the_status_differs() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[tokio::test]
-async fn poll_returns_early_on_a_change() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn poll_returns_early_on_a_change(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let id = server.submit_id("noop", json!({})).await;
     let poll = {
         let http = server.http.clone();
@@ -169,10 +174,11 @@ async fn poll_returns_early_on_a_change() {
     );
 }
 
-#[tokio::test]
-async fn poll_times_out_with_the_job_as_it_is() {
-    let scratch = Scratch::new();
-    let server = Server::serve(&scratch.data_dir(), &["--workers".into(), "0".into()]);
+async fn poll_times_out_with_the_job_as_it_is(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let id = server.submit_id("noop", json!({})).await;
     let started = Instant::now();
     let (status, job) = server
@@ -197,3 +203,12 @@ async fn poll_times_out_with_the_job_as_it_is() {
         .await;
     assert_eq!(status, 400);
 }
+
+crate::for_each_store!(
+    sse_sends_updates_in_order_and_ends_with_job_complete,
+    sse_of_a_finished_job_is_one_job_complete,
+    sse_of_a_cancelled_job_ends_with_job_complete,
+    poll_returns_at_once_when_the_status_differs,
+    poll_returns_early_on_a_change,
+    poll_times_out_with_the_job_as_it_is,
+);

@@ -26,7 +26,7 @@ use self::writer::Writer;
 use crate::events::EventBus;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, ListQuery, Outcome,
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, ListPage, ListQuery, Outcome,
     RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
     WorkerRecord,
 };
@@ -327,22 +327,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Job>> {
+    async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
         let query = query.clone();
-        self.read(move |conn| {
-            query_jobs(
-                conn,
-                sql::LIST_JOBS,
-                named_params! {
-                    ":status": query.status.map(JobStatus::as_str),
-                    ":user_id": query.user_id,
-                    ":job_type": query.job_type,
-                    ":before": query.before.map(|id| id.to_string()),
-                    ":limit": query.limit as i64,
-                },
-            )
-        })
-        .await
+        let limit = query.limit;
+        let jobs = self
+            .read(move |conn| {
+                query_jobs(
+                    conn,
+                    sql::LIST_JOBS,
+                    named_params! {
+                        ":status": query.status.map(JobStatus::as_str),
+                        ":user_id": query.user_id,
+                        ":job_type": query.job_type,
+                        ":before": query.before.map(|id| id.to_string()),
+                        ":limit": query.limit as i64,
+                    },
+                )
+            })
+            .await?;
+        let next_cursor = (jobs.len() == limit)
+            .then(|| jobs.last().map(|j| j.id))
+            .flatten();
+        Ok(ListPage { jobs, next_cursor })
     }
 
     async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {

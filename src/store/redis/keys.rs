@@ -1,0 +1,54 @@
+//! The Redis key layout. Every key starts with the deployment's prefix in a
+//! hash tag (`{jobd}:` by default), so one deployment's keys share a Redis
+//! Cluster slot and every script can touch all of them.
+//!
+//! | key | type | owner and lifetime |
+//! |---|---|---|
+//! | `job:<id>` | hash | the job; created by submit, deleted by cleanup after retention |
+//! | `jobs` | zset (score 0, by id) | listing index of every job; entries removed with the job |
+//! | `pending:<user>` | zset | a user's queue (score -priority, member `<seq>:<id>`); emptied by claim and cancel |
+//! | `ready` | zset | users with pending jobs, scored by last service (round-robin); a user leaves when their queue empties |
+//! | `running` | zset | running job ids scored by lease expiry (the processing locks); claim adds, finish/cancel/recover remove |
+//! | `user_running` | hash | running jobs per user; a user's field is deleted at 0 |
+//! | `scheduled` | zset | delayed jobs and retries by due time; promotion removes |
+//! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |
+//! | `counts` | hash | jobs per status (exact, O(1) stats) |
+//! | `workers` | zset | worker ids by last heartbeat; stale ones removed by recover |
+//! | `worker:<id>` | hash | a worker's registration; removed with it |
+//! | `watched` | zset | job ids some process watches, scored by expiry; refreshed by watchers, pruned by cleanup |
+//! | `queue_seq`, `served_seq` | string | FIFO and round-robin sequences; permanent, one each |
+//! | `meta` | hash | `last_cleanup`; permanent |
+//! | `lock:cleanup` | string | one cleanup pass at a time; expires by itself |
+//! | `changes`, `work` | channels | job change ids and "work available", published by the scripts |
+
+use crate::model::JobId;
+
+/// Key names of one deployment.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `{name}:`.
+    pub fn new(name: &str) -> Keys {
+        Keys {
+            prefix: format!("{{{name}}}:"),
+        }
+    }
+
+    /// The prefix, passed to every script as KEYS[1].
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A job's hash.
+    pub fn job(&self, id: JobId) -> String {
+        format!("{}job:{id}", self.prefix)
+    }
+
+    /// Any other key or channel by its suffix.
+    pub fn named(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+}

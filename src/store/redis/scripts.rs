@@ -1,0 +1,71 @@
+//! The Lua scripts, one file per operation, each with `common.lua`
+//! prepended. `redis::Script` calls them by SHA (EVALSHA) and loads a script
+//! the first time a server does not know it.
+
+use redis::Script;
+
+/// One script per store operation.
+pub struct Scripts {
+    /// `submit.lua`.
+    pub submit: Script,
+    /// `claim.lua`.
+    pub claim: Script,
+    /// `progress.lua`.
+    pub progress: Script,
+    /// `finish.lua`.
+    pub finish: Script,
+    /// `release.lua`.
+    pub release: Script,
+    /// `cancel.lua`.
+    pub cancel: Script,
+    /// `restart.lua`.
+    pub restart: Script,
+    /// `heartbeat.lua`.
+    pub heartbeat: Script,
+    /// `promote.lua`.
+    pub promote: Script,
+    /// `recover.lua`.
+    pub recover: Script,
+    /// `cleanup.lua`.
+    pub cleanup: Script,
+    /// `cleanup_finish.lua`.
+    pub cleanup_finish: Script,
+    /// `list.lua`.
+    pub list: Script,
+    /// `workers.lua`.
+    pub workers: Script,
+}
+
+const COMMON: &str = include_str!("scripts/common.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+impl Scripts {
+    /// Builds every script (no I/O).
+    pub fn new() -> Scripts {
+        Scripts {
+            submit: script(include_str!("scripts/submit.lua")),
+            claim: script(include_str!("scripts/claim.lua")),
+            progress: script(include_str!("scripts/progress.lua")),
+            finish: script(include_str!("scripts/finish.lua")),
+            release: script(include_str!("scripts/release.lua")),
+            cancel: script(include_str!("scripts/cancel.lua")),
+            restart: script(include_str!("scripts/restart.lua")),
+            heartbeat: script(include_str!("scripts/heartbeat.lua")),
+            promote: script(include_str!("scripts/promote.lua")),
+            recover: script(include_str!("scripts/recover.lua")),
+            cleanup: script(include_str!("scripts/cleanup.lua")),
+            cleanup_finish: script(include_str!("scripts/cleanup_finish.lua")),
+            list: script(include_str!("scripts/list.lua")),
+            workers: script(include_str!("scripts/workers.lua")),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Scripts {
+        Scripts::new()
+    }
+}

@@ -1,0 +1,30 @@
+-- cancel: cancels a job that is not terminal; a running job loses its claim,
+-- so its worker's late result is discarded, and the worker is told.
+-- KEYS[1] prefix
+-- ARGV id, now
+-- Returns {'ok', job...} | {'not_found'} | {'conflict', status}.
+local id, now = ARGV[1], ARGV[2]
+local key = job_key(id)
+local fields = redis.call('HMGET', key, 'status', 'user_id')
+local status, user = fields[1], fields[2]
+if not status then
+  return {'not_found'}
+end
+if status == 'pending' then
+  dequeue(id, user)
+elseif status == 'running' then
+  stop_running(id, user)
+  redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at')
+elseif status == 'scheduled' then
+  redis.call('ZREM', P .. 'scheduled', id)
+else
+  return {'conflict', status}
+end
+update(id, now, 'status', 'cancelled', 'completed_at', now)
+count(status, -1)
+count('cancelled', 1)
+retain(id, 'cancelled', now)
+changed(id, true)
+local job = redis.call('HGETALL', key)
+table.insert(job, 1, 'ok')
+return job

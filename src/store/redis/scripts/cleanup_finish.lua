@@ -1,0 +1,19 @@
+-- cleanup_finish: the end of a cleanup pass: clears orphaned processing
+-- locks (entries of the running set, older than the orphan age, whose job
+-- is gone or no longer running), drops expired watch registrations, and
+-- records the pass.
+-- KEYS[1] prefix
+-- ARGV now, orphaned_before
+-- Returns how many orphaned locks were cleared.
+local now = ARGV[1]
+local cleared = 0
+local old = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', '(' .. ARGV[2], 'LIMIT', 0, 1000)
+for _, id in ipairs(old) do
+  if redis.call('HGET', job_key(id), 'status') ~= 'running' then
+    redis.call('ZREM', P .. 'running', id)
+    cleared = cleared + 1
+  end
+end
+redis.call('ZREMRANGEBYSCORE', P .. 'watched', '-inf', '(' .. now)
+redis.call('HSET', P .. 'meta', 'last_cleanup', now)
+return cleared

@@ -1,0 +1,94 @@
+-- Helpers prepended to every jobd script. Each script gets the key prefix
+-- (which carries the hash tag, e.g. "{jobd}:") as KEYS[1] and derives every
+-- other key from it, so all of a deployment's keys share one Cluster slot.
+-- Times are milliseconds since the epoch, passed in by the caller.
+local P = KEYS[1]
+
+local function job_key(id) return P .. 'job:' .. id end
+local function pending_key(user) return P .. 'pending:' .. user end
+
+-- Moves `n` jobs into or out of a status count (the O(1) stats).
+local function count(status, n)
+  redis.call('HINCRBY', P .. 'counts', status, n)
+end
+
+-- Tells other processes that a job changed, if one of them watches it (a
+-- long-poll, a stream); `always` for changes that must reach the worker
+-- running the job (cancel).
+local function changed(id, always)
+  if always or redis.call('ZSCORE', P .. 'watched', id) then
+    redis.call('PUBLISH', P .. 'changes', id)
+  end
+end
+
+-- Wakes idle workers: a job became claimable.
+local function wake_workers()
+  redis.call('PUBLISH', P .. 'work', '')
+end
+
+-- Puts a pending job at the back of its user's queue: score -priority, then
+-- the queue sequence (members sort by it within a score), and makes sure
+-- the user is in the round-robin rotation (new users go first).
+local function enqueue(id, user, priority)
+  local seq = redis.call('INCR', P .. 'queue_seq')
+  local member = string.format('%016d', seq) .. ':' .. id
+  redis.call('ZADD', pending_key(user), -priority, member)
+  redis.call('HSET', job_key(id), 'queue_member', member)
+  redis.call('ZADD', P .. 'ready', 'NX', 0, user)
+end
+
+-- Takes a pending job out of its user's queue.
+local function dequeue(id, user)
+  local member = redis.call('HGET', job_key(id), 'queue_member')
+  if member then
+    redis.call('ZREM', pending_key(user), member)
+    redis.call('HDEL', job_key(id), 'queue_member')
+  end
+  if redis.call('ZCARD', pending_key(user)) == 0 then
+    redis.call('ZREM', P .. 'ready', user)
+  end
+end
+
+-- Releases a running job's slot (global and per user) and its lease.
+local function stop_running(id, user)
+  redis.call('ZREM', P .. 'running', id)
+  if redis.call('HINCRBY', P .. 'user_running', user, -1) <= 0 then
+    redis.call('HDEL', P .. 'user_running', user)
+  end
+end
+
+-- Indexes a terminal job for retention cleanup.
+local function retain(id, status, at)
+  if status == 'completed' then
+    redis.call('ZADD', P .. 'done:completed', at, id)
+  else
+    redis.call('ZADD', P .. 'done:failed', at, id)
+  end
+end
+
+-- Sets fields of a job and bumps its revision.
+local function update(id, now, ...)
+  local key = job_key(id)
+  redis.call('HSET', key, 'updated_at', now, ...)
+  redis.call('HINCRBY', key, 'revision', 1)
+end
+
+-- Makes up to `limit` due scheduled jobs pending. Returns how many.
+local function promote_due(now, limit)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'scheduled', '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    local fields = redis.call('HMGET', job_key(id), 'user_id', 'priority')
+    redis.call('ZREM', P .. 'scheduled', id)
+    if fields[1] then
+      update(id, now, 'status', 'pending')
+      count('scheduled', -1)
+      count('pending', 1)
+      enqueue(id, fields[1], tonumber(fields[2]))
+      changed(id)
+    end
+  end
+  if #due > 0 then
+    wake_workers()
+  end
+  return #due
+end

@@ -1,0 +1,43 @@
+-- recover: running jobs whose lease expired go back to pending (an
+-- interruption: the attempt is given back), or fail as "worker lost" once
+-- interrupted more than max_interruptions times; stale worker registrations
+-- are removed.
+-- KEYS[1] prefix
+-- ARGV now, max_interruptions, stale_workers_before
+-- Returns {requeued ids, failed ids, stale workers removed}.
+local now, max_interruptions, stale_before = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local requeued, failed = {}, {}
+local expired = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', '(' .. now, 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do
+  local key = job_key(id)
+  local fields = redis.call('HMGET', key, 'status', 'user_id', 'priority', 'interruptions')
+  if fields[1] == 'running' then
+    local interruptions = tonumber(fields[4] or '0')
+    stop_running(id, fields[2])
+    redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at')
+    redis.call('HINCRBY', key, 'interruptions', 1)
+    count('running', -1)
+    if interruptions >= max_interruptions then
+      update(id, now, 'status', 'failed', 'completed_at', now, 'error',
+        'worker lost: the job\'s worker stopped responding ' .. (interruptions + 1) .. ' times')
+      count('failed', 1)
+      retain(id, 'failed', now)
+      failed[#failed + 1] = id
+    else
+      update(id, now, 'status', 'pending', 'progress', 0)
+      redis.call('HINCRBY', key, 'attempts', -1)
+      redis.call('HDEL', key, 'items_processed', 'total_items')
+      count('pending', 1)
+      enqueue(id, fields[2], tonumber(fields[3]))
+      requeued[#requeued + 1] = id
+    end
+    changed(id, true)
+  end
+end
+if #requeued > 0 then wake_workers() end
+local stale = redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', '(' .. stale_before)
+for _, worker in ipairs(stale) do
+  redis.call('DEL', P .. 'worker:' .. worker)
+  redis.call('ZREM', P .. 'workers', worker)
+end
+return {requeued, failed, #stale}

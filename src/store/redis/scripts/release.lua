@@ -1,0 +1,26 @@
+-- release: gives claimed jobs back to the queue without spending an attempt
+-- (graceful shutdown). Claims no longer held are skipped.
+-- KEYS[1] prefix
+-- ARGV now, then pairs of job id and claim token
+-- Returns how many jobs were released.
+local now = ARGV[1]
+local released = 0
+for i = 2, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local key = job_key(id)
+  local fields = redis.call('HMGET', key, 'status', 'claim_token', 'user_id', 'priority')
+  if fields[1] == 'running' and fields[2] == token then
+    stop_running(id, fields[3])
+    update(id, now, 'status', 'pending', 'progress', 0)
+    redis.call('HINCRBY', key, 'attempts', -1)
+    redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at', 'started_at',
+      'items_processed', 'total_items')
+    count('running', -1)
+    count('pending', 1)
+    enqueue(id, fields[3], tonumber(fields[4]))
+    changed(id)
+    released = released + 1
+  end
+end
+if released > 0 then wake_workers() end
+return released
