@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
@@ -113,9 +113,25 @@ fn active_since(state: &AppState) -> Millis {
     now_millis() - state.settings.lease_timeout.as_millis() as Millis
 }
 
-/// `GET /api/v1/jobs/queue/stats`.
-pub async fn queue_stats(State(state): State<AppState>) -> Result<Json<QueueStats>, ApiError> {
-    let stats = state.store.stats(active_since(&state)).await?;
+/// `GET /api/v1/jobs/queue/stats`. When the store is unreachable: 503 with
+/// the error shape plus `"worker_health_status": "store_unavailable"`.
+pub async fn queue_stats(State(state): State<AppState>) -> Response {
+    match state.store.stats(active_since(&state)).await {
+        Ok(stats) => Json(measure(&state, &stats)).into_response(),
+        Err(e) => {
+            let error = ApiError::from(e);
+            tracing::error!(cause = %error, "stats: store unavailable");
+            let body = json!({
+                "error": error.name(),
+                "message": error.to_string(),
+                "worker_health_status": "store_unavailable",
+            });
+            (error.status_code(), Json(body)).into_response()
+        }
+    }
+}
+
+fn measure(state: &AppState, stats: &StoreStats) -> QueueStats {
     let count = |status: JobStatus| {
         stats
             .counts
@@ -124,7 +140,7 @@ pub async fn queue_stats(State(state): State<AppState>) -> Result<Json<QueueStat
             .map_or(0, |(_, n)| *n)
     };
     let (cpu, memory) = state.monitor.sample();
-    Ok(Json(QueueStats {
+    QueueStats {
         pending_jobs: count(JobStatus::Pending),
         running_jobs: count(JobStatus::Running),
         scheduled_jobs: count(JobStatus::Scheduled),
@@ -139,9 +155,9 @@ pub async fn queue_stats(State(state): State<AppState>) -> Result<Json<QueueStat
         memory_usage_mb: memory,
         global_max_concurrent_jobs: state.settings.global_max_concurrent_jobs,
         per_user_max_concurrent_jobs: state.settings.per_user_max_concurrent_jobs,
-        worker_health_status: health(&stats).to_owned(),
+        worker_health_status: health(stats).to_owned(),
         last_cleanup: stats.last_cleanup.map(format_millis),
-    }))
+    }
 }
 
 /// `GET /api/v1/jobs/workers`: the worker registry.

@@ -100,12 +100,25 @@ pub struct RedisServer {
     child: Child,
     /// `redis://127.0.0.1:PORT/0`.
     pub url: String,
-    _dir: tempfile::TempDir,
+    port: u16,
+    persistent: bool,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
-    /// Starts one; `None` when `redis-server` is missing and not required.
+    /// Starts one without persistence; `None` when `redis-server` is
+    /// missing and not required.
     pub fn start() -> Option<RedisServer> {
+        RedisServer::start_with(false)
+    }
+
+    /// Starts one with an append-only file fsynced on every write, the
+    /// setting under which no acknowledged job is lost across a restart.
+    pub fn start_persistent() -> Option<RedisServer> {
+        RedisServer::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Option<RedisServer> {
         let installed = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -119,48 +132,82 @@ impl RedisServer {
             eprintln!("\n!!! SKIPPING a Redis test: redis-server is not installed !!!\n");
             return None;
         }
+        let dir = tempfile::tempdir().expect("temp dir");
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("free port")
                 .port();
-            let dir = tempfile::tempdir().expect("temp dir");
-            let mut child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start redis-server");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if redis_answers(port) {
-                    return Some(RedisServer {
-                        child,
-                        url: format!("redis://127.0.0.1:{port}/0"),
-                        _dir: dir,
-                    });
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // lost the port race; try another
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if let Some(child) = spawn_redis(port, dir.path(), persistent) {
+                return Some(RedisServer {
+                    child,
+                    url: format!("redis://127.0.0.1:{port}/0"),
+                    port,
+                    persistent,
+                    dir,
+                });
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("could not start redis-server");
     }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(child) = spawn_redis(self.port, self.dir.path(), self.persistent) {
+                self.child = child;
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not restart");
+        }
+    }
+}
+
+/// Starts redis-server and waits until it answers; `None` if it exits
+/// (its port was taken).
+fn spawn_redis(port: u16, dir: &Path, persistent: bool) -> Option<Child> {
+    let persistence: &[&str] = if persistent {
+        &["--appendonly", "yes", "--appendfsync", "always"]
+    } else {
+        &["--appendonly", "no"]
+    };
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(persistence)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if redis_answers(port) {
+            return Some(child);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 fn redis_answers(port: u16) -> bool {
@@ -211,7 +258,7 @@ macro_rules! for_each_store {
 fn with_fast_args(extra: &[String]) -> Vec<String> {
     let fast = [
         ("--heartbeat-interval-seconds", "0.3"),
-        ("--lease-timeout-seconds", "2"),
+        ("--lease-timeout-seconds", "3"),
         ("--lease-check-interval-seconds", "0.3"),
         ("--cancel-grace-seconds", "2"),
         ("--shutdown-grace-seconds", "1"),
@@ -253,10 +300,15 @@ impl Server {
 
     /// Starts `jobd worker` on the test's store, with extra flags.
     pub fn worker(scratch: &Scratch, extra: &[String]) -> Server {
+        Server::worker_env(scratch, extra, &[])
+    }
+
+    /// [`Server::worker`] with extra environment variables.
+    pub fn worker_env(scratch: &Scratch, extra: &[String], envs: &[(&str, &str)]) -> Server {
         let mut args = vec!["worker".to_string()];
         args.extend(scratch.store_args());
         args.extend(with_fast_args(extra));
-        Server::start(&args, &[], "jobd worker ")
+        Server::start(&args, envs, "jobd worker ")
     }
 
     fn start(args: &[String], envs: &[(&str, &str)], ready_prefix: &str) -> Server {
@@ -282,11 +334,13 @@ impl Server {
             .to_owned();
         // Keep draining stdout so the process never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            url,
-            http: reqwest::Client::new(),
-        }
+        // A bound on every request, so a hung server fails the test instead
+        // of hanging it.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        Server { child, url, http }
     }
 
     /// The process id.

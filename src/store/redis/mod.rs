@@ -10,6 +10,7 @@ pub mod keys;
 mod pubsub;
 mod scripts;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,11 +39,21 @@ const LIST_MAX_SCAN: usize = 10_000;
 /// How long a watch registration lasts without refresh.
 const WATCH_TTL: Duration = Duration::from_secs(60);
 
-/// How long a command may take before it counts as failed (Redis down).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one store operation may take before it counts as failed, so a
+/// Redis outage turns into prompt errors (503s, retried claims), never into
+/// hung requests.
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn redis_err(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
+}
+
+/// Runs one Redis operation with the [`OP_TIMEOUT`] bound.
+async fn bounded<T>(op: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
+    match tokio::time::timeout(OP_TIMEOUT, op).await {
+        Ok(result) => result.map_err(redis_err),
+        Err(_) => Err(StoreError::Unavailable("redis: no answer in time".into())),
+    }
 }
 
 /// The Redis store.
@@ -58,11 +69,13 @@ impl RedisStore {
     /// and starts the change subscription and the watch refresher.
     pub async fn open(url: &str, name: &str, bus: EventBus) -> StoreResult<Arc<RedisStore>> {
         let client = redis::Client::open(url).map_err(redis_err)?;
+        // A few quick reconnection attempts per failure; while Redis stays
+        // down, each new command starts another round (and fails fast).
         let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(usize::MAX);
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(3);
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(redis_err)?;
@@ -86,10 +99,8 @@ impl RedisStore {
         for arg in args {
             invocation.arg(arg);
         }
-        invocation
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)
+        let mut conn = self.conn();
+        bounded(invocation.invoke_async(&mut conn)).await
     }
 
     /// Refreshes the watch registrations of everything this process watches.
@@ -101,12 +112,8 @@ impl RedisStore {
         let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
         let members: Vec<(Millis, String)> =
             ids.iter().map(|id| (expiry, id.to_string())).collect();
-        let _: () = self
-            .conn()
-            .zadd_multiple(self.keys.named("watched"), &members)
-            .await
-            .map_err(redis_err)?;
-        Ok(())
+        let mut conn = self.conn();
+        bounded(conn.zadd_multiple::<_, _, _, ()>(self.keys.named("watched"), &members)).await
     }
 
     fn publish(&self, job: &Job) {
@@ -155,19 +162,15 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn())
+        bounded(redis::cmd("PING").query_async::<String>(&mut self.conn()))
             .await
             .map(drop)
-            .map_err(redis_err)
     }
 
     async fn announce_watch(&self, id: JobId) -> StoreResult<()> {
         let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
-        self.conn()
-            .zadd(self.keys.named("watched"), id.to_string(), expiry)
-            .await
-            .map_err(redis_err)
+        let mut conn = self.conn();
+        bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry)).await
     }
 
     async fn submit(&self, new: NewJob) -> StoreResult<Job> {
@@ -225,11 +228,12 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, id: JobId) -> StoreResult<Job> {
-        let values: Vec<Value> = redis::cmd("HGETALL")
-            .arg(self.keys.job(id))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+        let values: Vec<Value> = bounded(
+            redis::cmd("HGETALL")
+                .arg(self.keys.job(id))
+                .query_async(&mut self.conn()),
+        )
+        .await?;
         if values.is_empty() {
             return Err(StoreError::NotFound(id));
         }
@@ -415,13 +419,14 @@ impl Store for RedisStore {
     }
 
     async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()> {
-        redis::pipe()
-            .atomic()
-            .del(self.keys.named(&format!("worker:{worker_id}")))
-            .zrem(self.keys.named("workers"), worker_id)
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(redis_err)
+        bounded(
+            redis::pipe()
+                .atomic()
+                .del(self.keys.named(&format!("worker:{worker_id}")))
+                .zrem(self.keys.named("workers"), worker_id)
+                .query_async::<()>(&mut self.conn()),
+        )
+        .await
     }
 
     async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
@@ -472,15 +477,16 @@ impl Store for RedisStore {
         // if its holder dies.
         let lock = self.keys.named("lock:cleanup");
         let token = Uuid::new_v4().to_string();
-        let acquired: Option<String> = redis::cmd("SET")
-            .arg(&lock)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(60_000)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+        let acquired: Option<String> = bounded(
+            redis::cmd("SET")
+                .arg(&lock)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut self.conn()),
+        )
+        .await?;
         if acquired.is_none() {
             return Ok(CleanupReport::default());
         }
@@ -514,7 +520,8 @@ impl Store for RedisStore {
             .await?;
         report.locks_cleared = redis::FromRedisValue::from_redis_value(cleared)
             .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
-        let _: () = self.conn().del(&lock).await.map_err(redis_err)?;
+        let mut conn = self.conn();
+        bounded(conn.del::<_, ()>(&lock)).await?;
         Ok(report)
     }
 
@@ -525,14 +532,15 @@ impl Store for RedisStore {
             usize,
             usize,
             Option<Millis>,
-        ) = redis::pipe()
-            .hgetall(self.keys.named("counts"))
-            .zcount(&workers, active_since, "+inf")
-            .zcount(&workers, "-inf", format!("({active_since}"))
-            .hget(self.keys.named("meta"), "last_cleanup")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+        ) = bounded(
+            redis::pipe()
+                .hgetall(self.keys.named("counts"))
+                .zcount(&workers, active_since, "+inf")
+                .zcount(&workers, "-inf", format!("({active_since}"))
+                .hget(self.keys.named("meta"), "last_cleanup")
+                .query_async(&mut self.conn()),
+        )
+        .await?;
         let counts = JobStatus::ALL
             .iter()
             .map(|status| {
@@ -560,11 +568,9 @@ impl Store for RedisStore {
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
-        let first: Vec<(String, f64)> = self
-            .conn()
-            .zrange_withscores(self.keys.named("scheduled"), 0, 0)
-            .await
-            .map_err(redis_err)?;
+        let mut conn = self.conn();
+        let first: Vec<(String, f64)> =
+            bounded(conn.zrange_withscores(self.keys.named("scheduled"), 0, 0)).await?;
         Ok(first.first().map(|(_, due)| *due as Millis))
     }
 }
