@@ -88,6 +88,10 @@ pub struct SettingsArgs {
     /// Largest request body accepted, in bytes [default: 1048576].
     #[arg(long, env = "JOBD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Directory that document-processing jobs may read files from; paths
+    /// outside it are refused [default: the working directory].
+    #[arg(long, env = "JOBD_DOCUMENTS_ROOT")]
+    pub documents_root: Option<PathBuf>,
     /// SQLite durability: `full` survives power loss, `normal` a process
     /// crash only [default: full].
     #[arg(long, env = "JOBD_SQLITE_SYNCHRONOUS", value_enum)]
@@ -193,6 +197,8 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// Request body limit.
     pub max_body_bytes: usize,
+    /// Where document-processing jobs may read files.
+    pub documents_root: PathBuf,
     /// SQLite durability.
     pub sqlite_synchronous: Synchronous,
     /// Configured job types.
@@ -292,6 +298,7 @@ impl Settings {
             default_max_attempts: a.default_max_attempts.unwrap_or(1).max(1),
             retry_backoff: seconds("retry_backoff_seconds", a.retry_backoff_seconds, 5.0)?,
             max_body_bytes: a.max_body_bytes.unwrap_or(1024 * 1024),
+            documents_root: a.documents_root.unwrap_or_else(|| PathBuf::from(".")),
             sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
             job_types,
         };
@@ -349,6 +356,7 @@ impl SettingsArgs {
             default_max_attempts: self.default_max_attempts.or(lower.default_max_attempts),
             retry_backoff_seconds: self.retry_backoff_seconds.or(lower.retry_backoff_seconds),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            documents_root: self.documents_root.or(lower.documents_root),
             sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
         }
     }

@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::handler::{JobContext, JobHandler};
+use crate::config::Settings;
 use crate::model::Progress;
 
 /// The built-in handlers by job type name.
-pub fn handlers() -> Vec<(&'static str, Arc<dyn JobHandler>)> {
+pub fn handlers(_settings: &Settings) -> Vec<(&'static str, Arc<dyn JobHandler>)> {
     vec![("noop", Arc::new(Noop)), ("sleep", Arc::new(Sleep))]
 }
 

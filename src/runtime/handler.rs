@@ -28,6 +28,7 @@ pub trait JobHandler: Send + Sync {
 /// A running job as its handler sees it.
 pub struct JobContext {
     job: Arc<Job>,
+    dependencies: Vec<Arc<Job>>,
     progress: watch::Sender<Option<Progress>>,
     cancel: CancellationToken,
 }
@@ -42,9 +43,22 @@ impl JobContext {
     ) -> JobContext {
         JobContext {
             job,
+            dependencies: Vec::new(),
             progress,
             cancel,
         }
+    }
+
+    /// The same context, with the completed jobs this one depends on.
+    pub fn with_dependencies(mut self, dependencies: Vec<Arc<Job>>) -> JobContext {
+        self.dependencies = dependencies;
+        self
+    }
+
+    /// The completed jobs this job depends on, with their results, in the
+    /// order of its `depends_on`.
+    pub fn dependencies(&self) -> &[Arc<Job>] {
+        &self.dependencies
     }
 
     /// The job, with its parameters.
@@ -99,7 +113,7 @@ impl Registry {
     /// type with a `command` replaces a built-in of the same name, one
     /// without only sets the built-in's options.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Registry> {
-        let mut builtins: BTreeMap<String, Arc<dyn JobHandler>> = builtin::handlers()
+        let mut builtins: BTreeMap<String, Arc<dyn JobHandler>> = builtin::handlers(settings)
             .into_iter()
             .map(|(name, handler)| (name.to_owned(), handler))
             .collect();
