@@ -6,29 +6,52 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::model::{Job, JobId};
 
 /// The latest snapshot of a watched job, `None` until the first change.
 pub type Snapshot = Option<Arc<Job>>;
 
+/// Changes the all-jobs feed buffers per subscriber before a slow one lags.
+const FEED_CAPACITY: usize = 4096;
+
 /// Per-process fan-out of job changes. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct EventBus {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     watched: Mutex<HashMap<JobId, watch::Sender<Snapshot>>>,
     work: Notify,
+    all: broadcast::Sender<Arc<Job>>,
+}
+
+impl Default for EventBus {
+    fn default() -> EventBus {
+        EventBus {
+            inner: Arc::new(Inner {
+                watched: Mutex::new(HashMap::new()),
+                work: Notify::new(),
+                all: broadcast::channel(FEED_CAPACITY).0,
+            }),
+        }
+    }
 }
 
 impl EventBus {
     /// A new, empty bus.
     pub fn new() -> EventBus {
         EventBus::default()
+    }
+
+    /// Every job change this process publishes (its own writes, and other
+    /// processes' writes to jobs it watches), for metrics and dashboards.
+    /// A subscriber that falls behind by more than a few thousand changes
+    /// skips ahead (`RecvError::Lagged`).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Job>> {
+        self.inner.all.subscribe()
     }
 
     fn watched(&self) -> MutexGuard<'_, HashMap<JobId, watch::Sender<Snapshot>>> {
@@ -44,6 +67,9 @@ impl EventBus {
     /// older than the one they already have is ignored, so deliveries from
     /// several sources (own writes, another process's) cannot go backwards.
     pub fn publish(&self, job: &Job) {
+        if self.inner.all.receiver_count() > 0 {
+            let _ = self.inner.all.send(Arc::new(job.clone()));
+        }
         let watched = self.watched();
         if let Some(sender) = watched.get(&job.id) {
             sender.send_if_modified(|current| {
