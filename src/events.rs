@@ -46,8 +46,7 @@ impl EventBus {
         EventBus::default()
     }
 
-    /// Every job change this process publishes (its own writes, and other
-    /// processes' writes to jobs it watches), for metrics and dashboards.
+    /// Every job change this process makes, for metrics and dashboards.
     /// A subscriber that falls behind by more than a few thousand changes
     /// skips ahead (`RecvError::Lagged`).
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Job>> {
@@ -63,13 +62,20 @@ impl EventBus {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Publishes a changed job to its watchers, if it has any. A snapshot
-    /// older than the one they already have is ignored, so deliveries from
-    /// several sources (own writes, another process's) cannot go backwards.
+    /// Publishes a change this process made: to the all-jobs feed and to
+    /// the job's watchers.
     pub fn publish(&self, job: &Job) {
         if self.inner.all.receiver_count() > 0 {
             let _ = self.inner.all.send(Arc::new(job.clone()));
         }
+        self.deliver(job);
+    }
+
+    /// Delivers a job to its watchers, if it has any (a change another
+    /// process made, or a re-read). A snapshot older than the one they
+    /// already have is ignored, so deliveries from several sources cannot go
+    /// backwards.
+    pub fn deliver(&self, job: &Job) {
         let watched = self.watched();
         if let Some(sender) = watched.get(&job.id) {
             sender.send_if_modified(|current| {

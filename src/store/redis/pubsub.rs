@@ -71,7 +71,7 @@ async fn subscribe(
 async fn refresh(store: &Weak<RedisStore>, bus: &EventBus, id: JobId) {
     let Some(store) = store.upgrade() else { return };
     if let Ok(job) = store.get(id).await {
-        bus.publish(&job);
+        bus.deliver(&job);
     }
 }
 

@@ -56,7 +56,7 @@ pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>, bus: EventBus) {
             bus.notify_work();
             for id in changed.into_iter().filter(|id| bus.is_watched(*id)) {
                 if let Ok(job) = store.get(id).await {
-                    bus.publish(&job);
+                    bus.deliver(&job);
                 }
             }
         }
