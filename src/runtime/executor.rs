@@ -14,7 +14,7 @@ use super::handler::JobContext;
 use super::worker::WorkerShared;
 use crate::events::JobWatch;
 use crate::model::{Job, JobStatus, Millis, Progress, now_millis};
-use crate::store::{ClaimRef, Claimed, Outcome, Store, StoreError};
+use crate::store::{ClaimRef, Claimed, Finish, Outcome, Store, StoreError};
 
 /// Longest retry backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -103,7 +103,12 @@ pub(super) async fn execute(shared: Arc<WorkerShared>, claimed: Claimed, lost: C
     record_with_backoff(&shared, &job, claim, outcome, retry_base).await;
 }
 
-async fn record(shared: &WorkerShared, job: &Job, claim: ClaimRef, result: Result<Value, String>) {
+async fn record(
+    shared: &WorkerShared,
+    job: &Arc<Job>,
+    claim: ClaimRef,
+    result: Result<Value, String>,
+) {
     record_with_backoff(shared, job, claim, result, shared.settings.retry_backoff).await
 }
 
@@ -111,7 +116,7 @@ async fn record(shared: &WorkerShared, job: &Job, claim: ClaimRef, result: Resul
 /// (for as long as the lease lasts; after that the reaper owns the job).
 async fn record_with_backoff(
     shared: &WorkerShared,
-    job: &Job,
+    job: &Arc<Job>,
     claim: ClaimRef,
     result: Result<Value, String>,
     retry_base: Duration,
@@ -126,12 +131,15 @@ async fn record_with_backoff(
     };
     let give_up = tokio::time::Instant::now() + shared.settings.lease_timeout;
     let mut pause = Duration::from_millis(50);
+    let finish = Finish {
+        claim,
+        outcome,
+        job: job.clone(),
+    };
+    // First through the worker's batched completions; retries one by one.
+    let mut attempt = shared.complete(finish.clone()).await;
     loop {
-        match shared
-            .store
-            .finish(claim, outcome.clone(), now_millis())
-            .await
-        {
+        match attempt {
             Ok(done) => {
                 tracing::info!(
                     job_id = %done.id, job_type = %done.job_type, user_id = %done.user_id,
@@ -147,6 +155,10 @@ async fn record_with_backoff(
                 tracing::warn!(job_id = %job.id, error = %e, "could not record result; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
+                attempt = shared
+                    .store
+                    .finish(claim, finish.outcome.clone(), now_millis())
+                    .await;
             }
             Err(e) => {
                 tracing::error!(job_id = %job.id, error = %e, "could not record result; the job will be recovered");

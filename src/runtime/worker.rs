@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,12 +21,25 @@ use super::executor;
 use super::handler::Registry;
 use crate::config::Settings;
 use crate::events::EventBus;
-use crate::model::{JobId, Millis, now_millis};
-use crate::store::{ClaimParams, ClaimRef, Store, WorkerInfo};
+use crate::model::{Job, JobId, Millis, now_millis};
+use crate::store::{ClaimParams, ClaimRef, Finish, Store, StoreError, StoreResult, WorkerInfo};
 
 /// Longest idle wait between claim attempts; also bounds how late a due
 /// scheduled job is noticed.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Most attempt outcomes recorded in one store call.
+const COMPLETION_BATCH: usize = 128;
+
+/// How long the claim loop lets freed slots accumulate while a backlog is
+/// waiting, so one claim fills several slots.
+const CLAIM_GATHER: Duration = Duration::from_millis(1);
+
+/// An attempt's outcome waiting to be recorded, with where to answer.
+struct Completion {
+    finish: Finish,
+    reply: oneshot::Sender<StoreResult<Job>>,
+}
 
 /// What the claim loop, the heartbeat and the executors share.
 pub(super) struct WorkerShared {
@@ -39,9 +52,21 @@ pub(super) struct WorkerShared {
     pub(super) abort: CancellationToken,
     running: Mutex<HashMap<JobId, (ClaimRef, CancellationToken)>>,
     slot_freed: Notify,
+    completions: mpsc::Sender<Completion>,
 }
 
 impl WorkerShared {
+    /// Records an attempt's outcome through the batched completions.
+    pub(super) async fn complete(&self, finish: Finish) -> StoreResult<Job> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("worker completions stopped".into());
+        self.completions
+            .send(Completion { finish, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
     fn running(&self) -> MutexGuard<'_, HashMap<JobId, (ClaimRef, CancellationToken)>> {
         self.running
             .lock()
@@ -56,6 +81,7 @@ pub struct Worker {
     jobs: TaskTracker,
     claim_loop: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
+    completer: JoinHandle<()>,
 }
 
 impl Worker {
@@ -77,6 +103,8 @@ impl Worker {
             started_at: now_millis(),
             concurrency: settings.workers,
         };
+        let (completions, pending_completions) = mpsc::channel(COMPLETION_BATCH * 4);
+        let completer = tokio::spawn(record_completions(store.clone(), pending_completions));
         let shared = Arc::new(WorkerShared {
             store,
             bus,
@@ -86,6 +114,7 @@ impl Worker {
             abort: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             slot_freed: Notify::new(),
+            completions,
         });
         let stop_claiming = CancellationToken::new();
         let jobs = TaskTracker::new();
@@ -102,6 +131,7 @@ impl Worker {
             jobs,
             claim_loop,
             heartbeat,
+            completer,
         }
     }
 
@@ -123,6 +153,7 @@ impl Worker {
             self.jobs.wait().await;
         }
         self.heartbeat.abort();
+        self.completer.abort();
         if let Err(e) = self
             .shared
             .store
@@ -135,12 +166,43 @@ impl Worker {
     }
 }
 
+/// Records attempt outcomes in batches: whatever queued up while the
+/// previous batch was being written goes in the next store call.
+async fn record_completions(store: Arc<dyn Store>, mut pending: mpsc::Receiver<Completion>) {
+    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    while pending.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
+        let items: Vec<Finish> = batch.iter().map(|c| c.finish.clone()).collect();
+        match store.finish_many(&items, now_millis()).await {
+            Ok(results) => {
+                for (completion, result) in batch.drain(..).zip(results) {
+                    let _ = completion.reply.send(result);
+                }
+            }
+            Err(e) => {
+                for completion in batch.drain(..) {
+                    let _ = completion
+                        .reply
+                        .send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
 async fn claim_loop(shared: Arc<WorkerShared>, stop: CancellationToken, jobs: TaskTracker) {
     let slots = Arc::new(Semaphore::new(shared.info.concurrency));
+    let gather_until = (shared.info.concurrency / 4).clamp(1, 32);
     let mut failures = 0u32;
+    let mut backlog = false;
     while !stop.is_cancelled() {
+        if backlog && slots.available_permits() < gather_until {
+            // More jobs are waiting: let a few slots free up, then claim
+            // them in one call.
+            tokio::time::sleep(CLAIM_GATHER).await;
+        }
         let free = slots.available_permits();
         let mut wait = IDLE_POLL;
+        backlog = false;
         if free > 0 {
             let now = now_millis();
             let params = ClaimParams {
@@ -175,6 +237,7 @@ async fn claim_loop(shared: Arc<WorkerShared>, stop: CancellationToken, jobs: Ta
                     if filled {
                         // More may be waiting; claim again once a slot frees.
                         wait = Duration::ZERO;
+                        backlog = true;
                     }
                 }
                 Err(e) => {

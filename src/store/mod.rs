@@ -96,6 +96,17 @@ pub enum Outcome {
     },
 }
 
+/// One attempt's end, for [`Store::finish_many`].
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// The claim.
+    pub claim: ClaimRef,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The job as claimed.
+    pub job: std::sync::Arc<Job>,
+}
+
 /// Filters and page of a job listing, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -249,6 +260,22 @@ pub trait Store: Send + Sync + 'static {
     /// Ends the attempt, if the claim still holds: completed, failed, or
     /// scheduled for a retry.
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job>;
+
+    /// Ends many attempts at once (a worker's completions batched into one
+    /// round trip); one result per item, in order. `job` is the job as the
+    /// worker claimed it: a backend may build the returned snapshot from it
+    /// instead of reading the job back.
+    async fn finish_many(
+        &self,
+        items: &[Finish],
+        now: Millis,
+    ) -> StoreResult<Vec<StoreResult<Job>>> {
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            results.push(self.finish(item.claim, item.outcome.clone(), now).await);
+        }
+        Ok(results)
+    }
 
     /// Gives claimed jobs back to the queue without spending an attempt
     /// (graceful shutdown). Claims no longer held are skipped.

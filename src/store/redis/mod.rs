@@ -25,8 +25,8 @@ use self::scripts::Scripts;
 use crate::events::EventBus;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, ListPage, ListQuery, Outcome,
-    RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Finish, ListPage, ListQuery,
+    Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
     WorkerRecord,
 };
 
@@ -144,6 +144,56 @@ fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
             "redis: unexpected reply {other}"
         ))),
     }
+}
+
+/// The six `finish.lua` values of one attempt.
+fn push_finish_args(args: &mut Vec<String>, claim: ClaimRef, outcome: &Outcome) {
+    let (status, result, error, scheduled_for) = match outcome {
+        Outcome::Completed { result } => (
+            JobStatus::Completed,
+            result.to_string(),
+            String::new(),
+            None,
+        ),
+        Outcome::Failed {
+            error,
+            retry_at: Some(at),
+        } => (
+            JobStatus::Scheduled,
+            String::new(),
+            error.clone(),
+            Some(*at),
+        ),
+        Outcome::Failed {
+            error,
+            retry_at: None,
+        } => (JobStatus::Failed, String::new(), error.clone(), None),
+    };
+    args.extend([
+        claim.job_id.to_string(),
+        claim.token.to_string(),
+        status.as_str().into(),
+        result,
+        error,
+        opt(scheduled_for),
+    ]);
+}
+
+/// A completed job as `finish.lua` left it, built from the claimed job and
+/// the outcome (the script answered with the revision only).
+fn completed_snapshot(item: &Finish, revision: i64, now: Millis) -> Job {
+    let mut job = (*item.job).clone();
+    job.status = JobStatus::Completed;
+    if let Outcome::Completed { result } = &item.outcome {
+        job.result = Some(result.clone());
+    }
+    job.error = None;
+    job.progress.fraction = 1.0;
+    job.completed_at = Some(now);
+    job.updated_at = now;
+    job.worker_id = None;
+    job.revision = revision;
+    job
 }
 
 /// Decodes a job, or `{}` for a lost claim.
@@ -317,39 +367,40 @@ impl Store for RedisStore {
     }
 
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
-        let (status, result, error, scheduled_for) = match outcome {
-            Outcome::Completed { result } => (
-                JobStatus::Completed,
-                result.to_string(),
-                String::new(),
-                None,
-            ),
-            Outcome::Failed {
-                error,
-                retry_at: Some(at),
-            } => (JobStatus::Scheduled, String::new(), error, Some(at)),
-            Outcome::Failed {
-                error,
-                retry_at: None,
-            } => (JobStatus::Failed, String::new(), error, None),
-        };
-        let reply = self
-            .run(
-                &self.scripts.finish,
-                vec![
-                    claim.job_id.to_string(),
-                    claim.token.to_string(),
-                    status.as_str().into(),
-                    result,
-                    error,
-                    opt(scheduled_for),
-                    now.to_string(),
-                ],
-            )
-            .await?;
-        let job = fenced_job(claim.job_id, reply)?;
+        let mut args = vec![now.to_string(), "full".into()];
+        push_finish_args(&mut args, claim, &outcome);
+        let reply = self.run(&self.scripts.finish, args).await?;
+        let item = decode::array(reply)?
+            .into_iter()
+            .next()
+            .unwrap_or(Value::Nil);
+        let job = fenced_job(claim.job_id, item)?;
         self.publish(&job);
         Ok(job)
+    }
+
+    async fn finish_many(
+        &self,
+        items: &[Finish],
+        now: Millis,
+    ) -> StoreResult<Vec<StoreResult<Job>>> {
+        let mut args = vec![now.to_string(), "compact".into()];
+        for item in items {
+            push_finish_args(&mut args, item.claim, &item.outcome);
+        }
+        let reply = self.run(&self.scripts.finish, args).await?;
+        let mut results = Vec::with_capacity(items.len());
+        for (item, entry) in items.iter().zip(decode::array(reply)?) {
+            let result = match entry {
+                Value::Int(revision) => Ok(completed_snapshot(item, revision, now)),
+                other => fenced_job(item.claim.job_id, other),
+            };
+            if let Ok(job) = &result {
+                self.publish(job);
+            }
+            results.push(result);
+        }
+        Ok(results)
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {

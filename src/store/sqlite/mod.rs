@@ -26,8 +26,8 @@ use self::writer::Writer;
 use crate::events::EventBus;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, ListPage, ListQuery, Outcome,
-    RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Finish, ListPage, ListQuery,
+    Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
     WorkerRecord,
 };
 
@@ -262,6 +262,59 @@ fn claim_in(conn: &Connection, params: &ClaimParams) -> StoreResult<(Vec<Claimed
     Ok((claimed, promoted))
 }
 
+/// Ends one attempt under its claim (see `sql/finish.sql`).
+fn finish_in(
+    conn: &Connection,
+    claim: ClaimRef,
+    outcome: &Outcome,
+    now: Millis,
+) -> StoreResult<Job> {
+    let (status, result, error, scheduled_for, completed_at) = match outcome {
+        Outcome::Completed { result } => (
+            JobStatus::Completed,
+            Some(json_text(result)),
+            None,
+            None,
+            Some(now),
+        ),
+        Outcome::Failed {
+            error,
+            retry_at: Some(at),
+        } => (
+            JobStatus::Scheduled,
+            None,
+            Some(error.as_str()),
+            Some(*at),
+            None,
+        ),
+        Outcome::Failed {
+            error,
+            retry_at: None,
+        } => (
+            JobStatus::Failed,
+            None,
+            Some(error.as_str()),
+            None,
+            Some(now),
+        ),
+    };
+    query_job(
+        conn,
+        sql::FINISH,
+        named_params! {
+            ":id": claim.job_id.to_string(),
+            ":token": claim.token.to_string(),
+            ":status": status.as_str(),
+            ":result": result,
+            ":error": error,
+            ":scheduled_for": scheduled_for,
+            ":completed_at": completed_at,
+            ":now": now,
+        },
+    )?
+    .ok_or(StoreError::ClaimLost(claim.job_id))
+}
+
 fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
     conn.prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute(params))
@@ -389,45 +442,36 @@ impl Store for SqliteStore {
     }
 
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
-        let (status, result, error, scheduled_for, completed_at) = match outcome {
-            Outcome::Completed { result } => (
-                JobStatus::Completed,
-                Some(json_text(&result)),
-                None,
-                None,
-                Some(now),
-            ),
-            Outcome::Failed {
-                error,
-                retry_at: Some(at),
-            } => (JobStatus::Scheduled, None, Some(error), Some(at), None),
-            Outcome::Failed {
-                error,
-                retry_at: None,
-            } => (JobStatus::Failed, None, Some(error), None, Some(now)),
-        };
         let job = self
             .writer
-            .write(move |conn| {
-                query_job(
-                    conn,
-                    sql::FINISH,
-                    named_params! {
-                        ":id": claim.job_id.to_string(),
-                        ":token": claim.token.to_string(),
-                        ":status": status.as_str(),
-                        ":result": result,
-                        ":error": error,
-                        ":scheduled_for": scheduled_for,
-                        ":completed_at": completed_at,
-                        ":now": now,
-                    },
-                )?
-                .ok_or(StoreError::ClaimLost(claim.job_id))
-            })
+            .write(move |conn| finish_in(conn, claim, &outcome, now))
             .await?;
         self.bus.publish(&job);
         Ok(job)
+    }
+
+    async fn finish_many(
+        &self,
+        items: &[Finish],
+        now: Millis,
+    ) -> StoreResult<Vec<StoreResult<Job>>> {
+        let items: Vec<(ClaimRef, Outcome)> = items
+            .iter()
+            .map(|item| (item.claim, item.outcome.clone()))
+            .collect();
+        let results = self
+            .writer
+            .write(move |conn| {
+                Ok(items
+                    .iter()
+                    .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        for job in results.iter().flatten() {
+            self.bus.publish(job);
+        }
+        Ok(results)
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {

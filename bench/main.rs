@@ -1,0 +1,610 @@
+//! `jobd-bench`: measures jobd end to end on this machine, per store.
+//!
+//! For each store it starts what it needs (a throw-away `redis-server` on a
+//! free port unless `--redis-url` names one, a `jobd serve` API node and
+//! `jobd worker` processes from the same build), then reports: HTTP submit
+//! and status latency (idle and while a backlog drains), end-to-end and
+//! steady-drain throughput of no-op jobs from a backlog (with and without a
+//! per-user limit across 100 users), worker and server peak RSS, idle
+//! worker RSS, Redis CPU time and commands per job, server RSS with 1,000
+//! open SSE streams, and the wake-up latency from a job's completion to the
+//! waiting stream's event. Results go to stdout as a table and, with
+//! `--json`, to a file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Debug, Parser)]
+#[command(name = "jobd-bench", about = "Benchmarks jobd on this machine")]
+struct Args {
+    /// Stores to measure.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,redis")]
+    stores: Vec<String>,
+    /// Backlog of no-op jobs drained in the throughput runs.
+    #[arg(long, default_value_t = 100_000)]
+    backlog: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Requests per client in each latency run.
+    #[arg(long, default_value_t = 500)]
+    requests: usize,
+    /// Jobs one worker process runs at once.
+    #[arg(long, default_value_t = 64)]
+    worker_concurrency: usize,
+    /// Use this (throw-away!) Redis instead of starting one; it is flushed.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// The jobd binary (default: beside this one).
+    #[arg(long)]
+    jobd: Option<PathBuf>,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// A child process killed on drop.
+struct Proc {
+    child: Child,
+    first_line: String,
+}
+
+impl Proc {
+    fn start(program: &Path, args: &[String]) -> anyhow::Result<Proc> {
+        use std::io::BufRead;
+        let mut child = Command::new(program)
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first_line = lines.next().and_then(Result::ok).unwrap_or_default();
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Proc { child, first_line })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak and current resident memory in MiB (VmHWM, VmRSS).
+    fn memory_mib(&self) -> (f64, f64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A throw-away redis-server, or the one named by --redis-url.
+struct Redis {
+    url: String,
+    _proc: Option<Proc>,
+}
+
+impl Redis {
+    async fn start(url: Option<&str>) -> anyhow::Result<Redis> {
+        if let Some(url) = url {
+            return Ok(Redis {
+                url: url.to_owned(),
+                _proc: None,
+            });
+        }
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("jobd-bench-redis-{port}"));
+        std::fs::create_dir_all(&dir)?;
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let proc = Proc::start(Path::new("redis-server"), &args)?;
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis_info(&url).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("redis-server did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Redis {
+            url,
+            _proc: Some(proc),
+        })
+    }
+}
+
+/// Redis INFO: (CPU seconds used, commands processed).
+async fn redis_info(url: &str) -> anyhow::Result<(f64, u64)> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO").query_async(&mut conn).await?;
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        field("used_cpu_sys:") + field("used_cpu_user:"),
+        field("total_commands_processed:") as u64,
+    ))
+}
+
+async fn redis_flush(url: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn summary(mut samples: Vec<f64>) -> Value {
+    samples.sort_by(f64::total_cmp);
+    json!({
+        "p50_ms": (percentile(&samples, 0.50) * 1000.0).round() / 1000.0,
+        "p99_ms": (percentile(&samples, 0.99) * 1000.0).round() / 1000.0,
+        "n": samples.len(),
+    })
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> anyhow::Result<Scratch> {
+        let path = std::env::temp_dir().join(format!("jobd-bench-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One store's deployment under test.
+struct Deployment {
+    jobd: PathBuf,
+    store_args: Vec<String>,
+    api: Proc,
+    url: String,
+    http: reqwest::Client,
+    _data: Scratch,
+}
+
+impl Deployment {
+    fn start(
+        jobd: &Path,
+        store_args: Vec<String>,
+        data: Scratch,
+        extra: &[&str],
+    ) -> anyhow::Result<Deployment> {
+        let mut args = vec![
+            "serve".to_string(),
+            "--bind".into(),
+            "127.0.0.1:0".into(),
+            "--workers".into(),
+            "0".into(),
+        ];
+        args.extend(store_args.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let api = Proc::start(jobd, &args)?;
+        let url = api
+            .first_line
+            .strip_prefix("jobd listening on ")
+            .context("jobd serve did not start")?
+            .to_owned();
+        Ok(Deployment {
+            jobd: jobd.to_owned(),
+            store_args,
+            api,
+            url,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            _data: data,
+        })
+    }
+
+    fn worker(&self, concurrency: usize, extra: &[&str]) -> anyhow::Result<Proc> {
+        let mut args = vec![
+            "worker".to_string(),
+            "--workers".into(),
+            concurrency.to_string(),
+        ];
+        args.extend(self.store_args.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Proc::start(&self.jobd, &args)
+    }
+
+    async fn submit(&self, user: &str) -> anyhow::Result<String> {
+        let job: Value = self
+            .http
+            .post(format!("{}/api/v1/jobs", self.url))
+            .json(&json!({"job_type": "noop", "user_id": user}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        job["job_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no job_id")
+    }
+
+    async fn status(&self, id: &str) -> anyhow::Result<()> {
+        self.http
+            .get(format!("{}/api/v1/jobs/status/{id}", self.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        Ok(())
+    }
+
+    async fn stats(&self) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/api/v1/jobs/queue/stats", self.url))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+}
+
+/// `clients` tasks each running `per_client` timed calls of `call`.
+async fn timed<F, Fut>(clients: usize, per_client: usize, call: F) -> anyhow::Result<Vec<f64>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let call = Arc::new(call);
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let started = Instant::now();
+                call(client * per_client + i).await?;
+                samples.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(samples)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}
+
+/// Submits `n` jobs over `clients` connections, users round-robin.
+async fn fill(
+    deployment: &Arc<Deployment>,
+    n: usize,
+    clients: usize,
+    users: usize,
+) -> anyhow::Result<Vec<String>> {
+    let per = n.div_ceil(clients);
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let d = deployment.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..per {
+                let k = client * per + i;
+                if k >= n {
+                    break;
+                }
+                ids.push(d.submit(&format!("user{}", k % users)).await?);
+            }
+            anyhow::Ok(ids)
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await??);
+    }
+    Ok(ids)
+}
+
+/// Drains a backlog with one worker process; returns the run's figures.
+async fn drain(
+    deployment: &Arc<Deployment>,
+    args: &Args,
+    redis: Option<&Redis>,
+    users: usize,
+    limit_args: &[&str],
+) -> anyhow::Result<Value> {
+    let baseline = deployment.stats().await?["completed_jobs"]
+        .as_u64()
+        .unwrap_or(0);
+    let enqueue_started = Instant::now();
+    let ids = Arc::new(fill(deployment, args.backlog, args.clients, users).await?);
+    let enqueue_s = enqueue_started.elapsed().as_secs_f64();
+    let before = match redis {
+        Some(r) => Some(redis_info(&r.url).await?),
+        None => None,
+    };
+    let worker = deployment.worker(args.worker_concurrency, limit_args)?;
+    let spawned = Instant::now();
+    // Latency while draining, from `clients` concurrent clients.
+    let d = deployment.clone();
+    let under_load_ids = ids.clone();
+    let load = tokio::spawn(timed(args.clients, 200, move |i| {
+        let d = d.clone();
+        let ids = under_load_ids.clone();
+        async move { d.status(&ids[(i * 7919) % ids.len()]).await }
+    }));
+    let target = baseline + args.backlog as u64;
+    let (mut first, mut done) = (None, 0);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while done < target {
+        done = deployment.stats().await?["completed_jobs"]
+            .as_u64()
+            .unwrap_or(0);
+        if first.is_none() && done > baseline {
+            first = Some(Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!("drain did not finish: {done} of {target}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let finished = spawned.elapsed().as_secs_f64();
+    let first = first.map_or(0.0, |f| f.duration_since(spawned).as_secs_f64());
+    let status_under_load = load.await??;
+    let (worker_peak, _) = worker.memory_mib();
+    let mut result = json!({
+        "jobs": args.backlog,
+        "users": users,
+        "enqueue_jobs_per_s": (args.backlog as f64 / enqueue_s).round(),
+        "end_to_end_jobs_per_s": (args.backlog as f64 / (enqueue_s + finished)).round(),
+        "drain_jobs_per_s": (args.backlog as f64 / finished).round(),
+        "steady_jobs_per_s": ((args.backlog - 1) as f64 / (finished - first).max(1e-9)).round(),
+        "status_under_load": summary(status_under_load),
+        "worker_peak_rss_mib": (worker_peak * 10.0).round() / 10.0,
+    });
+    if let (Some(r), Some((cpu0, cmds0))) = (redis, before) {
+        let (cpu1, cmds1) = redis_info(&r.url).await?;
+        result["redis_cpu_us_per_job"] = json!(((cpu1 - cpu0) * 1e6 / args.backlog as f64).round());
+        result["redis_commands_per_job"] =
+            json!((((cmds1 - cmds0) as f64) / args.backlog as f64 * 10.0).round() / 10.0);
+    }
+    drop(worker);
+    Ok(result)
+}
+
+/// Opens `n` SSE streams on pending jobs; returns the server's RSS then.
+async fn streams_rss(deployment: &Arc<Deployment>, n: usize) -> anyhow::Result<Value> {
+    let ids = fill(deployment, n, 16, 10).await?;
+    let (_, before) = deployment.api.memory_mib();
+    let mut streams = Vec::new();
+    let client = reqwest::Client::new();
+    for id in &ids {
+        let response = client
+            .get(format!("{}/api/v1/jobs/status/{id}/stream", deployment.url))
+            .send()
+            .await?;
+        streams.push(response);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deployment.stats().await?["cache_size"]
+        .as_u64()
+        .unwrap_or(0)
+        < n as u64
+    {
+        if Instant::now() > deadline {
+            bail!("streams did not open");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, with_streams) = deployment.api.memory_mib();
+    drop(streams);
+    Ok(
+        json!({"streams": n, "server_rss_before_mib": before, "server_rss_with_streams_mib": with_streams}),
+    )
+}
+
+/// Time from a job's completion (its completed_at) to the stream event.
+async fn wakeup(deployment: &Arc<Deployment>, jobs: usize) -> anyhow::Result<Value> {
+    let worker = deployment.worker(4, &[])?;
+    let mut samples = Vec::new();
+    for _ in 0..jobs {
+        let job: Value = deployment
+            .http
+            .post(format!("{}/api/v1/jobs", deployment.url))
+            .json(&json!({"job_type": "sleep", "parameters": {"seconds": 0.02, "steps": 1}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = job["job_id"].as_str().context("job_id")?.to_owned();
+        let response = deployment
+            .http
+            .get(format!("{}/api/v1/jobs/status/{id}/stream", deployment.url))
+            .send()
+            .await?;
+        let mut lines = tokio_util::io::StreamReader::new(futures::TryStreamExt::map_err(
+            response.bytes_stream(),
+            std::io::Error::other,
+        ))
+        .lines();
+        let mut complete = false;
+        while let Some(line) = lines.next_line().await? {
+            if line == "event: job_complete" {
+                complete = true;
+            } else if complete && let Some(data) = line.strip_prefix("data: ") {
+                let received = chrono::Utc::now();
+                let job: Value = serde_json::from_str(data)?;
+                let done = chrono::DateTime::parse_from_rfc3339(
+                    job["completed_at"].as_str().context("completed_at")?,
+                )?;
+                samples.push(
+                    (received - done.with_timezone(&chrono::Utc))
+                        .num_microseconds()
+                        .unwrap_or(0) as f64
+                        / 1000.0,
+                );
+                break;
+            }
+        }
+    }
+    drop(worker);
+    Ok(summary(samples))
+}
+
+async fn bench_store(args: &Args, jobd: &Path, store: &str) -> anyhow::Result<Value> {
+    let redis = match store {
+        "redis" => Some(Redis::start(args.redis_url.as_deref()).await?),
+        "sqlite" => None,
+        other => bail!("unknown store {other}"),
+    };
+    let data = Scratch::new(store)?;
+    let store_args: Vec<String> = match &redis {
+        Some(r) => {
+            redis_flush(&r.url).await?;
+            vec![
+                "--store".into(),
+                r.url.clone(),
+                "--redis-prefix".into(),
+                "bench".into(),
+            ]
+        }
+        None => vec![
+            "--data-dir".into(),
+            data.0.display().to_string(),
+            "--sqlite-synchronous".into(),
+            "normal".into(),
+        ],
+    };
+    let wide = [
+        "--global-max-concurrent-jobs",
+        "1000",
+        "--per-user-max-concurrent-jobs",
+        "1000",
+    ];
+    let deployment = Arc::new(Deployment::start(jobd, store_args, data, &wide)?);
+    let mut out = json!({"store": store});
+
+    // Idle latency.
+    let d = deployment.clone();
+    let submit = timed(args.clients, args.requests, move |i| {
+        let d = d.clone();
+        async move { d.submit(&format!("user{}", i % 10)).await.map(drop) }
+    })
+    .await?;
+    out["submit_latency"] = summary(submit);
+    let ids = Arc::new(fill(&deployment, 1000, args.clients, 10).await?);
+    let d = deployment.clone();
+    let status = timed(args.clients, args.requests, move |i| {
+        let d = d.clone();
+        let ids = ids.clone();
+        async move { d.status(&ids[i % ids.len()]).await }
+    })
+    .await?;
+    out["status_latency"] = summary(status);
+
+    // Idle worker memory.
+    let idle = deployment.worker(args.worker_concurrency, &wide)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    out["idle_worker_rss_mib"] = json!(idle.memory_mib().1);
+    drop(idle);
+
+    // Throughput: no limits binding, then a per-user limit across 100 users.
+    out["drain"] = drain(&deployment, args, redis.as_ref(), 10, &wide).await?;
+    out["drain_per_user_limit"] = drain(
+        &deployment,
+        args,
+        redis.as_ref(),
+        100,
+        &[
+            "--global-max-concurrent-jobs",
+            "1000",
+            "--per-user-max-concurrent-jobs",
+            "2",
+        ],
+    )
+    .await?;
+    out["server_peak_rss_mib"] = json!(deployment.api.memory_mib().0);
+    out["sse"] = streams_rss(&deployment, 1000).await?;
+    out["wakeup_latency"] = wakeup(&deployment, 200).await?;
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let jobd = match &args.jobd {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no parent dir")?
+            .join("jobd"),
+    };
+    let mut results = Vec::new();
+    for store in &args.stores {
+        eprintln!("jobd-bench: measuring {store} ...");
+        let result = bench_store(&args, &jobd, store).await?;
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        results.push(result);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+    }
+    Ok(())
+}
