@@ -186,6 +186,13 @@ pub struct Job {
     pub worker_id: Option<String>,
     /// Bumped by every change, so watchers can order snapshots.
     pub revision: i64,
+    /// Jobs that must complete before this one runs.
+    pub depends_on: Vec<JobId>,
+    /// How many of `depends_on` have not completed yet; while above 0 the
+    /// job waits as `scheduled`.
+    pub waiting_dependencies: u32,
+    /// The dependency whose failure or cancellation cancelled this job.
+    pub cancelled_by: Option<JobId>,
 }
 
 impl Job {
@@ -231,6 +238,9 @@ impl Job {
             scheduled_for: self.scheduled_for.map(format_millis),
             updated_at: format_millis(self.updated_at),
             worker_id: self.worker_id.clone(),
+            depends_on: self.depends_on.clone(),
+            waiting_dependencies: self.waiting_dependencies,
+            cancelled_by: self.cancelled_by,
         }
     }
 }
@@ -299,6 +309,15 @@ pub struct JobView {
     pub updated_at: String,
     /// The worker holding it while it runs.
     pub worker_id: Option<String>,
+    /// Jobs that must complete first.
+    #[serde(default)]
+    pub depends_on: Vec<JobId>,
+    /// Dependencies not completed yet (the reason a job waits as scheduled).
+    #[serde(default)]
+    pub waiting_dependencies: u32,
+    /// The dependency whose failure or cancellation cancelled this job.
+    #[serde(default)]
+    pub cancelled_by: Option<JobId>,
 }
 
 /// A job to be created, as validated by the API.
@@ -318,6 +337,8 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// Per-attempt time limit.
     pub timeout_seconds: Option<f64>,
+    /// Jobs that must complete before this one runs.
+    pub depends_on: Vec<JobId>,
 }
 
 #[cfg(test)]

@@ -156,6 +156,9 @@ impl From<StoreError> for ApiError {
             // the cancel case, the only other conditional API write.
             StoreError::Conflict { id, current } => ApiError::AlreadyTerminal { id, current },
             StoreError::ClaimLost(id) => ApiError::JobNotFound(id),
+            StoreError::UnknownDependency(id) => {
+                ApiError::Validation(format!("depends_on: job {id} not found"))
+            }
             StoreError::Unavailable(cause) => ApiError::StoreUnavailable(cause),
         }
     }

@@ -29,6 +29,9 @@ const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 86400.0;
 /// Most attempts a job may ask for.
 const MAX_ATTEMPTS: u32 = 100;
 
+/// Most dependencies a job may have.
+const MAX_DEPENDENCIES: usize = 100;
+
 /// Largest page of a listing.
 const MAX_PAGE: usize = 1000;
 
@@ -53,6 +56,9 @@ pub struct SubmitRequest {
     pub max_attempts: Option<u32>,
     /// Per-attempt time limit (default: the job type's, else none).
     pub timeout_seconds: Option<f64>,
+    /// Jobs that must complete first (at most 100); the job waits as
+    /// `scheduled` until they have, and is cancelled if one fails.
+    pub depends_on: Option<Vec<JobId>>,
 }
 
 fn validation(message: impl Into<String>) -> ApiError {
@@ -128,7 +134,14 @@ impl SubmitRequest {
                 "timeout_seconds must be above 0 and at most {MAX_TIMEOUT_SECONDS}"
             )));
         }
+        let depends_on = self.depends_on.unwrap_or_default();
+        if depends_on.len() > MAX_DEPENDENCIES {
+            return Err(validation(format!(
+                "depends_on may name at most {MAX_DEPENDENCIES} jobs"
+            )));
+        }
         Ok(NewJob {
+            depends_on,
             job_type: self.job_type,
             user_id,
             parameters,

@@ -55,7 +55,8 @@ pub(super) async fn execute(shared: Arc<WorkerShared>, claimed: Claimed, lost: C
         progress_rx,
         lost.clone(),
     ));
-    let ctx = JobContext::new(job.clone(), progress_tx, cancel.clone());
+    let ctx = JobContext::new(job.clone(), progress_tx, cancel.clone())
+        .with_dependencies(load_dependencies(&shared, &job).await);
     let time_limit = job
         .timeout_seconds
         .map(Duration::from_secs_f64)
@@ -110,6 +111,21 @@ async fn record(
     result: Result<Value, String>,
 ) {
     record_with_backoff(shared, job, claim, result, shared.settings.retry_backoff).await
+}
+
+/// The job's dependencies as they are now (completed, with their results);
+/// any that cannot be read (deleted by retention) are left out.
+async fn load_dependencies(shared: &WorkerShared, job: &Job) -> Vec<Arc<Job>> {
+    let mut dependencies = Vec::with_capacity(job.depends_on.len());
+    for id in &job.depends_on {
+        match shared.store.get(*id).await {
+            Ok(dependency) => dependencies.push(Arc::new(dependency)),
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, dependency = %id, error = %e, "dependency not readable")
+            }
+        }
+    }
+    dependencies
 }
 
 /// Writes the attempt's outcome, retrying while the store is unavailable
@@ -257,6 +273,9 @@ mod tests {
             updated_at: 0,
             worker_id: None,
             revision: 1,
+            depends_on: Vec::new(),
+            waiting_dependencies: 0,
+            cancelled_by: None,
         }
     }
 

@@ -33,6 +33,9 @@ pub enum StoreError {
     /// recovered from this worker. Its update is discarded (fencing).
     #[error("claim on job {0} was lost")]
     ClaimLost(JobId),
+    /// A submitted job names a dependency that does not exist.
+    #[error("dependency {0} not found")]
+    UnknownDependency(JobId),
     /// The backend failed or is unreachable.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -596,7 +596,46 @@ async fn a_disconnected_stream_costs_nothing_afterwards(kind: StoreKind) {
     .await;
 }
 
+async fn dependent_jobs_wait_for_their_dependencies(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
+    let first = server
+        .submit_id("sleep", json!({"seconds": 0.5, "steps": 1}))
+        .await;
+    let second = server
+        .submit(json!({"job_type": "noop", "depends_on": [first]}))
+        .await;
+    assert_eq!(
+        second["status"], "scheduled",
+        "waits for its dependency: {second}"
+    );
+    assert_eq!(second["waiting_dependencies"], 1);
+    assert_eq!(second["depends_on"], json!([first]));
+    let second = second["job_id"].as_str().unwrap();
+    server
+        .wait_for_status(second, "completed", Duration::from_secs(20))
+        .await;
+    let first_done = server.job(&first).await;
+    let second_done = server.job(second).await;
+    assert!(second_done["started_at"].as_str() >= first_done["completed_at"].as_str());
+
+    let (status, error) = server
+        .post(
+            "/api/v1/jobs",
+            Some(json!({"job_type": "noop", "depends_on": [uuid::Uuid::now_v7()]})),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("ValidationError")),
+        "{error}"
+    );
+}
+
 crate::for_each_store!(
+    dependent_jobs_wait_for_their_dependencies,
     submit_answers_201_with_the_job_and_its_location,
     a_job_runs_to_completed_with_result_progress_and_timings,
     execution_time_grows_while_a_job_runs,

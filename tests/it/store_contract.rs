@@ -90,6 +90,7 @@ fn new_job(user: &str) -> NewJob {
         run_at: None,
         max_attempts: 1,
         timeout_seconds: None,
+        depends_on: Vec::new(),
     }
 }
 
@@ -507,6 +508,123 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
     assert_eq!(listed.jobs.len(), 1);
 }
 
+fn dependent(user: &str, on: &[jobd::model::JobId]) -> NewJob {
+    NewJob {
+        depends_on: on.to_vec(),
+        ..new_job(user)
+    }
+}
+
+async fn claim_only(store: &dyn Store, expected: jobd::model::JobId) -> Claimed {
+    let claimed = claim_one(store).await;
+    assert_eq!(claimed.job.id, expected);
+    claimed
+}
+
+pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let a = store.submit(new_job("u")).await.unwrap();
+    let b = store.submit(dependent("u", &[a.id])).await.unwrap();
+    let c = store.submit(dependent("u", &[b.id])).await.unwrap();
+    assert_eq!(
+        (b.status, b.waiting_dependencies),
+        (JobStatus::Scheduled, 1)
+    );
+    assert_eq!(c.depends_on, vec![b.id]);
+
+    // Only A is claimable; its completion releases B, not C.
+    let claimed = claim_only(store.as_ref(), a.id).await;
+    assert!(store.claim(&claim_params("w", 5)).await.unwrap().is_empty());
+    store
+        .finish(
+            claimed.claim,
+            Outcome::Completed {
+                result: json!({"from": "a"}),
+            },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get(b.id).await.unwrap().status, JobStatus::Pending);
+    assert_eq!(store.get(c.id).await.unwrap().status, JobStatus::Scheduled);
+
+    // B fails: C is cancelled, naming B.
+    let claimed = claim_only(store.as_ref(), b.id).await;
+    store
+        .finish(
+            claimed.claim,
+            Outcome::Failed {
+                error: "bad".into(),
+                retry_at: None,
+            },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    let cancelled = store.get(c.id).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert_eq!(cancelled.cancelled_by, Some(b.id));
+    assert!(cancelled.error.unwrap().contains(&b.id.to_string()));
+
+    // Restarting B revives C, which then runs after B.
+    let restarted = store
+        .restart(b.id, Some(json!({"fixed": true})), now_millis())
+        .await
+        .unwrap();
+    assert_eq!(restarted.status, JobStatus::Pending);
+    let revived = store.get(c.id).await.unwrap();
+    assert_eq!(
+        (revived.status, revived.waiting_dependencies),
+        (JobStatus::Scheduled, 1)
+    );
+    assert_eq!(revived.error, None);
+    let claimed = claim_only(store.as_ref(), b.id).await;
+    store
+        .finish(
+            claimed.claim,
+            Outcome::Completed { result: json!(2) },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    let claimed = claim_only(store.as_ref(), c.id).await;
+    assert_eq!(claimed.job.depends_on, vec![b.id]);
+    store
+        .finish(
+            claimed.claim,
+            Outcome::Completed { result: json!(3) },
+            now_millis(),
+        )
+        .await
+        .unwrap();
+
+    // A missing dependency is refused; a failed one cancels at once;
+    // cancelling a job cancels its waiting dependents.
+    assert!(matches!(
+        store.submit(dependent("u", &[uuid::Uuid::now_v7()])).await,
+        Err(StoreError::UnknownDependency(_))
+    ));
+    let d = store.submit(new_job("u")).await.unwrap();
+    let e = store.submit(dependent("u", &[d.id, a.id])).await.unwrap();
+    assert_eq!(e.waiting_dependencies, 1, "A is already complete");
+    store.cancel(d.id, now_millis()).await.unwrap();
+    let e = store.get(e.id).await.unwrap();
+    assert_eq!(
+        (e.status, e.cancelled_by),
+        (JobStatus::Cancelled, Some(d.id))
+    );
+    let f = store.submit(dependent("u", &[d.id])).await.unwrap();
+    assert_eq!(
+        (f.status, f.cancelled_by),
+        (JobStatus::Cancelled, Some(d.id))
+    );
+    let stats = store.stats(0).await.unwrap();
+    let count = |s: JobStatus| stats.counts.iter().find(|(x, _)| *x == s).unwrap().1;
+    assert_eq!(count(JobStatus::Completed), 3);
+    assert_eq!(count(JobStatus::Cancelled), 3);
+    assert_eq!(count(JobStatus::Scheduled), 0);
+}
+
 /// Instantiates the contract for one backend.
 macro_rules! store_contract {
     ($module:ident, $backend:expr) => {
@@ -553,6 +671,13 @@ macro_rules! store_contract {
                 let backend = $backend;
                 if backend.ready() {
                     super::heartbeats_extend_leases_and_report_lost_claims(&backend).await;
+                }
+            }
+            #[tokio::test]
+            async fn dependencies_gate_cascade_and_revive() {
+                let backend = $backend;
+                if backend.ready() {
+                    super::dependencies_gate_cascade_and_revive(&backend).await;
                 }
             }
             #[tokio::test]

@@ -91,6 +91,12 @@ pub fn job(map: &HashMap<String, String>) -> StoreResult<Job> {
         updated_at: required(map, "updated_at")?,
         worker_id: map.get("worker_id").cloned(),
         revision: num(map, "revision").unwrap_or(0),
+        depends_on: map
+            .get("depends_on")
+            .map(|ids| ids.split(',').filter_map(|id| id.parse().ok()).collect())
+            .unwrap_or_default(),
+        waiting_dependencies: num(map, "waiting_dependencies").unwrap_or(0),
+        cancelled_by: num(map, "cancelled_by"),
     })
 }
 

@@ -226,28 +226,31 @@ impl Store for RedisStore {
     async fn submit(&self, new: NewJob) -> StoreResult<Job> {
         let now = now_millis();
         let scheduled_for = new.run_at.filter(|at| *at > now);
-        let status = if scheduled_for.is_some() {
-            JobStatus::Scheduled
-        } else {
-            JobStatus::Pending
-        };
         let id = Uuid::now_v7();
-        self.run(
-            &self.scripts.submit,
-            vec![
-                id.to_string(),
-                new.job_type.clone(),
-                new.user_id.clone(),
-                status.as_str().into(),
-                new.priority.to_string(),
-                new.parameters.to_string(),
-                new.max_attempts.to_string(),
-                opt(new.timeout_seconds),
-                now.to_string(),
-                opt(scheduled_for),
-            ],
-        )
-        .await?;
+        let mut args = vec![
+            id.to_string(),
+            new.job_type.clone(),
+            new.user_id.clone(),
+            new.priority.to_string(),
+            new.parameters.to_string(),
+            new.max_attempts.to_string(),
+            opt(new.timeout_seconds),
+            now.to_string(),
+            opt(scheduled_for),
+        ];
+        args.extend(new.depends_on.iter().map(JobId::to_string));
+        let reply = decode::array(self.run(&self.scripts.submit, args).await?)?;
+        let field = |i: usize| reply.get(i).and_then(decode::text).unwrap_or_default();
+        if field(0) == "missing" {
+            let missing = field(1)
+                .parse()
+                .map_err(|_| StoreError::Unavailable("redis: bad reply".into()))?;
+            return Err(StoreError::UnknownDependency(missing));
+        }
+        let status: JobStatus = field(0)
+            .parse()
+            .map_err(|_| StoreError::Unavailable("redis: bad submit reply".into()))?;
+        let cancelled_by = field(2).parse().ok();
         let job = Job {
             id,
             job_type: new.job_type,
@@ -256,7 +259,7 @@ impl Store for RedisStore {
             priority: new.priority,
             parameters: new.parameters,
             result: None,
-            error: None,
+            error: Some(field(3)).filter(|e| !e.is_empty()),
             progress: Progress::default(),
             attempts: 0,
             max_attempts: new.max_attempts,
@@ -265,10 +268,13 @@ impl Store for RedisStore {
             created_at: now,
             scheduled_for,
             started_at: None,
-            completed_at: None,
+            completed_at: cancelled_by.map(|_| now),
             updated_at: now,
             worker_id: None,
             revision: 1,
+            depends_on: new.depends_on,
+            waiting_dependencies: field(1).parse().unwrap_or(0),
+            cancelled_by,
         };
         self.publish(&job);
         if status == JobStatus::Pending {

@@ -48,6 +48,9 @@ mod sql {
     pub const RELEASE: &str = include_str!("sql/release.sql");
     pub const CANCEL: &str = include_str!("sql/cancel.sql");
     pub const RESTART: &str = include_str!("sql/restart.sql");
+    pub const RESTART_STATUS: &str = include_str!("sql/restart_status.sql");
+    pub const DEPENDENCIES: &str = include_str!("sql/dependencies.sql");
+    pub const INSERT_DEPENDENCY: &str = include_str!("sql/insert_dependency.sql");
     pub const UPSERT_WORKER: &str = include_str!("sql/upsert_worker.sql");
     pub const EXTEND_LEASE: &str = include_str!("sql/extend_lease.sql");
     pub const DELETE_WORKER: &str = include_str!("sql/delete_worker.sql");
@@ -138,7 +141,7 @@ impl SqliteStore {
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 1] = [sql::SCHEMA];
+const MIGRATIONS: [&str; 2] = [sql::SCHEMA, sql::DEPENDENCIES];
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -166,6 +169,8 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Co
         Synchronous::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
+    // Dependency resolution cascades through triggers (sql/dependencies.sql).
+    conn.pragma_update(None, "recursive_triggers", "ON")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -262,6 +267,70 @@ fn claim_in(conn: &Connection, params: &ClaimParams) -> StoreResult<(Vec<Claimed
     Ok((claimed, promoted))
 }
 
+/// Inserts a new job with its dependency edges. It is pending, scheduled
+/// (for `run_at`, or waiting for unfinished dependencies), or cancelled at
+/// once when a dependency already failed or was cancelled.
+fn insert_job(conn: &Connection, id: JobId, new: &NewJob, now: Millis) -> StoreResult<Job> {
+    let mut waiting = 0u32;
+    let mut settled_by: Option<(JobId, JobStatus)> = None;
+    for dependency in &new.depends_on {
+        match status_of(conn, *dependency)? {
+            None => return Err(StoreError::UnknownDependency(*dependency)),
+            Some(JobStatus::Completed) => {}
+            Some(status @ (JobStatus::Failed | JobStatus::Cancelled)) => {
+                settled_by.get_or_insert((*dependency, status));
+            }
+            Some(_) => waiting += 1,
+        }
+    }
+    let scheduled_for = new.run_at.filter(|at| *at > now);
+    let (status, error) = match settled_by {
+        Some((by, status)) => (JobStatus::Cancelled, Some(dependency_error(by, status))),
+        None if waiting > 0 || scheduled_for.is_some() => (JobStatus::Scheduled, None),
+        None => (JobStatus::Pending, None),
+    };
+    let depends_on = (!new.depends_on.is_empty())
+        .then(|| serde_json::to_string(&new.depends_on).unwrap_or_default());
+    let job = query_job(
+        conn,
+        sql::INSERT_JOB,
+        named_params! {
+            ":id": id.to_string(),
+            ":job_type": new.job_type,
+            ":user_id": new.user_id,
+            ":status": status.as_str(),
+            ":priority": new.priority,
+            ":parameters": json_text(&new.parameters),
+            ":max_attempts": new.max_attempts,
+            ":timeout_seconds": new.timeout_seconds,
+            ":now": now,
+            ":scheduled_for": scheduled_for,
+            ":depends_on": depends_on,
+            ":waiting_dependencies": waiting,
+            ":cancelled_by": settled_by.map(|(by, _)| by.to_string()),
+            ":error": error,
+            ":completed_at": settled_by.map(|_| now),
+        },
+    )?
+    .ok_or_else(|| StoreError::Unavailable("insert returned no row".into()))?;
+    for dependency in &new.depends_on {
+        execute(
+            conn,
+            sql::INSERT_DEPENDENCY,
+            named_params! {":job_id": id.to_string(), ":depends_on_id": dependency.to_string()},
+        )?;
+    }
+    Ok(job)
+}
+
+/// The error of a job cancelled because of `dependency`.
+pub fn dependency_error(dependency: JobId, status: JobStatus) -> String {
+    match status {
+        JobStatus::Failed => format!("dependency {dependency} failed"),
+        _ => format!("dependency {dependency} was cancelled"),
+    }
+}
+
 /// Ends one attempt under its claim (see `sql/finish.sql`).
 fn finish_in(
     conn: &Connection,
@@ -336,34 +405,10 @@ impl Store for SqliteStore {
 
     async fn submit(&self, new: NewJob) -> StoreResult<Job> {
         let now = now_millis();
-        let scheduled_for = new.run_at.filter(|at| *at > now);
-        let status = if scheduled_for.is_some() {
-            JobStatus::Scheduled
-        } else {
-            JobStatus::Pending
-        };
         let id = Uuid::now_v7();
         let job = self
             .writer
-            .write(move |conn| {
-                query_job(
-                    conn,
-                    sql::INSERT_JOB,
-                    named_params! {
-                        ":id": id.to_string(),
-                        ":job_type": new.job_type,
-                        ":user_id": new.user_id,
-                        ":status": status.as_str(),
-                        ":priority": new.priority,
-                        ":parameters": json_text(&new.parameters),
-                        ":max_attempts": new.max_attempts,
-                        ":timeout_seconds": new.timeout_seconds,
-                        ":now": now,
-                        ":scheduled_for": scheduled_for,
-                    },
-                )?
-                .ok_or_else(|| StoreError::Unavailable("insert returned no row".into()))
-            })
+            .write(move |conn| insert_job(conn, id, &new, now))
             .await?;
         self.bus.publish(&job);
         if job.status == JobStatus::Pending {
@@ -525,7 +570,15 @@ impl Store for SqliteStore {
                     sql::RESTART,
                     named_params! {":id": id.to_string(), ":now": now, ":parameters": parameters},
                 )?
-                .ok_or_else(|| not_applicable(conn, id))
+                .ok_or_else(|| not_applicable(conn, id))?;
+                // The status change separately, so the revival trigger sees
+                // the job's settled dependency count.
+                query_job(
+                    conn,
+                    sql::RESTART_STATUS,
+                    named_params! {":id": id.to_string()},
+                )?
+                .ok_or(StoreError::NotFound(id))
             })
             .await?;
         self.bus.publish(&job);

@@ -52,6 +52,15 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         updated_at: row.get("updated_at")?,
         worker_id: row.get("worker_id")?,
         revision: row.get("revision")?,
+        depends_on: json_column(row, "depends_on")?
+            .map(|ids| serde_json::from_value(ids).map_err(|e| corrupt("depends_on", e)))
+            .transpose()?
+            .unwrap_or_default(),
+        waiting_dependencies: row.get("waiting_dependencies")?,
+        cancelled_by: row
+            .get::<_, Option<String>>("cancelled_by")?
+            .map(|id| id.parse().map_err(|e| corrupt("cancelled_by", e)))
+            .transpose()?,
     })
 }
 

@@ -25,6 +25,7 @@ count(status, -1)
 count('cancelled', 1)
 retain(id, 'cancelled', now)
 changed(id, true)
+cancel_dependents(id, 'cancelled', now)
 local job = redis.call('HGETALL', key)
 table.insert(job, 1, 'ok')
 return job

@@ -10,7 +10,7 @@ local function purge(index, before, limit)
     local status = redis.call('HGET', job_key(id), 'status')
     if status then
       count(status, -1)
-      redis.call('DEL', job_key(id))
+      redis.call('DEL', job_key(id), dependents_key(id))
     end
     redis.call('ZREM', P .. index, id)
     redis.call('ZREM', P .. 'jobs', id)

@@ -92,3 +92,91 @@ local function promote_due(now, limit)
   end
   return #due
 end
+
+-- Dependencies. `dependents:<id>` holds the jobs waiting for job <id>; a
+-- waiting job is 'scheduled' with waiting_dependencies > 0 and sits in no
+-- queue until the count reaches 0.
+local function dependents_key(id) return P .. 'dependents:' .. id end
+
+-- Makes a job whose dependencies are all complete runnable: pending, or
+-- scheduled for its own time.
+local function dependencies_done(id, now)
+  local f = redis.call('HMGET', job_key(id), 'scheduled_for', 'user_id', 'priority')
+  if f[1] and tonumber(f[1]) > tonumber(now) then
+    redis.call('ZADD', P .. 'scheduled', f[1], id)
+  else
+    update(id, now, 'status', 'pending')
+    count('scheduled', -1)
+    count('pending', 1)
+    enqueue(id, f[2], tonumber(f[3]))
+    wake_workers()
+  end
+end
+
+-- Job `id` completed: its waiting dependents wait for one fewer.
+local function release_dependents(id, now)
+  for _, dep in ipairs(redis.call('SMEMBERS', dependents_key(id))) do
+    local f = redis.call('HMGET', job_key(dep), 'status', 'waiting_dependencies')
+    if f[1] == 'scheduled' and tonumber(f[2] or '0') > 0 then
+      update(dep, now)
+      if redis.call('HINCRBY', job_key(dep), 'waiting_dependencies', -1) == 0 then
+        dependencies_done(dep, now)
+      end
+      changed(dep)
+    end
+  end
+end
+
+-- Job `id` failed or was cancelled: its waiting dependents are cancelled,
+-- naming it, and theirs in turn.
+local function cancel_dependents(id, status, now)
+  local todo = {{id, status}}
+  while #todo > 0 do
+    local cur, how = unpack(table.remove(todo))
+    local reason = 'dependency ' .. cur .. (how == 'failed' and ' failed' or ' was cancelled')
+    for _, dep in ipairs(redis.call('SMEMBERS', dependents_key(cur))) do
+      if redis.call('HGET', job_key(dep), 'status') == 'scheduled' then
+        redis.call('ZREM', P .. 'scheduled', dep)
+        update(dep, now, 'status', 'cancelled', 'cancelled_by', cur, 'error', reason, 'completed_at', now)
+        count('scheduled', -1)
+        count('cancelled', 1)
+        retain(dep, 'cancelled', now)
+        changed(dep, true)
+        todo[#todo + 1] = {dep, 'cancelled'}
+      end
+    end
+  end
+end
+
+-- How many of a job's dependencies have not completed.
+local function unfinished_dependencies(id)
+  local list = redis.call('HGET', job_key(id), 'depends_on')
+  local n = 0
+  if list then
+    for dep in string.gmatch(list, '[^,]+') do
+      if redis.call('HGET', job_key(dep), 'status') ~= 'completed' then n = n + 1 end
+    end
+  end
+  return n
+end
+
+-- Job `id` was restarted: the dependents it cancelled wait again, and
+-- theirs in turn.
+local function revive_dependents(id, now)
+  local todo = {id}
+  while #todo > 0 do
+    local cur = table.remove(todo)
+    for _, dep in ipairs(redis.call('SMEMBERS', dependents_key(cur))) do
+      local f = redis.call('HMGET', job_key(dep), 'status', 'cancelled_by')
+      if f[1] == 'cancelled' and f[2] == cur then
+        redis.call('ZREM', P .. 'done:failed', dep)
+        redis.call('HDEL', job_key(dep), 'cancelled_by', 'error', 'completed_at')
+        update(dep, now, 'status', 'scheduled', 'waiting_dependencies', unfinished_dependencies(dep))
+        count('cancelled', -1)
+        count('scheduled', 1)
+        changed(dep)
+        todo[#todo + 1] = dep
+      end
+    end
+  end
+end

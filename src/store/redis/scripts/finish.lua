@@ -24,12 +24,14 @@ for i = 3, #ARGV, 6 do
       update(id, now, 'status', status, 'result', ARGV[i + 3], 'progress', 1, 'completed_at', now)
       redis.call('HDEL', key, 'error')
       retain(id, status, now)
+      release_dependents(id, now)
     elseif status == 'scheduled' then
       update(id, now, 'status', status, 'error', ARGV[i + 4], 'scheduled_for', ARGV[i + 5])
       redis.call('ZADD', P .. 'scheduled', ARGV[i + 5], id)
     else
       update(id, now, 'status', status, 'error', ARGV[i + 4], 'completed_at', now)
       retain(id, status, now)
+      cancel_dependents(id, status, now)
     end
     changed(id)
     if reply == 'full' or status ~= 'completed' or redis.call('ZSCORE', P .. 'watched', id) then

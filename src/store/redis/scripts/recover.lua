@@ -22,6 +22,7 @@ for _, id in ipairs(expired) do
         'worker lost: the job\'s worker stopped responding ' .. (interruptions + 1) .. ' times')
       count('failed', 1)
       retain(id, 'failed', now)
+      cancel_dependents(id, 'failed', now)
       failed[#failed + 1] = id
     else
       update(id, now, 'status', 'pending', 'progress', 0)

@@ -1,5 +1,6 @@
--- restart: puts a failed or cancelled job back to pending with its runs
--- reset; parameters replaced when given.
+-- restart: puts a failed or cancelled job back to pending (or waiting for
+-- its unfinished dependencies) with its runs reset, parameters replaced when
+-- given; the dependents it cancelled wait again.
 -- KEYS[1] prefix
 -- ARGV id, now, parameters (JSON, or '' to keep)
 -- Returns {'ok', job...} | {'not_found'} | {'conflict', status}.
@@ -14,15 +15,21 @@ if status ~= 'failed' and status ~= 'cancelled' then
   return {'conflict', status}
 end
 redis.call('ZREM', P .. 'done:failed', id)
-update(id, now, 'status', 'pending', 'progress', 0, 'attempts', 0, 'interruptions', 0)
+local waiting = unfinished_dependencies(id)
+local next_status = waiting > 0 and 'scheduled' or 'pending'
+update(id, now, 'status', next_status, 'progress', 0, 'attempts', 0, 'interruptions', 0,
+  'waiting_dependencies', waiting)
 if ARGV[3] ~= '' then redis.call('HSET', key, 'parameters', ARGV[3]) end
 redis.call('HDEL', key, 'result', 'error', 'items_processed', 'total_items', 'scheduled_for',
-  'started_at', 'completed_at')
+  'started_at', 'completed_at', 'cancelled_by')
 count(status, -1)
-count('pending', 1)
-enqueue(id, fields[2], tonumber(fields[3]))
+count(next_status, 1)
+if next_status == 'pending' then
+  enqueue(id, fields[2], tonumber(fields[3]))
+  wake_workers()
+end
 changed(id)
-wake_workers()
+revive_dependents(id, now)
 local job = redis.call('HGETALL', key)
 table.insert(job, 1, 'ok')
 return job

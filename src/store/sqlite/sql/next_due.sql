@@ -1,1 +1,1 @@
-SELECT MIN(scheduled_for) FROM jobs WHERE status = 'scheduled';
+SELECT MIN(scheduled_for) FROM jobs WHERE status = 'scheduled' AND waiting_dependencies = 0;

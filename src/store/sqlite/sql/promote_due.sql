@@ -4,5 +4,5 @@ UPDATE jobs SET
     queued_at = scheduled_for,
     updated_at = :now,
     revision = revision + 1
-WHERE status = 'scheduled' AND scheduled_for <= :now
+WHERE status = 'scheduled' AND waiting_dependencies = 0 AND scheduled_for <= :now
 RETURNING *;

@@ -1,7 +1,11 @@
--- Restart a failed or cancelled job: back to pending, everything of its
--- previous runs reset, parameters replaced when given.
+-- Restart a failed or cancelled job: back to the queue (or, while some of
+-- its dependencies are unfinished, to waiting for them) with everything of
+-- its previous runs reset, parameters replaced when given.
 UPDATE jobs SET
-    status = 'pending',
+    waiting_dependencies = (
+        SELECT COUNT(*) FROM job_dependencies d JOIN jobs p ON p.id = d.depends_on_id
+        WHERE d.job_id = jobs.id AND p.status <> 'completed'),
+    cancelled_by = NULL,
     parameters = COALESCE(:parameters, parameters),
     result = NULL,
     error = NULL,
