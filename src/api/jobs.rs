@@ -77,7 +77,8 @@ pub fn parse_timestamp(text: &str) -> Option<Millis> {
 }
 
 impl SubmitRequest {
-    fn validate(self, caller: Option<String>, state: &AppState) -> Result<NewJob, ApiError> {
+    /// Checks the request against the configuration and builds the job.
+    pub fn validate(self, caller: Option<String>, state: &AppState) -> Result<NewJob, ApiError> {
         let Some(job_type) = state.registry.get(&self.job_type) else {
             return Err(ApiError::UnknownJobType {
                 given: self.job_type,

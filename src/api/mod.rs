@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod pipeline;
 pub mod stats;
 pub mod watch;
 
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(stats::health_check))
         .nest("/api/v1/jobs", jobs)
         .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/api/v1/jobs/pipeline", post(pipeline::submit_pipeline))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))

@@ -2,10 +2,12 @@
 //! HTTP only (`--url`, env `JOBD_URL`), so they work against a remote one.
 //!
 //! Exit codes: 0 success; 1 the server answered with an error or could not
-//! be reached; 3 a watched job failed; 4 a watched job was cancelled.
+//! be reached; 2 bad local input; 3 a watched job (or pipeline stage)
+//! failed; 4 it was cancelled.
 
 pub mod client;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -72,6 +74,16 @@ pub enum ClientCommand {
         /// Fresh parameters, a JSON object.
         #[arg(long, value_name = "JSON")]
         params_json: Option<String>,
+    },
+    /// Run the document pipeline (processing, taxonomy, extraction, dataset)
+    /// on files, following every stage; prints where the dataset is.
+    Pipeline {
+        /// Text, Markdown or HTML files, sent inline.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The jobs' user.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Print queue statistics.
     Stats,
@@ -176,6 +188,7 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
                 .await?
         }
         ClientCommand::Watch { job_id } => return watch(client, &job_id).await,
+        ClientCommand::Pipeline { files, user } => return pipeline(client, &files, user).await,
         ClientCommand::Cancel { job_id } => {
             client
                 .call(Method::POST, &format!("/api/v1/jobs/cancel/{job_id}"), None)
@@ -250,14 +263,27 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-/// Follows a job's stream with a progress bar; the exit code tells how it ended.
-async fn watch(client: &Client, job_id: &str) -> Result<ExitCode, ClientError> {
+/// A progress bar in jobd's style, labelled.
+fn progress_bar(label: &str) -> ProgressBar {
     let bar = ProgressBar::new(1000);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{prefix:<20} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar.set_prefix(label.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Follows a job's stream onto `bar` until it ends; returns the job as it
+/// ended (or as last seen, if the stream broke off).
+async fn follow_job(
+    client: &Client,
+    job_id: &str,
+    bar: &ProgressBar,
+) -> Result<Value, ClientError> {
     let mut last = Value::Null;
     client
         .follow(
@@ -278,30 +304,111 @@ async fn watch(client: &Client, job_id: &str) -> Result<ExitCode, ClientError> {
             },
         )
         .await?;
-    bar.finish_and_clear();
-    let status = last["status"].as_str().unwrap_or("unknown").to_owned();
-    match status.as_str() {
-        "completed" => {
-            println!("job {job_id} completed");
-            print_json(&last["result"]);
-            Ok(ExitCode::SUCCESS)
-        }
+    bar.finish();
+    Ok(last)
+}
+
+/// Reports how a job ended and the exit code that says so.
+fn report_end(job_id: &str, job: &Value) -> ExitCode {
+    match job["status"].as_str().unwrap_or("unknown") {
+        "completed" => ExitCode::SUCCESS,
         "failed" => {
             eprintln!(
                 "job {job_id} failed: {}",
-                last["error"].as_str().unwrap_or("")
+                job["error"].as_str().unwrap_or("")
             );
-            Ok(ExitCode::from(EXIT_FAILED))
+            ExitCode::from(EXIT_FAILED)
         }
         "cancelled" => {
-            eprintln!("job {job_id} was cancelled");
-            Ok(ExitCode::from(EXIT_CANCELLED))
+            eprintln!(
+                "job {job_id} was cancelled{}",
+                job["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+            ExitCode::from(EXIT_CANCELLED)
         }
         other => {
             eprintln!("job {job_id}: stream ended while {other}");
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Follows a job's stream with a progress bar; the exit code tells how it ended.
+async fn watch(client: &Client, job_id: &str) -> Result<ExitCode, ClientError> {
+    let bar = progress_bar("job");
+    let job = follow_job(client, job_id, &bar).await?;
+    bar.finish_and_clear();
+    if job["status"] == "completed" {
+        println!("job {job_id} completed");
+        print_json(&job["result"]);
+    }
+    Ok(report_end(job_id, &job))
+}
+
+/// The stages of the document pipeline, in order.
+const PIPELINE_STAGES: [&str; 4] = [
+    "document_processing",
+    "taxonomy_processing",
+    "extraction",
+    "dataset_generation",
+];
+
+/// Submits the document pipeline for `files` (their content inline, so it
+/// works against a remote server), follows every stage, and prints where
+/// the dataset is. Exits 3 or 4 when a stage failed or was cancelled.
+async fn pipeline(
+    client: &Client,
+    files: &[PathBuf],
+    user: Option<String>,
+) -> Result<ExitCode, ClientError> {
+    let mut documents = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => documents.push(json!({ "name": file.display().to_string(), "text": text })),
+            Err(e) => {
+                eprintln!("jobd: cannot read {}: {e}", file.display());
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    let mut body = json!({ "documents": documents });
+    if let Some(user) = user {
+        body["user_id"] = Value::from(user);
+    }
+    let submitted = client
+        .call(Method::POST, "/api/v1/jobs/pipeline", Some(&body))
+        .await?;
+    let bars = indicatif::MultiProgress::new();
+    let stages: Vec<(&str, String, ProgressBar)> = PIPELINE_STAGES
+        .iter()
+        .filter_map(|stage| {
+            let id = submitted["jobs"][stage].as_str()?.to_owned();
+            Some((*stage, id, bars.add(progress_bar(stage))))
+        })
+        .collect();
+    let ends = futures::future::join_all(
+        stages
+            .iter()
+            .map(|(_, id, bar)| follow_job(client, id, bar)),
+    )
+    .await;
+    let mut code = ExitCode::SUCCESS;
+    for ((stage, id, _), end) in stages.iter().zip(ends) {
+        let job = end?;
+        if job["status"] != "completed" {
+            eprintln!("stage {stage} did not complete");
+            if code == ExitCode::SUCCESS {
+                code = report_end(id, &job);
+            }
+        } else if *stage == "dataset_generation" {
+            println!("dataset ready:");
+            print_json(&job["result"]);
+        }
+    }
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -171,6 +171,17 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Co
     conn.pragma_update(None, "synchronous", sync)?;
     // Dependency resolution cascades through triggers (sql/dependencies.sql).
     conn.pragma_update(None, "recursive_triggers", "ON")?;
+    // Savepoint journals in memory: the writer opens one per write, and a
+    // temporary file each time would dominate a small write's cost.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Keep each statement's plan once prepared. Without this, binding new
+    // values (a LIMIT, a value a partial index's condition mentions) makes
+    // SQLite re-prepare the statement, triggers and all, which profiling
+    // showed as 40% of the writer's time.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

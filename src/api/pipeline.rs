@@ -1,0 +1,124 @@
+//! `POST /api/v1/jobs/pipeline`: the document pipeline (processing →
+//! taxonomy → extraction → dataset) submitted in one call, as four jobs
+//! chained by `depends_on`, so the store runs each stage once the previous
+//! ones completed and cancels the rest when one fails.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Caller, JsonBody};
+use super::jobs::SubmitRequest;
+use crate::model::JobId;
+
+/// Body of the pipeline call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineRequest {
+    /// Inline documents, `[{"name", "text"}]`.
+    pub documents: Option<Vec<Value>>,
+    /// Or a file or directory under the server's documents root.
+    pub path: Option<String>,
+    /// Owner of the four jobs.
+    pub user_id: Option<String>,
+    /// Chunk size in characters, for document processing.
+    pub chunk_size: Option<u64>,
+    /// Chunk overlap in characters, for document processing.
+    pub chunk_overlap: Option<u64>,
+    /// Dataset format: `jsonl` (default) or `csv`.
+    pub format: Option<String>,
+    /// Seed of the train/validation shuffle.
+    pub seed: Option<u64>,
+    /// Share of records in the validation split.
+    pub validation_fraction: Option<f64>,
+}
+
+/// The four jobs, by stage, in order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PipelineResponse {
+    /// Job id per stage name.
+    pub jobs: Map<String, Value>,
+    /// The ids in stage order.
+    pub job_ids: Vec<JobId>,
+}
+
+/// Keeps the given fields of `source` that are set.
+fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .filter_map(|(name, value)| value.clone().map(|v| (name.to_string(), v)))
+            .collect(),
+    )
+}
+
+/// `POST /api/v1/jobs/pipeline`: 201 with the four job ids.
+pub async fn submit_pipeline(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody<PipelineRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = body.ok_or_else(|| ApiError::Validation("a JSON body is required".into()))?;
+    if request.documents.is_none() == request.path.is_none() {
+        return Err(ApiError::Validation("give either documents or path".into()));
+    }
+    let stages = [
+        (
+            "document_processing",
+            parameters(&[
+                ("documents", request.documents.map(Value::from)),
+                ("path", request.path.map(Value::from)),
+                ("chunk_size", request.chunk_size.map(Value::from)),
+                ("chunk_overlap", request.chunk_overlap.map(Value::from)),
+            ]),
+        ),
+        ("taxonomy_processing", json!({})),
+        ("extraction", json!({})),
+        (
+            "dataset_generation",
+            parameters(&[
+                ("format", request.format.map(Value::from)),
+                ("seed", request.seed.map(Value::from)),
+                (
+                    "validation_fraction",
+                    request.validation_fraction.map(Value::from),
+                ),
+            ]),
+        ),
+    ];
+    let mut jobs = Map::new();
+    let mut job_ids: Vec<JobId> = Vec::new();
+    for (stage, parameters) in stages {
+        // Taxonomy needs the chunks; extraction the taxonomy and the chunks;
+        // the dataset the extraction.
+        let depends_on = match stage {
+            "document_processing" => vec![],
+            "extraction" => vec![job_ids[1], job_ids[0]],
+            _ => vec![job_ids[job_ids.len() - 1]],
+        };
+        let submit = SubmitRequest {
+            job_type: stage.to_owned(),
+            parameters: Some(parameters),
+            user_id: request.user_id.clone(),
+            priority: None,
+            run_at: None,
+            delay_seconds: None,
+            max_attempts: None,
+            timeout_seconds: None,
+            depends_on: Some(depends_on),
+        };
+        let new = submit.validate(caller.clone(), &state)?;
+        let job = state.store.submit(new).await?;
+        jobs.insert(stage.to_owned(), Value::from(job.id.to_string()));
+        job_ids.push(job.id);
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(PipelineResponse { jobs, job_ids }),
+    ))
+}
