@@ -7,6 +7,7 @@
 //! - [`events`]: the in-process change feed that waiters and workers use.
 //! - [`runtime`]: job handlers, the worker (claim loop, executors,
 //!   heartbeat) and store maintenance.
+//! - [`pipeline`]: the built-in document-pipeline job types and their artifacts.
 //! - [`api`]: the HTTP layer.
 //! - [`server`]: `jobd serve` and `jobd worker`, wiring the above together.
 //! - [`cli`]: the client commands, which talk to a server over HTTP only.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod model;
+pub mod pipeline;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -10,10 +10,27 @@ use serde_json::{Value, json};
 use super::handler::{JobContext, JobHandler};
 use crate::config::Settings;
 use crate::model::Progress;
+use crate::pipeline::{
+    DatasetGeneration, Dirs, DocumentProcessing, Extraction, TaxonomyProcessing,
+};
 
 /// The built-in handlers by job type name.
-pub fn handlers(_settings: &Settings) -> Vec<(&'static str, Arc<dyn JobHandler>)> {
-    vec![("noop", Arc::new(Noop)), ("sleep", Arc::new(Sleep))]
+pub fn handlers(settings: &Settings) -> Vec<(&'static str, Arc<dyn JobHandler>)> {
+    let dirs = Dirs::from_settings(settings);
+    vec![
+        ("noop", Arc::new(Noop)),
+        ("sleep", Arc::new(Sleep)),
+        (
+            "document_processing",
+            Arc::new(DocumentProcessing::new(dirs.clone())),
+        ),
+        (
+            "taxonomy_processing",
+            Arc::new(TaxonomyProcessing::new(dirs.clone())),
+        ),
+        ("extraction", Arc::new(Extraction::new(dirs.clone()))),
+        ("dataset_generation", Arc::new(DatasetGeneration::new(dirs))),
+    ]
 }
 
 /// Completes at once with an empty result.

@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod control;
 mod limits;
+mod pipeline;
 mod recovery;
 mod store_contract;
 mod support;

@@ -1,0 +1,439 @@
+//! `document_processing`: reads documents (files under the documents root,
+//! or inline text) as plain text, Markdown or HTML, splits them into
+//! overlapping chunks with `text-splitter` (Markdown-aware for Markdown), and
+//! stores the chunks as the job's artifact `chunks.jsonl`.
+//!
+//! Parameters: exactly one of `path` (a file or directory under the
+//! documents root), `text` (with optional `name`) or `documents` (a list of
+//! `{"name", "text", "format"?}`); `format` (`text`, `markdown` or `html`;
+//! by default from the name's extension); `chunk_size` (characters, default
+//! 1000) and `chunk_overlap` (characters, default a tenth of the size, at
+//! most 100). Result: `{artifact, chunks, documents, bytes, skipped_files}`.
+//!
+//! Chunk sizes count characters, and no chunk exceeds `chunk_size`. The
+//! overlap is made of whole units of the level a chunk was cut at (as
+//! text-splitter does it): chunks cut at words or sentences overlap by up
+//! to `chunk_overlap` characters, chunks made of whole paragraphs or lines
+//! longer than the overlap do not.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
+
+use super::Dirs;
+use super::artifacts::ArtifactDir;
+use super::inputs::{Inputs, resolve_within};
+use super::params::{array_param, str_param, usize_param};
+use super::task::{Task, run_blocking};
+use super::text::html_to_text;
+use crate::runtime::{JobContext, JobHandler};
+
+/// Chunk size when the job does not give one, in characters.
+pub const DEFAULT_CHUNK_SIZE: usize = 1000;
+/// Largest overlap used by default, in characters.
+pub const DEFAULT_CHUNK_OVERLAP: usize = 100;
+/// Largest chunk size accepted.
+const MAX_CHUNK_SIZE: usize = 1_000_000;
+/// Size of the segments a long text is chunked in, in bytes (see [`segments`]).
+const SEGMENT_BYTES: usize = 128 * 1024;
+/// The artifact's file name.
+pub const CHUNKS_FILE: &str = "chunks.jsonl";
+
+/// One chunk of a document: a line of the `chunks.jsonl` artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Unique within the job: `<source>#<index>`.
+    pub chunk_id: String,
+    /// The document: its path relative to the documents root, or its name.
+    pub source: String,
+    /// Position of the chunk in its document, from 0.
+    #[serde(default)]
+    pub index: usize,
+    /// Byte offset of the chunk in the document's text (for HTML, the text
+    /// after tags are removed), so readers can locate it.
+    #[serde(default)]
+    pub offset: usize,
+    /// The chunk's text, trimmed of surrounding whitespace.
+    pub text: String,
+}
+
+/// How a document's bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Plain text, split at blank lines, lines, sentences and words.
+    Text,
+    /// Markdown, split at headings, blocks and inline elements first.
+    Markdown,
+    /// HTML, reduced to its text, then split as plain text.
+    Html,
+}
+
+impl Format {
+    /// The format a file name's extension says, if it is one jobd reads.
+    pub fn of_name(name: &str) -> Option<Format> {
+        let extension = Path::new(name).extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "txt" | "text" => Some(Format::Text),
+            "md" | "markdown" => Some(Format::Markdown),
+            "html" | "htm" | "xhtml" => Some(Format::Html),
+            _ => None,
+        }
+    }
+
+    /// The format a `format` parameter names.
+    pub fn parse(name: &str) -> anyhow::Result<Format> {
+        match name.to_ascii_lowercase().as_str() {
+            "text" | "txt" | "plain" => Ok(Format::Text),
+            "markdown" | "md" => Ok(Format::Markdown),
+            "html" | "htm" => Ok(Format::Html),
+            other => anyhow::bail!("unknown format '{other}': expected text, markdown or html"),
+        }
+    }
+}
+
+/// The `document_processing` job type.
+pub struct DocumentProcessing {
+    dirs: Dirs,
+}
+
+impl DocumentProcessing {
+    /// A handler reading under `dirs.documents_root` and writing artifacts
+    /// under `dirs.data_dir`.
+    pub fn new(dirs: Dirs) -> DocumentProcessing {
+        DocumentProcessing { dirs }
+    }
+}
+
+#[async_trait]
+impl JobHandler for DocumentProcessing {
+    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
+        let inputs = Inputs::of(&ctx);
+        let dirs = self.dirs.clone();
+        run_blocking(&ctx, move |task| process(task, &inputs, &dirs)).await
+    }
+}
+
+/// Where a document's content is.
+enum Body {
+    File(PathBuf),
+    Inline(String),
+}
+
+/// A document to chunk.
+struct Document {
+    source: String,
+    format: Format,
+    body: Body,
+    /// Its size in bytes as given (the file's or the inline text's), the
+    /// unit of progress.
+    bytes: u64,
+}
+
+fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
+    let params = &inputs.params;
+    let chunk_size = usize_param(params, "chunk_size", DEFAULT_CHUNK_SIZE, 1..=MAX_CHUNK_SIZE)?;
+    let default_overlap = DEFAULT_CHUNK_OVERLAP.min(chunk_size / 10);
+    let overlap = usize_param(params, "chunk_overlap", default_overlap, 0..=MAX_CHUNK_SIZE)?;
+    if overlap >= chunk_size {
+        anyhow::bail!("chunk_overlap ({overlap}) must be smaller than chunk_size ({chunk_size})");
+    }
+    let config = || -> anyhow::Result<ChunkConfig<_>> {
+        Ok(ChunkConfig::new(chunk_size).with_overlap(overlap)?)
+    };
+    let text_splitter = TextSplitter::new(config()?);
+    let markdown_splitter = MarkdownSplitter::new(config()?);
+
+    let (documents, skipped_files) = collect_documents(task, params, dirs)?;
+    let document_count = documents.len();
+    let total: u64 = documents.iter().map(|d| d.bytes).sum();
+    let artifacts = ArtifactDir::create(&dirs.artifacts_root(), inputs.job_id)
+        .context("cannot create the artifact directory")?;
+    let mut out = artifacts.jsonl(CHUNKS_FILE)?;
+    let mut done = 0u64;
+    let mut chunks = 0u64;
+    task.progress(0, total);
+    for document in documents {
+        task.check()?;
+        let raw = match document.body {
+            Body::File(path) => {
+                let bytes =
+                    fs::read(&path).with_context(|| format!("cannot read {}", document.source))?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Body::Inline(text) => text,
+        };
+        let text = match document.format {
+            Format::Html => html_to_text(&raw),
+            Format::Text | Format::Markdown => raw,
+        };
+        let mut index = 0;
+        for segment in segments(&text, SEGMENT_BYTES.max(8 * chunk_size)) {
+            let part = &text[segment.clone()];
+            let pieces: Box<dyn Iterator<Item = (usize, &str)>> = match document.format {
+                Format::Markdown => Box::new(markdown_splitter.chunk_indices(part)),
+                Format::Text | Format::Html => Box::new(text_splitter.chunk_indices(part)),
+            };
+            for (local, piece) in pieces {
+                task.check()?;
+                let offset = segment.start + local;
+                out.write(&Chunk {
+                    chunk_id: format!("{}#{index}", document.source),
+                    source: document.source.clone(),
+                    index,
+                    offset,
+                    text: piece.to_owned(),
+                })?;
+                index += 1;
+                chunks += 1;
+                let within = (offset + piece.len()) as u128 * u128::from(document.bytes)
+                    / text.len().max(1) as u128;
+                task.progress(done + within.min(u128::from(document.bytes)) as u64, total);
+            }
+        }
+        done += document.bytes;
+        task.progress(done, total);
+    }
+    out.finish()?;
+    let artifact = artifacts.final_path(CHUNKS_FILE);
+    task.check()?;
+    artifacts.commit().context("cannot store the artifact")?;
+    Ok(json!({
+        "artifact": artifact,
+        "chunks": chunks,
+        "documents": document_count,
+        "bytes": total,
+        "skipped_files": skipped_files,
+    }))
+}
+
+/// Splits `text` into consecutive byte ranges of about `target` bytes (at
+/// most twice that), each ending after a blank line where there is one,
+/// else after a line break, else after a space, else at a character
+/// boundary.
+///
+/// Why: text-splitter re-sorts the semantic ranges of all the remaining text
+/// for every chunk, so one large text takes time quadratic in its size;
+/// chunking bounded segments keeps it linear. Chunks do not span segment
+/// boundaries, which are paragraph breaks in all but degenerate texts.
+fn segments(text: &str, target: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while text.len() - start > 2 * target {
+        let from = floor_char_boundary(text, start + target);
+        let to = floor_char_boundary(text, start + 2 * target);
+        let window = &text[from..to];
+        let cut = ["\n\n", "\n", " "]
+            .iter()
+            .find_map(|separator| window.find(separator).map(|at| at + separator.len()))
+            .map_or(to, |at| from + at);
+        out.push(start..cut);
+        start = cut;
+    }
+    out.push(start..text.len());
+    out
+}
+
+/// The largest character boundary of `text` at or below `at`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// The documents the parameters name, and how many files of a directory
+/// were skipped for an unsupported type.
+fn collect_documents(
+    task: &Task,
+    params: &Value,
+    dirs: &Dirs,
+) -> anyhow::Result<(Vec<Document>, usize)> {
+    let path = str_param(params, "path")?;
+    let text = str_param(params, "text")?;
+    let list = array_param(params, "documents")?;
+    let format = str_param(params, "format")?
+        .map(Format::parse)
+        .transpose()?;
+    let given =
+        usize::from(path.is_some()) + usize::from(text.is_some()) + usize::from(list.is_some());
+    if given != 1 {
+        anyhow::bail!("give exactly one of the parameters path, text or documents");
+    }
+    if let Some(path) = path {
+        return documents_at(task, &dirs.documents_root, Path::new(path), format);
+    }
+    if let Some(text) = text {
+        let name = str_param(params, "name")?.unwrap_or("inline");
+        return Ok((vec![inline(name, text, format)], 0));
+    }
+    let mut documents = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, item) in list.into_iter().flatten().enumerate() {
+        let text = item
+            .get("text")
+            .and_then(Value::as_str)
+            .with_context(|| format!("documents[{i}] must be an object with a text field"))?;
+        let name = match str_param(item, "name")? {
+            Some(name) => name.to_owned(),
+            None => format!("inline-{i}"),
+        };
+        if !names.insert(name.clone()) {
+            anyhow::bail!("documents[{i}]: the name {name} is used twice");
+        }
+        let format = match str_param(item, "format")? {
+            Some(f) => Some(Format::parse(f)?),
+            None => format,
+        };
+        documents.push(inline(&name, text, format));
+    }
+    Ok((documents, 0))
+}
+
+fn inline(name: &str, text: &str, format: Option<Format>) -> Document {
+    Document {
+        source: name.to_owned(),
+        format: format
+            .or_else(|| Format::of_name(name))
+            .unwrap_or(Format::Text),
+        bytes: text.len() as u64,
+        body: Body::Inline(text.to_owned()),
+    }
+}
+
+/// The documents at `requested` under `root`: the file itself, or the
+/// supported files of the directory and its subdirectories in name order.
+fn documents_at(
+    task: &Task,
+    root: &Path,
+    requested: &Path,
+    format: Option<Format>,
+) -> anyhow::Result<(Vec<Document>, usize)> {
+    let (canonical, relative) = resolve_within(root, requested)?;
+    let metadata =
+        fs::metadata(&canonical).with_context(|| format!("cannot read {}", requested.display()))?;
+    if metadata.is_file() {
+        let source = display(&relative);
+        let format = format.or_else(|| Format::of_name(&source)).with_context(|| {
+            format!(
+                "{source}: unsupported file type (expected .txt, .md or .html; PDF is not supported)"
+            )
+        })?;
+        let document = Document {
+            source,
+            format,
+            body: Body::File(canonical),
+            bytes: metadata.len(),
+        };
+        return Ok((vec![document], 0));
+    }
+    let root = fs::canonicalize(root)?;
+    let mut walk = Walk {
+        task,
+        root: &root,
+        documents: Vec::new(),
+        skipped: 0,
+        visited: BTreeSet::new(),
+    };
+    walk.visited.insert(canonical.clone());
+    walk.dir(&canonical, &relative)?;
+    if walk.documents.is_empty() {
+        anyhow::bail!(
+            "no supported documents (.txt, .md, .html) under {}",
+            requested.display()
+        );
+    }
+    Ok((walk.documents, walk.skipped))
+}
+
+/// A directory walk collecting documents, confined to the root.
+struct Walk<'a> {
+    task: &'a Task,
+    root: &'a Path,
+    documents: Vec<Document>,
+    skipped: usize,
+    /// Directories seen, so a link back up cannot loop.
+    visited: BTreeSet<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path, relative: &Path) -> anyhow::Result<()> {
+        let mut entries = fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", display(relative)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            self.task.check()?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                self.skipped += 1;
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let child = relative.join(name);
+            let canonical = fs::canonicalize(entry.path())
+                .with_context(|| format!("cannot read {}", display(&child)))?;
+            if !canonical.starts_with(self.root) {
+                anyhow::bail!(
+                    "{} leads outside the documents root through a symbolic link",
+                    display(&child)
+                );
+            }
+            let metadata = fs::metadata(&canonical)?;
+            if metadata.is_dir() {
+                if self.visited.insert(canonical.clone()) {
+                    self.dir(&canonical, &child)?;
+                }
+            } else if let Some(format) = Format::of_name(name).filter(|_| metadata.is_file()) {
+                self.documents.push(Document {
+                    source: display(&child),
+                    format,
+                    body: Body::File(canonical),
+                    bytes: metadata.len(),
+                });
+            } else {
+                self.skipped += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A relative path as a source name, with `/` separators.
+fn display(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cover_the_text_and_end_at_paragraphs() {
+        let text = "para one.\n\npara two is longer.\n\nthree\nfour five six";
+        let parts = segments(text, 8);
+        assert_eq!(parts.first().map(|r| r.start), Some(0));
+        assert_eq!(parts.last().map(|r| r.end), Some(text.len()));
+        for pair in parts.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        assert_eq!(&text[parts[0].clone()], "para one.\n\n");
+        let wide = "é".repeat(100);
+        let parts = segments(&wide, 7);
+        assert!(parts.iter().all(|r| wide.is_char_boundary(r.start)));
+        assert_eq!(parts.iter().map(|r| r.len()).sum::<usize>(), wide.len());
+        assert_eq!(segments("short", 100), vec![0..5]);
+    }
+}

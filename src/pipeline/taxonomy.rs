@@ -1,0 +1,394 @@
+//! `taxonomy_processing`: derives a small hierarchy of categories, each with
+//! its key terms, from term statistics over chunks.
+//!
+//! How: every chunk's content words are counted; terms used at least twice
+//! (and, with four chunks or more, in at most 90% of them) are scored by
+//! their summed TF-IDF over the chunks, and the best `max_terms` become
+//! candidates. Each candidate is a vector of its TF-IDF weights per chunk;
+//! terms whose vectors point the same way (cosine) co-occur. Average-linkage
+//! agglomerative clustering then merges the most similar groups of terms:
+//! the groups formed while similarity is still above `child_similarity` are
+//! subcategories, those formed down to `min_similarity` are categories.
+//! Every step iterates in a fixed order and breaks ties by term, so the same
+//! chunks always give the same taxonomy.
+//!
+//! Input: the chunk artifacts of `document_processing` dependencies, the
+//! files of `chunks_artifacts`, or inline `chunks`. Parameters:
+//! `max_categories` (8), `terms_per_category` (8), `max_terms` (60),
+//! `min_similarity` (0.15), `child_similarity` (0.35). Result (also the
+//! artifact `taxonomy.json`): `{categories: [{name, terms, children?}],
+//! chunks, artifact, chunk_artifacts}`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Dirs;
+use super::artifacts::ArtifactDir;
+use super::documents::Chunk;
+use super::inputs::{Inputs, load_chunks};
+use super::params::{f64_param, usize_param};
+use super::task::{Task, run_blocking};
+use super::text::tokens;
+use crate::runtime::{JobContext, JobHandler};
+
+/// The artifact's file name.
+pub const TAXONOMY_FILE: &str = "taxonomy.json";
+
+/// A category of the taxonomy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Category {
+    /// Its name: its most characteristic term.
+    pub name: String,
+    /// Its key terms, most characteristic first.
+    pub terms: Vec<String>,
+    /// Its subcategories, when it splits into several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Category>,
+}
+
+/// Tuning of [`derive`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Most top-level categories kept (the highest-scoring).
+    pub max_categories: usize,
+    /// Most terms listed per category.
+    pub terms_per_category: usize,
+    /// Candidate terms considered for grouping.
+    pub max_terms: usize,
+    /// Average similarity down to which groups merge into categories.
+    pub min_similarity: f64,
+    /// Average similarity down to which groups merge into subcategories.
+    pub child_similarity: f64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_categories: 8,
+            terms_per_category: 8,
+            max_terms: 60,
+            min_similarity: 0.15,
+            child_similarity: 0.35,
+        }
+    }
+}
+
+impl Options {
+    /// The options a job's parameters give, defaults for the rest.
+    pub fn from_params(params: &Value) -> anyhow::Result<Options> {
+        let d = Options::default();
+        let options = Options {
+            max_categories: usize_param(params, "max_categories", d.max_categories, 1..=100)?,
+            terms_per_category: usize_param(
+                params,
+                "terms_per_category",
+                d.terms_per_category,
+                1..=100,
+            )?,
+            max_terms: usize_param(params, "max_terms", d.max_terms, 2..=500)?,
+            min_similarity: f64_param(params, "min_similarity", d.min_similarity, 0.0..=1.0)?,
+            child_similarity: f64_param(params, "child_similarity", d.child_similarity, 0.0..=1.0)?,
+        };
+        if options.child_similarity < options.min_similarity {
+            anyhow::bail!("child_similarity must be at least min_similarity");
+        }
+        Ok(options)
+    }
+}
+
+/// The `taxonomy_processing` job type.
+pub struct TaxonomyProcessing {
+    dirs: Dirs,
+}
+
+impl TaxonomyProcessing {
+    /// A handler reading chunk artifacts under `dirs` and writing its own
+    /// under `dirs.data_dir`.
+    pub fn new(dirs: Dirs) -> TaxonomyProcessing {
+        TaxonomyProcessing { dirs }
+    }
+}
+
+#[async_trait]
+impl JobHandler for TaxonomyProcessing {
+    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
+        let inputs = Inputs::of(&ctx);
+        let dirs = self.dirs.clone();
+        run_blocking(&ctx, move |task| process(task, &inputs, &dirs)).await
+    }
+}
+
+fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
+    let options = Options::from_params(&inputs.params)?;
+    let chunks = load_chunks(task, inputs, dirs)?;
+    let categories = derive(task, &chunks, &options)?;
+    let chunk_artifacts: Vec<&Value> = inputs
+        .dependency_results("documents")
+        .into_iter()
+        .filter_map(|result| result.get("artifact"))
+        .collect();
+    let mut taxonomy = json!({
+        "categories": categories,
+        "chunks": chunks.len(),
+        "chunk_artifacts": chunk_artifacts,
+    });
+    let artifacts = ArtifactDir::create(&dirs.artifacts_root(), inputs.job_id)
+        .context("cannot create the artifact directory")?;
+    let mut file = artifacts.create_file(TAXONOMY_FILE)?;
+    serde_json::to_writer_pretty(&mut file, &taxonomy)?;
+    file.sync_all()?;
+    task.check()?;
+    taxonomy["artifact"] = json!(artifacts.final_path(TAXONOMY_FILE));
+    artifacts.commit().context("cannot store the artifact")?;
+    Ok(taxonomy)
+}
+
+/// A candidate term: its text, score, and TF-IDF weight per chunk.
+struct Term {
+    text: String,
+    score: f64,
+    /// `(chunk index, weight)`, by chunk index.
+    weights: Vec<(usize, f64)>,
+    norm: f64,
+}
+
+/// Derives the taxonomy of `chunks`; see the module documentation.
+/// Reports progress per chunk analysed and checks for cancellation between
+/// chunks and between merges.
+pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Result<Vec<Category>> {
+    let total = chunks.len() as u64;
+    // Term counts per chunk, in how many chunks each term occurs, and how
+    // often in all.
+    let mut counts: Vec<(BTreeMap<String, u32>, usize)> = Vec::with_capacity(chunks.len());
+    let mut document_frequency: BTreeMap<String, usize> = BTreeMap::new();
+    let mut collection_frequency: BTreeMap<String, u32> = BTreeMap::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        task.check()?;
+        let words = tokens(&chunk.text);
+        let mut these: BTreeMap<String, u32> = BTreeMap::new();
+        for word in &words {
+            *these.entry(word.clone()).or_default() += 1;
+        }
+        for (term, &count) in &these {
+            *document_frequency.entry(term.clone()).or_default() += 1;
+            *collection_frequency.entry(term.clone()).or_default() += count;
+        }
+        counts.push((these, words.len()));
+        task.progress(i as u64 + 1, total);
+    }
+    let n = chunks.len();
+    // A term must recur to say something about a topic (a word used once
+    // in all the text is noise), and one in almost every chunk (with enough
+    // chunks to tell) says nothing that tells chunks apart.
+    let max_df = if n >= 4 { (n * 9).div_ceil(10) } else { n };
+    let eligible = |term: &str, df: usize| {
+        df <= max_df && collection_frequency.get(term).is_some_and(|&cf| cf >= 2)
+    };
+    let idf = |df: usize| ((1 + n) as f64 / (1 + df) as f64).ln() + 1.0;
+
+    // Score every eligible term by its summed TF-IDF, in chunk order.
+    let mut scores: BTreeMap<&str, f64> = BTreeMap::new();
+    for (these, length) in &counts {
+        task.check()?;
+        for (term, &count) in these {
+            let df = document_frequency.get(term).copied().unwrap_or(0);
+            if eligible(term, df) {
+                *scores.entry(term.as_str()).or_default() +=
+                    f64::from(count) / (*length).max(1) as f64 * idf(df);
+            }
+        }
+    }
+    let mut ranked: Vec<(&str, f64)> = scores.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    ranked.truncate(options.max_terms);
+    let index: BTreeMap<&str, usize> = ranked
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| (*t, i))
+        .collect();
+    let mut terms: Vec<Term> = ranked
+        .iter()
+        .map(|(text, score)| Term {
+            text: (*text).to_owned(),
+            score: *score,
+            weights: Vec::new(),
+            norm: 0.0,
+        })
+        .collect();
+    for (chunk, (these, length)) in counts.iter().enumerate() {
+        task.check()?;
+        for (term, &count) in these {
+            if let Some(&i) = index.get(term.as_str()) {
+                let df = document_frequency.get(term).copied().unwrap_or(0);
+                let weight = f64::from(count) / (*length).max(1) as f64 * idf(df);
+                terms[i].weights.push((chunk, weight));
+            }
+        }
+    }
+    for term in &mut terms {
+        term.norm = term.weights.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
+    }
+    let clusters = cluster(task, &terms, options)?;
+    Ok(categories(&terms, clusters, options))
+}
+
+/// Cosine similarity of two terms' chunk vectors.
+fn cosine(a: &Term, b: &Term) -> f64 {
+    if a.norm == 0.0 || b.norm == 0.0 {
+        return 0.0;
+    }
+    let (mut i, mut j, mut dot) = (0, 0, 0.0);
+    while i < a.weights.len() && j < b.weights.len() {
+        let (ca, wa) = a.weights[i];
+        let (cb, wb) = b.weights[j];
+        match ca.cmp(&cb) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                dot += wa * wb;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    dot / (a.norm * b.norm)
+}
+
+/// Term groups: `(categories, subcategories)`, each a list of sets of term
+/// indices; every subcategory lies within one category.
+type Clusters = (Vec<Vec<usize>>, Vec<Vec<usize>>);
+
+/// Average-linkage (UPGMA) clustering of the terms by cosine similarity.
+fn cluster(task: &Task, terms: &[Term], options: &Options) -> anyhow::Result<Clusters> {
+    let k = terms.len();
+    let mut similarity = vec![vec![0.0f64; k]; k];
+    for i in 0..k {
+        task.check()?;
+        for j in i + 1..k {
+            let s = cosine(&terms[i], &terms[j]);
+            similarity[i][j] = s;
+            similarity[j][i] = s;
+        }
+    }
+    let mut members: Vec<Option<Vec<usize>>> = (0..k).map(|i| Some(vec![i])).collect();
+    let mut children: Option<Vec<Vec<usize>>> = None;
+    loop {
+        task.check()?;
+        // The most similar pair of live groups; ties go to the lowest indices.
+        let mut best: Option<(f64, usize, usize)> = None;
+        for a in 0..k {
+            if members[a].is_none() {
+                continue;
+            }
+            for b in a + 1..k {
+                if members[b].is_some() && best.is_none_or(|(s, _, _)| similarity[a][b] > s) {
+                    best = Some((similarity[a][b], a, b));
+                }
+            }
+        }
+        let Some((s, a, b)) = best.filter(|(s, _, _)| *s >= options.min_similarity) else {
+            break;
+        };
+        if s < options.child_similarity && children.is_none() {
+            children = Some(members.iter().flatten().cloned().collect());
+        }
+        let Some(absorbed) = members[b].take() else {
+            break;
+        };
+        let (size_a, size_b) = (
+            members[a].as_ref().map_or(0, Vec::len) as f64,
+            absorbed.len() as f64,
+        );
+        for x in 0..k {
+            if x != a && members[x].is_some() {
+                let merged =
+                    (size_a * similarity[a][x] + size_b * similarity[b][x]) / (size_a + size_b);
+                similarity[a][x] = merged;
+                similarity[x][a] = merged;
+            }
+        }
+        if let Some(group) = members[a].as_mut() {
+            group.extend(absorbed);
+        }
+    }
+    let parents: Vec<Vec<usize>> = members.into_iter().flatten().collect();
+    let children = children.unwrap_or_else(|| parents.clone());
+    Ok((parents, children))
+}
+
+/// Categories from term groups: groups of two or more terms (or, if there
+/// are none, single terms), best-scoring first, each with its
+/// subcategories when it has at least two of two or more terms.
+fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) -> Vec<Category> {
+    let by_rank = |group: &[usize]| {
+        let mut sorted = group.to_vec();
+        // Terms are indexed by rank (score, then text), so the index orders them.
+        sorted.sort_unstable();
+        sorted
+    };
+    let score = |group: &[usize]| group.iter().map(|&i| terms[i].score).sum::<f64>();
+    let mut groups: Vec<Vec<usize>> = parents
+        .iter()
+        .filter(|g| g.len() >= 2)
+        .map(|g| by_rank(g))
+        .collect();
+    if groups.is_empty() {
+        groups = parents.iter().map(|g| by_rank(g)).collect();
+    }
+    groups.sort_by(|a, b| {
+        score(b)
+            .total_cmp(&score(a))
+            .then_with(|| terms[a[0]].text.cmp(&terms[b[0]].text))
+    });
+    groups.truncate(options.max_categories);
+    let names = |group: &[usize]| -> Vec<String> {
+        group
+            .iter()
+            .take(options.terms_per_category)
+            .map(|&i| terms[i].text.clone())
+            .collect()
+    };
+    groups
+        .iter()
+        .map(|group| {
+            let name = terms[group[0]].text.clone();
+            let inside: BTreeSet<usize> = group.iter().copied().collect();
+            let mut subgroups: Vec<Vec<usize>> = children
+                .iter()
+                .filter(|c| c.len() >= 2 && inside.contains(&c[0]))
+                .map(|c| by_rank(c))
+                .collect();
+            subgroups.sort_by(|a, b| score(b).total_cmp(&score(a)).then_with(|| a[0].cmp(&b[0])));
+            subgroups.truncate(options.max_categories);
+            let children = if subgroups.len() >= 2 {
+                subgroups
+                    .iter()
+                    .map(|sub| {
+                        let terms_of = names(sub);
+                        let child_name = terms_of
+                            .iter()
+                            .find(|t| **t != name)
+                            .cloned()
+                            .unwrap_or_else(|| name.clone());
+                        Category {
+                            name: child_name,
+                            terms: terms_of,
+                            children: Vec::new(),
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Category {
+                name,
+                terms: names(group),
+                children,
+            }
+        })
+        .collect()
+}
