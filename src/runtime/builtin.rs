@@ -1,5 +1,6 @@
 //! Job types compiled in and always registered: `noop` for benchmarks and
-//! smoke tests, `sleep` for trying out progress, cancel and limits.
+//! smoke tests, `sleep` for trying out progress, cancel and limits, and the
+//! seed's four document-pipeline types ([`crate::pipeline`]).
 
 use std::sync::Arc;
 use std::time::Duration;

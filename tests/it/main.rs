@@ -7,6 +7,7 @@ mod cluster;
 mod control;
 mod limits;
 mod pipeline;
+mod pipeline_chain;
 mod recovery;
 mod store_contract;
 mod support;

@@ -83,6 +83,9 @@ impl Scratch {
                 redis.url.clone(),
                 "--redis-prefix".into(),
                 self.prefix.clone(),
+                // Artifacts still go to the local data directory.
+                "--data-dir".into(),
+                self.dir.path().join("data").display().to_string(),
             ],
         }
     }

@@ -1,0 +1,154 @@
+//! The document pipeline through the API and the CLI: a chain of four
+//! dependent jobs, its failure and restart, and its artifacts' retention.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Scratch, Server, StoreKind, cli, wait_until};
+
+const STAGES: [&str; 4] = [
+    "document_processing",
+    "taxonomy_processing",
+    "extraction",
+    "dataset_generation",
+];
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/docs/topics.md")
+}
+
+fn stage_ids(answer: &Value) -> Vec<String> {
+    STAGES
+        .iter()
+        .map(|stage| answer["jobs"][stage].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn pipeline_chain_runs_fails_and_restarts(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(
+        &scratch,
+        &[
+            "--documents-root".into(),
+            scratch.path().display().to_string(),
+        ],
+    );
+    let text = std::fs::read_to_string(sample()).unwrap();
+
+    // The whole chain from inline text.
+    let (status, answer) = server
+        .post(
+            "/api/v1/jobs/pipeline",
+            Some(json!({"documents": [{"name": "topics.md", "text": text}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let ids = stage_ids(&answer);
+    for id in &ids {
+        server
+            .wait_for_status(id, "completed", Duration::from_secs(60))
+            .await;
+    }
+    let dataset = server.job(&ids[3]).await;
+    let train = dataset["result"]["train"].as_str().unwrap();
+    assert!(Path::new(train).exists(), "dataset file {train} exists");
+    assert!(
+        dataset["result"]["records"].as_u64().unwrap() > 0,
+        "{dataset}"
+    );
+
+    // A first stage that fails cancels the rest, naming it...
+    let (status, answer) = server
+        .post(
+            "/api/v1/jobs/pipeline",
+            Some(json!({"path": "../outside.md"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let ids = stage_ids(&answer);
+    server
+        .wait_for_status(&ids[0], "failed", Duration::from_secs(30))
+        .await;
+    for id in &ids[1..] {
+        let job = server
+            .wait_for_status(id, "cancelled", Duration::from_secs(30))
+            .await;
+        assert!(
+            job["error"].as_str().unwrap().contains("dependency"),
+            "{job}"
+        );
+    }
+    // ...and restarting it with fixed parameters lets the chain complete.
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/jobs/restart/{}", ids[0]),
+            Some(json!({"parameters": {"documents": [{"name": "topics.md", "text": text}]}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for id in &ids {
+        server
+            .wait_for_status(id, "completed", Duration::from_secs(60))
+            .await;
+    }
+}
+
+async fn artifacts_go_with_their_jobs(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(
+        &scratch,
+        &[
+            "--completed-retention-seconds".into(),
+            "1".into(),
+            "--cleanup-interval-seconds".into(),
+            "1".into(),
+        ],
+    );
+    let id = server
+        .submit(json!({"job_type": "document_processing", "parameters": {"text": "One sentence. Another sentence.", "name": "t.txt"}}))
+        .await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = server
+        .wait_for_status(&id, "completed", Duration::from_secs(30))
+        .await;
+    let artifact = PathBuf::from(job["result"]["artifact"].as_str().unwrap());
+    assert!(artifact.exists());
+    wait_until(
+        "the job and its artifact to be cleaned up",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = server.get(&format!("/api/v1/jobs/status/{id}")).await;
+            (status == 404 && !artifact.exists()).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn the_cli_runs_the_pipeline_on_a_file(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
+    let url = server.url.clone();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || cli(&url, &["pipeline", sample().to_str().unwrap()]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("dataset ready"), "{out}");
+    assert!(out.contains("\"train\""), "{out}");
+}
+
+crate::for_each_store!(
+    pipeline_chain_runs_fails_and_restarts,
+    artifacts_go_with_their_jobs,
+    the_cli_runs_the_pipeline_on_a_file,
+);
