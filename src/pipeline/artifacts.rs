@@ -149,7 +149,7 @@ pub fn remove_orphaned_artifacts(root: &Path, keep: impl Fn(JobId) -> bool) -> i
 
 /// The job an entry of the artifacts root belongs to: `<job_id>` or
 /// `.tmp-<job_id>-<nonce>`.
-fn job_of_entry(name: &str) -> Option<JobId> {
+pub fn job_of_entry(name: &str) -> Option<JobId> {
     let id = match name.strip_prefix(TEMP_PREFIX) {
         Some(rest) => rest.get(..36)?,
         None => name,

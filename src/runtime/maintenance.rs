@@ -128,7 +128,7 @@ async fn remove_orphaned_artifacts(store: &dyn Store, settings: &Settings) {
     };
     let candidates: Vec<JobId> = entries
         .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.get(..36)?.parse().ok())
+        .filter_map(|entry| pipeline::artifacts::job_of_entry(entry.file_name().to_str()?))
         .collect();
     let mut keep = HashSet::new();
     for id in candidates {

@@ -13,6 +13,9 @@ local lease_until, now = ARGV[5], ARGV[6]
 promote_due(now, 1000)
 local free = math.min(max_jobs, global_max - redis.call('ZCARD', P .. 'running'))
 local claimed = {}
+-- Counts kept locally and written once at the end: fewer commands per job.
+local user_running = {}
+local served = tonumber(redis.call('GET', P .. 'served_seq') or '0')
 while free > 0 do
   local progress = false
   -- Bounded: users at their limit are skipped, so a claim looks at no more
@@ -20,35 +23,46 @@ while free > 0 do
   local users = redis.call('ZRANGE', P .. 'ready', 0, 999)
   for _, user in ipairs(users) do
     if free == 0 then break end
-    local running = tonumber(redis.call('HGET', P .. 'user_running', user) or '0')
-    if running < per_user_max then
+    if not user_running[user] then
+      user_running[user] = {tonumber(redis.call('HGET', P .. 'user_running', user) or '0'), 0}
+    end
+    local counts = user_running[user]
+    if counts[1] + counts[2] < per_user_max then
       local top = redis.call('ZPOPMIN', pending_key(user))
       if #top > 0 then
         local id = string.sub(top[1], 18)
         local key = job_key(id)
         local token = ARGV[6 + #claimed + 1]
-        update(id, now, 'status', 'running', 'started_at', now, 'worker_id', worker,
-          'claim_token', token, 'lease_expires_at', lease_until)
-        redis.call('HDEL', key, 'completed_at', 'error', 'queue_member')
-        redis.call('HINCRBY', key, 'attempts', 1)
+        local f = redis.call('HMGET', key, 'attempts', 'revision')
+        redis.call('HSET', key, 'status', 'running', 'started_at', now, 'updated_at', now,
+          'worker_id', worker, 'claim_token', token, 'lease_expires_at', lease_until,
+          'attempts', tonumber(f[1] or '0') + 1, 'revision', tonumber(f[2] or '0') + 1)
+        redis.call('HDEL', key, 'completed_at', 'error')
         redis.call('ZADD', P .. 'running', lease_until, id)
-        redis.call('HINCRBY', P .. 'user_running', user, 1)
-        count('pending', -1)
-        count('running', 1)
+        counts[2] = counts[2] + 1
         changed(id)
         claimed[#claimed + 1] = redis.call('HGETALL', key)
         free = free - 1
         progress = true
-        if redis.call('ZCARD', pending_key(user)) == 0 then
-          redis.call('ZREM', P .. 'ready', user)
-        else
-          redis.call('ZADD', P .. 'ready', redis.call('INCR', P .. 'served_seq'), user)
-        end
+        -- To the back of the rotation; a user whose queue turns out empty
+        -- leaves it on the next visit.
+        served = served + 1
+        redis.call('ZADD', P .. 'ready', served, user)
       else
         redis.call('ZREM', P .. 'ready', user)
       end
     end
   end
   if not progress then break end
+end
+if #claimed > 0 then
+  count('pending', -#claimed)
+  count('running', #claimed)
+  redis.call('SET', P .. 'served_seq', served)
+  for user, counts in pairs(user_running) do
+    if counts[2] > 0 then
+      redis.call('HINCRBY', P .. 'user_running', user, counts[2])
+    end
+  end
 end
 return claimed

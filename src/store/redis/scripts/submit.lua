@@ -43,6 +43,7 @@ if #deps > 0 then
   redis.call('HSET', key, 'depends_on', table.concat(deps, ','))
   for _, dep in ipairs(deps) do
     redis.call('SADD', dependents_key(dep), id)
+    redis.call('HSET', job_key(dep), 'has_dependents', 1)
   end
 end
 redis.call('ZADD', P .. 'jobs', 0, id)
