@@ -5,6 +5,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::schema::JobStatusSchema;
 
 use crate::model::{JobId, JobStatus};
 use crate::store::StoreError;
@@ -118,8 +121,9 @@ impl ApiError {
     }
 }
 
-/// The error body.
-#[derive(Debug, Serialize, serde::Deserialize)]
+/// The error body: every error of the API has this shape.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
     /// The error's name, e.g. `JobNotFoundError`.
     pub error: String,
@@ -127,9 +131,11 @@ pub struct ErrorBody {
     pub message: String,
     /// The job concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub job_id: Option<JobId>,
     /// The job's status, for conflicts.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<JobStatusSchema>)]
     pub current_status: Option<JobStatus>,
 }
 

@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::ApiError;
@@ -25,6 +26,16 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
             .map(JobIdPath)
             .map_err(|_| ApiError::InvalidJobId(raw))
     }
+}
+
+/// The OpenAPI description of the `{job_id}` path parameter that
+/// [`JobIdPath`] reads; never built.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct JobIdParam {
+    /// The job's id, a UUID (anything else is a 400 `InvalidJobIdError`).
+    job_id: uuid::Uuid,
 }
 
 /// A query string, with a 400 in our shape when it does not parse.

@@ -7,10 +7,12 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::ApiError;
-use super::extract::{ApiQuery, Caller, JobIdPath, JsonBody};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody};
+use super::schema::{JobSchema, JobStatusSchema};
 use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, now_millis};
 use crate::store::{ListQuery, StoreError};
 
@@ -35,29 +37,36 @@ const MAX_DEPENDENCIES: usize = 100;
 /// Largest page of a listing.
 const MAX_PAGE: usize = 1000;
 
-/// Body of `POST /api/v1/jobs`.
-#[derive(Debug, Deserialize)]
+/// Body of `POST /api/v1/jobs`. Unknown fields are a 400.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"job_type": "sleep", "parameters": {"seconds": 5, "steps": 10}, "user_id": "alice"}))]
 pub struct SubmitRequest {
     /// A configured job type.
     pub job_type: String,
     /// The job's input; a JSON object (default `{}`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
-    /// Owner; else `X-User-Id`, else `default_user`.
+    /// Owner; else `X-User-Id`, else `default_user`. 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub user_id: Option<String>,
     /// Higher runs first within the user's queue (default 0).
     pub priority: Option<i32>,
-    /// When to run: RFC 3339; without an offset it is taken as UTC.
+    /// When to run: RFC 3339; without an offset it is taken as UTC. Not
+    /// with `delay_seconds`.
     pub run_at: Option<String>,
-    /// Or: seconds from now.
+    /// Or: seconds from now, at most a year.
+    #[schema(minimum = 0.0)]
     pub delay_seconds: Option<f64>,
-    /// Attempts allowed (default: the job type's, else 1).
+    /// Attempts allowed, 1 to 100 (default: the job type's, else 1).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<u32>,
     /// Per-attempt time limit (default: the job type's, else none).
     pub timeout_seconds: Option<f64>,
     /// Jobs that must complete first (at most 100); the job waits as
     /// `scheduled` until they have, and is cancelled if one fails.
+    #[schema(value_type = Option<Vec<uuid::Uuid>>, max_items = 100)]
     pub depends_on: Option<Vec<JobId>>,
 }
 
@@ -155,6 +164,23 @@ impl SubmitRequest {
 }
 
 /// `POST /api/v1/jobs`: 201 with the job and its `Location`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    summary = "Submit a job",
+    description = "Queues a job: `pending`, or `scheduled` when `run_at`/`delay_seconds` lie ahead. \
+        The body is read as JSON whatever the Content-Type.",
+    params(("X-User-Id" = Option<String>, Header, description = "The caller; the job's user unless the body names one")),
+    request_body(content = SubmitRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The job, as stored", body = JobSchema,
+            headers(("Location" = String, description = "`/api/v1/jobs/status/{job_id}`"))),
+        (status = 400, description = "`ValidationError` or `UnknownJobTypeError`", body = ErrorBody),
+        (status = 413, description = "`PayloadTooLargeError`: body over `max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -172,6 +198,19 @@ pub async fn submit(
 }
 
 /// `GET /api/v1/jobs/status/{job_id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/status/{job_id}",
+    tag = "jobs",
+    summary = "Read a job",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "The job", body = JobSchema),
+        (status = 400, description = "`InvalidJobIdError`", body = ErrorBody),
+        (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
@@ -180,32 +219,51 @@ pub async fn status(
     Ok(Json(job.view(now_millis())))
 }
 
-/// Query of `GET /api/v1/jobs`.
-#[derive(Debug, Deserialize)]
+/// Query of `GET /api/v1/jobs`. Empty values are no filter; unknown
+/// parameters are a 400.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only this status.
+    #[param(value_type = Option<JobStatusSchema>)]
     pub status: Option<String>,
     /// Only this user.
     pub user_id: Option<String>,
     /// Only this job type.
     pub job_type: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
 }
 
 /// A page of jobs, newest first.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobPage {
     /// The jobs.
+    #[schema(value_type = Vec<JobSchema>)]
     pub jobs: Vec<JobView>,
     /// Pass as `cursor` for the next page; null on the last.
+    #[schema(value_type = Option<uuid::Uuid>, required = true)]
     pub next_cursor: Option<JobId>,
 }
 
 /// `GET /api/v1/jobs`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    summary = "List jobs, newest first",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "`ValidationError`: a bad status, limit, cursor or unknown parameter", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -246,19 +304,38 @@ pub async fn list(
 }
 
 /// Answer of cancel and restart.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ActionResponse {
     /// The job.
+    #[schema(value_type = uuid::Uuid)]
     pub job_id: JobId,
     /// Its status after the action.
+    #[schema(value_type = JobStatusSchema)]
     pub status: JobStatus,
     /// What happened.
     pub message: String,
     /// The whole job after the action.
+    #[schema(value_type = JobSchema)]
     pub job: JobView,
 }
 
 /// `POST /api/v1/jobs/cancel/{job_id}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/cancel/{job_id}",
+    tag = "jobs",
+    summary = "Cancel a job",
+    description = "Cancels a pending, scheduled or running job; a running job's handler is stopped.",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "Cancelled", body = ActionResponse),
+        (status = 400, description = "`InvalidJobIdError`", body = ErrorBody),
+        (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 409, description = "`JobAlreadyCompletedError`: the job is completed, failed or cancelled; \
+            `current_status` says which", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
@@ -273,14 +350,34 @@ pub async fn cancel(
 }
 
 /// Optional body of restart.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestartRequest {
     /// Fresh parameters replacing the job's.
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
 }
 
 /// `POST /api/v1/jobs/restart/{job_id}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/restart/{job_id}",
+    tag = "jobs",
+    summary = "Restart a failed or cancelled job",
+    description = "Puts the job back to pending under the same id, its previous runs reset.",
+    params(JobIdParam),
+    request_body(content = Option<RestartRequest>, content_type = "application/json",
+        description = "Optional: fresh parameters"),
+    responses(
+        (status = 200, description = "Re-queued", body = ActionResponse),
+        (status = 400, description = "`InvalidJobIdError` or `ValidationError`", body = ErrorBody),
+        (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 409, description = "`JobNotRestartableError`: the job is neither failed nor cancelled; \
+            `current_status` says what it is", body = ErrorBody),
+        (status = 413, description = "`PayloadTooLargeError`", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn restart(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,

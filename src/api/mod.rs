@@ -1,12 +1,20 @@
-//! The HTTP layer: the router of `/api/v1/jobs` and `/health`, its shared
-//! state, and the server loop with graceful shutdown.
+//! The HTTP layer: the router of `/api/v1/jobs`, `/health`, `/metrics`, the
+//! OpenAPI document and the dashboard, its shared state, and the server
+//! loop with graceful shutdown. The routes themselves are listed once, in
+//! [`openapi::routes`].
 
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod live;
+pub mod openapi;
 pub mod pipeline;
+pub mod schema;
 pub mod stats;
+pub mod telemetry;
 pub mod watch;
+pub mod why;
 
 use std::sync::Arc;
 
@@ -14,7 +22,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -44,23 +51,15 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application: the documented routes, the error-shaped
+/// fallbacks, and the layers (request metrics, body limit, panic catcher,
+/// tracing).
 pub fn router(state: AppState) -> Router {
-    let jobs = Router::new()
-        .route("/status/{job_id}", get(jobs::status))
-        .route("/status/{job_id}/poll", get(watch::poll))
-        .route("/status/{job_id}/stream", get(watch::stream))
-        .route("/queue/stats", get(stats::queue_stats))
-        .route("/workers", get(stats::workers))
-        .route("/cancel/{job_id}", post(jobs::cancel))
-        .route("/restart/{job_id}", post(jobs::restart));
-    Router::new()
-        .route("/health", get(stats::health_check))
-        .nest("/api/v1/jobs", jobs)
-        .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/api/v1/jobs/pipeline", post(pipeline::submit_pipeline))
+    let (routes, _) = openapi::routes().split_for_parts();
+    routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal.into_response()
@@ -78,12 +77,14 @@ async fn method_not_allowed() -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets open
-/// requests finish (long-polls and streams end on the same signal).
+/// requests finish (long-polls and streams end on the same signal). Also
+/// runs the task that turns this process's job events into metrics.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let _feed = telemetry::spawn_feed(&state);
     let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -9,18 +9,20 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::jobs::SubmitRequest;
 use crate::model::JobId;
 
 /// Body of the pipeline call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineRequest {
     /// Inline documents, `[{"name", "text"}]`.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub documents: Option<Vec<Value>>,
     /// Or a file or directory under the server's documents root.
     pub path: Option<String>,
@@ -39,11 +41,13 @@ pub struct PipelineRequest {
 }
 
 /// The four jobs, by stage, in order.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PipelineResponse {
     /// Job id per stage name.
+    #[schema(value_type = std::collections::BTreeMap<String, uuid::Uuid>)]
     pub jobs: Map<String, Value>,
     /// The ids in stage order.
+    #[schema(value_type = Vec<uuid::Uuid>)]
     pub job_ids: Vec<JobId>,
 }
 
@@ -58,6 +62,22 @@ fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
 }
 
 /// `POST /api/v1/jobs/pipeline`: 201 with the four job ids.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/pipeline",
+    tag = "jobs",
+    summary = "Submit the document pipeline",
+    description = "Four jobs chained by `depends_on`: `document_processing`, \
+        `taxonomy_processing`, `extraction`, `dataset_generation`. Give `documents` or `path`.",
+    params(("X-User-Id" = Option<String>, Header, description = "The caller; the jobs' user unless the body names one")),
+    request_body(content = PipelineRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The four jobs", body = PipelineResponse),
+        (status = 400, description = "`ValidationError` or `UnknownJobTypeError`", body = ErrorBody),
+        (status = 413, description = "`PayloadTooLargeError`", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn submit_pipeline(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -7,16 +7,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::model::{JobStatus, Millis, format_millis, now_millis};
 use crate::store::StoreStats;
 
 /// The seed's queue statistics, every field measured.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueStats {
     /// Jobs pending.
     pub pending_jobs: u64,
@@ -51,7 +51,60 @@ pub struct QueueStats {
     /// `unhealthy` (store unreachable; then the request fails with 503).
     pub worker_health_status: String,
     /// Last retention cleanup by any process, if one ran.
+    #[schema(required = true, format = DateTime)]
     pub last_cleanup: Option<String>,
+}
+
+/// The 503 answer of `/queue/stats` when the store is unreachable: the
+/// error shape plus the health status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatsUnavailable {
+    /// `StoreUnavailableError`.
+    pub error: String,
+    /// A sentence for people.
+    pub message: String,
+    /// `store_unavailable`.
+    pub worker_health_status: String,
+}
+
+/// One registered worker, as `/workers` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    /// The worker's id.
+    pub worker_id: String,
+    /// Host name it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Jobs it runs at once at most.
+    pub concurrency: usize,
+    /// When it registered.
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// Its last heartbeat.
+    #[schema(format = DateTime)]
+    pub last_heartbeat: String,
+    /// The jobs it holds.
+    #[schema(value_type = Vec<uuid::Uuid>)]
+    pub running_jobs: Vec<crate::model::JobId>,
+    /// True when its heartbeat is older than the lease time-out.
+    pub stale: bool,
+}
+
+/// Answer of `GET /api/v1/jobs/workers`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    /// Every registered worker, stale ones included.
+    pub workers: Vec<WorkerView>,
+}
+
+/// Answer of `GET /health` while the store answers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// The store backend: `sqlite` or `redis`.
+    pub store: String,
 }
 
 /// Samples this process's CPU and memory use.
@@ -109,25 +162,60 @@ fn health(stats: &StoreStats) -> &'static str {
 }
 
 /// Workers heartbeating since this time count as active.
-fn active_since(state: &AppState) -> Millis {
+pub fn active_since(state: &AppState) -> Millis {
     now_millis() - state.settings.lease_timeout.as_millis() as Millis
 }
 
 /// `GET /api/v1/jobs/queue/stats`. When the store is unreachable: 503 with
 /// the error shape plus `"worker_health_status": "store_unavailable"`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/queue/stats",
+    tag = "queue",
+    summary = "Queue statistics",
+    responses(
+        (status = 200, description = "Counts per status, workers, limits and this process's resources", body = QueueStats),
+        (status = 503, description = "The store is unreachable", body = StatsUnavailable),
+    )
+)]
 pub async fn queue_stats(State(state): State<AppState>) -> Response {
-    match state.store.stats(active_since(&state)).await {
-        Ok(stats) => Json(measure(&state, &stats)).into_response(),
+    match current_stats(&state).await {
+        Ok(stats) => Json(stats).into_response(),
+        Err(unavailable) => unavailable.into_response(),
+    }
+}
+
+/// The statistics now, or the 503 answer when the store is unreachable.
+/// Shared by `/queue/stats` and the dashboard's live stream.
+pub async fn current_stats(state: &AppState) -> Result<QueueStats, StatsError> {
+    match state.store.stats(active_since(state)).await {
+        Ok(stats) => Ok(measure(state, &stats)),
         Err(e) => {
             let error = ApiError::from(e);
             tracing::error!(cause = %error, "stats: store unavailable");
-            let body = json!({
-                "error": error.name(),
-                "message": error.to_string(),
-                "worker_health_status": "store_unavailable",
-            });
-            (error.status_code(), Json(body)).into_response()
+            Err(StatsError(error))
         }
+    }
+}
+
+/// A failed statistics read; renders as [`StatsUnavailable`].
+#[derive(Debug)]
+pub struct StatsError(pub ApiError);
+
+impl StatsError {
+    /// The body of the answer.
+    pub fn body(&self) -> StatsUnavailable {
+        StatsUnavailable {
+            error: self.0.name().to_owned(),
+            message: self.0.to_string(),
+            worker_health_status: "store_unavailable".into(),
+        }
+    }
+}
+
+impl IntoResponse for StatsError {
+    fn into_response(self) -> Response {
+        (self.0.status_code(), Json(self.body())).into_response()
     }
 }
 
@@ -161,35 +249,61 @@ fn measure(state: &AppState, stats: &StoreStats) -> QueueStats {
 }
 
 /// `GET /api/v1/jobs/workers`: the worker registry.
-pub async fn workers(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let since = active_since(&state);
-    let workers: Vec<_> = state
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/workers",
+    tag = "queue",
+    summary = "The worker registry",
+    responses(
+        (status = 200, description = "Registered workers; `stale` ones stopped heartbeating", body = WorkerList),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
+pub async fn workers(State(state): State<AppState>) -> Result<Json<WorkerList>, ApiError> {
+    Ok(Json(worker_list(&state).await?))
+}
+
+/// The worker registry now; shared with the dashboard's live stream.
+pub async fn worker_list(state: &AppState) -> Result<WorkerList, ApiError> {
+    let since = active_since(state);
+    let workers = state
         .store
         .workers()
         .await?
         .into_iter()
-        .map(|w| {
-            json!({
-                "worker_id": w.info.worker_id,
-                "host": w.info.host,
-                "pid": w.info.pid,
-                "concurrency": w.info.concurrency,
-                "started_at": format_millis(w.info.started_at),
-                "last_heartbeat": format_millis(w.last_heartbeat),
-                "running_jobs": w.running_jobs,
-                "stale": w.last_heartbeat < since,
-            })
+        .map(|w| WorkerView {
+            stale: w.last_heartbeat < since,
+            worker_id: w.info.worker_id,
+            host: w.info.host,
+            pid: w.info.pid,
+            concurrency: w.info.concurrency,
+            started_at: format_millis(w.info.started_at),
+            last_heartbeat: format_millis(w.last_heartbeat),
+            running_jobs: w.running_jobs,
         })
         .collect();
-    Ok(Json(json!({ "workers": workers })))
+    Ok(WorkerList { workers })
 }
 
 /// `GET /health`: 200 while the store answers, 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "Liveness and store reachability",
+    responses(
+        (status = 200, description = "The process is up and the store answers", body = Health),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn health_check(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "status": "ok", "store": state.store.kind() })),
+            Json(Health {
+                status: "ok".into(),
+                store: state.store.kind().to_owned(),
+            }),
         )
             .into_response(),
         Err(e) => ApiError::StoreUnavailable(e.to_string()).into_response(),

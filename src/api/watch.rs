@@ -11,10 +11,12 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
-use super::error::ApiError;
-use super::extract::{ApiQuery, JobIdPath};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiQuery, JobIdParam, JobIdPath};
+use super::schema::{JobSchema, JobStatusSchema};
 use crate::events::JobWatch;
 use crate::model::{Job, JobStatus, JobView, now_millis};
 
@@ -22,17 +24,36 @@ use crate::model::{Job, JobStatus, JobView, now_millis};
 const MAX_POLL_SECONDS: f64 = 300.0;
 
 /// Query of the long-poll.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PollParams {
-    /// The status the client knows; answer at once if it differs.
+    /// The status the client knows; answer at once if it differs
+    /// (default: the job's status when the request arrives).
+    #[param(value_type = Option<JobStatusSchema>)]
     pub current_status: Option<String>,
     /// Seconds to wait at most, 0 to 300 (default 30). Kept as text so a
     /// bad value gets our own 400.
+    #[param(value_type = Option<f64>, minimum = 0.0, maximum = 300.0)]
     pub timeout: Option<String>,
 }
 
 /// `GET /api/v1/jobs/status/{job_id}/poll`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/status/{job_id}/poll",
+    tag = "watch",
+    summary = "Long-poll a job's status",
+    description = "Answers at once if the status differs from `current_status`, else when it \
+        changes or after `timeout` seconds, with the job as it is then.",
+    params(JobIdParam, PollParams),
+    responses(
+        (status = 200, description = "The job", body = JobSchema),
+        (status = 400, description = "`InvalidJobIdError` or `ValidationError`", body = ErrorBody),
+        (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn poll(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
@@ -83,6 +104,23 @@ pub async fn poll(
 /// `GET /api/v1/jobs/status/{job_id}/stream`: `job_update` events with the
 /// job (status, progress, metrics...), ending with one `job_complete` once
 /// it is completed, failed or cancelled.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/status/{job_id}/stream",
+    tag = "watch",
+    summary = "Follow a job (Server-Sent Events)",
+    description = "Events `job_update` (the job now, then on every change) and one final \
+        `job_complete` once it is completed, failed or cancelled; each event's `data` is the \
+        `Job` object as JSON. Keep-alive comments every 15 s.",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "An event stream whose events carry `Job` objects",
+            content_type = "text/event-stream", body = String),
+        (status = 400, description = "`InvalidJobIdError`", body = ErrorBody),
+        (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
 pub async fn stream(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,

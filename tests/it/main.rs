@@ -6,6 +6,8 @@ mod cli;
 mod cluster;
 mod control;
 mod limits;
+mod metrics;
+mod openapi;
 mod pipeline;
 mod pipeline_chain;
 mod recovery;

@@ -1,0 +1,105 @@
+//! The operators' dashboard: plain HTML, CSS and JavaScript embedded in the
+//! binary (no build step, nothing fetched from elsewhere), served at `/`
+//! with its assets under `/dashboard/`. The page talks to the public API
+//! only: the live queue stream, the job list, a job's SSE stream, cancel,
+//! restart, the workers and the "why pending" hint.
+
+use axum::extract::Path;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, ErrorBody};
+
+/// The page.
+const INDEX_HTML: &str = include_str!("dashboard/index.html");
+
+/// Its assets: name, content type, contents.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("dashboard/style.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("dashboard/favicon.svg"),
+    ),
+];
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            // Revalidate every time: the binary may have been upgraded.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /`: the dashboard.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "dashboard",
+    tag = "dashboard",
+    summary = "The dashboard (HTML)",
+    responses((status = 200, description = "The dashboard page", content_type = "text/html", body = String))
+)]
+pub async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+/// `GET /dashboard/{file}`: the dashboard's script, style sheet and icon.
+#[utoipa::path(
+    get,
+    path = "/dashboard/{file}",
+    operation_id = "dashboard_asset",
+    tag = "dashboard",
+    summary = "A dashboard asset",
+    params(("file" = String, Path, description = "`app.js`, `style.css` or `favicon.svg`")),
+    responses(
+        (status = 200, description = "The asset", content_type = "text/plain", body = String),
+        (status = 404, description = "`NotFoundError`: no such asset", body = ErrorBody),
+    )
+)]
+pub async fn file(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(asset_name, _, _)| *asset_name == name) {
+        Some((_, content_type, body)) => asset(content_type, body),
+        None => ApiError::NoRoute(format!("GET /dashboard/{name}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_references_only_embedded_assets() {
+        for reference in INDEX_HTML.split("/dashboard/").skip(1) {
+            let name: String = reference
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+                .collect();
+            assert!(
+                ASSETS.iter().any(|(n, _, _)| *n == name),
+                "index.html references /dashboard/{name}, which is not embedded"
+            );
+        }
+        for (_, _, body) in ASSETS.iter().chain([&("index", "", INDEX_HTML)]) {
+            // The SVG namespace is a name, not a download.
+            let body = body.replace("http://www.w3.org/2000/svg", "");
+            assert!(
+                !body.contains("http://") && !body.contains("https://"),
+                "dashboard assets must not load anything from elsewhere"
+            );
+        }
+    }
+}

@@ -1,0 +1,529 @@
+// jobd dashboard. Plain JavaScript, no framework, no build step. Everything
+// comes from the public API: the live queue stream (SSE), the job list, a
+// job's SSE stream, cancel and restart, the worker registry and the "why
+// pending" hint. Data is always inserted as text, never as HTML.
+(function () {
+  "use strict";
+
+  const API = "/api/v1/jobs";
+  const $ = (id) => document.getElementById(id);
+
+  // --- small helpers ------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+    return node;
+  }
+
+  function badge(text, kind) {
+    return el("span", { class: "badge " + (kind || text), text });
+  }
+
+  function shortId(id) {
+    return id ? id.slice(0, 8) + "…" + id.slice(-4) : "";
+  }
+
+  function localTime(iso) {
+    if (!iso) return "–";
+    const d = new Date(iso);
+    return isNaN(d) ? iso : d.toLocaleString();
+  }
+
+  function ago(iso) {
+    if (!iso) return "–";
+    const seconds = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+    if (seconds < 60) return seconds + " s ago";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min ago";
+    return Math.floor(seconds / 3600) + " h ago";
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 60) return seconds.toFixed(1) + " s";
+    const m = Math.floor(seconds / 60);
+    if (m < 60) return m + " min " + Math.round(seconds % 60) + " s";
+    return Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
+  // Fetches JSON; resolves to {status, body} whatever the status, so
+  // callers can show 4xx answers plainly.
+  async function call(method, path, body) {
+    const init = { method, headers: {} };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    try {
+      const response = await fetch(path, init);
+      let data = null;
+      try { data = await response.json(); } catch (_) { data = null; }
+      return { status: response.status, body: data };
+    } catch (e) {
+      return { status: 0, body: { error: "NetworkError", message: String(e) } };
+    }
+  }
+
+  function describeError(status, body) {
+    if (!body) return status + " (no body)";
+    let text = status + " " + (body.error || "Error") + ": " + (body.message || "");
+    if (body.current_status) text += " (current status: " + body.current_status + ")";
+    return text;
+  }
+
+  // --- routing -------------------------------------------------------------
+
+  const state = {
+    view: null,
+    stats: null,
+    jobsQuery: null,
+    cursors: [],        // cursors of the pages before the current one
+    cursor: null,       // the current page's cursor
+    jobId: null,
+    job: null,
+    jobStream: null,
+    elapsedTimer: null,
+    lastCounts: "",
+    lastRunning: -1,
+    knownTypes: new Set(),
+    throughput: null,
+  };
+
+  function parseHash() {
+    const hash = location.hash.replace(/^#/, "") || "/";
+    const [path, query] = hash.split("?");
+    return { path, params: new URLSearchParams(query || "") };
+  }
+
+  function route() {
+    const { path, params } = parseHash();
+    let view = "overview";
+    if (path.startsWith("/job/")) view = "job";
+    else if (path === "/jobs") view = "jobs";
+    else if (path === "/workers") view = "workers";
+    for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== "view-" + view;
+    for (const link of document.querySelectorAll("nav a[data-nav]")) {
+      link.classList.toggle("active", link.dataset.nav === view || (view === "job" && link.dataset.nav === "jobs"));
+    }
+    if (view !== "job") closeJob();
+    state.view = view;
+    if (view === "jobs") openJobs(params);
+    else if (view === "job") openJob(decodeURIComponent(path.slice("/job/".length)));
+    else if (view === "workers") loadWorkers();
+    if (view === "overview" && state.stats) renderStats(state.stats);
+    if (view === "overview" && state.throughput) renderThroughput(state.throughput);
+  }
+
+  // --- live queue stream ---------------------------------------------------
+
+  function connectQueueStream() {
+    const live = $("live");
+    const source = new EventSource(API + "/queue/stream");
+    source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
+    source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
+    source.addEventListener("stats", (e) => {
+      live.textContent = "live"; live.className = "live on";
+      const stats = JSON.parse(e.data);
+      state.stats = stats;
+      renderStats(stats);
+      onStatsForViews(stats);
+    });
+    source.addEventListener("stats_error", (e) => {
+      const body = JSON.parse(e.data);
+      live.textContent = "store unavailable"; live.className = "live off";
+      $("stat-health").replaceWith(Object.assign(badge("store_unavailable"), { id: "stat-health", title: body.message }));
+    });
+    source.addEventListener("throughput", (e) => renderThroughput(JSON.parse(e.data)));
+    source.addEventListener("workers", (e) => renderWorkers(JSON.parse(e.data)));
+  }
+
+  function renderStats(s) {
+    for (const key of ["pending", "running", "scheduled", "completed", "failed", "cancelled", "total"]) {
+      $("stat-" + key).textContent = s[key + "_jobs"];
+    }
+    const fill = $("global-fill");
+    const ratio = s.global_max_concurrent_jobs ? s.running_jobs / s.global_max_concurrent_jobs : 0;
+    fill.style.width = Math.min(100, ratio * 100) + "%";
+    fill.classList.toggle("full", ratio >= 1);
+    $("global-text").textContent = s.running_jobs + " / " + s.global_max_concurrent_jobs + " running";
+    $("per-user-note").textContent = "Per user: at most " + s.per_user_max_concurrent_jobs + " running at once";
+    $("stat-workers").textContent = s.active_workers;
+    const health = badge(s.worker_health_status);
+    health.id = "stat-health";
+    $("stat-health").replaceWith(health);
+    $("stat-store").textContent = s.queue_type;
+    $("stat-cpu").textContent = s.cpu_usage_percent + " %";
+    $("stat-memory").textContent = s.memory_usage_mb + " MiB";
+    $("stat-cache").textContent = s.cache_size;
+    $("stat-cleanup").textContent = s.last_cleanup ? localTime(s.last_cleanup) : "not yet";
+    if (s.running_jobs !== state.lastRunning) {
+      state.lastRunning = s.running_jobs;
+      loadUserMeters(s);
+    }
+  }
+
+  // Running jobs per user against the per-user limit; read when the
+  // running count changes (the global limit bounds the list).
+  async function loadUserMeters(s) {
+    const box = $("user-meters");
+    if (!s.running_jobs) { box.replaceChildren(); return; }
+    const limit = Math.min(1000, Math.max(1, s.running_jobs + 10));
+    const { status, body } = await call("GET", API + "?status=running&limit=" + limit);
+    if (status !== 200) return;
+    const perUser = new Map();
+    for (const job of body.jobs) perUser.set(job.user_id, (perUser.get(job.user_id) || 0) + 1);
+    const rows = [...perUser.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 8);
+    box.replaceChildren(...rows.map(([user, n]) => {
+      const ratio = n / s.per_user_max_concurrent_jobs;
+      const fill = el("div", { class: "meter-fill" + (ratio >= 1 ? " full" : "") });
+      fill.style.width = Math.min(100, ratio * 100) + "%";
+      return el("div", { class: "meter-row" },
+        el("a", { class: "meter-label", href: "#/jobs?status=running&user_id=" + encodeURIComponent(user), title: user, text: user }),
+        el("div", { class: "meter" }, fill),
+        el("span", { class: "meter-text", text: n + " / " + s.per_user_max_concurrent_jobs }));
+    }));
+  }
+
+  // Bars of completed (and, stacked on them, failed) jobs per interval,
+  // drawn at the box's pixel width so the labels are not stretched.
+  function renderThroughput(t) {
+    state.throughput = t;
+    const box = $("throughput");
+    const width = Math.max(280, Math.round(box.clientWidth || 600)), height = 140, left = 28, bottom = 16, top = 6;
+    const n = t.intervals.length;
+    const max = Math.max(1, ...t.intervals.map((i) => i.completed + i.failed));
+    const plotH = height - bottom - top;
+    const barW = (width - left) / Math.max(1, n);
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
+    chart.append(svg("line", { class: "axis", x1: left, y1: top + plotH, x2: width, y2: top + plotH }));
+    const label = (x, y, text, anchor) => {
+      const node = svg("text", { x, y, "text-anchor": anchor || "start" });
+      node.textContent = text;
+      chart.append(node);
+    };
+    label(left - 4, top + 8, String(max), "end");
+    label(left - 4, top + plotH, "0", "end");
+    let total = 0;
+    t.intervals.forEach((interval, i) => {
+      const x = left + i * barW + 0.5;
+      const done = interval.completed, failed = interval.failed;
+      total += done + failed;
+      const hDone = (done / max) * plotH, hFailed = (failed / max) * plotH;
+      const title = `${localTime(interval.start)}: ${done} completed, ${failed} failed`;
+      if (done) {
+        const r = svg("rect", { class: "completed", x, y: top + plotH - hDone, width: Math.max(1, barW - 1), height: hDone });
+        r.append(Object.assign(svg("title"), { textContent: title }));
+        chart.append(r);
+      }
+      if (failed) {
+        const r = svg("rect", { class: "failed", x, y: top + plotH - hDone - hFailed, width: Math.max(1, barW - 1), height: hFailed });
+        r.append(Object.assign(svg("title"), { textContent: title }));
+        chart.append(r);
+      }
+    });
+    const minutes = Math.round((n * t.interval_seconds) / 60);
+    label(left, height - 3, "−" + minutes + " min");
+    label(width, height - 3, "now", "end");
+    box.dataset.total = String(total);
+    box.replaceChildren(chart);
+    $("throughput-note").textContent =
+      `(per ${t.interval_seconds} s, this server's workers; ${total} in the last ${minutes} min)`;
+  }
+
+  // --- jobs list -------------------------------------------------------------
+
+  function openJobs(params) {
+    const form = $("filters");
+    const query = new URLSearchParams();
+    for (const name of ["status", "user_id", "job_type", "limit"]) {
+      const value = params.get(name) || (name === "limit" ? "50" : "");
+      form.elements[name].value = value;
+      if (value) query.set(name, value);
+    }
+    const key = query.toString();
+    if (key !== state.jobsQuery) {
+      state.jobsQuery = key;
+      state.cursors = [];
+      state.cursor = null;
+    }
+    loadJobs();
+  }
+
+  async function loadJobs() {
+    const query = new URLSearchParams(state.jobsQuery || "");
+    if (state.cursor) query.set("cursor", state.cursor);
+    const { status, body } = await call("GET", API + "?" + query.toString());
+    const error = $("jobs-error");
+    if (status !== 200) {
+      error.hidden = false;
+      error.textContent = describeError(status, body);
+      return;
+    }
+    error.hidden = true;
+    const rows = body.jobs.map((job) => {
+      state.knownTypes.add(job.job_type);
+      const progress = el("progress", { max: "1", value: String(job.progress) });
+      return el("tr", { "data-job-id": job.job_id },
+        el("td", {}, el("a", { class: "mono", href: "#/job/" + job.job_id, title: job.job_id, text: shortId(job.job_id) })),
+        el("td", { text: job.job_type }),
+        el("td", { text: job.user_id }),
+        el("td", {}, badge(job.status)),
+        el("td", {}, progress, " " + Math.round(job.progress * 100) + "%"),
+        el("td", { title: job.created_at, text: localTime(job.created_at) }),
+        el("td", { text: duration(job.metrics.execution_time_seconds) }));
+    });
+    $("jobs-table").tBodies[0].replaceChildren(...rows);
+    $("jobs-empty").hidden = rows.length > 0;
+    $("known-types").replaceChildren(...[...state.knownTypes].sort().map((t) => el("option", { value: t })));
+    $("page-next").disabled = !body.next_cursor;
+    $("page-next").dataset.cursor = body.next_cursor || "";
+    $("page-prev").disabled = state.cursors.length === 0;
+    $("page-first").disabled = state.cursors.length === 0;
+  }
+
+  function setupJobsControls() {
+    $("filters").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const form = new FormData(e.target);
+      const query = new URLSearchParams();
+      for (const [name, value] of form.entries()) if (value) query.set(name, String(value).trim());
+      location.hash = "#/jobs" + (query.toString() ? "?" + query.toString() : "");
+    });
+    $("page-next").addEventListener("click", () => {
+      const next = $("page-next").dataset.cursor;
+      if (!next) return;
+      state.cursors.push(state.cursor);
+      state.cursor = next;
+      loadJobs();
+    });
+    $("page-prev").addEventListener("click", () => {
+      if (!state.cursors.length) return;
+      state.cursor = state.cursors.pop();
+      loadJobs();
+    });
+    $("page-first").addEventListener("click", () => {
+      state.cursors = [];
+      state.cursor = null;
+      loadJobs();
+    });
+  }
+
+  // The first page follows the queue: reloaded when the counts move.
+  function onStatsForViews(s) {
+    const counts = [s.pending_jobs, s.running_jobs, s.scheduled_jobs, s.completed_jobs, s.failed_jobs, s.cancelled_jobs].join(",");
+    const changed = counts !== state.lastCounts;
+    state.lastCounts = counts;
+    if (state.view === "jobs" && changed && !state.cursor && $("auto-refresh").checked) loadJobs();
+    if (state.view === "job" && state.job && ["pending", "scheduled"].includes(state.job.status)) loadWhy();
+  }
+
+  // --- one job ---------------------------------------------------------------
+
+  function closeJob() {
+    if (state.jobStream) state.jobStream.close();
+    state.jobStream = null;
+    if (state.elapsedTimer) clearInterval(state.elapsedTimer);
+    state.elapsedTimer = null;
+    state.jobId = null;
+    state.job = null;
+  }
+
+  function openJob(id) {
+    if (state.jobId === id && state.jobStream) return;
+    closeJob();
+    state.jobId = id;
+    $("action-result").hidden = true;
+    $("job-id").textContent = id;
+    followJob(id);
+    state.elapsedTimer = setInterval(() => { if (state.job) renderProgress(state.job); }, 1000);
+  }
+
+  // Follows the job's SSE stream until job_complete; shows a 404 plainly.
+  function followJob(id) {
+    if (state.jobStream) state.jobStream.close();
+    const source = new EventSource(API + "/status/" + encodeURIComponent(id) + "/stream");
+    state.jobStream = source;
+    $("job-live").textContent = "following live…";
+    const onJob = (e) => {
+      if (state.jobId !== id) return;
+      renderJob(JSON.parse(e.data));
+    };
+    source.addEventListener("job_update", onJob);
+    source.addEventListener("job_complete", (e) => {
+      onJob(e);
+      source.close();
+      if (state.jobStream === source) state.jobStream = null;
+      $("job-live").textContent = "finished; stream closed";
+    });
+    source.onerror = async () => {
+      if (source.readyState !== EventSource.CLOSED) {
+        $("job-live").textContent = "reconnecting…";
+        return;
+      }
+      if (state.jobStream === source) state.jobStream = null;
+      const { status, body } = await call("GET", API + "/status/" + encodeURIComponent(id));
+      if (state.jobId !== id) return;
+      if (status === 200) {
+        renderJob(body);
+        $("job-live").textContent = "stream closed";
+      } else {
+        $("job-live").textContent = "";
+        showResult(false, describeError(status, body));
+        $("job-status").replaceWith(Object.assign(badge("not found", "failed"), { id: "job-status" }));
+      }
+    };
+  }
+
+  function renderJob(job) {
+    const previous = state.job;
+    state.job = job;
+    state.knownTypes.add(job.job_type);
+    $("job-type").textContent = job.job_type;
+    $("job-id").textContent = job.job_id;
+    const status = badge(job.status);
+    status.id = "job-status";
+    $("job-status").replaceWith(status);
+    renderProgress(job);
+
+    const fields = [
+      ["job_id", job.job_id], ["job_type", job.job_type], ["status", job.status], ["user_id", job.user_id],
+      ["priority", job.priority], ["attempts", job.attempts + " of " + job.max_attempts],
+      ["interruptions", job.interruptions], ["timeout_seconds", job.timeout_seconds ?? "none"],
+      ["created_at", localTime(job.created_at)], ["scheduled_for", localTime(job.scheduled_for)],
+      ["started_at", localTime(job.started_at)], ["completed_at", localTime(job.completed_at)],
+      ["updated_at", localTime(job.updated_at)], ["worker_id", job.worker_id ?? "–"],
+      ["progress", (job.progress * 100).toFixed(1) + " %"],
+      ["execution_time_seconds", job.metrics.execution_time_seconds ?? "–"],
+      ["items_processed", job.metrics.items_processed ?? "–"], ["total_items", job.metrics.total_items ?? "–"],
+    ];
+    const jobLink = (id) => el("a", { class: "mono", href: "#/job/" + id, title: id, text: shortId(id) });
+    fields.push(["depends_on", (job.depends_on || []).length ? (job.depends_on || []).map(jobLink) : "none"]);
+    fields.push(["waiting_dependencies", job.waiting_dependencies ?? 0]);
+    fields.push(["cancelled_by", job.cancelled_by ? [jobLink(job.cancelled_by)] : "–"]);
+    // Fields a newer server adds are shown too, as JSON.
+    const shown = new Set([...fields.map(([k]) => k), "max_attempts", "metrics", "parameters", "result", "error"]);
+    for (const [k, v] of Object.entries(job)) if (!shown.has(k)) fields.push([k, JSON.stringify(v)]);
+    $("job-fields").replaceChildren(...fields.flatMap(([k, v]) => [
+      el("dt", { text: k }),
+      Array.isArray(v) ? el("dd", { "data-field": k }, ...v.flatMap((node, i) => (i ? [", ", node] : [node])))
+        : el("dd", { "data-field": k, text: String(v) }),
+    ]));
+    $("job-parameters").textContent = JSON.stringify(job.parameters, null, 2);
+    const hasResult = job.result !== undefined && job.result !== null;
+    $("job-result-panel").hidden = !hasResult;
+    $("job-result").textContent = hasResult ? JSON.stringify(job.result, null, 2) : "";
+    $("job-error-panel").hidden = !job.error;
+    $("job-error").textContent = job.error || "";
+
+    const waiting = ["pending", "scheduled"].includes(job.status);
+    if (waiting && (!previous || previous.status !== job.status)) loadWhy();
+    if (!waiting) $("why").hidden = true;
+  }
+
+  function renderProgress(job) {
+    const bar = $("job-progress");
+    bar.value = job.progress;
+    const parts = [Math.round(job.progress * 100) + "%"];
+    const m = job.metrics;
+    if (m.items_processed !== null && m.items_processed !== undefined) {
+      parts.push(m.items_processed + (m.total_items !== null && m.total_items !== undefined ? " / " + m.total_items : "") + " items");
+    }
+    let elapsed = m.execution_time_seconds;
+    if (job.status === "running" && job.started_at) {
+      elapsed = Math.max(0, (Date.now() - new Date(job.started_at).getTime()) / 1000);
+    }
+    if (elapsed !== null && elapsed !== undefined) parts.push(duration(elapsed) + " elapsed");
+    parts.push(job.status);
+    $("job-progress-text").textContent = parts.join(" · ");
+  }
+
+  async function loadWhy() {
+    const id = state.jobId;
+    if (!id) return;
+    const { status, body } = await call("GET", API + "/status/" + encodeURIComponent(id) + "/why");
+    if (state.jobId !== id || !state.job || !["pending", "scheduled"].includes(state.job.status)) return;
+    const box = $("why");
+    if (status !== 200) { box.hidden = true; return; }
+    box.hidden = false;
+    $("why-reasons").replaceChildren(...body.reasons.map((r) =>
+      el("li", { "data-reason": r.reason }, el("strong", { text: r.reason.replace(/_/g, " ") }), ": " + r.message)));
+    $("why-figures").textContent =
+      `Running: ${body.running_jobs} of ${body.global_max_concurrent_jobs} globally; ` +
+      `user ${body.user_id}: ${body.user_running_jobs} of ${body.per_user_max_concurrent_jobs}; ` +
+      `workers alive: ${body.active_workers}, free slots: ${body.free_worker_slots}.`;
+  }
+
+  function showResult(ok, text) {
+    const box = $("action-result");
+    box.hidden = false;
+    box.className = "result " + (ok ? "ok" : "bad");
+    box.textContent = text;
+  }
+
+  async function act(action) {
+    const id = state.jobId;
+    if (!id) return;
+    const button = $(action === "cancel" ? "btn-cancel" : "btn-restart");
+    button.disabled = true;
+    const { status, body } = await call("POST", API + "/" + action + "/" + encodeURIComponent(id));
+    button.disabled = false;
+    if (state.jobId !== id) return;
+    if (status === 200) {
+      showResult(true, status + " OK: " + body.message + " (status now " + body.status + ")");
+      renderJob(body.job);
+      // A restarted job runs again: follow it anew (its old stream ended).
+      if (action === "restart" || !state.jobStream) followJob(id);
+    } else {
+      showResult(false, describeError(status, body));
+    }
+  }
+
+  // --- workers ---------------------------------------------------------------
+
+  async function loadWorkers() {
+    const { status, body } = await call("GET", API + "/workers");
+    if (status === 200) renderWorkers(body);
+  }
+
+  function renderWorkers(list) {
+    if (state.view !== "workers") return;
+    const rows = list.workers.map((w) => el("tr", { class: w.stale ? "stale" : "", "data-worker-id": w.worker_id },
+      el("td", { class: "mono", title: w.worker_id, text: w.worker_id }),
+      el("td", { text: w.host }),
+      el("td", { text: String(w.pid) }),
+      el("td", {}, w.running_jobs.length + " / " + w.concurrency + " ",
+        ...w.running_jobs.slice(0, 5).map((id) => el("a", { class: "mono", href: "#/job/" + id, title: id, text: shortId(id) + " " }))),
+      el("td", { title: w.started_at, text: localTime(w.started_at) }),
+      el("td", { title: w.last_heartbeat, text: ago(w.last_heartbeat) }),
+      el("td", {}, w.stale ? badge("stale") : badge("alive"))));
+    $("workers-table").tBodies[0].replaceChildren(...rows);
+    $("workers-empty").hidden = rows.length > 0;
+  }
+
+  // --- start -------------------------------------------------------------------
+
+  $("btn-cancel").addEventListener("click", () => act("cancel"));
+  $("btn-restart").addEventListener("click", () => act("restart"));
+  setupJobsControls();
+  window.addEventListener("hashchange", route);
+  window.addEventListener("resize", () => {
+    if (state.view === "overview" && state.throughput) renderThroughput(state.throughput);
+  });
+  connectQueueStream();
+  route();
+})();

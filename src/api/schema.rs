@@ -1,0 +1,187 @@
+//! OpenAPI schemas of the model types the API returns ([`crate::model::JobView`],
+//! [`crate::model::JobStatus`], [`crate::model::Metrics`]).
+//!
+//! The model stays free of HTTP and documentation concerns, so these
+//! mirrors carry the `ToSchema` derive instead; they are never built, only
+//! described. A unit test below keeps each mirror's fields equal to what the
+//! model serializes, and the integration suite validates real responses
+//! against the published document, so a mirror cannot drift unnoticed.
+
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Where a job is in its life.
+#[derive(ToSchema)]
+#[schema(as = JobStatus, rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum JobStatusSchema {
+    /// Queued and waiting for a worker.
+    Pending,
+    /// Held by one worker under a lease.
+    Running,
+    /// Finished successfully; terminal.
+    Completed,
+    /// Failed with no attempts left; terminal, restartable.
+    Failed,
+    /// Cancelled by a user; terminal, restartable.
+    Cancelled,
+    /// Waiting for its `scheduled_for` time (delayed, or a retry after backoff).
+    Scheduled,
+}
+
+/// The seed's `metrics` object of a job.
+#[derive(ToSchema)]
+#[schema(as = JobMetrics)]
+#[allow(dead_code)]
+pub struct JobMetricsSchema {
+    /// Seconds the current or last attempt has run; grows while it runs.
+    #[schema(required = true)]
+    execution_time_seconds: Option<f64>,
+    /// Items done, when the handler reports them.
+    #[schema(required = true, minimum = 0)]
+    items_processed: Option<u64>,
+    /// Items in all, when the handler reports them.
+    #[schema(required = true, minimum = 0)]
+    total_items: Option<u64>,
+}
+
+/// A job: the seed's fields first, then the ones jobd adds. Every
+/// timestamp is UTC RFC 3339 ending in `Z`.
+#[derive(ToSchema)]
+#[schema(as = Job)]
+#[allow(dead_code)]
+pub struct JobSchema {
+    /// The job's id (a UUID v7, so ids sort by creation time).
+    job_id: Uuid,
+    /// Its job type.
+    job_type: String,
+    /// Its status.
+    status: JobStatusSchema,
+    /// 0.0 to 1.0; 1.0 once completed.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    progress: f64,
+    /// Submission time.
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// Start of the current or last attempt.
+    #[schema(required = true, format = DateTime)]
+    started_at: Option<String>,
+    /// When it reached a terminal status.
+    #[schema(required = true, format = DateTime)]
+    completed_at: Option<String>,
+    /// The error, for failed (and cancelled) jobs.
+    #[schema(required = true)]
+    error: Option<String>,
+    /// Whose job it is.
+    user_id: String,
+    /// Timing and item counts.
+    metrics: JobMetricsSchema,
+    /// The handler's result; present once completed.
+    result: Option<Value>,
+    /// The job's input, a JSON object.
+    #[schema(value_type = Object)]
+    parameters: Value,
+    /// Priority within the user's queue; higher first.
+    priority: i32,
+    /// Attempts started.
+    attempts: u32,
+    /// Attempts allowed.
+    max_attempts: u32,
+    /// Recoveries from lost workers.
+    interruptions: u32,
+    /// Per-attempt time limit in seconds.
+    #[schema(required = true)]
+    timeout_seconds: Option<f64>,
+    /// When a scheduled job becomes due.
+    #[schema(required = true, format = DateTime)]
+    scheduled_for: Option<String>,
+    /// Last change.
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// The worker holding it while it runs.
+    #[schema(required = true)]
+    worker_id: Option<String>,
+    /// Jobs that must complete first.
+    depends_on: Vec<Uuid>,
+    /// Dependencies not completed yet (the reason a job waits as scheduled).
+    waiting_dependencies: u32,
+    /// The dependency whose failure or cancellation cancelled this job.
+    #[schema(required = true)]
+    cancelled_by: Option<Uuid>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    use utoipa::{PartialSchema, ToSchema};
+
+    use super::*;
+    use crate::model::{Job, JobStatus, Progress};
+
+    fn properties<T: PartialSchema>() -> BTreeSet<String> {
+        match T::schema() {
+            RefOr::T(Schema::Object(object)) => object.properties.keys().cloned().collect(),
+            _ => panic!("not an object schema"),
+        }
+    }
+
+    fn job() -> Job {
+        Job {
+            id: Uuid::now_v7(),
+            job_type: "noop".into(),
+            user_id: "u".into(),
+            status: JobStatus::Completed,
+            priority: 0,
+            parameters: serde_json::json!({}),
+            result: Some(serde_json::json!(1)),
+            error: None,
+            progress: Progress::default(),
+            attempts: 1,
+            max_attempts: 1,
+            interruptions: 0,
+            timeout_seconds: None,
+            created_at: 0,
+            scheduled_for: None,
+            started_at: Some(0),
+            completed_at: Some(1),
+            updated_at: 1,
+            worker_id: None,
+            revision: 1,
+            depends_on: vec![Uuid::now_v7()],
+            waiting_dependencies: 0,
+            cancelled_by: None,
+        }
+    }
+
+    fn keys(value: &Value) -> BTreeSet<String> {
+        value
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn mirrors_name_the_fields_the_model_serializes() {
+        let view = serde_json::to_value(job().view(1)).unwrap();
+        assert_eq!(keys(&view), properties::<JobSchema>());
+        assert_eq!(keys(&view["metrics"]), properties::<JobMetricsSchema>());
+        assert_eq!(JobSchema::name(), "Job");
+    }
+
+    #[test]
+    fn status_mirror_lists_every_status() {
+        let schema = serde_json::to_value(JobStatusSchema::schema()).unwrap();
+        let listed: BTreeSet<String> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        let all: BTreeSet<String> = JobStatus::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(listed, all);
+    }
+}

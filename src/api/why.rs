@@ -1,0 +1,242 @@
+//! "Why is this job pending?": what holds a waiting job back, computed from
+//! the store's state now (the user's running jobs, the global running
+//! count, the workers alive and their free slots), for the dashboard's hint
+//! and for anyone asking the API.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{JobIdParam, JobIdPath};
+use super::schema::JobStatusSchema;
+use super::stats::active_since;
+use crate::model::{Job, JobId, JobStatus, format_millis, now_millis};
+use crate::store::{ListQuery, WorkerRecord};
+
+/// What holds a job back, most decisive first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// The job is not waiting: it runs or has ended.
+    NotWaiting,
+    /// The job is scheduled for later (a delay, or a retry's backoff).
+    Scheduled,
+    /// The job waits for jobs it depends on to complete.
+    Dependencies,
+    /// No worker has heartbeated within the lease time-out.
+    NoWorkers,
+    /// Running jobs have reached `global_max_concurrent_jobs`.
+    GlobalLimit,
+    /// The job's user has `per_user_max_concurrent_jobs` jobs running.
+    UserLimit,
+    /// Every live worker runs as many jobs as it may at once.
+    WorkersBusy,
+    /// Nothing blocks it: a worker claims it on its next round (users are
+    /// served round-robin, and within a user higher priority goes first).
+    NextInLine,
+}
+
+/// One reason, with a sentence for people.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WaitHint {
+    /// The reason.
+    pub reason: WaitReason,
+    /// What it means for this job, with the figures.
+    pub message: String,
+}
+
+/// Answer of `GET /api/v1/jobs/status/{job_id}/why`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhyPending {
+    /// The job.
+    #[schema(value_type = uuid::Uuid)]
+    pub job_id: JobId,
+    /// Its status now.
+    #[schema(value_type = JobStatusSchema)]
+    pub status: JobStatus,
+    /// Every reason that applies, most decisive first; never empty.
+    pub reasons: Vec<WaitHint>,
+    /// The job's user.
+    pub user_id: String,
+    /// Jobs of that user running now.
+    pub user_running_jobs: u64,
+    /// The per-user limit.
+    pub per_user_max_concurrent_jobs: usize,
+    /// Jobs running now, all users.
+    pub running_jobs: u64,
+    /// The global limit.
+    pub global_max_concurrent_jobs: usize,
+    /// Workers heartbeating within the lease time-out.
+    pub active_workers: usize,
+    /// Jobs the live workers may still take on (their concurrency less
+    /// what they hold).
+    pub free_worker_slots: usize,
+}
+
+/// `GET /api/v1/jobs/status/{job_id}/why`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/status/{job_id}/why",
+    tag = "jobs",
+    summary = "Why a job is still waiting",
+    description = "For a pending job, what keeps workers from claiming it now: no live worker, \
+        the global limit, its user's limit, or every worker busy (several may apply); else \
+        `next_in_line`. A scheduled job answers `dependencies` while jobs it depends on have \
+        not completed, else `scheduled`; any other job `not_waiting`.",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "The reasons and the figures behind them", body = WhyPending),
+        (status = 400, description = "`InvalidJobIdError`", body = ErrorBody),
+        (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+    )
+)]
+pub async fn why(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<WhyPending>, ApiError> {
+    let job = state.store.get(id).await?;
+    let stats = state.store.stats(active_since(&state)).await?;
+    let per_user_max = state.settings.per_user_max_concurrent_jobs;
+    let user_running = state
+        .store
+        .list(&ListQuery {
+            status: Some(JobStatus::Running),
+            user_id: Some(job.user_id.clone()),
+            job_type: None,
+            limit: (per_user_max + 1).clamp(1, 1000),
+            before: None,
+        })
+        .await?
+        .jobs
+        .len() as u64;
+    let workers = state.store.workers().await?;
+    let free_slots = free_slots(&workers, active_since(&state));
+    let running = stats
+        .counts
+        .iter()
+        .find(|(s, _)| *s == JobStatus::Running)
+        .map_or(0, |(_, n)| *n);
+    let figures = Figures {
+        user_running,
+        per_user_max,
+        running,
+        global_max: state.settings.global_max_concurrent_jobs,
+        active_workers: stats.active_workers,
+        free_slots,
+    };
+    Ok(Json(WhyPending {
+        job_id: job.id,
+        status: job.status,
+        reasons: reasons(&job, &figures),
+        user_id: job.user_id,
+        user_running_jobs: user_running,
+        per_user_max_concurrent_jobs: per_user_max,
+        running_jobs: running,
+        global_max_concurrent_jobs: figures.global_max,
+        active_workers: stats.active_workers,
+        free_worker_slots: free_slots,
+    }))
+}
+
+/// The counts a verdict is made of.
+struct Figures {
+    user_running: u64,
+    per_user_max: usize,
+    running: u64,
+    global_max: usize,
+    active_workers: usize,
+    free_slots: usize,
+}
+
+/// Slots free on workers heartbeating since `active_since`.
+fn free_slots(workers: &[WorkerRecord], active_since: i64) -> usize {
+    workers
+        .iter()
+        .filter(|w| w.last_heartbeat >= active_since)
+        .map(|w| w.info.concurrency.saturating_sub(w.running_jobs.len()))
+        .sum()
+}
+
+fn reasons(job: &Job, f: &Figures) -> Vec<WaitHint> {
+    let hint = |reason, message: String| WaitHint { reason, message };
+    match job.status {
+        JobStatus::Pending => {}
+        JobStatus::Scheduled if job.waiting_dependencies > 0 => {
+            return vec![hint(
+                WaitReason::Dependencies,
+                format!(
+                    "Waits for {} of its {} dependencies to complete",
+                    job.waiting_dependencies,
+                    job.depends_on.len()
+                ),
+            )];
+        }
+        JobStatus::Scheduled => {
+            let when = job
+                .scheduled_for
+                .map_or_else(|| "its due time".to_owned(), format_millis);
+            let past = job.scheduled_for.is_some_and(|at| at <= now_millis());
+            let message = if past {
+                format!("Scheduled for {when}; it becomes pending within about a second")
+            } else {
+                format!("Scheduled for {when}; it becomes pending then")
+            };
+            return vec![hint(WaitReason::Scheduled, message)];
+        }
+        status => {
+            return vec![hint(
+                WaitReason::NotWaiting,
+                format!("The job is {status}, not waiting for a worker"),
+            )];
+        }
+    }
+    let mut out = Vec::new();
+    if f.active_workers == 0 {
+        out.push(hint(
+            WaitReason::NoWorkers,
+            "No worker is alive: none has sent a heartbeat within the lease time-out. \
+             Start `jobd serve` with workers or a `jobd worker`."
+                .to_owned(),
+        ));
+    }
+    if f.running >= f.global_max as u64 {
+        out.push(hint(
+            WaitReason::GlobalLimit,
+            format!(
+                "The global limit is reached: {} of {} jobs running",
+                f.running, f.global_max
+            ),
+        ));
+    }
+    if f.user_running >= f.per_user_max as u64 {
+        out.push(hint(
+            WaitReason::UserLimit,
+            format!(
+                "Its user '{}' is at the per-user limit: {} of {} jobs running",
+                job.user_id, f.user_running, f.per_user_max
+            ),
+        ));
+    }
+    if f.active_workers > 0 && f.free_slots == 0 {
+        out.push(hint(
+            WaitReason::WorkersBusy,
+            format!(
+                "All {} live worker(s) run as many jobs as they may at once",
+                f.active_workers
+            ),
+        ));
+    }
+    if out.is_empty() {
+        out.push(hint(
+            WaitReason::NextInLine,
+            "Nothing blocks it: a worker claims it on its next round \
+             (users take turns; within a user, higher priority first)"
+                .to_owned(),
+        ));
+    }
+    out
+}

@@ -1,0 +1,335 @@
+// The dashboard in a real browser: headless Debian Chromium driven by
+// playwright-core against a real `jobd serve` on a temporary data
+// directory. Every wait is on a condition with a deadline.
+//
+// Run: cargo build && (cd tests/browser && npm ci && node --test)
+// Env: JOBD_BIN (default target/debug/jobd), CHROMIUM_BIN (default /usr/bin/chromium).
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const JOBD_BIN = process.env.JOBD_BIN || path.join(ROOT, "target", "debug", "jobd");
+const CHROMIUM_BIN = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+const OUTPUT = path.join(ROOT, "test-output");
+
+/** Deadline of one wait in the page, in ms. */
+const WAIT = 30_000;
+
+/** A `jobd serve` of the test's own, on a free port and a fresh data dir. */
+async function startServer(extraArgs = []) {
+  const dataDir = await mkdtemp(path.join(tmpdir(), "jobd-browser-"));
+  const child = spawn(
+    JOBD_BIN,
+    ["serve", "--bind", "127.0.0.1:0", "--data-dir", dataDir, ...extraArgs],
+    { env: { ...process.env, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const lines = readline.createInterface({ input: child.stdout });
+  const first = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("jobd did not start within 20 s")), 20_000);
+    child.once("exit", (code) => reject(new Error(`jobd exited with ${code} before it was ready`)));
+    child.once("error", reject);
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      resolve(line);
+    });
+  });
+  const prefix = "jobd listening on ";
+  assert.ok(first.startsWith(prefix), `unexpected first line: ${first}`);
+  lines.on("line", () => {}); // keep draining stdout
+  const url = first.slice(prefix.length).trim();
+  return {
+    url,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** JSON over HTTP: {status, body}. */
+async function api(server, method, route, body) {
+  const response = await fetch(server.url + route, {
+    method,
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(20_000),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+async function submit(server, job) {
+  const { status, body } = await api(server, "POST", "/api/v1/jobs", job);
+  assert.equal(status, 201, JSON.stringify(body));
+  return body.job_id;
+}
+
+/** Waits until the job has `status` in the API (not the page). */
+async function waitForStatus(server, id, status) {
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    const { body } = await api(server, "GET", `/api/v1/jobs/status/${id}`);
+    if (body.status === status) return body;
+    assert.ok(Date.now() < deadline, `job ${id} did not become ${status}: ${JSON.stringify(body)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const text = (page, selector) => page.locator(selector).innerText();
+
+/** Waits until the element's text satisfies `predicate` (a string is "contains"). */
+async function waitForText(page, selector, expected) {
+  await page.waitForFunction(
+    ([sel, want]) => {
+      const node = document.querySelector(sel);
+      return node !== null && node.textContent.includes(want);
+    },
+    [selector, expected],
+    { timeout: WAIT },
+  );
+}
+
+describe("dashboard", () => {
+  let server;
+  let context;
+  let page;
+  let userDataDir;
+  const problems = [];
+  const origins = new Set();
+
+  before(async () => {
+    await mkdir(OUTPUT, { recursive: true });
+    server = await startServer();
+    origins.add(new URL(server.url).origin);
+    userDataDir = await mkdtemp(path.join(tmpdir(), "jobd-chromium-"));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM_BIN,
+      headless: true,
+      chromiumSandbox: false,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+      viewport: { width: 1280, height: 900 },
+    });
+    page = context.pages()[0] || (await context.newPage());
+    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    page.on("console", (message) => {
+      // The 409s are the answers the cancel/restart test asks for.
+      if (message.type() === "error" && !/status of 409 \(Conflict\)/.test(message.text())) {
+        problems.push(`console error: ${message.text()}`);
+      }
+    });
+    context.on("request", (request) => {
+      const url = new URL(request.url());
+      if (!["data:", "about:"].includes(url.protocol) && !origins.has(url.origin)) {
+        problems.push(`request outside the servers under test: ${url}`);
+      }
+    });
+  });
+
+  after(async () => {
+    await context?.close();
+    await server?.stop();
+    if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+  });
+
+  test("the overview shows the live queue figures and limits", async () => {
+    await page.goto(server.url + "/");
+    await waitForText(page, "#live", "live");
+    await page.waitForFunction(() => /^\d+$/.test(document.querySelector("#stat-total").textContent), null, { timeout: WAIT });
+    assert.match(await text(page, "#global-text"), /^0 \/ 10 running$/);
+    assert.match(await text(page, "#per-user-note"), /at most 3/);
+    await waitForText(page, "#stat-workers", "1");
+    // Marks this page load: a reload would drop it.
+    await page.evaluate(() => { window.__sameLoad = true; });
+  });
+
+  test("a submitted job's progress bar advances and it completes without a reload", async () => {
+    const id = await submit(server, {
+      job_type: "sleep",
+      parameters: { seconds: 5, steps: 10 },
+      user_id: "alice",
+    });
+    await page.evaluate((jobId) => { location.hash = "#/job/" + jobId; }, id);
+    await waitForText(page, "#job-id", id);
+
+    const progress = () => page.locator("#job-progress").evaluate((bar) => bar.value);
+    await page.waitForFunction(() => {
+      const v = document.querySelector("#job-progress").value;
+      return v > 0 && v < 1;
+    }, null, { timeout: WAIT });
+    const first = await progress();
+    await page.waitForFunction((seen) => document.querySelector("#job-progress").value > seen, first, { timeout: WAIT });
+    const second = await progress();
+    assert.ok(second > first, `progress went from ${first} to ${second}`);
+    assert.match(await text(page, "#job-progress-text"), /\d+ \/ 10 items · .* elapsed · running/);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-job.png"), fullPage: true });
+
+    await waitForText(page, "#job-status", "completed");
+    assert.equal(await progress(), 1);
+    assert.match(await text(page, "#job-progress-text"), /100% · 10 \/ 10 items · .* elapsed · completed/);
+    assert.match(await text(page, "#job-result"), /"steps": 10/);
+    assert.equal(await page.locator('[data-field="user_id"]').innerText(), "alice");
+    assert.equal(await page.evaluate(() => window.__sameLoad), true, "the page was reloaded");
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-job-completed.png"), fullPage: true });
+  });
+
+  test("cancel and restart from the job page, with the 409 answers shown", async () => {
+    const id = await submit(server, {
+      job_type: "sleep",
+      parameters: { seconds: 30, steps: 30 },
+      user_id: "bob",
+    });
+    await page.evaluate((jobId) => { location.hash = "#/job/" + jobId; }, id);
+    await waitForText(page, "#job-status", "running");
+    await page.waitForFunction(() => document.querySelector("#job-progress").value > 0, null, { timeout: WAIT });
+
+    await page.click("#btn-cancel");
+    await waitForText(page, "#job-status", "cancelled");
+    await waitForText(page, "#action-result", "200 OK: Job cancelled successfully");
+    assert.equal((await api(server, "GET", `/api/v1/jobs/status/${id}`)).body.status, "cancelled");
+
+    await page.click("#btn-cancel");
+    await waitForText(page, "#action-result", "409 JobAlreadyCompletedError");
+    assert.match(await text(page, "#action-result"), /current status: cancelled/);
+
+    await page.click("#btn-restart");
+    await waitForText(page, "#action-result", "200 OK: Job restarted and re-queued");
+    // The page follows the job again: it runs and reports progress.
+    await waitForText(page, "#job-status", "running");
+    await page.waitForFunction(() => document.querySelector("#job-progress").value > 0, null, { timeout: WAIT });
+
+    await page.click("#btn-restart");
+    await waitForText(page, "#action-result", "409 JobNotRestartableError");
+    assert.match(await text(page, "#action-result"), /current status: running/);
+
+    await page.click("#btn-cancel");
+    await waitForText(page, "#job-status", "cancelled");
+    assert.equal(await page.evaluate(() => window.__sameLoad), true, "the page was reloaded");
+  });
+
+  test("a pending job says why: its user is at the per-user limit", async () => {
+    const job = { job_type: "sleep", parameters: { seconds: 60, steps: 60 }, user_id: "carol" };
+    const running = [await submit(server, job), await submit(server, job), await submit(server, job)];
+    for (const id of running) await waitForStatus(server, id, "running");
+    const waiting = await submit(server, job);
+    await page.evaluate((jobId) => { location.hash = "#/job/" + jobId; }, waiting);
+    await waitForText(page, "#job-status", "pending");
+    await page.waitForSelector('#why li[data-reason="user_limit"]', { timeout: WAIT });
+    assert.match(await text(page, "#why"), /carol.*3 of 3 jobs running/);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-why.png"), fullPage: true });
+
+    // The overview shows carol's running jobs against the per-user limit.
+    await page.evaluate(() => { location.hash = "#/"; });
+    await waitForText(page, "#user-meters", "carol");
+    assert.match(await text(page, "#user-meters"), /3 \/ 3/);
+    await waitForText(page, "#stat-pending", "1");
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-overview.png"), fullPage: true });
+    for (const id of [...running, waiting]) {
+      assert.equal((await api(server, "POST", `/api/v1/jobs/cancel/${id}`)).status, 200);
+    }
+  });
+
+  test("a job with no worker alive says so", async () => {
+    const idle = await startServer(["--workers", "0"]);
+    origins.add(new URL(idle.url).origin);
+    const other = await context.newPage();
+    try {
+      const id = await submit(idle, { job_type: "noop" });
+      await other.goto(`${idle.url}/#/job/${id}`);
+      await other.waitForSelector('#why li[data-reason="no_workers"]', { timeout: WAIT });
+      assert.match(await other.locator("#why").innerText(), /No worker is alive/);
+    } finally {
+      await other.close();
+      await idle.stop();
+    }
+  });
+
+  test("the jobs table filters by status, user and type, and pages newest first", async () => {
+    const ids = [];
+    for (let i = 0; i < 25; i++) ids.push(await submit(server, { job_type: "noop", user_id: "pager" }));
+    await waitForStatus(server, ids[ids.length - 1], "completed");
+    await page.evaluate(() => { location.hash = "#/jobs?user_id=pager&job_type=noop&limit=20"; });
+    const rows = page.locator("#jobs-table tbody tr");
+    await page.waitForFunction(() => document.querySelectorAll("#jobs-table tbody tr").length === 20, null, { timeout: WAIT });
+    // Newest first: the last submitted is the first row.
+    assert.equal(await rows.first().getAttribute("data-job-id"), ids[24]);
+    await page.click("#page-next");
+    await page.waitForFunction(() => document.querySelectorAll("#jobs-table tbody tr").length === 5, null, { timeout: WAIT });
+    assert.equal(await rows.last().getAttribute("data-job-id"), ids[0]);
+    assert.equal(await page.locator("#page-next").isDisabled(), true);
+    await page.click("#page-prev");
+    await page.waitForFunction(() => document.querySelectorAll("#jobs-table tbody tr").length === 20, null, { timeout: WAIT });
+
+    // The filter form: cancelled jobs of bob (the one cancelled above).
+    await page.evaluate(() => { location.hash = "#/jobs"; });
+    await page.selectOption('#filters select[name="status"]', "cancelled");
+    await page.fill('#filters input[name="user_id"]', "bob");
+    await page.fill('#filters input[name="job_type"]', "sleep");
+    await page.click('#filters button[type="submit"]');
+    await page.waitForFunction(() => location.hash.includes("status=cancelled") &&
+      document.querySelectorAll("#jobs-table tbody tr").length === 1, null, { timeout: WAIT });
+    assert.match(await rows.first().innerText(), /sleep\s+bob\s+cancelled/);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-jobs.png"), fullPage: true });
+  });
+
+  test("the workers page lists the live worker", async () => {
+    await page.evaluate(() => { location.hash = "#/workers"; });
+    await page.waitForSelector("#workers-table tbody tr", { timeout: WAIT });
+    assert.equal(await page.locator("#workers-table tbody tr").count(), 1);
+    assert.match(await page.locator("#workers-table tbody tr").innerText(), /alive/);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-workers.png"), fullPage: true });
+  });
+
+  test("the overview charts throughput and fits a narrow window", async () => {
+    await page.evaluate(() => { location.hash = "#/"; });
+    await page.waitForFunction(() => Number(document.querySelector("#throughput").dataset.total) >= 26, null, { timeout: WAIT });
+    assert.ok(await page.locator("#throughput rect.completed").count() >= 1);
+    await page.waitForFunction(() => Number(document.querySelector("#stat-completed").textContent) >= 26, null, { timeout: WAIT });
+    assert.equal(await text(page, "#stat-cancelled"), "5");
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-overview-later.png"), fullPage: true });
+
+    await page.setViewportSize({ width: 400, height: 800 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `the overview is ${overflow}px wider than a 400px window`);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-narrow.png"), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    assert.equal(await page.evaluate(() => window.__sameLoad), true, "the page was reloaded");
+  });
+
+  test("the interactive API docs load offline from the server", async () => {
+    const docs = await context.newPage();
+    try {
+      await docs.goto(server.url + "/api/docs");
+      await docs.waitForSelector(".swagger-ui .info .title", { timeout: WAIT });
+      assert.match(await docs.locator(".swagger-ui .info .title").innerText(), /jobd/);
+      await docs.waitForSelector(".opblock", { timeout: WAIT });
+      assert.ok(await docs.locator(".opblock").count() >= 18);
+    } finally {
+      await docs.close();
+    }
+  });
+
+  test("nothing failed in the page and nothing was fetched from elsewhere", () => {
+    assert.deepEqual(problems, []);
+  });
+});

@@ -1,0 +1,581 @@
+//! The OpenAPI document against the server: the document served is the one
+//! generated from the code; every documented operation is served and
+//! answers with a documented status; nothing undocumented is served; and
+//! real responses (JSON and SSE event data) validate against the
+//! document's schemas.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::support::{Scratch, Server, StoreKind, wait_until};
+
+/// Methods probed on every documented path.
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+
+/// Paths the server must not serve (each is near a real route).
+const UNDOCUMENTED: [&str; 8] = [
+    "/api/v1",
+    "/api/v1/jobs/unknown",
+    "/api/v1/jobs/status",
+    "/api/v1/jobs/status/01a222c9-0000-7000-8000-000000000000/other",
+    "/api/v1/jobs/queue",
+    "/dashboard",
+    "/api/v1/openapi.yaml",
+    "/metrics/extra",
+];
+
+/// The routes the README documents, each of which must be in the document.
+const README_ROUTES: [(&str, &str); 13] = [
+    ("post", "/api/v1/jobs"),
+    ("post", "/api/v1/jobs/pipeline"),
+    ("get", "/api/v1/jobs"),
+    ("get", "/api/v1/jobs/status/{job_id}"),
+    ("get", "/api/v1/jobs/status/{job_id}/poll"),
+    ("get", "/api/v1/jobs/status/{job_id}/stream"),
+    ("get", "/api/v1/jobs/queue/stats"),
+    ("get", "/api/v1/jobs/workers"),
+    ("post", "/api/v1/jobs/cancel/{job_id}"),
+    ("post", "/api/v1/jobs/restart/{job_id}"),
+    ("get", "/health"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+];
+
+/// A client that shows redirects instead of following them.
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// The path with its parameters filled in (and a long-poll that answers
+/// at once).
+fn concrete(path: &str, job_id: &str) -> String {
+    let file = if path.starts_with("/api/docs") {
+        "index.html"
+    } else {
+        "app.js"
+    };
+    let url = path.replace("{job_id}", job_id).replace("{file}", file);
+    if url.ends_with("/poll") {
+        url + "?timeout=0"
+    } else {
+        url
+    }
+}
+
+/// True when the answer is the router's own "no route" or "no method".
+fn is_fallback(status: u16, body: &Value) -> bool {
+    (status == 404 && body["error"] == "NotFoundError")
+        || (status == 405 && body["error"] == "MethodNotAllowedError")
+}
+
+async fn send(
+    client: &reqwest::Client,
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, String, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = client.request(method, server.at(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if content_type.starts_with("text/event-stream") {
+        // A stream: the head is the answer; do not wait for its end.
+        return (status, content_type, Value::Null);
+    }
+    let bytes = response.bytes().await.expect("body");
+    (
+        status,
+        content_type,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_document_and_the_router_list_the_same_routes() {
+    let Some(scratch) = Scratch::new(StoreKind::Sqlite) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
+    let client = plain_client();
+    let (status, doc) = server.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        doc,
+        serde_json::to_value(jobd::api::openapi::openapi()).unwrap(),
+        "the served document is the one generated from the code"
+    );
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    for (method, path) in README_ROUTES {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is missing from the document"
+        );
+    }
+
+    // A pending job (no workers) for the {job_id} routes: cancel makes it
+    // cancelled, after which restart applies.
+    let job_id = server.submit_id("noop", json!({})).await;
+    let mut operations = 0;
+    for (path, item) in paths {
+        let documented: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        let url = concrete(path, &job_id);
+        for method in METHODS {
+            let body =
+                (method == "POST" && path == "/api/v1/jobs").then(|| json!({"job_type": "noop"}));
+            let (status, _, answer) = send(&client, &server, method, &url, body).await;
+            if documented.iter().any(|m| m == method) {
+                operations += 1;
+                assert!(
+                    !is_fallback(status, &answer),
+                    "documented {method} {path} is not served: {status} {answer}"
+                );
+                let responses = &item[method.to_lowercase()]["responses"];
+                assert!(
+                    responses.get(status.to_string()).is_some(),
+                    "{method} {path} answered {status}, which the document does not list: {answer}"
+                );
+            } else {
+                assert_eq!(
+                    (status, answer["error"].as_str()),
+                    (405, Some("MethodNotAllowedError")),
+                    "{method} {path} is served but not documented"
+                );
+            }
+        }
+    }
+    assert!(operations >= 20, "only {operations} operations documented");
+    for path in UNDOCUMENTED {
+        for method in ["GET", "POST"] {
+            let (status, _, answer) = send(&client, &server, method, path, None).await;
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (404, Some("NotFoundError")),
+                "{method} {path} is served but not documented"
+            );
+        }
+    }
+}
+
+/// Validates `value` against `schema` (resolving `$ref`s in `doc`): types,
+/// nullability, enums, formats (uuid, date-time), bounds, required and
+/// declared properties (an object schema with properties is closed unless
+/// it says `additionalProperties`), array items, oneOf/anyOf/allOf.
+fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {reference}"));
+        let target = &doc["components"]["schemas"][name];
+        assert!(!target.is_null(), "dangling $ref {reference}");
+        return validate(doc, target, value, at, errors);
+    }
+    let matches = |sub: &Value| {
+        let mut inner = Vec::new();
+        validate(doc, sub, value, at, &mut inner);
+        inner.is_empty()
+    };
+    if let Some(options) = schema["oneOf"].as_array() {
+        let n = options.iter().filter(|s| matches(s)).count();
+        if n != 1 {
+            errors.push(format!("{at}: {value} matches {n} of oneOf"));
+        }
+    }
+    if let Some(options) = schema["anyOf"].as_array()
+        && !options.iter().any(matches)
+    {
+        errors.push(format!("{at}: {value} matches none of anyOf"));
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        for sub in all {
+            validate(doc, sub, value, at, errors);
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !types.is_empty() {
+        let ok = types.iter().any(|t| match *t {
+            "null" => value.is_null(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            other => panic!("unknown type {other}"),
+        });
+        if !ok {
+            errors.push(format!("{at}: {value} is not of type {types:?}"));
+            return;
+        }
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        errors.push(format!("{at}: {value} is not one of {options:?}"));
+    }
+    if let Some(text) = value.as_str() {
+        match schema["format"].as_str() {
+            Some("uuid") if uuid::Uuid::parse_str(text).is_err() => {
+                errors.push(format!("{at}: '{text}' is not a UUID"));
+            }
+            Some("date-time")
+                if chrono::DateTime::parse_from_rfc3339(text).is_err() || !text.ends_with('Z') =>
+            {
+                errors.push(format!("{at}: '{text}' is not an RFC 3339 UTC time"));
+            }
+            _ => {}
+        }
+    }
+    if let Some(n) = value.as_f64() {
+        if schema["minimum"].as_f64().is_some_and(|min| n < min) {
+            errors.push(format!("{at}: {n} is below {}", schema["minimum"]));
+        }
+        if schema["maximum"].as_f64().is_some_and(|max| n > max) {
+            errors.push(format!("{at}: {n} is above {}", schema["maximum"]));
+        }
+    }
+    if let Some(object) = value.as_object() {
+        for name in schema["required"].as_array().into_iter().flatten() {
+            let name = name.as_str().unwrap();
+            if !object.contains_key(name) {
+                errors.push(format!("{at}: required property '{name}' is missing"));
+            }
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (key, item) in object {
+                match properties.get(key) {
+                    Some(sub) => validate(doc, sub, item, &format!("{at}.{key}"), errors),
+                    None if schema.get("additionalProperties").is_none() => {
+                        errors.push(format!("{at}: property '{key}' is not in the schema"));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(schema_items)) = (value.as_array(), schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            validate(doc, schema_items, item, &format!("{at}[{i}]"), errors);
+        }
+    }
+}
+
+#[test]
+fn the_validator_catches_mismatches() {
+    let doc = json!({"components": {"schemas": {
+        "T": {"type": "object", "required": ["a"], "properties": {
+            "a": {"type": "integer", "minimum": 0},
+            "b": {"type": ["string", "null"], "format": "uuid"},
+            "s": {"$ref": "#/components/schemas/S"},
+            "o": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/S"}]},
+            "l": {"type": "array", "items": {"type": "string", "format": "date-time"}}
+        }},
+        "S": {"type": "string", "enum": ["x"]}
+    }}});
+    let errors = |value: Value| {
+        let mut errors = Vec::new();
+        validate(
+            &doc,
+            &json!({"$ref": "#/components/schemas/T"}),
+            &value,
+            "$",
+            &mut errors,
+        );
+        errors
+    };
+    let good = json!({"a": 1, "b": null, "s": "x", "o": null, "l": ["2026-01-01T00:00:00.000Z"]});
+    assert_eq!(errors(good), Vec::<String>::new());
+    for bad in [
+        json!({"b": null}),
+        json!({"a": "1"}),
+        json!({"a": -1}),
+        json!({"a": 1, "extra": 2}),
+        json!({"a": 1, "b": "not-a-uuid"}),
+        json!({"a": 1, "s": "y"}),
+        json!({"a": 1, "o": "y"}),
+        json!({"a": 1, "l": ["yesterday"]}),
+        json!([]),
+    ] {
+        assert!(!errors(bad.clone()).is_empty(), "accepted {bad}");
+    }
+}
+
+/// Asserts that `body` is what the document says `method path` answers
+/// with `status`.
+fn assert_documented(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let response = &doc["paths"][path][method]["responses"][status.to_string()];
+    assert!(
+        !response.is_null(),
+        "{method} {path}: status {status} is not documented"
+    );
+    let schema = &response["content"]["application/json"]["schema"];
+    assert!(
+        !schema.is_null(),
+        "{method} {path} {status}: no JSON schema documented"
+    );
+    let mut errors = Vec::new();
+    validate(doc, schema, body, "$", &mut errors);
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status} does not match the document:\n{}\nbody: {body}",
+        errors.join("\n")
+    );
+}
+
+/// Asserts that `value` matches the named component schema.
+fn assert_schema(doc: &Value, name: &str, value: &Value) {
+    let mut errors = Vec::new();
+    let schema = json!({"$ref": format!("#/components/schemas/{name}")});
+    validate(doc, &schema, value, name, &mut errors);
+    assert!(errors.is_empty(), "{}\nvalue: {value}", errors.join("\n"));
+}
+
+/// The first event named `name` of an SSE stream, as JSON.
+async fn first_event(server: &Server, path: &str, name: &str) -> Value {
+    let response = server
+        .http
+        .get(server.at(path))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let mut bytes = response.bytes_stream();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let event = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(str::trim);
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect::<Vec<_>>()
+                .join("\n");
+            if event == Some(name) {
+                return serde_json::from_str(&data).expect("event data is JSON");
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, bytes.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event on {path}"))
+            .unwrap_or_else(|| panic!("{path} ended before a {name} event"))
+            .expect("stream chunk");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+async fn real_responses_match_the_document(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
+    let client = plain_client();
+    let (_, doc) = server.get("/api/v1/openapi.json").await;
+    let check = |method: &str, path: &str, status: u16, body: &Value| {
+        assert_documented(&doc, method, path, status, body)
+    };
+
+    // Submit and read.
+    let (status, _, job) = send(
+        &client,
+        &server,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"job_type": "noop", "parameters": {"a": 1}, "user_id": "val"})),
+    )
+    .await;
+    check("post", "/api/v1/jobs", status, &job);
+    assert_eq!(status, 201);
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    let done = server
+        .wait_for_status(&id, "completed", Duration::from_secs(20))
+        .await;
+    check("get", "/api/v1/jobs/status/{job_id}", 200, &done);
+    assert!(done.get("result").is_some(), "a completed job has a result");
+    let (status, polled) = server
+        .get(&format!("/api/v1/jobs/status/{id}/poll?timeout=0"))
+        .await;
+    check("get", "/api/v1/jobs/status/{job_id}/poll", status, &polled);
+
+    // Listing, statistics, workers, throughput, health.
+    let (status, page) = server.get("/api/v1/jobs?user_id=val&limit=1").await;
+    check("get", "/api/v1/jobs", status, &page);
+    let (status, stats) = server.get("/api/v1/jobs/queue/stats").await;
+    check("get", "/api/v1/jobs/queue/stats", status, &stats);
+    let workers = wait_until("a registered worker", Duration::from_secs(10), || async {
+        let (_, body) = server.get("/api/v1/jobs/workers").await;
+        (!body["workers"].as_array()?.is_empty()).then_some(body)
+    })
+    .await;
+    check("get", "/api/v1/jobs/workers", 200, &workers);
+    let (status, throughput) = server.get("/api/v1/jobs/queue/throughput").await;
+    check("get", "/api/v1/jobs/queue/throughput", status, &throughput);
+    let (status, health) = server.get("/health").await;
+    check("get", "/health", status, &health);
+
+    // Conflicts: cancel and restart of a completed job.
+    let (status, conflict) = server
+        .post(&format!("/api/v1/jobs/cancel/{id}"), None)
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(conflict["error"], "JobAlreadyCompletedError");
+    assert_eq!(conflict["current_status"], "completed");
+    check("post", "/api/v1/jobs/cancel/{job_id}", status, &conflict);
+    let (status, conflict) = server
+        .post(&format!("/api/v1/jobs/restart/{id}"), None)
+        .await;
+    assert_eq!(status, 409);
+    check("post", "/api/v1/jobs/restart/{job_id}", status, &conflict);
+
+    // A delayed job: why it waits, cancel, restart.
+    let delayed = server
+        .submit(json!({"job_type": "noop", "delay_seconds": 3600}))
+        .await;
+    let delayed_id = delayed["job_id"].as_str().unwrap();
+    let (status, why) = server
+        .get(&format!("/api/v1/jobs/status/{delayed_id}/why"))
+        .await;
+    check("get", "/api/v1/jobs/status/{job_id}/why", status, &why);
+    assert_eq!(why["reasons"][0]["reason"], "scheduled");
+    let (status, cancelled) = server
+        .post(&format!("/api/v1/jobs/cancel/{delayed_id}"), None)
+        .await;
+    check("post", "/api/v1/jobs/cancel/{job_id}", status, &cancelled);
+    assert_eq!(status, 200);
+    let (status, restarted) = server
+        .post(
+            &format!("/api/v1/jobs/restart/{delayed_id}"),
+            Some(json!({"parameters": {"b": 2}})),
+        )
+        .await;
+    check("post", "/api/v1/jobs/restart/{job_id}", status, &restarted);
+    assert_eq!(status, 200);
+
+    // Errors: not found, bad id, bad body, unknown route.
+    let missing = uuid::Uuid::now_v7();
+    let (status, not_found) = server.get(&format!("/api/v1/jobs/status/{missing}")).await;
+    assert_eq!(status, 404);
+    check("get", "/api/v1/jobs/status/{job_id}", status, &not_found);
+    let (status, not_found) = server
+        .get(&format!("/api/v1/jobs/status/{missing}/why"))
+        .await;
+    assert_eq!(status, 404);
+    check(
+        "get",
+        "/api/v1/jobs/status/{job_id}/why",
+        status,
+        &not_found,
+    );
+    let (status, bad_id) = server.get("/api/v1/jobs/status/not-a-uuid").await;
+    assert_eq!(status, 400);
+    check("get", "/api/v1/jobs/status/{job_id}", status, &bad_id);
+    let (status, bad_body) = server
+        .post("/api/v1/jobs", Some(json!({"job_type": "no-such-type"})))
+        .await;
+    assert_eq!(status, 400);
+    check("post", "/api/v1/jobs", status, &bad_body);
+    let (status, bad_query) = server.get("/api/v1/jobs?limit=0").await;
+    assert_eq!(status, 400);
+    check("get", "/api/v1/jobs", status, &bad_query);
+
+    // Event data of both streams.
+    let event = first_event(
+        &server,
+        &format!("/api/v1/jobs/status/{id}/stream"),
+        "job_complete",
+    )
+    .await;
+    assert_schema(&doc, "Job", &event);
+    for (name, schema) in [
+        ("stats", "QueueStats"),
+        ("throughput", "Throughput"),
+        ("workers", "WorkerList"),
+    ] {
+        let data = first_event(&server, "/api/v1/jobs/queue/stream", name).await;
+        assert_schema(&doc, schema, &data);
+    }
+}
+
+async fn why_names_the_user_limit_and_missing_workers(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(
+        &scratch,
+        &["--per-user-max-concurrent-jobs".into(), "1".into()],
+    );
+    let long = json!({"seconds": 60, "steps": 60});
+    let first = server
+        .submit(json!({"job_type": "sleep", "parameters": long, "user_id": "dora"}))
+        .await;
+    let first = first["job_id"].as_str().unwrap().to_owned();
+    server
+        .wait_for_status(&first, "running", Duration::from_secs(20))
+        .await;
+    let second = server
+        .submit(json!({"job_type": "sleep", "parameters": long, "user_id": "dora"}))
+        .await;
+    let second = second["job_id"].as_str().unwrap().to_owned();
+    let (status, why) = server
+        .get(&format!("/api/v1/jobs/status/{second}/why"))
+        .await;
+    assert_eq!(status, 200, "{why}");
+    assert_eq!(why["status"], "pending");
+    assert_eq!(why["reasons"][0]["reason"], "user_limit", "{why}");
+    assert_eq!(why["user_running_jobs"], 1);
+    let (_, running) = server
+        .get(&format!("/api/v1/jobs/status/{first}/why"))
+        .await;
+    assert_eq!(running["reasons"][0]["reason"], "not_waiting");
+    for id in [&first, &second] {
+        let (status, _) = server
+            .post(&format!("/api/v1/jobs/cancel/{id}"), None)
+            .await;
+        assert_eq!(status, 200);
+    }
+    drop(server);
+
+    // The same store with no worker process alive.
+    let api_only = Server::serve(&scratch, &["--workers".into(), "0".into()]);
+    let id = api_only.submit_id("noop", json!({})).await;
+    let why = wait_until("no live worker", Duration::from_secs(10), || async {
+        let (_, why) = api_only.get(&format!("/api/v1/jobs/status/{id}/why")).await;
+        (why["active_workers"] == 0).then_some(why)
+    })
+    .await;
+    assert_eq!(why["reasons"][0]["reason"], "no_workers", "{why}");
+}
+
+crate::for_each_store!(
+    real_responses_match_the_document,
+    why_names_the_user_limit_and_missing_workers
+);
