@@ -170,7 +170,8 @@ def svg(rows, path):
 
 
 def main():
-    jobd_bench = os.path.join(ROOT, "target", "release", "jobd-bench")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    jobd_bench = os.path.join(target, "release", "jobd-bench")
     if not os.path.exists(jobd_bench):
         raise SystemExit("build first: cargo build --release")
     tmp = tempfile.mkdtemp(prefix="jobd-compare-")
