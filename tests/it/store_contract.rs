@@ -625,71 +625,35 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
     assert_eq!(count(JobStatus::Scheduled), 0);
 }
 
-/// Instantiates the contract for one backend.
+/// Instantiates every contract test once per backend.
 macro_rules! store_contract {
-    ($module:ident, $backend:expr) => {
+    ($($test:ident),* $(,)?) => {
+        store_contract!(@backend sqlite, Sqlite::new(), $($test),*);
+        store_contract!(@backend redis, Redis::new(), $($test),*);
+    };
+    (@backend $module:ident, $backend:expr, $($test:ident),*) => {
         mod $module {
             use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn every_job_is_claimed_exactly_once() {
-                let backend = $backend;
-                if backend.ready() {
-                    super::every_job_is_claimed_exactly_once(&backend).await;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let backend = $backend;
+                    if backend.ready() {
+                        super::$test(&backend).await;
+                    }
                 }
-            }
-            #[tokio::test]
-            async fn claims_respect_both_limits() {
-                let backend = $backend;
-                if backend.ready() {
-                    super::claims_respect_both_limits(&backend).await;
-                }
-            }
-            #[tokio::test]
-            async fn updates_need_the_current_claim() {
-                let backend = $backend;
-                if backend.ready() {
-                    super::updates_need_the_current_claim(&backend).await;
-                }
-            }
-            #[tokio::test]
-            async fn terminal_jobs_only_move_by_restart() {
-                let backend = $backend;
-                if backend.ready() {
-                    super::terminal_jobs_only_move_by_restart(&backend).await;
-                }
-            }
-            #[tokio::test]
-            async fn expired_leases_are_recovered_without_spending_an_attempt() {
-                let backend = $backend;
-                if backend.ready() {
-                    super::expired_leases_are_recovered_without_spending_an_attempt(&backend).await;
-                }
-            }
-            #[tokio::test]
-            async fn heartbeats_extend_leases_and_report_lost_claims() {
-                let backend = $backend;
-                if backend.ready() {
-                    super::heartbeats_extend_leases_and_report_lost_claims(&backend).await;
-                }
-            }
-            #[tokio::test]
-            async fn dependencies_gate_cascade_and_revive() {
-                let backend = $backend;
-                if backend.ready() {
-                    super::dependencies_gate_cascade_and_revive(&backend).await;
-                }
-            }
-            #[tokio::test]
-            async fn cleanup_removes_only_expired_terminal_jobs() {
-                let backend = $backend;
-                if backend.ready() {
-                    super::cleanup_removes_only_expired_terminal_jobs(&backend).await;
-                }
-            }
+            )*
         }
     };
 }
 
-store_contract!(sqlite, Sqlite::new());
-store_contract!(redis, Redis::new());
+store_contract!(
+    every_job_is_claimed_exactly_once,
+    claims_respect_both_limits,
+    updates_need_the_current_claim,
+    terminal_jobs_only_move_by_restart,
+    expired_leases_are_recovered_without_spending_an_attempt,
+    heartbeats_extend_leases_and_report_lost_claims,
+    dependencies_gate_cascade_and_revive,
+    cleanup_removes_only_expired_terminal_jobs,
+);
