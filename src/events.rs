@@ -105,6 +105,14 @@ impl EventBus {
         }
     }
 
+    /// The revision of the latest snapshot this process's watchers of the
+    /// job have, if any.
+    pub fn revision_of(&self, id: JobId) -> Option<i64> {
+        self.watched()
+            .get(&id)
+            .and_then(|sender| sender.borrow().as_ref().map(|job| job.revision))
+    }
+
     /// True when somebody in this process watches the job.
     pub fn is_watched(&self, id: JobId) -> bool {
         self.watched().contains_key(&id)

@@ -657,7 +657,12 @@ impl Store for SqliteStore {
     async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
         let promoted = self
             .writer
-            .write(move |conn| query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": now}))
+            .write(move |conn| {
+                // The scheduler calls this every second: also the moment to
+                // keep the change log short (it grows with every write).
+                execute(conn, sql::PRUNE_CHANGES, [])?;
+                query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": now})
+            })
             .await?;
         self.publish_all(&promoted);
         if !promoted.is_empty() {
@@ -755,7 +760,6 @@ impl Store for SqliteStore {
         let now = params.now;
         self.writer
             .write(move |conn| {
-                execute(conn, sql::PRUNE_CHANGES, [])?;
                 execute(conn, sql::FORGET_IDLE_USERS, [])?;
                 execute(
                     conn,

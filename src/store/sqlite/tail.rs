@@ -6,6 +6,7 @@
 //! new log entries, re-read the jobs somebody here watches, and publish them.
 //! Waiters themselves never touch the store.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::model::JobId;
 use crate::store::{Store, StoreResult};
 
 /// How often the tailer looks for other processes' commits.
-const TAIL_INTERVAL: Duration = Duration::from_millis(50);
+const TAIL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Starts the tailer; it stops when the store is dropped.
 pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>, bus: EventBus) {
@@ -54,8 +55,14 @@ pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>, bus: EventBus) {
                 continue;
             }
             bus.notify_work();
-            for id in changed.into_iter().filter(|id| bus.is_watched(*id)) {
-                if let Ok(job) = store.get(id).await {
+            // Re-read only jobs somebody here watches and has not seen at
+            // that revision yet (this process's own writes it has).
+            for (id, revision) in changed {
+                let unseen = bus.revision_of(id).is_none_or(|seen| seen < revision);
+                if bus.is_watched(id)
+                    && unseen
+                    && let Ok(job) = store.get(id).await
+                {
                     bus.deliver(&job);
                 }
             }
@@ -71,8 +78,9 @@ struct Cursor {
 }
 
 impl Cursor {
-    /// Returns the ids of jobs changed since the last poll (deduplicated).
-    fn poll(&mut self, conn: &Connection) -> StoreResult<Vec<JobId>> {
+    /// Returns the jobs changed since the last poll, each once with its
+    /// latest revision.
+    fn poll(&mut self, conn: &Connection) -> StoreResult<Vec<(JobId, i64)>> {
         let version: i64 = conn
             .query_row("PRAGMA data_version", [], |row| row.get(0))
             .map_err(db_err)?;
@@ -88,25 +96,29 @@ impl Cursor {
             self.seq = Some(last);
             return Ok(Vec::new());
         };
-        let rows: Vec<(i64, String)> = conn
+        let rows: Vec<(i64, String, i64)> = conn
             .prepare_cached(sql::CHANGES_SINCE)
             .and_then(|mut stmt| {
                 stmt.query_map(named_params! {":after": after}, |row| {
-                    Ok((row.get(0)?, row.get(1)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
                 .collect()
             })
             .map_err(db_err)?;
-        if let Some((last, _)) = rows.last() {
+        if let Some((last, _, _)) = rows.last() {
             self.seq = Some(*last);
             // A full page means more may be waiting: look again next tick.
             if rows.len() >= 5000 {
                 self.data_version = None;
             }
         }
-        let mut ids: Vec<JobId> = rows.iter().filter_map(|(_, id)| id.parse().ok()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
+        let mut latest: HashMap<JobId, i64> = HashMap::new();
+        for (_, id, revision) in rows {
+            if let Ok(id) = id.parse() {
+                let seen = latest.entry(id).or_insert(revision);
+                *seen = (*seen).max(revision);
+            }
+        }
+        Ok(latest.into_iter().collect())
     }
 }

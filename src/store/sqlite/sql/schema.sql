@@ -68,8 +68,9 @@ CREATE INDEX IF NOT EXISTS queue_users_ready ON queue_users (last_served) WHERE 
 -- The change log another process tails to learn of this one's writes.
 -- Pruned by cleanup.
 CREATE TABLE IF NOT EXISTS job_changes (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id   TEXT    NOT NULL,
+    revision INTEGER NOT NULL    -- the job's revision after the change
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS workers (
@@ -94,7 +95,7 @@ CREATE TRIGGER IF NOT EXISTS jobs_after_insert AFTER INSERT ON jobs BEGIN
         ON CONFLICT (user_id) DO UPDATE SET
             pending = pending + (NEW.status = 'pending'),
             running = running + (NEW.status = 'running');
-    INSERT INTO job_changes (job_id) VALUES (NEW.id);
+    INSERT INTO job_changes (job_id, revision) VALUES (NEW.id, NEW.revision);
 END;
 
 CREATE TRIGGER IF NOT EXISTS jobs_after_update AFTER UPDATE ON jobs BEGIN
@@ -109,7 +110,8 @@ CREATE TRIGGER IF NOT EXISTS jobs_after_update AFTER UPDATE ON jobs BEGIN
         ON CONFLICT (user_id) DO UPDATE SET
             pending = pending - (OLD.status = 'pending') + (NEW.status = 'pending'),
             running = running - (OLD.status = 'running') + (NEW.status = 'running');
-    INSERT INTO job_changes (job_id) SELECT NEW.id WHERE OLD.revision <> NEW.revision;
+    INSERT INTO job_changes (job_id, revision) SELECT NEW.id, NEW.revision
+        WHERE OLD.revision <> NEW.revision;
 END;
 
 CREATE TRIGGER IF NOT EXISTS jobs_after_delete AFTER DELETE ON jobs BEGIN
