@@ -221,10 +221,10 @@ def main():
     rows = []
     for r in jobd:
         d = r["drain"]
-        rows.append({"system": f"jobd ({r['store']})", "jobs": d["jobs"], "steady_jobs_per_s": d["steady_jobs_per_s"],
-                     "drain_jobs_per_s": d["drain_jobs_per_s"], "end_to_end_jobs_per_s": d["end_to_end_jobs_per_s"],
+        rows.append({"system": f"jobd ({r['store']})", "jobs": d["jobs"], "steady_jobs_per_s": int(d["steady_jobs_per_s"]),
+                     "drain_jobs_per_s": int(d["drain_jobs_per_s"]), "end_to_end_jobs_per_s": int(d["end_to_end_jobs_per_s"]),
                      "submit_latency": r["submit_latency"], "status_latency": r["status_latency"],
-                     "redis_cpu_us_per_job": d.get("redis_cpu_us_per_job"), "raw": r})
+                     "redis_cpu_us_per_job": d.get("redis_cpu_us_per_job") and int(d["redis_cpu_us_per_job"]), "raw": r})
     rows += [rq, bull]
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
