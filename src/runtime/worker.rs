@@ -217,9 +217,13 @@ async fn claim_loop(shared: Arc<WorkerShared>, stop: CancellationToken, jobs: Ta
                 Ok(claimed) => {
                     failures = 0;
                     let filled = claimed.len() == free;
+                    let mut unplaced = Vec::new();
                     for job in claimed {
+                        // Claims never exceed the free slots; should one
+                        // have no slot anyway, it goes back to the queue.
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
-                            break;
+                            unplaced.push(job.claim);
+                            continue;
                         };
                         let lost = CancellationToken::new();
                         shared
@@ -233,6 +237,11 @@ async fn claim_loop(shared: Arc<WorkerShared>, stop: CancellationToken, jobs: Ta
                             drop(permit);
                             shared.slot_freed.notify_one();
                         });
+                    }
+                    if !unplaced.is_empty()
+                        && let Err(e) = shared.store.release(&unplaced, now_millis()).await
+                    {
+                        tracing::warn!(error = %e, "could not give back claims without a slot");
                     }
                     if filled {
                         // More may be waiting; claim again once a slot frees.
