@@ -254,36 +254,21 @@ async fn bad_requests_get_the_error_shape_and_status(kind: StoreKind) {
         assert_eq!(status, 400);
         assert_eq!(error["error"], "InvalidJobIdError");
     }
-    let (status, error) = server.get("/api/v1/jobs/status/123").await;
-    assert_eq!(
-        (status, error["error"].as_str()),
-        (400, Some("InvalidJobIdError"))
-    );
-    let (status, error) = server.get("/api/v1/jobs?status=done").await;
-    assert_eq!(
-        (status, error["error"].as_str()),
-        (400, Some("ValidationError"))
-    );
-    let (status, error) = server.get("/api/v1/jobs?limit=0").await;
-    assert_eq!(
-        (status, error["error"].as_str()),
-        (400, Some("ValidationError"))
-    );
-    let (status, error) = server.get("/api/v1/jobs?limit=x").await;
-    assert_eq!(
-        (status, error["error"].as_str()),
-        (400, Some("ValidationError"))
-    );
-    let (status, error) = server.get("/api/v1/jobs?cursor=zz").await;
-    assert_eq!(
-        (status, error["error"].as_str()),
-        (400, Some("ValidationError"))
-    );
-    let (status, error) = server.get("/no/such/route").await;
-    assert_eq!(
-        (status, error["error"].as_str()),
-        (404, Some("NotFoundError"))
-    );
+    for (path, status, name) in [
+        ("/api/v1/jobs/status/123", 400, "InvalidJobIdError"),
+        ("/api/v1/jobs?status=done", 400, "ValidationError"),
+        ("/api/v1/jobs?limit=0", 400, "ValidationError"),
+        ("/api/v1/jobs?limit=x", 400, "ValidationError"),
+        ("/api/v1/jobs?cursor=zz", 400, "ValidationError"),
+        ("/no/such/route", 404, "NotFoundError"),
+    ] {
+        let (got, error) = server.get(path).await;
+        assert_eq!(
+            (got, error["error"].as_str()),
+            (status, Some(name)),
+            "{path}"
+        );
+    }
     let response = server
         .http
         .delete(server.at("/api/v1/jobs/queue/stats"))
