@@ -42,7 +42,8 @@ pub(super) async fn execute(shared: Arc<WorkerShared>, claimed: Claimed, lost: C
             "no handler for job type '{}' on worker {}",
             job.job_type, shared.info.worker_id
         );
-        record(&shared, &job, claim, Err(error)).await;
+        let retry_base = shared.settings.retry_backoff;
+        record_with_backoff(&shared, &job, claim, Err(error), retry_base).await;
         return;
     };
     // Watch before running, so a cancel during start-up is not missed, and
@@ -105,15 +106,6 @@ pub(super) async fn execute(shared: Arc<WorkerShared>, claimed: Claimed, lost: C
     let retry_base = job_type.retry_backoff;
     let outcome = result.map_err(|e| format!("{e:#}"));
     record_with_backoff(&shared, &job, claim, outcome, retry_base).await;
-}
-
-async fn record(
-    shared: &WorkerShared,
-    job: &Arc<Job>,
-    claim: ClaimRef,
-    result: Result<Value, String>,
-) {
-    record_with_backoff(shared, job, claim, result, shared.settings.retry_backoff).await
 }
 
 /// The job's dependencies as they are now (completed, with their results);

@@ -115,10 +115,6 @@ impl RedisStore {
         let mut conn = self.conn();
         bounded(conn.zadd_multiple::<_, _, _, ()>(self.keys.named("watched"), &members)).await
     }
-
-    fn publish(&self, job: &Job) {
-        self.bus.publish(job);
-    }
 }
 
 fn opt<T: ToString>(value: Option<T>) -> String {
@@ -276,7 +272,7 @@ impl Store for RedisStore {
             waiting_dependencies: field(1).parse().unwrap_or(0),
             cancelled_by,
         };
-        self.publish(&job);
+        self.bus.publish(&job);
         if status == JobStatus::Pending {
             self.bus.notify_work();
         }
@@ -340,7 +336,7 @@ impl Store for RedisStore {
         let mut claimed = Vec::new();
         for (item, token) in decode::array(reply)?.into_iter().zip(tokens) {
             let job = decode::job_from(item)?;
-            self.publish(&job);
+            self.bus.publish(&job);
             claimed.push(Claimed {
                 claim: ClaimRef {
                     job_id: job.id,
@@ -368,7 +364,7 @@ impl Store for RedisStore {
             )
             .await?;
         let job = fenced_job(claim.job_id, reply)?;
-        self.publish(&job);
+        self.bus.publish(&job);
         Ok(job)
     }
 
@@ -381,7 +377,7 @@ impl Store for RedisStore {
             .next()
             .unwrap_or(Value::Nil);
         let job = fenced_job(claim.job_id, item)?;
-        self.publish(&job);
+        self.bus.publish(&job);
         Ok(job)
     }
 
@@ -402,7 +398,7 @@ impl Store for RedisStore {
                 other => fenced_job(item.claim.job_id, other),
             };
             if let Ok(job) = &result {
-                self.publish(job);
+                self.bus.publish(job);
             }
             results.push(result);
         }
@@ -418,7 +414,7 @@ impl Store for RedisStore {
         self.run(&self.scripts.release, args).await?;
         for claim in claims {
             if let Ok(job) = self.get(claim.job_id).await {
-                self.publish(&job);
+                self.bus.publish(&job);
             }
         }
         self.bus.notify_work();
@@ -430,7 +426,7 @@ impl Store for RedisStore {
             .run(&self.scripts.cancel, vec![id.to_string(), now.to_string()])
             .await?;
         let job = checked_job(id, reply)?;
-        self.publish(&job);
+        self.bus.publish(&job);
         Ok(job)
     }
 
@@ -442,7 +438,7 @@ impl Store for RedisStore {
             )
             .await?;
         let job = checked_job(id, reply)?;
-        self.publish(&job);
+        self.bus.publish(&job);
         self.bus.notify_work();
         Ok(job)
     }
@@ -516,7 +512,7 @@ impl Store for RedisStore {
             .unwrap_or(0);
         for id in requeued.iter().chain(&failed) {
             if let Ok(job) = self.get(*id).await {
-                self.publish(&job);
+                self.bus.publish(&job);
             }
         }
         if !requeued.is_empty() {
