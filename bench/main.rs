@@ -48,6 +48,16 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measurements to run (default: all): latency, idle, drain,
+    /// drain_per_user_limit, sse, wakeup.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn runs(&self, measurement: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|m| m == measurement)
+    }
 }
 
 /// A child process killed on drop.
@@ -541,48 +551,50 @@ async fn bench_store(args: &Args, jobd: &Path, store: &str) -> anyhow::Result<Va
     let deployment = Arc::new(Deployment::start(jobd, store_args, data, &wide)?);
     let mut out = json!({"store": store});
 
-    // Idle latency.
-    let d = deployment.clone();
-    let submit = timed(args.clients, args.requests, move |i| {
-        let d = d.clone();
-        async move { d.submit(&format!("user{}", i % 10)).await.map(drop) }
-    })
-    .await?;
-    out["submit_latency"] = summary(submit);
-    let ids = Arc::new(fill(&deployment, 1000, args.clients, 10).await?);
-    let d = deployment.clone();
-    let status = timed(args.clients, args.requests, move |i| {
-        let d = d.clone();
-        let ids = ids.clone();
-        async move { d.status(&ids[i % ids.len()]).await }
-    })
-    .await?;
-    out["status_latency"] = summary(status);
-
-    // Idle worker memory.
-    let idle = deployment.worker(args.worker_concurrency, &wide)?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    out["idle_worker_rss_mib"] = json!(idle.memory_mib().1);
-    drop(idle);
-
+    if args.runs("latency") {
+        let d = deployment.clone();
+        let submit = timed(args.clients, args.requests, move |i| {
+            let d = d.clone();
+            async move { d.submit(&format!("user{}", i % 10)).await.map(drop) }
+        })
+        .await?;
+        out["submit_latency"] = summary(submit);
+        let ids = Arc::new(fill(&deployment, 1000, args.clients, 10).await?);
+        let d = deployment.clone();
+        let status = timed(args.clients, args.requests, move |i| {
+            let d = d.clone();
+            let ids = ids.clone();
+            async move { d.status(&ids[i % ids.len()]).await }
+        })
+        .await?;
+        out["status_latency"] = summary(status);
+    }
+    if args.runs("idle") {
+        let idle = deployment.worker(args.worker_concurrency, &wide)?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        out["idle_worker_rss_mib"] = json!(idle.memory_mib().1);
+    }
     // Throughput: no limits binding, then a per-user limit across 100 users.
-    out["drain"] = drain(&deployment, args, redis.as_ref(), 10, &wide).await?;
-    out["drain_per_user_limit"] = drain(
-        &deployment,
-        args,
-        redis.as_ref(),
-        100,
-        &[
+    if args.runs("drain") {
+        out["drain"] = drain(&deployment, args, redis.as_ref(), 10, &wide).await?;
+    }
+    if args.runs("drain_per_user_limit") {
+        let limited = [
             "--global-max-concurrent-jobs",
             "1000",
             "--per-user-max-concurrent-jobs",
             "2",
-        ],
-    )
-    .await?;
+        ];
+        out["drain_per_user_limit"] =
+            drain(&deployment, args, redis.as_ref(), 100, &limited).await?;
+    }
     out["server_peak_rss_mib"] = json!(deployment.api.memory_mib().0);
-    out["sse"] = streams_rss(&deployment, 1000).await?;
-    out["wakeup_latency"] = wakeup(&deployment, 200).await?;
+    if args.runs("sse") {
+        out["sse"] = streams_rss(&deployment, 1000).await?;
+    }
+    if args.runs("wakeup") {
+        out["wakeup_latency"] = wakeup(&deployment, 200).await?;
+    }
     Ok(out)
 }
 

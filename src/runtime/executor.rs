@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::JobContext;
-use super::worker::WorkerShared;
+use super::worker::{Slot, WorkerShared};
 use crate::events::JobWatch;
 use crate::model::{Job, JobStatus, Millis, Progress, now_millis};
 use crate::store::{ClaimRef, Claimed, Finish, Outcome, Store, StoreError};
@@ -32,9 +32,14 @@ enum StopReason {
     Shutdown,
 }
 
-/// Runs `claimed` to its end. `lost` fires when the heartbeat finds the
-/// claim gone.
-pub(super) async fn execute(shared: Arc<WorkerShared>, claimed: Claimed, lost: CancellationToken) {
+/// Runs `claimed` to its end in `slot`, which it gives up when its outcome
+/// is recorded. `lost` fires when the heartbeat finds the claim gone.
+pub(super) async fn execute(
+    shared: Arc<WorkerShared>,
+    claimed: Claimed,
+    lost: CancellationToken,
+    slot: Slot,
+) {
     let Claimed { job, claim } = claimed;
     let job = Arc::new(job);
     let Some(job_type) = shared.registry.get(&job.job_type).cloned() else {
@@ -43,7 +48,7 @@ pub(super) async fn execute(shared: Arc<WorkerShared>, claimed: Claimed, lost: C
             job.job_type, shared.info.worker_id
         );
         let retry_base = shared.settings.retry_backoff;
-        record_with_backoff(&shared, &job, claim, Err(error), retry_base).await;
+        record_with_backoff(&shared, &job, claim, slot, Err(error), retry_base).await;
         return;
     };
     // Watch before running, so a cancel during start-up is not missed, and
@@ -105,7 +110,7 @@ pub(super) async fn execute(shared: Arc<WorkerShared>, claimed: Claimed, lost: C
     let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
     let retry_base = job_type.retry_backoff;
     let outcome = result.map_err(|e| format!("{e:#}"));
-    record_with_backoff(&shared, &job, claim, outcome, retry_base).await;
+    record_with_backoff(&shared, &job, claim, slot, outcome, retry_base).await;
 }
 
 /// The job's dependencies as they are now (completed, with their results);
@@ -129,6 +134,7 @@ async fn record_with_backoff(
     shared: &WorkerShared,
     job: &Arc<Job>,
     claim: ClaimRef,
+    slot: Slot,
     result: Result<Value, String>,
     retry_base: Duration,
 ) {
@@ -148,7 +154,7 @@ async fn record_with_backoff(
         job: job.clone(),
     };
     // First through the worker's batched completions; retries one by one.
-    let mut attempt = shared.complete(finish.clone()).await;
+    let mut attempt = shared.complete(finish.clone(), slot).await;
     loop {
         match attempt {
             Ok(done) => {

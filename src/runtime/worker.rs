@@ -8,11 +8,12 @@
 //! attempt.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -22,7 +23,9 @@ use super::handler::Registry;
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::model::{Job, JobId, Millis, now_millis};
-use crate::store::{ClaimParams, ClaimRef, Finish, Store, StoreError, StoreResult, WorkerInfo};
+use crate::store::{
+    ClaimParams, ClaimRef, Claimed, Finish, Store, StoreError, StoreResult, WorkerInfo,
+};
 
 /// Longest idle wait between claim attempts; also bounds how late a due
 /// scheduled job is noticed.
@@ -31,13 +34,19 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Most attempt outcomes recorded in one store call.
 const COMPLETION_BATCH: usize = 128;
 
-/// How long the claim loop lets freed slots accumulate while a backlog is
-/// waiting, so one claim fills several slots.
-const CLAIM_GATHER: Duration = Duration::from_millis(1);
+/// Store calls recording outcomes at once.
+const CALLS_IN_FLIGHT: usize = 4;
 
-/// An attempt's outcome waiting to be recorded, with where to answer.
+/// One of the worker's `concurrency` places for a running job. A job holds
+/// its slot until its outcome is recorded; the call that records it may
+/// hand the slot straight to a job it claims.
+pub(super) type Slot = OwnedSemaphorePermit;
+
+/// An attempt's outcome waiting to be recorded, with its slot and where to
+/// answer.
 struct Completion {
     finish: Finish,
+    slot: Slot,
     reply: oneshot::Sender<StoreResult<Job>>,
 }
 
@@ -50,18 +59,29 @@ pub(super) struct WorkerShared {
     pub(super) info: WorkerInfo,
     /// Fired at the end of the shutdown grace: stop running jobs.
     pub(super) abort: CancellationToken,
+    /// Fired at shutdown: claim nothing more.
+    stop_claiming: CancellationToken,
     running: Mutex<HashMap<JobId, (ClaimRef, CancellationToken)>>,
-    slot_freed: Notify,
+    slots: Arc<Semaphore>,
+    /// The last claim took all it asked for: more jobs are likely waiting,
+    /// so recording outcomes also claims replacements.
+    backlog: AtomicBool,
+    jobs: TaskTracker,
     completions: mpsc::Sender<Completion>,
 }
 
 impl WorkerShared {
-    /// Records an attempt's outcome through the batched completions.
-    pub(super) async fn complete(&self, finish: Finish) -> StoreResult<Job> {
+    /// Records an attempt's outcome through the batched completions, giving
+    /// up its slot.
+    pub(super) async fn complete(&self, finish: Finish, slot: Slot) -> StoreResult<Job> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("worker completions stopped".into());
         self.completions
-            .send(Completion { finish, reply })
+            .send(Completion {
+                finish,
+                slot,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -72,13 +92,56 @@ impl WorkerShared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn claim_params(&self, max_jobs: usize) -> ClaimParams {
+        let now = now_millis();
+        ClaimParams {
+            worker_id: self.info.worker_id.clone(),
+            max_jobs,
+            global_max: self.settings.global_max_concurrent_jobs,
+            per_user_max: self.settings.per_user_max_concurrent_jobs,
+            lease_until: lease_until(&self.settings, now),
+            now,
+        }
+    }
+
+    /// Starts an executor for each claimed job, in one of `handed` slots or
+    /// else a free one. Claims never exceed the slots; should one have none
+    /// anyway, it goes back to the queue.
+    async fn start_jobs(self: &Arc<Self>, claimed: Vec<Claimed>, mut handed: Vec<Slot>) {
+        let mut unplaced = Vec::new();
+        for job in claimed {
+            let slot = match handed.pop() {
+                Some(slot) => slot,
+                None => match self.slots.clone().try_acquire_owned() {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        unplaced.push(job.claim);
+                        continue;
+                    }
+                },
+            };
+            let lost = CancellationToken::new();
+            self.running()
+                .insert(job.claim.job_id, (job.claim, lost.clone()));
+            let shared = self.clone();
+            self.jobs.spawn(async move {
+                let id = job.claim.job_id;
+                executor::execute(shared.clone(), job, lost, slot).await;
+                shared.running().remove(&id);
+            });
+        }
+        if !unplaced.is_empty()
+            && let Err(e) = self.store.release(&unplaced, now_millis()).await
+        {
+            tracing::warn!(error = %e, "could not give back claims without a slot");
+        }
+    }
 }
 
 /// A started worker runtime.
 pub struct Worker {
     shared: Arc<WorkerShared>,
-    stop_claiming: CancellationToken,
-    jobs: TaskTracker,
     claim_loop: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     completer: JoinHandle<()>,
@@ -104,31 +167,26 @@ impl Worker {
             concurrency: settings.workers,
         };
         let (completions, pending_completions) = mpsc::channel(COMPLETION_BATCH * 4);
-        let completer = tokio::spawn(record_completions(store.clone(), pending_completions));
         let shared = Arc::new(WorkerShared {
             store,
             bus,
             settings,
             registry,
-            info,
             abort: CancellationToken::new(),
+            stop_claiming: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
-            slot_freed: Notify::new(),
+            slots: Arc::new(Semaphore::new(info.concurrency)),
+            backlog: AtomicBool::new(false),
+            jobs: TaskTracker::new(),
             completions,
+            info,
         });
-        let stop_claiming = CancellationToken::new();
-        let jobs = TaskTracker::new();
+        let completer = tokio::spawn(record_completions(shared.clone(), pending_completions));
         let heartbeat = tokio::spawn(heartbeat_loop(shared.clone()));
-        let claim_loop = tokio::spawn(claim_loop(
-            shared.clone(),
-            stop_claiming.clone(),
-            jobs.clone(),
-        ));
+        let claim_loop = tokio::spawn(claim_loop(shared.clone()));
         tracing::info!(worker_id = %shared.info.worker_id, concurrency = shared.info.concurrency, "worker started");
         Worker {
             shared,
-            stop_claiming,
-            jobs,
             claim_loop,
             heartbeat,
             completer,
@@ -143,110 +201,101 @@ impl Worker {
     /// Stops claiming, waits up to the shutdown grace for running jobs,
     /// stops and re-queues the rest, then unregisters.
     pub async fn shutdown(self) {
-        self.stop_claiming.cancel();
+        let shared = &self.shared;
+        shared.stop_claiming.cancel();
         let _ = self.claim_loop.await;
-        self.jobs.close();
-        let grace = self.shared.settings.shutdown_grace;
-        if tokio::time::timeout(grace, self.jobs.wait()).await.is_err() {
+        shared.jobs.close();
+        let grace = shared.settings.shutdown_grace;
+        if tokio::time::timeout(grace, shared.jobs.wait())
+            .await
+            .is_err()
+        {
             tracing::info!("shutdown grace over; stopping and re-queueing running jobs");
-            self.shared.abort.cancel();
-            self.jobs.wait().await;
+            shared.abort.cancel();
+            shared.jobs.wait().await;
         }
         self.heartbeat.abort();
         self.completer.abort();
-        if let Err(e) = self
-            .shared
-            .store
-            .unregister_worker(&self.shared.info.worker_id)
-            .await
-        {
+        if let Err(e) = shared.store.unregister_worker(&shared.info.worker_id).await {
             tracing::warn!(error = %e, "could not unregister worker");
         }
-        tracing::info!(worker_id = %self.shared.info.worker_id, "worker stopped");
+        tracing::info!(worker_id = %shared.info.worker_id, "worker stopped");
     }
 }
 
-/// Records attempt outcomes in batches: whatever queued up while the
-/// previous batch was being written goes in the next store call.
-async fn record_completions(store: Arc<dyn Store>, mut pending: mpsc::Receiver<Completion>) {
-    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
-    while pending.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
-        let items: Vec<Finish> = batch.iter().map(|c| c.finish.clone()).collect();
-        match store.finish_many(&items, now_millis()).await {
-            Ok(results) => {
-                for (completion, result) in batch.drain(..).zip(results) {
-                    let _ = completion.reply.send(result);
+/// Records attempt outcomes in batches: whatever queued up while earlier
+/// batches were being written goes in the next store call. Up to
+/// [`CALLS_IN_FLIGHT`] calls overlap, so the worker handles one call's
+/// jobs while the store works on the next.
+async fn record_completions(shared: Arc<WorkerShared>, mut pending: mpsc::Receiver<Completion>) {
+    let mut calls = JoinSet::new();
+    loop {
+        let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+        tokio::select! {
+            received = pending.recv_many(&mut batch, COMPLETION_BATCH), if calls.len() < CALLS_IN_FLIGHT => {
+                if received == 0 {
+                    break;
                 }
+                calls.spawn(record_batch(shared.clone(), batch));
             }
-            Err(e) => {
-                for completion in batch.drain(..) {
-                    let _ = completion
-                        .reply
-                        .send(Err(StoreError::Unavailable(e.to_string())));
-                }
+            Some(_) = calls.join_next() => {}
+        }
+    }
+    while calls.join_next().await.is_some() {}
+}
+
+/// Records one batch of outcomes and, while a backlog waits, claims a job
+/// for each slot they free, in the same store call.
+async fn record_batch(shared: Arc<WorkerShared>, batch: Vec<Completion>) {
+    let mut items = Vec::with_capacity(batch.len());
+    let mut slots = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for completion in batch {
+        items.push(completion.finish);
+        slots.push(completion.slot);
+        replies.push(completion.reply);
+    }
+    let refill = (shared.backlog.load(Ordering::Relaxed) && !shared.stop_claiming.is_cancelled())
+        .then(|| shared.claim_params(slots.len()));
+    match shared
+        .store
+        .finish_and_claim(&items, now_millis(), refill.as_ref())
+        .await
+    {
+        Ok(exchanged) => {
+            for (reply, result) in replies.into_iter().zip(exchanged.finished) {
+                let _ = reply.send(result);
+            }
+            if let Some(params) = &refill {
+                let filled = exchanged.claimed.len() == params.max_jobs;
+                shared.backlog.store(filled, Ordering::Relaxed);
+            }
+            shared.start_jobs(exchanged.claimed, slots).await;
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
             }
         }
     }
 }
 
-async fn claim_loop(shared: Arc<WorkerShared>, stop: CancellationToken, jobs: TaskTracker) {
-    let slots = Arc::new(Semaphore::new(shared.info.concurrency));
-    let gather_until = (shared.info.concurrency / 4).clamp(1, 32);
+async fn claim_loop(shared: Arc<WorkerShared>) {
+    let stop = shared.stop_claiming.clone();
     let mut failures = 0u32;
-    let mut backlog = false;
     while !stop.is_cancelled() {
-        if backlog && slots.available_permits() < gather_until {
-            // More jobs are waiting: let a few slots free up, then claim
-            // them in one call.
-            tokio::time::sleep(CLAIM_GATHER).await;
-        }
-        let free = slots.available_permits();
+        let free = shared.slots.available_permits();
         let mut wait = IDLE_POLL;
-        backlog = false;
         if free > 0 {
-            let now = now_millis();
-            let params = ClaimParams {
-                worker_id: shared.info.worker_id.clone(),
-                max_jobs: free,
-                global_max: shared.settings.global_max_concurrent_jobs,
-                per_user_max: shared.settings.per_user_max_concurrent_jobs,
-                lease_until: lease_until(&shared.settings, now),
-                now,
-            };
-            match shared.store.claim(&params).await {
+            match shared.store.claim(&shared.claim_params(free)).await {
                 Ok(claimed) => {
                     failures = 0;
                     let filled = claimed.len() == free;
-                    let mut unplaced = Vec::new();
-                    for job in claimed {
-                        // Claims never exceed the free slots; should one
-                        // have no slot anyway, it goes back to the queue.
-                        let Ok(permit) = slots.clone().try_acquire_owned() else {
-                            unplaced.push(job.claim);
-                            continue;
-                        };
-                        let lost = CancellationToken::new();
-                        shared
-                            .running()
-                            .insert(job.claim.job_id, (job.claim, lost.clone()));
-                        let shared = shared.clone();
-                        jobs.spawn(async move {
-                            let id = job.claim.job_id;
-                            executor::execute(shared.clone(), job, lost).await;
-                            shared.running().remove(&id);
-                            drop(permit);
-                            shared.slot_freed.notify_one();
-                        });
-                    }
-                    if !unplaced.is_empty()
-                        && let Err(e) = shared.store.release(&unplaced, now_millis()).await
-                    {
-                        tracing::warn!(error = %e, "could not give back claims without a slot");
-                    }
+                    shared.backlog.store(filled, Ordering::Relaxed);
+                    shared.start_jobs(claimed, Vec::new()).await;
                     if filled {
                         // More may be waiting; claim again once a slot frees.
                         wait = Duration::ZERO;
-                        backlog = true;
                     }
                 }
                 Err(e) => {
@@ -257,18 +306,18 @@ async fn claim_loop(shared: Arc<WorkerShared>, stop: CancellationToken, jobs: Ta
                 }
             }
         }
-        let has_room = slots.available_permits() > 0;
+        let has_room = shared.slots.available_permits() > 0;
         if wait.is_zero() && has_room {
             continue;
         }
         if !has_room {
-            // Nothing to do until a job ends.
+            // Nothing to do until a job ends and frees its slot.
             wait = IDLE_POLL;
         }
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = shared.bus.work_available(), if has_room => {}
-            _ = shared.slot_freed.notified() => {}
+            _ = shared.slots.acquire(), if !has_room => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }

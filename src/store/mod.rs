@@ -99,7 +99,7 @@ pub enum Outcome {
     },
 }
 
-/// One attempt's end, for [`Store::finish_many`].
+/// One attempt's end, for [`Store::finish_and_claim`].
 #[derive(Debug, Clone)]
 pub struct Finish {
     /// The claim.
@@ -108,6 +108,16 @@ pub struct Finish {
     pub outcome: Outcome,
     /// The job as claimed.
     pub job: std::sync::Arc<Job>,
+}
+
+/// What one [`Store::finish_and_claim`] did.
+#[derive(Debug, Default)]
+pub struct Exchanged {
+    /// One result per attempt, in order: the job as it ended, or why not
+    /// (the claim was lost).
+    pub finished: Vec<StoreResult<Job>>,
+    /// The jobs claimed afterwards.
+    pub claimed: Vec<Claimed>,
 }
 
 /// Filters and page of a job listing, newest first.
@@ -264,20 +274,26 @@ pub trait Store: Send + Sync + 'static {
     /// scheduled for a retry.
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job>;
 
-    /// Ends many attempts at once (a worker's completions batched into one
-    /// round trip); one result per item, in order. `job` is the job as the
-    /// worker claimed it: a backend may build the returned snapshot from it
-    /// instead of reading the job back.
-    async fn finish_many(
+    /// Ends many attempts and then, given `refill`, claims jobs as
+    /// [`Store::claim`] does, in one step: a busy worker's single round trip
+    /// per batch, the slots the attempts free taken again at once. `job` in
+    /// each item is the job as the worker claimed it: a backend may build
+    /// the returned snapshot from it instead of reading the job back.
+    async fn finish_and_claim(
         &self,
         items: &[Finish],
         now: Millis,
-    ) -> StoreResult<Vec<StoreResult<Job>>> {
-        let mut results = Vec::with_capacity(items.len());
+        refill: Option<&ClaimParams>,
+    ) -> StoreResult<Exchanged> {
+        let mut finished = Vec::with_capacity(items.len());
         for item in items {
-            results.push(self.finish(item.claim, item.outcome.clone(), now).await);
+            finished.push(self.finish(item.claim, item.outcome.clone(), now).await);
         }
-        Ok(results)
+        let claimed = match refill {
+            Some(params) => self.claim(params).await?,
+            None => Vec::new(),
+        };
+        Ok(Exchanged { finished, claimed })
     }
 
     /// Gives claimed jobs back to the queue without spending an attempt

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use jobd::events::EventBus;
 use jobd::model::{JobStatus, NewJob, Progress, now_millis};
 use jobd::store::{
-    ClaimParams, Claimed, CleanupParams, ListQuery, Outcome, RecoverParams, Store, StoreError,
+    ClaimParams, Claimed, CleanupParams, Finish, ListQuery, Outcome, RecoverParams, Store,
+    StoreError,
 };
 use serde_json::json;
 
@@ -203,6 +204,66 @@ pub async fn claims_respect_both_limits(backend: &dyn Backend) {
         .await
         .unwrap();
     assert_eq!(store.claim(&params).await.unwrap().len(), 1, "a slot freed");
+}
+
+pub async fn finishing_and_claiming_in_one_call_keeps_the_limits(backend: &dyn Backend) {
+    let store = backend.open().await;
+    for user in ["a", "a", "a", "b"] {
+        store.submit(new_job(user)).await.unwrap();
+    }
+    let mut params = claim_params("w", 2);
+    params.global_max = 2;
+    params.per_user_max = 1;
+    let claimed = store.claim(&params).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let finish: Vec<Finish> = claimed
+        .iter()
+        .map(|c| Finish {
+            claim: c.claim,
+            outcome: Outcome::Completed {
+                result: json!("done"),
+            },
+            job: Arc::new(c.job.clone()),
+        })
+        .collect();
+    let mut refill = claim_params("w", 2);
+    refill.global_max = 2;
+    refill.per_user_max = 1;
+    let exchanged = store
+        .finish_and_claim(&finish, now_millis(), Some(&refill))
+        .await
+        .unwrap();
+    for (result, before) in exchanged.finished.iter().zip(&claimed) {
+        let job = result.as_ref().unwrap();
+        assert_eq!(job.id, before.job.id);
+        assert_eq!(job.status, JobStatus::Completed);
+        assert_eq!(job.result, Some(json!("done")));
+        assert_eq!(store.get(job.id).await.unwrap().revision, job.revision);
+    }
+    let users: Vec<&str> = exchanged
+        .claimed
+        .iter()
+        .map(|c| c.job.user_id.as_str())
+        .collect();
+    assert_eq!(users, ["a"], "b's queue is empty, a's limit is one");
+    assert_eq!(exchanged.claimed[0].job.status, JobStatus::Running);
+    let stats = store.stats(0).await.unwrap();
+    let count = |s: JobStatus| stats.counts.iter().find(|(x, _)| *x == s).unwrap().1;
+    assert_eq!(count(JobStatus::Running), 1);
+    assert_eq!(count(JobStatus::Completed), 2);
+    assert_eq!(count(JobStatus::Pending), 1);
+    let again = store
+        .finish_and_claim(&finish, now_millis(), None)
+        .await
+        .unwrap();
+    assert!(
+        again
+            .finished
+            .iter()
+            .all(|r| matches!(r, Err(StoreError::ClaimLost(_)))),
+        "a finished attempt cannot end twice"
+    );
+    assert!(again.claimed.is_empty());
 }
 
 pub async fn updates_need_the_current_claim(backend: &dyn Backend) {
@@ -650,6 +711,7 @@ macro_rules! store_contract {
 store_contract!(
     every_job_is_claimed_exactly_once,
     claims_respect_both_limits,
+    finishing_and_claiming_in_one_call_keeps_the_limits,
     updates_need_the_current_claim,
     terminal_jobs_only_move_by_restart,
     expired_leases_are_recovered_without_spending_an_attempt,

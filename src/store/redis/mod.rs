@@ -25,9 +25,9 @@ use self::scripts::Scripts;
 use crate::events::EventBus;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Finish, ListPage, ListQuery,
-    Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
-    WorkerRecord,
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish, ListPage,
+    ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats,
+    WorkerInfo, WorkerRecord,
 };
 
 /// Jobs deleted per cleanup script call.
@@ -101,6 +101,56 @@ impl RedisStore {
         }
         let mut conn = self.conn();
         bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Runs `exchange.lua`: ends `attempts` (their raw replies, in order),
+    /// then claims as `claim` asks (the claimed jobs, announced here).
+    async fn exchange(
+        &self,
+        attempts: &[(ClaimRef, &Outcome)],
+        reply: &str,
+        now: Millis,
+        claim: Option<&ClaimParams>,
+    ) -> StoreResult<(Vec<Value>, Vec<Claimed>)> {
+        let mut args = vec![now.to_string(), reply.into(), attempts.len().to_string()];
+        for (claim, outcome) in attempts {
+            push_finish_args(&mut args, *claim, outcome);
+        }
+        let tokens: Vec<Uuid> = match claim {
+            Some(params) => {
+                args.extend([
+                    params.worker_id.clone(),
+                    params.max_jobs.to_string(),
+                    params.global_max.to_string(),
+                    params.per_user_max.to_string(),
+                    params.lease_until.to_string(),
+                ]);
+                (0..params.max_jobs).map(|_| Uuid::new_v4()).collect()
+            }
+            None => {
+                args.extend(["", "0", "0", "0", "0"].map(String::from));
+                Vec::new()
+            }
+        };
+        args.extend(tokens.iter().map(Uuid::to_string));
+        let mut parts = decode::array(self.run(&self.scripts.exchange, args).await?)?.into_iter();
+        let finished = decode::array(parts.next().unwrap_or(Value::Nil))?;
+        let mut claimed = Vec::new();
+        for (item, token) in decode::array(parts.next().unwrap_or(Value::Nil))?
+            .into_iter()
+            .zip(tokens)
+        {
+            let job = decode::job_from(item)?;
+            self.bus.publish(&job);
+            claimed.push(Claimed {
+                claim: ClaimRef {
+                    job_id: job.id,
+                    token,
+                },
+                job,
+            });
+        }
+        Ok((finished, claimed))
     }
 
     /// Refreshes the watch registrations of everything this process watches.
@@ -322,29 +372,9 @@ impl Store for RedisStore {
     }
 
     async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {
-        let tokens: Vec<Uuid> = (0..params.max_jobs).map(|_| Uuid::new_v4()).collect();
-        let mut args = vec![
-            params.worker_id.clone(),
-            params.max_jobs.to_string(),
-            params.global_max.to_string(),
-            params.per_user_max.to_string(),
-            params.lease_until.to_string(),
-            params.now.to_string(),
-        ];
-        args.extend(tokens.iter().map(Uuid::to_string));
-        let reply = self.run(&self.scripts.claim, args).await?;
-        let mut claimed = Vec::new();
-        for (item, token) in decode::array(reply)?.into_iter().zip(tokens) {
-            let job = decode::job_from(item)?;
-            self.bus.publish(&job);
-            claimed.push(Claimed {
-                claim: ClaimRef {
-                    job_id: job.id,
-                    token,
-                },
-                job,
-            });
-        }
+        let (_, claimed) = self
+            .exchange(&[], "compact", params.now, Some(params))
+            .await?;
         Ok(claimed)
     }
 
@@ -369,30 +399,28 @@ impl Store for RedisStore {
     }
 
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
-        let mut args = vec![now.to_string(), "full".into()];
-        push_finish_args(&mut args, claim, &outcome);
-        let reply = self.run(&self.scripts.finish, args).await?;
-        let item = decode::array(reply)?
-            .into_iter()
-            .next()
-            .unwrap_or(Value::Nil);
+        let (finished, _) = self
+            .exchange(&[(claim, &outcome)], "full", now, None)
+            .await?;
+        let item = finished.into_iter().next().unwrap_or(Value::Nil);
         let job = fenced_job(claim.job_id, item)?;
         self.bus.publish(&job);
         Ok(job)
     }
 
-    async fn finish_many(
+    async fn finish_and_claim(
         &self,
         items: &[Finish],
         now: Millis,
-    ) -> StoreResult<Vec<StoreResult<Job>>> {
-        let mut args = vec![now.to_string(), "compact".into()];
-        for item in items {
-            push_finish_args(&mut args, item.claim, &item.outcome);
-        }
-        let reply = self.run(&self.scripts.finish, args).await?;
-        let mut results = Vec::with_capacity(items.len());
-        for (item, entry) in items.iter().zip(decode::array(reply)?) {
+        refill: Option<&ClaimParams>,
+    ) -> StoreResult<Exchanged> {
+        let attempts: Vec<(ClaimRef, &Outcome)> = items
+            .iter()
+            .map(|item| (item.claim, &item.outcome))
+            .collect();
+        let (replies, claimed) = self.exchange(&attempts, "compact", now, refill).await?;
+        let mut finished = Vec::with_capacity(items.len());
+        for (item, entry) in items.iter().zip(replies) {
             let result = match entry {
                 Value::Int(revision) => Ok(completed_snapshot(item, revision, now)),
                 other => fenced_job(item.claim.job_id, other),
@@ -400,9 +428,9 @@ impl Store for RedisStore {
             if let Ok(job) = &result {
                 self.bus.publish(job);
             }
-            results.push(result);
+            finished.push(result);
         }
-        Ok(results)
+        Ok(Exchanged { finished, claimed })
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {

@@ -1,5 +1,5 @@
 //! The Lua scripts, one file per operation, each with `common.lua`
-//! prepended. `redis::Script` calls them by SHA (EVALSHA) and loads a script
+//! prepended (and `exchange.lua` with the two function files it calls). `redis::Script` calls them by SHA (EVALSHA) and loads a script
 //! the first time a server does not know it.
 
 use redis::Script;
@@ -8,12 +8,10 @@ use redis::Script;
 pub struct Scripts {
     /// `submit.lua`.
     pub submit: Script,
-    /// `claim.lua`.
-    pub claim: Script,
+    /// `exchange.lua`: finish attempts and claim jobs.
+    pub exchange: Script,
     /// `progress.lua`.
     pub progress: Script,
-    /// `finish.lua`.
-    pub finish: Script,
     /// `release.lua`.
     pub release: Script,
     /// `cancel.lua`.
@@ -42,14 +40,24 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
 }
 
+fn exchange() -> Script {
+    script(
+        &[
+            include_str!("scripts/finish_attempts.lua"),
+            include_str!("scripts/claim_jobs.lua"),
+            include_str!("scripts/exchange.lua"),
+        ]
+        .join("\n"),
+    )
+}
+
 impl Scripts {
     /// Builds every script (no I/O).
     pub fn new() -> Scripts {
         Scripts {
             submit: script(include_str!("scripts/submit.lua")),
-            claim: script(include_str!("scripts/claim.lua")),
+            exchange: exchange(),
             progress: script(include_str!("scripts/progress.lua")),
-            finish: script(include_str!("scripts/finish.lua")),
             release: script(include_str!("scripts/release.lua")),
             cancel: script(include_str!("scripts/cancel.lua")),
             restart: script(include_str!("scripts/restart.lua")),

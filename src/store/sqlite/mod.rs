@@ -26,9 +26,9 @@ use self::writer::Writer;
 use crate::events::EventBus;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Finish, ListPage, ListQuery,
-    Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
-    WorkerRecord,
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish, ListPage,
+    ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats,
+    WorkerInfo, WorkerRecord,
 };
 
 /// The SQL this module runs, one file per statement.
@@ -506,28 +506,39 @@ impl Store for SqliteStore {
         Ok(job)
     }
 
-    async fn finish_many(
+    async fn finish_and_claim(
         &self,
         items: &[Finish],
         now: Millis,
-    ) -> StoreResult<Vec<StoreResult<Job>>> {
+        refill: Option<&ClaimParams>,
+    ) -> StoreResult<Exchanged> {
         let items: Vec<(ClaimRef, Outcome)> = items
             .iter()
             .map(|item| (item.claim, item.outcome.clone()))
             .collect();
-        let results = self
+        let refill = refill.cloned();
+        let (finished, (claimed, promoted)) = self
             .writer
             .write(move |conn| {
-                Ok(items
+                let finished: Vec<_> = items
                     .iter()
                     .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
-                    .collect::<Vec<_>>())
+                    .collect();
+                let claimed = match &refill {
+                    Some(params) => claim_in(conn, params)?,
+                    None => Default::default(),
+                };
+                Ok((finished, claimed))
             })
             .await?;
-        for job in results.iter().flatten() {
+        for job in finished.iter().flatten() {
             self.bus.publish(job);
         }
-        Ok(results)
+        self.publish_all(&promoted);
+        for claimed in &claimed {
+            self.bus.publish(&claimed.job);
+        }
+        Ok(Exchanged { finished, claimed })
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {

@@ -12,12 +12,31 @@ local function count(status, n)
   redis.call('HINCRBY', P .. 'counts', status, n)
 end
 
--- Tells other processes that a job changed, if one of them watches it (a
--- long-poll, a stream); `always` for changes that must reach the worker
--- running the job (cancel).
+-- Whether some process watches job `id` (a long-poll, a stream). One
+-- EXISTS per script call spares a lookup per job while nobody watches.
+local anyone_watching
+local function is_watched(id)
+  if anyone_watching == nil then
+    anyone_watching = redis.call('EXISTS', P .. 'watched') == 1
+  end
+  return anyone_watching and redis.call('ZSCORE', P .. 'watched', id) ~= false
+end
+
+-- Tells other processes that a job changed, if one of them watches it;
+-- `always` for changes that must reach the worker running the job
+-- (cancel).
 local function changed(id, always)
-  if always or redis.call('ZSCORE', P .. 'watched', id) then
+  if always or is_watched(id) then
     redis.call('PUBLISH', P .. 'changes', id)
+  end
+end
+
+-- Runs `command key ...` with `args` in bounded chunks: one call for many
+-- members, within Lua's unpack limit. Chunks are even, so score/member
+-- pairs stay together.
+local function call_chunked(command, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
   end
 end
 

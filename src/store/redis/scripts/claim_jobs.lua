@@ -1,0 +1,98 @@
+-- claim_jobs: moves up to max_jobs pending jobs to running for one worker,
+-- within the global and per-user limits, serving users round-robin (least
+-- recently served first) and, within a user, by priority then FIFO.
+-- Promotes due scheduled jobs first. The i-th job claimed gets the claim
+-- token tokens[first_token + i - 1].
+-- Returns an array of claimed jobs, each a flat HGETALL array.
+
+-- Fields a claim sets, and fields it removes (left by an earlier attempt).
+local CLAIM_SETS = {status = true, started_at = true, updated_at = true, worker_id = true,
+  claim_token = true, lease_expires_at = true, attempts = true, revision = true}
+local CLAIM_DROPS = {completed_at = true, error = true}
+
+-- Starts the attempt on the job whose fields (flat HGETALL) are `job`;
+-- returns them as they are now, without reading them back.
+local function start_attempt(id, job, worker, token, lease_until, now)
+  local out, attempts, revision, stale = {}, 0, 0, {}
+  for i = 1, #job, 2 do
+    local name, value = job[i], job[i + 1]
+    if name == 'attempts' then attempts = tonumber(value)
+    elseif name == 'revision' then revision = tonumber(value)
+    end
+    if CLAIM_DROPS[name] then
+      stale[#stale + 1] = name
+    elseif not CLAIM_SETS[name] then
+      out[#out + 1] = name
+      out[#out + 1] = value
+    end
+  end
+  local set = {'status', 'running', 'started_at', now, 'updated_at', now, 'worker_id', worker,
+    'claim_token', token, 'lease_expires_at', lease_until,
+    'attempts', tostring(attempts + 1), 'revision', tostring(revision + 1)}
+  redis.call('HSET', job_key(id), unpack(set))
+  if #stale > 0 then
+    redis.call('HDEL', job_key(id), unpack(stale))
+  end
+  for _, v in ipairs(set) do out[#out + 1] = v end
+  return out
+end
+
+local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_until, now, tokens, first_token)
+  promote_due(now, 1000)
+  local free = math.min(max_jobs, global_max - redis.call('ZCARD', P .. 'running'))
+  local claimed, leases = {}, {}
+  -- Counts kept locally and written once at the end: fewer commands per job.
+  local user_running = {}
+  local served = tonumber(redis.call('GET', P .. 'served_seq') or '0')
+  while free > 0 do
+    -- One round: every user with room gets one job. Bounded: users at
+    -- their limit are skipped, so a round looks at no more than this many.
+    local users = redis.call('ZRANGE', P .. 'ready', 0, 999)
+    local rotation = {}
+    for _, user in ipairs(users) do
+      if free == 0 then break end
+      if not user_running[user] then
+        user_running[user] = {tonumber(redis.call('HGET', P .. 'user_running', user) or '0'), 0}
+      end
+      local counts = user_running[user]
+      if counts[1] + counts[2] < per_user_max then
+        local top = redis.call('ZPOPMIN', pending_key(user))
+        if #top > 0 then
+          local id = string.sub(top[1], 18)
+          local job = redis.call('HGETALL', job_key(id))
+          -- A queue entry whose job is gone is dropped.
+          if #job > 0 then
+            local token = tokens[first_token + #claimed]
+            claimed[#claimed + 1] = start_attempt(id, job, worker, token, lease_until, now)
+            leases[#leases + 1] = lease_until
+            leases[#leases + 1] = id
+            counts[2] = counts[2] + 1
+            changed(id)
+            free = free - 1
+          end
+          -- To the back of the rotation; a user whose queue turns out
+          -- empty leaves it on the next visit.
+          served = served + 1
+          rotation[#rotation + 1] = served
+          rotation[#rotation + 1] = user
+        else
+          redis.call('ZREM', P .. 'ready', user)
+        end
+      end
+    end
+    if #rotation == 0 then break end
+    call_chunked('ZADD', P .. 'ready', rotation)
+  end
+  if #claimed > 0 then
+    call_chunked('ZADD', P .. 'running', leases)
+    count('pending', -#claimed)
+    count('running', #claimed)
+    redis.call('SET', P .. 'served_seq', served)
+    for user, counts in pairs(user_running) do
+      if counts[2] > 0 then
+        redis.call('HINCRBY', P .. 'user_running', user, counts[2])
+      end
+    end
+  end
+  return claimed
+end

@@ -1,0 +1,19 @@
+-- exchange: a worker's one round trip per batch. Ends its finished
+-- attempts (finish_attempts), then claims jobs for the slots that frees
+-- and any others it has (claim_jobs), so a busy worker never waits between
+-- the two. Either part may be empty.
+-- KEYS[1] prefix
+-- ARGV now, reply ('full' | 'compact'), n (attempts), then 6 * n attempt
+--      values (see finish_attempts), then worker_id, max_jobs, global_max,
+--      per_user_max, lease_until, then max_jobs claim tokens
+-- Returns {finished, claimed}.
+local now, reply, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local finished = finish_attempts(now, reply, ARGV, 4, n)
+local c = 4 + 6 * n
+local claimed = {}
+local max_jobs = tonumber(ARGV[c + 1])
+if max_jobs > 0 then
+  claimed = claim_jobs(ARGV[c], max_jobs, tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3]),
+    ARGV[c + 4], now, ARGV, c + 5)
+end
+return {finished, claimed}

@@ -1,0 +1,72 @@
+-- finish_attempts: ends attempts (a worker's completions, batched), each
+-- only if its claim still holds: completed, failed, or scheduled for a
+-- retry. A cancelled or recovered job stays as it is.
+-- args[first ...] holds `n` attempts of six values each: id, token, status,
+-- result (JSON or ''), error (or ''), scheduled_for (or '').
+-- Returns one entry per attempt: {} when the claim was lost; otherwise the
+-- job (flat HGETALL), except with reply 'compact' for a completed job
+-- nobody watches, where it is just the new revision (the worker knows the
+-- rest).
+local function finish_attempts(now, reply, args, first, n)
+  local out = {}
+  -- Counts and index changes kept locally and written once at the end:
+  -- fewer commands per job.
+  local moved = {running = 0}
+  local users = {}
+  local ended, completed, failed = {}, {}, {}
+  for i = first, first + 6 * (n - 1), 6 do
+    local id, token, status = args[i], args[i + 1], args[i + 2]
+    local key = job_key(id)
+    local f = redis.call('HMGET', key, 'status', 'claim_token', 'user_id', 'revision', 'has_dependents')
+    if f[1] ~= 'running' or f[2] ~= token then
+      out[#out + 1] = {}
+    else
+      local revision = tonumber(f[4] or '0') + 1
+      ended[#ended + 1] = id
+      users[f[3]] = (users[f[3]] or 0) + 1
+      moved.running = moved.running - 1
+      moved[status] = (moved[status] or 0) + 1
+      if status == 'completed' then
+        redis.call('HSET', key, 'status', status, 'result', args[i + 3], 'progress', 1,
+          'completed_at', now, 'updated_at', now, 'revision', revision)
+        redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at', 'error')
+        completed[#completed + 1] = now
+        completed[#completed + 1] = id
+        if f[5] then release_dependents(id, now) end
+      elseif status == 'scheduled' then
+        redis.call('HSET', key, 'status', status, 'error', args[i + 4], 'scheduled_for', args[i + 5],
+          'updated_at', now, 'revision', revision)
+        redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at')
+        redis.call('ZADD', P .. 'scheduled', args[i + 5], id)
+      else
+        redis.call('HSET', key, 'status', status, 'error', args[i + 4], 'completed_at', now,
+          'updated_at', now, 'revision', revision)
+        redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at')
+        failed[#failed + 1] = now
+        failed[#failed + 1] = id
+        if f[5] then cancel_dependents(id, status, now) end
+      end
+      local watched = is_watched(id)
+      if watched then
+        redis.call('PUBLISH', P .. 'changes', id)
+      end
+      if reply == 'full' or status ~= 'completed' or watched then
+        out[#out + 1] = redis.call('HGETALL', key)
+      else
+        out[#out + 1] = revision
+      end
+    end
+  end
+  call_chunked('ZREM', P .. 'running', ended)
+  call_chunked('ZADD', P .. 'done:completed', completed)
+  call_chunked('ZADD', P .. 'done:failed', failed)
+  for status, k in pairs(moved) do
+    if k ~= 0 then count(status, k) end
+  end
+  for user, k in pairs(users) do
+    if redis.call('HINCRBY', P .. 'user_running', user, -k) <= 0 then
+      redis.call('HDEL', P .. 'user_running', user)
+    end
+  end
+  return out
+end
