@@ -60,6 +60,9 @@ impl Args {
     }
 }
 
+/// Requests per client in each latency run made while a backlog drains.
+const LOAD_REQUESTS: usize = 200;
+
 /// A child process killed on drop.
 struct Proc {
     child: Child,
@@ -222,13 +225,13 @@ impl Drop for Scratch {
     }
 }
 
-/// One store's deployment under test.
+/// One store's deployment under test: an API node without workers, to
+/// which worker processes (or, for SQLite, a node with workers) are added.
 struct Deployment {
     jobd: PathBuf,
     store_args: Vec<String>,
-    api: Proc,
-    url: String,
-    http: reqwest::Client,
+    node: Proc,
+    api: Api,
     _data: Scratch,
 }
 
@@ -239,33 +242,17 @@ impl Deployment {
         data: Scratch,
         extra: &[&str],
     ) -> anyhow::Result<Deployment> {
-        let mut args = vec![
-            "serve".to_string(),
-            "--bind".into(),
-            "127.0.0.1:0".into(),
-            "--workers".into(),
-            "0".into(),
-        ];
-        args.extend(store_args.iter().cloned());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let api = Proc::start(jobd, &args)?;
-        let url = api
-            .first_line
-            .strip_prefix("jobd listening on ")
-            .context("jobd serve did not start")?
-            .to_owned();
+        let (node, api) = serve(jobd, &store_args, 0, extra)?;
         Ok(Deployment {
             jobd: jobd.to_owned(),
             store_args,
+            node,
             api,
-            url,
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()?,
             _data: data,
         })
     }
 
+    /// A `jobd worker` process.
     fn worker(&self, concurrency: usize, extra: &[&str]) -> anyhow::Result<Proc> {
         let mut args = vec![
             "worker".to_string(),
@@ -277,6 +264,48 @@ impl Deployment {
         Proc::start(&self.jobd, &args)
     }
 
+    /// Another `jobd serve` node, running `workers` jobs at once itself.
+    fn node(&self, workers: usize, extra: &[&str]) -> anyhow::Result<(Proc, Api)> {
+        serve(&self.jobd, &self.store_args, workers, extra)
+    }
+}
+
+/// Starts `jobd serve` on a free port.
+fn serve(
+    jobd: &Path,
+    store_args: &[String],
+    workers: usize,
+    extra: &[&str],
+) -> anyhow::Result<(Proc, Api)> {
+    let mut args = vec![
+        "serve".to_string(),
+        "--bind".into(),
+        "127.0.0.1:0".into(),
+        "--workers".into(),
+        workers.to_string(),
+    ];
+    args.extend(store_args.iter().cloned());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let node = Proc::start(jobd, &args)?;
+    let url = node
+        .first_line
+        .strip_prefix("jobd listening on ")
+        .context("jobd serve did not start")?
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    Ok((node, Api { url, http }))
+}
+
+/// One API node, and the calls the benchmark makes to it.
+#[derive(Clone)]
+struct Api {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Api {
     async fn submit(&self, user: &str) -> anyhow::Result<String> {
         let job: Value = self
             .http
@@ -352,7 +381,7 @@ async fn fill(
     let per = n.div_ceil(clients);
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let d = deployment.clone();
+        let api = deployment.api.clone();
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..per {
@@ -360,7 +389,7 @@ async fn fill(
                 if k >= n {
                     break;
                 }
-                ids.push(d.submit(&format!("user{}", k % users)).await?);
+                ids.push(api.submit(&format!("user{}", k % users)).await?);
             }
             anyhow::Ok(ids)
         }));
@@ -372,7 +401,10 @@ async fn fill(
     Ok(ids)
 }
 
-/// Drains a backlog with one worker process; returns the run's figures.
+/// Drains a backlog with one worker process (with Redis) or one node
+/// running API and workers together (SQLite, whose writes are best made by
+/// one process); returns the run's figures. The latency runs go to the
+/// node beside the workers.
 async fn drain(
     deployment: &Arc<Deployment>,
     args: &Args,
@@ -380,7 +412,7 @@ async fn drain(
     users: usize,
     limit_args: &[&str],
 ) -> anyhow::Result<Value> {
-    let baseline = deployment.stats().await?["completed_jobs"]
+    let baseline = deployment.api.stats().await?["completed_jobs"]
         .as_u64()
         .unwrap_or(0);
     let enqueue_started = Instant::now();
@@ -390,23 +422,42 @@ async fn drain(
         Some(r) => Some(redis_info(&r.url).await?),
         None => None,
     };
-    let worker = deployment.worker(args.worker_concurrency, limit_args)?;
+    let (worker, api) = match redis {
+        Some(_) => (
+            deployment.worker(args.worker_concurrency, limit_args)?,
+            deployment.api.clone(),
+        ),
+        None => deployment.node(args.worker_concurrency, limit_args)?,
+    };
     let spawned = Instant::now();
-    // Latency while draining, from `clients` concurrent clients.
-    let d = deployment.clone();
+    // Latency while draining, from `clients` concurrent clients: status
+    // reads, then submissions (whose jobs join the drain).
+    let d = api.clone();
     let under_load_ids = ids.clone();
-    let load = tokio::spawn(timed(args.clients, 200, move |i| {
-        let d = d.clone();
-        let ids = under_load_ids.clone();
-        async move { d.status(&ids[(i * 7919) % ids.len()]).await }
-    }));
-    let target = baseline + args.backlog as u64;
+    let clients = args.clients;
+    let load = tokio::spawn(async move {
+        let status = {
+            let d = d.clone();
+            timed(clients, LOAD_REQUESTS, move |i| {
+                let d = d.clone();
+                let ids = under_load_ids.clone();
+                async move { d.status(&ids[(i * 7919) % ids.len()]).await }
+            })
+            .await?
+        };
+        let submit = timed(clients, LOAD_REQUESTS, move |i| {
+            let d = d.clone();
+            async move { d.submit(&format!("user{}", i % users)).await.map(drop) }
+        })
+        .await?;
+        anyhow::Ok((status, submit))
+    });
+    let jobs = args.backlog + args.clients * LOAD_REQUESTS;
+    let target = baseline + jobs as u64;
     let (mut first, mut done) = (None, 0);
     let deadline = Instant::now() + Duration::from_secs(600);
     while done < target {
-        done = deployment.stats().await?["completed_jobs"]
-            .as_u64()
-            .unwrap_or(0);
+        done = api.stats().await?["completed_jobs"].as_u64().unwrap_or(0);
         if first.is_none() && done > baseline {
             first = Some(Instant::now());
         }
@@ -417,23 +468,24 @@ async fn drain(
     }
     let finished = spawned.elapsed().as_secs_f64();
     let first = first.map_or(0.0, |f| f.duration_since(spawned).as_secs_f64());
-    let status_under_load = load.await??;
+    let (status_under_load, submit_under_load) = load.await??;
     let (worker_peak, _) = worker.memory_mib();
     let mut result = json!({
-        "jobs": args.backlog,
+        "jobs": jobs,
         "users": users,
         "enqueue_jobs_per_s": (args.backlog as f64 / enqueue_s).round(),
-        "end_to_end_jobs_per_s": (args.backlog as f64 / (enqueue_s + finished)).round(),
-        "drain_jobs_per_s": (args.backlog as f64 / finished).round(),
-        "steady_jobs_per_s": ((args.backlog - 1) as f64 / (finished - first).max(1e-9)).round(),
+        "end_to_end_jobs_per_s": (jobs as f64 / (enqueue_s + finished)).round(),
+        "drain_jobs_per_s": (jobs as f64 / finished).round(),
+        "steady_jobs_per_s": ((jobs - 1) as f64 / (finished - first).max(1e-9)).round(),
         "status_under_load": summary(status_under_load),
+        "submit_under_load": summary(submit_under_load),
         "worker_peak_rss_mib": (worker_peak * 10.0).round() / 10.0,
     });
     if let (Some(r), Some((cpu0, cmds0))) = (redis, before) {
         let (cpu1, cmds1) = redis_info(&r.url).await?;
-        result["redis_cpu_us_per_job"] = json!(((cpu1 - cpu0) * 1e6 / args.backlog as f64).round());
+        result["redis_cpu_us_per_job"] = json!(((cpu1 - cpu0) * 1e6 / jobs as f64).round());
         result["redis_commands_per_job"] =
-            json!((((cmds1 - cmds0) as f64) / args.backlog as f64 * 10.0).round() / 10.0);
+            json!((((cmds1 - cmds0) as f64) / jobs as f64 * 10.0).round() / 10.0);
     }
     drop(worker);
     Ok(result)
@@ -442,18 +494,21 @@ async fn drain(
 /// Opens `n` SSE streams on pending jobs; returns the server's RSS then.
 async fn streams_rss(deployment: &Arc<Deployment>, n: usize) -> anyhow::Result<Value> {
     let ids = fill(deployment, n, 16, 10).await?;
-    let (_, before) = deployment.api.memory_mib();
+    let (_, before) = deployment.node.memory_mib();
     let mut streams = Vec::new();
     let client = reqwest::Client::new();
     for id in &ids {
         let response = client
-            .get(format!("{}/api/v1/jobs/status/{id}/stream", deployment.url))
+            .get(format!(
+                "{}/api/v1/jobs/status/{id}/stream",
+                deployment.api.url
+            ))
             .send()
             .await?;
         streams.push(response);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while deployment.stats().await?["cache_size"]
+    while deployment.api.stats().await?["cache_size"]
         .as_u64()
         .unwrap_or(0)
         < n as u64
@@ -463,7 +518,7 @@ async fn streams_rss(deployment: &Arc<Deployment>, n: usize) -> anyhow::Result<V
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_, with_streams) = deployment.api.memory_mib();
+    let (_, with_streams) = deployment.node.memory_mib();
     drop(streams);
     Ok(
         json!({"streams": n, "server_rss_before_mib": before, "server_rss_with_streams_mib": with_streams}),
@@ -476,8 +531,9 @@ async fn wakeup(deployment: &Arc<Deployment>, jobs: usize) -> anyhow::Result<Val
     let mut samples = Vec::new();
     for _ in 0..jobs {
         let job: Value = deployment
+            .api
             .http
-            .post(format!("{}/api/v1/jobs", deployment.url))
+            .post(format!("{}/api/v1/jobs", deployment.api.url))
             .json(&json!({"job_type": "sleep", "parameters": {"seconds": 0.02, "steps": 1}}))
             .send()
             .await?
@@ -485,8 +541,12 @@ async fn wakeup(deployment: &Arc<Deployment>, jobs: usize) -> anyhow::Result<Val
             .await?;
         let id = job["job_id"].as_str().context("job_id")?.to_owned();
         let response = deployment
+            .api
             .http
-            .get(format!("{}/api/v1/jobs/status/{id}/stream", deployment.url))
+            .get(format!(
+                "{}/api/v1/jobs/status/{id}/stream",
+                deployment.api.url
+            ))
             .send()
             .await?;
         let mut lines = tokio_util::io::StreamReader::new(futures::TryStreamExt::map_err(
@@ -552,7 +612,7 @@ async fn bench_store(args: &Args, jobd: &Path, store: &str) -> anyhow::Result<Va
     let mut out = json!({"store": store});
 
     if args.runs("latency") {
-        let d = deployment.clone();
+        let d = deployment.api.clone();
         let submit = timed(args.clients, args.requests, move |i| {
             let d = d.clone();
             async move { d.submit(&format!("user{}", i % 10)).await.map(drop) }
@@ -560,7 +620,7 @@ async fn bench_store(args: &Args, jobd: &Path, store: &str) -> anyhow::Result<Va
         .await?;
         out["submit_latency"] = summary(submit);
         let ids = Arc::new(fill(&deployment, 1000, args.clients, 10).await?);
-        let d = deployment.clone();
+        let d = deployment.api.clone();
         let status = timed(args.clients, args.requests, move |i| {
             let d = d.clone();
             let ids = ids.clone();
@@ -588,7 +648,7 @@ async fn bench_store(args: &Args, jobd: &Path, store: &str) -> anyhow::Result<Va
         out["drain_per_user_limit"] =
             drain(&deployment, args, redis.as_ref(), 100, &limited).await?;
     }
-    out["server_peak_rss_mib"] = json!(deployment.api.memory_mib().0);
+    out["server_peak_rss_mib"] = json!(deployment.node.memory_mib().0);
     if args.runs("sse") {
         out["sse"] = streams_rss(&deployment, 1000).await?;
     }

@@ -8,6 +8,7 @@
 //! `jobd worker`): each learns of the others' writes by tailing the
 //! `job_changes` log ([`tail`]).
 
+mod checkpoint;
 mod rows;
 mod tail;
 mod writer;
@@ -105,6 +106,11 @@ impl SqliteStore {
         let path = data_dir.join("jobd.sqlite3");
         let mut writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
         migrate(&mut writer_conn).map_err(db_err)?;
+        // The checkpointer thread copies the log into the file, so no write
+        // an API call waits for ever does.
+        writer_conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(db_err)?;
         let writer = Writer::start(writer_conn)
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
         let readers = Arc::new(ReaderPool {
@@ -118,6 +124,9 @@ impl SqliteStore {
         });
         let tail_conn = open_connection(&path, synchronous).map_err(db_err)?;
         tail::spawn(tail_conn, Arc::downgrade(&store), bus);
+        let checkpoint_conn = open_connection(&path, synchronous).map_err(db_err)?;
+        checkpoint::spawn(checkpoint_conn, Arc::downgrade(&store))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start checkpointer: {e}")))?;
         Ok(store)
     }
 
@@ -155,14 +164,29 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Tries a connection makes for another process's write lock: about 5 s.
+const LOCK_TRIES: u64 = 5_000;
+
+/// Busy handler: retries every 100 µs, growing to 1 ms. SQLite's own waits
+/// grow to 100 ms, so a process whose write queues behind another's busy
+/// writer would answer in hundreds of milliseconds.
+fn wait_for_lock(attempt: i32) -> bool {
+    let attempt = u64::try_from(attempt).unwrap_or(0);
+    if attempt >= LOCK_TRIES {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(100 * (attempt + 1).min(10)));
+    true
+}
+
 fn open_connection(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_handler(Some(wait_for_lock))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match synchronous {
         Synchronous::Full => "FULL",
@@ -464,7 +488,7 @@ impl Store for SqliteStore {
         let params = params.clone();
         let (claimed, promoted) = self
             .writer
-            .write(move |conn| claim_in(conn, &params))
+            .write_background(move |conn| claim_in(conn, &params))
             .await?;
         self.publish_all(&promoted);
         for claimed in &claimed {
@@ -477,7 +501,7 @@ impl Store for SqliteStore {
         let progress = progress.clamped();
         let job = self
             .writer
-            .write(move |conn| {
+            .write_background(move |conn| {
                 query_job(
                     conn,
                     sql::REPORT_PROGRESS,
@@ -500,7 +524,7 @@ impl Store for SqliteStore {
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
         let job = self
             .writer
-            .write(move |conn| finish_in(conn, claim, &outcome, now))
+            .write_background(move |conn| finish_in(conn, claim, &outcome, now))
             .await?;
         self.bus.publish(&job);
         Ok(job)
@@ -519,7 +543,7 @@ impl Store for SqliteStore {
         let refill = refill.cloned();
         let (finished, (claimed, promoted)) = self
             .writer
-            .write(move |conn| {
+            .write_background(move |conn| {
                 let finished: Vec<_> = items
                     .iter()
                     .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
@@ -545,7 +569,7 @@ impl Store for SqliteStore {
         let claims = claims.to_vec();
         let released = self
             .writer
-            .write(move |conn| {
+            .write_background(move |conn| {
                 let mut released = Vec::new();
                 for claim in claims {
                     released.extend(query_job(
@@ -618,7 +642,7 @@ impl Store for SqliteStore {
         let worker = worker.clone();
         let held = held.to_vec();
         self.writer
-            .write(move |conn| {
+            .write_background(move |conn| {
                 execute(
                     conn,
                     sql::UPSERT_WORKER,
@@ -654,7 +678,7 @@ impl Store for SqliteStore {
     async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()> {
         let worker_id = worker_id.to_owned();
         self.writer
-            .write(move |conn| {
+            .write_background(move |conn| {
                 execute(
                     conn,
                     sql::DELETE_WORKER,
@@ -668,7 +692,7 @@ impl Store for SqliteStore {
     async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
         let promoted = self
             .writer
-            .write(move |conn| {
+            .write_background(move |conn| {
                 // The scheduler calls this every second: also the moment to
                 // keep the change log short (it grows with every write).
                 execute(conn, sql::PRUNE_CHANGES, [])?;
@@ -686,7 +710,7 @@ impl Store for SqliteStore {
         let params = params.clone();
         let (report, changed) = self
             .writer
-            .write(move |conn| {
+            .write_background(move |conn| {
                 let expired: Vec<(String, u32)> = conn
                     .prepare_cached(sql::SELECT_EXPIRED)
                     .and_then(|mut stmt| {
@@ -749,7 +773,7 @@ impl Store for SqliteStore {
             let (completed_before, failed_before) = (params.completed_before, params.failed_before);
             let deleted = self
                 .writer
-                .write(move |conn| {
+                .write_background(move |conn| {
                     execute(
                         conn,
                         sql::DELETE_EXPIRED_JOBS,
@@ -770,7 +794,7 @@ impl Store for SqliteStore {
         // running clears it in the same statement. `locks_cleared` stays 0.
         let now = params.now;
         self.writer
-            .write(move |conn| {
+            .write_background(move |conn| {
                 execute(conn, sql::FORGET_IDLE_USERS, [])?;
                 execute(
                     conn,

@@ -1,16 +1,18 @@
 //! Learning of writes made by other processes sharing the SQLite file.
 //!
 //! Every change to a job appends its id to `job_changes` (a trigger). One
-//! task per process checks `PRAGMA data_version` (it moves when any other
-//! connection commits) every [`TAIL_INTERVAL`]; only then does it read the
-//! new log entries, re-read the jobs somebody here watches, and publish them.
-//! Waiters themselves never touch the store.
+//! thread per process checks `PRAGMA data_version` (it moves when any other
+//! connection commits; reading it costs a look at shared memory) every
+//! [`TAIL_INTERVAL`]; only then does it read the new log entries. A task
+//! re-reads the jobs somebody here watches and publishes them. Waiters
+//! themselves never touch the store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 use rusqlite::{Connection, named_params};
+use tokio::sync::mpsc;
 
 use super::rows::db_err;
 use super::{SqliteStore, sql};
@@ -18,42 +20,38 @@ use crate::events::EventBus;
 use crate::model::JobId;
 use crate::store::{Store, StoreResult};
 
-/// How often the tailer looks for other processes' commits.
-const TAIL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often the tailer looks for other processes' commits: well under the
+/// 10 ms a waiting client may take to learn of a change.
+const TAIL_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Starts the tailer; it stops when the store is dropped.
 pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>, bus: EventBus) {
-    let conn = Arc::new(Mutex::new(conn));
-    tokio::spawn(async move {
-        let mut cursor = Cursor::default();
-        let mut ticker = tokio::time::interval(TAIL_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let Some(store) = store.upgrade() else { break };
-            let conn = conn.clone();
-            let polled = tokio::task::spawn_blocking(move || {
-                let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                cursor.poll(&conn).map(|changed| (cursor, changed))
-            })
-            .await;
-            let changed = match polled {
-                Ok(Ok((next, changed))) => {
-                    cursor = next;
-                    changed
+    let (changes, mut received) = mpsc::channel::<Vec<(JobId, i64)>>(16);
+    let alive = store.clone();
+    let polling = std::thread::Builder::new()
+        .name("jobd-sqlite-tail".into())
+        .spawn(move || {
+            let mut cursor = Cursor::default();
+            while alive.strong_count() > 0 {
+                std::thread::sleep(TAIL_INTERVAL);
+                match cursor.poll(&conn) {
+                    Ok(changed) if changed.is_empty() => {}
+                    Ok(changed) => {
+                        if changes.blocking_send(changed).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "change tail failed"),
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "change tail failed");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "change tail task failed");
-                    continue;
-                }
-            };
-            if changed.is_empty() {
-                continue;
             }
+        });
+    if let Err(e) = polling {
+        tracing::error!(error = %e, "cannot start the change tail; other processes' writes go unnoticed");
+        return;
+    }
+    tokio::spawn(async move {
+        while let Some(changed) = received.recv().await {
+            let Some(store) = store.upgrade() else { break };
             bus.notify_work();
             // Re-read only jobs somebody here watches and has not seen at
             // that revision yet (this process's own writes it has).

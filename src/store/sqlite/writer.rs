@@ -4,6 +4,15 @@
 //! thread commit whatever writes queued up meanwhile in one transaction
 //! (group commit), each in its own savepoint so one failing write does not
 //! undo the others.
+//!
+//! Writes come in two lanes. A request's write (a submission, a cancel)
+//! goes first and never shares a transaction with background work; the
+//! workers' bookkeeping (claims, outcomes, maintenance) fills transactions
+//! of about [`BACKGROUND_SLICE`]. So an API call waits for at most one
+//! such slice however much background work is queued.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -15,6 +24,18 @@ const MAX_BATCH: usize = 256;
 
 /// Writes waiting for the writer at most before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
+
+/// Background writes in one transaction stop being added after this long.
+const BACKGROUND_SLICE: Duration = Duration::from_millis(1);
+
+/// Which lane a write queues in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Made while an API caller waits: goes first.
+    Request,
+    /// Workers' and maintenance bookkeeping: may wait behind requests.
+    Background,
+}
 
 /// A write as the writer thread sees it.
 trait WriteOp: Send {
@@ -61,7 +82,7 @@ where
 /// Handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub(super) struct Writer {
-    queue: mpsc::Sender<Box<dyn WriteOp>>,
+    queue: mpsc::Sender<(Lane, Box<dyn WriteOp>)>,
 }
 
 impl Writer {
@@ -76,8 +97,26 @@ impl Writer {
     }
 
     /// Runs `work` in a write transaction and returns its result once the
-    /// transaction committed.
+    /// transaction committed. For writes an API caller waits for.
     pub(super) async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.enqueue(Lane::Request, work).await
+    }
+
+    /// Like [`Writer::write`], for background bookkeeping that may wait
+    /// behind requests' writes.
+    pub(super) async fn write_background<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.enqueue(Lane::Background, work).await
+    }
+
+    async fn enqueue<T, F>(&self, lane: Lane, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -89,7 +128,7 @@ impl Writer {
             reply,
         });
         self.queue
-            .send(op)
+            .send((lane, op))
             .await
             .map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))?;
         answer
@@ -98,35 +137,77 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut receiver: mpsc::Receiver<Box<dyn WriteOp>>) {
-    while let Some(first) = receiver.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+fn run(conn: Connection, mut receiver: mpsc::Receiver<(Lane, Box<dyn WriteOp>)>) {
+    let mut requests = VecDeque::new();
+    let mut background = VecDeque::new();
+    loop {
+        if requests.is_empty() && background.is_empty() {
+            match receiver.blocking_recv() {
+                Some((lane, op)) => queue_in(lane, op, &mut requests, &mut background),
+                None => return,
             }
         }
-        let commit = run_batch(&conn, &mut batch);
-        for op in batch {
+        while requests.len() + background.len() < QUEUE_DEPTH
+            && let Ok((lane, op)) = receiver.try_recv()
+        {
+            queue_in(lane, op, &mut requests, &mut background);
+        }
+        let (ran, commit) = if requests.is_empty() {
+            let started = Instant::now();
+            run_transaction(&conn, || {
+                (started.elapsed() < BACKGROUND_SLICE)
+                    .then(|| background.pop_front())
+                    .flatten()
+            })
+        } else {
+            let mut taken = 0;
+            run_transaction(&conn, || {
+                taken += 1;
+                (taken <= MAX_BATCH).then(|| requests.pop_front()).flatten()
+            })
+        };
+        for op in ran {
             op.answer(commit.clone());
         }
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteOp>]) -> Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
-    for op in batch.iter_mut() {
-        if let Err(e) = apply_in_savepoint(conn, op.as_mut()) {
+fn queue_in(
+    lane: Lane,
+    op: Box<dyn WriteOp>,
+    requests: &mut VecDeque<Box<dyn WriteOp>>,
+    background: &mut VecDeque<Box<dyn WriteOp>>,
+) {
+    match lane {
+        Lane::Request => requests.push_back(op),
+        Lane::Background => background.push_back(op),
+    }
+}
+
+/// Runs the writes `next` yields in one transaction, each in a savepoint.
+/// Returns them, to be answered with the transaction's fate.
+fn run_transaction(
+    conn: &Connection,
+    mut next: impl FnMut() -> Option<Box<dyn WriteOp>>,
+) -> (Vec<Box<dyn WriteOp>>, Result<(), String>) {
+    let mut ran = Vec::new();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        ran.extend(std::iter::from_fn(next));
+        return (ran, Err(e.to_string()));
+    }
+    while let Some(mut op) = next() {
+        let applied = apply_in_savepoint(conn, op.as_mut());
+        ran.push(op);
+        if let Err(e) = applied {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
+            return (ran, Err(e));
         }
     }
-    conn.execute_batch("COMMIT").map_err(|e| {
+    let commit = conn.execute_batch("COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()
-    })
+    });
+    (ran, commit)
 }
 
 fn apply_in_savepoint(conn: &Connection, op: &mut dyn WriteOp) -> Result<(), String> {
