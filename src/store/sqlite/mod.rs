@@ -419,6 +419,9 @@ fn finish_in(
     .ok_or(StoreError::ClaimLost(claim.job_id))
 }
 
+/// Change-log entries deleted per write when trimming the log.
+const PRUNE_CHUNK: usize = 2_000;
+
 fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
     conn.prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute(params))
@@ -690,12 +693,23 @@ impl Store for SqliteStore {
     }
 
     async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
+        // The scheduler calls this every second: also the moment to keep
+        // the change log short (it grows with every write), in chunks so
+        // that API writes never queue behind one long delete.
+        loop {
+            let pruned = self
+                .writer
+                .write_background(|conn| {
+                    execute(conn, sql::PRUNE_CHANGES, named_params! {":chunk": PRUNE_CHUNK as i64})
+                })
+                .await?;
+            if pruned < PRUNE_CHUNK {
+                break;
+            }
+        }
         let promoted = self
             .writer
             .write_background(move |conn| {
-                // The scheduler calls this every second: also the moment to
-                // keep the change log short (it grows with every write).
-                execute(conn, sql::PRUNE_CHANGES, [])?;
                 query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": now})
             })
             .await?;
