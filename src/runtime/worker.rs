@@ -35,7 +35,7 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 const COMPLETION_BATCH: usize = 128;
 
 /// Store calls recording outcomes at once.
-const CALLS_IN_FLIGHT: usize = 4;
+const CALLS_IN_FLIGHT: usize = 2;
 
 /// One of the worker's `concurrency` places for a running job. A job holds
 /// its slot until its outcome is recorded; the call that records it may

@@ -42,6 +42,7 @@ mod sql {
     pub const CLAIM_USERS: &str = include_str!("sql/claim_users.sql");
     pub const CLAIM_NEXT_OF_USER: &str = include_str!("sql/claim_next_of_user.sql");
     pub const MARK_USER_SERVED: &str = include_str!("sql/mark_user_served.sql");
+    pub const LAST_SERVED: &str = include_str!("sql/last_served.sql");
     pub const PROMOTE_DUE: &str = include_str!("sql/promote_due.sql");
     pub const NEXT_DUE: &str = include_str!("sql/next_due.sql");
     pub const REPORT_PROGRESS: &str = include_str!("sql/report_progress.sql");
@@ -255,6 +256,9 @@ fn claim_in(conn: &Connection, params: &ClaimParams) -> StoreResult<(Vec<Claimed
         .max_jobs
         .min(params.global_max.saturating_sub(running.max(0) as usize));
     let mut claimed = Vec::new();
+    let mut served: i64 = conn
+        .query_row(sql::LAST_SERVED, [], |row| row.get(0))
+        .map_err(db_err)?;
     // Each round gives every user with room one job, least recently served
     // first, so a user with a long queue never delays another by more than
     // one round.
@@ -283,8 +287,11 @@ fn claim_in(conn: &Connection, params: &ClaimParams) -> StoreResult<(Vec<Claimed
                     ":now": params.now,
                 },
             )?;
+            served += 1;
             conn.prepare_cached(sql::MARK_USER_SERVED)
-                .and_then(|mut stmt| stmt.execute(named_params! {":user_id": user_id}))
+                .and_then(|mut stmt| {
+                    stmt.execute(named_params! {":user_id": user_id, ":served": served})
+                })
                 .map_err(db_err)?;
             if let Some(job) = job {
                 let claim = ClaimRef {
@@ -700,7 +707,11 @@ impl Store for SqliteStore {
             let pruned = self
                 .writer
                 .write_background(|conn| {
-                    execute(conn, sql::PRUNE_CHANGES, named_params! {":chunk": PRUNE_CHUNK as i64})
+                    execute(
+                        conn,
+                        sql::PRUNE_CHANGES,
+                        named_params! {":chunk": PRUNE_CHUNK as i64},
+                    )
                 })
                 .await?;
             if pruned < PRUNE_CHUNK {

@@ -1,3 +1,3 @@
--- Round-robin: the user just served goes to the back of the rotation.
-UPDATE queue_users SET last_served = (SELECT MAX(last_served) FROM queue_users) + 1
-WHERE user_id = :user_id;
+-- Round-robin: the user just served goes to the back of the rotation
+-- (:served is one past the last position handed out).
+UPDATE queue_users SET last_served = :served WHERE user_id = :user_id;

@@ -1,0 +1,2 @@
+-- Round-robin: the last position in the rotation handed out.
+SELECT COALESCE(MAX(last_served), 0) FROM queue_users;
