@@ -550,28 +550,24 @@ impl Store for SqliteStore {
             .iter()
             .map(|item| (item.claim, item.outcome.clone()))
             .collect();
-        let refill = refill.cloned();
-        let (finished, (claimed, promoted)) = self
+        // Two writes, not one: each stays short, so an API write queued
+        // meanwhile goes between them.
+        let finished = self
             .writer
             .write_background(move |conn| {
-                let finished: Vec<_> = items
+                Ok(items
                     .iter()
                     .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
-                    .collect();
-                let claimed = match &refill {
-                    Some(params) => claim_in(conn, params)?,
-                    None => Default::default(),
-                };
-                Ok((finished, claimed))
+                    .collect::<Vec<_>>())
             })
             .await?;
         for job in finished.iter().flatten() {
             self.bus.publish(job);
         }
-        self.publish_all(&promoted);
-        for claimed in &claimed {
-            self.bus.publish(&claimed.job);
-        }
+        let claimed = match refill {
+            Some(params) => self.claim(params).await?,
+            None => Vec::new(),
+        };
         Ok(Exchanged { finished, claimed })
     }
 
