@@ -23,9 +23,17 @@ pub struct EventBus {
 }
 
 struct Inner {
-    watched: Mutex<HashMap<JobId, watch::Sender<Snapshot>>>,
+    watched: Mutex<HashMap<JobId, Watched>>,
     work: Notify,
     all: broadcast::Sender<Arc<Job>>,
+}
+
+/// One watched job: its channel, and whether any watcher wants changes
+/// made by other processes announced to this one (see
+/// [`EventBus::announced_ids`]).
+struct Watched {
+    sender: watch::Sender<Snapshot>,
+    announced: bool,
 }
 
 impl Default for EventBus {
@@ -53,7 +61,7 @@ impl EventBus {
         self.inner.all.subscribe()
     }
 
-    fn watched(&self) -> MutexGuard<'_, HashMap<JobId, watch::Sender<Snapshot>>> {
+    fn watched(&self) -> MutexGuard<'_, HashMap<JobId, Watched>> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (every operation on it is a single insert, get or remove).
         self.inner
@@ -77,7 +85,7 @@ impl EventBus {
     /// backwards.
     pub fn deliver(&self, job: &Job) {
         let watched = self.watched();
-        if let Some(sender) = watched.get(&job.id) {
+        if let Some(Watched { sender, .. }) = watched.get(&job.id) {
             sender.send_if_modified(|current| {
                 let newer = current
                     .as_ref()
@@ -92,16 +100,29 @@ impl EventBus {
 
     /// Starts watching one job. Take the watch *before* reading the job from
     /// the store, so no change between the read and the wait is missed.
+    /// The job is among [`EventBus::announced_ids`].
     pub fn watch(&self, id: JobId) -> JobWatch {
-        let receiver = self
-            .watched()
-            .entry(id)
-            .or_insert_with(|| watch::channel(None).0)
-            .subscribe();
+        self.subscribe(id, true)
+    }
+
+    /// Like [`EventBus::watch`], for the worker running the job: the
+    /// changes it must hear of from other processes (a cancel, a recovery)
+    /// are always announced, so this watch asks for nothing more.
+    pub fn watch_running(&self, id: JobId) -> JobWatch {
+        self.subscribe(id, false)
+    }
+
+    fn subscribe(&self, id: JobId, announced: bool) -> JobWatch {
+        let mut watched = self.watched();
+        let entry = watched.entry(id).or_insert_with(|| Watched {
+            sender: watch::channel(None).0,
+            announced,
+        });
+        entry.announced |= announced;
         JobWatch {
             bus: self.clone(),
             id,
-            receiver,
+            receiver: entry.sender.subscribe(),
         }
     }
 
@@ -110,7 +131,7 @@ impl EventBus {
     pub fn revision_of(&self, id: JobId) -> Option<i64> {
         self.watched()
             .get(&id)
-            .and_then(|sender| sender.borrow().as_ref().map(|job| job.revision))
+            .and_then(|w| w.sender.borrow().as_ref().map(|job| job.revision))
     }
 
     /// True when somebody in this process watches the job.
@@ -121,6 +142,16 @@ impl EventBus {
     /// The jobs somebody in this process watches.
     pub fn watched_ids(&self) -> Vec<JobId> {
         self.watched().keys().copied().collect()
+    }
+
+    /// The watched jobs whose changes by other processes must be announced
+    /// to this one (see [`crate::store::Store::announce_watch`]).
+    pub fn announced_ids(&self) -> Vec<JobId> {
+        self.watched()
+            .iter()
+            .filter(|(_, w)| w.announced)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// How many job snapshots this process holds for watchers (the
@@ -172,7 +203,7 @@ impl Drop for JobWatch {
         // Our own receiver still counts here: 1 means we were the last.
         if watched
             .get(&self.id)
-            .is_some_and(|sender| sender.receiver_count() <= 1)
+            .is_some_and(|w| w.sender.receiver_count() <= 1)
         {
             watched.remove(&self.id);
         }

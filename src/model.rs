@@ -196,6 +196,21 @@ pub struct Job {
 }
 
 impl Job {
+    /// What a claim does to a pending job: an attempt starts on `worker_id`
+    /// at `now`. The Redis claim script returns jobs as they were and
+    /// leaves this to its caller (the SQLite claim's `RETURNING` gives the
+    /// row as it is).
+    pub fn start_attempt(&mut self, worker_id: &str, now: Millis) {
+        self.status = JobStatus::Running;
+        self.started_at = Some(now);
+        self.updated_at = now;
+        self.worker_id = Some(worker_id.to_owned());
+        self.attempts += 1;
+        self.revision += 1;
+        self.completed_at = None;
+        self.error = None;
+    }
+
     /// Seconds the current or last attempt has run, as of `now`.
     pub fn execution_time_seconds(&self, now: Millis) -> Option<f64> {
         let started = self.started_at?;

@@ -54,7 +54,7 @@ pub(super) async fn execute(
     // Watch before running, so a cancel during start-up is not missed, and
     // seed the watch with the job as claimed: a snapshot older than the
     // claim (a re-read racing with it) must not look like a lost claim.
-    let mut watch = shared.bus.watch(job.id);
+    let mut watch = shared.bus.watch_running(job.id);
     shared.bus.deliver(&job);
     let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = watch::channel(None);

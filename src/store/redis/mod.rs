@@ -140,7 +140,10 @@ impl RedisStore {
             .into_iter()
             .zip(tokens)
         {
-            let job = decode::job_from(item)?;
+            let mut job = decode::job_from(item)?;
+            if let Some(params) = claim {
+                job.start_attempt(&params.worker_id, now);
+            }
             self.bus.publish(&job);
             claimed.push(Claimed {
                 claim: ClaimRef {
@@ -155,7 +158,7 @@ impl RedisStore {
 
     /// Refreshes the watch registrations of everything this process watches.
     async fn refresh_watches(&self) -> StoreResult<()> {
-        let ids = self.bus.watched_ids();
+        let ids = self.bus.announced_ids();
         if ids.is_empty() {
             return Ok(());
         }

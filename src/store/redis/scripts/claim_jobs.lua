@@ -3,38 +3,31 @@
 -- recently served first) and, within a user, by priority then FIFO.
 -- Promotes due scheduled jobs first. The i-th job claimed gets the claim
 -- token tokens[first_token + i - 1].
--- Returns an array of claimed jobs, each a flat HGETALL array.
+-- Returns an array of claimed jobs, each a flat HGETALL array as it was
+-- before the claim.
 
--- Fields a claim sets, and fields it removes (left by an earlier attempt).
-local CLAIM_SETS = {status = true, started_at = true, updated_at = true, worker_id = true,
-  claim_token = true, lease_expires_at = true, attempts = true, revision = true}
-local CLAIM_DROPS = {completed_at = true, error = true}
-
--- Starts the attempt on the job whose fields (flat HGETALL) are `job`;
--- returns them as they are now, without reading them back.
-local function start_attempt(id, job, worker, token, lease_until, now)
-  local out, attempts, revision, stale = {}, 0, 0, {}
+-- Starts an attempt on job `id`. Returns the job's fields (flat HGETALL)
+-- as they were before: the caller knows what a claim changes (in Rust,
+-- Job::start_attempt), so they are not copied here. Nil if the job is gone.
+local function start_attempt(id, worker, token, lease_until, now)
+  local key = job_key(id)
+  local job = redis.call('HGETALL', key)
+  if #job == 0 then return nil end
+  local attempts, revision, stale = 0, 0, {}
   for i = 1, #job, 2 do
-    local name, value = job[i], job[i + 1]
-    if name == 'attempts' then attempts = tonumber(value)
-    elseif name == 'revision' then revision = tonumber(value)
-    end
-    if CLAIM_DROPS[name] then
-      stale[#stale + 1] = name
-    elseif not CLAIM_SETS[name] then
-      out[#out + 1] = name
-      out[#out + 1] = value
+    local name = job[i]
+    if name == 'attempts' then attempts = tonumber(job[i + 1])
+    elseif name == 'revision' then revision = tonumber(job[i + 1])
+    elseif name == 'completed_at' or name == 'error' then stale[#stale + 1] = name
     end
   end
-  local set = {'status', 'running', 'started_at', now, 'updated_at', now, 'worker_id', worker,
-    'claim_token', token, 'lease_expires_at', lease_until,
-    'attempts', tostring(attempts + 1), 'revision', tostring(revision + 1)}
-  redis.call('HSET', job_key(id), unpack(set))
+  redis.call('HSET', key, 'status', 'running', 'started_at', now, 'updated_at', now,
+    'worker_id', worker, 'claim_token', token, 'lease_expires_at', lease_until,
+    'attempts', attempts + 1, 'revision', revision + 1)
   if #stale > 0 then
-    redis.call('HDEL', job_key(id), unpack(stale))
+    redis.call('HDEL', key, unpack(stale))
   end
-  for _, v in ipairs(set) do out[#out + 1] = v end
-  return out
+  return job
 end
 
 local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_until, now, tokens, first_token)
@@ -59,11 +52,11 @@ local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_unti
         local top = redis.call('ZPOPMIN', pending_key(user))
         if #top > 0 then
           local id = string.sub(top[1], 18)
-          local job = redis.call('HGETALL', job_key(id))
+          local token = tokens[first_token + #claimed]
+          local job = start_attempt(id, worker, token, lease_until, now)
           -- A queue entry whose job is gone is dropped.
-          if #job > 0 then
-            local token = tokens[first_token + #claimed]
-            claimed[#claimed + 1] = start_attempt(id, job, worker, token, lease_until, now)
+          if job then
+            claimed[#claimed + 1] = job
             leases[#leases + 1] = lease_until
             leases[#leases + 1] = id
             counts[2] = counts[2] + 1
