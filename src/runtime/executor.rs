@@ -58,12 +58,11 @@ pub(super) async fn execute(
     shared.bus.deliver(&job);
     let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = watch::channel(None);
-    let flusher = tokio::spawn(flush_progress(
-        shared.store.clone(),
-        claim,
-        progress_rx,
-        lost.clone(),
-    ));
+    // Progress is written from this task, beside the handler: no task of
+    // its own for the many jobs that report none.
+    let flusher = flush_progress(shared.store.clone(), claim, progress_rx, lost.clone());
+    tokio::pin!(flusher);
+    let mut flushing = true;
     let ctx = JobContext::new(job.clone(), progress_tx, cancel.clone())
         .with_dependencies(load_dependencies(&shared, &job).await);
     let time_limit = job
@@ -74,10 +73,15 @@ pub(super) async fn execute(
 
     let run = job_type.handler.run(ctx);
     tokio::pin!(run);
-    let stopped = tokio::select! {
-        result = &mut run => Err(result),
-        reason = stop_requested(&mut watch, &lost, &shared.abort, &shared.info.worker_id) => Ok(reason),
-        _ = sleep_for(time_limit) => Ok(StopReason::TimedOut),
+    let deadline = sleep_for(time_limit);
+    tokio::pin!(deadline);
+    let stopped = loop {
+        tokio::select! {
+            result = &mut run => break Err(result),
+            reason = stop_requested(&mut watch, &lost, &shared.abort, &shared.info.worker_id) => break Ok(reason),
+            _ = &mut deadline => break Ok(StopReason::TimedOut),
+            _ = &mut flusher, if flushing => flushing = false,
+        }
     };
     let result = match stopped {
         Err(result) => result,
@@ -93,11 +97,9 @@ pub(super) async fn execute(
                 )),
                 StopReason::Cancelled | StopReason::ClaimLost => {
                     tracing::info!(job_id = %job.id, ?reason, "job stopped; its result is discarded");
-                    flusher.abort();
                     return;
                 }
                 StopReason::Shutdown => {
-                    flusher.abort();
                     if let Err(e) = shared.store.release(&[claim], now_millis()).await {
                         tracing::warn!(job_id = %job.id, error = %e, "could not re-queue job on shutdown; its lease will expire");
                     }
@@ -107,7 +109,9 @@ pub(super) async fn execute(
         }
     };
     // The handler's context is gone with `run`; let the last progress land.
-    let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
+    if flushing {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut flusher).await;
+    }
     let retry_base = job_type.retry_backoff;
     let outcome = result.map_err(|e| format!("{e:#}"));
     record_with_backoff(&shared, &job, claim, slot, outcome, retry_base).await;

@@ -1,7 +1,5 @@
 //! Turning script replies into jobs and workers.
 
-use std::collections::HashMap;
-
 use redis::Value;
 use serde_json::Value as Json;
 
@@ -32,12 +30,35 @@ pub fn array(value: Value) -> StoreResult<Vec<Value>> {
     }
 }
 
-/// A flat field/value array (HGETALL) as a map.
-pub fn fields(values: &[Value]) -> HashMap<String, String> {
-    values
-        .chunks_exact(2)
-        .filter_map(|pair| Some((text(&pair[0])?, text(&pair[1])?)))
-        .collect()
+/// A hash's fields, borrowed from a flat field/value array (HGETALL). A
+/// job has about twenty: looking through them beats hashing each name.
+pub struct Fields<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Fields<'a> {
+    /// The fields of `values`; items that are not text are skipped.
+    pub fn of(values: &'a [Value]) -> Fields<'a> {
+        Fields(
+            values
+                .chunks_exact(2)
+                .filter_map(|pair| Some((as_str(&pair[0])?, as_str(&pair[1])?)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.0
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+fn as_str(value: &Value) -> Option<&str> {
+    match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
 }
 
 /// A list of ids.
@@ -49,22 +70,22 @@ pub fn ids(value: Value) -> StoreResult<Vec<JobId>> {
         .collect())
 }
 
-fn num<T: std::str::FromStr>(map: &HashMap<String, String>, name: &str) -> Option<T> {
+fn num<T: std::str::FromStr>(map: &Fields<'_>, name: &str) -> Option<T> {
     map.get(name).and_then(|v| v.parse().ok())
 }
 
-fn required<T: std::str::FromStr>(map: &HashMap<String, String>, name: &str) -> StoreResult<T> {
+fn required<T: std::str::FromStr>(map: &Fields<'_>, name: &str) -> StoreResult<T> {
     num(map, name).ok_or_else(|| corrupt(format!("job field {name} missing or invalid")))
 }
 
-fn json(map: &HashMap<String, String>, name: &str) -> StoreResult<Option<Json>> {
+fn json(map: &Fields<'_>, name: &str) -> StoreResult<Option<Json>> {
     map.get(name)
         .map(|text| serde_json::from_str(text).map_err(|e| corrupt(format!("{name}: {e}"))))
         .transpose()
 }
 
 /// A job from its hash's fields.
-pub fn job(map: &HashMap<String, String>) -> StoreResult<Job> {
+pub fn job(map: &Fields<'_>) -> StoreResult<Job> {
     let status: String = required(map, "status")?;
     Ok(Job {
         id: required(map, "id")?,
@@ -74,7 +95,7 @@ pub fn job(map: &HashMap<String, String>) -> StoreResult<Job> {
         priority: required(map, "priority")?,
         parameters: json(map, "parameters")?.unwrap_or(Json::Null),
         result: json(map, "result")?,
-        error: map.get("error").cloned(),
+        error: map.get("error").map(str::to_owned),
         progress: Progress {
             fraction: num(map, "progress").unwrap_or(0.0),
             items_processed: num(map, "items_processed"),
@@ -89,7 +110,7 @@ pub fn job(map: &HashMap<String, String>) -> StoreResult<Job> {
         started_at: num(map, "started_at"),
         completed_at: num(map, "completed_at"),
         updated_at: required(map, "updated_at")?,
-        worker_id: map.get("worker_id").cloned(),
+        worker_id: map.get("worker_id").map(str::to_owned),
         revision: num(map, "revision").unwrap_or(0),
         depends_on: map
             .get("depends_on")
@@ -102,7 +123,7 @@ pub fn job(map: &HashMap<String, String>) -> StoreResult<Job> {
 
 /// A job from a flat HGETALL array.
 pub fn job_from(value: Value) -> StoreResult<Job> {
-    job(&fields(&array(value)?))
+    job(&Fields::of(&array(value)?))
 }
 
 /// A worker record from `workers.lua`'s `{fields, held ids}`.
@@ -111,7 +132,8 @@ pub fn worker(value: Value) -> StoreResult<WorkerRecord> {
     let (Some(info), Some(held)) = (parts.next(), parts.next()) else {
         return Err(corrupt("worker entry"));
     };
-    let map = fields(&array(info)?);
+    let info = array(info)?;
+    let map = Fields::of(&info);
     Ok(WorkerRecord {
         info: WorkerInfo {
             worker_id: required(&map, "worker_id")?,

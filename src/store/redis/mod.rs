@@ -176,10 +176,10 @@ fn opt<T: ToString>(value: Option<T>) -> String {
 
 /// Decodes `{'ok', job...} | {'not_found'} | {'conflict', status}`.
 fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
-    let mut items = decode::array(reply)?;
+    let items = decode::array(reply)?;
     let tag = items.first().and_then(decode::text).unwrap_or_default();
     match tag.as_str() {
-        "ok" => decode::job(&decode::fields(&items.split_off(1))),
+        "ok" => decode::job(&decode::Fields::of(items.get(1..).unwrap_or_default())),
         "not_found" => Err(StoreError::NotFound(id)),
         "conflict" => {
             let current = items
@@ -251,7 +251,7 @@ fn fenced_job(id: JobId, reply: Value) -> StoreResult<Job> {
     if items.is_empty() {
         return Err(StoreError::ClaimLost(id));
     }
-    decode::job(&decode::fields(&items))
+    decode::job(&decode::Fields::of(&items))
 }
 
 #[async_trait]
@@ -342,7 +342,7 @@ impl Store for RedisStore {
         if values.is_empty() {
             return Err(StoreError::NotFound(id));
         }
-        decode::job(&decode::fields(&values))
+        decode::job(&decode::Fields::of(&values))
     }
 
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
