@@ -38,9 +38,12 @@ local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_unti
   local user_running = {}
   local served = tonumber(redis.call('GET', P .. 'served_seq') or '0')
   while free > 0 do
-    -- One round: every user with room gets one job. Bounded: users at
-    -- their limit are skipped, so a round looks at no more than this many.
+    -- One round: every user with room gets an equal share of the free
+    -- slots (at least one job), popped from their queue in one call.
+    -- Bounded: users at their limit are skipped, so a round looks at no
+    -- more than this many.
     local users = redis.call('ZRANGE', P .. 'ready', 0, 999)
+    local share = math.max(1, math.floor(free / #users))
     local rotation = {}
     for _, user in ipairs(users) do
       if free == 0 then break end
@@ -48,10 +51,11 @@ local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_unti
         user_running[user] = {tonumber(redis.call('HGET', P .. 'user_running', user) or '0'), 0}
       end
       local counts = user_running[user]
-      if counts[1] + counts[2] < per_user_max then
-        local top = redis.call('ZPOPMIN', pending_key(user))
-        if #top > 0 then
-          local id = string.sub(top[1], 18)
+      local room = math.min(share, free, per_user_max - counts[1] - counts[2])
+      if room > 0 then
+        local top = redis.call('ZPOPMIN', pending_key(user), room)
+        for i = 1, #top, 2 do
+          local id = string.sub(top[i], 18)
           local token = tokens[first_token + #claimed]
           local job = start_attempt(id, worker, token, lease_until, now)
           -- A queue entry whose job is gone is dropped.
@@ -63,6 +67,8 @@ local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_unti
             changed(id)
             free = free - 1
           end
+        end
+        if #top > 0 then
           -- To the back of the rotation; a user whose queue turns out
           -- empty leaves it on the next visit.
           served = served + 1
