@@ -263,14 +263,16 @@ async fn record_batch(shared: Arc<WorkerShared>, batch: Vec<Completion>) {
         .await
     {
         Ok(exchanged) => {
-            for (reply, result) in replies.into_iter().zip(exchanged.finished) {
-                let _ = reply.send(result);
-            }
             if let Some(params) = &refill {
                 let filled = exchanged.claimed.len() == params.max_jobs;
                 shared.backlog.store(filled, Ordering::Relaxed);
             }
+            // Start the new jobs before answering the finished ones, so a
+            // shutdown waiting for running jobs never sees none in between.
             shared.start_jobs(exchanged.claimed, slots).await;
+            for (reply, result) in replies.into_iter().zip(exchanged.finished) {
+                let _ = reply.send(result);
+            }
         }
         Err(e) => {
             for reply in replies {

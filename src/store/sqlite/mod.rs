@@ -550,24 +550,38 @@ impl Store for SqliteStore {
             .iter()
             .map(|item| (item.claim, item.outcome.clone()))
             .collect();
-        // Two writes, not one: each stays short, so an API write queued
-        // meanwhile goes between them.
-        let finished = self
-            .writer
-            .write_background(move |conn| {
-                Ok(items
-                    .iter()
-                    .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
-                    .collect::<Vec<_>>())
-            })
-            .await?;
+        let count = items.len();
+        // Two writes queued together: the claim runs right after the
+        // outcomes, yet an API write queued meanwhile may go between them.
+        let finishing = self.writer.write_background(move |conn| {
+            Ok(items
+                .iter()
+                .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
+                .collect::<Vec<_>>())
+        });
+        let claiming = async {
+            match refill {
+                Some(params) => self.claim(params).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (finished, claimed) = tokio::join!(finishing, claiming);
+        // A failed write fails each outcome (the worker retries them); the
+        // jobs claimed beside it are still handed out.
+        let finished = finished.unwrap_or_else(|e| {
+            (0..count)
+                .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                .collect()
+        });
         for job in finished.iter().flatten() {
             self.bus.publish(job);
         }
-        let claimed = match refill {
-            Some(params) => self.claim(params).await?,
-            None => Vec::new(),
-        };
+        // The outcomes are recorded whatever the claim did: a failed claim
+        // only means no replacements this time.
+        let claimed = claimed.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "claim beside recording outcomes failed");
+            Vec::new()
+        });
         Ok(Exchanged { finished, claimed })
     }
 
@@ -713,6 +727,8 @@ impl Store for SqliteStore {
             if pruned < PRUNE_CHUNK {
                 break;
             }
+            // Let other processes sharing the file take the write lock.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let promoted = self
             .writer
