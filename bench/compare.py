@@ -266,12 +266,12 @@ def jobd_table(jobd):
             "|---|" + "---:|" * len(stores),
             row("steady drain, per-user limit 2 across 100 users (jobs/s)",
                 lambda r: f"{int(r['drain_per_user_limit']['steady_jobs_per_s']):,}"),
-            row("status p50 / p99 ms while draining", lambda r: p(r["drain"]["status_under_load"])),
-            row("submit p50 / p99 ms while draining", lambda r: p(r["drain"]["submit_under_load"])),
-            row("status p50 / p99 ms while draining with the per-user limit",
-                lambda r: p(r["drain_per_user_limit"]["status_under_load"])),
-            row("submit p50 / p99 ms while draining with the per-user limit",
-                lambda r: p(r["drain_per_user_limit"]["submit_under_load"])),
+            row("status p50 / p99 ms while a backlog drains (16 clients)",
+                lambda r: p(r["drain_under_load"]["status_under_load"])),
+            row("submit p50 / p99 ms while a backlog drains (16 clients)",
+                lambda r: p(r["drain_under_load"]["submit_under_load"])),
+            row("steady drain meanwhile (jobs/s)",
+                lambda r: f"{int(r['drain_under_load']['steady_jobs_per_s']):,}"),
             row("Redis commands per job", lambda r: r["drain"].get("redis_commands_per_job", "-")),
             row("worker peak RSS MiB (SQLite: the node running API and workers)",
                 lambda r: r["drain"]["worker_peak_rss_mib"]),
@@ -304,7 +304,8 @@ def targets(jobd, rq, bull):
         steady = by["sqlite"]["drain"]["steady_jobs_per_s"]
         check("SQLite steady drain ≥ 10,000 jobs/s", f"{int(steady):,}", steady >= 10_000)
     for store, r in by.items():
-        worst = max(r["drain"]["status_under_load"]["p99_ms"], r["drain"]["submit_under_load"]["p99_ms"])
+        loaded = r["drain_under_load"]
+        worst = max(loaded["status_under_load"]["p99_ms"], loaded["submit_under_load"]["p99_ms"])
         check(f"{store}: submit and status p99 < 5 ms while draining", f"{worst} ms", worst < 5)
         check(f"{store}: idle worker RSS < 20 MiB", f"{r['idle_worker_rss_mib']:.1f} MiB", r["idle_worker_rss_mib"] < 20)
         sse = r["sse"]["server_rss_with_streams_mib"]

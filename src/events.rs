@@ -84,14 +84,21 @@ impl EventBus {
     /// already have is ignored, so deliveries from several sources cannot go
     /// backwards.
     pub fn deliver(&self, job: &Job) {
+        self.deliver_with(job.id, job.revision, || Arc::new(job.clone()));
+    }
+
+    /// Like [`EventBus::deliver`], for a snapshot already shared.
+    pub fn deliver_shared(&self, job: &Arc<Job>) {
+        self.deliver_with(job.id, job.revision, || job.clone());
+    }
+
+    fn deliver_with(&self, id: JobId, revision: i64, snapshot: impl FnOnce() -> Arc<Job>) {
         let watched = self.watched();
-        if let Some(Watched { sender, .. }) = watched.get(&job.id) {
+        if let Some(Watched { sender, .. }) = watched.get(&id) {
             sender.send_if_modified(|current| {
-                let newer = current
-                    .as_ref()
-                    .is_none_or(|seen| seen.revision < job.revision);
+                let newer = current.as_ref().is_none_or(|seen| seen.revision < revision);
                 if newer {
-                    *current = Some(Arc::new(job.clone()));
+                    *current = Some(snapshot());
                 }
                 newer
             });

@@ -55,7 +55,7 @@ pub(super) async fn execute(
     // seed the watch with the job as claimed: a snapshot older than the
     // claim (a re-read racing with it) must not look like a lost claim.
     let mut watch = shared.bus.watch_running(job.id);
-    shared.bus.deliver(&job);
+    shared.bus.deliver_shared(&job);
     let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = watch::channel(None);
     // Progress is written from this task, beside the handler: no task of
@@ -112,6 +112,8 @@ pub(super) async fn execute(
     if flushing {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut flusher).await;
     }
+    // Done watching: the outcome's snapshot need not be delivered here.
+    drop(watch);
     let retry_base = job_type.retry_backoff;
     let outcome = result.map_err(|e| format!("{e:#}"));
     record_with_backoff(&shared, &job, claim, slot, outcome, retry_base).await;

@@ -114,9 +114,15 @@ impl SqliteStore {
             .map_err(db_err)?;
         let writer = Writer::start(writer_conn)
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
+        // Opened up front: opening one costs milliseconds, which the first
+        // requests of a busy start would otherwise wait for.
+        let idle = (0..WARM_READERS)
+            .map(|_| open_connection(&path, Synchronous::Normal))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)?;
         let readers = Arc::new(ReaderPool {
             path: path.clone(),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(idle),
         });
         let store = Arc::new(SqliteStore {
             writer,
@@ -425,6 +431,9 @@ fn finish_in(
     )?
     .ok_or(StoreError::ClaimLost(claim.job_id))
 }
+
+/// Read connections opened with the store; more open on demand.
+const WARM_READERS: usize = 8;
 
 /// Change-log entries deleted per write when trimming the log.
 const PRUNE_CHUNK: usize = 2_000;

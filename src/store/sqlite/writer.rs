@@ -7,9 +7,10 @@
 //!
 //! Writes come in two lanes. A request's write (a submission, a cancel)
 //! goes first and never shares a transaction with background work; the
-//! workers' bookkeeping (claims, outcomes, maintenance) fills transactions
-//! of about [`BACKGROUND_SLICE`]. So an API call waits for at most one
-//! such slice however much background work is queued.
+//! workers' bookkeeping (claims, outcomes, maintenance) shares a
+//! transaction only until a request arrives or [`BACKGROUND_SLICE`] is
+//! over. So an API call waits for at most one background write however many
+//! are queued.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ const MAX_BATCH: usize = 256;
 /// Writes waiting for the writer at most before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
 
-/// Background writes in one transaction stop being added after this long.
+/// Background writes join one transaction for at most this long.
 const BACKGROUND_SLICE: Duration = Duration::from_millis(1);
 
 /// Which lane a write queues in.
@@ -153,11 +154,21 @@ fn run(conn: Connection, mut receiver: mpsc::Receiver<(Lane, Box<dyn WriteOp>)>)
             queue_in(lane, op, &mut requests, &mut background);
         }
         let (ran, commit) = if requests.is_empty() {
-            let started = Instant::now();
+            // At least one write; more while no request waits and the
+            // slice lasts (small writes, such as progress reports, then
+            // share a commit).
+            let slice_end = Instant::now() + BACKGROUND_SLICE;
+            let mut first = true;
             run_transaction(&conn, || {
-                (started.elapsed() < BACKGROUND_SLICE)
-                    .then(|| background.pop_front())
-                    .flatten()
+                if !std::mem::take(&mut first) {
+                    while let Ok((lane, op)) = receiver.try_recv() {
+                        queue_in(lane, op, &mut requests, &mut background);
+                    }
+                    if !requests.is_empty() || Instant::now() >= slice_end {
+                        return None;
+                    }
+                }
+                background.pop_front()
             })
         } else {
             let mut taken = 0;
