@@ -435,6 +435,10 @@ fn finish_in(
 /// Read connections opened with the store; more open on demand.
 const WARM_READERS: usize = 8;
 
+/// Attempts ended, or jobs claimed, per write of a worker's batch: each
+/// write stays short, so a request's write never waits long behind one.
+const WRITE_CHUNK: usize = 16;
+
 /// Change-log entries deleted per write when trimming the log.
 const PRUNE_CHUNK: usize = 2_000;
 
@@ -472,11 +476,13 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: JobId) -> StoreResult<Job> {
-        self.read(move |conn| {
+        // A lookup by primary key takes tens of microseconds: run here, not
+        // on the blocking pool (a thread hand-off costs as much and, on a
+        // busy machine, waits for a core).
+        self.readers.with(|conn| {
             query_job(conn, sql::SELECT_JOB, named_params! {":id": id.to_string()})?
                 .ok_or(StoreError::NotFound(id))
         })
-        .await
     }
 
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
@@ -559,39 +565,55 @@ impl Store for SqliteStore {
             .iter()
             .map(|item| (item.claim, item.outcome.clone()))
             .collect();
-        let count = items.len();
-        // Two writes queued together: the claim runs right after the
-        // outcomes, yet an API write queued meanwhile may go between them.
-        let finishing = self.writer.write_background(move |conn| {
-            Ok(items
-                .iter()
-                .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
-                .collect::<Vec<_>>())
-        });
-        let claiming = async {
-            match refill {
-                Some(params) => self.claim(params).await,
-                None => Ok(Vec::new()),
+        // Short writes queued together: outcomes, then claims, in chunks.
+        // They run back to back, yet an API write queued meanwhile waits
+        // for one chunk at most.
+        let finishing = futures::future::join_all(items.chunks(WRITE_CHUNK).map(|chunk| {
+            let chunk = chunk.to_vec();
+            let count = chunk.len();
+            async move {
+                self.writer
+                    .write_background(move |conn| {
+                        Ok(chunk
+                            .iter()
+                            .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
+                            .collect::<Vec<_>>())
+                    })
+                    .await
+                    // A failed write fails each outcome (the worker retries
+                    // them); the jobs claimed beside it are still handed out.
+                    .unwrap_or_else(|e| {
+                        (0..count)
+                            .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                            .collect()
+                    })
             }
-        };
+        }));
+        let wanted = refill.map_or(0, |params| params.max_jobs);
+        let claiming =
+            futures::future::join_all((0..wanted).step_by(WRITE_CHUNK).filter_map(|first| {
+                let mut params = refill?.clone();
+                params.max_jobs = WRITE_CHUNK.min(wanted - first);
+                Some(async move { self.claim(&params).await })
+            }));
         let (finished, claimed) = tokio::join!(finishing, claiming);
-        // A failed write fails each outcome (the worker retries them); the
-        // jobs claimed beside it are still handed out.
-        let finished = finished.unwrap_or_else(|e| {
-            (0..count)
-                .map(|_| Err(StoreError::Unavailable(e.to_string())))
-                .collect()
-        });
+        let finished: Vec<_> = finished.into_iter().flatten().collect();
         for job in finished.iter().flatten() {
             self.bus.publish(job);
         }
-        // The outcomes are recorded whatever the claim did: a failed claim
-        // only means no replacements this time.
-        let claimed = claimed.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "claim beside recording outcomes failed");
-            Vec::new()
-        });
-        Ok(Exchanged { finished, claimed })
+        // The outcomes are recorded whatever the claims did: a failed claim
+        // only means fewer replacements this time.
+        let mut jobs = Vec::new();
+        for result in claimed {
+            match result {
+                Ok(claimed) => jobs.extend(claimed),
+                Err(e) => tracing::warn!(error = %e, "claim beside recording outcomes failed"),
+            }
+        }
+        Ok(Exchanged {
+            finished,
+            claimed: jobs,
+        })
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
