@@ -1,6 +1,8 @@
 //! The worker runtime of one process: a claim loop that takes jobs only
-//! into free slots, an executor task per job, and a heartbeat that keeps
-//! the process registered and its leases alive.
+//! into free slots, an executor task per job, a completer that records
+//! outcomes in batches and, while a backlog waits, claims the freed slots'
+//! replacements in the same store call, and a heartbeat that keeps the
+//! process registered and its leases alive.
 //!
 //! Shutdown runs in two stages: stop claiming and let running jobs finish
 //! within the grace period; then stop the rest (their handlers get the

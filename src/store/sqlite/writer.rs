@@ -139,21 +139,16 @@ impl Writer {
 }
 
 fn run(conn: Connection, mut receiver: mpsc::Receiver<(Lane, Box<dyn WriteOp>)>) {
-    let mut requests = VecDeque::new();
-    let mut background = VecDeque::new();
+    let mut queued = Queued::default();
     loop {
-        if requests.is_empty() && background.is_empty() {
+        if queued.is_empty() {
             match receiver.blocking_recv() {
-                Some((lane, op)) => queue_in(lane, op, &mut requests, &mut background),
+                Some((lane, op)) => queued.push(lane, op),
                 None => return,
             }
         }
-        while requests.len() + background.len() < QUEUE_DEPTH
-            && let Ok((lane, op)) = receiver.try_recv()
-        {
-            queue_in(lane, op, &mut requests, &mut background);
-        }
-        let (ran, commit) = if requests.is_empty() {
+        queued.take_from(&mut receiver);
+        let (ran, commit) = if queued.requests.is_empty() {
             // At least one write; more while no request waits and the
             // slice lasts (small writes, such as progress reports, then
             // share a commit).
@@ -161,20 +156,20 @@ fn run(conn: Connection, mut receiver: mpsc::Receiver<(Lane, Box<dyn WriteOp>)>)
             let mut first = true;
             run_transaction(&conn, || {
                 if !std::mem::take(&mut first) {
-                    while let Ok((lane, op)) = receiver.try_recv() {
-                        queue_in(lane, op, &mut requests, &mut background);
-                    }
-                    if !requests.is_empty() || Instant::now() >= slice_end {
+                    queued.take_from(&mut receiver);
+                    if !queued.requests.is_empty() || Instant::now() >= slice_end {
                         return None;
                     }
                 }
-                background.pop_front()
+                queued.background.pop_front()
             })
         } else {
             let mut taken = 0;
             run_transaction(&conn, || {
                 taken += 1;
-                (taken <= MAX_BATCH).then(|| requests.pop_front()).flatten()
+                (taken <= MAX_BATCH)
+                    .then(|| queued.requests.pop_front())
+                    .flatten()
             })
         };
         for op in ran {
@@ -183,15 +178,32 @@ fn run(conn: Connection, mut receiver: mpsc::Receiver<(Lane, Box<dyn WriteOp>)>)
     }
 }
 
-fn queue_in(
-    lane: Lane,
-    op: Box<dyn WriteOp>,
-    requests: &mut VecDeque<Box<dyn WriteOp>>,
-    background: &mut VecDeque<Box<dyn WriteOp>>,
-) {
-    match lane {
-        Lane::Request => requests.push_back(op),
-        Lane::Background => background.push_back(op),
+/// The writes the writer thread has taken off the channel, per lane.
+#[derive(Default)]
+struct Queued {
+    requests: VecDeque<Box<dyn WriteOp>>,
+    background: VecDeque<Box<dyn WriteOp>>,
+}
+
+impl Queued {
+    fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.background.is_empty()
+    }
+
+    fn push(&mut self, lane: Lane, op: Box<dyn WriteOp>) {
+        match lane {
+            Lane::Request => self.requests.push_back(op),
+            Lane::Background => self.background.push_back(op),
+        }
+    }
+
+    /// Takes what is waiting on the channel, up to [`QUEUE_DEPTH`] in all.
+    fn take_from(&mut self, receiver: &mut mpsc::Receiver<(Lane, Box<dyn WriteOp>)>) {
+        while self.requests.len() + self.background.len() < QUEUE_DEPTH
+            && let Ok((lane, op)) = receiver.try_recv()
+        {
+            self.push(lane, op);
+        }
     }
 }
 
