@@ -195,7 +195,7 @@ fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
     }
 }
 
-/// The six `finish.lua` values of one attempt.
+/// The six `finish_attempts.lua` values of one attempt.
 fn push_finish_args(args: &mut Vec<String>, claim: ClaimRef, outcome: &Outcome) {
     let (status, result, error, scheduled_for) = match outcome {
         Outcome::Completed { result } => (
@@ -228,7 +228,7 @@ fn push_finish_args(args: &mut Vec<String>, claim: ClaimRef, outcome: &Outcome) 
     ]);
 }
 
-/// A completed job as `finish.lua` left it, built from the claimed job and
+/// A completed job as `finish_attempts.lua` left it, built from the claimed job and
 /// the outcome (the script answered with the revision only).
 fn completed_snapshot(item: &Finish, revision: i64, now: Millis) -> Job {
     let mut job = (*item.job).clone();
