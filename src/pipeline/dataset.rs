@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 
 use anyhow::Context;
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -25,9 +24,8 @@ use super::Dirs;
 use super::artifacts::ArtifactDir;
 use super::inputs::{Inputs, read_jsonl, readable_artifact};
 use super::params::{array_param, bool_param, f64_param, str_param, u64_param};
-use super::task::{Task, run_blocking};
+use super::task::{Stage, Task};
 use crate::model::Progress;
-use crate::runtime::{JobContext, JobHandler};
 
 /// A dataset record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,26 +58,10 @@ impl Format {
     }
 }
 
-/// The `dataset_generation` job type.
-pub struct DatasetGeneration {
-    dirs: Dirs,
-}
-
-impl DatasetGeneration {
-    /// A handler reading artifacts under `dirs` and writing its own under
-    /// `dirs.data_dir`.
-    pub fn new(dirs: Dirs) -> DatasetGeneration {
-        DatasetGeneration { dirs }
-    }
-}
-
-#[async_trait]
-impl JobHandler for DatasetGeneration {
-    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
-        let inputs = Inputs::of(&ctx);
-        let dirs = self.dirs.clone();
-        run_blocking(&ctx, move |task| process(task, &inputs, &dirs)).await
-    }
+/// The `dataset_generation` job type: a handler reading artifacts under `dirs` and writing its own under
+/// `dirs.data_dir`.
+pub fn handler(dirs: Dirs) -> Stage {
+    Stage::new(dirs, process)
 }
 
 /// An extraction line as the dataset reads it.

@@ -22,7 +22,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
@@ -31,9 +30,8 @@ use super::Dirs;
 use super::artifacts::ArtifactDir;
 use super::inputs::{Inputs, resolve_within};
 use super::params::{array_param, str_param, usize_param};
-use super::task::{Task, run_blocking};
+use super::task::{Stage, Task};
 use super::text::html_to_text;
-use crate::runtime::{JobContext, JobHandler};
 
 /// Chunk size when the job does not give one, in characters.
 pub const DEFAULT_CHUNK_SIZE: usize = 1000;
@@ -98,26 +96,10 @@ impl Format {
     }
 }
 
-/// The `document_processing` job type.
-pub struct DocumentProcessing {
-    dirs: Dirs,
-}
-
-impl DocumentProcessing {
-    /// A handler reading under `dirs.documents_root` and writing artifacts
-    /// under `dirs.data_dir`.
-    pub fn new(dirs: Dirs) -> DocumentProcessing {
-        DocumentProcessing { dirs }
-    }
-}
-
-#[async_trait]
-impl JobHandler for DocumentProcessing {
-    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
-        let inputs = Inputs::of(&ctx);
-        let dirs = self.dirs.clone();
-        run_blocking(&ctx, move |task| process(task, &inputs, &dirs)).await
-    }
+/// The `document_processing` job type: a handler reading under `dirs.documents_root` and writing artifacts under
+/// `dirs.data_dir`.
+pub fn handler(dirs: Dirs) -> Stage {
+    Stage::new(dirs, process)
 }
 
 /// Where a document's content is.

@@ -21,7 +21,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -30,10 +29,9 @@ use super::artifacts::ArtifactDir;
 use super::documents::Chunk;
 use super::inputs::{Inputs, load_chunks, read_jsonl, readable_artifact};
 use super::params::{f64_param, usize_param};
-use super::task::{Task, run_blocking};
+use super::task::{Stage, Task};
 use super::taxonomy::Category;
 use super::text::{sentences, tokens};
-use crate::runtime::{JobContext, JobHandler};
 
 /// The artifact's file name.
 pub const EXTRACTIONS_FILE: &str = "extractions.jsonl";
@@ -96,26 +94,10 @@ impl Options {
     }
 }
 
-/// The `extraction` job type.
-pub struct Extraction {
-    dirs: Dirs,
-}
-
-impl Extraction {
-    /// A handler reading artifacts under `dirs` and writing its own under
-    /// `dirs.data_dir`.
-    pub fn new(dirs: Dirs) -> Extraction {
-        Extraction { dirs }
-    }
-}
-
-#[async_trait]
-impl JobHandler for Extraction {
-    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
-        let inputs = Inputs::of(&ctx);
-        let dirs = self.dirs.clone();
-        run_blocking(&ctx, move |task| process(task, &inputs, &dirs)).await
-    }
+/// The `extraction` job type: a handler reading artifacts under `dirs` and writing its own under
+/// `dirs.data_dir`.
+pub fn handler(dirs: Dirs) -> Stage {
+    Stage::new(dirs, process)
 }
 
 fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {

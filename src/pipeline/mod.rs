@@ -29,10 +29,7 @@ use std::path::PathBuf;
 use crate::config::Settings;
 
 pub use artifacts::remove_orphaned_artifacts;
-pub use dataset::DatasetGeneration;
-pub use documents::DocumentProcessing;
-pub use extraction::Extraction;
-pub use taxonomy::TaxonomyProcessing;
+pub use task::Stage;
 
 /// The directories the pipeline handlers read from and write to, taken from
 /// [`Settings`] so tests can point them anywhere.

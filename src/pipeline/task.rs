@@ -1,12 +1,44 @@
 //! Runs a handler's CPU- and file-bound work on a blocking thread, so the
 //! async runtime stays responsive, while cancellation and progress still flow
-//! between that thread and the job's [`JobContext`].
+//! between that thread and the job's [`JobContext`]; and [`Stage`], the
+//! job type every pipeline step is.
 
+use async_trait::async_trait;
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::Dirs;
+use super::inputs::Inputs;
 use crate::model::Progress;
-use crate::runtime::JobContext;
+use crate::runtime::{JobContext, JobHandler};
+
+/// A step's work: on a blocking thread, from the job's inputs, within the
+/// pipeline's directories.
+type StageWork = fn(&Task, &Inputs, &Dirs) -> anyhow::Result<Value>;
+
+/// A pipeline step as a job type: its work runs on a blocking thread (see
+/// [`run_blocking`]). Each step's module builds one with its `handler`.
+pub struct Stage {
+    dirs: Dirs,
+    work: StageWork,
+}
+
+impl Stage {
+    pub(super) fn new(dirs: Dirs, work: StageWork) -> Stage {
+        Stage { dirs, work }
+    }
+}
+
+#[async_trait]
+impl JobHandler for Stage {
+    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
+        let inputs = Inputs::of(&ctx);
+        let dirs = self.dirs.clone();
+        let work = self.work;
+        run_blocking(&ctx, move |task| work(task, &inputs, &dirs)).await
+    }
+}
 
 /// What blocking pipeline code sees of its job: a stop signal to check
 /// between items and a progress channel.

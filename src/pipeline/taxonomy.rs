@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -31,9 +30,8 @@ use super::artifacts::ArtifactDir;
 use super::documents::Chunk;
 use super::inputs::{Inputs, load_chunks};
 use super::params::{f64_param, usize_param};
-use super::task::{Task, run_blocking};
+use super::task::{Stage, Task};
 use super::text::tokens;
-use crate::runtime::{JobContext, JobHandler};
 
 /// The artifact's file name.
 pub const TAXONOMY_FILE: &str = "taxonomy.json";
@@ -100,26 +98,10 @@ impl Options {
     }
 }
 
-/// The `taxonomy_processing` job type.
-pub struct TaxonomyProcessing {
-    dirs: Dirs,
-}
-
-impl TaxonomyProcessing {
-    /// A handler reading chunk artifacts under `dirs` and writing its own
-    /// under `dirs.data_dir`.
-    pub fn new(dirs: Dirs) -> TaxonomyProcessing {
-        TaxonomyProcessing { dirs }
-    }
-}
-
-#[async_trait]
-impl JobHandler for TaxonomyProcessing {
-    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
-        let inputs = Inputs::of(&ctx);
-        let dirs = self.dirs.clone();
-        run_blocking(&ctx, move |task| process(task, &inputs, &dirs)).await
-    }
+/// The `taxonomy_processing` job type: a handler reading chunk artifacts under `dirs` and writing its own
+/// under `dirs.data_dir`.
+pub fn handler(dirs: Dirs) -> Stage {
+    Stage::new(dirs, process)
 }
 
 fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {

@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 use super::handler::{JobContext, JobHandler};
 use crate::config::Settings;
 use crate::model::Progress;
-use crate::pipeline::{
-    DatasetGeneration, Dirs, DocumentProcessing, Extraction, TaxonomyProcessing,
-};
+use crate::pipeline::{Dirs, dataset, documents, extraction, taxonomy};
 
 /// The built-in handlers by job type name.
 pub fn handlers(settings: &Settings) -> Vec<(&'static str, Arc<dyn JobHandler>)> {
@@ -23,14 +21,14 @@ pub fn handlers(settings: &Settings) -> Vec<(&'static str, Arc<dyn JobHandler>)>
         ("sleep", Arc::new(Sleep)),
         (
             "document_processing",
-            Arc::new(DocumentProcessing::new(dirs.clone())),
+            Arc::new(documents::handler(dirs.clone())),
         ),
         (
             "taxonomy_processing",
-            Arc::new(TaxonomyProcessing::new(dirs.clone())),
+            Arc::new(taxonomy::handler(dirs.clone())),
         ),
-        ("extraction", Arc::new(Extraction::new(dirs.clone()))),
-        ("dataset_generation", Arc::new(DatasetGeneration::new(dirs))),
+        ("extraction", Arc::new(extraction::handler(dirs.clone()))),
+        ("dataset_generation", Arc::new(dataset::handler(dirs))),
     ]
 }
 

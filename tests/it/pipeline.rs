@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobd::model::{Job, JobStatus, Progress};
-use jobd::pipeline::{DatasetGeneration, Dirs, DocumentProcessing, Extraction, TaxonomyProcessing};
+use jobd::pipeline::{Dirs, dataset, documents, extraction, taxonomy};
 use jobd::runtime::{JobContext, JobHandler};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -171,7 +171,7 @@ fn check_chunks(source: &str, chunks: &[Value], size: usize) {
 #[tokio::test]
 async fn markdown_and_text_are_chunked_within_size_with_overlap_and_nothing_lost() {
     let data = tempfile::tempdir().unwrap();
-    let handler = Arc::new(DocumentProcessing::new(dirs(data.path())));
+    let handler = Arc::new(documents::handler(dirs(data.path())));
     // text-splitter overlaps chunks by whole units of the level it cut at
     // (here lines of about 75 characters, or words), so sizes below a line
     // show overlap.
@@ -208,7 +208,7 @@ async fn markdown_and_text_are_chunked_within_size_with_overlap_and_nothing_lost
 #[tokio::test]
 async fn a_directory_is_walked_in_order_and_html_is_reduced_to_text() {
     let data = tempfile::tempdir().unwrap();
-    let handler = Arc::new(DocumentProcessing::new(dirs(data.path())));
+    let handler = Arc::new(documents::handler(dirs(data.path())));
     let result = ok(handler, json!({"path": "."}), vec![]).await;
     assert_eq!(result["documents"], 4);
     assert_eq!(result["skipped_files"], 1, "the .rst file is skipped");
@@ -245,7 +245,7 @@ async fn a_directory_is_walked_in_order_and_html_is_reduced_to_text() {
 #[tokio::test]
 async fn inline_documents_are_chunked_by_their_format() {
     let data = tempfile::tempdir().unwrap();
-    let handler = Arc::new(DocumentProcessing::new(dirs(data.path())));
+    let handler = Arc::new(documents::handler(dirs(data.path())));
     let params = json!({"documents": [
         {"name": "a.md", "text": "# Title\n\nSome *Markdown* text."},
         {"name": "b.html", "text": "<p>Some <b>HTML</b> text.</p>"},
@@ -302,7 +302,7 @@ async fn inline_documents_are_chunked_by_their_format() {
 #[tokio::test]
 async fn paths_outside_the_documents_root_are_refused() {
     let data = tempfile::tempdir().unwrap();
-    let handler = Arc::new(DocumentProcessing::new(dirs(data.path())));
+    let handler = Arc::new(documents::handler(dirs(data.path())));
     let outside_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     for path in [
         "../../Cargo.toml".to_string(),
@@ -333,7 +333,7 @@ async fn paths_outside_the_documents_root_are_refused() {
     )
     .unwrap();
     std::os::unix::fs::symlink(elsewhere.path(), root.path().join("sub/escape")).unwrap();
-    let handler = Arc::new(DocumentProcessing::new(Dirs {
+    let handler = Arc::new(documents::handler(Dirs {
         documents_root: root.path().to_path_buf(),
         data_dir: data.path().to_path_buf(),
     }));
@@ -363,15 +363,10 @@ async fn topics_taxonomy(data_dir: &Path) -> (Arc<Job>, Arc<Job>) {
 async fn topics_taxonomy_with(data_dir: &Path, chunking: Value) -> (Arc<Job>, Arc<Job>) {
     let mut params = chunking;
     params["path"] = json!("topics.md");
-    let documents = ok(
-        Arc::new(DocumentProcessing::new(dirs(data_dir))),
-        params,
-        vec![],
-    )
-    .await;
+    let documents = ok(Arc::new(documents::handler(dirs(data_dir))), params, vec![]).await;
     let documents = completed("document_processing", documents);
     let taxonomy = ok(
-        Arc::new(TaxonomyProcessing::new(dirs(data_dir))),
+        Arc::new(taxonomy::handler(dirs(data_dir))),
         json!({}),
         vec![documents.clone()],
     )
@@ -429,7 +424,7 @@ async fn the_taxonomy_finds_the_three_topics_and_is_the_same_every_time() {
     let (documents, first) = topics_taxonomy(data.path()).await;
     let first = first.result.clone().unwrap();
     let second = ok(
-        Arc::new(TaxonomyProcessing::new(dirs(data.path()))),
+        Arc::new(taxonomy::handler(dirs(data.path()))),
         json!({}),
         vec![documents.clone()],
     )
@@ -457,7 +452,7 @@ async fn the_taxonomy_finds_the_three_topics_and_is_the_same_every_time() {
         .map(|c| c["text"].clone())
         .collect();
     let inline = ok(
-        Arc::new(TaxonomyProcessing::new(dirs(data.path()))),
+        Arc::new(taxonomy::handler(dirs(data.path()))),
         json!({"chunks": chunks}),
         vec![],
     )
@@ -510,7 +505,7 @@ async fn extraction_assigns_each_section_its_topic_with_evidence() {
     let data = tempfile::tempdir().unwrap();
     let (documents, taxonomy) = topics_taxonomy(data.path()).await;
     let result = ok(
-        Arc::new(Extraction::new(dirs(data.path()))),
+        Arc::new(extraction::handler(dirs(data.path()))),
         json!({}),
         vec![documents.clone(), taxonomy.clone()],
     )
@@ -587,7 +582,7 @@ async fn extraction_assigns_each_section_its_topic_with_evidence() {
 
     // Inline taxonomy and chunks work the same way.
     let inline = ok(
-        Arc::new(Extraction::new(dirs(data.path()))),
+        Arc::new(extraction::handler(dirs(data.path()))),
         json!({
             "taxonomy": [{"name": "space", "terms": ["telescope", "planets", "orbit"]}],
             "chunks": ["The telescope showed two planets.", "Knead the dough."],
@@ -635,7 +630,7 @@ async fn the_dataset_holds_every_labelled_chunk_split_by_the_seed() {
     let data = tempfile::tempdir().unwrap();
     let (documents, taxonomy) = topics_taxonomy(data.path()).await;
     let extraction = ok(
-        Arc::new(Extraction::new(dirs(data.path()))),
+        Arc::new(extraction::handler(dirs(data.path()))),
         json!({}),
         vec![documents, taxonomy],
     )
@@ -647,7 +642,7 @@ async fn the_dataset_holds_every_labelled_chunk_split_by_the_seed() {
     let n = labelled.len();
     assert!(n >= 9);
     let extraction = completed("extraction", extraction);
-    let handler = Arc::new(DatasetGeneration::new(dirs(data.path())));
+    let handler = Arc::new(dataset::handler(dirs(data.path())));
 
     let result = ok(handler.clone(), json!({}), vec![extraction.clone()]).await;
     let validation_records = (n as f64 * 0.2).round() as usize;
@@ -823,7 +818,7 @@ fn generated_text(paragraphs: usize) -> String {
 #[tokio::test]
 async fn document_processing_stops_promptly_when_cancelled() {
     let data = tempfile::tempdir().unwrap();
-    let handler = Arc::new(DocumentProcessing::new(dirs(data.path())));
+    let handler = Arc::new(documents::handler(dirs(data.path())));
     let text = generated_text(40_000);
     cancels_promptly(
         data.path(),
@@ -837,7 +832,7 @@ async fn document_processing_stops_promptly_when_cancelled() {
 #[tokio::test]
 async fn taxonomy_processing_stops_promptly_when_cancelled() {
     let data = tempfile::tempdir().unwrap();
-    let handler = Arc::new(TaxonomyProcessing::new(dirs(data.path())));
+    let handler = Arc::new(taxonomy::handler(dirs(data.path())));
     let chunks: Vec<String> = generated_text(200_000)
         .split("\n\n")
         .map(str::to_owned)
@@ -848,7 +843,7 @@ async fn taxonomy_processing_stops_promptly_when_cancelled() {
 #[tokio::test]
 async fn extraction_stops_promptly_when_cancelled() {
     let data = tempfile::tempdir().unwrap();
-    let handler = Arc::new(Extraction::new(dirs(data.path())));
+    let handler = Arc::new(extraction::handler(dirs(data.path())));
     let chunks: Vec<String> = generated_text(200_000)
         .split("\n\n")
         .map(str::to_owned)
@@ -890,7 +885,7 @@ async fn dataset_generation_stops_promptly_when_cancelled() {
         "extraction",
         json!({"artifact": path, "chunks": lines, "assignments": lines, "per_category": {"astronomy": lines}}),
     );
-    let handler = Arc::new(DatasetGeneration::new(dirs(data.path())));
+    let handler = Arc::new(dataset::handler(dirs(data.path())));
     cancels_promptly(data.path(), handler, json!({}), vec![extraction]).await;
 }
 
@@ -904,7 +899,7 @@ async fn artifacts_outside_the_allowed_directories_are_not_read() {
         "{\"chunk_id\":\"a#0\",\"source\":\"a\",\"text\":\"secret\"}\n",
     )
     .unwrap();
-    let handler = Arc::new(TaxonomyProcessing::new(dirs(data.path())));
+    let handler = Arc::new(taxonomy::handler(dirs(data.path())));
     let error = run(handler.clone(), json!({"chunks_artifacts": [path]}), vec![])
         .await
         .0
