@@ -284,17 +284,7 @@ pub trait Store: Send + Sync + 'static {
         items: &[Finish],
         now: Millis,
         refill: Option<&ClaimParams>,
-    ) -> StoreResult<Exchanged> {
-        let mut finished = Vec::with_capacity(items.len());
-        for item in items {
-            finished.push(self.finish(item.claim, item.outcome.clone(), now).await);
-        }
-        let claimed = match refill {
-            Some(params) => self.claim(params).await?,
-            None => Vec::new(),
-        };
-        Ok(Exchanged { finished, claimed })
-    }
+    ) -> StoreResult<Exchanged>;
 
     /// Gives claimed jobs back to the queue without spending an attempt
     /// (graceful shutdown). Claims no longer held are skipped.
