@@ -225,25 +225,34 @@ impl Worker {
     }
 }
 
-/// Records attempt outcomes in batches: whatever queued up while earlier
-/// batches were being written goes in the next store call. Up to
-/// [`CALLS_IN_FLIGHT`] calls overlap, so the worker handles one call's
-/// jobs while the store works on the next.
+/// Records attempt outcomes in batches. With no store call in flight, what
+/// has arrived goes at once (an outcome never waits for company); with one
+/// in flight, the next call waits until a full share of the slots has
+/// finished or the store answers. Up to [`CALLS_IN_FLIGHT`] calls overlap,
+/// so the worker handles one call's jobs while the store works on the
+/// next, and each call moves many jobs rather than the first few to end.
 async fn record_completions(shared: Arc<WorkerShared>, mut pending: mpsc::Receiver<Completion>) {
+    let full_share = (shared.info.concurrency / CALLS_IN_FLIGHT).clamp(1, COMPLETION_BATCH);
     let mut calls = JoinSet::new();
-    loop {
-        let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    let mut open = true;
+    while open || !batch.is_empty() || !calls.is_empty() {
+        let may_send = calls.len() < CALLS_IN_FLIGHT
+            && !batch.is_empty()
+            && (calls.is_empty() || batch.len() >= full_share || !open);
+        if may_send {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(COMPLETION_BATCH));
+            calls.spawn(record_batch(shared.clone(), full));
+            continue;
+        }
+        let room = COMPLETION_BATCH - batch.len();
         tokio::select! {
-            received = pending.recv_many(&mut batch, COMPLETION_BATCH), if calls.len() < CALLS_IN_FLIGHT => {
-                if received == 0 {
-                    break;
-                }
-                calls.spawn(record_batch(shared.clone(), batch));
+            received = pending.recv_many(&mut batch, room), if open && room > 0 => {
+                open = received > 0;
             }
             Some(_) = calls.join_next() => {}
         }
     }
-    while calls.join_next().await.is_some() {}
 }
 
 /// Records one batch of outcomes and, while a backlog waits, claims a job
