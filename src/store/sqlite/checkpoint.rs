@@ -1,6 +1,7 @@
 //! Checkpoints the write-ahead log on a thread of its own: copying logged
-//! pages into the database file then never lands inside a write somebody
-//! waits for (the writer's connection has automatic checkpoints off).
+//! pages into the database file then stays out of the writes somebody
+//! waits for (the writer's connection has automatic checkpoints off; once a
+//! second it copies what little is left, so the log can start over).
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -9,9 +10,9 @@ use rusqlite::Connection;
 
 use super::SqliteStore;
 
-/// How often the log is copied into the file. The log grows by what is
-/// written meanwhile: at 20,000 jobs/s, a few megabytes.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the log is copied into the file. Often, so that little is left
+/// to copy when the writer lets the log start over (`writer::restart_log`).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Starts the checkpointer; it stops when the store is dropped.
 pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>) -> std::io::Result<()> {
