@@ -52,6 +52,7 @@ mod sql {
     pub const RESTART: &str = include_str!("sql/restart.sql");
     pub const RESTART_STATUS: &str = include_str!("sql/restart_status.sql");
     pub const DEPENDENCIES: &str = include_str!("sql/dependencies.sql");
+    pub const DROP_RUNNING_INDEXES: &str = include_str!("sql/drop_running_indexes.sql");
     pub const INSERT_DEPENDENCY: &str = include_str!("sql/insert_dependency.sql");
     pub const UPSERT_WORKER: &str = include_str!("sql/upsert_worker.sql");
     pub const EXTEND_LEASE: &str = include_str!("sql/extend_lease.sql");
@@ -107,8 +108,8 @@ impl SqliteStore {
         let path = data_dir.join("jobd.sqlite3");
         let mut writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
         migrate(&mut writer_conn).map_err(db_err)?;
-        // The checkpointer thread copies the log into the file, so no write
-        // an API call waits for ever does.
+        // The checkpointer thread copies the log into the file, the writer
+        // only its last pages (writer::restart_log).
         writer_conn
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(db_err)?;
@@ -157,7 +158,7 @@ impl SqliteStore {
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 2] = [sql::SCHEMA, sql::DEPENDENCIES];
+const MIGRATIONS: [&str; 3] = [sql::SCHEMA, sql::DEPENDENCIES, sql::DROP_RUNNING_INDEXES];
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -950,5 +951,56 @@ impl Store for SqliteStore {
                 .map_err(db_err)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_version_2_file_loses_the_running_indexes_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.sqlite3");
+        let mut conn = open_connection(&path, Synchronous::Normal).unwrap();
+        // A file as version 2 left it: the first two migrations and the
+        // two indexes the schema then had.
+        conn.execute_batch(sql::SCHEMA).unwrap();
+        conn.execute_batch(sql::DEPENDENCIES).unwrap();
+        conn.execute_batch(
+            "CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE status = 'running';
+             CREATE INDEX jobs_running_worker ON jobs (worker_id) WHERE status = 'running';
+             INSERT INTO jobs (id, job_type, user_id, status, parameters, created_at, queued_at, updated_at)
+                 VALUES ('j1', 'noop', 'u1', 'pending', '{}', 1, 1, 1);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let names = indexes(&conn);
+        assert!(
+            !names.iter().any(|name| name.starts_with("jobs_running")),
+            "{names:?}"
+        );
+        assert!(names.contains(&"jobs_by_status".to_owned()), "{names:?}");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        let jobs: i64 = conn
+            .query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(jobs, 1);
     }
 }

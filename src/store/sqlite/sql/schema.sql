@@ -39,10 +39,8 @@ CREATE INDEX IF NOT EXISTS jobs_pending_by_user
     ON jobs (user_id, priority DESC, queued_at, id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS jobs_scheduled_due
     ON jobs (scheduled_for) WHERE status = 'scheduled';
-CREATE INDEX IF NOT EXISTS jobs_running_lease
-    ON jobs (lease_expires_at) WHERE status = 'running';
-CREATE INDEX IF NOT EXISTS jobs_running_worker
-    ON jobs (worker_id) WHERE status = 'running';
+-- Running jobs (by lease, by worker) are found through jobs_by_status:
+-- there are no more of them than workers' slots.
 CREATE INDEX IF NOT EXISTS jobs_finished
     ON jobs (status, completed_at) WHERE completed_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);
