@@ -393,6 +393,12 @@ pub async fn terminal_jobs_only_move_by_restart(backend: &dyn Backend) {
     assert_eq!(store.promote_due(retry_at).await.unwrap(), 1);
     let claimed = claim_one(store.as_ref()).await;
     assert_eq!(claimed.job.attempts, 2);
+    // The retry's claim clears what the failed attempt left, in the store
+    // as in the claimed job.
+    let running = store.get(failing.id).await.unwrap();
+    assert_eq!(running.status, JobStatus::Running);
+    assert_eq!((running.attempts, running.error), (2, None));
+    assert_eq!(claimed.job.error, None);
     let failed = store
         .finish(
             claimed.claim,

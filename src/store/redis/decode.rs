@@ -121,6 +121,46 @@ pub fn job(map: &Fields<'_>) -> StoreResult<Job> {
     })
 }
 
+/// The fields a claim reads of each job, in the order `claim_jobs.lua`
+/// returns their values (it uses the first two itself). A claimed job was
+/// pending: fields a pending job has no value for (a result, a worker,
+/// waiting dependencies) and those the claim sets (`Job::start_attempt`)
+/// are not read, which keeps the claim's work in Lua small.
+pub const CLAIMED_FIELDS: [&str; 18] = [
+    "attempts",
+    "revision",
+    "id",
+    "job_type",
+    "user_id",
+    "status",
+    "priority",
+    "parameters",
+    "max_attempts",
+    "interruptions",
+    "timeout_seconds",
+    "created_at",
+    "updated_at",
+    "scheduled_for",
+    "depends_on",
+    "progress",
+    "items_processed",
+    "total_items",
+];
+
+/// A claimed job from the values of [`CLAIMED_FIELDS`], as it was before
+/// the claim.
+pub fn claimed_job(value: Value) -> StoreResult<Job> {
+    let values = array(value)?;
+    let fields = Fields(
+        CLAIMED_FIELDS
+            .iter()
+            .zip(&values)
+            .filter_map(|(name, value)| Some((*name, as_str(value)?)))
+            .collect(),
+    );
+    job(&fields)
+}
+
 /// A job from a flat HGETALL array.
 pub fn job_from(value: Value) -> StoreResult<Job> {
     job(&Fields::of(&array(value)?))

@@ -124,7 +124,9 @@ impl RedisStore {
                     params.global_max.to_string(),
                     params.per_user_max.to_string(),
                     params.lease_until.to_string(),
+                    decode::CLAIMED_FIELDS.len().to_string(),
                 ]);
+                args.extend(decode::CLAIMED_FIELDS.map(String::from));
                 (0..params.max_jobs).map(|_| Uuid::new_v4()).collect()
             }
             None => {
@@ -140,7 +142,7 @@ impl RedisStore {
             .into_iter()
             .zip(tokens)
         {
-            let mut job = decode::job_from(item)?;
+            let mut job = decode::claimed_job(item)?;
             if let Some(params) = claim {
                 job.start_attempt(&params.worker_id, now);
             }

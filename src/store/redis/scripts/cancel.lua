@@ -14,7 +14,7 @@ if status == 'pending' then
   dequeue(id, user)
 elseif status == 'running' then
   stop_running(id, user)
-  redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at')
+  redis.call('HDEL', key, 'worker_id', 'claim_token')
 elseif status == 'scheduled' then
   redis.call('ZREM', P .. 'scheduled', id)
 else

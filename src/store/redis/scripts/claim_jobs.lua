@@ -3,34 +3,30 @@
 -- recently served first) and, within a user, by priority then FIFO.
 -- Promotes due scheduled jobs first. The i-th job claimed gets the claim
 -- token tokens[first_token + i - 1].
--- Returns an array of claimed jobs, each a flat HGETALL array as it was
--- before the claim.
+-- Returns an array of claimed jobs, each the values of `fields` (the
+-- caller's list, attempts and revision first) as they were before the
+-- claim. A job's lease is its score in the running set.
 
--- Starts an attempt on job `id`. Returns the job's fields (flat HGETALL)
--- as they were before: the caller knows what a claim changes (in Rust,
--- Job::start_attempt), so they are not copied here. Nil if the job is gone.
-local function start_attempt(id, worker, token, lease_until, now)
+-- Starts an attempt on job `id`. Returns the job's `fields` as they were
+-- before: the caller knows what a claim changes (in Rust,
+-- Job::start_attempt), so the script does not copy them. Nil if the job is
+-- gone.
+local function start_attempt(id, worker, token, now, fields)
   local key = job_key(id)
-  local job = redis.call('HGETALL', key)
-  if #job == 0 then return nil end
-  local attempts, revision, stale = 0, 0, {}
-  for i = 1, #job, 2 do
-    local name = job[i]
-    if name == 'attempts' then attempts = tonumber(job[i + 1])
-    elseif name == 'revision' then revision = tonumber(job[i + 1])
-    elseif name == 'completed_at' or name == 'error' then stale[#stale + 1] = name
-    end
-  end
+  local job = redis.call('HMGET', key, unpack(fields))
+  if not job[1] then return nil end
+  local attempts = tonumber(job[1])
   redis.call('HSET', key, 'status', 'running', 'started_at', now, 'updated_at', now,
-    'worker_id', worker, 'claim_token', token, 'lease_expires_at', lease_until,
-    'attempts', attempts + 1, 'revision', revision + 1)
-  if #stale > 0 then
-    redis.call('HDEL', key, unpack(stale))
+    'worker_id', worker, 'claim_token', token, 'attempts', attempts + 1,
+    'revision', tonumber(job[2]) + 1)
+  if attempts > 0 then
+    -- A retry or an interrupted attempt: the last attempt's end goes.
+    redis.call('HDEL', key, 'completed_at', 'error')
   end
   return job
 end
 
-local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_until, now, tokens, first_token)
+local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_until, now, fields, tokens, first_token)
   promote_due(now, 1000)
   local free = math.min(max_jobs, global_max - redis.call('ZCARD', P .. 'running'))
   local claimed, leases = {}, {}
@@ -57,7 +53,7 @@ local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_unti
         for i = 1, #top, 2 do
           local id = string.sub(top[i], 18)
           local token = tokens[first_token + #claimed]
-          local job = start_attempt(id, worker, token, lease_until, now)
+          local job = start_attempt(id, worker, token, now, fields)
           -- A queue entry whose job is gone is dropped.
           if job then
             claimed[#claimed + 1] = job

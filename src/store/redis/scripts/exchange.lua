@@ -5,7 +5,8 @@
 -- KEYS[1] prefix
 -- ARGV now, reply ('full' | 'compact'), n (attempts), then 6 * n attempt
 --      values (see finish_attempts), then worker_id, max_jobs, global_max,
---      per_user_max, lease_until, then max_jobs claim tokens
+--      per_user_max, lease_until, the number of job fields a claim returns
+--      and their names (see claim_jobs), then max_jobs claim tokens
 -- Returns {finished, claimed}.
 local now, reply, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local finished = finish_attempts(now, reply, ARGV, 4, n)
@@ -13,7 +14,9 @@ local c = 4 + 6 * n
 local claimed = {}
 local max_jobs = tonumber(ARGV[c + 1])
 if max_jobs > 0 then
+  local n_fields = tonumber(ARGV[c + 5])
+  local fields = {unpack(ARGV, c + 6, c + 5 + n_fields)}
   claimed = claim_jobs(ARGV[c], max_jobs, tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3]),
-    ARGV[c + 4], now, ARGV, c + 5)
+    ARGV[c + 4], now, fields, ARGV, c + 6 + n_fields)
 end
 return {finished, claimed}

@@ -29,19 +29,19 @@ local function finish_attempts(now, reply, args, first, n)
       if status == 'completed' then
         redis.call('HSET', key, 'status', status, 'result', args[i + 3], 'progress', 1,
           'completed_at', now, 'updated_at', now, 'revision', revision)
-        redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at', 'error')
+        redis.call('HDEL', key, 'worker_id', 'claim_token')
         completed[#completed + 1] = now
         completed[#completed + 1] = id
         if f[5] then release_dependents(id, now) end
       elseif status == 'scheduled' then
         redis.call('HSET', key, 'status', status, 'error', args[i + 4], 'scheduled_for', args[i + 5],
           'updated_at', now, 'revision', revision)
-        redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at')
+        redis.call('HDEL', key, 'worker_id', 'claim_token')
         redis.call('ZADD', P .. 'scheduled', args[i + 5], id)
       else
         redis.call('HSET', key, 'status', status, 'error', args[i + 4], 'completed_at', now,
           'updated_at', now, 'revision', revision)
-        redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at')
+        redis.call('HDEL', key, 'worker_id', 'claim_token')
         failed[#failed + 1] = now
         failed[#failed + 1] = id
         if f[5] then cancel_dependents(id, status, now) end

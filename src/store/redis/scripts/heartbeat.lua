@@ -14,7 +14,6 @@ for i = 8, #ARGV, 2 do
   local fields = redis.call('HMGET', job_key(id), 'status', 'claim_token')
   if fields[1] == 'running' and fields[2] == token then
     redis.call('ZADD', P .. 'running', 'XX', lease_until, id)
-    redis.call('HSET', job_key(id), 'lease_expires_at', lease_until)
   else
     lost[#lost + 1] = id
   end

@@ -14,7 +14,7 @@ for _, id in ipairs(expired) do
   if fields[1] == 'running' then
     local interruptions = tonumber(fields[4] or '0')
     stop_running(id, fields[2])
-    redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at')
+    redis.call('HDEL', key, 'worker_id', 'claim_token')
     redis.call('HINCRBY', key, 'interruptions', 1)
     count('running', -1)
     if interruptions >= max_interruptions then

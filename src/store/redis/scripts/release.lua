@@ -13,7 +13,7 @@ for i = 2, #ARGV, 2 do
     stop_running(id, fields[3])
     update(id, now, 'status', 'pending', 'progress', 0)
     redis.call('HINCRBY', key, 'attempts', -1)
-    redis.call('HDEL', key, 'worker_id', 'claim_token', 'lease_expires_at', 'started_at',
+    redis.call('HDEL', key, 'worker_id', 'claim_token', 'started_at',
       'items_processed', 'total_items')
     count('running', -1)
     count('pending', 1)
