@@ -10,39 +10,21 @@ use rusqlite::Connection;
 
 use super::SqliteStore;
 
-/// How often the log is copied into the file while it is written to.
-/// Often, so that little is left to copy when the writer lets the log start
-/// over (`writer::restart_log`).
+/// How often the log is copied into the file. Often, so that little is left
+/// to copy when the writer lets the log start over (`writer::restart_log`).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);
-
-/// How often the thread looks while nothing is written, so an idle store
-/// does not wake it a hundred times a second.
-const IDLE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Starts the checkpointer; it stops when the store is dropped.
 pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("jobd-sqlite-checkpoint".into())
         .spawn(move || {
-            let mut last = None;
-            let mut interval = CHECKPOINT_INTERVAL;
             while store.strong_count() > 0 {
-                std::thread::sleep(interval);
+                std::thread::sleep(CHECKPOINT_INTERVAL);
                 // PASSIVE: copies what it can without waiting for readers
-                // or writers, and never calls the busy handler. Its row
-                // holds the frames in the log and those copied so far.
-                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-                }) {
-                    Ok(frames) => {
-                        let unchanged = last.replace(frames) == Some(frames);
-                        interval = if unchanged {
-                            IDLE_INTERVAL
-                        } else {
-                            CHECKPOINT_INTERVAL
-                        };
-                    }
-                    Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+                // or writers, and never calls the busy handler.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "checkpoint failed");
                 }
             }
         })
