@@ -455,12 +455,7 @@ async fn drain(
             anyhow::Ok((status, submit))
         })
     });
-    let jobs = args.backlog
-        + if under_load {
-            args.clients * LOAD_REQUESTS
-        } else {
-            0
-        };
+    let jobs = args.backlog + usize::from(under_load) * args.clients * LOAD_REQUESTS;
     let target = baseline + jobs as u64;
     let (mut first, mut done) = (None, 0);
     let deadline = Instant::now() + Duration::from_secs(600);

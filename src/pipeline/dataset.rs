@@ -58,8 +58,8 @@ impl Format {
     }
 }
 
-/// The `dataset_generation` job type: a handler reading artifacts under `dirs` and writing its own under
-/// `dirs.data_dir`.
+/// The `dataset_generation` job type: reads artifacts under `dirs` and
+/// writes its own under `dirs.data_dir`.
 pub fn handler(dirs: Dirs) -> Stage {
     Stage::new(dirs, process)
 }

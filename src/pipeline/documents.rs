@@ -96,8 +96,8 @@ impl Format {
     }
 }
 
-/// The `document_processing` job type: a handler reading under `dirs.documents_root` and writing artifacts under
-/// `dirs.data_dir`.
+/// The `document_processing` job type: reads under `dirs.documents_root`
+/// and writes artifacts under `dirs.data_dir`.
 pub fn handler(dirs: Dirs) -> Stage {
     Stage::new(dirs, process)
 }

@@ -94,8 +94,8 @@ impl Options {
     }
 }
 
-/// The `extraction` job type: a handler reading artifacts under `dirs` and writing its own under
-/// `dirs.data_dir`.
+/// The `extraction` job type: reads artifacts under `dirs` and writes its
+/// own under `dirs.data_dir`.
 pub fn handler(dirs: Dirs) -> Stage {
     Stage::new(dirs, process)
 }

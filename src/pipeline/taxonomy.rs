@@ -98,8 +98,8 @@ impl Options {
     }
 }
 
-/// The `taxonomy_processing` job type: a handler reading chunk artifacts under `dirs` and writing its own
-/// under `dirs.data_dir`.
+/// The `taxonomy_processing` job type: reads chunk artifacts under `dirs`
+/// and writes its own under `dirs.data_dir`.
 pub fn handler(dirs: Dirs) -> Stage {
     Stage::new(dirs, process)
 }

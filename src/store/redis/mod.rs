@@ -230,8 +230,8 @@ fn push_finish_args(args: &mut Vec<String>, claim: ClaimRef, outcome: &Outcome) 
     ]);
 }
 
-/// A completed job as `finish_attempts.lua` left it, built from the claimed job and
-/// the outcome (the script answered with the revision only).
+/// A completed job as `finish_attempts.lua` left it, built from the claimed
+/// job and the outcome (the script answered with the revision only).
 fn completed_snapshot(item: &Finish, revision: i64, now: Millis) -> Job {
     let mut job = (*item.job).clone();
     job.status = JobStatus::Completed;

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use super::SqliteStore;
 
 /// How often the log is copied into the file. Often, so that little is left
-/// to copy when the writer lets the log start over (`writer::restart_log`).
+/// to copy when the writer lets the log start over (`writer::run`).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Starts the checkpointer; it stops when the store is dropped.
@@ -21,12 +21,16 @@ pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>) -> std::io::Resu
         .spawn(move || {
             while store.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_INTERVAL);
-                // PASSIVE: copies what it can without waiting for readers
-                // or writers, and never calls the busy handler.
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "checkpoint failed");
-                }
+                copy_log(&conn);
             }
         })
         .map(drop)
+}
+
+/// Copies what it can of the log into the database file. PASSIVE: without
+/// waiting for readers or writers, and never calling the busy handler.
+pub(super) fn copy_log(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "checkpoint failed");
+    }
 }

@@ -109,7 +109,7 @@ impl SqliteStore {
         let mut writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
         migrate(&mut writer_conn).map_err(db_err)?;
         // The checkpointer thread copies the log into the file, the writer
-        // only its last pages (writer::restart_log).
+        // only its last pages (see writer::run).
         writer_conn
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(db_err)?;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::copy_log;
 use crate::store::{StoreError, StoreResult};
 
 /// Writes committed together at most, so one transaction stays short.
@@ -30,7 +31,7 @@ const QUEUE_DEPTH: usize = 4096;
 const BACKGROUND_SLICE: Duration = Duration::from_millis(1);
 
 /// How often the writer lets the write-ahead log start over (see
-/// [`restart_log`]). Each time costs the writer a few milliseconds (the
+/// [`run`]). Each time costs the writer a few milliseconds (the
 /// last pages to copy and two fsyncs); once a second keeps that out of
 /// nearly every request's way and the log at a few tens of megabytes.
 const LOG_RESTART_INTERVAL: Duration = Duration::from_secs(1);
@@ -183,21 +184,16 @@ fn run(conn: Connection, mut receiver: mpsc::Receiver<(Lane, Box<dyn WriteOp>)>)
             op.answer(commit.clone());
         }
         if last_restart.elapsed() >= LOG_RESTART_INTERVAL && queued.requests.is_empty() {
-            restart_log(&conn);
+            // Between two of the writer's transactions, the rest of the log
+            // can be copied, so that the next one starts the log over. The
+            // checkpoint thread copies the bulk while the writer works, but
+            // under a steady stream of writes it never finds the log
+            // complete, and a log that never starts over grows without end
+            // (gigabytes in a long drain, each new page zeroed by the file
+            // system before it is written).
+            copy_log(&conn);
             last_restart = Instant::now();
         }
-    }
-}
-
-/// Copies the rest of the write-ahead log into the database, between two
-/// of the writer's transactions, so that the next one starts the log over.
-/// The checkpoint thread copies the bulk while the writer works, but under
-/// a steady stream of writes it never finds the log complete, and a log
-/// that never starts over grows without end (gigabytes in a long drain,
-/// each new page zeroed by the file system before it is written).
-fn restart_log(conn: &Connection) {
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %e, "checkpoint failed");
     }
 }
 
