@@ -42,7 +42,7 @@ struct Args {
     /// Use this (throw-away!) Redis instead of starting one; it is flushed.
     #[arg(long)]
     redis_url: Option<String>,
-    /// The jobd binary (default: beside this one).
+    /// The jobd binary (default: the `jobd` of the same build profile).
     #[arg(long)]
     jobd: Option<PathBuf>,
     /// Also write the results as JSON here.
@@ -676,9 +676,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let jobd = match &args.jobd {
         Some(path) => path.clone(),
+        // A bench target lives in `target/<profile>/deps/`, the binary one
+        // level up.
         None => std::env::current_exe()?
-            .parent()
-            .context("no parent dir")?
+            .ancestors()
+            .nth(2)
+            .context("no target dir")?
             .join("jobd"),
     };
     let mut results = Vec::new();

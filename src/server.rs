@@ -13,7 +13,8 @@ use crate::api::stats::ProcessMonitor;
 use crate::api::{self, AppState};
 use crate::config::{Settings, StoreConfig};
 use crate::events::EventBus;
-use crate::runtime::{Registry, Worker, maintenance};
+use crate::pipeline::{self, Dirs};
+use crate::runtime::{Registry, Worker, builtin, maintenance};
 use crate::store::Store;
 use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
@@ -26,7 +27,11 @@ struct Core {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Core> {
-    let registry = Arc::new(Registry::from_settings(settings)?);
+    let pipeline = pipeline::handlers(&Dirs::from_settings(settings));
+    let registry = Arc::new(Registry::from_settings(
+        settings,
+        builtin::handlers().into_iter().chain(pipeline),
+    )?);
     let bus = EventBus::new();
     let store: Arc<dyn Store> = match &settings.store {
         StoreConfig::Sqlite => {
@@ -47,6 +52,25 @@ async fn open(settings: &Settings) -> anyhow::Result<Core> {
     })
 }
 
+/// Starts the store's maintenance and the pipeline's artifact sweep (after
+/// each retention pass's interval); both end when `stop` fires.
+fn spawn_maintenance(
+    core: &Core,
+    settings: &Arc<Settings>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let store = maintenance::spawn(core.store.clone(), settings.clone(), stop.clone());
+    let artifacts = pipeline::artifacts::spawn_sweeper(
+        core.store.clone(),
+        Dirs::from_settings(settings).artifacts_root(),
+        settings.cleanup_interval,
+        stop.clone(),
+    );
+    tokio::spawn(async move {
+        let _ = tokio::join!(store, artifacts);
+    })
+}
+
 /// Runs the API (and, unless `settings.workers` is 0, workers) until
 /// `shutdown` fires. Prints `jobd listening on http://ADDR` once bound.
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -58,11 +82,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     let address = listener.local_addr()?;
 
     let maintenance_stop = CancellationToken::new();
-    let maintenance = maintenance::spawn(
-        core.store.clone(),
-        settings.clone(),
-        maintenance_stop.clone(),
-    );
+    let maintenance = spawn_maintenance(&core, &settings, &maintenance_stop);
     let worker = (settings.workers > 0).then(|| {
         Worker::start(
             core.store.clone(),
@@ -112,11 +132,7 @@ pub async fn work(settings: Settings, shutdown: CancellationToken) -> anyhow::Re
     let settings = Arc::new(settings);
     let core = open(&settings).await?;
     let maintenance_stop = CancellationToken::new();
-    let maintenance = maintenance::spawn(
-        core.store.clone(),
-        settings.clone(),
-        maintenance_stop.clone(),
-    );
+    let maintenance = spawn_maintenance(&core, &settings, &maintenance_stop);
     let worker = Worker::start(core.store, core.bus, settings, core.registry);
     println!("jobd worker {} started", worker.id());
     shutdown.cancelled().await;

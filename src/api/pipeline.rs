@@ -16,6 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::jobs::SubmitRequest;
 use crate::model::JobId;
+use crate::pipeline::STAGES;
 
 /// Body of the pipeline call.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -87,9 +88,10 @@ pub async fn submit_pipeline(
     if request.documents.is_none() == request.path.is_none() {
         return Err(ApiError::Validation("give either documents or path".into()));
     }
+    let [documents, taxonomy, extraction, dataset] = STAGES;
     let stages = [
         (
-            "document_processing",
+            documents,
             parameters(&[
                 ("documents", request.documents.map(Value::from)),
                 ("path", request.path.map(Value::from)),
@@ -97,10 +99,10 @@ pub async fn submit_pipeline(
                 ("chunk_overlap", request.chunk_overlap.map(Value::from)),
             ]),
         ),
-        ("taxonomy_processing", json!({})),
-        ("extraction", json!({})),
+        (taxonomy, json!({})),
+        (extraction, json!({})),
         (
-            "dataset_generation",
+            dataset,
             parameters(&[
                 ("format", request.format.map(Value::from)),
                 ("seed", request.seed.map(Value::from)),
@@ -116,10 +118,10 @@ pub async fn submit_pipeline(
     for (stage, parameters) in stages {
         // Taxonomy needs the chunks; extraction the taxonomy and the chunks;
         // the dataset the extraction.
-        let depends_on = match stage {
-            "document_processing" => vec![],
-            "extraction" => vec![job_ids[1], job_ids[0]],
-            _ => vec![job_ids[job_ids.len() - 1]],
+        let depends_on = match job_ids.as_slice() {
+            [] => vec![],
+            [chunks, taxonomy] => vec![*taxonomy, *chunks],
+            [.., previous] => vec![*previous],
         };
         let submit = SubmitRequest {
             job_type: stage.to_owned(),

@@ -17,6 +17,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use self::client::{Client, ClientError};
+use crate::pipeline;
 
 /// Exit code of `watch` for a failed job.
 pub const EXIT_FAILED: u8 = 3;
@@ -348,14 +349,6 @@ async fn watch(client: &Client, job_id: &str) -> Result<ExitCode, ClientError> {
     Ok(report_end(job_id, &job))
 }
 
-/// The stages of the document pipeline, in order.
-const PIPELINE_STAGES: [&str; 4] = [
-    "document_processing",
-    "taxonomy_processing",
-    "extraction",
-    "dataset_generation",
-];
-
 /// Submits the document pipeline for `files` (their content inline, so it
 /// works against a remote server), follows every stage, and prints where
 /// the dataset is. Exits 3 or 4 when a stage failed or was cancelled.
@@ -382,7 +375,7 @@ async fn pipeline(
         .call(Method::POST, "/api/v1/jobs/pipeline", Some(&body))
         .await?;
     let bars = indicatif::MultiProgress::new();
-    let stages: Vec<(&str, String, ProgressBar)> = PIPELINE_STAGES
+    let stages: Vec<(&str, String, ProgressBar)> = pipeline::STAGES
         .iter()
         .filter_map(|stage| {
             let id = submitted["jobs"][stage].as_str()?.to_owned();
@@ -403,7 +396,7 @@ async fn pipeline(
             if code == ExitCode::SUCCESS {
                 code = report_end(id, &job);
             }
-        } else if *stage == "dataset_generation" {
+        } else if *stage == pipeline::STAGES[3] {
             println!("dataset ready:");
             print_json(&job["result"]);
         }

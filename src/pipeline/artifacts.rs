@@ -9,9 +9,16 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::model::JobId;
+use crate::store::{Store, StoreError};
 
 /// Prefix of the temporary directories of jobs still writing.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -147,9 +154,65 @@ pub fn remove_orphaned_artifacts(root: &Path, keep: impl Fn(JobId) -> bool) -> i
     Ok(removed)
 }
 
+/// Every `interval` (the first at once), deletes the artifacts of jobs the
+/// store no longer has, until `stop` fires. Artifacts of jobs the store
+/// cannot confirm as gone are kept; the file system work runs on a blocking
+/// thread.
+pub fn spawn_sweeper(
+    store: Arc<dyn Store>,
+    root: PathBuf,
+    interval: Duration,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match sweep(store.as_ref(), root.clone()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(artifacts_removed = n, "removed artifacts of deleted jobs"),
+                Err(e) => tracing::warn!(error = %e, "artifact cleanup failed"),
+            }
+        }
+    })
+}
+
+/// One sweep of [`spawn_sweeper`]: returns how many entries it deleted.
+async fn sweep(store: &dyn Store, root: PathBuf) -> io::Result<usize> {
+    let listed = root.clone();
+    let candidates = tokio::task::spawn_blocking(move || job_entries(&listed))
+        .await
+        .map_err(io::Error::other)??;
+    let mut keep = HashSet::new();
+    for id in candidates {
+        if !matches!(store.get(id).await, Err(StoreError::NotFound(_))) {
+            keep.insert(id);
+        }
+    }
+    tokio::task::spawn_blocking(move || remove_orphaned_artifacts(&root, |id| keep.contains(&id)))
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// The jobs that have entries under `root`; none when it does not exist.
+fn job_entries(root: &Path) -> io::Result<Vec<JobId>> {
+    match fs::read_dir(root) {
+        Ok(entries) => Ok(entries
+            .flatten()
+            .filter_map(|entry| job_of_entry(entry.file_name().to_str()?))
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The job an entry of the artifacts root belongs to: `<job_id>` or
 /// `.tmp-<job_id>-<nonce>`.
-pub fn job_of_entry(name: &str) -> Option<JobId> {
+fn job_of_entry(name: &str) -> Option<JobId> {
     let id = match name.strip_prefix(TEMP_PREFIX) {
         Some(rest) => rest.get(..36)?,
         None => name,

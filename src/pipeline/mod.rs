@@ -25,11 +25,31 @@ pub mod taxonomy;
 pub mod text;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::runtime::JobHandler;
 
-pub use artifacts::remove_orphaned_artifacts;
 pub use task::Stage;
+
+/// The pipeline's job types, in the order the stages run.
+pub const STAGES: [&str; 4] = [
+    "document_processing",
+    "taxonomy_processing",
+    "extraction",
+    "dataset_generation",
+];
+
+/// The pipeline's handlers by job type name, in [`STAGES`] order.
+pub fn handlers(dirs: &Dirs) -> Vec<(&'static str, Arc<dyn JobHandler>)> {
+    let [documents, taxonomy, extraction, dataset] = STAGES;
+    vec![
+        (documents, Arc::new(documents::handler(dirs.clone()))),
+        (taxonomy, Arc::new(taxonomy::handler(dirs.clone()))),
+        (extraction, Arc::new(extraction::handler(dirs.clone()))),
+        (dataset, Arc::new(dataset::handler(dirs.clone()))),
+    ]
+}
 
 /// The directories the pipeline handlers read from and write to, taken from
 /// [`Settings`] so tests can point them anywhere.

@@ -1,6 +1,6 @@
-//! Job types compiled in and always registered: `noop` for benchmarks and
-//! smoke tests, `sleep` for trying out progress, cancel and limits, and the
-//! seed's four document-pipeline types ([`crate::pipeline`]).
+//! Job types compiled into the runtime: `noop` for benchmarks and smoke
+//! tests, `sleep` for trying out progress, cancel and limits. The caller
+//! adds its own (the server adds the document pipeline's).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,27 +9,11 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::handler::{JobContext, JobHandler};
-use crate::config::Settings;
 use crate::model::Progress;
-use crate::pipeline::{Dirs, dataset, documents, extraction, taxonomy};
 
-/// The built-in handlers by job type name.
-pub fn handlers(settings: &Settings) -> Vec<(&'static str, Arc<dyn JobHandler>)> {
-    let dirs = Dirs::from_settings(settings);
-    vec![
-        ("noop", Arc::new(Noop)),
-        ("sleep", Arc::new(Sleep)),
-        (
-            "document_processing",
-            Arc::new(documents::handler(dirs.clone())),
-        ),
-        (
-            "taxonomy_processing",
-            Arc::new(taxonomy::handler(dirs.clone())),
-        ),
-        ("extraction", Arc::new(extraction::handler(dirs.clone()))),
-        ("dataset_generation", Arc::new(dataset::handler(dirs))),
-    ]
+/// The runtime's own handlers by job type name.
+pub fn handlers() -> Vec<(&'static str, Arc<dyn JobHandler>)> {
+    vec![("noop", Arc::new(Noop)), ("sleep", Arc::new(Sleep))]
 }
 
 /// Completes at once with an empty result.

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{JobTypeConfig, Settings};
 use crate::model::{Job, Progress};
 
-use super::builtin;
 use super::external::ExternalCommand;
 
 /// The code behind a job type. `run` returns the job's result, or an error
@@ -109,11 +108,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-in types plus those of `settings.job_types`; a configured
-    /// type with a `command` replaces a built-in of the same name, one
-    /// without only sets the built-in's options.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Registry> {
-        let mut builtins: BTreeMap<String, Arc<dyn JobHandler>> = builtin::handlers(settings)
+    /// The `builtins` (compiled-in handlers by name) plus the types of
+    /// `settings.job_types`; a configured type with a `command` replaces a
+    /// built-in of the same name, one without only sets the built-in's
+    /// options.
+    pub fn from_settings(
+        settings: &Settings,
+        builtins: impl IntoIterator<Item = (&'static str, Arc<dyn JobHandler>)>,
+    ) -> anyhow::Result<Registry> {
+        let mut builtins: BTreeMap<String, Arc<dyn JobHandler>> = builtins
             .into_iter()
             .map(|(name, handler)| (name.to_owned(), handler))
             .collect();

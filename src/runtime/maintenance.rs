@@ -1,11 +1,9 @@
 //! Periodic store maintenance run by every process: promoting due
 //! scheduled jobs, recovering the jobs of workers whose lease expired
 //! (and removing stale worker registrations), and retention cleanup at
-//! start-up and every cleanup interval (jobs, then the artifacts of jobs
-//! that are gone). Each pass is one atomic store
+//! start-up and every cleanup interval. Each pass is one atomic store
 //! operation, so several processes may run it at once.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +11,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::model::{JobId, Millis, now_millis};
-use crate::pipeline;
-use crate::store::{CleanupParams, RecoverParams, Store, StoreError};
+use crate::model::{Millis, now_millis};
+use crate::store::{CleanupParams, RecoverParams, Store};
 
 /// Longest sleep of the scheduler between looks at the next due job.
 const SCHEDULER_POLL: Duration = Duration::from_secs(1);
@@ -114,36 +111,5 @@ async fn cleaner(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellat
             ),
             Err(e) => tracing::warn!(error = %e, "cleanup failed"),
         }
-        remove_orphaned_artifacts(store.as_ref(), &settings).await;
-    }
-}
-
-/// Deletes the artifacts of jobs that are gone (retention removed them), so
-/// artifacts share their job's lifetime. Artifacts of jobs the store cannot
-/// confirm as gone are kept.
-async fn remove_orphaned_artifacts(store: &dyn Store, settings: &Settings) {
-    let root = pipeline::artifacts::artifacts_root(&settings.data_dir);
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        return;
-    };
-    let candidates: Vec<JobId> = entries
-        .flatten()
-        .filter_map(|entry| pipeline::artifacts::job_of_entry(entry.file_name().to_str()?))
-        .collect();
-    let mut keep = HashSet::new();
-    for id in candidates {
-        if !matches!(store.get(id).await, Err(StoreError::NotFound(_))) {
-            keep.insert(id);
-        }
-    }
-    let removed = tokio::task::spawn_blocking(move || {
-        pipeline::remove_orphaned_artifacts(&root, |id| keep.contains(&id))
-    })
-    .await;
-    match removed {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::info!(artifacts_removed = n, "removed artifacts of deleted jobs"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "artifact cleanup failed"),
-        Err(e) => tracing::warn!(error = %e, "artifact cleanup task failed"),
     }
 }
