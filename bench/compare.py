@@ -1,74 +1,184 @@
 #!/usr/bin/env python3
-"""Runs jobd's benchmark and the RQ and BullMQ equivalents against one
-throw-away Redis in the same run, and prints each figure as a ratio
-jobd / peer.
+"""jobd beside its peers, every drain timed the same way.
 
-    python3 bench/compare.py            # after: cargo build --release
+    cargo build --release && python3 bench/compare.py       # the full run, under 15 minutes
+    python3 bench/compare.py --dry-run [--profile debug]    # tiny counts, 1 round: checks the method
 
-RQ and BullMQ are installed from PyPI and npm into a temporary folder (never
-committed). Results: bench/results/latest.json, latest.md and latest.svg.
-Method (as in the peers' anchors): no-op jobs; the backlog is enqueued first,
-then the workers start; steady drain = (N-1) / (last completion - first
-completion); Redis CPU per job from INFO cpu over enqueue and drain.
+What it does, in one run on one throw-away Redis (a `redis-server` it
+starts on a free port of 127.0.0.1, no persistence):
+
+- jobd on Redis, jobd on SQLite, BullMQ (concurrency 50), apalis
+  (concurrency 50), Celery (solo pool) and RQ (SimpleWorker x2), in
+  alternating order over `COMPARE_ROUNDS` rounds (even rounds in that
+  order, odd rounds reversed).
+- For each: an empty store, a backlog of no-op jobs filled first, then the
+  workers started, and the drain timed by `observer.observe_drain`, the
+  same function in this process for every system: one persistent
+  connection polling a completion count every 10 ms (the query differs
+  per system and is written into the results). jobd is driven here as
+  `jobd-bench` drives it: an API node (`jobd serve --workers 0`) filled
+  over HTTP, then one `jobd worker` with 64 slots (Redis), or a second
+  `jobd serve` running API and 64 workers on the same data dir (SQLite).
+- The peers' versions are pinned (those of ../shared/bench-anchors) and
+  installed outside the repository, into a cache folder
+  (~/.cache/jobd-compare, or a temporary one with COMPARE_FRESH=1); apalis
+  is built there from ../shared/bench-anchors/apalis with its Cargo.lock.
+- Then `jobd-bench` (bench/main.rs) runs once against the same Redis for
+  what only it measures (HTTP latency idle and under load, per-user limit,
+  RSS, SSE, wake-up) and as a cross-check of its own drain timings.
+
+Results: bench/results/latest.json, latest.md, latest.svg (a dry run writes
+them to a temporary folder, or to --out). Every figure is the median of the
+rounds with min-max; a ratio is the ratio of the medians, with the range of
+the same-round ratios.
+
+Knobs (environment): COMPARE_ROUNDS, COMPARE_JOBD_JOBS, COMPARE_BULL_JOBS,
+COMPARE_APALIS_JOBS, COMPARE_CELERY_JOBS, COMPARE_RQ_JOBS, COMPARE_BENCH_JOBS
+(jobd-bench's backlog), COMPARE_POLL_MS, COMPARE_SYSTEMS (comma list of
+jobd-redis,jobd-sqlite,bullmq,apalis,celery,rq), COMPARE_SKIP_JOBD_BENCH=1,
+COMPARE_FRESH=1, COMPARE_CACHE, COMPARE_ANCHORS (default ../shared/bench-anchors),
+COMPARE_NO_BUILD=1 (use the jobd and jobd-bench already built).
 """
+import argparse
+import asyncio
+import atexit
+import datetime
+import itertools
 import json
 import os
+import platform
+import queue
 import shutil
+import signal
 import socket
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "bench", "results")
-N_RQ = int(os.environ.get("COMPARE_RQ_JOBS", "5000"))
-N_BULL = int(os.environ.get("COMPARE_BULL_JOBS", "20000"))
-N_JOBD = int(os.environ.get("COMPARE_JOBD_JOBS", "100000"))
-N_LAT = 2000
-# apalis 1.0's steady drain in ../shared/bench-anchors (median of 3), quoted
-# for the ratio; it is not run here.
-APALIS_ANCHOR = 12_000
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import observer  # noqa: E402  (the one drain timer)
+from observer import RedisCount, Resp, SqliteCount, observe_drain  # noqa: E402
 
-BULL_PRODUCE = """
-import { Queue } from 'bullmq';
-const [port, n] = process.argv.slice(2).map(Number);
-const q = new Queue('bench', { connection: { host: '127.0.0.1', port } });
-const lat = [], st = [];
-for (let i = 0; i < n; i++) {
-  const t = process.hrtime.bigint();
-  const job = await q.add('noop', { i });
-  lat.push(Number(process.hrtime.bigint() - t) / 1e6);
-  if (i < %d) { const t2 = process.hrtime.bigint(); await q.getJobState(job.id); st.push(Number(process.hrtime.bigint() - t2) / 1e6); }
-}
-await q.close();
-console.log(JSON.stringify({ enqueue: lat, status: st }));
-""" % N_LAT
+ROOT = os.path.dirname(HERE)
+PEERS = os.path.join(HERE, "peers")
+ANCHORS = os.environ.get("COMPARE_ANCHORS", os.path.join(os.path.dirname(ROOT), "shared", "bench-anchors"))
 
-BULL_WORKER = """
-import { Worker } from 'bullmq';
-const [port, n, conc] = process.argv.slice(2).map(Number);
-let done = 0;
-const w = new Worker('bench', async () => null, { connection: { host: '127.0.0.1', port }, concurrency: conc });
-w.on('completed', async () => { if (++done >= n) { await w.close(); process.exit(0); } });
-"""
+# The versions measured in ../shared/bench-anchors/README.md.
+PIP_PINS = {"rq": "3.0.0", "celery": "5.7.0", "redis": "8.1.0"}
+NPM_PINS = {"bullmq": "6.7.0", "ioredis": "6.0.0"}
+SYSTEMS = ["jobd-redis", "jobd-sqlite", "bullmq", "apalis", "celery", "rq"]
+LABELS = {"jobd-redis": "jobd (redis)", "jobd-sqlite": "jobd (sqlite)", "bullmq": "BullMQ concurrency 50",
+          "apalis": "apalis concurrency 50", "celery": "Celery solo pool", "rq": "RQ SimpleWorker x2"}
+PEER_KEYS = ["bullmq", "apalis", "celery", "rq"]
+JOBD_SLOTS = 64
+WIDE = ["--global-max-concurrent-jobs", "1000", "--per-user-max-concurrent-jobs", "1000"]
+USERS = 10
+N_STATUS = 2000  # peers: status lookups timed after each fill
 
-RQ_JOBS = "def noop():\n    return None\n"
 
-RQ_PRODUCE = """
-import json, sys, time
-from redis import Redis
-from rq import Queue
-sys.path.insert(0, sys.argv[3])
-from rq_jobs import noop
-r = Redis(port=int(sys.argv[1])); q = Queue('bench', connection=r)
-lat, st = [], []
-for i in range(int(sys.argv[2])):
-    t = time.perf_counter(); job = q.enqueue(noop); lat.append((time.perf_counter() - t) * 1000)
-    if i < %d:
-        t = time.perf_counter(); job.get_status(refresh=True); st.append((time.perf_counter() - t) * 1000)
-print(json.dumps({"enqueue": lat, "status": st}))
-""" % N_LAT
+def env_int(name, default):
+    return int(os.environ.get(name, default))
+
+
+# ---------------------------------------------------------------- processes
+
+PROCS = []  # every process started, killed by process group at exit
+
+
+def spawn(cmd, log=None, stdout=None, **kw):
+    """Starts cmd in a process group of its own (so its children go with
+    it at cleanup); stderr (and stdout unless given) go to `log`."""
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    p = subprocess.Popen(cmd, stdout=stdout if stdout is not None else out, stderr=out, start_new_session=True,
+                         **kw)
+    p.log = log
+    PROCS.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM, grace=30.0):
+    """Sends sig to p's process group, waits up to `grace` s, then kills."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, sig)
+        except OSError:
+            pass
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)  # stragglers in the group
+    except OSError:
+        pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    return p.returncode
+
+
+def wait_exit(p, timeout):
+    """Waits for p to exit by itself; kills it past the timeout."""
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(p, signal.SIGKILL, 1)
+        return None
+
+
+def cleanup():
+    for p in PROCS:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+    for p in PROCS:
+        try:
+            p.wait(timeout=10)
+        except Exception:
+            pass
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def run(cmd, timeout, **kw):
+    """subprocess.run with a deadline; raises with the output's tail."""
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-2000:]}\n"
+                           f"{p.stderr[-3000:]}")
+    return p.stdout
+
+
+def tail(path, n=2000):
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-n:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def wait_until(condition, timeout, what, interval=0.02):
+    """Polls condition() until true; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(interval)
 
 
 def free_port():
@@ -77,243 +187,1117 @@ def free_port():
         return s.getsockname()[1]
 
 
-def pct(values, p):
-    values = sorted(values)
-    return round(values[min(len(values) - 1, round((len(values) - 1) * p))], 3) if values else 0.0
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
 
 
-class Redis:
+def jobd_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBD_")}
+    env["RUST_LOG"] = "error"
+    return env
+
+
+# ---------------------------------------------------------------- redis
+
+class RedisServer:
     def __init__(self, tmp):
         self.port = free_port()
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
-        for _ in range(500):
-            if self.cmd("PING") == "PONG":
-                return
-            time.sleep(0.01)
-        raise SystemExit("redis-server did not start")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--dir", tmp], log=os.path.join(tmp, "redis.log"))
+        wait_until(lambda: Resp(self.port, timeout=1).call("PING") == "PONG", 15, "redis-server")
+        self.conn = Resp(self.port)  # flushes, fills' INFO and the observer's INFO
+        self.version = self.conn.call("INFO", "server").decode().split("redis_version:")[1].split()[0]
 
-    def cmd(self, *args):
-        try:
-            out = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), capture_output=True, text=True,
-                                 timeout=10)
-            return out.stdout.strip()
-        except Exception:
-            return ""
-
-    def cpu(self):
-        info = dict(l.split(":", 1) for l in self.cmd("INFO", "cpu").splitlines() if ":" in l)
-        return float(info.get("used_cpu_sys", 0)) + float(info.get("used_cpu_user", 0))
+    def flush(self):
+        self.conn.call("FLUSHALL")
 
     def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
-def drain(redis, n, count_key, workers):
-    """Starts `workers` (argv lists) and times the drain of n jobs."""
-    procs = [subprocess.Popen(w, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for w in workers]
-    spawned = time.monotonic()
-    first = None
-    while True:
-        done = int(redis.cmd("ZCARD", count_key) or 0)
-        if first is None and done > 0:
-            first = time.monotonic()
-        if done >= n:
-            break
-        if time.monotonic() - spawned > 600:
-            raise SystemExit(f"drain of {count_key} timed out at {done}/{n}")
-        time.sleep(0.01)
-    end = time.monotonic()
-    for p in procs:
         try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    return {"drain_jobs_per_s": round(n / (end - spawned)), "steady_jobs_per_s": round((n - 1) / max(end - first, 1e-9))}
+            self.conn.call("SHUTDOWN", "NOSAVE")
+        except Exception:
+            pass
+        stop(self.proc, grace=10)
 
 
-def run_peer(name, redis, n, produce, workers, count_key):
-    redis.cmd("FLUSHALL")
-    cpu0 = redis.cpu()
-    t = time.monotonic()
-    out = json.loads(subprocess.run(produce, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-    enqueue_s = time.monotonic() - t
-    result = drain(redis, n, count_key, workers)
-    result.update({
-        "system": name,
-        "jobs": n,
-        "submit_latency": {"p50_ms": pct(out["enqueue"], 0.5), "p99_ms": pct(out["enqueue"], 0.99)},
-        "status_latency": {"p50_ms": pct(out["status"], 0.5), "p99_ms": pct(out["status"], 0.99)},
-        "end_to_end_jobs_per_s": round(n / (enqueue_s + n / result["drain_jobs_per_s"])),
-        "redis_cpu_us_per_job": round((redis.cpu() - cpu0) * 1e6 / n),
-    })
-    print(f"{name}: {json.dumps(result)}", flush=True)
+# ---------------------------------------------------------------- jobd over HTTP
+
+def _request(path, body):
+    return (b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path, len(body), body))
+
+
+async def _read_response(reader):
+    status = int((await reader.readline()).split()[1])
+    length, chunked = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        body = b""
+        while True:
+            size = int((await reader.readline()).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += chunk[:-2]
+    else:
+        body = await reader.readexactly(length)
+    return status, body
+
+
+async def _http_fill(port, n, users, connections, depth):
+    counter = iter(range(n))
+
+    async def one():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while True:
+                batch = list(itertools.islice(counter, depth))
+                if not batch:
+                    return
+                writer.write(b"".join(_request(b"/api/v1/jobs", b'{"job_type":"noop","user_id":"user%d"}'
+                                               % (k % users)) for k in batch))
+                await writer.drain()
+                for _ in batch:
+                    status, body = await _read_response(reader)
+                    if not 200 <= status < 300:
+                        raise RuntimeError(f"submit answered {status}: {body[:300]!r}")
+        finally:
+            writer.close()
+
+    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(connections))), timeout=600)
+
+
+def http_fill(port, n, users=USERS, connections=8, depth=32):
+    """Submits n no-op jobs (users round-robin) over `connections` keep-alive
+    connections, `depth` requests pipelined on each."""
+    asyncio.run(_http_fill(port, n, users, connections, depth))
+
+
+class JobdNode:
+    """A `jobd serve` node: started, its address read from its first line."""
+
+    def __init__(self, jobd, args, log, cwd):
+        self.proc = spawn([jobd, "serve", "--bind", "127.0.0.1:0"] + args, log=log, stdout=subprocess.PIPE,
+                          env=jobd_env(), cwd=cwd)
+        lines = queue.Queue()
+
+        def read():
+            for line in self.proc.stdout:
+                lines.put(line.decode(errors="replace").strip())
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            first = lines.get(timeout=30)
+        except queue.Empty:
+            first = None
+        if not first or not first.startswith("jobd listening on "):
+            raise RuntimeError(f"jobd serve did not start: {first!r}\n{tail(log)}")
+        self.url = first[len("jobd listening on "):]
+        self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
+
+
+# ---------------------------------------------------------------- systems
+
+class System:
+    """One system under test. `fill()` puts the backlog in place;
+    `start_workers()` starts what drains it (returns the Popen list the
+    observer watches); `count()` is the observer's completion count;
+    `verify()` an exact count after the drain; `stop()` ends it all."""
+
+    uses_redis = True
+
+    def __init__(self, key, jobs, ctx):
+        self.key, self.jobs, self.ctx = key, jobs, ctx
+        self.workers, self.others = [], {}
+        self.log = os.path.join(ctx.tmp, f"{key}.log")
+
+    def prepare(self, rnd):
+        """What comes before the fill and is not measured with it."""
+
+    def after_fill(self, fill):
+        """What comes after the fill's Redis counters are read (the peers'
+        status lookups)."""
+
+    def stop(self):
+        for w in self.workers:
+            stop(w)
+
+    def discard(self):
+        """Removes what verify() needed."""
+
+
+class JobdRedis(System):
+    def prepare(self, rnd):
+        c = self.ctx
+        self.store = ["--store", c.redis.url, "--redis-prefix", "bench"]
+        self.node = JobdNode(c.jobd, ["--workers", "0"] + self.store + WIDE, self.log, c.tmp)
+        self.others = {"jobd API node": [self.node.proc.pid]}
+
+    def fill(self, rnd):
+        c = self.ctx
+        t = time.perf_counter()
+        http_fill(self.node.port, self.jobs)
+        elapsed = time.perf_counter() - t
+        pending = int(c.redis.conn.call("HGET", "{bench}:counts", "pending") or 0)
+        if pending != self.jobs:
+            raise RuntimeError(f"jobd (redis): {pending} pending after the fill, not {self.jobs}")
+        return {"enqueue_s": elapsed, "method": "HTTP POST /api/v1/jobs, 8 connections x 32 pipelined"}
+
+    def start_workers(self):
+        c = self.ctx
+        self.workers = [spawn([c.jobd, "worker", "--workers", str(JOBD_SLOTS)] + self.store + WIDE, log=self.log,
+                              env=jobd_env(), cwd=c.tmp)]
+        return self.workers
+
+    def count(self):
+        return RedisCount(self.ctx.redis.port, "HGET", "{bench}:counts", "completed")
+
+    def verify(self):
+        r = self.ctx.redis.conn
+        failed = int(r.call("HGET", "{bench}:counts", "failed") or 0)
+        if failed:
+            raise RuntimeError(f"jobd (redis): {failed} jobs failed")
+        return int(r.call("ZCARD", "{bench}:done:completed"))
+
+    def stop(self):
+        super().stop()
+        if getattr(self, "node", None):
+            stop(self.node.proc)
+
+
+class JobdSqlite(System):
+    uses_redis = False
+
+    def prepare(self, rnd):
+        c = self.ctx
+        self.data = tempfile.mkdtemp(prefix=f"sqlite-{rnd}-", dir=c.tmp)
+        self.store = ["--data-dir", self.data, "--sqlite-synchronous", "normal"]
+        self.node = JobdNode(c.jobd, ["--workers", "0"] + self.store + WIDE, self.log, c.tmp)
+        self.others = {"jobd API node": [self.node.proc.pid]}
+
+    def fill(self, rnd):
+        t = time.perf_counter()
+        http_fill(self.node.port, self.jobs)
+        elapsed = time.perf_counter() - t
+        self.db = os.path.join(self.data, "jobd.sqlite3")
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
+            pending = conn.execute("SELECT n FROM status_counts WHERE status = 'pending'").fetchone()[0]
+        if pending != self.jobs:
+            raise RuntimeError(f"jobd (sqlite): {pending} pending after the fill, not {self.jobs}")
+        return {"enqueue_s": elapsed, "method": "HTTP POST /api/v1/jobs, 8 connections x 32 pipelined"}
+
+    def start_workers(self):
+        # As jobd-bench: a second node running API and workers together on
+        # the same data dir (SQLite: one writing process does the work).
+        self.drainer = JobdNode(self.ctx.jobd, ["--workers", str(JOBD_SLOTS)] + self.store + WIDE, self.log,
+                                self.ctx.tmp)
+        self.workers = [self.drainer.proc]
+        return self.workers
+
+    def count(self):
+        return SqliteCount(self.db, "SELECT n FROM status_counts WHERE status = 'completed'")
+
+    def verify(self):
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
+            rows = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+        if rows.get("failed"):
+            raise RuntimeError(f"jobd (sqlite): {rows['failed']} jobs failed")
+        return rows.get("completed", 0)
+
+    def stop(self):
+        super().stop()
+        if getattr(self, "node", None):
+            stop(self.node.proc)
+
+    def discard(self):
+        if getattr(self, "data", None):
+            shutil.rmtree(self.data, ignore_errors=True)
+
+
+class Producer:
+    """A peer's producer process: fills the backlog, prints {"filled": ..},
+    waits for a line on stdin while Redis's counters are read, then times
+    status lookups and prints its results as one JSON line."""
+
+    def __init__(self, cmd, log, env=None, cwd=None):
+        self.proc = spawn(cmd, log=log, stdout=subprocess.PIPE, stdin=subprocess.PIPE, env=env, cwd=cwd)
+        self.lines = queue.Queue()
+
+        def read():
+            for line in self.proc.stdout:
+                self.lines.put(line.decode(errors="replace").strip())
+            self.lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def _line(self, timeout, what):
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            line = None
+        if not line:
+            stop(self.proc, signal.SIGKILL, 1)
+            raise RuntimeError(f"producer gave no {what}:\n{tail(self.proc.log)}")
+        return json.loads(line)
+
+    def filled(self, timeout=600):
+        return self._line(timeout, "'filled' line")
+
+    def finish(self, timeout=300):
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        out = self._line(timeout, "results")
+        if wait_exit(self.proc, 30) != 0:
+            raise RuntimeError(f"producer exited with {self.proc.returncode}:\n{tail(self.proc.log)}")
+        return out
+
+
+class BullMQ(System):
+    def env(self):
+        return dict(os.environ, COMPARE_NODE_DIR=self.ctx.node_dir, COMPARE_REDIS_PORT=str(self.ctx.redis.port))
+
+    def fill(self, rnd):
+        self.producer = Producer(["node", os.path.join(PEERS, "bullmq_produce.mjs"), str(self.jobs), str(N_STATUS)],
+                                 self.log, env=self.env())
+        return dict(self.producer.filled(), method="Queue.add() one by one, awaited; status: getJobState()")
+
+    def after_fill(self, fill):
+        out = self.producer.finish()
+        self.ctx.found_versions.update({f"npm {k}": v for k, v in out["versions"].items() if k != "node"})
+        fill.update(enqueue_ms=out["enqueue_ms"], status_ms=out["status_ms"])
+
+    def start_workers(self):
+        self.workers = [spawn(["node", os.path.join(PEERS, "bullmq_worker.mjs"), str(self.jobs), "50"],
+                              log=self.log, env=self.env())]
+        return self.workers
+
+    def count(self):
+        return RedisCount(self.ctx.redis.port, "ZCARD", "bull:bench:completed")
+
+    def verify(self):
+        return int(self.ctx.redis.conn.call("ZCARD", "bull:bench:completed"))
+
+    def stop(self):
+        for w in self.workers:
+            wait_exit(w, 30)
+
+
+class Apalis(System):
+    CONCURRENCY = env_int("COMPARE_APALIS_CONCURRENCY", 50)
+
+    def prepare(self, rnd):
+        c = self.ctx
+        n = min(N_STATUS, self.jobs)
+        self.latency = json.loads(run([c.apalis, "latency", c.redis.url, "lat", str(n)], 300).strip().splitlines()[-1])
+        c.redis.flush()
+
+    def fill(self, rnd):
+        c = self.ctx
+        out = json.loads(run([c.apalis, "push", c.redis.url, "apq", str(self.jobs)], 600).strip().splitlines()[-1])
+        return {"enqueue_s": out["push_s"], "latency_summary": self.latency,
+                "method": "push() one by one, awaited; latency: a separate run of push_task + fetch_by_id "
+                          "before the fill"}
+
+    def start_workers(self):
+        c = self.ctx
+        self.workers = [spawn([c.apalis, "work", c.redis.url, "apq", str(self.jobs), str(self.CONCURRENCY)],
+                              log=self.log)]
+        return self.workers
+
+    def count(self):
+        return RedisCount(self.ctx.redis.port, "SCARD", "apq:done")
+
+    def verify(self):
+        return int(self.ctx.redis.conn.call("SCARD", "apq:done"))
+
+    def stop(self):
+        for w in self.workers:
+            wait_exit(w, 30)
+
+
+class Celery(System):
+    def env(self):
+        return dict(os.environ, COMPARE_REDIS_PORT=str(self.ctx.redis.port), PYTHONPATH=PEERS)
+
+    def fill(self, rnd):
+        self.round = rnd
+        self.producer = Producer([self.ctx.py, os.path.join(PEERS, "celery_produce.py"), str(self.jobs),
+                                  str(N_STATUS)], self.log, env=self.env(), cwd=PEERS)
+        return dict(self.producer.filled(),
+                    method="noop.delay() one by one; status: AsyncResult(id).state (PENDING: a GET of a missing key)")
+
+    def after_fill(self, fill):
+        out = self.producer.finish()
+        self.ctx.found_versions.update({f"pip {k}": v for k, v in out["versions"].items() if k != "python"})
+        fill.update(enqueue_ms=out["enqueue_ms"], status_ms=out["status_ms"])
+
+    def start_workers(self):
+        c = self.ctx
+        self.workers = [spawn([os.path.join(c.venv, "bin", "celery"), "-A", "celery_app", "worker", "-l", "WARNING",
+                               "--without-gossip", "--without-mingle", "--without-heartbeat", "-P", "solo", "-n",
+                               f"w{self.round}@bench"], log=self.log, env=self.env(), cwd=PEERS)]
+        return self.workers
+
+    def count(self):
+        # The result backend is db 1, where only result keys live.
+        return RedisCount(self.ctx.redis.port, "DBSIZE", db=1)
+
+    def verify(self):
+        return int(Resp(self.ctx.redis.port, db=1).call("DBSIZE"))
+
+    def stop(self):
+        for w in self.workers:
+            stop(w, signal.SIGTERM)  # no burst mode: warm shutdown once drained
+
+
+class RQ(System):
+    def env(self):
+        return dict(os.environ, PYTHONPATH=PEERS)
+
+    def fill(self, rnd):
+        self.round = rnd
+        self.producer = Producer([self.ctx.py, os.path.join(PEERS, "rq_produce.py"), str(self.ctx.redis.port),
+                                  str(self.jobs), str(N_STATUS)], self.log, env=self.env(), cwd=PEERS)
+        return dict(self.producer.filled(), method="Queue.enqueue() one by one; status: Job.fetch(id).get_status()")
+
+    def after_fill(self, fill):
+        out = self.producer.finish()
+        self.ctx.found_versions.update({f"pip {k}": v for k, v in out["versions"].items() if k != "python"})
+        fill.update(enqueue_ms=out["enqueue_ms"], status_ms=out["status_ms"])
+
+    def start_workers(self):
+        c = self.ctx
+        self.workers = [spawn([os.path.join(c.venv, "bin", "rq"), "worker", "--burst", "--quiet", "-w",
+                               "rq.worker.SimpleWorker", "-u", c.redis.url, "-n", f"w{i}-{self.round}", "bench"],
+                              log=self.log, env=self.env(), cwd=PEERS) for i in range(2)]
+        return self.workers
+
+    def count(self):
+        return RedisCount(self.ctx.redis.port, "ZCARD", "rq:finished:bench")
+
+    def verify(self):
+        return int(self.ctx.redis.conn.call("ZCARD", "rq:finished:bench"))
+
+    def stop(self):
+        for w in self.workers:
+            wait_exit(w, 30)
+
+
+CLASSES = {"jobd-redis": JobdRedis, "jobd-sqlite": JobdSqlite, "bullmq": BullMQ, "apalis": Apalis, "celery": Celery,
+           "rq": RQ}
+
+
+def measure(key, jobs, ctx, rnd):
+    """One system, one round: empty store, fill, observed drain, verify."""
+    system = CLASSES[key](key, jobs, ctx)
+    ctx.redis.flush()
+    load = loadavg()
+    try:
+        system.prepare(rnd)
+        info0 = ctx.redis.conn.info()
+        fill = system.fill(rnd)
+        info1 = ctx.redis.conn.info()
+        system.after_fill(fill)
+        count = system.count()
+        try:
+            result = observe_drain(jobs, count, system.start_workers, others=system.others,
+                                   redis=ctx.redis.conn if system.uses_redis else None, redis_pid=ctx.redis.proc.pid,
+                                   poll_s=ctx.poll_s, deadline_s=ctx.deadline_s)
+        finally:
+            count.close()
+    except Exception:
+        system.stop()
+        print(f"--- {key} log tail:\n{tail(system.log)}", file=sys.stderr)
+        raise
+    system.stop()
+    result.pop("workers")
+    try:
+        result["verified_completed"] = system.verify()
+    finally:
+        system.discard()
+    result["worker_exit_codes"] = [w.returncode for w in system.workers]
+    result.update({"system": key, "round": rnd, "loadavg_before": load, "enqueue_s": fill["enqueue_s"],
+                   "enqueue_jobs_per_s": jobs / fill["enqueue_s"], "fill_method": fill["method"]})
+    if system.uses_redis:
+        result["fill_redis_cpu_us_per_job"] = (info1["cpu_s"] - info0["cpu_s"]) * 1e6 / jobs
+        result["fill_redis_commands_per_job"] = (info1["commands"] - info0["commands"] - 1) / jobs
+    if "enqueue_ms" in fill:
+        result["submit_ms"] = {"p50": pct(fill["enqueue_ms"], 0.5), "p99": pct(fill["enqueue_ms"], 0.99)}
+        result["status_ms"] = {"p50": pct(fill["status_ms"], 0.5), "p99": pct(fill["status_ms"], 0.99)}
+    elif "latency_summary" in fill:
+        s = fill["latency_summary"]
+        result["submit_ms"] = {"p50": s["enqueue"]["p50_ms"], "p99": s["enqueue"]["p99_ms"]}
+        result["status_ms"] = {"p50": s["status"]["p50_ms"], "p99": s["status"]["p99_ms"]}
+    if result["verified_completed"] < jobs:
+        raise RuntimeError(f"{key}: the observer counted {jobs} done, but only {result['verified_completed']} are")
+    rc = result.get("redis")
+    redis_part = f"Redis {rc['cpu_us_per_job']:6.1f} µs/job {rc['commands_per_job']:5.1f} cmds/job" if rc else (
+        f"{'(no Redis)':35}")
+    print(f"  {LABELS[key]:24} round {rnd}: steady {result['steady_jobs_per_s']:9,.0f}/s  drain "
+          f"{result['drain_jobs_per_s']:9,.0f}/s  {redis_part}  worker {result['cpu_us_per_job']['worker']:7.1f} "
+          f"µs/job  other load {result['other_load_cores']:.2f} cores", flush=True)
     return result
 
 
-def svg(rows, path):
-    """A bar chart of steady drain per system (no plotting library needed)."""
-    width, bar, gap = 720, 26, 10
-    top = max(r["steady_jobs_per_s"] for r in rows) or 1
-    height = 40 + len(rows) * (bar + gap)
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, round((len(values) - 1) * p))] if values else None
+
+
+# ---------------------------------------------------------------- installs and builds
+
+def cargo_build(args, cwd, env=None, timeout=1800):
+    """cargo build with JSON messages; returns {target name: executable}."""
+    out = run(["cargo", "build"] + args + ["--message-format=json-render-diagnostics"], timeout, cwd=cwd, env=env)
+    exes = {}
+    for line in out.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+            exes[msg["target"]["name"]] = msg["executable"]
+    return exes
+
+
+def build_jobd(profile):
+    """Builds jobd and jobd-bench (a [[bench]] target) of the profile; with
+    COMPARE_NO_BUILD=1 takes the jobd and newest jobd-bench already built."""
+    if os.environ.get("COMPARE_NO_BUILD") == "1":
+        target = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), profile)
+        deps = os.path.join(target, "deps")
+        benches = [os.path.join(deps, f) for f in os.listdir(deps) if f.startswith("jobd_bench-")
+                   and os.access(os.path.join(deps, f), os.X_OK) and "." not in f]
+        if not benches or not os.path.exists(os.path.join(target, "jobd")):
+            raise RuntimeError(f"COMPARE_NO_BUILD=1 but no jobd and jobd-bench in {target}")
+        return os.path.join(target, "jobd"), max(benches, key=os.path.getmtime)
+    flags = ["--release"] if profile == "release" else []
+    exes = cargo_build(flags + ["--bench", "jobd-bench", "--bin", "jobd"], ROOT)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    jobd = exes.get("jobd") or os.path.join(target, profile, "jobd")
+    if "jobd-bench" not in exes or not os.path.exists(jobd):
+        raise RuntimeError(f"cargo did not report jobd-bench and jobd: {exes}")
+    return jobd, exes["jobd-bench"]
+
+
+def install_python(venv):
+    py = os.path.join(venv, "bin", "python")
+    check = ("import importlib.metadata as m, json; print(json.dumps({n: m.version(n) for n in "
+             + repr(list(PIP_PINS)) + "}))")
+    try:
+        if json.loads(run([py, "-c", check], 60)) == PIP_PINS:
+            return
+    except Exception:
+        pass
+    if not os.path.exists(py):
+        run([sys.executable, "-m", "venv", venv], 300)
+    pins = [f"{'celery[redis]' if k == 'celery' else k}=={v}" for k, v in PIP_PINS.items()]
+    run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + pins, 900)
+
+
+def install_node(node_dir):
+    os.makedirs(node_dir, exist_ok=True)
+
+    def installed():
+        found = {}
+        for name in NPM_PINS:
+            try:
+                with open(os.path.join(node_dir, "node_modules", name, "package.json")) as f:
+                    found[name] = json.load(f)["version"]
+            except OSError:
+                pass
+        return found
+
+    if installed() == NPM_PINS:
+        return
+    pkg = os.path.join(node_dir, "package.json")
+    if not os.path.exists(pkg):
+        with open(pkg, "w") as f:
+            f.write('{"name": "jobd-compare-peers", "private": true}\n')
+    run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--save-exact", "--prefix", node_dir]
+        + [f"{k}@{v}" for k, v in NPM_PINS.items()], 900)
+    if installed() != NPM_PINS:
+        raise RuntimeError(f"npm installed {installed()}, not {NPM_PINS}")
+
+
+def build_apalis(src_dir, profile):
+    """Copies ../shared/bench-anchors/apalis (sources and Cargo.lock) to
+    src_dir and builds it there with the lock file (--locked)."""
+    anchor = os.path.join(ANCHORS, "apalis")
+    if not os.path.exists(os.path.join(anchor, "Cargo.lock")):
+        raise RuntimeError(f"apalis's anchor harness not found at {anchor} (set COMPARE_ANCHORS)")
+    os.makedirs(src_dir, exist_ok=True)
+    for name in ("Cargo.toml", "Cargo.lock"):
+        shutil.copy(os.path.join(anchor, name), os.path.join(src_dir, name))
+    shutil.copytree(os.path.join(anchor, "src"), os.path.join(src_dir, "src"), dirs_exist_ok=True)
+    env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(src_dir, "target"))
+    flags = ["--release"] if profile == "release" else []
+    exes = cargo_build(flags + ["--locked"], src_dir, env=env)
+    with open(os.path.join(src_dir, "Cargo.lock")) as f:
+        lock = f.read()
+    versions = {}
+    for name in ("apalis", "apalis-core", "apalis-redis", "redis", "tokio"):
+        part = lock.split(f'name = "{name}"\nversion = "')
+        if len(part) > 1:
+            versions[f"crate {name}"] = part[1].split('"')[0]
+    return exes["apalisbench"], versions
+
+
+def in_parallel(tasks):
+    """Runs {name: callable} in threads; returns results, raises the first error."""
+    results, errors = {}, {}
+
+    def go(name, fn):
+        try:
+            results[name] = fn()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors[name] = e
+
+    threads = [threading.Thread(target=go, args=item, daemon=True) for item in tasks.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=3600)
+    for name, e in errors.items():
+        raise RuntimeError(f"{name}: {e}") from e
+    return results
+
+
+# ---------------------------------------------------------------- jobd-bench
+
+def run_jobd_bench(ctx, backlog, dry):
+    out = os.path.join(ctx.tmp, "jobd-bench.json")
+    ctx.redis.flush()
+    cmd = [ctx.jobd_bench, "--stores", "redis,sqlite", "--backlog", str(backlog), "--redis-url", ctx.redis.url,
+           "--jobd", ctx.jobd, "--json", out]
+    if dry:
+        cmd += ["--requests", "20"]
+    t = time.monotonic()
+    run(cmd, 900, env=jobd_env(), cwd=ctx.tmp)
+    shown = f"--stores redis,sqlite --backlog {backlog} --redis-url <this run's Redis>" + (
+        " --requests 20" if dry else "")
+    with open(out) as f:
+        return {"seconds": time.monotonic() - t, "command": shown, "stores": json.load(f)}
+
+
+# ---------------------------------------------------------------- summary
+
+def summary(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def aggregate(results):
+    """Per system: median and min-max of each figure over the rounds."""
+    figures = {
+        "steady_jobs_per_s": lambda r: r["steady_jobs_per_s"],
+        "drain_jobs_per_s": lambda r: r["drain_jobs_per_s"],
+        "startup_s": lambda r: r["startup_s"],
+        "redis_cpu_us_per_job": lambda r: r.get("redis", {}).get("cpu_us_per_job"),
+        "redis_commands_per_job": lambda r: r.get("redis", {}).get("commands_per_job"),
+        "redis_script_calls_per_job": lambda r: r.get("redis", {}).get("script_calls_per_job"),
+        "redis_cores": lambda r: r.get("redis", {}).get("cores"),
+        "worker_cpu_us_per_job": lambda r: r["cpu_us_per_job"]["worker"],
+        "worker_cpu_us_per_job_incl_startup": lambda r: r["cpu_us_per_job"]["worker_incl_startup"],
+        "worker_cores": lambda r: r["worker_cores"],
+        "api_node_cpu_us_per_job": lambda r: r["cpu_us_per_job"].get("jobd API node"),
+        "observer_cpu_us_per_job": lambda r: r["cpu_us_per_job"]["observer"],
+        "other_load_cores": lambda r: r["other_load_cores"],
+        "enqueue_jobs_per_s": lambda r: r["enqueue_jobs_per_s"],
+        "fill_redis_cpu_us_per_job": lambda r: r.get("fill_redis_cpu_us_per_job"),
+        "fill_redis_commands_per_job": lambda r: r.get("fill_redis_commands_per_job"),
+        "submit_p50_ms": lambda r: r.get("submit_ms", {}).get("p50"),
+        "submit_p99_ms": lambda r: r.get("submit_ms", {}).get("p99"),
+        "status_p50_ms": lambda r: r.get("status_ms", {}).get("p50"),
+        "status_p99_ms": lambda r: r.get("status_ms", {}).get("p99"),
+    }
+    out = {}
+    for key in SYSTEMS:
+        rows = [r for r in results if r["system"] == key]
+        if rows:
+            out[key] = {name: summary([get(r) for r in rows]) for name, get in figures.items()}
+            out[key]["jobs"] = rows[0]["jobs"]
+            out[key]["count_query"] = rows[0]["count_query"]
+            commands = {}
+            for r in rows:
+                for name, v in r.get("redis", {}).get("per_command", {}).items():
+                    commands.setdefault(name, []).append(v["usec_per_job"])
+            out[key]["redis_usec_per_job_by_command"] = {
+                k: statistics.median(v + [0] * (len(rows) - len(v)))
+                for k, v in sorted(commands.items(), key=lambda kv: -statistics.median(kv[1]))}
+    return out
+
+
+def ratios(results, agg):
+    """jobd (each store) / each peer, steady drain: ratio of the medians,
+    and the min-max of the ratios of the same round."""
+    out = {}
+    for jobd in ("jobd-redis", "jobd-sqlite"):
+        for peer in PEER_KEYS:
+            if jobd not in agg or peer not in agg:
+                continue
+            rounds = sorted({r["round"] for r in results})
+            per_round = []
+            for rnd in rounds:
+                a = [r for r in results if r["system"] == jobd and r["round"] == rnd]
+                b = [r for r in results if r["system"] == peer and r["round"] == rnd]
+                if a and b:
+                    per_round.append(a[0]["steady_jobs_per_s"] / b[0]["steady_jobs_per_s"])
+            out[f"{jobd}/{peer}"] = {
+                "ratio_of_medians": agg[jobd]["steady_jobs_per_s"]["median"] / agg[peer]["steady_jobs_per_s"]["median"],
+                "same_round_min": min(per_round), "same_round_max": max(per_round), "per_round": per_round}
+    return out
+
+
+def fmt(s, digits=0, unit=""):
+    """median (min–max)."""
+    if not s:
+        return "-"
+    f = f"{{:,.{digits}f}}"
+    if s["n"] == 1:
+        return f.format(s["median"]) + unit
+    return f"{f.format(s['median'])}{unit} ({f.format(s['min'])}–{f.format(s['max'])})"
+
+
+def report(doc):
+    agg, rat, meta = doc["summary"], doc["ratios"], doc["run"]
+    L = []
+    add = L.append
+    add(f"# jobd beside its peers: {meta['started']}")
+    add("")
+    add(f"Machine: {meta['machine']['nproc']} cores, {meta['machine']['mem_gib']} GiB, {meta['machine']['cpu']}, "
+        f"kernel {meta['machine']['kernel']}. Load average before the run: "
+        f"{' / '.join(str(x) for x in meta['loadavg_at_start'])} (1/5/15 min); before the first round, "
+        f"after the builds: {' / '.join(str(x) for x in meta['loadavg_before_rounds'])}. "
+        f"Run took {meta['seconds']:.0f} s ({meta['rounds_seconds']:.0f} s of rounds).")
+    add("")
+    add(f"{meta['rounds']} rounds, order {' → '.join(meta['order'][0])} (odd rounds reversed); every drain timed by "
+        f"`{meta['observer']}` in the benchmark's process (source sha256 {meta['observer_sha256'][:12]}…), one "
+        f"persistent connection polling a completion count every {meta['poll_ms']:g} ms. Figures: median "
+        f"(min–max) over the rounds. Per-job costs are over the steady window (first → last completion seen).")
+    add("")
+    add("| system | jobs/round | steady jobs/s | drain jobs/s | startup s | Redis CPU µs/job | Redis cmds/job | "
+        "worker CPU µs/job | Redis cores | worker cores | other load, cores |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key in SYSTEMS:
+        if key not in agg:
+            continue
+        a = agg[key]
+        add(f"| {LABELS[key]} | {a['jobs']:,} | {fmt(a['steady_jobs_per_s'])} | {fmt(a['drain_jobs_per_s'])} | "
+            f"{fmt(a['startup_s'], 2)} | {fmt(a['redis_cpu_us_per_job'], 1)} | {fmt(a['redis_commands_per_job'], 1)} | "
+            f"{fmt(a['worker_cpu_us_per_job'], 1)} | {fmt(a['redis_cores'], 2)} | {fmt(a['worker_cores'], 2)} | "
+            f"{fmt(a['other_load_cores'], 2)} |")
+    add("")
+    add("Worker CPU is the worker process tree's (jobd on SQLite: the node running API and workers). "
+        "Redis commands count those scripts call too (INFO's total_commands_processed), less the observer's polls. "
+        "\"Other load\" is the machine's busy time in the window less that of Redis, the workers, the jobd API node "
+        "and the observer: processes outside the run.")
+    if "jobd-redis" in agg or "jobd-sqlite" in agg:
+        add("")
+        add("| jobd | API node CPU µs/job during the drain | worker CPU µs/job incl. startup | observer CPU µs/job |")
+        add("|---|---:|---:|---:|")
+        for key in ("jobd-redis", "jobd-sqlite"):
+            if key in agg:
+                a = agg[key]
+                add(f"| {LABELS[key]} | {fmt(a['api_node_cpu_us_per_job'], 1)} | "
+                    f"{fmt(a['worker_cpu_us_per_job_incl_startup'], 1)} | {fmt(a['observer_cpu_us_per_job'], 2)} |")
+    if rat:
+        add("")
+        add("Steady drain, jobd / peer: ratio of the medians (min–max of the same-round ratios).")
+        add("")
+        peers = [p for p in PEER_KEYS if p in agg]
+        add("| | " + " | ".join(f"× {LABELS[p]}" for p in peers) + " |")
+        add("|---|" + "---:|" * len(peers))
+        for jobd in ("jobd-redis", "jobd-sqlite"):
+            if jobd in agg:
+                cells = []
+                for p in peers:
+                    r = rat.get(f"{jobd}/{p}")
+                    d = 2 if r and r["ratio_of_medians"] < 10 else 0
+                    cells.append(f"{r['ratio_of_medians']:.{d}f} ({r['same_round_min']:.{d}f}–{r['same_round_max']:.{d}f})"
+                                 if r else "-")
+                add(f"| {LABELS[jobd]} | " + " | ".join(cells) + " |")
+    add("")
+    add("| goal | figure | met |")
+    add("|---|---|---|")
+    for g in doc["goals"]:
+        add(f"| {g['goal']} | {g['figure']} | {'yes' if g['met'] else 'no'} |")
+    add("")
+    add("Submission: the fill before each drain (jobd: HTTP from this script, 8 connections × 32 pipelined requests; "
+        "the peers: their client library, one call at a time), and latency of single calls (the peers: library calls "
+        "from one client, status of 2,000 queued jobs; jobd: from jobd-bench, HTTP from 16 clients).")
+    add("")
+    add("| system | fill jobs/s | Redis CPU µs/job in the fill | Redis cmds/job in the fill | submit p50 / p99 ms | "
+        "status p50 / p99 ms |")
+    add("|---|---:|---:|---:|---:|---:|")
+    bench = {s["store"]: s for s in doc.get("jobd_bench", {}).get("stores", [])}
+    for key in SYSTEMS:
+        if key not in agg:
+            continue
+        a = agg[key]
+        if key.startswith("jobd"):
+            b = bench.get(key.split("-")[1], {})
+            sub = b.get("submit_latency")
+            st = b.get("status_latency")
+            lat_sub = f"{sub['p50_ms']} / {sub['p99_ms']}" if sub else "-"
+            lat_st = f"{st['p50_ms']} / {st['p99_ms']}" if st else "-"
+        else:
+            lat_sub = f"{fmt(a['submit_p50_ms'], 3)} / {fmt(a['submit_p99_ms'], 3)}"
+            lat_st = f"{fmt(a['status_p50_ms'], 3)} / {fmt(a['status_p99_ms'], 3)}"
+        add(f"| {LABELS[key]} | {fmt(a['enqueue_jobs_per_s'])} | {fmt(a['fill_redis_cpu_us_per_job'], 1)} | "
+            f"{fmt(a['fill_redis_commands_per_job'], 1)} | {lat_sub} | {lat_st} |")
+    add("")
+    add("What each system's observer polls (one query per poll, persistent connection):")
+    add("")
+    for key in SYSTEMS:
+        if key in agg:
+            add(f"- {LABELS[key]}: `{agg[key]['count_query']}`")
+    add("")
+    add("Redis time per job in the drain by command (µs/job, commandstats, median; the scripts' own time includes "
+        "the commands they call):")
+    add("")
+    for key in SYSTEMS:
+        if key in agg and agg[key]["redis_usec_per_job_by_command"]:
+            top = list(agg[key]["redis_usec_per_job_by_command"].items())[:8]
+            add(f"- {LABELS[key]}: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+    if doc.get("jobd_bench"):
+        add("")
+        add(jobd_bench_table(doc["jobd_bench"]))
+    add("")
+    add("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())) + ".")
+    add("")
+    add("Per round (steady jobs/s):")
+    add("")
+    rounds = sorted({r["round"] for r in doc["results"]})
+    add("| system | " + " | ".join(f"round {r}" for r in rounds) + " |")
+    add("|---|" + "---:|" * len(rounds))
+    for key in SYSTEMS:
+        cells = []
+        for rnd in rounds:
+            rows = [r for r in doc["results"] if r["system"] == key and r["round"] == rnd]
+            cells.append(f"{rows[0]['steady_jobs_per_s']:,.0f}" if rows else "-")
+        if any(c != "-" for c in cells):
+            add(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
+    return "\n".join(L) + "\n"
+
+
+def jobd_bench_table(jb):
+    by = {s["store"]: s for s in jb["stores"]}
+    stores = [s for s in ("redis", "sqlite") if s in by]
+
+    def get(r, *path):
+        for p in path:
+            if not isinstance(r, dict) or p not in r:
+                return None
+            r = r[p]
+        return r
+
+    def lat(r, *path):
+        v = get(r, *path)
+        return f"{v['p50_ms']} / {v['p99_ms']}" if v else "-"
+
+    def num(v, d=0):
+        return "-" if v is None else f"{v:,.{d}f}"
+
+    rows = [
+        ("steady drain, its own timer (HTTP stats poll every 10 ms), jobs/s",
+         lambda r: num(get(r, "drain", "steady_jobs_per_s"))),
+        ("its Redis CPU µs/job and commands/job (whole drain)",
+         lambda r: f"{num(get(r, 'drain', 'redis_cpu_us_per_job'))} / {num(get(r, 'drain', 'redis_commands_per_job'), 1)}"
+         if get(r, "drain", "redis_cpu_us_per_job") is not None else "-"),
+        ("steady drain, per-user limit 2 across 100 users (jobs/s)",
+         lambda r: num(get(r, "drain_per_user_limit", "steady_jobs_per_s"))),
+        ("status p50 / p99 ms while a backlog drains (16 clients)",
+         lambda r: lat(r, "drain_under_load", "status_under_load")),
+        ("submit p50 / p99 ms while a backlog drains (16 clients)",
+         lambda r: lat(r, "drain_under_load", "submit_under_load")),
+        ("steady drain meanwhile (jobs/s)", lambda r: num(get(r, "drain_under_load", "steady_jobs_per_s"))),
+        ("worker peak RSS MiB (SQLite: the node running API and workers)",
+         lambda r: num(get(r, "drain", "worker_peak_rss_mib"), 1)),
+        ("idle worker RSS MiB", lambda r: num(get(r, "idle_worker_rss_mib"), 1)),
+        ("API node RSS MiB with 1,000 SSE streams", lambda r: num(get(r, "sse", "server_rss_with_streams_mib"), 1)),
+        ("completion → stream event p50 / p99 ms", lambda r: lat(r, "wakeup_latency")),
+    ]
+    out = [f"jobd-bench (bench/main.rs), once, `jobd-bench {jb['command']}` ({jb['seconds']:.0f} s): its own "
+           f"timings, a cross-check, and what only it measures.", "",
+           "| figure | " + " | ".join(f"jobd ({s})" for s in stores) + " |", "|---|" + "---:|" * len(stores)]
+    for label, f in rows:
+        out.append(f"| {label} | " + " | ".join(f(by[s]) for s in stores) + " |")
+    return "\n".join(out)
+
+
+def goals(agg, rat, bench):
+    out = []
+
+    def goal(text, figure, met):
+        out.append({"goal": text, "figure": figure, "met": bool(met)})
+
+    def ratio(key, floor, text):
+        r = rat.get(key)
+        if r:
+            d = 2 if r["ratio_of_medians"] < 10 else 1
+            goal(text, f"{r['ratio_of_medians']:.{d}f}× ({r['same_round_min']:.{d}f}–{r['same_round_max']:.{d}f})",
+                 r["ratio_of_medians"] >= floor)
+
+    ratio("jobd-redis/bullmq", 3, "issue 18 goal: jobd (redis) steady drain ≥ 3× BullMQ")
+    ratio("jobd-redis/rq", 75, "issue 18 goal: jobd (redis) ≥ 75× RQ")
+    ratio("jobd-sqlite/bullmq", 1, "issue 18 goal: jobd (sqlite) ≥ 1× BullMQ (on Redis)")
+    ratio("jobd-redis/bullmq", 2, "issue 4 floor: jobd (redis) ≥ 2× BullMQ")
+    ratio("jobd-redis/apalis", 2, "issue 4 floor: jobd (redis) ≥ 2× apalis")
+    ratio("jobd-redis/rq", 50, "issue 4 floor: jobd (redis) ≥ 50× RQ SimpleWorker")
+    if "jobd-redis" in agg and "bullmq" in agg and agg["bullmq"]["redis_cpu_us_per_job"]:
+        a, b = agg["jobd-redis"]["redis_cpu_us_per_job"]["median"], agg["bullmq"]["redis_cpu_us_per_job"]["median"]
+        goal("issue 4 floor: Redis CPU per job ≤ 0.5× BullMQ's", f"{a:.1f} / {b:.1f} µs = {a / b:.2f}×", a <= 0.5 * b)
+    if "jobd-sqlite" in agg:
+        s = agg["jobd-sqlite"]["steady_jobs_per_s"]["median"]
+        goal("issue 4 floor: jobd (sqlite) steady drain ≥ 10,000 jobs/s", f"{s:,.0f}", s >= 10_000)
+    for store, r in sorted(bench.items()):
+        load = r.get("drain_under_load")
+        if load:
+            worst = max(load["status_under_load"]["p99_ms"], load["submit_under_load"]["p99_ms"])
+            goal(f"issue 4 floor ({store}, jobd-bench): submit and status p99 < 5 ms while draining", f"{worst} ms",
+                 worst < 5)
+        if "idle_worker_rss_mib" in r:
+            goal(f"issue 4 floor ({store}, jobd-bench): idle worker RSS < 20 MiB",
+                 f"{r['idle_worker_rss_mib']:.1f} MiB", r["idle_worker_rss_mib"] < 20)
+        if "sse" in r:
+            v = r["sse"]["server_rss_with_streams_mib"]
+            goal(f"issue 4 floor ({store}, jobd-bench): 1,000 SSE streams < 100 MiB", f"{v:.1f} MiB", v < 100)
+        if "wakeup_latency" in r:
+            v = r["wakeup_latency"]["p99_ms"]
+            goal(f"issue 4 floor ({store}, jobd-bench): wake-up p99 < 10 ms", f"{v} ms", v < 10)
+    return out
+
+
+def svg(doc, path):
+    """Steady drain per system: median bar, min-max whisker."""
+    agg = doc["summary"]
+    keys = [k for k in SYSTEMS if k in agg]
+    width, bar, gap, left = 760, 24, 10, 190
+    top = max(agg[k]["steady_jobs_per_s"]["max"] for k in keys) or 1
+    scale = (width - left - 170) / top
+    height = 50 + len(keys) * (bar + gap)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="13"><text x="10" y="20" font-weight="bold">steady drain, no-op jobs/s (same machine, same run)'
-             f'</text>']
-    for i, r in enumerate(rows):
-        y = 32 + i * (bar + gap)
-        w = int((width - 330) * r["steady_jobs_per_s"] / top)
-        parts.append(f'<text x="10" y="{y + 18}">{r["system"]}</text>')
-        parts.append(f'<rect x="230" y="{y}" width="{w}" height="{bar}" fill="#3a6ea5"/>')
-        parts.append(f'<text x="{236 + w}" y="{y + 18}">{r["steady_jobs_per_s"]:,} '
-                     f'(status p99 {r["status_latency"]["p99_ms"]} ms)</text>')
+             f'font-size="13"><rect width="100%" height="100%" fill="white"/>'
+             f'<text x="10" y="20" font-weight="bold">steady drain, no-op jobs/s: median of {doc["run"]["rounds"]} '
+             f'rounds, whisker min–max; same observer, same Redis, same run</text>']
+    for i, k in enumerate(keys):
+        s = agg[k]["steady_jobs_per_s"]
+        y = 34 + i * (bar + gap)
+        w = max(1, int(s["median"] * scale))
+        x0, x1 = left + int(s["min"] * scale), left + int(s["max"] * scale)
+        parts.append(f'<text x="10" y="{y + 17}">{LABELS[k]}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{w}" height="{bar}" fill="'
+                     f'{"#3a6ea5" if k.startswith("jobd") else "#999"}"/>')
+        parts.append(f'<line x1="{x0}" y1="{y + bar // 2}" x2="{x1}" y2="{y + bar // 2}" stroke="black"/>')
+        parts.append(f'<line x1="{x0}" y1="{y + 6}" x2="{x0}" y2="{y + bar - 6}" stroke="black"/>')
+        parts.append(f'<line x1="{x1}" y1="{y + 6}" x2="{x1}" y2="{y + bar - 6}" stroke="black"/>')
+        parts.append(f'<text x="{max(x1, left + w) + 8}" y="{y + 17}">{s["median"]:,.0f}</text>')
     parts.append("</svg>")
     with open(path, "w") as f:
-        f.write("\n".join(parts))
+        f.write("\n".join(parts) + "\n")
+
+
+# ---------------------------------------------------------------- the check
+
+def check_one_observer(results, planned):
+    """Every planned drain has a result, and every result was timed by the
+    one observer function, in this process, at the same interval."""
+    problems = []
+    done = {(r["system"], r["round"]) for r in results}
+    for item in planned:
+        if item not in done:
+            problems.append(f"{item} has no result")
+    for r in results:
+        who = (r.get("observer"), r.get("observer_source_sha256"), r.get("observer_pid"), r.get("poll_ms"))
+        want = (observer.OBSERVER_ID, observer.OBSERVER_SHA, os.getpid(), results[0]["poll_ms"])
+        if who != want:
+            problems.append(f"{r['system']} round {r['round']} was timed by {who}, not {want}")
+        if r.get("verified_completed", 0) < r["jobs"]:
+            problems.append(f"{r['system']} round {r['round']}: {r.get('verified_completed')} of {r['jobs']} done")
+        if r.get("polls", 0) < 1:
+            problems.append(f"{r['system']} round {r['round']}: never polled")
+    kinds = {r["system"]: r["count_kind"] for r in results}
+    for key, kind in kinds.items():
+        want = "sqlite" if key == "jobd-sqlite" else "redis"
+        if kind != want:
+            problems.append(f"{key} counted over {kind}, not {want}")
+    return problems
+
+
+# ---------------------------------------------------------------- main
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) / 1024 / 1024
+    except OSError:
+        mem = 0
+    return {"nproc": os.cpu_count(), "mem_gib": round(mem), "cpu": cpu, "kernel": platform.release()}
+
+
+def git_state():
+    try:
+        commit = run(["git", "rev-parse", "HEAD"], 30, cwd=ROOT).strip()
+        dirty = run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", "bench/main.rs"], 30,
+                    cwd=ROOT).strip()
+        return {"commit": commit, "uncommitted_changes_in_the_measured_code": dirty.splitlines()}
+    except Exception as e:  # noqa: BLE001
+        return {"error": str(e)}
 
 
 def main():
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    jobd_bench = os.path.join(target, "release", "jobd-bench")
-    if not os.path.exists(jobd_bench):
-        raise SystemExit("build first: cargo build --release")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dry-run", action="store_true",
+                    help="tiny job counts, 1 round; checks every drain was timed by the one observer, exits 1 if not")
+    ap.add_argument("--profile", choices=["release", "debug"], default="release",
+                    help="cargo profile of jobd, jobd-bench and apalis (default release)")
+    ap.add_argument("--out", help="folder for latest.json/md/svg (default bench/results; a dry run: a temp folder)")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    atexit.register(cleanup)
+    started = time.monotonic()
+    started_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load_start = loadavg()
+
+    dry = args.dry_run
+    tiny = 300
+    jobs = {
+        "jobd-redis": env_int("COMPARE_JOBD_JOBS", tiny if dry else 50_000),
+        "jobd-sqlite": env_int("COMPARE_JOBD_JOBS", tiny if dry else 50_000),
+        "bullmq": env_int("COMPARE_BULL_JOBS", tiny if dry else 20_000),
+        # apalis-redis 1.0 cannot drain a backlog above about 8,000 (one Lua
+        # unpack of every due job): 5,000, as in ../shared/bench-anchors.
+        "apalis": env_int("COMPARE_APALIS_JOBS", tiny if dry else 5_000),
+        "celery": env_int("COMPARE_CELERY_JOBS", tiny if dry else 5_000),
+        "rq": env_int("COMPARE_RQ_JOBS", tiny if dry else 5_000),
+    }
+    rounds = env_int("COMPARE_ROUNDS", 1 if dry else 3)
+    systems = [s for s in os.environ.get("COMPARE_SYSTEMS", ",".join(SYSTEMS)).split(",") if s]
+    for s in systems:
+        if s not in SYSTEMS:
+            raise SystemExit(f"unknown system {s}; known: {', '.join(SYSTEMS)}")
+    bench_jobs = env_int("COMPARE_BENCH_JOBS", tiny if dry else 50_000)
+    skip_bench = os.environ.get("COMPARE_SKIP_JOBD_BENCH") == "1"
+    out_dir = args.out or (tempfile.mkdtemp(prefix="jobd-compare-dry-") if dry else os.path.join(HERE, "results"))
+
     tmp = tempfile.mkdtemp(prefix="jobd-compare-")
-    redis = Redis(tmp)
+    fresh = os.environ.get("COMPARE_FRESH") == "1"
+    cache = os.path.join(tmp, "peers") if fresh else os.environ.get(
+        "COMPARE_CACHE", os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                                      "jobd-compare"))
+    os.makedirs(cache, exist_ok=True)
+
+    class Ctx:
+        pass
+
+    ctx = Ctx()
+    ctx.tmp, ctx.poll_s, ctx.deadline_s = tmp, env_int("COMPARE_POLL_MS", 10) / 1000, 300
+    ctx.venv, ctx.node_dir = os.path.join(cache, "venv"), os.path.join(cache, "node")
+    ctx.py = os.path.join(ctx.venv, "bin", "python")
+    ctx.found_versions = {}
+    redis = None
     try:
-        print("installing rq and bullmq into", tmp, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", os.path.join(tmp, "venv")], check=True)
-        py = os.path.join(tmp, "venv", "bin", "python")
-        subprocess.run([py, "-m", "pip", "install", "-q", "rq", "redis"], check=True)
-        node_dir = os.path.join(tmp, "node")
-        os.makedirs(node_dir)
-        with open(os.path.join(node_dir, "package.json"), "w") as f:
-            f.write('{"type": "module", "private": true}')
-        subprocess.run(["npm", "install", "-q", "--prefix", node_dir, "bullmq", "ioredis"], check=True,
-                       stdout=subprocess.DEVNULL)
-        for name, text in [("produce.mjs", BULL_PRODUCE), ("worker.mjs", BULL_WORKER)]:
-            with open(os.path.join(node_dir, name), "w") as f:
-                f.write(text)
-        with open(os.path.join(tmp, "rq_jobs.py"), "w") as f:
-            f.write(RQ_JOBS)
-        with open(os.path.join(tmp, "rq_produce.py"), "w") as f:
-            f.write(RQ_PRODUCE)
+        print(f"building and installing (peers in {cache}) ...", flush=True)
+        t = time.monotonic()
+        need = set(systems)
+        tasks = {"jobd": lambda: build_jobd(args.profile)}
+        if need & {"celery", "rq"}:
+            tasks["python peers"] = lambda: install_python(ctx.venv)
+        if "bullmq" in need:
+            tasks["node peers"] = lambda: install_node(ctx.node_dir)
+        if "apalis" in need:
+            tasks["apalis"] = lambda: build_apalis(os.path.join(cache, f"apalis-{args.profile}"), args.profile)
+        built = in_parallel(tasks)
+        ctx.jobd, ctx.jobd_bench = built["jobd"]
+        versions = {"redis-server": None, "python": platform.python_version(),
+                    "node": run(["node", "--version"], 30).strip() if "bullmq" in need else None,
+                    "rustc": run(["rustc", "--version"], 30).strip().split(" (")[0]}
+        if "apalis" in built:
+            ctx.apalis, crates = built["apalis"]
+            versions.update(crates)
+        print(f"  ready in {time.monotonic() - t:.0f} s", flush=True)
 
-        redis.cmd("FLUSHALL")
-        cpu0 = redis.cpu()
-        out = subprocess.run([jobd_bench, "--stores", "redis,sqlite", "--backlog", str(N_JOBD), "--redis-url",
-                              f"redis://127.0.0.1:{redis.port}/0", "--json", os.path.join(tmp, "jobd.json")],
-                             check=True)
-        with open(os.path.join(tmp, "jobd.json")) as f:
-            jobd = json.load(f)
+        redis = RedisServer(tmp)
+        ctx.redis = redis
+        versions["redis-server"] = redis.version
+        load_rounds = loadavg()
+        order = [systems if r % 2 == 0 else systems[::-1] for r in range(rounds)]
+        results, planned = [], []
+        t_rounds = time.monotonic()
+        for rnd in range(rounds):
+            print(f"round {rnd} (load average {' '.join(map(str, loadavg()))}): {', '.join(order[rnd])}", flush=True)
+            for key in order[rnd]:
+                planned.append((key, rnd))
+                results.append(measure(key, jobs[key], ctx, rnd))
+        rounds_s = time.monotonic() - t_rounds
 
-        rq_bin = os.path.join(tmp, "venv", "bin", "rq")
-        env_path = f"PYTHONPATH={tmp}"
-        rq = run_peer("RQ SimpleWorker x2", redis, N_RQ, [py, os.path.join(tmp, "rq_produce.py"), str(redis.port),
-                                                          str(N_RQ), tmp],
-                      [["env", env_path, rq_bin, "worker", "--burst", "--quiet", "-w", "rq.worker.SimpleWorker", "-u",
-                        f"redis://127.0.0.1:{redis.port}/0", "-n", f"w{i}", "bench"] for i in range(2)],
-                      "rq:finished:bench")
-        bull = run_peer("BullMQ concurrency 50", redis, N_BULL,
-                        ["node", os.path.join(node_dir, "produce.mjs"), str(redis.port), str(N_BULL)],
-                        [["node", os.path.join(node_dir, "worker.mjs"), str(redis.port), str(N_BULL), "50"]],
-                        "bull:bench:completed")
+        bench = None
+        if not skip_bench and {"jobd-redis", "jobd-sqlite"} & need:
+            print(f"jobd-bench (backlog {bench_jobs:,}) ...", flush=True)
+            bench = run_jobd_bench(ctx, bench_jobs, dry)
     finally:
-        redis.stop()
+        if redis:
+            redis.stop()
+        cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    rows = []
-    for r in jobd:
-        d = r["drain"]
-        rows.append({"system": f"jobd ({r['store']})", "jobs": d["jobs"], "steady_jobs_per_s": int(d["steady_jobs_per_s"]),
-                     "drain_jobs_per_s": int(d["drain_jobs_per_s"]), "end_to_end_jobs_per_s": int(d["end_to_end_jobs_per_s"]),
-                     "submit_latency": r["submit_latency"], "status_latency": r["status_latency"],
-                     "redis_cpu_us_per_job": d.get("redis_cpu_us_per_job") and int(d["redis_cpu_us_per_job"]), "raw": r})
-    rows += [rq, bull]
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
-        json.dump(rows, f, indent=2)
-    svg(rows, os.path.join(RESULTS, "latest.svg"))
-    report = "\n".join(peer_table(rows) + jobd_table(jobd) + targets(jobd, rq, bull))
-    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
-        f.write(report + "\n")
-    print(report)
-
-
-def peer_table(rows):
-    """jobd beside the peers: throughput, idle latency, Redis CPU."""
-    lines = ["| system | jobs | steady jobs/s | drain jobs/s | e2e jobs/s | submit p50/p99 ms | status p50/p99 ms | "
-             "Redis CPU µs/job |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['system']} | {r['jobs']} | {r['steady_jobs_per_s']:,} | {r['drain_jobs_per_s']:,} | "
-                     f"{r['end_to_end_jobs_per_s']:,} | {r['submit_latency']['p50_ms']} / {r['submit_latency']['p99_ms']} | "
-                     f"{r['status_latency']['p50_ms']} / {r['status_latency']['p99_ms']} | "
-                     f"{r.get('redis_cpu_us_per_job') or '-'} |")
-    return lines
-
-
-def jobd_table(jobd):
-    """jobd's own figures: under load, with a per-user limit, memory, streams."""
-    by = {r["store"]: r for r in jobd}
-    stores = [s for s in ("redis", "sqlite") if s in by]
-
-    def row(label, get):
-        return f"| {label} | " + " | ".join(str(get(by[s])) for s in stores) + " |"
-
-    def p(summary):
-        return f"{summary['p50_ms']} / {summary['p99_ms']}"
-
-    return ["", "| figure | " + " | ".join(f"jobd ({s})" for s in stores) + " |",
-            "|---|" + "---:|" * len(stores),
-            row("steady drain, per-user limit 2 across 100 users (jobs/s)",
-                lambda r: f"{int(r['drain_per_user_limit']['steady_jobs_per_s']):,}"),
-            row("status p50 / p99 ms while a backlog drains (16 clients)",
-                lambda r: p(r["drain_under_load"]["status_under_load"])),
-            row("submit p50 / p99 ms while a backlog drains (16 clients)",
-                lambda r: p(r["drain_under_load"]["submit_under_load"])),
-            row("steady drain meanwhile (jobs/s)",
-                lambda r: f"{int(r['drain_under_load']['steady_jobs_per_s']):,}"),
-            row("Redis commands per job", lambda r: r["drain"].get("redis_commands_per_job", "-")),
-            row("worker peak RSS MiB (SQLite: the node running API and workers)",
-                lambda r: r["drain"]["worker_peak_rss_mib"]),
-            row("idle worker RSS MiB", lambda r: round(r["idle_worker_rss_mib"], 1)),
-            row("API node RSS MiB with 1,000 SSE streams", lambda r: round(r["sse"]["server_rss_with_streams_mib"], 1)),
-            row("completion → stream event p50 / p99 ms", lambda r: p(r["wakeup_latency"]))]
-
-
-def targets(jobd, rq, bull):
-    """Each of issue 4's floors, with this run's figure."""
-    by = {r["store"]: r for r in jobd}
-    lines = ["", "| target | figure | met |", "|---|---|---|"]
-
-    def check(label, figure, met):
-        lines.append(f"| {label} | {figure} | {'yes' if met else 'no'} |")
-
-    if "redis" in by:
-        r = by["redis"]
-        steady = r["drain"]["steady_jobs_per_s"]
-        check("steady drain ≥ 2× BullMQ (same run)", f"{steady / bull['steady_jobs_per_s']:.2f}×",
-              steady >= 2 * bull["steady_jobs_per_s"])
-        check(f"steady drain ≥ 2× apalis ({APALIS_ANCHOR:,}/s, from bench-anchors, not this run)",
-              f"{steady / APALIS_ANCHOR:.2f}×", steady >= 2 * APALIS_ANCHOR)
-        check("steady drain ≥ 50× RQ SimpleWorker (same run)", f"{steady / rq['steady_jobs_per_s']:.1f}×",
-              steady >= 50 * rq["steady_jobs_per_s"])
-        cpu = r["drain"]["redis_cpu_us_per_job"]
-        check("Redis CPU per job ≤ 0.5× BullMQ", f"{cpu / max(bull['redis_cpu_us_per_job'], 1):.2f}×",
-              cpu <= 0.5 * bull["redis_cpu_us_per_job"])
-    if "sqlite" in by:
-        steady = by["sqlite"]["drain"]["steady_jobs_per_s"]
-        check("SQLite steady drain ≥ 10,000 jobs/s", f"{int(steady):,}", steady >= 10_000)
-    for store, r in by.items():
-        loaded = r["drain_under_load"]
-        worst = max(loaded["status_under_load"]["p99_ms"], loaded["submit_under_load"]["p99_ms"])
-        check(f"{store}: submit and status p99 < 5 ms while draining", f"{worst} ms", worst < 5)
-        check(f"{store}: idle worker RSS < 20 MiB", f"{r['idle_worker_rss_mib']:.1f} MiB", r["idle_worker_rss_mib"] < 20)
-        sse = r["sse"]["server_rss_with_streams_mib"]
-        check(f"{store}: 1,000 SSE streams < 100 MiB", f"{sse:.1f} MiB", sse < 100)
-        wake = r["wakeup_latency"]["p99_ms"]
-        check(f"{store}: wake-up p99 < 10 ms", f"{wake} ms", wake < 10)
-    return lines
+    versions.update(ctx.found_versions)
+    agg = aggregate(results)
+    rat = ratios(results, agg)
+    bench_by = {s["store"]: s for s in (bench or {}).get("stores", [])}
+    problems = check_one_observer(results, planned)
+    pinned = {f"pip {k}": v for k, v in PIP_PINS.items()} | {f"npm {k}": v for k, v in NPM_PINS.items()}
+    for k, v in pinned.items():
+        if k in ctx.found_versions and ctx.found_versions[k] != v:
+            problems.append(f"{k} is {ctx.found_versions[k]}, pinned {v}")
+    doc = {
+        "run": {
+            "started": started_at, "seconds": time.monotonic() - started, "rounds_seconds": rounds_s,
+            "dry_run": dry, "profile": args.profile, "rounds": rounds, "order": order, "jobs": jobs,
+            "poll_ms": ctx.poll_s * 1000, "observer": observer.OBSERVER_ID,
+            "observer_sha256": observer.OBSERVER_SHA, "machine": machine(), "loadavg_at_start": load_start,
+            "loadavg_before_rounds": load_rounds, "versions": versions, "pinned": pinned,
+            "jobd": git_state(), "jobd_slots": JOBD_SLOTS, "observer_check": problems or "passed",
+        },
+        "summary": agg, "ratios": rat, "goals": goals(agg, rat, bench_by), "jobd_bench": bench, "results": results,
+    }
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "latest.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    text = report(doc)
+    with open(os.path.join(out_dir, "latest.md"), "w") as f:
+        f.write(text)
+    svg(doc, os.path.join(out_dir, "latest.svg"))
+    print(text)
+    print(f"results in {out_dir}; {time.monotonic() - started:.0f} s in all")
+    if problems:
+        print("ONE-OBSERVER CHECK FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print(f"one-observer check passed: {len(results)} drains of {len({r['system'] for r in results})} systems, "
+          f"all timed by {observer.OBSERVER_ID} in process {os.getpid()} every {ctx.poll_s * 1000:g} ms")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
