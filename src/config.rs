@@ -11,8 +11,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::store::sqlite::Synchronous;
-
 /// Settings as given: every field optional, so flags, environment and file
 /// can be layered. Each flag's environment variable is `JOBD_` plus its
 /// name in capitals; each is also a top-level key of the TOML file.
@@ -141,6 +139,17 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 /// Which backend holds the jobs.
+/// How durably the SQLite store writes a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// fsync on every commit: an acknowledged job survives power loss.
+    Full,
+    /// fsync at checkpoints: an acknowledged job survives a crash of the
+    /// process (kill -9), not of the machine.
+    Normal,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// The embedded SQLite file under `data_dir`.
@@ -295,7 +304,7 @@ impl Settings {
             orphaned_lock_after: seconds("orphaned_lock_seconds", a.orphaned_lock_seconds, 600.0)?,
             cancel_grace: seconds("cancel_grace_seconds", a.cancel_grace_seconds, 10.0)?,
             shutdown_grace: seconds("shutdown_grace_seconds", a.shutdown_grace_seconds, 30.0)?,
-            default_max_attempts: a.default_max_attempts.unwrap_or(1).max(1),
+            default_max_attempts: a.default_max_attempts.unwrap_or(1),
             retry_backoff: seconds("retry_backoff_seconds", a.retry_backoff_seconds, 5.0)?,
             max_body_bytes: a.max_body_bytes.unwrap_or(1024 * 1024),
             documents_root: a.documents_root.unwrap_or_else(|| PathBuf::from(".")),
@@ -308,9 +317,15 @@ impl Settings {
         if settings.lease_timeout <= settings.heartbeat_interval {
             bail!("lease_timeout_seconds must exceed heartbeat_interval_seconds");
         }
+        if settings.default_max_attempts == 0 {
+            bail!("default_max_attempts must be at least 1");
+        }
         for (name, job_type) in &settings.job_types {
             if job_type.command.as_ref().is_some_and(|c| c.is_empty()) {
                 bail!("job type {name}: command must name a program");
+            }
+            if job_type.max_attempts == Some(0) {
+                bail!("job type {name}: max_attempts must be at least 1");
             }
         }
         Ok(settings)
@@ -396,6 +411,26 @@ mod tests {
         assert_eq!(s.global_max_concurrent_jobs, 7);
         assert_eq!(s.per_user_max_concurrent_jobs, 2);
         assert_eq!(s.job_types["echo"].command, Some(vec!["cat".to_string()]));
+    }
+
+    #[test]
+    fn zero_attempts_are_an_error_not_one() {
+        let args = SettingsArgs {
+            default_max_attempts: Some(0),
+            ..SettingsArgs::default()
+        };
+        let error = Settings::load(args, None).expect_err("0 attempts is refused");
+        assert!(
+            error.to_string().contains("default_max_attempts"),
+            "{error}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        std::fs::write(&path, "[job_types.sleep]\nmax_attempts = 0\n").unwrap();
+        let error = Settings::load(SettingsArgs::default(), Some(&path))
+            .expect_err("0 attempts of a job type is refused");
+        assert!(error.to_string().contains("max_attempts"), "{error}");
     }
 
     #[test]

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -45,7 +46,9 @@ pub struct PollParams {
     tag = "watch",
     summary = "Long-poll a job's status",
     description = "Answers at once if the status differs from `current_status`, else when it \
-        changes or after `timeout` seconds, with the job as it is then.",
+        changes or after `timeout` seconds, with the job as it is then. Without \
+        `current_status`, a job that is already completed, failed or cancelled is answered at \
+        once (only a restart could change it; give its status to wait for one).",
     params(JobIdParam, PollParams),
     responses(
         (status = 200, description = "The job", body = JobSchema),
@@ -82,8 +85,11 @@ pub async fn poll(
     state.store.announce_watch(id).await?;
     let mut job = Arc::new(state.store.get(id).await?);
     let baseline = known.unwrap_or(job.status);
+    // Nothing but a restart can change a finished job: unless the client
+    // said it waits for one (by naming the status), answer now.
+    let settled = known.is_none() && job.status.is_terminal();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout);
-    while job.status == baseline {
+    while job.status == baseline && !settled {
         tokio::select! {
             changed = watch.changed() => match changed {
                 Some(latest) if latest.revision > job.revision => job = latest,
@@ -124,12 +130,24 @@ pub async fn poll(
 pub async fn stream(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let watch = state.bus.watch(id);
     state.store.announce_watch(id).await?;
     let job = Arc::new(state.store.get(id).await?);
     let stream = futures::stream::unfold(StreamState::First { job, watch, state }, next_event);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(utf8_event_stream(Sse::new(stream).keep_alive(
+        KeepAlive::new().interval(Duration::from_secs(15)),
+    )))
+}
+
+/// An SSE response that names its charset. Without it, common clients
+/// (Python `requests`) decode the stream as Latin-1 and split JSON inside
+/// multi-byte characters.
+pub(crate) fn utf8_event_stream(sse: impl IntoResponse) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")],
+        sse,
+    )
 }
 
 enum StreamState {

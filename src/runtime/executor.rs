@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::handler::JobContext;
+use super::handler::{JobContext, JobFailure, Retry};
 use super::worker::{Slot, WorkerShared};
 use crate::events::JobWatch;
 use crate::model::{Job, JobStatus, Millis, Progress, now_millis};
@@ -48,7 +48,8 @@ pub(super) async fn execute(
             job.job_type, shared.info.worker_id
         );
         let retry_base = shared.settings.retry_backoff;
-        record_with_backoff(&shared, &job, claim, slot, Err(error), retry_base).await;
+        let result = Err(anyhow::anyhow!(error));
+        record_with_backoff(&shared, &job, claim, slot, result, retry_base).await;
         return;
     };
     // Watch before running, so a cancel during start-up is not missed, and
@@ -115,8 +116,7 @@ pub(super) async fn execute(
     // Done watching: the outcome's snapshot need not be delivered here.
     drop(watch);
     let retry_base = job_type.retry_backoff;
-    let outcome = result.map_err(|e| format!("{e:#}"));
-    record_with_backoff(&shared, &job, claim, slot, outcome, retry_base).await;
+    record_with_backoff(&shared, &job, claim, slot, result, retry_base).await;
 }
 
 /// The job's dependencies as they are now (completed, with their results);
@@ -141,15 +141,14 @@ async fn record_with_backoff(
     job: &Arc<Job>,
     claim: ClaimRef,
     slot: Slot,
-    result: Result<Value, String>,
+    result: anyhow::Result<Value>,
     retry_base: Duration,
 ) {
-    let now = now_millis();
     let outcome = match result {
         Ok(result) => Outcome::Completed { result },
         Err(error) => Outcome::Failed {
-            retry_at: retry_time(job, retry_base, now),
-            error,
+            retry_at: retry_time(job, retry_base, &error, now_millis()),
+            error: format!("{error:#}"),
         },
     };
     let give_up = tokio::time::Instant::now() + shared.settings.lease_timeout;
@@ -191,11 +190,17 @@ async fn record_with_backoff(
     }
 }
 
-/// When a failed attempt is retried: after `base * 2^(attempt-1)`, if
-/// attempts are left.
-fn retry_time(job: &Job, base: Duration, now: Millis) -> Option<Millis> {
+/// When a failed attempt is retried, if attempts are left: when its
+/// [`JobFailure`] says (never, or at a time), else after
+/// `base * 2^(attempt-1)`.
+fn retry_time(job: &Job, base: Duration, error: &anyhow::Error, now: Millis) -> Option<Millis> {
     if job.attempts >= job.max_attempts {
         return None;
+    }
+    match error.downcast_ref::<JobFailure>().map(JobFailure::retry) {
+        Some(Retry::Never) => return None,
+        Some(Retry::At(at)) => return Some(at),
+        None => {}
     }
     let exponent = job.attempts.saturating_sub(1).min(20);
     let delay = base.saturating_mul(1u32 << exponent).min(MAX_BACKOFF);
@@ -289,9 +294,25 @@ mod tests {
     #[test]
     fn retries_back_off_exponentially_until_attempts_run_out() {
         let base = Duration::from_secs(5);
-        assert_eq!(retry_time(&job(1, 3), base, 0), Some(5_000));
-        assert_eq!(retry_time(&job(2, 3), base, 0), Some(10_000));
-        assert_eq!(retry_time(&job(3, 3), base, 0), None);
-        assert_eq!(retry_time(&job(1, 1), base, 0), None);
+        let error = anyhow::anyhow!("boom");
+        assert_eq!(retry_time(&job(1, 3), base, &error, 0), Some(5_000));
+        assert_eq!(retry_time(&job(2, 3), base, &error, 0), Some(10_000));
+        assert_eq!(retry_time(&job(3, 3), base, &error, 0), None);
+        assert_eq!(retry_time(&job(1, 1), base, &error, 0), None);
+    }
+
+    #[test]
+    fn a_job_failure_overrides_the_retry_rule() {
+        let base = Duration::from_secs(5);
+        let permanent = anyhow::Error::from(JobFailure::permanent("bad input"));
+        assert_eq!(retry_time(&job(1, 3), base, &permanent, 0), None);
+        assert_eq!(format!("{permanent:#}"), "bad input");
+        let later = anyhow::Error::from(JobFailure::retry_at("rate limited", 42_000));
+        assert_eq!(retry_time(&job(1, 3), base, &later, 0), Some(42_000));
+        assert_eq!(
+            retry_time(&job(3, 3), base, &later, 0),
+            None,
+            "no attempts left"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! JSON on stdin and `JOBD_JOB_ID` in its environment. Each line it prints
 //! to stdout that is a JSON object may carry `progress` (0 to 1),
 //! `items_processed`, `total_items` and `result`. Exit 0 completes the job
-//! with the last `result`; any other exit fails it with the tail of stderr.
+//! with the last `result`; any other exit fails it with the tail of stderr,
+//! retried by the job type's rule unless a line said otherwise:
+//! `"retry": false` (fail for good) or `"retry_after_seconds": N`.
 //!
 //! The command runs in its own process group, so a cancel reaches every
 //! process it started: SIGTERM at once, SIGKILL when the worker drops the
@@ -12,17 +14,21 @@
 //! worker process dies, so a recovered job never runs twice at once.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-use super::handler::{JobContext, JobHandler};
-use crate::model::{Progress, now_millis};
+use super::handler::{JobContext, JobFailure, JobHandler, Retry};
+use crate::model::{Millis, Progress, now_millis};
 
 /// Bytes of stderr kept for the error message.
 const STDERR_TAIL_BYTES: usize = 4096;
+
+/// Longest `retry_after_seconds` honoured (a day).
+const MAX_RETRY_AFTER_SECONDS: f64 = 86_400.0;
 
 /// Runs a job by running a command.
 pub struct ExternalCommand {
@@ -100,12 +106,12 @@ impl JobHandler for ExternalCommand {
         let stderr = child.stderr.take().map(|s| tokio::spawn(tail_of(s)));
         let mut lines = child.stdout.take().map(|s| BufReader::new(s).lines());
 
-        let mut result = Value::Null;
+        let mut said = Said::default();
         let mut terminated = false;
         while let Some(reader) = lines.as_mut() {
             tokio::select! {
                 line = reader.next_line() => match line {
-                    Ok(Some(line)) => apply_line(&ctx, &line, &mut result),
+                    Ok(Some(line)) => apply_line(&ctx, &line, &mut said),
                     _ => lines = None,
                 },
                 _ = ctx.cancelled(), if !terminated => {
@@ -123,27 +129,54 @@ impl JobHandler for ExternalCommand {
         };
         group.pgid = None;
         if status.success() {
-            return Ok(result);
+            return Ok(said.result);
         }
         let tail = match stderr {
             Some(task) => task.await.unwrap_or_default(),
             None => String::new(),
         };
         let tail = tail.trim();
-        if tail.is_empty() {
-            anyhow::bail!("command exited with {status}");
-        }
-        anyhow::bail!("command exited with {status}: {tail}")
+        let message = if tail.is_empty() {
+            format!("command exited with {status}")
+        } else {
+            format!("command exited with {status}: {tail}")
+        };
+        Err(match said.retry {
+            Some(Retry::Never) => JobFailure::permanent(message).into(),
+            Some(Retry::At(at)) => JobFailure::retry_at(message, at).into(),
+            None => anyhow::anyhow!(message),
+        })
     }
 }
 
+/// What the command's stdout lines have said so far.
+#[derive(Default)]
+struct Said {
+    /// The last `result`.
+    result: Value,
+    /// How a failure is retried, if a line said (`retry`,
+    /// `retry_after_seconds`).
+    retry: Option<Retry>,
+}
+
 /// Applies one stdout line of the protocol; other lines are ignored.
-fn apply_line(ctx: &JobContext, line: &str, result: &mut Value) {
+fn apply_line(ctx: &JobContext, line: &str, said: &mut Said) {
     let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(line) else {
         return;
     };
     if let Some(value) = fields.get("result") {
-        *result = value.clone();
+        said.result = value.clone();
+    }
+    if fields.get("retry") == Some(&Value::Bool(false)) {
+        said.retry = Some(Retry::Never);
+    }
+    if let Some(seconds) = fields
+        .get("retry_after_seconds")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+    {
+        let delay = Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER_SECONDS));
+        said.retry = Some(Retry::At(now_millis() + delay.as_millis() as Millis));
     }
     let fraction = fields.get("progress").and_then(Value::as_f64);
     let items_processed = fields.get("items_processed").and_then(Value::as_u64);

@@ -11,17 +11,61 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{JobTypeConfig, Settings};
-use crate::model::{Job, Progress};
+use crate::model::{Job, Millis, Progress};
 
 use super::external::ExternalCommand;
 
 /// The code behind a job type. `run` returns the job's result, or an error
-/// that fails the attempt. It should watch [`JobContext::cancelled`] and
-/// stop promptly: after the cancel grace period its future is dropped.
+/// that fails the attempt (retried by the job type's rule while attempts
+/// are left; return a [`JobFailure`] to say otherwise). It should watch
+/// [`JobContext::cancelled`] and stop promptly: after the cancel grace
+/// period its future is dropped.
 #[async_trait]
 pub trait JobHandler: Send + Sync {
     /// Runs one attempt of a job.
     async fn run(&self, ctx: JobContext) -> anyhow::Result<Value>;
+}
+
+/// A failed attempt that overrides the job type's retry rule: return it as
+/// the handler's error (`Err(JobFailure::permanent("bad input").into())`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct JobFailure {
+    message: String,
+    retry: Retry,
+}
+
+/// When a [`JobFailure`] is tried again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Retry {
+    /// Never: the job fails now, whatever attempts are left.
+    Never,
+    /// At this time, if attempts are left.
+    At(Millis),
+}
+
+impl JobFailure {
+    /// Fails the job now: retrying cannot help (bad input, say).
+    pub fn permanent(message: impl Into<String>) -> JobFailure {
+        JobFailure {
+            message: message.into(),
+            retry: Retry::Never,
+        }
+    }
+
+    /// Fails the attempt and retries at `at`, if attempts are left (the
+    /// handler knows when: a rate limit's reset, say).
+    pub fn retry_at(message: impl Into<String>, at: Millis) -> JobFailure {
+        JobFailure {
+            message: message.into(),
+            retry: Retry::At(at),
+        }
+    }
+
+    /// When the attempt is retried.
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
 }
 
 /// A running job as its handler sees it.
@@ -149,10 +193,7 @@ impl Registry {
         let job_type = JobType {
             handler,
             timeout: config.timeout_seconds.map(Duration::from_secs_f64),
-            max_attempts: config
-                .max_attempts
-                .unwrap_or(settings.default_max_attempts)
-                .max(1),
+            max_attempts: config.max_attempts.unwrap_or(settings.default_max_attempts),
             retry_backoff: config
                 .retry_backoff_seconds
                 .map(Duration::from_secs_f64)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::process;
 use crate::config::Settings;
 use crate::model::{Millis, now_millis};
 use crate::store::{CleanupParams, RecoverParams, Store};
@@ -54,7 +55,27 @@ async fn scheduler(store: Arc<dyn Store>, stop: CancellationToken) {
     }
 }
 
+/// Registered workers of this host whose process is gone (a crash or
+/// `kill -9`): their jobs need not wait out the lease.
+async fn dead_workers_here(store: &dyn Store, host: &str) -> Vec<String> {
+    match store.workers().await {
+        Ok(workers) => workers
+            .into_iter()
+            .filter(|worker| process::is_dead_here(worker, host))
+            .map(|worker| worker.info.worker_id)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the worker registry");
+            Vec::new()
+        }
+    }
+}
+
+/// Recovers expired leases and the jobs of dead local workers; the first
+/// pass runs at start-up, so a restart after a crash resumes its jobs at
+/// once.
 async fn reaper(store: Arc<dyn Store>, settings: Arc<Settings>, stop: CancellationToken) {
+    let host = process::host_name();
     let mut ticker = tokio::time::interval(settings.lease_check_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -67,6 +88,7 @@ async fn reaper(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellati
             now,
             max_interruptions: settings.max_interruptions,
             stale_workers_before: ago(now, settings.stale_worker_after),
+            dead_workers: dead_workers_here(store.as_ref(), &host).await,
         };
         match store.recover_expired(&params).await {
             Ok(report)

@@ -6,7 +6,8 @@ mod executor;
 pub mod external;
 pub mod handler;
 pub mod maintenance;
+mod process;
 mod worker;
 
-pub use handler::{JobContext, JobHandler, JobType, Registry};
+pub use handler::{JobContext, JobFailure, JobHandler, JobType, Registry, Retry};
 pub use worker::Worker;

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::executor;
 use super::handler::Registry;
+use super::process::host_name;
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::model::{Job, JobId, Millis, now_millis};
@@ -363,13 +364,4 @@ async fn heartbeat_loop(shared: Arc<WorkerShared>) {
 
 fn lease_until(settings: &Settings, now: Millis) -> Millis {
     now + settings.lease_timeout.as_millis() as Millis
-}
-
-/// This machine's host name, for worker ids and the registry.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -180,6 +180,10 @@ pub struct RecoverParams {
     pub max_interruptions: u32,
     /// Worker registrations silent since before this are removed.
     pub stale_workers_before: Millis,
+    /// Workers known to be dead (their process is gone): their jobs are
+    /// recovered now, whatever their leases, and their registrations
+    /// removed.
+    pub dead_workers: Vec<String>,
 }
 
 /// What the reaper did.

@@ -22,6 +22,13 @@ case "$input" in
   *'"mode":"fail"'*)
     echo "something went wrong" >&2
     exit 3 ;;
+  *'"mode":"fail_for_good"'*)
+    echo '{"retry": false}'
+    echo "the input cannot be read" >&2
+    exit 1 ;;
+  *'"mode":"retry_soon"'*)
+    echo '{"retry_after_seconds": 0.2}'
+    exit 1 ;;
   *)
     echo "not json, ignored"
     echo '{"progress": 0.5, "items_processed": 1, "total_items": 2}'
@@ -267,6 +274,55 @@ async fn restart_requeues_failed_and_cancelled_jobs_with_fresh_parameters(kind: 
     assert_eq!(
         (status, error["error"].as_str()),
         (400, Some("ValidationError"))
+    );
+}
+
+/// A handler can overrule the retry rule: an external command's
+/// `"retry": false` fails the job at its first attempt whatever attempts
+/// are left, and `"retry_after_seconds"` retries it then, not after the
+/// job type's backoff (a minute here).
+#[tokio::test]
+async fn a_failure_can_say_never_retry_or_when() {
+    let scratch = Scratch::new(StoreKind::Sqlite).expect("sqlite scratch");
+    let out = scratch.path().join("out");
+    let server = script_server(
+        &scratch,
+        &out,
+        &["--retry-backoff-seconds".into(), "60".into()],
+    );
+    let for_good = server
+        .submit(json!({"job_type": "script", "parameters": {"mode": "fail_for_good"}, "max_attempts": 3}))
+        .await;
+    let soon = server
+        .submit(
+            json!({"job_type": "script", "parameters": {"mode": "retry_soon"}, "max_attempts": 2}),
+        )
+        .await;
+    let failed = server
+        .wait_for_status(
+            for_good["job_id"].as_str().unwrap(),
+            "failed",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("the input cannot be read"),
+        "{failed}"
+    );
+    let failed = server
+        .wait_for_status(
+            soon["job_id"].as_str().unwrap(),
+            "failed",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        failed["attempts"], 2,
+        "retried after 0.2 s, not 60: {failed}"
     );
 }
 

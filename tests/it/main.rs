@@ -11,6 +11,7 @@ mod openapi;
 mod pipeline;
 mod pipeline_chain;
 mod recovery;
+mod redis_store;
 mod store_contract;
 mod support;
 mod watch;

@@ -58,6 +58,30 @@ async fn jobs_running_when_the_server_died_are_recovered_after_restart(kind: Sto
     }
 }
 
+/// A restart after a crash takes back the dead process's jobs at once: its
+/// registration names this host and a pid that is gone, so the job need not
+/// wait out its lease (a minute by default).
+async fn a_restart_resumes_the_jobs_of_its_crashed_predecessor_at_once(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
+    let id = server.submit_id("sleep", json!({"seconds": 60})).await;
+    let before = server
+        .wait_for_status(&id, "running", Duration::from_secs(10))
+        .await;
+    server.kill9();
+    let server = Server::serve(&scratch, &[]);
+    let restarted = std::time::Instant::now();
+    wait_until("the job to run again", Duration::from_secs(2), || async {
+        let job = server.job(&id).await;
+        (job["status"] == "running" && job["worker_id"] != before["worker_id"]).then_some(())
+    })
+    .await;
+    assert!(restarted.elapsed() < Duration::from_secs(2));
+    assert_eq!(server.job(&id).await["interruptions"], 1);
+}
+
 async fn a_job_that_keeps_losing_its_worker_fails_as_worker_lost(kind: StoreKind) {
     let Some(scratch) = Scratch::new(kind) else {
         return;
@@ -187,6 +211,7 @@ async fn a_worker_process_serves_an_api_node_on_the_same_store(kind: StoreKind) 
 crate::for_each_store!(
     acknowledged_jobs_survive_kill_9,
     jobs_running_when_the_server_died_are_recovered_after_restart,
+    a_restart_resumes_the_jobs_of_its_crashed_predecessor_at_once,
     a_job_that_keeps_losing_its_worker_fails_as_worker_lost,
     graceful_shutdown_finishes_short_jobs_and_requeues_long_ones,
     a_worker_process_serves_an_api_node_on_the_same_store,

@@ -45,7 +45,7 @@ impl Backend for Sqlite {
     async fn open(&self) -> Arc<dyn Store> {
         jobd::store::sqlite::SqliteStore::open(
             self.dir.path(),
-            jobd::store::sqlite::Synchronous::Normal,
+            jobd::config::Synchronous::Normal,
             EventBus::new(),
         )
         .await
@@ -430,6 +430,7 @@ pub async fn expired_leases_are_recovered_without_spending_an_attempt(backend: &
         now: now_millis(),
         max_interruptions: 1,
         stale_workers_before: 0,
+        dead_workers: Vec::new(),
     };
     let report = store.recover_expired(&recover).await.unwrap();
     assert_eq!(report.requeued, vec![job.id]);
@@ -487,6 +488,7 @@ pub async fn heartbeats_extend_leases_and_report_lost_claims(backend: &dyn Backe
             now: now + 1_000,
             max_interruptions: 3,
             stale_workers_before: 0,
+            dead_workers: Vec::new(),
         })
         .await
         .unwrap();
@@ -508,11 +510,67 @@ pub async fn heartbeats_extend_leases_and_report_lost_claims(backend: &dyn Backe
             now,
             max_interruptions: 3,
             stale_workers_before: now + 1,
+            dead_workers: Vec::new(),
         })
         .await
         .unwrap();
     assert_eq!(report.stale_workers_removed, 1);
     assert!(store.workers().await.unwrap().is_empty());
+}
+
+pub async fn a_dead_workers_jobs_are_recovered_at_once(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let now = now_millis();
+    let info = |worker_id: &str| jobd::store::WorkerInfo {
+        worker_id: worker_id.into(),
+        host: "h".into(),
+        pid: 1,
+        started_at: now,
+        concurrency: 1,
+    };
+    let dead = store.submit(new_job("u")).await.unwrap();
+    let alive = store.submit(new_job("v")).await.unwrap();
+    let mut claims = Vec::new();
+    for worker in ["dead", "alive"] {
+        let claimed = store.claim(&claim_params(worker, 1)).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let held = [claimed[0].claim];
+        store
+            .heartbeat(&info(worker), &held, now + 60_000, now)
+            .await
+            .unwrap();
+        claims.push(claimed[0].claim);
+    }
+    let report = store
+        .recover_expired(&RecoverParams {
+            now,
+            max_interruptions: 3,
+            stale_workers_before: 0,
+            dead_workers: vec!["dead".into()],
+        })
+        .await
+        .unwrap();
+    let dead_job = if claims[0].job_id == dead.id {
+        dead.id
+    } else {
+        alive.id
+    };
+    assert_eq!(
+        report.requeued,
+        vec![dead_job],
+        "only the dead worker's job, before its lease"
+    );
+    let requeued = store.get(dead_job).await.unwrap();
+    assert_eq!(requeued.status, JobStatus::Pending);
+    assert_eq!((requeued.attempts, requeued.interruptions), (0, 1));
+    let workers: Vec<String> = store
+        .workers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.info.worker_id)
+        .collect();
+    assert_eq!(workers, vec!["alive".to_string()]);
 }
 
 pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
@@ -722,6 +780,7 @@ store_contract!(
     terminal_jobs_only_move_by_restart,
     expired_leases_are_recovered_without_spending_an_attempt,
     heartbeats_extend_leases_and_report_lost_claims,
+    a_dead_workers_jobs_are_recovered_at_once,
     dependencies_gate_cascade_and_revive,
     cleanup_removes_only_expired_terminal_jobs,
 );

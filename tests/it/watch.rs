@@ -204,6 +204,56 @@ async fn poll_times_out_with_the_job_as_it_is(kind: StoreKind) {
     assert_eq!(status, 400);
 }
 
+/// A finished job cannot change but by a restart: a poll without
+/// `current_status` answers at once instead of waiting out its timeout;
+/// naming the status waits (for a restart).
+#[tokio::test]
+async fn poll_of_a_finished_job_answers_at_once() {
+    let scratch = Scratch::new(StoreKind::Sqlite).expect("sqlite scratch");
+    let server = Server::serve(&scratch, &[]);
+    let id = server.submit_id("noop", json!({})).await;
+    server
+        .wait_for_status(&id, "completed", Duration::from_secs(10))
+        .await;
+    let started = Instant::now();
+    let (status, job) = tokio::time::timeout(
+        Duration::from_secs(10),
+        server.get(&format!("/api/v1/jobs/status/{id}/poll?timeout=30")),
+    )
+    .await
+    .expect("a poll of a finished job answers before its 30 s timeout");
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "completed");
+    let (_, job) = server
+        .get(&format!(
+            "/api/v1/jobs/status/{id}/poll?current_status=completed&timeout=0.3"
+        ))
+        .await;
+    assert_eq!(job["status"], "completed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "waited for a restart"
+    );
+}
+
+/// SSE streams declare UTF-8, so clients do not decode them as Latin-1.
+#[tokio::test]
+async fn event_streams_declare_utf8() {
+    let scratch = Scratch::new(StoreKind::Sqlite).expect("sqlite scratch");
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
+    let id = server.submit_id("noop", json!({})).await;
+    let response = server
+        .http
+        .get(server.at(&format!("/api/v1/jobs/status/{id}/stream")))
+        .send()
+        .await
+        .expect("the stream answers");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+}
+
 crate::for_each_store!(
     sse_sends_updates_in_order_and_ends_with_job_complete,
     sse_of_a_finished_job_is_one_job_complete,

@@ -524,16 +524,13 @@ impl Store for RedisStore {
     }
 
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport> {
-        let reply = self
-            .run(
-                &self.scripts.recover,
-                vec![
-                    params.now.to_string(),
-                    params.max_interruptions.to_string(),
-                    params.stale_workers_before.to_string(),
-                ],
-            )
-            .await?;
+        let mut args = vec![
+            params.now.to_string(),
+            params.max_interruptions.to_string(),
+            params.stale_workers_before.to_string(),
+        ];
+        args.extend(params.dead_workers.iter().cloned());
+        let reply = self.run(&self.scripts.recover, args).await?;
         let mut parts = decode::array(reply)?.into_iter();
         let requeued = decode::ids(parts.next().unwrap_or(Value::Nil))?;
         let failed = decode::ids(parts.next().unwrap_or(Value::Nil))?;
@@ -601,13 +598,12 @@ impl Store for RedisStore {
                 vec![
                     params.now.to_string(),
                     params.orphaned_locks_before.to_string(),
+                    token,
                 ],
             )
             .await?;
         report.locks_cleared = redis::FromRedisValue::from_redis_value(cleared)
             .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
-        let mut conn = self.conn();
-        bounded(conn.del::<_, ()>(&lock)).await?;
         Ok(report)
     }
 

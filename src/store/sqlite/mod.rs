@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use self::rows::{db_err, json_text, query_job, query_jobs, status_of};
 use self::writer::Writer;
+use crate::config::Synchronous;
 use crate::events::EventBus;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
@@ -59,6 +60,7 @@ mod sql {
     pub const DELETE_WORKER: &str = include_str!("sql/delete_worker.sql");
     pub const DELETE_STALE_WORKERS: &str = include_str!("sql/delete_stale_workers.sql");
     pub const SELECT_EXPIRED: &str = include_str!("sql/select_expired.sql");
+    pub const EXPIRE_WORKER_LEASES: &str = include_str!("sql/expire_worker_leases.sql");
     pub const REQUEUE_INTERRUPTED: &str = include_str!("sql/requeue_interrupted.sql");
     pub const FAIL_WORKER_LOST: &str = include_str!("sql/fail_worker_lost.sql");
     pub const DELETE_EXPIRED_JOBS: &str = include_str!("sql/delete_expired_jobs.sql");
@@ -75,17 +77,6 @@ mod sql {
 
 /// The `meta` key under which the last cleanup time is kept.
 const LAST_CLEANUP_KEY: &str = "last_cleanup";
-
-/// How durably a commit is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Synchronous {
-    /// fsync on every commit: an acknowledged job survives power loss.
-    Full,
-    /// fsync at checkpoints: an acknowledged job survives a crash of the
-    /// process (kill -9), not of the machine.
-    Normal,
-}
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
@@ -780,6 +771,18 @@ impl Store for SqliteStore {
         let (report, changed) = self
             .writer
             .write_background(move |conn| {
+                for worker_id in &params.dead_workers {
+                    execute(
+                        conn,
+                        sql::EXPIRE_WORKER_LEASES,
+                        named_params! {":worker_id": worker_id},
+                    )?;
+                    execute(
+                        conn,
+                        sql::DELETE_WORKER,
+                        named_params! {":worker_id": worker_id},
+                    )?;
+                }
                 let expired: Vec<(String, u32)> = conn
                     .prepare_cached(sql::SELECT_EXPIRED)
                     .and_then(|mut stmt| {

@@ -1,9 +1,10 @@
 -- cleanup_finish: the end of a cleanup pass: clears orphaned processing
 -- locks (entries of the running set, older than the orphan age, whose job
 -- is gone or no longer running), drops expired watch registrations, and
--- records the pass.
+-- records the pass and gives up the pass's lock, only if it still holds it
+-- (a pass that outlived the lock's expiry must not delete another node's).
 -- KEYS[1] prefix
--- ARGV now, orphaned_before
+-- ARGV now, orphaned_before, lock token
 -- Returns how many orphaned locks were cleared.
 local now = ARGV[1]
 local cleared = 0
@@ -16,4 +17,7 @@ for _, id in ipairs(old) do
 end
 redis.call('ZREMRANGEBYSCORE', P .. 'watched', '-inf', '(' .. now)
 redis.call('HSET', P .. 'meta', 'last_cleanup', now)
+if redis.call('GET', P .. 'lock:cleanup') == ARGV[3] then
+  redis.call('DEL', P .. 'lock:cleanup')
+end
 return cleared

@@ -1,12 +1,26 @@
 -- recover: running jobs whose lease expired go back to pending (an
 -- interruption: the attempt is given back), or fail as "worker lost" once
 -- interrupted more than max_interruptions times; stale worker registrations
--- are removed.
+-- are removed. Workers known to be dead (then the ids of them) lose their
+-- leases and registrations first, so their jobs are recovered at once.
 -- KEYS[1] prefix
--- ARGV now, max_interruptions, stale_workers_before
+-- ARGV now, max_interruptions, stale_workers_before, dead worker ids...
 -- Returns {requeued ids, failed ids, stale workers removed}.
 local now, max_interruptions, stale_before = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local requeued, failed = {}, {}
+if #ARGV > 3 then
+  local dead = {}
+  for i = 4, #ARGV do
+    dead[ARGV[i]] = true
+    redis.call('DEL', P .. 'worker:' .. ARGV[i])
+    redis.call('ZREM', P .. 'workers', ARGV[i])
+  end
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'running', 0, -1)) do
+    if dead[redis.call('HGET', job_key(id), 'worker_id') or ''] then
+      redis.call('ZADD', P .. 'running', 0, id)
+    end
+  end
+end
 local expired = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', '(' .. now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do
   local key = job_key(id)

@@ -1,0 +1,32 @@
+//! Facts about processes on this machine: its host name (for worker ids
+//! and the registry) and whether a registered worker's process is gone.
+
+use crate::store::WorkerRecord;
+
+/// This machine's host name.
+pub(crate) fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let status = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if status == 0 && !name.is_empty() => name.to_owned(),
+        _ => "localhost".to_owned(),
+    }
+}
+
+/// True when `worker` provably died: it registered from this host and its
+/// process no longer exists. A worker of another host, or one whose pid is
+/// this process's own (a restarted container reuses pids), cannot be
+/// proven dead here; its lease decides.
+pub(crate) fn is_dead_here(worker: &WorkerRecord, this_host: &str) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(worker.info.pid) else {
+        return false;
+    };
+    if worker.info.host != this_host || worker.info.pid == std::process::id() || pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let status = unsafe { libc::kill(pid, 0) };
+    status != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}

@@ -1,0 +1,100 @@
+//! Behaviour of the Redis store that has no SQLite counterpart: the
+//! cluster-wide cleanup lock.
+
+use std::sync::Arc;
+
+use jobd::events::EventBus;
+use jobd::model::{NewJob, now_millis};
+use jobd::store::{CleanupParams, Store};
+use serde_json::json;
+
+use crate::support::RedisServer;
+
+/// A cleanup pass that outlives its lock (another node took the lock over
+/// after it expired) must leave the other node's lock in place: the lock is
+/// given up by compare-and-delete, never by a bare `DEL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_never_deletes_another_nodes_lock() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let prefix = "lockcheck";
+    let lock = format!("{{{prefix}}}:lock:cleanup");
+    let store: Arc<dyn Store> =
+        jobd::store::redis::RedisStore::open(&server.url, prefix, EventBus::new())
+            .await
+            .unwrap();
+    let client = redis::Client::open(server.url.as_str()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+
+    let mut hijacked_passes = 0;
+    for _ in 0..5 {
+        // Enough terminal jobs that the pass takes several batches.
+        for _ in 0..2_000 {
+            let job = store
+                .submit(NewJob {
+                    job_type: "noop".into(),
+                    user_id: "u".into(),
+                    parameters: json!({}),
+                    priority: 0,
+                    run_at: None,
+                    max_attempts: 1,
+                    timeout_seconds: None,
+                    depends_on: Vec::new(),
+                })
+                .await
+                .unwrap();
+            store.cancel(job.id, now_millis()).await.unwrap();
+        }
+        let now = now_millis();
+        let params = CleanupParams {
+            now,
+            completed_before: now + 3_600_000,
+            failed_before: now + 3_600_000,
+            orphaned_locks_before: now,
+        };
+        let pass = {
+            let store = store.clone();
+            tokio::spawn(async move { store.cleanup(&params).await })
+        };
+        // While the pass runs, another node "takes over" the lock whenever
+        // it exists, as it would after the pass's lock expired.
+        let mut took_over = false;
+        while !pass.is_finished() {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&lock)
+                .arg("other-node")
+                .arg("XX")
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            took_over |= set.is_some();
+        }
+        let report = pass.await.unwrap().unwrap();
+        assert!(report.jobs_deleted >= 2_000, "{report:?}");
+        if took_over {
+            hijacked_passes += 1;
+            let holder: Option<String> = redis::cmd("GET")
+                .arg(&lock)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert_eq!(
+                holder.as_deref(),
+                Some("other-node"),
+                "the pass deleted a lock it no longer held"
+            );
+        }
+        let _: () = redis::cmd("DEL")
+            .arg(&lock)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    assert!(
+        hijacked_passes > 0,
+        "no pass was overtaken; the check proved nothing"
+    );
+}
