@@ -518,6 +518,38 @@ pub async fn heartbeats_extend_leases_and_report_lost_claims(backend: &dyn Backe
     assert!(store.workers().await.unwrap().is_empty());
 }
 
+/// A released job (graceful shutdown) goes back to the front of its user's
+/// queue, not behind the jobs submitted after it, with no attempt spent.
+pub async fn release_puts_a_job_back_at_the_front_without_spending_an_attempt(
+    backend: &dyn Backend,
+) {
+    let store = backend.open().await;
+    let first = store.submit(new_job("u")).await.unwrap();
+    let second = store.submit(new_job("u")).await.unwrap();
+    let claimed = claim_one(store.as_ref()).await;
+    assert_eq!(claimed.job.id, first.id, "FIFO within a user");
+    assert_eq!(claimed.job.attempts, 1);
+    store.release(&[claimed.claim], now_millis()).await.unwrap();
+    let released = store.get(first.id).await.unwrap();
+    assert_eq!(released.status, JobStatus::Pending);
+    assert_eq!(released.attempts, 0, "the attempt is given back");
+    assert_eq!(released.worker_id, None);
+    let again = claim_one(store.as_ref()).await;
+    assert_eq!(
+        again.job.id, first.id,
+        "the released job is claimed before {}",
+        second.id
+    );
+    assert_eq!(again.job.attempts, 1);
+    // A claim no longer held is skipped.
+    store.cancel(first.id, now_millis()).await.unwrap();
+    store.release(&[again.claim], now_millis()).await.unwrap();
+    assert_eq!(
+        store.get(first.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+}
+
 pub async fn a_dead_workers_jobs_are_recovered_at_once(backend: &dyn Backend) {
     let store = backend.open().await;
     let now = now_millis();
@@ -781,6 +813,7 @@ store_contract!(
     expired_leases_are_recovered_without_spending_an_attempt,
     heartbeats_extend_leases_and_report_lost_claims,
     a_dead_workers_jobs_are_recovered_at_once,
+    release_puts_a_job_back_at_the_front_without_spending_an_attempt,
     dependencies_gate_cascade_and_revive,
     cleanup_removes_only_expired_terminal_jobs,
 );

@@ -56,6 +56,18 @@ local function enqueue(id, user, priority)
   redis.call('ZADD', P .. 'ready', 'NX', 0, user)
 end
 
+-- Puts a claimed job back where it was in its user's queue: its queue
+-- member (kept in the job since it was enqueued) orders it before every
+-- job enqueued after it.
+local function requeue_in_place(id, user, priority)
+  local member = redis.call('HGET', job_key(id), 'queue_member')
+  if not member then
+    return enqueue(id, user, priority)
+  end
+  redis.call('ZADD', pending_key(user), -priority, member)
+  redis.call('ZADD', P .. 'ready', 'NX', 0, user)
+end
+
 -- Takes a pending job out of its user's queue.
 local function dequeue(id, user)
   local member = redis.call('HGET', job_key(id), 'queue_member')

@@ -1,5 +1,6 @@
--- release: gives claimed jobs back to the queue without spending an attempt
--- (graceful shutdown). Claims no longer held are skipped.
+-- release: gives claimed jobs back to the front of their users' queues
+-- (their place when claimed: the queue member they had) without spending
+-- an attempt (graceful shutdown). Claims no longer held are skipped.
 -- KEYS[1] prefix
 -- ARGV now, then pairs of job id and claim token
 -- Returns how many jobs were released.
@@ -17,7 +18,7 @@ for i = 2, #ARGV, 2 do
       'items_processed', 'total_items')
     count('running', -1)
     count('pending', 1)
-    enqueue(id, fields[3], tonumber(fields[4]))
+    requeue_in_place(id, fields[3], tonumber(fields[4]))
     changed(id)
     released = released + 1
   end
