@@ -338,6 +338,9 @@ pub struct JobView {
 /// A job to be created, as validated by the API.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    /// The id it will have (time-ordered, [`new_job_id`]); given before it
+    /// is stored so that jobs submitted together can depend on each other.
+    pub id: JobId,
     /// The job type; known to the configuration.
     pub job_type: String,
     /// Owner.
@@ -354,6 +357,11 @@ pub struct NewJob {
     pub timeout_seconds: Option<f64>,
     /// Jobs that must complete before this one runs.
     pub depends_on: Vec<JobId>,
+}
+
+/// A new job id: a UUID v7, so ids sort by creation time.
+pub fn new_job_id() -> JobId {
+    uuid::Uuid::now_v7()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody};
 use super::schema::{JobSchema, JobStatusSchema};
-use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, now_millis};
+use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, new_job_id, now_millis};
 use crate::store::{ListQuery, StoreError};
 
 /// The user of a job submitted with none.
@@ -151,6 +151,7 @@ impl SubmitRequest {
             )));
         }
         Ok(NewJob {
+            id: new_job_id(),
             depends_on,
             job_type: self.job_type,
             user_id,

@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::jobs::SubmitRequest;
-use crate::model::JobId;
+use crate::model::{JobId, NewJob};
 use crate::pipeline::STAGES;
 
 /// Body of the pipeline call.
@@ -113,15 +113,14 @@ pub async fn submit_pipeline(
             ]),
         ),
     ];
-    let mut jobs = Map::new();
-    let mut job_ids: Vec<JobId> = Vec::new();
+    let mut chain: Vec<NewJob> = Vec::with_capacity(stages.len());
     for (stage, parameters) in stages {
         // Taxonomy needs the chunks; extraction the taxonomy and the chunks;
         // the dataset the extraction.
-        let depends_on = match job_ids.as_slice() {
+        let depends_on = match chain.as_slice() {
             [] => vec![],
-            [chunks, taxonomy] => vec![*taxonomy, *chunks],
-            [.., previous] => vec![*previous],
+            [chunks, taxonomy] => vec![taxonomy.id, chunks.id],
+            [.., previous] => vec![previous.id],
         };
         let submit = SubmitRequest {
             job_type: stage.to_owned(),
@@ -134,11 +133,15 @@ pub async fn submit_pipeline(
             timeout_seconds: None,
             depends_on: Some(depends_on),
         };
-        let new = submit.validate(caller.clone(), &state)?;
-        let job = state.store.submit(new).await?;
-        jobs.insert(stage.to_owned(), Value::from(job.id.to_string()));
-        job_ids.push(job.id);
+        chain.push(submit.validate(caller.clone(), &state)?);
     }
+    // All four or none: a failure leaves no partial chain behind.
+    let stored = state.store.submit_all(chain).await?;
+    let job_ids: Vec<JobId> = stored.iter().map(|job| job.id).collect();
+    let jobs: Map<String, Value> = stored
+        .iter()
+        .map(|job| (job.job_type.clone(), Value::from(job.id.to_string())))
+        .collect();
     Ok((
         StatusCode::CREATED,
         Json(PipelineResponse { jobs, job_ids }),

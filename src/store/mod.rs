@@ -247,8 +247,19 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the backend answers.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Stores a new job: pending, or scheduled when `run_at` is in the future.
-    async fn submit(&self, job: NewJob) -> StoreResult<Job>;
+    /// Stores a new job: pending, or scheduled when `run_at` is in the
+    /// future or it waits for dependencies.
+    async fn submit(&self, job: NewJob) -> StoreResult<Job> {
+        let mut stored = self.submit_all(vec![job]).await?;
+        stored
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("submit stored no job".into()))
+    }
+
+    /// Stores new jobs, all or none, in order: a job may depend on jobs
+    /// stored before or earlier in `jobs` (a chain, such as the document
+    /// pipeline). An unknown dependency stores nothing.
+    async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>>;
 
     /// Reads one job.
     async fn get(&self, id: JobId) -> StoreResult<Job>;

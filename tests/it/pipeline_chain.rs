@@ -97,6 +97,36 @@ async fn pipeline_chain_runs_fails_and_restarts(kind: StoreKind) {
     }
 }
 
+/// The pipeline's four jobs are stored all or none: when a later stage
+/// cannot be submitted (here its job type's configured time limit is over
+/// the API's maximum), the client's error leaves no earlier stage behind.
+#[tokio::test]
+async fn a_pipeline_that_cannot_be_submitted_whole_leaves_no_job() {
+    let scratch = Scratch::new(StoreKind::Sqlite).expect("sqlite scratch");
+    let config = scratch.write(
+        "jobd.toml",
+        "[job_types.dataset_generation]\ntimeout_seconds = 1000000\n",
+    );
+    let server = Server::serve(
+        &scratch,
+        &[
+            "--workers".into(),
+            "0".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+    );
+    let (status, error) = server
+        .post(
+            "/api/v1/jobs/pipeline",
+            Some(json!({"documents": [{"name": "a.md", "text": "# A\n\nSome text."}]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    let (_, listed) = server.get("/api/v1/jobs?limit=10").await;
+    assert_eq!(listed["jobs"], json!([]), "no stage was left behind");
+}
+
 async fn artifacts_go_with_their_jobs(kind: StoreKind) {
     let Some(scratch) = Scratch::new(kind) else {
         return;

@@ -33,6 +33,7 @@ async fn cleanup_never_deletes_another_nodes_lock() {
         for _ in 0..2_000 {
             let job = store
                 .submit(NewJob {
+                    id: jobd::model::new_job_id(),
                     job_type: "noop".into(),
                     user_id: "u".into(),
                     parameters: json!({}),

@@ -84,6 +84,7 @@ impl Backend for Redis {
 
 fn new_job(user: &str) -> NewJob {
     NewJob {
+        id: jobd::model::new_job_id(),
         job_type: "noop".into(),
         user_id: user.into(),
         parameters: json!({}),
@@ -678,6 +679,70 @@ async fn claim_only(store: &dyn Store, expected: jobd::model::JobId) -> Claimed 
     claimed
 }
 
+/// A chain of dependent jobs is stored in one step, all or none: a job may
+/// depend on one earlier in the call, and an unknown dependency anywhere
+/// stores nothing.
+pub async fn a_chain_is_submitted_all_or_nothing(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let a = new_job("u");
+    let b = dependent("u", &[a.id]);
+    let c = dependent("u", &[b.id, a.id]);
+    let stored = store
+        .submit_all(vec![a.clone(), b.clone(), c.clone()])
+        .await
+        .unwrap();
+    let ids: Vec<_> = stored.iter().map(|job| job.id).collect();
+    assert_eq!(ids, vec![a.id, b.id, c.id]);
+    assert_eq!(stored[0].status, JobStatus::Pending);
+    assert_eq!(
+        (stored[1].status, stored[1].waiting_dependencies),
+        (JobStatus::Scheduled, 1)
+    );
+    assert_eq!(
+        (stored[2].status, stored[2].waiting_dependencies),
+        (JobStatus::Scheduled, 2)
+    );
+    for job in &stored {
+        let read = store.get(job.id).await.unwrap();
+        assert_eq!(
+            (
+                read.status,
+                read.waiting_dependencies,
+                &read.depends_on,
+                read.revision
+            ),
+            (
+                job.status,
+                job.waiting_dependencies,
+                &job.depends_on,
+                job.revision
+            ),
+            "what submit returned is what is stored"
+        );
+    }
+
+    let missing = jobd::model::new_job_id();
+    let x = new_job("v");
+    let y = dependent("v", &[x.id]);
+    let z = dependent("v", &[y.id, missing]);
+    let refused = store
+        .submit_all(vec![x.clone(), y.clone(), z.clone()])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::UnknownDependency(id)) if id == missing),
+        "{refused:?}"
+    );
+    for id in [x.id, y.id, z.id] {
+        assert!(
+            matches!(store.get(id).await, Err(StoreError::NotFound(_))),
+            "nothing of the refused chain was stored"
+        );
+    }
+    let stats = store.stats(0).await.unwrap();
+    let total: u64 = stats.counts.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 3, "only the first chain's jobs exist");
+}
+
 pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
     let store = backend.open().await;
     let a = store.submit(new_job("u")).await.unwrap();
@@ -815,5 +880,6 @@ store_contract!(
     a_dead_workers_jobs_are_recovered_at_once,
     release_puts_a_job_back_at_the_front_without_spending_an_attempt,
     dependencies_gate_cascade_and_revive,
+    a_chain_is_submitted_all_or_nothing,
     cleanup_removes_only_expired_terminal_jobs,
 );

@@ -3,7 +3,7 @@
 use redis::Value;
 use serde_json::Value as Json;
 
-use crate::model::{Job, JobId, Progress};
+use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
 use crate::store::{StoreError, StoreResult, WorkerInfo, WorkerRecord};
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -19,6 +19,41 @@ pub fn text(value: &Value) -> Option<String> {
         Value::Okay => Some("OK".into()),
         _ => None,
     }
+}
+
+/// A job as `submit.lua` stored it: `new` with the reply's `{status,
+/// waiting_dependencies, cancelled_by or '', error or ''}`.
+pub fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> StoreResult<Job> {
+    let field = |i: usize| reply.get(i).and_then(text).unwrap_or_default();
+    let status: JobStatus = field(0)
+        .parse()
+        .map_err(|_| corrupt(format!("submit status {:?}", field(0))))?;
+    let cancelled_by = field(2).parse().ok();
+    Ok(Job {
+        id: new.id,
+        job_type: new.job_type,
+        user_id: new.user_id,
+        status,
+        priority: new.priority,
+        parameters: new.parameters,
+        result: None,
+        error: Some(field(3)).filter(|e| !e.is_empty()),
+        progress: Progress::default(),
+        attempts: 0,
+        max_attempts: new.max_attempts,
+        interruptions: 0,
+        timeout_seconds: new.timeout_seconds,
+        created_at: now,
+        scheduled_for: new.run_at.filter(|at| *at > now),
+        started_at: None,
+        completed_at: cancelled_by.map(|_| now),
+        updated_at: now,
+        worker_id: None,
+        revision: 1,
+        depends_on: new.depends_on,
+        waiting_dependencies: field(1).parse().unwrap_or(0),
+        cancelled_by,
+    })
 }
 
 /// A reply as an array.

@@ -274,64 +274,46 @@ impl Store for RedisStore {
         bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry)).await
     }
 
-    async fn submit(&self, new: NewJob) -> StoreResult<Job> {
+    async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
         let now = now_millis();
-        let scheduled_for = new.run_at.filter(|at| *at > now);
-        let id = Uuid::now_v7();
-        let mut args = vec![
-            id.to_string(),
-            new.job_type.clone(),
-            new.user_id.clone(),
-            new.priority.to_string(),
-            new.parameters.to_string(),
-            new.max_attempts.to_string(),
-            opt(new.timeout_seconds),
-            now.to_string(),
-            opt(scheduled_for),
-        ];
-        args.extend(new.depends_on.iter().map(JobId::to_string));
-        let reply = decode::array(self.run(&self.scripts.submit, args).await?)?;
-        let field = |i: usize| reply.get(i).and_then(decode::text).unwrap_or_default();
-        if field(0) == "missing" {
-            let missing = field(1)
-                .parse()
-                .map_err(|_| StoreError::Unavailable("redis: bad reply".into()))?;
-            return Err(StoreError::UnknownDependency(missing));
+        let mut args = vec![now.to_string(), jobs.len().to_string()];
+        for new in &jobs {
+            args.extend([
+                new.id.to_string(),
+                new.job_type.clone(),
+                new.user_id.clone(),
+                new.priority.to_string(),
+                new.parameters.to_string(),
+                new.max_attempts.to_string(),
+                opt(new.timeout_seconds),
+                opt(new.run_at.filter(|at| *at > now)),
+                new.depends_on.len().to_string(),
+            ]);
+            args.extend(new.depends_on.iter().map(JobId::to_string));
         }
-        let status: JobStatus = field(0)
-            .parse()
-            .map_err(|_| StoreError::Unavailable("redis: bad submit reply".into()))?;
-        let cancelled_by = field(2).parse().ok();
-        let job = Job {
-            id,
-            job_type: new.job_type,
-            user_id: new.user_id,
-            status,
-            priority: new.priority,
-            parameters: new.parameters,
-            result: None,
-            error: Some(field(3)).filter(|e| !e.is_empty()),
-            progress: Progress::default(),
-            attempts: 0,
-            max_attempts: new.max_attempts,
-            interruptions: 0,
-            timeout_seconds: new.timeout_seconds,
-            created_at: now,
-            scheduled_for,
-            started_at: None,
-            completed_at: cancelled_by.map(|_| now),
-            updated_at: now,
-            worker_id: None,
-            revision: 1,
-            depends_on: new.depends_on,
-            waiting_dependencies: field(1).parse().unwrap_or(0),
-            cancelled_by,
-        };
-        self.bus.publish(&job);
-        if status == JobStatus::Pending {
+        let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
+        if let Some(refusal) = replies.first().and_then(decode::text) {
+            let id = replies
+                .get(1)
+                .and_then(decode::text)
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| StoreError::Unavailable("redis: bad submit reply".into()))?;
+            return Err(match refusal.as_str() {
+                "missing" => StoreError::UnknownDependency(id),
+                _ => StoreError::Unavailable(format!("redis: job id {id} is taken")),
+            });
+        }
+        let mut submitted = Vec::with_capacity(jobs.len());
+        for (new, reply) in jobs.into_iter().zip(replies) {
+            submitted.push(decode::submitted_job(new, now, decode::array(reply)?)?);
+        }
+        for job in &submitted {
+            self.bus.publish(job);
+        }
+        if submitted.iter().any(|job| job.status == JobStatus::Pending) {
             self.bus.notify_work();
         }
-        Ok(job)
+        Ok(submitted)
     }
 
     async fn get(&self, id: JobId) -> StoreResult<Job> {

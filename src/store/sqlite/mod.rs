@@ -310,7 +310,8 @@ fn claim_in(conn: &Connection, params: &ClaimParams) -> StoreResult<(Vec<Claimed
 /// Inserts a new job with its dependency edges. It is pending, scheduled
 /// (for `run_at`, or waiting for unfinished dependencies), or cancelled at
 /// once when a dependency already failed or was cancelled.
-fn insert_job(conn: &Connection, id: JobId, new: &NewJob, now: Millis) -> StoreResult<Job> {
+fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreResult<Job> {
+    let id = new.id;
     let mut waiting = 0u32;
     let mut settled_by: Option<(JobId, JobStatus)> = None;
     for dependency in &new.depends_on {
@@ -453,18 +454,22 @@ impl Store for SqliteStore {
         self.writer.write(|_| Ok(())).await
     }
 
-    async fn submit(&self, new: NewJob) -> StoreResult<Job> {
+    async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
         let now = now_millis();
-        let id = Uuid::now_v7();
-        let job = self
+        // One write, one savepoint: an error undoes every insert of the call.
+        let stored = self
             .writer
-            .write(move |conn| insert_job(conn, id, &new, now))
+            .write(move |conn| {
+                jobs.iter()
+                    .map(|new| insert_job(conn, new, now))
+                    .collect::<StoreResult<Vec<Job>>>()
+            })
             .await?;
-        self.bus.publish(&job);
-        if job.status == JobStatus::Pending {
+        self.publish_all(&stored);
+        if stored.iter().any(|job| job.status == JobStatus::Pending) {
             self.bus.notify_work();
         }
-        Ok(job)
+        Ok(stored)
     }
 
     async fn get(&self, id: JobId) -> StoreResult<Job> {
