@@ -27,8 +27,8 @@ starts on a free port of 127.0.0.1, no persistence):
   what only it measures (HTTP latency idle and under load, per-user limit,
   RSS, SSE, wake-up) and as a cross-check of its own drain timings.
 
-Results: bench/results/latest.json, latest.md, latest.svg (a dry run writes
-them to a temporary folder, or to --out). Every figure is the median of the
+Results: bench/results/latest.json, latest.md, latest.svg (a dry run prints
+its report and keeps the files only with --out). Every figure is the median of the
 rounds with min-max; a ratio is the ratio of the medians, with the range of
 the same-round ratios.
 
@@ -781,12 +781,12 @@ def run_jobd_bench(ctx, backlog, dry):
     ctx.redis.flush()
     cmd = [ctx.jobd_bench, "--stores", "redis,sqlite", "--backlog", str(backlog), "--redis-url", ctx.redis.url,
            "--jobd", ctx.jobd, "--json", out]
-    if dry:
-        cmd += ["--requests", "20"]
+    if dry:  # a check that it runs and its output is read, in seconds (SSE and wake-up take minutes in debug)
+        cmd += ["--requests", "20", "--only", "latency,drain"]
     t = time.monotonic()
     run(cmd, 900, env=jobd_env(), cwd=ctx.tmp)
     shown = f"--stores redis,sqlite --backlog {backlog} --redis-url <this run's Redis>" + (
-        " --requests 20" if dry else "")
+        " --requests 20 --only latency,drain" if dry else "")
     with open(out) as f:
         return {"seconds": time.monotonic() - t, "command": shown, "stores": json.load(f)}
 
@@ -838,6 +838,13 @@ def aggregate(results):
             out[key]["redis_usec_per_job_by_command"] = {
                 k: statistics.median(v + [0] * (len(rows) - len(v)))
                 for k, v in sorted(commands.items(), key=lambda kv: -statistics.median(kv[1]))}
+            threads = {}
+            for r in rows:
+                for name, v in r.get("worker_threads_us_per_job", {}).items():
+                    threads.setdefault(name, []).append(v)
+            out[key]["worker_us_per_job_by_thread"] = {
+                k: statistics.median(v + [0] * (len(rows) - len(v)))
+                for k, v in sorted(threads.items(), key=lambda kv: -statistics.median(kv[1]))}
     return out
 
 
@@ -943,7 +950,7 @@ def report(doc):
     add("| system | fill jobs/s | Redis CPU µs/job in the fill | Redis cmds/job in the fill | submit p50 / p99 ms | "
         "status p50 / p99 ms |")
     add("|---|---:|---:|---:|---:|---:|")
-    bench = {s["store"]: s for s in doc.get("jobd_bench", {}).get("stores", [])}
+    bench = {s["store"]: s for s in (doc.get("jobd_bench") or {}).get("stores", [])}
     for key in SYSTEMS:
         if key not in agg:
             continue
@@ -972,6 +979,13 @@ def report(doc):
     for key in SYSTEMS:
         if key in agg and agg[key]["redis_usec_per_job_by_command"]:
             top = list(agg[key]["redis_usec_per_job_by_command"].items())[:8]
+            add(f"- {LABELS[key]}: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+    add("")
+    add("Worker CPU per job in the drain by thread name (µs/job, /proc schedstat, median):")
+    add("")
+    for key in SYSTEMS:
+        if key in agg and agg[key]["worker_us_per_job_by_thread"]:
+            top = [(k, v) for k, v in agg[key]["worker_us_per_job_by_thread"].items() if v >= 0.05][:6]
             add(f"- {LABELS[key]}: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
     if doc.get("jobd_bench"):
         add("")
@@ -1290,7 +1304,11 @@ def main():
         f.write(text)
     svg(doc, os.path.join(out_dir, "latest.svg"))
     print(text)
-    print(f"results in {out_dir}; {time.monotonic() - started:.0f} s in all")
+    if dry and not args.out:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        print(f"{time.monotonic() - started:.0f} s in all")
+    else:
+        print(f"results in {out_dir}; {time.monotonic() - started:.0f} s in all")
     if problems:
         print("ONE-OBSERVER CHECK FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1

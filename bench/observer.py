@@ -12,7 +12,8 @@ system was timed by this same code.
 Besides the clock it samples, at the workers' start, at the first
 completion it sees and at the last: Redis's INFO (CPU, commands,
 commandstats), the CPU time of the worker's process tree and of the other
-processes it is told about (from /proc, per-thread schedstat in ns), its
+processes it is told about (their CPU-time clocks, ns; by thread name from
+/proc schedstat), its
 own CPU time, and the machine's total busy time (/proc/stat), so that the
 CPU of processes that are not part of the run shows up as "other load".
 """
@@ -151,26 +152,40 @@ def tree_pids(pid):
 
 
 def process_cpu_s(pid):
-    """CPU seconds of one process: the sum of its threads' run time (ns,
-    schedstat) plus the user+system time of children it has reaped."""
-    total = 0.0
+    """CPU seconds of one process, all its threads, exited ones included:
+    its CPU-time clock (clock_gettime on the clock id of pid, ns), plus the
+    user+system time of children it has reaped (/proc, clock ticks)."""
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0]) / 1e9
-            except OSError:
-                pass
+        total = time.clock_gettime_ns(((~pid) << 3) | 2) / 1e9  # CPUCLOCK_SCHED of the process
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[13]) + int(fields[14])) * CLOCK_TICK_S  # cutime, cstime
+        return total + (int(fields[13]) + int(fields[14])) * CLOCK_TICK_S  # cutime, cstime
     except OSError:
-        pass
-    return total
+        return 0.0
 
 
 def tree_cpu_s(pids):
     return sum(process_cpu_s(p) for root in pids for p in tree_pids(root))
+
+
+def threads_cpu_s(pids):
+    """CPU seconds of the live threads of the trees, by thread name (comm)."""
+    out = {}
+    for root in pids:
+        for pid in tree_pids(root):
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                        name = f.read().strip()
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                        out[name] = out.get(name, 0.0) + int(f.read().split()[0]) / 1e9
+                except OSError:
+                    pass
+    return out
 
 
 def machine_busy_s():
@@ -186,11 +201,22 @@ class DrainFailed(Exception):
     pass
 
 
+def exited(pid):
+    """Whether pid has exited, without reaping it (Popen.poll() would, and
+    its CPU time would be gone with it): a zombie or gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
 def _sample(workers, others, redis):
     return {
         "t": time.monotonic(),
         "machine_s": machine_busy_s(),
         "worker_s": tree_cpu_s([p.pid for p in workers]),
+        "worker_threads_s": threads_cpu_s([p.pid for p in workers]),
         "others_s": {name: tree_cpu_s(pids) for name, pids in others.items()},
         "observer_s": time.process_time(),
         "redis": redis.info() if redis else None,
@@ -239,13 +265,13 @@ def observe_drain(jobs, count, start_workers, others=None, redis=None, redis_pid
             break
         if now - t_spawn > deadline_s:
             raise DrainFailed(f"{done} of {jobs} done after {deadline_s} s")
-        if all(w.poll() is not None for w in workers):
+        if all(exited(w.pid) for w in workers):
             # Workers gone: one more poll for their last writes, then fail.
             if exited_at_poll is None:
                 exited_at_poll = polls
             elif polls - exited_at_poll > max(2, int(0.5 / poll_s)):
                 raise DrainFailed(f"workers exited with {done} of {jobs} done "
-                                  f"(exit codes {[w.returncode for w in workers]})")
+                                  f"(exit codes {[w.poll() for w in workers]})")
     # Without a window (the first poll saw the whole backlog done: tiny dry
     # runs), the per-job costs fall back to the whole drain.
     if first_count >= jobs:
@@ -279,6 +305,10 @@ def observe_drain(jobs, count, start_workers, others=None, redis=None, redis_pid
             **{name: (last["others_s"][name] - first["others_s"][name]) * 1e6 / steady_jobs for name in others},
         },
         "worker_cores": (last["worker_s"] - first["worker_s"]) / steady_window,
+        # The worker's CPU by thread name (threads alive at the end).
+        "worker_threads_us_per_job": dict(sorted(
+            ((name, (t - first["worker_threads_s"].get(name, 0.0)) * 1e6 / steady_jobs)
+             for name, t in last["worker_threads_s"].items()), key=lambda kv: -kv[1])),
         # The machine's busy time in the steady window minus what the run's
         # own processes used: other processes' load, in cores.
         "other_load_cores": ((last["machine_s"] - first["machine_s"])

@@ -31,5 +31,6 @@ for (const id of ids) {
   if (state !== 'waiting') throw new Error(`job ${id} is ${state}, not waiting`);
 }
 await q.close();
-console.log(JSON.stringify({ enqueue_s: enqueueS, enqueue_ms: enqueue, status_ms: status, versions }));
-process.exit(0); // stdout is a pipe: written synchronously on Linux
+// Exits once the line is written (the readline on stdin would keep it alive).
+process.stdout.write(JSON.stringify({ enqueue_s: enqueueS, enqueue_ms: enqueue, status_ms: status, versions }) + '\n',
+  () => process.exit(0));
