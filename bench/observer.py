@@ -305,6 +305,7 @@ def observe_drain(jobs, count, start_workers, others=None, redis=None, redis_pid
             **{name: (last["others_s"][name] - first["others_s"][name]) * 1e6 / steady_jobs for name in others},
         },
         "worker_cores": (last["worker_s"] - first["worker_s"]) / steady_window,
+        "observer_cores": (last["observer_s"] - first["observer_s"]) / steady_window,
         # The worker's CPU by thread name (threads alive at the end).
         "worker_threads_us_per_job": dict(sorted(
             ((name, (t - first["worker_threads_s"].get(name, 0.0)) * 1e6 / steady_jobs)
