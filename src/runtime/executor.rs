@@ -10,14 +10,35 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::completer::{Completer, Slot};
 use super::handler::{JobContext, JobFailure, Retry};
-use super::worker::{Slot, WorkerShared};
-use crate::events::JobWatch;
+use super::registry::Registry;
+use crate::events::{EventBus, JobWatch};
 use crate::model::{Job, JobStatus, Millis, Progress, now_millis};
 use crate::store::{ClaimRef, Claimed, Finish, Outcome, Store, StoreError};
 
 /// Longest retry backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// What an executor runs with: the pieces of its worker it uses, and
+/// nothing else of it.
+pub(crate) struct ExecEnv {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bus: EventBus,
+    pub(crate) registry: Arc<Registry>,
+    /// The worker the job runs on, as its claim names it.
+    pub(crate) worker_id: String,
+    /// Fired at the end of the shutdown grace: stop running jobs.
+    pub(crate) abort: CancellationToken,
+    /// How long a stopped handler gets before it is dropped.
+    pub(crate) cancel_grace: Duration,
+    /// How long an outcome is retried while the store is unavailable.
+    pub(crate) lease_timeout: Duration,
+    /// Retry backoff base of a job whose type is unknown here.
+    pub(crate) default_retry_backoff: Duration,
+    /// Where outcomes are recorded.
+    pub(crate) completer: Completer,
+}
 
 /// Why a handler was stopped before it returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,38 +55,33 @@ enum StopReason {
 
 /// Runs `claimed` to its end in `slot`, which it gives up when its outcome
 /// is recorded. `lost` fires when the heartbeat finds the claim gone.
-pub(super) async fn execute(
-    shared: Arc<WorkerShared>,
-    claimed: Claimed,
-    lost: CancellationToken,
-    slot: Slot,
-) {
+pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationToken, slot: Slot) {
     let Claimed { job, claim } = claimed;
     let job = Arc::new(job);
-    let Some(job_type) = shared.registry.get(&job.job_type).cloned() else {
+    let Some(job_type) = env.registry.get(&job.job_type).cloned() else {
         let error = format!(
             "no handler for job type '{}' on worker {}",
-            job.job_type, shared.info.worker_id
+            job.job_type, env.worker_id
         );
-        let retry_base = shared.settings.retry_backoff;
+        let retry_base = env.default_retry_backoff;
         let result = Err(anyhow::anyhow!(error));
-        record_with_backoff(&shared, &job, claim, slot, result, retry_base).await;
+        record_with_backoff(env, &job, claim, slot, result, retry_base).await;
         return;
     };
     // Watch before running, so a cancel during start-up is not missed, and
     // seed the watch with the job as claimed: a snapshot older than the
     // claim (a re-read racing with it) must not look like a lost claim.
-    let mut watch = shared.bus.watch_running(job.id);
-    shared.bus.deliver_shared(&job);
+    let mut watch = env.bus.watch_running(job.id);
+    env.bus.deliver_shared(&job);
     let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = watch::channel(None);
     // Progress is written from this task, beside the handler: no task of
     // its own for the many jobs that report none.
-    let flusher = flush_progress(shared.store.clone(), claim, progress_rx, lost.clone());
+    let flusher = flush_progress(env.store.clone(), claim, progress_rx, lost.clone());
     tokio::pin!(flusher);
     let mut flushing = true;
     let ctx = JobContext::new(job.clone(), progress_tx, cancel.clone())
-        .with_dependencies(load_dependencies(&shared, &job).await);
+        .with_dependencies(load_dependencies(env, &job).await);
     let time_limit = job
         .timeout_seconds
         .map(Duration::from_secs_f64)
@@ -79,7 +95,7 @@ pub(super) async fn execute(
     let stopped = loop {
         tokio::select! {
             result = &mut run => break Err(result),
-            reason = stop_requested(&mut watch, &lost, &shared.abort, &shared.info.worker_id) => break Ok(reason),
+            reason = stop_requested(&mut watch, &lost, &env.abort, &env.worker_id) => break Ok(reason),
             _ = &mut deadline => break Ok(StopReason::TimedOut),
             _ = &mut flusher, if flushing => flushing = false,
         }
@@ -90,7 +106,7 @@ pub(super) async fn execute(
             cancel.cancel();
             // Give the handler its grace period, then drop it (which kills
             // an external command's process group).
-            let _ = tokio::time::timeout(shared.settings.cancel_grace, &mut run).await;
+            let _ = tokio::time::timeout(env.cancel_grace, &mut run).await;
             match reason {
                 StopReason::TimedOut => Err(anyhow::anyhow!(
                     "timed out after {:.1} s",
@@ -101,7 +117,7 @@ pub(super) async fn execute(
                     return;
                 }
                 StopReason::Shutdown => {
-                    if let Err(e) = shared.store.release(&[claim], now_millis()).await {
+                    if let Err(e) = env.store.release(&[claim], now_millis()).await {
                         tracing::warn!(job_id = %job.id, error = %e, "could not re-queue job on shutdown; its lease will expire");
                     }
                     return;
@@ -116,15 +132,15 @@ pub(super) async fn execute(
     // Done watching: the outcome's snapshot need not be delivered here.
     drop(watch);
     let retry_base = job_type.retry_backoff;
-    record_with_backoff(&shared, &job, claim, slot, result, retry_base).await;
+    record_with_backoff(env, &job, claim, slot, result, retry_base).await;
 }
 
 /// The job's dependencies as they are now (completed, with their results);
 /// any that cannot be read (deleted by retention) are left out.
-async fn load_dependencies(shared: &WorkerShared, job: &Job) -> Vec<Arc<Job>> {
+async fn load_dependencies(env: &ExecEnv, job: &Job) -> Vec<Arc<Job>> {
     let mut dependencies = Vec::with_capacity(job.depends_on.len());
     for id in &job.depends_on {
-        match shared.store.get(*id).await {
+        match env.store.get(*id).await {
             Ok(dependency) => dependencies.push(Arc::new(dependency)),
             Err(e) => {
                 tracing::warn!(job_id = %job.id, dependency = %id, error = %e, "dependency not readable")
@@ -137,7 +153,7 @@ async fn load_dependencies(shared: &WorkerShared, job: &Job) -> Vec<Arc<Job>> {
 /// Writes the attempt's outcome, retrying while the store is unavailable
 /// (for as long as the lease lasts; after that the reaper owns the job).
 async fn record_with_backoff(
-    shared: &WorkerShared,
+    env: &ExecEnv,
     job: &Arc<Job>,
     claim: ClaimRef,
     slot: Slot,
@@ -151,7 +167,7 @@ async fn record_with_backoff(
             error: format!("{error:#}"),
         },
     };
-    let give_up = tokio::time::Instant::now() + shared.settings.lease_timeout;
+    let give_up = tokio::time::Instant::now() + env.lease_timeout;
     let mut pause = Duration::from_millis(50);
     let finish = Finish {
         claim,
@@ -159,13 +175,13 @@ async fn record_with_backoff(
         job: job.clone(),
     };
     // First through the worker's batched completions; retries one by one.
-    let mut attempt = shared.complete(finish.clone(), slot).await;
+    let mut attempt = env.completer.complete(finish.clone(), slot).await;
     loop {
         match attempt {
             Ok(done) => {
                 tracing::info!(
                     job_id = %done.id, job_type = %done.job_type, user_id = %done.user_id,
-                    worker_id = %shared.info.worker_id, status = %done.status, "job finished"
+                    worker_id = %env.worker_id, status = %done.status, "job finished"
                 );
                 return;
             }
@@ -177,7 +193,7 @@ async fn record_with_backoff(
                 tracing::warn!(job_id = %job.id, error = %e, "could not record result; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
-                attempt = shared
+                attempt = env
                     .store
                     .finish(claim, finish.outcome.clone(), now_millis())
                     .await;

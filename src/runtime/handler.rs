@@ -1,19 +1,14 @@
 //! What a job type's code sees: the [`JobHandler`] trait, the [`JobContext`]
-//! it runs with, and the [`Registry`] that maps job types to handlers.
+//! it runs with, and the [`JobFailure`] it may end an attempt with.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{JobTypeConfig, Settings};
 use crate::model::{Job, Millis, Progress};
-
-use super::external::ExternalCommand;
 
 /// The code behind a job type. `run` returns the job's result, or an error
 /// that fails the attempt (retried by the job type's rule while attempts
@@ -129,86 +124,5 @@ impl JobContext {
     /// True once the job should stop.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
-    }
-}
-
-/// A job type as workers run it: its handler and its options.
-#[derive(Clone)]
-pub struct JobType {
-    /// The code that runs it.
-    pub handler: Arc<dyn JobHandler>,
-    /// Per-attempt time limit, unless the job sets its own.
-    pub timeout: Option<Duration>,
-    /// Attempts allowed, unless the job sets its own.
-    pub max_attempts: u32,
-    /// Base of the exponential retry backoff.
-    pub retry_backoff: Duration,
-}
-
-/// The known job types: built-ins, overridden or joined by the configured ones.
-#[derive(Clone, Default)]
-pub struct Registry {
-    types: BTreeMap<String, JobType>,
-}
-
-impl Registry {
-    /// The `builtins` (compiled-in handlers by name) plus the types of
-    /// `settings.job_types`; a configured type with a `command` replaces a
-    /// built-in of the same name, one without only sets the built-in's
-    /// options.
-    pub fn from_settings(
-        settings: &Settings,
-        builtins: impl IntoIterator<Item = (&'static str, Arc<dyn JobHandler>)>,
-    ) -> anyhow::Result<Registry> {
-        let mut builtins: BTreeMap<String, Arc<dyn JobHandler>> = builtins
-            .into_iter()
-            .map(|(name, handler)| (name.to_owned(), handler))
-            .collect();
-        let mut configured = settings.job_types.clone();
-        for name in builtins.keys() {
-            configured.entry(name.clone()).or_default();
-        }
-        let mut registry = Registry::default();
-        for (name, config) in configured {
-            let handler: Arc<dyn JobHandler> = match (&config.command, builtins.remove(&name)) {
-                (Some(command), _) => Arc::new(ExternalCommand::new(command.clone())),
-                (None, Some(builtin)) => builtin,
-                (None, None) => {
-                    anyhow::bail!("job type {name} has no command and is not a built-in type")
-                }
-            };
-            registry.insert(name, handler, &config, settings);
-        }
-        Ok(registry)
-    }
-
-    /// Adds (or replaces) a job type.
-    pub fn insert(
-        &mut self,
-        name: String,
-        handler: Arc<dyn JobHandler>,
-        config: &JobTypeConfig,
-        settings: &Settings,
-    ) {
-        let job_type = JobType {
-            handler,
-            timeout: config.timeout_seconds.map(Duration::from_secs_f64),
-            max_attempts: config.max_attempts.unwrap_or(settings.default_max_attempts),
-            retry_backoff: config
-                .retry_backoff_seconds
-                .map(Duration::from_secs_f64)
-                .unwrap_or(settings.retry_backoff),
-        };
-        self.types.insert(name, job_type);
-    }
-
-    /// The job type of this name.
-    pub fn get(&self, name: &str) -> Option<&JobType> {
-        self.types.get(name)
-    }
-
-    /// The names of all job types, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        self.types.keys().map(String::as_str).collect()
     }
 }

@@ -2,12 +2,16 @@
 //! worker (claim loop, executors, heartbeat) and store maintenance.
 
 pub mod builtin;
+mod completer;
 mod executor;
 pub mod external;
 pub mod handler;
+mod heartbeat;
 pub mod maintenance;
 mod process;
+mod registry;
 mod worker;
 
-pub use handler::{JobContext, JobFailure, JobHandler, JobType, Registry, Retry};
+pub use handler::{JobContext, JobFailure, JobHandler, Retry};
+pub use registry::{JobType, Registry};
 pub use worker::Worker;

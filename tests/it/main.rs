@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod cluster;
 mod control;
+mod layers;
 mod limits;
 mod metrics;
 mod openapi;

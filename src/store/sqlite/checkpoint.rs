@@ -8,18 +8,19 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::SqliteStore;
-
 /// How often the log is copied into the file. Often, so that little is left
 /// to copy when the writer lets the log start over (`writer::run`).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Starts the checkpointer; it stops when the store is dropped.
-pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>) -> std::io::Result<()> {
+/// Starts the checkpointer; it stops when `owner` (the store) is dropped.
+pub(super) fn spawn<T: Send + Sync + 'static>(
+    conn: Connection,
+    owner: Weak<T>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("jobd-sqlite-checkpoint".into())
         .spawn(move || {
-            while store.strong_count() > 0 {
+            while owner.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_INTERVAL);
                 copy_log(&conn);
             }

@@ -10,6 +10,7 @@
 
 mod checkpoint;
 mod rows;
+mod sql;
 mod tail;
 mod writer;
 
@@ -32,48 +33,6 @@ use crate::store::{
     ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats,
     WorkerInfo, WorkerRecord,
 };
-
-/// The SQL this module runs, one file per statement.
-mod sql {
-    pub const SCHEMA: &str = include_str!("sql/schema.sql");
-    pub const INSERT_JOB: &str = include_str!("sql/insert_job.sql");
-    pub const SELECT_JOB: &str = include_str!("sql/select_job.sql");
-    pub const LIST_JOBS: &str = include_str!("sql/list_jobs.sql");
-    pub const RUNNING_TOTAL: &str = include_str!("sql/running_total.sql");
-    pub const CLAIM_USERS: &str = include_str!("sql/claim_users.sql");
-    pub const CLAIM_NEXT_OF_USER: &str = include_str!("sql/claim_next_of_user.sql");
-    pub const MARK_USER_SERVED: &str = include_str!("sql/mark_user_served.sql");
-    pub const LAST_SERVED: &str = include_str!("sql/last_served.sql");
-    pub const PROMOTE_DUE: &str = include_str!("sql/promote_due.sql");
-    pub const NEXT_DUE: &str = include_str!("sql/next_due.sql");
-    pub const REPORT_PROGRESS: &str = include_str!("sql/report_progress.sql");
-    pub const FINISH: &str = include_str!("sql/finish.sql");
-    pub const RELEASE: &str = include_str!("sql/release.sql");
-    pub const CANCEL: &str = include_str!("sql/cancel.sql");
-    pub const RESTART: &str = include_str!("sql/restart.sql");
-    pub const RESTART_STATUS: &str = include_str!("sql/restart_status.sql");
-    pub const DEPENDENCIES: &str = include_str!("sql/dependencies.sql");
-    pub const DROP_RUNNING_INDEXES: &str = include_str!("sql/drop_running_indexes.sql");
-    pub const INSERT_DEPENDENCY: &str = include_str!("sql/insert_dependency.sql");
-    pub const UPSERT_WORKER: &str = include_str!("sql/upsert_worker.sql");
-    pub const EXTEND_LEASE: &str = include_str!("sql/extend_lease.sql");
-    pub const DELETE_WORKER: &str = include_str!("sql/delete_worker.sql");
-    pub const DELETE_STALE_WORKERS: &str = include_str!("sql/delete_stale_workers.sql");
-    pub const SELECT_EXPIRED: &str = include_str!("sql/select_expired.sql");
-    pub const EXPIRE_WORKER_LEASES: &str = include_str!("sql/expire_worker_leases.sql");
-    pub const REQUEUE_INTERRUPTED: &str = include_str!("sql/requeue_interrupted.sql");
-    pub const FAIL_WORKER_LOST: &str = include_str!("sql/fail_worker_lost.sql");
-    pub const DELETE_EXPIRED_JOBS: &str = include_str!("sql/delete_expired_jobs.sql");
-    pub const PRUNE_CHANGES: &str = include_str!("sql/prune_changes.sql");
-    pub const FORGET_IDLE_USERS: &str = include_str!("sql/forget_idle_users.sql");
-    pub const SET_META: &str = include_str!("sql/set_meta.sql");
-    pub const GET_META: &str = include_str!("sql/get_meta.sql");
-    pub const STATUS_COUNTS: &str = include_str!("sql/status_counts.sql");
-    pub const COUNT_WORKERS: &str = include_str!("sql/count_workers.sql");
-    pub const SELECT_WORKERS: &str = include_str!("sql/select_workers.sql");
-    pub const CHANGES_SINCE: &str = include_str!("sql/changes_since.sql");
-    pub const LAST_CHANGE: &str = include_str!("sql/last_change.sql");
-}
 
 /// The `meta` key under which the last cleanup time is kept.
 const LAST_CLEANUP_KEY: &str = "last_cleanup";
