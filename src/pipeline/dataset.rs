@@ -20,11 +20,13 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Dirs;
 use super::artifacts::ArtifactDir;
-use super::inputs::{Inputs, read_jsonl, readable_artifact};
+use super::chunks::read_jsonl;
+use super::dirs::Dirs;
+use super::inputs::{Inputs, readable_artifact};
 use super::params::{array_param, bool_param, f64_param, str_param, u64_param};
-use super::task::{Stage, Task};
+use super::stage::Stage;
+use super::task::Task;
 use crate::model::Progress;
 
 /// A dataset record.
