@@ -57,6 +57,11 @@ where
     F: FnOnce(&Task) -> anyhow::Result<T> + Send + 'static,
 {
     let cancel = CancellationToken::new();
+    // A job stopped before its step began does no work: without this, the
+    // thread could run ahead of the first look at `ctx` below.
+    if ctx.is_cancelled() {
+        cancel.cancel();
+    }
     // If the executor drops this future after the grace period, the thread
     // still learns that it must stop.
     let _stop_on_drop = cancel.clone().drop_guard();
