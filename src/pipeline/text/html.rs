@@ -43,7 +43,9 @@ const BLOCK_ELEMENTS: &[&str] = &[
 
 /// The readable text of an HTML document: tags removed, `script`, `style`
 /// and `head` content dropped, block elements separated by blank lines,
-/// `<br>` as a line break, common entities decoded, spaces collapsed.
+/// `<br>` as a line break, character references decoded (every named one
+/// of HTML5 and numeric ones, by `html-escape`; unknown ones stay as
+/// written), spaces collapsed.
 pub fn html_to_text(html: &str) -> String {
     let mut raw = String::with_capacity(html.len());
     let mut rest = html;
@@ -81,7 +83,7 @@ pub fn html_to_text(html: &str) -> String {
         }
     }
     raw.push_str(rest);
-    tidy(&decode_entities(&raw))
+    tidy(&html_escape::decode_html_entities(&raw))
 }
 
 /// The byte length of the tag at the start of `s` (which starts with `<`),
@@ -111,64 +113,6 @@ fn skip_element<'a>(s: &'a str, name: &str) -> &'a str {
         }
         None => "",
     }
-}
-
-/// Decodes the character references HTML text commonly carries; unknown
-/// ones stay as written.
-fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let after = &rest[1..];
-        let decoded = after
-            .char_indices()
-            .take(12)
-            .find(|&(_, c)| c == ';')
-            .and_then(|(semi, _)| entity_char(&after[..semi]).map(|c| (c, semi + 2)));
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn entity_char(entity: &str) -> Option<char> {
-    if let Some(num) = entity.strip_prefix('#') {
-        let code = match num.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => num.parse().ok()?,
-        };
-        return char::from_u32(code);
-    }
-    Some(match entity {
-        "amp" => '&',
-        "lt" => '<',
-        "gt" => '>',
-        "quot" => '"',
-        "apos" => '\'',
-        "nbsp" => ' ',
-        "mdash" => '—',
-        "ndash" => '–',
-        "hellip" => '…',
-        "lsquo" => '‘',
-        "rsquo" => '’',
-        "ldquo" => '“',
-        "rdquo" => '”',
-        "copy" => '©',
-        "eacute" => 'é',
-        "deg" => '°',
-        _ => return None,
-    })
 }
 
 /// Collapses spaces within lines, trims lines, and keeps at most one blank
@@ -206,4 +150,10 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_named_and_numeric_entity_is_decoded() {
+        let html =
+            "<p>Gr&uuml;&szlig;e aus M&uuml;nchen, caf&eacute; &#x263A; &#9731; &hellip;</p>";
+        assert_eq!(html_to_text(html), "Grüße aus München, café ☺ ☃ …");
+    }
 }
