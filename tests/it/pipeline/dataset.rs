@@ -9,29 +9,14 @@ use serde_json::{Value, json};
 
 use super::{completed, dirs, ok, read_jsonl, topics_taxonomy};
 
-/// A minimal RFC 4180 reader for the CSV test.
+/// The rows of a CSV text, the header included.
 fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let (mut row, mut field, mut quoted, mut chars) =
-        (Vec::new(), String::new(), false, text.chars().peekable());
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    rows
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|row| row.unwrap().iter().map(str::to_owned).collect())
+        .collect()
 }
 
 #[tokio::test]
@@ -161,4 +146,35 @@ async fn the_dataset_holds_every_labelled_chunk_split_by_the_seed() {
         (Some(7), Some(3))
     );
     assert_eq!(result["per_category"], json!({"even": 5, "odd": 5}));
+}
+
+#[tokio::test]
+async fn the_csv_is_rfc_4180_with_crlf_and_quoted_fields() {
+    let data = tempfile::tempdir().unwrap();
+    let handler = Arc::new(dataset::handler(dirs(data.path())));
+    let text = "He said \"stop\", then left.\nNext line";
+    let extractions = json!([
+        {"chunk_id": "a#0", "source": "a, b.md", "text": text, "categories": ["x", "y"]},
+    ]);
+    let result = ok(
+        handler,
+        json!({"format": "csv", "validation_fraction": 0.0, "extractions": extractions}),
+        vec![],
+    )
+    .await;
+    let train = std::fs::read_to_string(result["train"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        train,
+        "text,categories,source,chunk_id\r\n\
+         \"He said \"\"stop\"\", then left.\nNext line\",x;y,\"a, b.md\",a#0\r\n"
+    );
+    let validation = std::fs::read_to_string(result["validation"].as_str().unwrap()).unwrap();
+    assert_eq!(validation, "text,categories,source,chunk_id\r\n");
+    assert_eq!(
+        parse_csv(&train),
+        [
+            ["text", "categories", "source", "chunk_id"],
+            [text, "x;y", "a, b.md", "a#0"],
+        ]
+    );
 }
