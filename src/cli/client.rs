@@ -57,17 +57,29 @@ impl Client {
         }
     }
 
+    /// Sends a request to `path` with the `query` pairs (percent-encoded by
+    /// the URL type) and the JSON `body`; an error answer becomes
+    /// [`ClientError::Api`].
     async fn send(
         &self,
         method: Method,
         path: &str,
+        query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Response, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| self.connection(e))?;
+        let mut request = request.build().map_err(|e| self.connection(e))?;
+        if !query.is_empty() {
+            request.url_mut().query_pairs_mut().extend_pairs(query);
+        }
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| self.connection(e))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -83,7 +95,16 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        self.send(method, path, body)
+        self.send(method, path, &[], body)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.connection(e))
+    }
+
+    /// Sends a GET with the `query` pairs and returns the JSON answer.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
+        self.send(Method::GET, path, query, None)
             .await?
             .json()
             .await
@@ -99,7 +120,7 @@ impl Client {
         path: &str,
         mut on_event: impl FnMut(&str, &Value) -> bool,
     ) -> Result<(), ClientError> {
-        let response = self.send(Method::GET, path, None).await?;
+        let response = self.send(Method::GET, path, &[], None).await?;
         let mut events = response.bytes_stream().eventsource();
         while let Some(event) = events.next().await {
             let event = event.map_err(|e| match e {
