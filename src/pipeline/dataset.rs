@@ -214,10 +214,11 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
     }))
 }
 
-/// A dataset file being written, in its format.
+/// A dataset file being written, in its format (the CSV writer, with its
+/// own buffer, is boxed to keep the enum small).
 enum RecordWriter {
     Jsonl(BufWriter<File>),
-    Csv(csv::Writer<File>),
+    Csv(Box<csv::Writer<File>>),
 }
 
 impl RecordWriter {
@@ -230,7 +231,7 @@ impl RecordWriter {
                     .terminator(csv::Terminator::CRLF)
                     .from_writer(file);
                 out.write_record(["text", "categories", "source", "chunk_id"])?;
-                RecordWriter::Csv(out)
+                RecordWriter::Csv(Box::new(out))
             }
         })
     }
