@@ -207,4 +207,45 @@ mod tests {
             ]
         );
     }
+
+    /// Answers one request with `{"target": <its request target>}`.
+    async fn echo_request_target(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (socket, _) = listener.accept().await?;
+        let mut socket = BufReader::new(socket);
+        let mut request_line = String::new();
+        socket.read_line(&mut request_line).await?;
+        let mut line = String::new();
+        while socket.read_line(&mut line).await? > 2 {
+            line.clear();
+        }
+        let target = request_line.split(' ').nth(1).unwrap_or_default();
+        let body = serde_json::json!({ "target": target }).to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(response.as_bytes()).await?;
+        socket.flush().await
+    }
+
+    #[tokio::test]
+    async fn query_values_are_percent_encoded() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(echo_request_target(listener));
+        let client = Client::new(&format!("http://{address}"));
+        let answer = client
+            .get(
+                "/api/v1/jobs",
+                &[("limit", "5"), ("user_id", "a b&c=d/é?#")],
+            )
+            .await
+            .unwrap();
+        server.await.unwrap().unwrap();
+        assert_eq!(
+            answer["target"],
+            "/api/v1/jobs?limit=5&user_id=a+b%26c%3Dd%2F%C3%A9%3F%23"
+        );
+    }
 }
