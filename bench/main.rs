@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 
 #[derive(Debug, Parser)]
 #[command(name = "jobd-bench", about = "Benchmarks jobd on this machine")]
@@ -557,18 +558,14 @@ async fn wakeup(deployment: &Arc<Deployment>, jobs: usize) -> anyhow::Result<Val
             ))
             .send()
             .await?;
-        let mut lines = tokio_util::io::StreamReader::new(futures::TryStreamExt::map_err(
-            response.bytes_stream(),
-            std::io::Error::other,
-        ))
-        .lines();
-        let mut complete = false;
-        while let Some(line) = lines.next_line().await? {
-            if line == "event: job_complete" {
-                complete = true;
-            } else if complete && let Some(data) = line.strip_prefix("data: ") {
+        // The same SSE parser as the CLI's, so the latency measured is what
+        // a client that decodes events correctly sees.
+        let mut events = response.bytes_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if event.event == "job_complete" {
                 let received = chrono::Utc::now();
-                let job: Value = serde_json::from_str(data)?;
+                let job: Value = serde_json::from_str(&event.data)?;
                 let done = chrono::DateTime::parse_from_rfc3339(
                     job["completed_at"].as_str().context("completed_at")?,
                 )?;

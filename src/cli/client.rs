@@ -1,5 +1,6 @@
 //! A thin HTTP client of the jobd API, with a Server-Sent Events reader.
 
+use eventsource_stream::{EventStreamError, Eventsource};
 use futures::StreamExt;
 use reqwest::{Method, Response};
 use serde_json::Value;
@@ -14,6 +15,15 @@ pub enum ClientError {
         url: String,
         /// Why.
         source: reqwest::Error,
+    },
+    /// The server's event stream is not valid UTF-8 or not Server-Sent
+    /// Events.
+    #[error("malformed event stream from jobd at {url}: {message}")]
+    Stream {
+        /// The server.
+        url: String,
+        /// What was wrong.
+        message: String,
     },
     /// The server answered with an error body.
     #[error("{status}: {body}")]
@@ -47,17 +57,29 @@ impl Client {
         }
     }
 
+    /// Sends a request to `path` with the `query` pairs (percent-encoded by
+    /// the URL type) and the JSON `body`; an error answer becomes
+    /// [`ClientError::Api`].
     async fn send(
         &self,
         method: Method,
         path: &str,
+        query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Response, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| self.connection(e))?;
+        let mut request = request.build().map_err(|e| self.connection(e))?;
+        if !query.is_empty() {
+            request.url_mut().query_pairs_mut().extend_pairs(query);
+        }
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| self.connection(e))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -73,7 +95,16 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        self.send(method, path, body)
+        self.send(method, path, &[], body)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.connection(e))
+    }
+
+    /// Sends a GET with the `query` pairs and returns the JSON answer.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
+        self.send(Method::GET, path, query, None)
             .await?
             .json()
             .await
@@ -81,75 +112,140 @@ impl Client {
     }
 
     /// Follows an SSE stream, calling `on_event(name, data)` for each event
-    /// until the stream ends or `on_event` returns false.
+    /// whose data is JSON, until the stream ends or `on_event` returns
+    /// false. Parsed by `eventsource-stream`, which decodes UTF-8 across
+    /// network chunks (a character may arrive split in two).
     pub async fn follow(
         &self,
         path: &str,
         mut on_event: impl FnMut(&str, &Value) -> bool,
     ) -> Result<(), ClientError> {
-        let response = self.send(Method::GET, path, None).await?;
-        let mut body = response.bytes_stream();
-        let mut buffer = String::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| self.connection(e))?;
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some((event, rest)) = split_event(&buffer) {
-                let (name, data) = parse_event(&event);
-                buffer = rest;
-                if let Some(data) = data
-                    && !on_event(&name, &data)
-                {
-                    return Ok(());
-                }
+        let response = self.send(Method::GET, path, &[], None).await?;
+        let mut events = response.bytes_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| match e {
+                EventStreamError::Transport(e) => self.connection(e),
+                malformed => ClientError::Stream {
+                    url: self.base.clone(),
+                    message: malformed.to_string(),
+                },
+            })?;
+            // Only JSON is sent as data; anything else is not for us.
+            let Ok(data) = serde_json::from_str(&event.data) else {
+                continue;
+            };
+            if !on_event(&event.event, &data) {
+                return Ok(());
             }
         }
         Ok(())
     }
 }
 
-/// Splits the first complete event (ended by a blank line) off `buffer`.
-fn split_event(buffer: &str) -> Option<(String, String)> {
-    let normalized = buffer.replace("\r\n", "\n");
-    let end = normalized.find("\n\n")?;
-    Some((
-        normalized[..end].to_owned(),
-        normalized[end + 2..].to_owned(),
-    ))
-}
-
-/// The event name (default `message`) and JSON data of one SSE event;
-/// comments (keep-alives) have no data.
-fn parse_event(event: &str) -> (String, Option<Value>) {
-    let mut name = "message".to_owned();
-    let mut data = String::new();
-    for line in event.lines() {
-        if let Some(value) = line.strip_prefix("event:") {
-            name = value.trim().to_owned();
-        } else if let Some(value) = line.strip_prefix("data:") {
-            if !data.is_empty() {
-                data.push('\n');
-            }
-            data.push_str(value.strip_prefix(' ').unwrap_or(value));
-        }
-    }
-    (name, serde_json::from_str(&data).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_are_split_and_parsed() {
-        let buffer =
-            ": keep-alive\n\nevent: job_update\ndata: {\"status\":\"running\"}\n\nevent: job_com";
-        let (first, rest) = split_event(buffer).unwrap();
-        assert_eq!(parse_event(&first).1, None);
-        let (second, rest) = split_event(&rest).unwrap();
-        let (name, data) = parse_event(&second);
-        assert_eq!(name, "job_update");
-        assert_eq!(data.unwrap()["status"], "running");
-        assert_eq!(rest, "event: job_com");
-        assert!(split_event(&rest).is_none());
+    /// The server side of [`a_character_split_across_network_chunks_arrives_whole`]:
+    /// one SSE response, written in two parts that split a character of the
+    /// second event, the second part only once the client has handled the
+    /// first event (signalled on `first_seen`), so the split reaches it.
+    async fn serve_split_event(
+        listener: tokio::net::TcpListener,
+        second: String,
+        cut: usize,
+        mut first_seen: tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (socket, _) = listener.accept().await?;
+        let mut socket = BufReader::new(socket);
+        let mut line = String::new();
+        while socket.read_line(&mut line).await? > 2 {
+            line.clear();
+        }
+        let mut first =
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+              : keep-alive\n\nevent: job_update\ndata: {\"n\":1}\n\n"
+                .to_vec();
+        first.extend_from_slice(&second.as_bytes()[..cut]);
+        socket.write_all(&first).await?;
+        socket.flush().await?;
+        first_seen.recv().await;
+        socket.write_all(&second.as_bytes()[cut..]).await?;
+        socket.flush().await
+    }
+
+    #[tokio::test]
+    async fn a_character_split_across_network_chunks_arrives_whole() {
+        let text = "Grüße ☺ 𝄞";
+        let second = format!(
+            "event: job_update\r\ndata: {}\r\n\r\n",
+            serde_json::json!({"title": text})
+        );
+        // After the first of the three bytes of ☺.
+        let cut = second.find('☺').unwrap() + 1;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (first_seen, first_seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let server = tokio::spawn(serve_split_event(listener, second, cut, first_seen_rx));
+        let client = Client::new(&format!("http://{address}"));
+        let mut events = Vec::new();
+        client
+            .follow("/stream", |name, data| {
+                events.push((name.to_owned(), data.clone()));
+                let _ = first_seen.send(());
+                true
+            })
+            .await
+            .unwrap();
+        server.await.unwrap().unwrap();
+        assert_eq!(
+            events,
+            [
+                ("job_update".to_owned(), serde_json::json!({"n": 1})),
+                ("job_update".to_owned(), serde_json::json!({"title": text})),
+            ]
+        );
+    }
+
+    /// Answers one request with `{"target": <its request target>}`.
+    async fn echo_request_target(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (socket, _) = listener.accept().await?;
+        let mut socket = BufReader::new(socket);
+        let mut request_line = String::new();
+        socket.read_line(&mut request_line).await?;
+        let mut line = String::new();
+        while socket.read_line(&mut line).await? > 2 {
+            line.clear();
+        }
+        let target = request_line.split(' ').nth(1).unwrap_or_default();
+        let body = serde_json::json!({ "target": target }).to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(response.as_bytes()).await?;
+        socket.flush().await
+    }
+
+    #[tokio::test]
+    async fn query_values_are_percent_encoded() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(echo_request_target(listener));
+        let client = Client::new(&format!("http://{address}"));
+        let answer = client
+            .get(
+                "/api/v1/jobs",
+                &[("limit", "5"), ("user_id", "a b&c=d/é?#")],
+            )
+            .await
+            .unwrap();
+        server.await.unwrap().unwrap();
+        assert_eq!(
+            answer["target"],
+            "/api/v1/jobs?limit=5&user_id=a+b%26c%3Dd%2F%C3%A9%3F%23"
+        );
     }
 }

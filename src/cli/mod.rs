@@ -229,39 +229,22 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
             job_type,
             limit,
         } => {
-            let mut query = vec![format!("limit={limit}")];
+            let limit = limit.to_string();
+            let mut query = vec![("limit", limit.as_str())];
             for (key, value) in [
-                ("status", status),
-                ("user_id", user),
-                ("job_type", job_type),
+                ("status", status.as_deref()),
+                ("user_id", user.as_deref()),
+                ("job_type", job_type.as_deref()),
             ] {
                 if let Some(value) = value {
-                    query.push(format!("{key}={}", urlencode(&value)));
+                    query.push((key, value));
                 }
             }
-            client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/jobs?{}", query.join("&")),
-                    None,
-                )
-                .await?
+            client.get("/api/v1/jobs", &query).await?
         }
     };
     print_json(&value);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Percent-encodes a query value.
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A progress bar in jobd's style, labelled.

@@ -14,17 +14,20 @@
 //! second.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Dirs;
 use super::artifacts::ArtifactDir;
-use super::inputs::{Inputs, read_jsonl, readable_artifact};
+use super::chunks::read_jsonl;
+use super::dirs::Dirs;
+use super::inputs::{Inputs, readable_artifact};
 use super::params::{array_param, bool_param, f64_param, str_param, u64_param};
-use super::task::{Stage, Task};
+use super::stage::Stage;
+use super::task::Task;
 use crate::model::Progress;
 
 /// A dataset record.
@@ -45,7 +48,9 @@ pub struct Record {
 pub enum Format {
     /// One JSON record per line.
     Jsonl,
-    /// RFC 4180 CSV with a header; categories joined by `;`.
+    /// RFC 4180 CSV (written by the `csv` crate): a header, CRLF line
+    /// ends, fields quoted when they hold a comma, a quote or a line break;
+    /// categories joined by `;`.
     Csv,
 }
 
@@ -181,21 +186,10 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
     let mut paths = Vec::new();
     for (split, indices) in [("train", train), ("validation", validation)] {
         let name = format!("{split}.{}", format.extension());
-        let file = artifacts.create_file(&name)?;
-        let mut out = BufWriter::new(file);
-        if format == Format::Csv {
-            out.write_all(b"text,categories,source,chunk_id\n")?;
-        }
+        let mut out = RecordWriter::create(format, artifacts.create_file(&name)?)?;
         for &i in indices {
             task.check()?;
-            let record = &records[i];
-            match format {
-                Format::Jsonl => {
-                    serde_json::to_writer(&mut out, record)?;
-                    out.write_all(b"\n")?;
-                }
-                Format::Csv => write_csv_row(&mut out, record)?,
-            }
+            out.write(&records[i])?;
             written += 1;
             task.report(Progress {
                 fraction: 0.5 + 0.5 * written as f64 / total as f64,
@@ -203,7 +197,7 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
                 total_items: Some(total),
             });
         }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        out.finish()?;
         paths.push(artifacts.final_path(&name));
     }
     task.check()?;
@@ -220,31 +214,56 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
     }))
 }
 
-/// Writes `record` as a CSV row.
-fn write_csv_row(out: &mut impl Write, record: &Record) -> std::io::Result<()> {
-    let categories = record.categories.join(";");
-    let fields = [
-        record.text.as_str(),
-        categories.as_str(),
-        record.source.as_str(),
-        record.chunk_id.as_str(),
-    ];
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        out.write_all(csv_field(field).as_bytes())?;
-    }
-    out.write_all(b"\n")
+/// A dataset file being written, in its format (the CSV writer, with its
+/// own buffer, is boxed to keep the enum small).
+enum RecordWriter {
+    Jsonl(BufWriter<File>),
+    Csv(Box<csv::Writer<File>>),
 }
 
-/// A CSV field, quoted (with quotes doubled) when it holds a comma, quote
-/// or line break.
-pub fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\"")).into()
-    } else {
-        field.into()
+impl RecordWriter {
+    /// Starts a file of `format` on `file`; a CSV file starts with its header.
+    fn create(format: Format, file: File) -> anyhow::Result<RecordWriter> {
+        Ok(match format {
+            Format::Jsonl => RecordWriter::Jsonl(BufWriter::new(file)),
+            Format::Csv => {
+                let mut out = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(file);
+                out.write_record(["text", "categories", "source", "chunk_id"])?;
+                RecordWriter::Csv(Box::new(out))
+            }
+        })
+    }
+
+    /// Appends `record`.
+    fn write(&mut self, record: &Record) -> anyhow::Result<()> {
+        match self {
+            RecordWriter::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, record)?;
+                out.write_all(b"\n")?;
+            }
+            RecordWriter::Csv(out) => {
+                let categories = record.categories.join(";");
+                out.write_record([
+                    record.text.as_str(),
+                    &categories,
+                    &record.source,
+                    &record.chunk_id,
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the file and syncs it to disk.
+    fn finish(self) -> anyhow::Result<()> {
+        let file = match self {
+            RecordWriter::Jsonl(out) => out.into_inner().map_err(|e| e.into_error())?,
+            RecordWriter::Csv(out) => out.into_inner().map_err(|e| e.into_error())?,
+        };
+        file.sync_all()?;
+        Ok(())
     }
 }
 
@@ -316,12 +335,5 @@ mod tests {
         assert_ne!(a, (0..100).collect::<Vec<_>>());
         a.sort_unstable();
         assert_eq!(a, (0..100).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\"\n"), "\"say \"\"hi\"\"\n\"");
     }
 }

@@ -22,15 +22,16 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
 
-use super::Dirs;
 use super::artifacts::ArtifactDir;
+use super::chunks::Chunk;
+use super::dirs::Dirs;
 use super::inputs::{Inputs, resolve_within};
 use super::params::{array_param, str_param, usize_param};
-use super::task::{Stage, Task};
+use super::stage::Stage;
+use super::task::Task;
 use super::text::html_to_text;
 
 /// Chunk size when the job does not give one, in characters.
@@ -43,24 +44,6 @@ const MAX_CHUNK_SIZE: usize = 1_000_000;
 const SEGMENT_BYTES: usize = 128 * 1024;
 /// The artifact's file name.
 pub const CHUNKS_FILE: &str = "chunks.jsonl";
-
-/// One chunk of a document: a line of the `chunks.jsonl` artifact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Chunk {
-    /// Unique within the job: `<source>#<index>`.
-    pub chunk_id: String,
-    /// The document: its path relative to the documents root, or its name.
-    pub source: String,
-    /// Position of the chunk in its document, from 0.
-    #[serde(default)]
-    pub index: usize,
-    /// Byte offset of the chunk in the document's text (for HTML, the text
-    /// after tags are removed), so readers can locate it.
-    #[serde(default)]
-    pub offset: usize,
-    /// The chunk's text, trimmed of surrounding whitespace.
-    pub text: String,
-}
 
 /// How a document's bytes are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,12 +24,13 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Dirs;
 use super::artifacts::ArtifactDir;
-use super::documents::Chunk;
-use super::inputs::{Inputs, load_chunks, read_jsonl, readable_artifact};
+use super::chunks::{Chunk, load_chunks, read_jsonl};
+use super::dirs::Dirs;
+use super::inputs::{Inputs, readable_artifact};
 use super::params::{f64_param, usize_param};
-use super::task::{Stage, Task};
+use super::stage::Stage;
+use super::task::Task;
 use super::taxonomy::Category;
 use super::text::{sentences, tokens};
 

@@ -1,20 +1,14 @@
 //! Where a pipeline step's input comes from: its job's parameters and
-//! dependencies, files confined to the directories jobd may read, and the
-//! chunk artifacts of `document_processing` jobs.
+//! dependencies, and files confined to the directories jobd may read.
 
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
+use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::Dirs;
-use super::documents::Chunk;
-use super::params::array_param;
-use super::task::Task;
+use super::dirs::Dirs;
 use crate::model::{Job, JobId};
 use crate::runtime::JobContext;
 
@@ -109,91 +103,4 @@ pub(crate) fn readable_artifact(dirs: &Dirs, path: &str) -> anyhow::Result<PathB
         anyhow::bail!("artifact {path} is outside the artifacts and documents directories");
     }
     Ok(canonical)
-}
-
-/// Reads a JSON Lines file, calling `each` with every non-blank line
-/// decoded, checking for cancellation between lines.
-pub(crate) fn read_jsonl<T: DeserializeOwned>(
-    task: &Task,
-    path: &Path,
-    mut each: impl FnMut(T) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    for (number, line) in BufReader::new(file).lines().enumerate() {
-        task.check()?;
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record = serde_json::from_str(&line).with_context(|| {
-            format!("{} line {}: not a valid record", path.display(), number + 1)
-        })?;
-        each(record)?;
-    }
-    Ok(())
-}
-
-/// The chunks a step works on, in order: those of `document_processing`
-/// dependencies (a result with `artifact` and `documents`), then the files
-/// of parameter `chunks_artifacts`, then the inline parameter `chunks`
-/// (strings, or objects with `text` and optional `chunk_id` and `source`).
-/// An error when none of these is given.
-pub(crate) fn load_chunks(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Vec<Chunk>> {
-    let mut chunks = Vec::new();
-    let mut given = false;
-    for result in inputs.dependency_results("documents") {
-        let Some(path) = result.get("artifact").and_then(Value::as_str) else {
-            continue;
-        };
-        given = true;
-        let path = readable_artifact(dirs, path)?;
-        read_jsonl(task, &path, |chunk: Chunk| {
-            chunks.push(chunk);
-            Ok(())
-        })?;
-    }
-    if let Some(paths) = array_param(&inputs.params, "chunks_artifacts")? {
-        given = true;
-        for path in paths {
-            let Some(path) = path.as_str() else {
-                anyhow::bail!("parameter chunks_artifacts must list file paths, got {path}");
-            };
-            let path = readable_artifact(dirs, path)?;
-            read_jsonl(task, &path, |chunk: Chunk| {
-                chunks.push(chunk);
-                Ok(())
-            })?;
-        }
-    }
-    if let Some(items) = array_param(&inputs.params, "chunks")? {
-        given = true;
-        for (index, item) in items.iter().enumerate() {
-            task.check()?;
-            chunks.push(inline_chunk(index, item)?);
-        }
-    }
-    if !given {
-        anyhow::bail!(
-            "no chunks given: depend on a document_processing job, or pass chunks_artifacts or chunks"
-        );
-    }
-    Ok(chunks)
-}
-
-/// An inline chunk: a string, or an object with `text`.
-fn inline_chunk(index: usize, item: &Value) -> anyhow::Result<Chunk> {
-    let field = |name: &str| item.get(name).and_then(Value::as_str).map(str::to_owned);
-    let text = match item {
-        Value::String(text) => text.clone(),
-        _ => field("text").with_context(|| {
-            format!("chunks[{index}] must be a string or an object with a text field")
-        })?,
-    };
-    Ok(Chunk {
-        chunk_id: field("chunk_id").unwrap_or_else(|| format!("inline#{index}")),
-        source: field("source").unwrap_or_else(|| "inline".to_owned()),
-        index,
-        offset: 0,
-        text,
-    })
 }

@@ -1,44 +1,12 @@
 //! Runs a handler's CPU- and file-bound work on a blocking thread, so the
 //! async runtime stays responsive, while cancellation and progress still flow
-//! between that thread and the job's [`JobContext`]; and [`Stage`], the
-//! job type every pipeline step is.
+//! between that thread and the job's [`JobContext`].
 
-use async_trait::async_trait;
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Dirs;
-use super::inputs::Inputs;
 use crate::model::Progress;
-use crate::runtime::{JobContext, JobHandler};
-
-/// A step's work: on a blocking thread, from the job's inputs, within the
-/// pipeline's directories.
-type StageWork = fn(&Task, &Inputs, &Dirs) -> anyhow::Result<Value>;
-
-/// A pipeline step as a job type: its work runs on a blocking thread (see
-/// [`run_blocking`]). Each step's module builds one with its `handler`.
-pub struct Stage {
-    dirs: Dirs,
-    work: StageWork,
-}
-
-impl Stage {
-    pub(super) fn new(dirs: Dirs, work: StageWork) -> Stage {
-        Stage { dirs, work }
-    }
-}
-
-#[async_trait]
-impl JobHandler for Stage {
-    async fn run(&self, ctx: JobContext) -> anyhow::Result<Value> {
-        let inputs = Inputs::of(&ctx);
-        let dirs = self.dirs.clone();
-        let work = self.work;
-        run_blocking(&ctx, move |task| work(task, &inputs, &dirs)).await
-    }
-}
+use crate::runtime::JobContext;
 
 /// What blocking pipeline code sees of its job: a stop signal to check
 /// between items and a progress channel.
@@ -48,13 +16,6 @@ pub struct Task {
 }
 
 impl Task {
-    /// A task whose stop signal is `cancel` and whose progress goes nowhere;
-    /// for running pipeline steps outside a job (tests, tools).
-    pub fn detached(cancel: CancellationToken) -> Task {
-        let (progress, _) = watch::channel(None);
-        Task { cancel, progress }
-    }
-
     /// Fails with "cancelled" once the job should stop; call it between
     /// items so a cancel is honoured within one item's work.
     pub fn check(&self) -> anyhow::Result<()> {
@@ -96,6 +57,11 @@ where
     F: FnOnce(&Task) -> anyhow::Result<T> + Send + 'static,
 {
     let cancel = CancellationToken::new();
+    // A job stopped before its step began does no work: without this, the
+    // thread could run ahead of the first look at `ctx` below.
+    if ctx.is_cancelled() {
+        cancel.cancel();
+    }
     // If the executor drops this future after the grace period, the thread
     // still learns that it must stop.
     let _stop_on_drop = cancel.clone().drop_guard();

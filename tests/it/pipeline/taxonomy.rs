@@ -1,0 +1,117 @@
+//! `taxonomy_processing`: the three topics of a known document, the same
+//! every time, and chunk artifacts read only from the allowed directories.
+
+use std::sync::Arc;
+
+use jobd::pipeline::taxonomy;
+use serde_json::{Value, json};
+
+use super::{dirs, ok, read_jsonl, run, terms_of, topic_of, topics_taxonomy, topics_taxonomy_with};
+
+#[tokio::test]
+async fn the_taxonomy_finds_the_three_topics_and_is_the_same_every_time() {
+    let data = tempfile::tempdir().unwrap();
+    let (documents, first) = topics_taxonomy(data.path()).await;
+    let first = first.result.clone().unwrap();
+    let second = ok(
+        Arc::new(taxonomy::handler(dirs(data.path()))),
+        json!({}),
+        vec![documents.clone()],
+    )
+    .await;
+    assert_eq!(first["categories"], second["categories"]);
+    assert_ne!(
+        first["artifact"], second["artifact"],
+        "each job has its own artifact"
+    );
+    let stored: Value = serde_json::from_str(
+        &std::fs::read_to_string(first["artifact"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored["categories"], first["categories"]);
+    assert_eq!(
+        first["chunks"],
+        documents.result.as_ref().unwrap()["chunks"]
+    );
+
+    check_three_topics(&first);
+
+    // The same chunks given inline give the same taxonomy.
+    let chunks: Vec<Value> = read_jsonl(&documents.result.as_ref().unwrap()["artifact"])
+        .into_iter()
+        .map(|c| c["text"].clone())
+        .collect();
+    let inline = ok(
+        Arc::new(taxonomy::handler(dirs(data.path()))),
+        json!({"chunks": chunks}),
+        vec![],
+    )
+    .await;
+    assert_eq!(inline["categories"], first["categories"]);
+
+    // With the default chunk size each section is about one chunk; the
+    // topics still come out.
+    let (documents, taxonomy) = topics_taxonomy_with(data.path(), json!({})).await;
+    assert!(
+        documents.result.as_ref().unwrap()["chunks"]
+            .as_u64()
+            .unwrap()
+            <= 6
+    );
+    check_three_topics(taxonomy.result.as_ref().unwrap());
+}
+
+/// Checks that a taxonomy of topics.md has one category per topic, and
+/// that its terms are on topic.
+fn check_three_topics(taxonomy: &Value) {
+    let categories = taxonomy["categories"].as_array().unwrap();
+    let topics: Vec<&str> = categories.iter().map(|c| topic_of(&terms_of(c))).collect();
+    for topic in ["cooking", "astronomy", "football"] {
+        assert_eq!(
+            topics.iter().filter(|t| **t == topic).count(),
+            1,
+            "one category about {topic}: {taxonomy:#}"
+        );
+    }
+    // Most terms of a category, and at least half of each subcategory's,
+    // belong to its topic (small texts leave a few incidental words such as
+    // "high" or "took", and words like "point" that occur in two sections).
+    for category in categories {
+        let topic = topic_of(&terms_of(category));
+        let children = category["children"].as_array().into_iter().flatten();
+        let terms = terms_of(category);
+        let on_topic = terms.iter().filter(|t| topic_of(&[t]) == topic).count();
+        assert!(on_topic * 4 >= terms.len() * 3, "{topic}: {category:#}");
+        for group in children {
+            let terms = terms_of(group);
+            let on_topic = terms.iter().filter(|t| topic_of(&[t]) == topic).count();
+            assert!(on_topic * 2 >= terms.len(), "{topic}: {group:#}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn artifacts_outside_the_allowed_directories_are_not_read() {
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let path = elsewhere.path().join("chunks.jsonl");
+    std::fs::write(
+        &path,
+        "{\"chunk_id\":\"a#0\",\"source\":\"a\",\"text\":\"secret\"}\n",
+    )
+    .unwrap();
+    let handler = Arc::new(taxonomy::handler(dirs(data.path())));
+    let error = run(handler.clone(), json!({"chunks_artifacts": [path]}), vec![])
+        .await
+        .0
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("outside the artifacts"),
+        "{error:#}"
+    );
+    let error = run(handler, json!({}), vec![]).await.0.unwrap_err();
+    assert!(
+        format!("{error:#}").contains("no chunks given"),
+        "{error:#}"
+    );
+}
