@@ -1106,14 +1106,17 @@ def svg(doc, path):
     width, bar, gap, left = 760, 24, 10, 190
     top = max(agg[k]["steady_jobs_per_s"]["max"] for k in keys) or 1
     scale = (width - left - 170) / top
-    height = 50 + len(keys) * (bar + gap)
+    height = 64 + len(keys) * (bar + gap)
+    run_ = doc["run"]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
              f'font-size="13"><rect width="100%" height="100%" fill="white"/>'
-             f'<text x="10" y="20" font-weight="bold">steady drain, no-op jobs/s: median of {doc["run"]["rounds"]} '
-             f'rounds, whisker min–max; same observer, same Redis, same run</text>']
+             f'<text x="10" y="20" font-weight="bold">steady drain, no-op jobs/s: median of {run_["rounds"]} '
+             f'rounds, whisker min–max</text>'
+             f'<text x="10" y="38" font-size="11">one observer, one Redis, one run; {run_["started"]}, '
+             f'{run_["machine"]["nproc"]} cores, load average before {run_["loadavg_at_start"][0]}</text>']
     for i, k in enumerate(keys):
         s = agg[k]["steady_jobs_per_s"]
-        y = 34 + i * (bar + gap)
+        y = 48 + i * (bar + gap)
         w = max(1, int(s["median"] * scale))
         x0, x1 = left + int(s["min"] * scale), left + int(s["max"] * scale)
         parts.append(f'<text x="10" y="{y + 17}">{LABELS[k]}</text>')
