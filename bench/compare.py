@@ -994,6 +994,11 @@ def report(doc):
         add("")
         add(jobd_bench_table(doc["jobd_bench"]))
     add("")
+    code = meta.get("jobd", {})
+    add(f"jobd measured: built from commit {code.get('commit', '?')[:10]} at {code.get('at', '?')}"
+        + (f", with uncommitted changes in {', '.join(c.split()[-1] for c in code['uncommitted_changes_in_the_measured_code'])}"
+           if code.get("uncommitted_changes_in_the_measured_code") else ", no uncommitted changes") + ".")
+    add("")
     add("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())) + ".")
     add("")
     add("Per round (steady jobs/s):")
@@ -1180,7 +1185,8 @@ def git_state():
         commit = run(["git", "rev-parse", "HEAD"], 30, cwd=ROOT).strip()
         dirty = run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", "bench/main.rs"], 30,
                     cwd=ROOT).strip()
-        return {"commit": commit, "uncommitted_changes_in_the_measured_code": dirty.splitlines()}
+        return {"commit": commit, "uncommitted_changes_in_the_measured_code": dirty.splitlines(),
+                "at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
     except Exception as e:  # noqa: BLE001
         return {"error": str(e)}
 
@@ -1250,6 +1256,7 @@ def main():
             tasks["apalis"] = lambda: build_apalis(os.path.join(cache, f"apalis-{args.profile}"), args.profile)
         built = in_parallel(tasks)
         ctx.jobd, ctx.jobd_bench = built["jobd"]
+        measured_code = git_state()  # what the binaries were just built from
         versions = {"redis-server": None, "python": platform.python_version(),
                     "node": run(["node", "--version"], 30).strip() if "bullmq" in need else None,
                     "rustc": run(["rustc", "--version"], 30).strip().split(" (")[0].replace("rustc ", "")}
@@ -1298,7 +1305,7 @@ def main():
             "poll_ms": ctx.poll_s * 1000, "observer": observer.OBSERVER_ID,
             "observer_sha256": observer.OBSERVER_SHA, "machine": machine(), "loadavg_at_start": load_start,
             "loadavg_before_rounds": load_rounds, "versions": versions, "pinned": pinned,
-            "jobd": git_state(), "jobd_slots": JOBD_SLOTS, "observer_check": problems or "passed",
+            "jobd": measured_code, "jobd_slots": JOBD_SLOTS, "observer_check": problems or "passed",
         },
         "summary": agg, "ratios": rat, "goals": goals(agg, rat, bench_by), "jobd_bench": bench, "results": results,
     }
