@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags, named_params};
 use serde_json::Value;
 use uuid::Uuid;
 
-use self::rows::{db_err, json_text, query_job, query_jobs, status_of};
+use self::rows::{db_err, json_text, query_job, query_jobs, select_job, status_of};
 use self::writer::Writer;
 use crate::config::Synchronous;
 use crate::events::EventBus;
@@ -176,21 +176,51 @@ struct ReaderPool {
 }
 
 impl ReaderPool {
-    fn with<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let pooled = self
-            .idle
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop();
+    }
+
+    /// Runs `work` on an idle connection, opening one if none is; it may
+    /// wait for a lock, so call it on a blocking thread.
+    fn with<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self.idle().pop();
         let conn = match pooled {
             Some(conn) => conn,
             None => open_connection(&self.path, Synchronous::Normal).map_err(db_err)?,
         };
         let result = work(&conn);
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(conn);
+        self.idle().push(conn);
+        result
+    }
+
+    /// Runs `work` at once on an idle connection that does not wait for
+    /// locks: for a short read on an async thread. `None` when no
+    /// connection is idle or the file is locked; then read on a blocking
+    /// thread instead.
+    fn try_now<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Option<StoreResult<T>> {
+        let mut conn = self.idle().pop()?;
+        let result = match conn.busy_handler(None::<fn(i32) -> bool>) {
+            Ok(()) => work(&conn),
+            Err(e) => Err(e),
+        };
+        // Give the connection its waiting back for blocking reads.
+        let restored = conn.busy_handler(Some(wait_for_lock));
+        let result = match (result, restored) {
+            (Err(rusqlite::Error::SqliteFailure(e, _)), _)
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                None
+            }
+            (result, Ok(())) => Some(result.map_err(db_err)),
+            // A connection that cannot wait is not put back.
+            (_, Err(_)) => return None,
+        };
+        self.idle().push(conn);
         result
     }
 }
@@ -434,11 +464,16 @@ impl Store for SqliteStore {
     async fn get(&self, id: JobId) -> StoreResult<Job> {
         // A lookup by primary key takes tens of microseconds: run here, not
         // on the blocking pool (a thread hand-off costs as much and, on a
-        // busy machine, waits for a core).
-        self.readers.with(|conn| {
-            query_job(conn, sql::SELECT_JOB, named_params! {":id": id.to_string()})?
-                .ok_or(StoreError::NotFound(id))
-        })
+        // busy machine, waits for a core), unless that would mean opening
+        // a connection or waiting for a lock on this async thread.
+        let found = match self.readers.try_now(|conn| select_job(conn, id)) {
+            Some(found) => found?,
+            None => {
+                self.read(move |conn| select_job(conn, id).map_err(db_err))
+                    .await?
+            }
+        };
+        found.ok_or(StoreError::NotFound(id))
     }
 
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
@@ -924,6 +959,51 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read on an async thread never opens a connection there nor waits
+    /// for a lock: with no idle connection it declines, and `get` then
+    /// reads on a blocking thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn get_reads_at_once_only_on_an_idle_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Synchronous::Normal, EventBus::new())
+            .await
+            .unwrap();
+        let job = store
+            .submit(NewJob {
+                id: crate::model::new_job_id(),
+                job_type: "noop".into(),
+                user_id: "u".into(),
+                parameters: Value::Null,
+                priority: 0,
+                run_at: None,
+                max_attempts: 1,
+                timeout_seconds: None,
+                depends_on: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let idle: Vec<Connection> = store.readers.idle().drain(..).collect();
+        assert!(
+            store
+                .readers
+                .try_now(|conn| select_job(conn, job.id))
+                .is_none(),
+            "no idle connection: no read on this thread"
+        );
+        assert_eq!(store.get(job.id).await.unwrap().id, job.id);
+        assert_eq!(
+            store.readers.idle().len(),
+            1,
+            "the blocking read's connection is kept"
+        );
+        store.readers.idle().extend(idle);
+        let read = store.readers.try_now(|conn| select_job(conn, job.id));
+        assert!(
+            matches!(read, Some(Ok(Some(_)))),
+            "an idle connection reads at once"
+        );
+    }
 
     fn indexes(conn: &Connection) -> Vec<String> {
         let mut stmt = conn

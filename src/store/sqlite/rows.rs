@@ -75,6 +75,16 @@ pub(super) fn query_job(
         .map_err(db_err)
 }
 
+/// Reads one job by id.
+pub(super) fn select_job(conn: &Connection, id: JobId) -> rusqlite::Result<Option<Job>> {
+    conn.prepare_cached(super::sql::SELECT_JOB)?
+        .query_row(
+            rusqlite::named_params! {":id": id.to_string()},
+            job_from_row,
+        )
+        .optional()
+}
+
 /// Runs a statement that returns job rows.
 pub(super) fn query_jobs(
     conn: &Connection,
@@ -92,12 +102,7 @@ pub(super) fn query_jobs(
 /// The current status of a job, for explaining why a conditional update
 /// matched no row.
 pub(super) fn status_of(conn: &Connection, id: JobId) -> StoreResult<Option<JobStatus>> {
-    Ok(query_job(
-        conn,
-        super::sql::SELECT_JOB,
-        rusqlite::named_params! {":id": id.to_string()},
-    )?
-    .map(|job| job.status))
+    Ok(select_job(conn, id).map_err(db_err)?.map(|job| job.status))
 }
 
 /// A JSON value as stored text.
