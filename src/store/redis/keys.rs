@@ -1,6 +1,10 @@
 //! The Redis key layout. Every key starts with the deployment's prefix in a
 //! hash tag (`{jobd}:` by default), so one deployment's keys share a Redis
-//! Cluster slot and every script can touch all of them.
+//! Cluster slot and every script can touch all of them. The scripts are
+//! given only the prefix as `KEYS[1]` and build the other keys from it
+//! (they cannot know a job's dependents, say, before reading them); that
+//! is safe on Redis Cluster only because of the hash tag, which puts every
+//! key a script builds in the slot of the key it was given.
 //!
 //! | key | type | owner and lifetime |
 //! |---|---|---|
@@ -12,13 +16,14 @@
 //! | `user_running` | hash | running jobs per user; a user's field is deleted at 0 |
 //! | `scheduled` | zset | delayed jobs and retries by due time; promotion removes |
 //! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |
+//! | `dependents:<id>` | set | jobs waiting for job `<id>`; created by a dependent's submit, deleted with job `<id>` |
 //! | `counts` | hash | jobs per status (exact, O(1) stats) |
 //! | `workers` | zset | worker ids by last heartbeat; stale ones removed by recover |
 //! | `worker:<id>` | hash | a worker's registration; removed with it |
 //! | `watched` | zset | job ids some process watches, scored by expiry; refreshed by watchers, pruned by cleanup |
 //! | `queue_seq`, `served_seq` | string | FIFO and round-robin sequences; permanent, one each |
 //! | `meta` | hash | `last_cleanup`; permanent |
-//! | `lock:cleanup` | string | one cleanup pass at a time; expires by itself |
+//! | `lock:cleanup` | string | one cleanup pass at a time; given up by compare-and-delete, expires by itself |
 //! | `changes`, `work` | channels | job change ids and "work available", published by the scripts |
 
 use crate::model::JobId;
