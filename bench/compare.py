@@ -1197,7 +1197,7 @@ def main():
                     help="tiny job counts, 1 round; checks every drain was timed by the one observer, exits 1 if not")
     ap.add_argument("--profile", choices=["release", "debug"], default="release",
                     help="cargo profile of jobd, jobd-bench and apalis (default release)")
-    ap.add_argument("--out", help="folder for latest.json/md/svg (default bench/results; a dry run: a temp folder)")
+    ap.add_argument("--out", help="folder for latest.json/md/svg (default bench/results; a dry run only prints its report)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
@@ -1225,7 +1225,7 @@ def main():
             raise SystemExit(f"unknown system {s}; known: {', '.join(SYSTEMS)}")
     bench_jobs = env_int("COMPARE_BENCH_JOBS", tiny if dry else 50_000)
     skip_bench = os.environ.get("COMPARE_SKIP_JOBD_BENCH") == "1"
-    out_dir = args.out or (tempfile.mkdtemp(prefix="jobd-compare-dry-") if dry else os.path.join(HERE, "results"))
+    out_dir = args.out or (None if dry else os.path.join(HERE, "results"))
 
     tmp = tempfile.mkdtemp(prefix="jobd-compare-")
     fresh = os.environ.get("COMPARE_FRESH") == "1"
@@ -1309,6 +1309,7 @@ def main():
         },
         "summary": agg, "ratios": rat, "goals": goals(agg, rat, bench_by), "jobd_bench": bench, "results": results,
     }
+    out_dir = out_dir or tempfile.mkdtemp(prefix="jobd-compare-dry-")  # a dry run's, removed below
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "latest.json"), "w") as f:
         json.dump(doc, f, indent=1)
