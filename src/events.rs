@@ -152,7 +152,7 @@ impl EventBus {
     }
 
     /// The watched jobs whose changes by other processes must be announced
-    /// to this one (see [`crate::store::Store::announce_watch`]).
+    /// to this one (see [`crate::store::Store::watch`]).
     pub fn announced_ids(&self) -> Vec<JobId> {
         self.watched()
             .iter()

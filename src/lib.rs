@@ -14,6 +14,7 @@
 //! - [`config`]: settings from flags, environment and a TOML file.
 
 pub mod api;
+mod backoff;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -81,9 +81,8 @@ pub async fn poll(
         .transpose()
         .map_err(|e| ApiError::Validation(e.to_string()))?;
 
-    let mut watch = state.bus.watch(id);
-    state.store.announce_watch(id).await?;
-    let mut job = Arc::new(state.store.get(id).await?);
+    let (mut watch, job) = state.store.watch(id).await?;
+    let mut job = Arc::new(job);
     let baseline = known.unwrap_or(job.status);
     // Nothing but a restart can change a finished job: unless the client
     // said it waits for one (by naming the status), answer now.
@@ -131,9 +130,8 @@ pub async fn stream(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let watch = state.bus.watch(id);
-    state.store.announce_watch(id).await?;
-    let job = Arc::new(state.store.get(id).await?);
+    let (watch, job) = state.store.watch(id).await?;
+    let job = Arc::new(job);
     let stream = futures::stream::unfold(StreamState::First { job, watch, state }, next_event);
     Ok(utf8_event_stream(Sse::new(stream).keep_alive(
         KeepAlive::new().interval(Duration::from_secs(15)),

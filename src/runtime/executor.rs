@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::completer::{Completer, Slot};
 use super::handler::{JobContext, JobFailure, Retry};
 use super::registry::Registry;
+use crate::backoff::retry_delays;
 use crate::events::{EventBus, JobWatch};
 use crate::model::{Job, JobStatus, Millis, Progress, now_millis};
 use crate::store::{ClaimRef, Claimed, Finish, Outcome, Store, StoreError};
@@ -168,7 +169,7 @@ async fn record_with_backoff(
         },
     };
     let give_up = tokio::time::Instant::now() + env.lease_timeout;
-    let mut pause = Duration::from_millis(50);
+    let mut pauses = retry_delays(Duration::from_millis(50), Duration::from_secs(2));
     let finish = Finish {
         claim,
         outcome,
@@ -176,6 +177,7 @@ async fn record_with_backoff(
     };
     // First through the worker's batched completions; retries one by one.
     let mut attempt = env.completer.complete(finish.clone(), slot).await;
+    let mut pause = pauses.next().unwrap_or(Duration::from_secs(2));
     loop {
         match attempt {
             Ok(done) => {
@@ -192,7 +194,7 @@ async fn record_with_backoff(
             Err(e) if tokio::time::Instant::now() + pause < give_up => {
                 tracing::warn!(job_id = %job.id, error = %e, "could not record result; retrying");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
+                pause = pauses.next().unwrap_or(pause);
                 attempt = env
                     .store
                     .finish(claim, finish.outcome.clone(), now_millis())

@@ -26,6 +26,7 @@ use super::executor::{self, ExecEnv};
 use super::heartbeat::{self, Held};
 use super::process::host_name;
 use super::registry::Registry;
+use crate::backoff::retry_delays;
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::model::{JobId, Millis, now_millis};
@@ -35,7 +36,10 @@ use crate::store::{ClaimParams, ClaimRef, Claimed, Store, WorkerInfo};
 /// scheduled job is noticed.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// The claim loop's pause after a failed claim, at most.
+/// The claim loop's first pause after a failed claim.
+const CLAIM_RETRY: Duration = Duration::from_millis(200);
+
+/// The claim loop's pause after failed claims, at most.
 const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What the claim loop, the completer, the heartbeat and the executors
@@ -243,14 +247,14 @@ impl Worker {
 
 async fn claim_loop(shared: Arc<WorkerShared>, bus: EventBus) {
     let stop = shared.stop_claiming.clone();
-    let mut failures = 0u32;
+    let mut failing = None;
     while !stop.is_cancelled() {
         let free = shared.slots.available_permits();
         let mut wait = IDLE_POLL;
         if free > 0 {
             match shared.store.claim(&shared.claim_for(free)).await {
                 Ok(claimed) => {
-                    failures = 0;
+                    failing = None;
                     let filled = claimed.len() == free;
                     shared.backlog.store(filled, Ordering::Relaxed);
                     shared.start_jobs(claimed, Vec::new());
@@ -260,9 +264,10 @@ async fn claim_loop(shared: Arc<WorkerShared>, bus: EventBus) {
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)))
-                        .min(MAX_CLAIM_BACKOFF);
+                    wait = failing
+                        .get_or_insert_with(|| retry_delays(CLAIM_RETRY, MAX_CLAIM_BACKOFF))
+                        .next()
+                        .unwrap_or(MAX_CLAIM_BACKOFF);
                     tracing::warn!(error = %e, retry_in = ?wait, "claim failed");
                 }
             }

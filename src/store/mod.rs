@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::events::JobWatch;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
 
 /// What a store operation can fail with.
@@ -268,13 +269,10 @@ pub trait Store: Send + Sync + 'static {
     /// still have a next one (a backend may bound the work of one call).
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage>;
 
-    /// Tells the backend that this process watches a job, so that changes
-    /// other processes make to it are announced here. Call it after
-    /// [`crate::events::EventBus::watch`] and before reading the job.
-    /// Backends that announce every change do nothing.
-    async fn announce_watch(&self, _id: JobId) -> StoreResult<()> {
-        Ok(())
-    }
+    /// Starts watching a job in this process and reads it: every change
+    /// made after the read, by any process, arrives on the watch (a
+    /// backend that announces changes only for watched jobs is told first).
+    async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)>;
 
     /// Atomically moves up to `max_jobs` pending jobs to running for this
     /// worker, never exceeding the global or per-user limit, serving users

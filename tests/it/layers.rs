@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// below its own rank, never above.
 const LAYERS: &[(&str, u8)] = &[
     ("model", 0),
+    ("backoff", 0),
     ("events", 1),
     ("config", 1),
     ("store", 2),

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use self::keys::Keys;
 use self::scripts::Scripts;
-use crate::events::EventBus;
+use crate::events::{EventBus, JobWatch};
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish, ListPage,
@@ -268,10 +268,15 @@ impl Store for RedisStore {
             .map(drop)
     }
 
-    async fn announce_watch(&self, id: JobId) -> StoreResult<()> {
+    async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)> {
+        // Watch, then announce (scripts publish changes of announced jobs
+        // only), then read: no change can fall between the three.
+        let watch = self.bus.watch(id);
         let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
         let mut conn = self.conn();
-        bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry)).await
+        bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry))
+            .await?;
+        Ok((watch, self.get(id).await?))
     }
 
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {

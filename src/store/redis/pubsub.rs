@@ -11,6 +11,7 @@ use futures::StreamExt;
 
 use super::RedisStore;
 use super::keys::Keys;
+use crate::backoff::retry_delays;
 use crate::events::EventBus;
 use crate::model::JobId;
 use crate::store::Store;
@@ -23,11 +24,14 @@ pub(super) fn spawn(client: redis::Client, keys: Keys, bus: EventBus, store: Wea
     tokio::spawn(async move {
         let changes = keys.named("changes");
         let work = keys.named("work");
-        let mut backoff = Duration::from_millis(100);
+        let first = Duration::from_millis(100);
+        let mut backoffs = retry_delays(first, MAX_BACKOFF);
         while store.strong_count() > 0 {
+            let mut backoff = backoffs.next().unwrap_or(MAX_BACKOFF);
             match subscribe(&client, &changes, &work).await {
                 Ok(mut pubsub) => {
-                    backoff = Duration::from_millis(100);
+                    backoffs = retry_delays(first, MAX_BACKOFF);
+                    backoff = first;
                     resync(&store, &bus).await;
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
@@ -52,7 +56,6 @@ pub(super) fn spawn(client: redis::Client, keys: Keys, bus: EventBus, store: Wea
                 }
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     });
 }

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use self::rows::{db_err, json_text, query_job, query_jobs, select_job, status_of};
 use self::writer::Writer;
 use crate::config::Synchronous;
-use crate::events::EventBus;
+use crate::events::{EventBus, JobWatch};
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish, ListPage,
@@ -459,6 +459,13 @@ impl Store for SqliteStore {
             self.bus.notify_work();
         }
         Ok(stored)
+    }
+
+    async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)> {
+        // Every change, by any process, reaches the bus (the change log is
+        // tailed): watch, then read.
+        let watch = self.bus.watch(id);
+        Ok((watch, self.get(id).await?))
     }
 
     async fn get(&self, id: JobId) -> StoreResult<Job> {
