@@ -344,14 +344,19 @@ impl Listener {
     /// Waits until the job's watchers have `job` (its revision or a later
     /// one), and returns what they have.
     pub async fn watchers_get(&mut self, job: &Job) -> Arc<Job> {
-        let revision = job.revision;
-        let watch = &self.watch;
-        crate::support::wait_until(
-            &format!("watchers of {} to hear revision {revision}", job.id),
-            EVENT_DEADLINE,
-            || async move { watch.latest().filter(|seen| seen.revision >= revision) },
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+        loop {
+            if let Some(seen) = self.watch.latest().filter(|s| s.revision >= job.revision) {
+                return seen;
+            }
+            let waited = tokio::time::timeout_at(deadline, self.watch.changed()).await;
+            assert!(
+                waited.is_ok(),
+                "watchers of {} never heard revision {}",
+                job.id,
+                job.revision
+            );
+        }
     }
 
     /// Waits until the all-jobs feed carried `job` at its revision, and
@@ -363,14 +368,17 @@ impl Listener {
             if let Some(seen) = self.heard.iter().find(|s| s.revision == job.revision) {
                 return seen.clone();
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the all-jobs feed never carried {} at revision {} (heard {:?})",
-                job.id,
-                job.revision,
-                self.heard.iter().map(|s| s.revision).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            match tokio::time::timeout_at(deadline, self.feed.recv()).await {
+                Ok(Ok(seen)) if seen.id == self.id => self.heard.push(seen),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("the all-jobs feed failed: {e}"),
+                Err(_) => panic!(
+                    "the all-jobs feed never carried {} at revision {} (heard {:?})",
+                    job.id,
+                    job.revision,
+                    self.heard.iter().map(|s| s.revision).collect::<Vec<_>>()
+                ),
+            }
         }
     }
 
