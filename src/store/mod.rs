@@ -234,6 +234,8 @@ pub struct StoreStats {
     pub last_cleanup: Option<Millis>,
 }
 
+/// Change the trait, change the suite (tests/it/store_contract/).
+///
 /// The atomic operations jobd needs from a backend. Object-safe, so the
 /// backend is picked at run time (`Arc<dyn Store>`).
 ///

@@ -1,118 +1,16 @@
-//! The store contract: the atomic operations every backend must provide,
-//! checked directly against the store. One suite, instantiated per backend
-//! by `store_contract!`; a backend is given as a factory that opens one more
-//! handle on the same shared state (as another process would).
+//! Scenarios across several operations and handles: concurrency, limits,
+//! fencing, leases and recovery, dependencies, chains. Each runs on the
+//! backend's shared store, often through several handles (as several
+//! processes would).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use jobd::events::EventBus;
-use jobd::model::{JobStatus, NewJob, Progress, now_millis};
-use jobd::store::{
-    ClaimParams, Claimed, CleanupParams, Finish, ListQuery, Outcome, RecoverParams, Store,
-    StoreError,
-};
+use jobd::model::{JobStatus, Progress, now_millis};
+use jobd::store::{CleanupParams, Finish, ListQuery, Outcome, RecoverParams, StoreError};
 use serde_json::json;
 
-/// Opens handles on one shared store.
-#[async_trait::async_trait]
-pub trait Backend: Send + Sync {
-    /// One more handle, with its own event bus.
-    async fn open(&self) -> Arc<dyn Store>;
-
-    /// False when the backend could not be set up here (the test skips,
-    /// loudly; CI makes that a failure instead).
-    fn ready(&self) -> bool {
-        true
-    }
-}
-
-/// SQLite: handles are separate `SqliteStore`s on one file.
-pub struct Sqlite {
-    dir: tempfile::TempDir,
-}
-
-impl Sqlite {
-    pub fn new() -> Sqlite {
-        Sqlite {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for Sqlite {
-    async fn open(&self) -> Arc<dyn Store> {
-        jobd::store::sqlite::SqliteStore::open(
-            self.dir.path(),
-            jobd::config::Synchronous::Normal,
-            EventBus::new(),
-        )
-        .await
-        .unwrap()
-    }
-}
-
-/// Redis: handles are separate `RedisStore`s on one server and prefix.
-pub struct Redis {
-    server: Option<crate::support::RedisServer>,
-    prefix: String,
-}
-
-impl Redis {
-    pub fn new() -> Redis {
-        Redis {
-            server: crate::support::RedisServer::start(),
-            prefix: format!("c{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for Redis {
-    fn ready(&self) -> bool {
-        self.server.is_some()
-    }
-
-    async fn open(&self) -> Arc<dyn Store> {
-        let server = self.server.as_ref().expect("checked by the caller");
-        jobd::store::redis::RedisStore::open(&server.url, &self.prefix, EventBus::new())
-            .await
-            .unwrap()
-    }
-}
-
-fn new_job(user: &str) -> NewJob {
-    NewJob {
-        id: jobd::model::new_job_id(),
-        job_type: "noop".into(),
-        user_id: user.into(),
-        parameters: json!({}),
-        priority: 0,
-        run_at: None,
-        max_attempts: 1,
-        timeout_seconds: None,
-        depends_on: Vec::new(),
-    }
-}
-
-fn claim_params(worker: &str, max_jobs: usize) -> ClaimParams {
-    let now = now_millis();
-    ClaimParams {
-        worker_id: worker.into(),
-        max_jobs,
-        global_max: 1000,
-        per_user_max: 1000,
-        lease_until: now + 60_000,
-        now,
-    }
-}
-
-async fn claim_one(store: &dyn Store) -> Claimed {
-    let mut claimed = store.claim(&claim_params("w", 1)).await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    claimed.remove(0)
-}
+use super::*;
 
 pub async fn every_job_is_claimed_exactly_once(backend: &dyn Backend) {
     let mut handles = Vec::new();
@@ -666,19 +564,6 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
     assert_eq!(listed.jobs.len(), 1);
 }
 
-fn dependent(user: &str, on: &[jobd::model::JobId]) -> NewJob {
-    NewJob {
-        depends_on: on.to_vec(),
-        ..new_job(user)
-    }
-}
-
-async fn claim_only(store: &dyn Store, expected: jobd::model::JobId) -> Claimed {
-    let claimed = claim_one(store).await;
-    assert_eq!(claimed.job.id, expected);
-    claimed
-}
-
 /// A chain of dependent jobs is stored in one step, all or none: a job may
 /// depend on one earlier in the call, and an unknown dependency anywhere
 /// stores nothing.
@@ -846,40 +731,3 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
     assert_eq!(count(JobStatus::Cancelled), 3);
     assert_eq!(count(JobStatus::Scheduled), 0);
 }
-
-/// Instantiates every contract test once per backend.
-macro_rules! store_contract {
-    ($($test:ident),* $(,)?) => {
-        store_contract!(@backend sqlite, Sqlite::new(), $($test),*);
-        store_contract!(@backend redis, Redis::new(), $($test),*);
-    };
-    (@backend $module:ident, $backend:expr, $($test:ident),*) => {
-        mod $module {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    let backend = $backend;
-                    if backend.ready() {
-                        super::$test(&backend).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-store_contract!(
-    every_job_is_claimed_exactly_once,
-    claims_respect_both_limits,
-    finishing_and_claiming_in_one_call_keeps_the_limits,
-    updates_need_the_current_claim,
-    terminal_jobs_only_move_by_restart,
-    expired_leases_are_recovered_without_spending_an_attempt,
-    heartbeats_extend_leases_and_report_lost_claims,
-    a_dead_workers_jobs_are_recovered_at_once,
-    release_puts_a_job_back_at_the_front_without_spending_an_attempt,
-    dependencies_gate_cascade_and_revive,
-    a_chain_is_submitted_all_or_nothing,
-    cleanup_removes_only_expired_terminal_jobs,
-);
