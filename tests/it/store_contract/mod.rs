@@ -307,8 +307,8 @@ pub async fn job_in(store: &dyn Store, start: Start) -> (Job, Option<ClaimRef>) 
     (job, claim)
 }
 
-/// What this process hears of one job: its watchers (after
-/// `announce_watch`, as the API's long-polls do) and the all-jobs feed.
+/// What this process hears of one job: its watchers (through
+/// `Store::watch`, as the API's long-polls do) and the all-jobs feed.
 pub struct Listener {
     id: JobId,
     watch: jobd::events::JobWatch,
@@ -319,8 +319,7 @@ pub struct Listener {
 
 impl Listener {
     pub async fn on(handle: &Handle, id: JobId) -> Listener {
-        let watch = handle.bus.watch(id);
-        handle.store.announce_watch(id).await.unwrap();
+        let (watch, _) = handle.store.watch(id).await.unwrap();
         Listener {
             id,
             watch,
