@@ -78,6 +78,7 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
     let (progress_tx, progress_rx) = watch::channel(None);
     // Progress is written from this task, beside the handler: no task of
     // its own for the many jobs that report none.
+    let reported = progress_rx.clone();
     let flusher = flush_progress(env.store.clone(), claim, progress_rx, lost.clone());
     tokio::pin!(flusher);
     let mut flushing = true;
@@ -133,6 +134,16 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
     // Done watching: the outcome's snapshot need not be delivered here.
     drop(watch);
     let retry_base = job_type.retry_backoff;
+    // The job as it ends: as claimed, with the progress it last reported
+    // (written by the flusher above), for the store's snapshot of it.
+    let latest = *reported.borrow();
+    let job = match latest {
+        Some(progress) => Arc::new(Job {
+            progress,
+            ..(*job).clone()
+        }),
+        None => job,
+    };
     record_with_backoff(env, &job, claim, slot, result, retry_base).await;
 }
 

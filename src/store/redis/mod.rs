@@ -241,6 +241,7 @@ fn completed_snapshot(item: &Finish, revision: i64, now: Millis) -> Job {
     job.error = None;
     job.progress.fraction = 1.0;
     job.completed_at = Some(now);
+    job.scheduled_for = None;
     job.updated_at = now;
     job.worker_id = None;
     job.revision = revision;

@@ -29,7 +29,7 @@ local function finish_attempts(now, reply, args, first, n)
       if status == 'completed' then
         redis.call('HSET', key, 'status', status, 'result', args[i + 3], 'progress', 1,
           'completed_at', now, 'updated_at', now, 'revision', revision)
-        redis.call('HDEL', key, 'worker_id', 'claim_token')
+        redis.call('HDEL', key, 'worker_id', 'claim_token', 'scheduled_for')
         completed[#completed + 1] = now
         completed[#completed + 1] = id
         if f[5] then release_dependents(id, now) end
@@ -41,7 +41,7 @@ local function finish_attempts(now, reply, args, first, n)
       else
         redis.call('HSET', key, 'status', status, 'error', args[i + 4], 'completed_at', now,
           'updated_at', now, 'revision', revision)
-        redis.call('HDEL', key, 'worker_id', 'claim_token')
+        redis.call('HDEL', key, 'worker_id', 'claim_token', 'scheduled_for')
         failed[#failed + 1] = now
         failed[#failed + 1] = id
         if f[5] then cancel_dependents(id, status, now) end
