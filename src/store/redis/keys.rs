@@ -13,6 +13,7 @@
 //! | `pending:<user>` | zset | a user's queue (score -priority, member `<seq>:<id>`); emptied by claim and cancel |
 //! | `ready` | zset | users with pending jobs, scored by last service (round-robin); a user leaves when their queue empties |
 //! | `running` | zset | running job ids scored by lease expiry (the processing locks); claim adds, finish/cancel/recover remove |
+//! | `idle_served` | hash | the rotation place of a user whose queue ran empty, for when it queues again; pruned by cleanup once it runs nothing |
 //! | `user_running` | hash | running jobs per user; a user's field is deleted at 0 |
 //! | `scheduled` | zset | delayed jobs and retries by due time; promotion removes |
 //! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |

@@ -467,6 +467,7 @@ store_contract!(
     a_chain_is_submitted_all_or_nothing,
     cleanup_removes_only_expired_terminal_jobs,
     an_ended_attempt_forgets_its_due_time,
+    a_user_whose_queue_emptied_keeps_its_turn,
     // transitions: every verb from every starting status
     cancel_from_every_status,
     restart_from_every_status,
@@ -513,12 +514,5 @@ mod divergent {
         sqlite,
         redis #[ignore = "divergence: Redis promote_due (and a claim's promotions) \
             publish nothing on the process's bus; SQLite publishes each promoted job"]
-    );
-    divergence!(
-        a_user_whose_queue_emptied_keeps_its_turn,
-        sqlite,
-        redis #[ignore = "divergence: Redis drops a user from the rotation when its \
-            queue is found empty and re-adds it at the front (score 0) when it queues \
-            again; SQLite keeps its last-served position"]
     );
 }

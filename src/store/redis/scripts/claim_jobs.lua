@@ -71,7 +71,7 @@ local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_unti
           rotation[#rotation + 1] = served
           rotation[#rotation + 1] = user
         else
-          redis.call('ZREM', P .. 'ready', user)
+          leave_rotation(user)
         end
       end
     end

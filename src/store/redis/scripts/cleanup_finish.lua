@@ -1,6 +1,7 @@
 -- cleanup_finish: the end of a cleanup pass: clears orphaned processing
 -- locks (entries of the running set, older than the orphan age, whose job
--- is gone or no longer running), drops expired watch registrations, and
+-- is gone or no longer running), drops expired watch registrations and the
+-- rotation places of idle users, and
 -- records the pass and gives up the pass's lock, only if it still holds it
 -- (a pass that outlived the lock's expiry must not delete another node's).
 -- KEYS[1] prefix
@@ -16,6 +17,13 @@ for _, id in ipairs(old) do
   end
 end
 redis.call('ZREMRANGEBYSCORE', P .. 'watched', '-inf', '(' .. now)
+-- Users with nothing queued or running are forgotten (as SQLite forgets
+-- idle users): they come back as new users.
+for _, user in ipairs(redis.call('HKEYS', P .. 'idle_served')) do
+  if redis.call('HEXISTS', P .. 'user_running', user) == 0 then
+    redis.call('HDEL', P .. 'idle_served', user)
+  end
+end
 redis.call('HSET', P .. 'meta', 'last_cleanup', now)
 if redis.call('GET', P .. 'lock:cleanup') == ARGV[3] then
   redis.call('DEL', P .. 'lock:cleanup')

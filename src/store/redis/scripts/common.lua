@@ -45,6 +45,27 @@ local function wake_workers()
   redis.call('PUBLISH', P .. 'work', '')
 end
 
+-- Puts a user with pending jobs into the rotation, at the place it had
+-- when its queue last ran empty, so an idle spell does not move it ahead of
+-- users who were served less recently (a new user comes first).
+local function join_rotation(user)
+  if not redis.call('ZSCORE', P .. 'ready', user) then
+    local served = redis.call('HGET', P .. 'idle_served', user)
+    if served then redis.call('HDEL', P .. 'idle_served', user) end
+    redis.call('ZADD', P .. 'ready', served or 0, user)
+  end
+end
+
+-- Takes a user whose queue ran empty out of the rotation, remembering its
+-- place for when it queues again.
+local function leave_rotation(user)
+  local served = redis.call('ZSCORE', P .. 'ready', user)
+  if served then
+    redis.call('HSET', P .. 'idle_served', user, served)
+    redis.call('ZREM', P .. 'ready', user)
+  end
+end
+
 -- Puts a pending job at the back of its user's queue: score -priority, then
 -- the queue sequence (members sort by it within a score), and makes sure
 -- the user is in the round-robin rotation (new users go first).
@@ -53,7 +74,7 @@ local function enqueue(id, user, priority)
   local member = string.format('%016d', seq) .. ':' .. id
   redis.call('ZADD', pending_key(user), -priority, member)
   redis.call('HSET', job_key(id), 'queue_member', member)
-  redis.call('ZADD', P .. 'ready', 'NX', 0, user)
+  join_rotation(user)
 end
 
 -- Puts a claimed job back where it was in its user's queue: its queue
@@ -65,7 +86,7 @@ local function requeue_in_place(id, user, priority)
     return enqueue(id, user, priority)
   end
   redis.call('ZADD', pending_key(user), -priority, member)
-  redis.call('ZADD', P .. 'ready', 'NX', 0, user)
+  join_rotation(user)
 end
 
 -- Takes a pending job out of its user's queue.
@@ -76,7 +97,7 @@ local function dequeue(id, user)
     redis.call('HDEL', job_key(id), 'queue_member')
   end
   if redis.call('ZCARD', pending_key(user)) == 0 then
-    redis.call('ZREM', P .. 'ready', user)
+    leave_rotation(user)
   end
 end
 
