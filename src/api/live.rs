@@ -17,7 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
 use super::stats::{current_stats, worker_list};
-use super::telemetry::Telemetry;
+use super::throughput::ThroughputRing;
+use crate::model::now_millis;
 
 /// Period of the stream's updates when nothing changes.
 pub const PERIOD: Duration = Duration::from_secs(2);
@@ -93,7 +94,10 @@ async fn update(state: &AppState) -> Vec<Event> {
         Ok(stats) => events.push(json_event("stats", &stats)),
         Err(error) => events.push(json_event("stats_error", &error.body())),
     }
-    events.push(json_event("throughput", &Telemetry::global().throughput()));
+    events.push(json_event(
+        "throughput",
+        &ThroughputRing::global().throughput(now_millis()),
+    ));
     if let Ok(workers) = worker_list(state).await {
         events.push(json_event("workers", &workers));
     }

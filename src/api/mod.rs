@@ -8,11 +8,12 @@ pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod live;
+pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod schema;
 pub mod stats;
-pub mod telemetry;
+pub mod throughput;
 pub mod watch;
 pub mod why;
 
@@ -60,7 +61,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(telemetry::track_http))
+        .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal.into_response()
@@ -85,7 +86,7 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let _feed = telemetry::spawn_feed(&state);
+    let _feed = metrics::spawn_feed(&state);
     let app = router(state);
     // No Nagle delay: SSE events and long-poll answers are small writes
     // that must leave at once.
