@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
+use super::metrics::DASHBOARD_UPDATES;
 use super::stats::{current_stats, worker_list};
 use super::throughput::ThroughputRing;
 use crate::model::now_millis;
@@ -89,6 +90,7 @@ async fn feed(state: AppState, sender: mpsc::Sender<Event>) {
 
 /// One batch of events: stats (or stats_error), throughput, workers.
 async fn update(state: &AppState) -> Vec<Event> {
+    ::metrics::counter!(DASHBOARD_UPDATES).increment(1);
     let mut events = Vec::with_capacity(3);
     match current_stats(state).await {
         Ok(stats) => events.push(json_event("stats", &stats)),

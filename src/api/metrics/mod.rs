@@ -54,6 +54,10 @@ const DURATION: &str = "jobd_job_duration_seconds";
 const QUEUE_WAIT: &str = "jobd_job_queue_wait_seconds";
 const HTTP_DURATION: &str = "jobd_http_request_duration_seconds";
 
+/// Dashboard updates built by this process (each one read of the queue
+/// statistics and the worker registry), however many dashboards are open.
+pub(crate) const DASHBOARD_UPDATES: &str = "jobd_dashboard_updates_total";
+
 /// The process's Prometheus handle, installing the recorder on first use.
 /// Should another recorder already be installed, jobd keeps its own
 /// unregistered one: `/metrics` then shows the scrape-time gauges only.
@@ -116,6 +120,10 @@ fn describe() {
     describe_counter!(
         LAGGED,
         "Job events the metrics task missed because it fell behind"
+    );
+    describe_counter!(
+        DASHBOARD_UPDATES,
+        "Dashboard updates built by this process (each one read of the queue statistics and the worker registry), however many dashboards are open"
     );
     describe_histogram!(
         DURATION,
