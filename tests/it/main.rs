@@ -2,10 +2,12 @@
 //! file, plus the store contract run directly against the store.
 
 mod api;
+mod app;
 mod cli;
 mod cluster;
 mod control;
 mod limits;
+mod live;
 mod metrics;
 mod openapi;
 mod pipeline;

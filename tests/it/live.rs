@@ -1,0 +1,188 @@
+//! The dashboard's live stream (`GET /api/v1/jobs/queue/stream`): one
+//! producer per process however many dashboards are open, and a store
+//! outage logged once, not once per dashboard and period.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::app::{App, Logs, sse_events};
+use crate::support::{Scratch, Server, StoreKind, wait_until};
+
+const STREAM: &str = "/api/v1/jobs/queue/stream";
+
+/// Dashboards opened at once.
+const DASHBOARDS: usize = 4;
+
+/// Updates each dashboard waits for.
+const UPDATES: usize = 3;
+
+/// `jobd_dashboard_updates_total` of the server (0 before the first).
+async fn updates_built(server: &Server) -> f64 {
+    let text = server
+        .http
+        .get(server.at("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("jobd_dashboard_updates_total "))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+/// Reads a dashboard stream over HTTP until it has carried `n` `stats`
+/// events.
+async fn read_stats_events(response: reqwest::Response, n: usize) {
+    let mut bytes = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut seen = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen < n {
+        let chunk = tokio::time::timeout_at(deadline, bytes.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {seen} of {n} stats events in time"))
+            .expect("the stream ended early")
+            .expect("stream chunk");
+        buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8 event text"));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if block.lines().any(|l| l.trim() == "event: stats") {
+                seen += 1;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_dashboards_share_one_producer() {
+    let scratch = Scratch::new(StoreKind::Sqlite).expect("SQLite scratch");
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
+    let before = updates_built(&server).await;
+    let mut readers = Vec::new();
+    for _ in 0..DASHBOARDS {
+        let response = server
+            .http
+            .get(server.at(STREAM))
+            .send()
+            .await
+            .expect("open a dashboard stream");
+        assert_eq!(response.status(), 200);
+        readers.push(tokio::spawn(read_stats_events(response, UPDATES)));
+    }
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+    let built = updates_built(&server).await - before;
+    // Every update goes to every open dashboard: the dashboards received
+    // UPDATES, the process may have built one more meanwhile.
+    assert!(
+        built <= (UPDATES + 1) as f64,
+        "{DASHBOARDS} dashboards each received {UPDATES} updates, for which the process \
+         read the store {built} times"
+    );
+}
+
+/// Opens a dashboard stream in-process and records its events' names and
+/// data as they arrive.
+async fn watch_dashboard(app: &App) -> Arc<Mutex<Vec<(String, String)>>> {
+    let request = Request::get(STREAM).body(Body::empty()).expect("request");
+    let response = app.send(request).await;
+    assert_eq!(response.status(), 200);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(sse_events(response.into_body()));
+        while let Some(event) = events.next().await {
+            sink.lock().expect("events").push(event);
+        }
+    });
+    seen
+}
+
+/// How many events named `name` arrived after the last one named `after`
+/// (after all of them when there is none).
+fn count_since(events: &[(String, String)], name: &str, after: &str) -> usize {
+    let start = events
+        .iter()
+        .rposition(|(n, _)| n == after)
+        .map_or(0, |i| i + 1);
+    events[start..].iter().filter(|(n, _)| n == name).count()
+}
+
+#[tokio::test]
+async fn a_store_outage_is_logged_once_however_many_dashboards_watch() {
+    let logs = Logs::capture();
+    let Some(mut app) = App::on(StoreKind::Redis).await else {
+        return;
+    };
+    let mut dashboards = Vec::new();
+    for _ in 0..3 {
+        dashboards.push(watch_dashboard(&app).await);
+    }
+    let all_show = |name: &'static str, after: &'static str, n: usize| {
+        let dashboards = &dashboards;
+        move || async move {
+            dashboards
+                .iter()
+                .all(|d| count_since(&d.lock().expect("events"), name, after) >= n)
+                .then_some(())
+        }
+    };
+    wait_until(
+        "every dashboard to show the statistics",
+        Duration::from_secs(20),
+        all_show("stats", "-", 1),
+    )
+    .await;
+
+    app.redis().kill9();
+    wait_until(
+        "every dashboard to show the outage for two periods",
+        Duration::from_secs(30),
+        all_show("stats_error", "stats", 2),
+    )
+    .await;
+    let outage = logs.matching(&["jobd::api", "store unavailable"]);
+    assert_eq!(
+        outage.len(),
+        1,
+        "one log line for the outage, not one per dashboard and period:\n{}",
+        outage.join("\n")
+    );
+    for dashboard in &dashboards {
+        let events = dashboard.lock().expect("events");
+        let (_, data) = events
+            .iter()
+            .rfind(|(n, _)| n == "stats_error")
+            .expect("a stats_error event");
+        let error: Value = serde_json::from_str(data).expect("JSON data");
+        assert_eq!(error["error"], "StoreUnavailableError");
+        assert!(
+            !data.contains("redis"),
+            "the store's cause is not shown: {data}"
+        );
+    }
+
+    app.redis().restart();
+    wait_until(
+        "every dashboard to show the statistics again",
+        Duration::from_secs(30),
+        all_show("stats", "stats_error", 1),
+    )
+    .await;
+    let back = logs.matching(&["jobd::api", "store available again"]);
+    assert_eq!(back.len(), 1, "{}", logs.lines().join("\n"));
+    assert_eq!(
+        logs.matching(&["jobd::api", "store unavailable"]).len(),
+        1,
+        "{}",
+        logs.lines().join("\n")
+    );
+}
