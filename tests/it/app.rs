@@ -1,7 +1,8 @@
 //! The application in-process: the real `api::router` on a real store in a
 //! temporary directory, driven with tower's `oneshot` (axum's testing
 //! pattern). No listener, no `jobd` process, no worker: for the checks that
-//! need neither a second process nor a job run.
+//! need neither a second process nor a job run. Checks that do not depend
+//! on the store use [`app`] (SQLite) and run once.
 
 use std::sync::Arc;
 
@@ -32,6 +33,13 @@ pub struct App {
     pub state: AppState,
     redis: Option<RedisServer>,
     _dir: tempfile::TempDir,
+}
+
+/// The app on a fresh SQLite store with default settings.
+pub async fn app() -> App {
+    App::with(StoreKind::Sqlite, |_| {})
+        .await
+        .expect("SQLite is always available")
 }
 
 impl App {
@@ -123,6 +131,19 @@ impl App {
     /// GET returning (status, JSON body).
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.call("GET", path, Body::empty()).await
+    }
+
+    /// POST of a JSON body (or none) returning (status, JSON body).
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.call("POST", path, body).await
+    }
+
+    /// Submits a job and returns its JSON (asserting 201).
+    pub async fn submit(&self, body: Value) -> Value {
+        let (status, job) = self.post("/api/v1/jobs", Some(body)).await;
+        assert_eq!(status, 201, "submit failed: {job}");
+        job
     }
 }
 
