@@ -61,8 +61,10 @@ impl LiveFeed {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // With no receiver left the producer has stopped or is stopping
-        // (it watches for exactly that), so a new one takes over.
-        if let Some(sender) = latest.as_ref().filter(|s| s.receiver_count() > 0) {
+        // (it watches for exactly that), and with no sender but ours it
+        // has ended: either way a new one takes over.
+        let running = |s: &&Latest| s.receiver_count() > 0 && s.sender_count() > 1;
+        if let Some(sender) = latest.as_ref().filter(running) {
             return sender.subscribe();
         }
         let (sender, receiver) = watch::channel(None);
