@@ -18,7 +18,7 @@ use jobd::pipeline::{self, Dirs};
 use jobd::runtime::{Registry, builtin};
 use jobd::store::Store;
 use jobd::store::redis::RedisStore;
-use jobd::store::sqlite::SqliteStore;
+use jobd::store::sqlite::{SqliteStore, Synchronous};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -59,6 +59,8 @@ impl App {
         let mut settings = Settings {
             data_dir: dir.path().join("data"),
             documents_root: dir.path().to_owned(),
+            // As the process-level tests run: no fsync per commit.
+            sqlite_synchronous: Synchronous::Normal,
             ..Settings::default()
         };
         adjust(&mut settings);
