@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use axum::body::Body;
 use axum::http::Request;
 
-use crate::app::{App, Logs, app, body_bytes};
+use crate::app::{App, app, body_bytes};
 use crate::support::{Scratch, Server, StoreKind, wait_until};
 
 const SEED_FIELDS: [&str; 10] = [
@@ -247,39 +247,6 @@ async fn no_malformed_request_gets_a_server_error() {
             }
         }
     }
-}
-
-/// The message of every `StoreUnavailableError`: the cause is for the log.
-const STORE_UNAVAILABLE: &str = "The job store is unavailable; try again later";
-
-#[tokio::test]
-async fn store_failures_answer_503_without_the_cause_and_log_it_with_the_request() {
-    let logs = Logs::capture();
-    let Some(mut app) = App::on(StoreKind::Redis).await else {
-        return;
-    };
-    app.redis().kill9();
-    let path = format!("/api/v1/jobs/status/{}", uuid::Uuid::now_v7());
-    for (path, extra) in [
-        (path.as_str(), None),
-        ("/api/v1/jobs/queue/stats", Some("worker_health_status")),
-        ("/health", None),
-    ] {
-        let (status, error) = app.get(path).await;
-        assert_eq!(status, 503, "{path}: {error}");
-        assert_eq!(error["error"], "StoreUnavailableError", "{path}");
-        assert_eq!(error["message"], STORE_UNAVAILABLE, "{path}");
-        if let Some(field) = extra {
-            assert_eq!(error[field], "store_unavailable");
-        }
-    }
-    let logged = logs.matching(&[&path, "redis"]);
-    assert_eq!(
-        logged.len(),
-        1,
-        "one log line names the request and the store's cause:\n{}",
-        logs.lines().join("\n")
-    );
 }
 
 async fn submit_answers_201_with_the_job_and_its_location(kind: StoreKind) {

@@ -1,6 +1,8 @@
 //! The dashboard's live stream (`GET /api/v1/jobs/queue/stream`): one
-//! producer per process however many dashboards are open, and a store
-//! outage logged once, not once per dashboard and period.
+//! producer per process however many dashboards are open; and a store
+//! outage: logged once by the dashboards (not once per dashboard and
+//! period), once per failed request with the request, and never shown to
+//! clients.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,11 +17,14 @@ use crate::support::{Scratch, Server, StoreKind, wait_until};
 
 const STREAM: &str = "/api/v1/jobs/queue/stream";
 
+/// The message of every `StoreUnavailableError`: the cause is for the log.
+const STORE_UNAVAILABLE: &str = "The job store is unavailable; try again later";
+
 /// Dashboards opened at once.
 const DASHBOARDS: usize = 4;
 
 /// Updates each dashboard waits for.
-const UPDATES: usize = 3;
+const UPDATES: usize = 2;
 
 /// `jobd_dashboard_updates_total` of the server (0 before the first).
 async fn updates_built(server: &Server) -> f64 {
@@ -117,7 +122,7 @@ fn count_since(events: &[(String, String)], name: &str, after: &str) -> usize {
 }
 
 #[tokio::test]
-async fn a_store_outage_is_logged_once_however_many_dashboards_watch() {
+async fn a_store_outage_is_logged_once_and_its_cause_never_shown() {
     let logs = Logs::capture();
     let Some(mut app) = App::on(StoreKind::Redis).await else {
         return;
@@ -157,7 +162,7 @@ async fn a_store_outage_is_logged_once_however_many_dashboards_watch() {
         outage.join("\n")
     );
     for dashboard in &dashboards {
-        let events = dashboard.lock().expect("events");
+        let events = dashboard.lock().expect("events").clone();
         let (_, data) = events
             .iter()
             .rfind(|(n, _)| n == "stats_error")
@@ -170,6 +175,30 @@ async fn a_store_outage_is_logged_once_however_many_dashboards_watch() {
         );
     }
 
+    // Requests meanwhile: a 503 with a generic message; the cause is logged
+    // once per request, on a line that names it.
+    let job_path = format!("/api/v1/jobs/status/{}", uuid::Uuid::now_v7());
+    for (path, extra) in [
+        (job_path.as_str(), None),
+        ("/api/v1/jobs/queue/stats", Some("worker_health_status")),
+        ("/health", None),
+    ] {
+        let (status, error) = app.get(path).await;
+        assert_eq!(status, 503, "{path}: {error}");
+        assert_eq!(error["error"], "StoreUnavailableError", "{path}");
+        assert_eq!(error["message"], STORE_UNAVAILABLE, "{path}");
+        if let Some(field) = extra {
+            assert_eq!(error[field], "store_unavailable");
+        }
+        let logged = logs.matching(&[&format!("path=\"{path}\""), "redis"]);
+        assert_eq!(
+            logged.len(),
+            1,
+            "one log line names the request and the store's cause:\n{}",
+            logs.lines().join("\n")
+        );
+    }
+
     app.redis().restart();
     wait_until(
         "every dashboard to show the statistics again",
@@ -179,8 +208,14 @@ async fn a_store_outage_is_logged_once_however_many_dashboards_watch() {
     .await;
     let back = logs.matching(&["jobd::api", "store available again"]);
     assert_eq!(back.len(), 1, "{}", logs.lines().join("\n"));
+    let dashboard_lines = |needle: &str| {
+        logs.lines()
+            .into_iter()
+            .filter(|l| l.contains("jobd::api") && l.contains(needle) && !l.contains("path="))
+            .count()
+    };
     assert_eq!(
-        logs.matching(&["jobd::api", "store unavailable"]).len(),
+        dashboard_lines("store unavailable"),
         1,
         "{}",
         logs.lines().join("\n")

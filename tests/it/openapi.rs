@@ -583,7 +583,9 @@ async fn why_names_the_user_limit_and_missing_workers(kind: StoreKind) {
             .await;
         assert_eq!(status, 200);
     }
-    drop(server);
+    // A clean stop unregisters the worker (a killed one would stay
+    // registered until its lease ran out).
+    assert!(server.terminate(Duration::from_secs(10)), "a clean stop");
 
     // The same store with no worker process alive.
     let api_only = Server::serve(&scratch, &["--workers".into(), "0".into()]);
