@@ -167,13 +167,16 @@ async fn build(state: &AppState, outage: &mut Outage) -> Vec<Event> {
     let mut events = Vec::with_capacity(3);
     let stats = current_stats(state).await;
     outage.observe(&stats);
+    let store_up = stats.is_ok();
     match stats {
         Ok(stats) => events.push(json_event("stats", &stats)),
         Err(error) => events.push(json_event("stats_error", &error.body())),
     }
     let throughput = ThroughputRing::global().throughput(now_millis());
     events.push(json_event("throughput", &throughput));
-    if let Ok(workers) = worker_list(state).await {
+    // No second call to a store that just failed (each one waits out its
+    // reconnection attempts).
+    if store_up && let Ok(workers) = worker_list(state).await {
         events.push(json_event("workers", &workers));
     }
     events
