@@ -1,8 +1,18 @@
 //! The API's one error type, rendered in the seed's shape:
-//! `{"error": "<Name>Error", "message": "...", "job_id"?, "current_status"?}`.
+//! `{"error": "<Name>Error", "message": "...", "job_id"?, "current_status"?}`,
+//! and the middleware that logs it.
+//!
+//! Rendering has no side effect: an error that has a cause for operators
+//! (a store failure, an internal error) keeps it out of the message and
+//! travels with the response as an extension; [`log_errors`] logs it with
+//! the request it failed (axum's error-handling pattern).
+
+use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -59,13 +69,14 @@ pub enum ApiError {
     #[error("Method not allowed")]
     MethodNotAllowed,
     /// 503 `StoreUnavailableError`: the store failed; nothing was changed
-    /// that the caller was told of.
-    #[error("The job store is unavailable: {0}")]
+    /// that the caller was told of. The cause is logged, not shown.
+    #[error("The job store is unavailable; try again later")]
     StoreUnavailable(String),
-    /// 500 `InternalError`: a handler panicked. Never expected; the panic
-    /// catcher answers with it instead of dropping the connection.
+    /// 500 `InternalError`: a bug, never the client's doing (a handler
+    /// panicked, the store answered what the operation cannot produce).
+    /// The cause is logged, not shown.
     #[error("Internal error; the request was not completed")]
-    Internal,
+    Internal(String),
 }
 
 impl ApiError {
@@ -82,7 +93,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -99,8 +110,25 @@ impl ApiError {
             ApiError::NoRoute(_) => "NotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::StoreUnavailable(_) => "StoreUnavailableError",
-            ApiError::Internal => "InternalError",
+            ApiError::Internal(_) => "InternalError",
         }
+    }
+
+    /// What operators need to know and clients must not see: the store's
+    /// or the bug's own words.
+    pub fn cause(&self) -> Option<&str> {
+        match self {
+            ApiError::StoreUnavailable(cause) | ApiError::Internal(cause) => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// Renders `body` with this error's status, the error itself attached
+    /// for [`log_errors`].
+    pub(crate) fn respond_with(self, body: impl IntoResponse) -> Response {
+        let mut response = (self.status_code(), body).into_response();
+        response.extensions_mut().insert(Arc::new(self));
+        response
     }
 
     fn job_id(&self) -> Option<JobId> {
@@ -141,31 +169,126 @@ pub struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::StoreUnavailable(cause) = &self {
-            tracing::error!(%cause, "store unavailable");
-        }
         let body = ErrorBody {
             error: self.name().to_owned(),
             message: self.to_string(),
             job_id: self.job_id(),
             current_status: self.current_status(),
         };
-        (self.status_code(), Json(body)).into_response()
+        self.respond_with(Json(body))
     }
 }
 
 impl From<StoreError> for ApiError {
+    /// The store's errors as the API reports them when the operation has no
+    /// meaning of its own for them (cancel and restart map their conflicts
+    /// to [`ApiError::AlreadyTerminal`] and [`ApiError::NotRestartable`]).
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound(id) => ApiError::JobNotFound(id),
-            // Operations map Conflict to their own variant; a bare one is
-            // the cancel case, the only other conditional API write.
-            StoreError::Conflict { id, current } => ApiError::AlreadyTerminal { id, current },
-            StoreError::ClaimLost(id) => ApiError::JobNotFound(id),
             StoreError::UnknownDependency(id) => {
                 ApiError::Validation(format!("depends_on: job {id} not found"))
             }
             StoreError::Unavailable(cause) => ApiError::StoreUnavailable(cause),
+            // No API operation holds a claim, and the ones that can meet a
+            // conflict map it themselves: either is a bug, not the job's
+            // absence nor "cannot cancel".
+            StoreError::Conflict { id, current } => {
+                ApiError::Internal(format!("unexpected conflict: job {id} is {current}"))
+            }
+            StoreError::ClaimLost(id) => {
+                ApiError::Internal(format!("unexpected lost claim on job {id}"))
+            }
+        }
+    }
+}
+
+/// Middleware: logs every error response with its request, from the
+/// [`ApiError`] that [`IntoResponse`] attached: internal errors as errors,
+/// store outages as warnings (each request meets one), client errors at
+/// debug level. The cause is logged here and nowhere else.
+pub(crate) async fn log_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let Some(error) = response.extensions().get::<Arc<ApiError>>() else {
+        return response;
+    };
+    let status = response.status().as_u16();
+    let name = error.name();
+    let cause = error.cause().unwrap_or_default();
+    let route = route.as_deref().unwrap_or("unmatched");
+    match error.status_code() {
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(%method, path, route, status, error = name, cause, "request failed");
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::warn!(%method, path, route, status, error = name, cause, "request failed");
+        }
+        _ => {
+            tracing::debug!(%method, path, route, status, error = name, message = %error, "request refused")
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, ErrorBody) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("error body"))
+    }
+
+    #[test]
+    fn a_lost_claim_is_an_internal_error_not_a_missing_job() {
+        // Only workers hold claims: an API operation that meets one has hit
+        // a bug, and the job is not missing.
+        let error = ApiError::from(StoreError::ClaimLost(uuid::Uuid::now_v7()));
+        assert_eq!(
+            (error.status_code(), error.name()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+        );
+    }
+
+    #[test]
+    fn a_conflict_no_operation_expects_is_an_internal_error() {
+        // Cancel and restart map their conflicts themselves; any other
+        // conflict is not "cannot cancel".
+        let error = ApiError::from(StoreError::Conflict {
+            id: uuid::Uuid::now_v7(),
+            current: JobStatus::Running,
+        });
+        assert_eq!(
+            (error.status_code(), error.name()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+        );
+        assert!(!error.to_string().contains("cancel"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn internal_causes_are_not_shown_to_clients() {
+        let cause = "disk on fire at /var/lib/jobd";
+        for error in [
+            ApiError::from(StoreError::Unavailable(cause.into())),
+            ApiError::from(StoreError::ClaimLost(uuid::Uuid::now_v7())),
+        ] {
+            let (status, body) = body_of(error).await;
+            assert!(status.is_server_error());
+            assert!(
+                !body.message.contains("disk") && !body.message.contains("claim"),
+                "{status}: {}",
+                body.message
+            );
         }
     }
 }

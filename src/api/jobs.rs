@@ -341,7 +341,14 @@ pub async fn cancel(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<ActionResponse>, ApiError> {
-    let job = state.store.cancel(id, now_millis()).await?;
+    let job = state
+        .store
+        .cancel(id, now_millis())
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { id, current } => ApiError::AlreadyTerminal { id, current },
+            other => other.into(),
+        })?;
     Ok(Json(ActionResponse {
         job_id: job.id,
         status: job.status,

@@ -8,21 +8,23 @@ pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod live;
+pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod schema;
 pub mod stats;
-pub mod telemetry;
+pub mod throughput;
 pub mod watch;
 pub mod why;
 
+use std::any::Any;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -53,20 +55,38 @@ pub struct AppState {
 }
 
 /// The whole HTTP application: the documented routes, the error-shaped
-/// fallbacks, and the layers (request metrics, body limit, panic catcher,
-/// tracing).
+/// fallbacks, the dashboard's shared producer, and the layers.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = openapi::routes().split_for_parts();
-    routes
+    let routes = routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(telemetry::track_http))
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal.into_response()
-        }))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(Extension(live::LiveFeed::default()));
+    with_layers(routes, state.settings.max_body_bytes).with_state(state)
+}
+
+/// The layers of every route, innermost first: the body limit; the panic
+/// catcher (a panic becomes a 500 `InternalError`); request metrics and
+/// error logging, outside the catcher so that they see its 500 too; and
+/// tracing spans, whose own failure log is off (errors are logged once,
+/// with their cause, by [`error::log_errors`]).
+fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>, max_body: usize) -> Router<S> {
+    routes
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(metrics::track_http))
+        .layer(axum::middleware::from_fn(error::log_errors))
+        .layer(TraceLayer::new_for_http().on_failure(()))
+}
+
+/// The answer to a handler's panic; the panic's message goes to the log.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    ApiError::Internal(format!("handler panicked: {message}")).into_response()
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -85,7 +105,7 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let _feed = telemetry::spawn_feed(&state);
+    let _feed = metrics::spawn_feed(&state);
     let app = router(state);
     // No Nagle delay: SSE events and long-poll answers are small writes
     // that must leave at once.
@@ -97,4 +117,65 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Log output written on this thread while the returned guard lives.
+    fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("log").extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .finish();
+        (buffer, tracing::subscriber::set_default(subscriber))
+    }
+
+    async fn boom() -> &'static str {
+        panic!("kaboom")
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_an_internal_error_whose_message_is_logged_not_shown() {
+        let (logs, _guard) = capture_logs();
+        let app = with_layers(Router::new().route("/boom/{n}", get(boom)), 1024);
+        let request = Request::get("/boom/1")
+            .body(Body::empty())
+            .expect("request");
+        let response = app.oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"], "InternalError");
+        assert!(!body.to_string().contains("kaboom"), "{body}");
+        let logs = String::from_utf8(logs.lock().expect("log").clone()).expect("UTF-8");
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains("kaboom")).collect();
+        assert_eq!(lines.len(), 1, "{logs}");
+        assert!(
+            lines[0].contains("ERROR") && lines[0].contains("route=\"/boom/{n}\""),
+            "{logs}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::Config;
 
 use super::error::{ApiError, ErrorBody};
-use super::{AppState, dashboard, jobs, live, pipeline, stats, telemetry, watch, why};
+use super::{AppState, dashboard, jobs, live, metrics, pipeline, stats, throughput, watch, why};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -56,12 +56,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(why::why))
         .routes(routes!(stats::queue_stats))
         .routes(routes!(live::queue_stream))
-        .routes(routes!(telemetry::throughput))
+        .routes(routes!(throughput::throughput))
         .routes(routes!(stats::workers))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::restart))
         .routes(routes!(stats::health_check))
-        .routes(routes!(telemetry::metrics))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(openapi_json))
         .routes(routes!(docs_index))
         .routes(routes!(docs_file))

@@ -187,14 +187,12 @@ pub async fn queue_stats(State(state): State<AppState>) -> Response {
 
 /// The statistics now, or the 503 answer when the store is unreachable.
 /// Shared by `/queue/stats` and the dashboard's live stream.
+/// Not logged here: a request's failure is logged with the request, the
+/// dashboard's once per outage.
 pub async fn current_stats(state: &AppState) -> Result<QueueStats, StatsError> {
     match state.store.stats(active_since(state)).await {
         Ok(stats) => Ok(measure(state, &stats)),
-        Err(e) => {
-            let error = ApiError::from(e);
-            tracing::error!(cause = %error, "stats: store unavailable");
-            Err(StatsError(error))
-        }
+        Err(e) => Err(StatsError(ApiError::from(e))),
     }
 }
 
@@ -215,7 +213,8 @@ impl StatsError {
 
 impl IntoResponse for StatsError {
     fn into_response(self) -> Response {
-        (self.0.status_code(), Json(self.body())).into_response()
+        let body = Json(self.body());
+        self.0.respond_with(body)
     }
 }
 

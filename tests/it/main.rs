@@ -2,11 +2,13 @@
 //! file, plus the store contract run directly against the store.
 
 mod api;
+mod app;
 mod cli;
 mod cluster;
 mod control;
 mod layers;
 mod limits;
+mod live;
 mod metrics;
 mod openapi;
 mod pipeline;

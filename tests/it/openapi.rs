@@ -1,14 +1,19 @@
 //! The OpenAPI document against the server: the document served is the one
 //! generated from the code; every documented operation is served and
-//! answers with a documented status; nothing undocumented is served; and
-//! real responses (JSON and SSE event data) validate against the
-//! document's schemas.
+//! answers with a documented status; nothing undocumented is served; error
+//! bodies validate against the document (these in-process, once); and real
+//! responses of a running `jobd` on each store (JSON and SSE event data)
+//! validate against the document's schemas.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use axum::body::Body;
+use axum::http::Request;
+
+use crate::app::{App, app, body_bytes};
 use crate::support::{Scratch, Server, StoreKind, wait_until};
 
 /// Methods probed on every documented path.
@@ -43,15 +48,6 @@ const README_ROUTES: [(&str, &str); 13] = [
     ("get", "/api/v1/openapi.json"),
 ];
 
-/// A client that shows redirects instead of following them.
-fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-}
-
 /// The path with its parameters filled in (and a long-poll that answers
 /// at once).
 fn concrete(path: &str, job_id: &str) -> String {
@@ -74,19 +70,16 @@ fn is_fallback(status: u16, body: &Value) -> bool {
         || (status == 405 && body["error"] == "MethodNotAllowedError")
 }
 
-async fn send(
-    client: &reqwest::Client,
-    server: &Server,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, String, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut request = client.request(method, server.at(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
+/// `method path` in-process, with a JSON body or none; returns the status,
+/// the content type and the body as JSON (`Null` when it is not JSON, or
+/// for an event stream, whose head is the answer).
+async fn send(app: &App, method: &str, path: &str, body: Option<Value>) -> (u16, String, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .expect("request");
+    let response = app.send(request).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -95,10 +88,9 @@ async fn send(
         .unwrap_or("")
         .to_owned();
     if content_type.starts_with("text/event-stream") {
-        // A stream: the head is the answer; do not wait for its end.
         return (status, content_type, Value::Null);
     }
-    let bytes = response.bytes().await.expect("body");
+    let bytes = body_bytes(response).await;
     (
         status,
         content_type,
@@ -108,12 +100,8 @@ async fn send(
 
 #[tokio::test]
 async fn the_document_and_the_router_list_the_same_routes() {
-    let Some(scratch) = Scratch::new(StoreKind::Sqlite) else {
-        return;
-    };
-    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
-    let client = plain_client();
-    let (status, doc) = server.get("/api/v1/openapi.json").await;
+    let app = app().await;
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
     assert_eq!(status, 200);
     assert_eq!(
         doc,
@@ -131,7 +119,8 @@ async fn the_document_and_the_router_list_the_same_routes() {
 
     // A pending job (no workers) for the {job_id} routes: cancel makes it
     // cancelled, after which restart applies.
-    let job_id = server.submit_id("noop", json!({})).await;
+    let job = app.submit(json!({"job_type": "noop"})).await;
+    let job_id = job["job_id"].as_str().expect("job_id").to_owned();
     let mut operations = 0;
     for (path, item) in paths {
         let documented: Vec<String> = item
@@ -144,7 +133,7 @@ async fn the_document_and_the_router_list_the_same_routes() {
         for method in METHODS {
             let body =
                 (method == "POST" && path == "/api/v1/jobs").then(|| json!({"job_type": "noop"}));
-            let (status, _, answer) = send(&client, &server, method, &url, body).await;
+            let (status, _, answer) = send(&app, method, &url, body).await;
             if documented.iter().any(|m| m == method) {
                 operations += 1;
                 assert!(
@@ -168,7 +157,7 @@ async fn the_document_and_the_router_list_the_same_routes() {
     assert!(operations >= 20, "only {operations} operations documented");
     for path in UNDOCUMENTED {
         for method in ["GET", "POST"] {
-            let (status, _, answer) = send(&client, &server, method, path, None).await;
+            let (status, _, answer) = send(&app, method, path, None).await;
             assert_eq!(
                 (status, answer["error"].as_str()),
                 (404, Some("NotFoundError")),
@@ -393,26 +382,85 @@ async fn first_event(server: &Server, path: &str, name: &str) -> Value {
     }
 }
 
+#[tokio::test]
+async fn error_bodies_match_the_document() {
+    let app = app().await;
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    let check = |method: &str, path: &str, status: u16, body: &Value| {
+        assert_documented(&doc, method, path, status, body)
+    };
+    let missing = uuid::Uuid::now_v7();
+    for path in [
+        "/api/v1/jobs/status/{job_id}",
+        "/api/v1/jobs/status/{job_id}/why",
+    ] {
+        let (status, not_found) = app
+            .get(&path.replace("{job_id}", &missing.to_string()))
+            .await;
+        assert_eq!(status, 404);
+        check("get", path, status, &not_found);
+    }
+    for action in ["cancel", "restart"] {
+        let path = format!("/api/v1/jobs/{action}/{{job_id}}");
+        let (status, not_found) = app
+            .post(&path.replace("{job_id}", &missing.to_string()), None)
+            .await;
+        assert_eq!(status, 404);
+        check("post", &path, status, &not_found);
+        let (status, bad_id) = app.post(&path.replace("{job_id}", "x"), None).await;
+        assert_eq!(status, 400);
+        check("post", &path, status, &bad_id);
+    }
+    let (status, bad_id) = app.get("/api/v1/jobs/status/not-a-uuid").await;
+    assert_eq!(status, 400);
+    check("get", "/api/v1/jobs/status/{job_id}", status, &bad_id);
+    let (status, bad_poll) = app
+        .get(&format!("/api/v1/jobs/status/{missing}/poll?timeout=-1"))
+        .await;
+    assert_eq!(status, 400);
+    check(
+        "get",
+        "/api/v1/jobs/status/{job_id}/poll",
+        status,
+        &bad_poll,
+    );
+    let (status, bad_body) = app
+        .post("/api/v1/jobs", Some(json!({"job_type": "no-such-type"})))
+        .await;
+    assert_eq!(status, 400);
+    check("post", "/api/v1/jobs", status, &bad_body);
+    let (status, bad_pipeline) = app.post("/api/v1/jobs/pipeline", Some(json!({}))).await;
+    assert_eq!(status, 400);
+    check("post", "/api/v1/jobs/pipeline", status, &bad_pipeline);
+    let (status, bad_query) = app.get("/api/v1/jobs?limit=0").await;
+    assert_eq!(status, 400);
+    check("get", "/api/v1/jobs", status, &bad_query);
+    let too_big = "x".repeat(app.state.settings.max_body_bytes + 1);
+    let (status, too_large) = app.call("POST", "/api/v1/jobs", too_big).await;
+    assert_eq!(status, 413);
+    check("post", "/api/v1/jobs", status, &too_large);
+    let (status, no_route) = app.get("/api/v1/nothing").await;
+    assert_eq!(status, 404);
+    assert_schema(&doc, "Error", &no_route);
+}
+
 async fn real_responses_match_the_document(kind: StoreKind) {
     let Some(scratch) = Scratch::new(kind) else {
         return;
     };
     let server = Server::serve(&scratch, &[]);
-    let client = plain_client();
     let (_, doc) = server.get("/api/v1/openapi.json").await;
     let check = |method: &str, path: &str, status: u16, body: &Value| {
         assert_documented(&doc, method, path, status, body)
     };
 
     // Submit and read.
-    let (status, _, job) = send(
-        &client,
-        &server,
-        "POST",
-        "/api/v1/jobs",
-        Some(json!({"job_type": "noop", "parameters": {"a": 1}, "user_id": "val"})),
-    )
-    .await;
+    let (status, job) = server
+        .post(
+            "/api/v1/jobs",
+            Some(json!({"job_type": "noop", "parameters": {"a": 1}, "user_id": "val"})),
+        )
+        .await;
     check("post", "/api/v1/jobs", status, &job);
     assert_eq!(status, 201);
     let id = job["job_id"].as_str().unwrap().to_owned();
@@ -480,33 +528,6 @@ async fn real_responses_match_the_document(kind: StoreKind) {
     check("post", "/api/v1/jobs/restart/{job_id}", status, &restarted);
     assert_eq!(status, 200);
 
-    // Errors: not found, bad id, bad body, unknown route.
-    let missing = uuid::Uuid::now_v7();
-    let (status, not_found) = server.get(&format!("/api/v1/jobs/status/{missing}")).await;
-    assert_eq!(status, 404);
-    check("get", "/api/v1/jobs/status/{job_id}", status, &not_found);
-    let (status, not_found) = server
-        .get(&format!("/api/v1/jobs/status/{missing}/why"))
-        .await;
-    assert_eq!(status, 404);
-    check(
-        "get",
-        "/api/v1/jobs/status/{job_id}/why",
-        status,
-        &not_found,
-    );
-    let (status, bad_id) = server.get("/api/v1/jobs/status/not-a-uuid").await;
-    assert_eq!(status, 400);
-    check("get", "/api/v1/jobs/status/{job_id}", status, &bad_id);
-    let (status, bad_body) = server
-        .post("/api/v1/jobs", Some(json!({"job_type": "no-such-type"})))
-        .await;
-    assert_eq!(status, 400);
-    check("post", "/api/v1/jobs", status, &bad_body);
-    let (status, bad_query) = server.get("/api/v1/jobs?limit=0").await;
-    assert_eq!(status, 400);
-    check("get", "/api/v1/jobs", status, &bad_query);
-
     // Event data of both streams.
     let event = first_event(
         &server,
@@ -562,7 +583,9 @@ async fn why_names_the_user_limit_and_missing_workers(kind: StoreKind) {
             .await;
         assert_eq!(status, 200);
     }
-    drop(server);
+    // A clean stop unregisters the worker (a killed one would stay
+    // registered until its lease ran out).
+    assert!(server.terminate(Duration::from_secs(10)), "a clean stop");
 
     // The same store with no worker process alive.
     let api_only = Server::serve(&scratch, &["--workers".into(), "0".into()]);
