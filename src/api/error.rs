@@ -206,7 +206,7 @@ impl From<StoreError> for ApiError {
 /// Middleware: logs every error response with its request, from the
 /// [`ApiError`] that [`IntoResponse`] attached: internal errors as errors,
 /// store outages as warnings (each request meets one), client errors at
-/// debug level. The cause is logged here and nowhere else.
+/// debug level. A failed request's cause is logged here and nowhere else.
 pub(crate) async fn log_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -273,6 +273,16 @@ mod tests {
             (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
         );
         assert!(!error.to_string().contains("cancel"), "{error}");
+    }
+
+    #[test]
+    fn the_error_rides_on_its_response_for_the_log() {
+        let response = ApiError::StoreUnavailable("disk on fire".into()).into_response();
+        let attached = response
+            .extensions()
+            .get::<Arc<ApiError>>()
+            .expect("the error as an extension");
+        assert_eq!(attached.cause(), Some("disk on fire"));
     }
 
     #[tokio::test]
