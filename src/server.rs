@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::stats::ProcessMonitor;
+use crate::api::monitor::ProcessMonitor;
 use crate::api::{self, AppState};
 use crate::config::{Settings, StoreConfig};
 use crate::events::EventBus;

@@ -8,8 +8,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::model::JobId;
 
 /// The `{job_id}` path segment, which must be a UUID (400 otherwise).

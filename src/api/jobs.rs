@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody};
 use super::schema::{JobSchema, JobStatusSchema};
+use super::state::AppState;
 use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, new_job_id, now_millis};
 use crate::store::{ListQuery, StoreError};
 

@@ -25,8 +25,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_stream::wrappers::WatchStream;
 
-use super::AppState;
 use super::metrics::DASHBOARD_UPDATES;
+use super::state::AppState;
 use super::stats::{StatsError, current_stats, worker_list};
 use super::throughput::ThroughputRing;
 use crate::model::now_millis;
@@ -190,7 +190,7 @@ fn json_event(name: &str, data: &impl Serialize) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::stats::ProcessMonitor;
+    use crate::api::monitor::ProcessMonitor;
     use crate::config::Settings;
     use crate::events::EventBus;
     use crate::runtime::Registry;

@@ -9,16 +9,17 @@ pub mod extract;
 pub mod jobs;
 pub mod live;
 pub mod metrics;
+pub mod monitor;
 pub mod openapi;
 pub mod pipeline;
 pub mod schema;
+pub mod state;
 pub mod stats;
 pub mod throughput;
 pub mod watch;
 pub mod why;
 
 use std::any::Any;
-use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
@@ -31,28 +32,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
-use self::stats::ProcessMonitor;
-use crate::config::Settings;
-use crate::events::EventBus;
-use crate::runtime::Registry;
-use crate::store::Store;
-
-/// What every handler shares. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The job store.
-    pub store: Arc<dyn Store>,
-    /// The process's change feed.
-    pub bus: EventBus,
-    /// Validated settings.
-    pub settings: Arc<Settings>,
-    /// Known job types (submissions of other types are refused).
-    pub registry: Arc<Registry>,
-    /// CPU and memory sampling for stats.
-    pub monitor: Arc<ProcessMonitor>,
-    /// Fired on shutdown: long-polls answer and streams end.
-    pub shutdown: CancellationToken,
-}
+pub use self::state::AppState;
 
 /// The whole HTTP application: the documented routes, the error-shaped
 /// fallbacks, the dashboard's shared producer, and the layers.
@@ -121,7 +101,7 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode};

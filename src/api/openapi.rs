@@ -15,7 +15,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::Config;
 
 use super::error::{ApiError, ErrorBody};
-use super::{AppState, dashboard, jobs, live, metrics, pipeline, stats, throughput, watch, why};
+use super::state::AppState;
+use super::{dashboard, jobs, live, metrics, pipeline, stats, throughput, watch, why};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";

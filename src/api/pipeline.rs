@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::jobs::SubmitRequest;
+use super::state::AppState;
 use crate::model::{JobId, NewJob};
 use crate::pipeline::STAGES;
 

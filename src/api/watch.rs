@@ -14,10 +14,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath};
 use super::schema::{JobSchema, JobStatusSchema};
+use super::state::AppState;
 use crate::events::JobWatch;
 use crate::model::{Job, JobStatus, JobView, now_millis};
 

@@ -8,10 +8,10 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JobIdParam, JobIdPath};
 use super::schema::JobStatusSchema;
+use super::state::AppState;
 use super::stats::active_since;
 use crate::model::{Job, JobId, JobStatus, format_millis, now_millis};
 use crate::store::{ListQuery, WorkerRecord};

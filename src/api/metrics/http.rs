@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics::histogram;
 
-use super::HTTP_DURATION;
+use super::recorder::HTTP_DURATION;
 
 /// Middleware: records each request's duration by method, matched route
 /// template (`unmatched` for the fallback) and status.

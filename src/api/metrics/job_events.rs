@@ -10,11 +10,11 @@ use metrics::{counter, histogram};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
-use super::{
+use super::recorder::{
     CANCELLED, COMPLETED, DURATION, FAILED, LAGGED, QUEUE_WAIT, RETRIED, STARTED, SUBMITTED,
     prometheus,
 };
-use crate::api::AppState;
+use crate::api::state::AppState;
 use crate::api::throughput::ThroughputRing;
 use crate::model::{Job, JobId, JobStatus, Millis, now_millis};
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::api::AppState;
+use crate::api::state::AppState;
 use crate::api::stats::active_since;
 use crate::model::JobStatus;
 use crate::store::ListQuery;

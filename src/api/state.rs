@@ -1,0 +1,28 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::monitor::ProcessMonitor;
+use crate::config::Settings;
+use crate::events::EventBus;
+use crate::runtime::Registry;
+use crate::store::Store;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The job store.
+    pub store: Arc<dyn Store>,
+    /// The process's change feed.
+    pub bus: EventBus,
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Known job types (submissions of other types are refused).
+    pub registry: Arc<Registry>,
+    /// CPU and memory sampling for stats.
+    pub monitor: Arc<ProcessMonitor>,
+    /// Fired on shutdown: long-polls answer and streams end.
+    pub shutdown: CancellationToken,
+}
