@@ -364,6 +364,25 @@ pub fn new_job_id() -> JobId {
     uuid::Uuid::now_v7()
 }
 
+impl NewJob {
+    /// A job of `job_type` for `user_id` with a new id, empty parameters
+    /// and the defaults of a submission that says nothing else: priority 0,
+    /// due now, one attempt, no time limit, no dependencies.
+    pub fn new(job_type: &str, user_id: &str) -> NewJob {
+        NewJob {
+            id: new_job_id(),
+            job_type: job_type.to_owned(),
+            user_id: user_id.to_owned(),
+            parameters: Value::Object(serde_json::Map::new()),
+            priority: 0,
+            run_at: None,
+            max_attempts: 1,
+            timeout_seconds: None,
+            depends_on: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use jobd::events::EventBus;
 use jobd::model::{NewJob, now_millis};
 use jobd::store::{CleanupParams, Store};
-use serde_json::json;
 
 use crate::support::RedisServer;
 
@@ -31,20 +30,7 @@ async fn cleanup_never_deletes_another_nodes_lock() {
     for _ in 0..5 {
         // Enough terminal jobs that the pass takes several batches.
         for _ in 0..2_000 {
-            let job = store
-                .submit(NewJob {
-                    id: jobd::model::new_job_id(),
-                    job_type: "noop".into(),
-                    user_id: "u".into(),
-                    parameters: json!({}),
-                    priority: 0,
-                    run_at: None,
-                    max_attempts: 1,
-                    timeout_seconds: None,
-                    depends_on: Vec::new(),
-                })
-                .await
-                .unwrap();
+            let job = store.submit(NewJob::new("noop", "u")).await.unwrap();
             store.cancel(job.id, now_millis()).await.unwrap();
         }
         let now = now_millis();

@@ -976,20 +976,7 @@ mod tests {
         let store = SqliteStore::open(dir.path(), Synchronous::Normal, EventBus::new())
             .await
             .unwrap();
-        let job = store
-            .submit(NewJob {
-                id: crate::model::new_job_id(),
-                job_type: "noop".into(),
-                user_id: "u".into(),
-                parameters: Value::Null,
-                priority: 0,
-                run_at: None,
-                max_attempts: 1,
-                timeout_seconds: None,
-                depends_on: Vec::new(),
-            })
-            .await
-            .unwrap();
+        let job = store.submit(NewJob::new("noop", "u")).await.unwrap();
         let idle: Vec<Connection> = store.readers.idle().drain(..).collect();
         assert!(
             store

@@ -153,17 +153,7 @@ pub const LEASE: Millis = 60 * SECOND;
 pub const EVENT_DEADLINE: Duration = Duration::from_secs(5);
 
 pub fn new_job(user: &str) -> NewJob {
-    NewJob {
-        id: jobd::model::new_job_id(),
-        job_type: "noop".into(),
-        user_id: user.into(),
-        parameters: json!({}),
-        priority: 0,
-        run_at: None,
-        max_attempts: 1,
-        timeout_seconds: None,
-        depends_on: Vec::new(),
-    }
+    NewJob::new("noop", user)
 }
 
 pub fn dependent(user: &str, on: &[JobId]) -> NewJob {
