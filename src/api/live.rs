@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::watch;
@@ -29,6 +30,7 @@ use super::metrics::DASHBOARD_UPDATES;
 use super::state::AppState;
 use super::stats::{StatsError, current_stats, worker_list};
 use super::throughput::ThroughputRing;
+use super::watch::utf8_event_stream;
 use crate::model::now_millis;
 
 /// Period of the stream's updates when nothing changes.
@@ -93,14 +95,16 @@ impl LiveFeed {
 pub(crate) async fn queue_stream(
     State(state): State<AppState>,
     Extension(feed): Extension<LiveFeed>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> impl IntoResponse {
     // The newest update at once (if there is one yet), then each new one.
     let updates = WatchStream::new(feed.subscribe(&state))
         .filter_map(futures::future::ready)
         .flat_map(|update| futures::stream::iter(update.as_ref().clone()))
-        .map(Ok)
+        .map(Ok::<Event, Infallible>)
         .take_until(state.shutdown.clone().cancelled_owned());
-    Sse::new(updates).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    utf8_event_stream(
+        Sse::new(updates).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    )
 }
 
 /// Builds updates until no stream listens or the server shuts down.

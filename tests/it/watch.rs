@@ -236,22 +236,29 @@ async fn poll_of_a_finished_job_answers_at_once() {
     );
 }
 
-/// SSE streams declare UTF-8, so clients do not decode them as Latin-1.
+/// SSE streams (a job's and the dashboard's) declare UTF-8, so clients
+/// do not decode them as Latin-1.
 #[tokio::test]
 async fn event_streams_declare_utf8() {
     let scratch = Scratch::new(StoreKind::Sqlite).expect("sqlite scratch");
     let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
     let id = server.submit_id("noop", json!({})).await;
-    let response = server
-        .http
-        .get(server.at(&format!("/api/v1/jobs/status/{id}/stream")))
-        .send()
-        .await
-        .expect("the stream answers");
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/event-stream; charset=utf-8"
-    );
+    for path in [
+        format!("/api/v1/jobs/status/{id}/stream"),
+        "/api/v1/jobs/queue/stream".to_owned(),
+    ] {
+        let response = server
+            .http
+            .get(server.at(&path))
+            .send()
+            .await
+            .expect("the stream answers");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream; charset=utf-8",
+            "{path}"
+        );
+    }
 }
 
 crate::for_each_store!(
