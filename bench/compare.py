@@ -333,6 +333,16 @@ class System:
         for w in self.workers:
             stop(w)
 
+    # The Redis command that counts completed jobs, for a peer whose count
+    # the observer polls and verify() reads once more after the drain.
+    COMPLETED = None
+
+    def count(self):
+        return RedisCount(self.ctx.redis.port, *self.COMPLETED)
+
+    def verify(self):
+        return int(self.ctx.redis.conn.call(*self.COMPLETED))
+
     def discard(self):
         """Removes what verify() needed."""
 
@@ -464,6 +474,8 @@ class Producer:
 
 
 class BullMQ(System):
+    COMPLETED = ("ZCARD", "bull:bench:completed")
+
     def env(self):
         return dict(os.environ, COMPARE_NODE_DIR=self.ctx.node_dir, COMPARE_REDIS_PORT=str(self.ctx.redis.port))
 
@@ -482,18 +494,14 @@ class BullMQ(System):
                               log=self.log, env=self.env())]
         return self.workers
 
-    def count(self):
-        return RedisCount(self.ctx.redis.port, "ZCARD", "bull:bench:completed")
-
-    def verify(self):
-        return int(self.ctx.redis.conn.call("ZCARD", "bull:bench:completed"))
-
     def stop(self):
         for w in self.workers:
             wait_exit(w, 30)
 
 
 class Apalis(System):
+    COMPLETED = ("SCARD", "apq:done")
+
     CONCURRENCY = env_int("COMPARE_APALIS_CONCURRENCY", 50)
 
     def prepare(self, rnd):
@@ -514,12 +522,6 @@ class Apalis(System):
         self.workers = [spawn([c.apalis, "work", c.redis.url, "apq", str(self.jobs), str(self.CONCURRENCY)],
                               log=self.log)]
         return self.workers
-
-    def count(self):
-        return RedisCount(self.ctx.redis.port, "SCARD", "apq:done")
-
-    def verify(self):
-        return int(self.ctx.redis.conn.call("SCARD", "apq:done"))
 
     def stop(self):
         for w in self.workers:
@@ -562,6 +564,8 @@ class Celery(System):
 
 
 class RQ(System):
+    COMPLETED = ("ZCARD", "rq:finished:bench")
+
     def env(self):
         return dict(os.environ, PYTHONPATH=PEERS)
 
@@ -582,12 +586,6 @@ class RQ(System):
                                "rq.worker.SimpleWorker", "-u", c.redis.url, "-n", f"w{i}-{self.round}", "bench"],
                               log=self.log, env=self.env(), cwd=PEERS) for i in range(2)]
         return self.workers
-
-    def count(self):
-        return RedisCount(self.ctx.redis.port, "ZCARD", "rq:finished:bench")
-
-    def verify(self):
-        return int(self.ctx.redis.conn.call("ZCARD", "rq:finished:bench"))
 
     def stop(self):
         for w in self.workers:
