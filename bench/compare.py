@@ -752,15 +752,18 @@ def build_apalis(src_dir, profile):
     return exes["apalisbench"], versions
 
 
-def in_parallel(tasks):
-    """Runs {name: callable} in threads; returns results, raises the first error."""
+def in_parallel(tasks, seconds):
+    """Runs {name: callable} in threads; returns results (and each task's
+    seconds in `seconds`), raises the first error."""
     results, errors = {}, {}
 
     def go(name, fn):
+        t = time.monotonic()
         try:
             results[name] = fn()
         except BaseException as e:  # noqa: BLE001 - reported below
             errors[name] = e
+        seconds[name] = time.monotonic() - t
 
     threads = [threading.Thread(target=go, args=item, daemon=True) for item in tasks.items()]
     for t in threads:
@@ -878,6 +881,18 @@ def fmt(s, digits=0, unit=""):
     return f"{f.format(s['median'])}{unit} ({f.format(s['min'])}–{f.format(s['max'])})"
 
 
+def phases(meta):
+    """Where the run's time went, for the report's first paragraph."""
+    parts = []
+    if meta.get("setup_seconds") is not None:
+        tasks = ", ".join(f"{k} {v:.0f} s" for k, v in meta.get("setup_tasks_seconds", {}).items())
+        parts.append(f"{meta['setup_seconds']:.0f} s building and installing, in parallel ({tasks})")
+    parts.append(f"{meta['rounds_seconds']:.0f} s of rounds")
+    if meta.get("jobd_bench_seconds") is not None:
+        parts.append(f"{meta['jobd_bench_seconds']:.0f} s of jobd-bench")
+    return "; ".join(parts)
+
+
 def report(doc):
     agg, rat, meta = doc["summary"], doc["ratios"], doc["run"]
     L = []
@@ -888,7 +903,7 @@ def report(doc):
         f"kernel {meta['machine']['kernel']}. Load average before the run: "
         f"{' / '.join(str(x) for x in meta['loadavg_at_start'])} (1/5/15 min); before the first round, "
         f"after the builds: {' / '.join(str(x) for x in meta['loadavg_before_rounds'])}. "
-        f"Run took {meta['seconds']:.0f} s ({meta['rounds_seconds']:.0f} s of rounds).")
+        f"Run took {meta['seconds']:.0f} s: {phases(meta)}.")
     add("")
     add(f"{meta['rounds']} round{'s' if meta['rounds'] != 1 else ''}, order {' → '.join(meta['order'][0])} (odd rounds reversed); every drain timed by "
         f"`{meta['observer']}` in the benchmark's process (source sha256 {meta['observer_sha256'][:12]}…), one "
@@ -1213,8 +1228,8 @@ def main():
         # apalis-redis 1.0 cannot drain a backlog above about 8,000 (one Lua
         # unpack of every due job): 5,000, as in ../shared/bench-anchors.
         "apalis": env_int("COMPARE_APALIS_JOBS", tiny if dry else 5_000),
-        "celery": env_int("COMPARE_CELERY_JOBS", tiny if dry else 5_000),
-        "rq": env_int("COMPARE_RQ_JOBS", tiny if dry else 5_000),
+        "celery": env_int("COMPARE_CELERY_JOBS", tiny if dry else 3_000),
+        "rq": env_int("COMPARE_RQ_JOBS", tiny if dry else 3_000),
     }
     rounds = env_int("COMPARE_ROUNDS", 1 if dry else 3)
     systems = [s for s in os.environ.get("COMPARE_SYSTEMS", ",".join(SYSTEMS)).split(",") if s]
@@ -1252,7 +1267,8 @@ def main():
             tasks["node peers"] = lambda: install_node(ctx.node_dir)
         if "apalis" in need:
             tasks["apalis"] = lambda: build_apalis(os.path.join(cache, f"apalis-{args.profile}"), args.profile)
-        built = in_parallel(tasks)
+        setup_tasks = {}
+        built = in_parallel(tasks, setup_tasks)
         ctx.jobd, ctx.jobd_bench = built["jobd"]
         measured_code = git_state()  # what the binaries were just built from
         versions = {"redis-server": None, "python": platform.python_version(),
@@ -1261,7 +1277,9 @@ def main():
         if "apalis" in built:
             ctx.apalis, crates = built["apalis"]
             versions.update(crates)
-        print(f"  ready in {time.monotonic() - t:.0f} s", flush=True)
+        setup_s = time.monotonic() - t
+        print(f"  ready in {setup_s:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in setup_tasks.items())})",
+              flush=True)
 
         redis = RedisServer(tmp)
         ctx.redis = redis
@@ -1299,6 +1317,8 @@ def main():
     doc = {
         "run": {
             "started": started_at, "seconds": time.monotonic() - started, "rounds_seconds": rounds_s,
+            "setup_seconds": setup_s, "setup_tasks_seconds": setup_tasks,
+            "jobd_bench_seconds": bench["seconds"] if bench else None,
             "dry_run": dry, "profile": args.profile, "rounds": rounds, "order": order, "jobs": jobs,
             "poll_ms": ctx.poll_s * 1000, "observer": observer.OBSERVER_ID,
             "observer_sha256": observer.OBSERVER_SHA, "machine": machine(), "loadavg_at_start": load_start,
