@@ -86,6 +86,15 @@ pub struct SettingsArgs {
     /// Largest request body accepted, in bytes [default: 1048576].
     #[arg(long, env = "JOBD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Time a client has to send a request's headers (on a kept-alive
+    /// connection, counted from the previous response) and, separately,
+    /// its body [default: 10].
+    #[arg(long, env = "JOBD_HTTP_READ_TIMEOUT_SECONDS")]
+    pub http_read_timeout_seconds: Option<f64>,
+    /// HTTP connections open at once; more wait to be accepted [default:
+    /// the open-file limit less a quarter of it, at most 256 less].
+    #[arg(long, env = "JOBD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Directory that document-processing jobs may read files from; paths
     /// outside it are refused [default: the working directory].
     #[arg(long, env = "JOBD_DOCUMENTS_ROOT")]
@@ -206,6 +215,10 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// Request body limit.
     pub max_body_bytes: usize,
+    /// Time to send a request's headers, and its body.
+    pub http_read_timeout: Duration,
+    /// HTTP connections at once; `None`: from the open-file limit.
+    pub max_connections: Option<usize>,
     /// Where document-processing jobs may read files.
     pub documents_root: PathBuf,
     /// SQLite durability.
@@ -307,6 +320,12 @@ impl Settings {
             default_max_attempts: a.default_max_attempts.unwrap_or(1),
             retry_backoff: seconds("retry_backoff_seconds", a.retry_backoff_seconds, 5.0)?,
             max_body_bytes: a.max_body_bytes.unwrap_or(1024 * 1024),
+            http_read_timeout: seconds(
+                "http_read_timeout_seconds",
+                a.http_read_timeout_seconds,
+                10.0,
+            )?,
+            max_connections: a.max_connections,
             documents_root: a.documents_root.unwrap_or_else(|| PathBuf::from(".")),
             sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
             job_types,
@@ -316,6 +335,9 @@ impl Settings {
         }
         if settings.lease_timeout <= settings.heartbeat_interval {
             bail!("lease_timeout_seconds must exceed heartbeat_interval_seconds");
+        }
+        if settings.http_read_timeout.is_zero() || settings.max_connections == Some(0) {
+            bail!("http_read_timeout_seconds and max_connections must be above 0");
         }
         if settings.default_max_attempts == 0 {
             bail!("default_max_attempts must be at least 1");
@@ -371,6 +393,10 @@ impl SettingsArgs {
             default_max_attempts: self.default_max_attempts.or(lower.default_max_attempts),
             retry_backoff_seconds: self.retry_backoff_seconds.or(lower.retry_backoff_seconds),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            http_read_timeout_seconds: self
+                .http_read_timeout_seconds
+                .or(lower.http_read_timeout_seconds),
+            max_connections: self.max_connections.or(lower.max_connections),
             documents_root: self.documents_root.or(lower.documents_root),
             sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
         }

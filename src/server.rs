@@ -14,7 +14,7 @@ use crate::api::{self, AppState};
 use crate::config::{Settings, StoreConfig};
 use crate::events::EventBus;
 use crate::pipeline::{self, Dirs};
-use crate::runtime::{Registry, Worker, builtin, maintenance};
+use crate::runtime::{Registry, Worker, builtin, maintenance, process};
 use crate::store::Store;
 use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
@@ -24,9 +24,12 @@ struct Core {
     store: Arc<dyn Store>,
     bus: EventBus,
     registry: Arc<Registry>,
+    /// The process's open-file limit, raised to its hard limit.
+    open_files: u64,
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Core> {
+    let open_files = process::raise_open_file_limit().context("cannot read the open-file limit")?;
     let pipeline = pipeline::handlers(&Dirs::from_settings(settings));
     let registry = Arc::new(Registry::from_settings(
         settings,
@@ -49,6 +52,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Core> {
         store,
         bus,
         registry,
+        open_files,
     })
 }
 
@@ -100,7 +104,12 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         monitor: Arc::new(ProcessMonitor::new()),
         shutdown: http_stop.clone(),
     };
-    let mut http = tokio::spawn(api::serve(listener, state, http_stop.clone()));
+    let mut http = tokio::spawn(api::serve(
+        listener,
+        state,
+        core.open_files,
+        http_stop.clone(),
+    ));
     println!("jobd listening on http://{address}");
     tracing::info!(%address, store = core.store.kind(), workers = settings.workers, "jobd serving");
 

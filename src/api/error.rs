@@ -62,6 +62,10 @@ pub enum ApiError {
     /// 413 `PayloadTooLargeError`.
     #[error("Request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// 408 `RequestTimeoutError`: the body did not arrive within the read
+    /// time-out.
+    #[error("The request body did not arrive in time")]
+    RequestTimeout,
     /// 404 `NotFoundError`: no such route.
     #[error("No route for {0}")]
     NoRoute(String),
@@ -91,6 +95,7 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::AlreadyTerminal { .. } => "JobAlreadyCompletedError",
             ApiError::NotRestartable { .. } => "JobNotRestartableError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",
+            ApiError::RequestTimeout => "RequestTimeoutError",
             ApiError::NoRoute(_) => "NotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::StoreUnavailable(_) => "StoreUnavailableError",

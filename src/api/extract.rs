@@ -63,6 +63,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge(state.settings.max_body_bytes)
+            } else if timed_out(&e) {
+                ApiError::RequestTimeout
             } else {
                 ApiError::Validation(format!("cannot read request body: {}", e.body_text()))
             }
@@ -74,6 +76,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .map(|value| JsonBody(Some(value)))
             .map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
     }
+}
+
+/// True when reading the body failed because it took longer than the
+/// read time-out (see `api::with_layers`).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Who is calling, from the `X-User-Id` header. Read in this one place so

@@ -179,6 +179,7 @@ impl SubmitRequest {
             headers(("Location" = String, description = "`/api/v1/jobs/status/{job_id}`"))),
         (status = 400, description = "`ValidationError` or `UnknownJobTypeError`", body = ErrorBody),
         (status = 413, description = "`PayloadTooLargeError`: body over `max_body_bytes`", body = ErrorBody),
+        (status = 408, description = "`RequestTimeoutError`: the body did not arrive within `http_read_timeout_seconds`", body = ErrorBody),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -383,6 +384,7 @@ pub struct RestartRequest {
         (status = 409, description = "`JobNotRestartableError`: the job is neither failed nor cancelled; \
             `current_status` says what it is", body = ErrorBody),
         (status = 413, description = "`PayloadTooLargeError`", body = ErrorBody),
+        (status = 408, description = "`RequestTimeoutError`: the body did not arrive within `http_read_timeout_seconds`", body = ErrorBody),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]

@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+mod listen;
 pub mod live;
 pub mod metrics;
 pub mod monitor;
@@ -20,15 +21,16 @@ pub mod watch;
 pub mod why;
 
 use std::any::Any;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
@@ -42,17 +44,24 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(live::LiveFeed::default()));
-    with_layers(routes, state.settings.max_body_bytes).with_state(state)
+    let settings = &state.settings;
+    with_layers(routes, settings.max_body_bytes, settings.http_read_timeout).with_state(state)
 }
 
-/// The layers of every route, innermost first: the body limit; the panic
+/// The layers of every route, innermost first: the body limit and the
+/// time a body may take to arrive (`read_timeout`); the panic
 /// catcher (a panic becomes a 500 `InternalError`); request metrics and
 /// error logging, outside the catcher so that they see its 500 too; and
 /// tracing spans, whose own failure log is off (errors are logged once,
 /// with their cause, by [`error::log_errors`]).
-fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>, max_body: usize) -> Router<S> {
+fn with_layers<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    max_body: usize,
+    read_timeout: Duration,
+) -> Router<S> {
     routes
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyTimeoutLayer::new(read_timeout))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(axum::middleware::from_fn(error::log_errors))
@@ -80,24 +89,31 @@ async fn method_not_allowed() -> Response {
 /// Serves `router` on `listener` until `shutdown` fires, then lets open
 /// requests finish (long-polls and streams end on the same signal). Also
 /// runs the task that turns this process's job events into metrics.
+/// `open_files` is the process's descriptor limit: unless
+/// `max_connections` is set, connections may use all but a quarter of it,
+/// or all but [`RESERVED_FILES`] when that is less.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    open_files: u64,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let _feed = metrics::spawn_feed(&state);
-    let app = router(state);
-    // No Nagle delay: SSE events and long-poll answers are small writes
-    // that must leave at once.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let limits = listen::ConnectionLimits {
+        max_connections: state.settings.max_connections.unwrap_or_else(|| {
+            let spare = open_files - RESERVED_FILES.min(open_files / 4);
+            usize::try_from(spare).unwrap_or(usize::MAX)
+        }),
+        read_timeout: state.settings.http_read_timeout,
+    };
+    tracing::info!(max_connections = limits.max_connections, "HTTP limits");
+    listen::serve(listener, router(state), limits, shutdown).await;
+    Ok(())
 }
+
+/// Descriptors kept, at most, for what is not a client connection: the
+/// store's files and connections, logs, job commands' pipes.
+pub const RESERVED_FILES: u64 = 256;
 
 #[cfg(test)]
 mod tests {
@@ -138,7 +154,11 @@ mod tests {
     #[tokio::test]
     async fn a_panic_is_an_internal_error_whose_message_is_logged_not_shown() {
         let (logs, _guard) = capture_logs();
-        let app = with_layers(Router::new().route("/boom/{n}", get(boom)), 1024);
+        let app = with_layers(
+            Router::new().route("/boom/{n}", get(boom)),
+            1024,
+            Duration::from_secs(30),
+        );
         let request = Request::get("/boom/1")
             .body(Body::empty())
             .expect("request");

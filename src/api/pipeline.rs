@@ -76,6 +76,7 @@ fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
         (status = 201, description = "The four jobs", body = PipelineResponse),
         (status = 400, description = "`ValidationError` or `UnknownJobTypeError`", body = ErrorBody),
         (status = 413, description = "`PayloadTooLargeError`", body = ErrorBody),
+        (status = 408, description = "`RequestTimeoutError`: the body did not arrive within `http_read_timeout_seconds`", body = ErrorBody),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]

@@ -8,7 +8,7 @@ pub mod external;
 pub mod handler;
 mod heartbeat;
 pub mod maintenance;
-mod process;
+pub(crate) mod process;
 mod registry;
 mod worker;
 

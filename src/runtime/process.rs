@@ -30,3 +30,33 @@ pub(crate) fn is_dead_here(worker: &WorkerRecord, this_host: &str) -> bool {
     let status = unsafe { libc::kill(pid, 0) };
     status != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
+
+/// Raises this process's soft limit on open files towards its hard limit
+/// (a server holds a descriptor per connection, and the common soft limit
+/// of 1,024 is far below what the hard limit allows) and returns the limit
+/// in force afterwards. A hard limit of "unlimited" is taken as 1,048,576,
+/// the kernel's usual ceiling; if raising fails, the old limit stays.
+pub(crate) fn raise_open_file_limit() -> std::io::Result<u64> {
+    const CEILING: libc::rlim_t = 1 << 20;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let wanted = limit.rlim_max.min(CEILING);
+    if limit.rlim_cur < wanted {
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit; raising the soft limit up to
+        // the hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = wanted;
+        }
+    }
+    Ok(limit.rlim_cur)
+}

@@ -301,6 +301,22 @@ impl Server {
         Server::start(&args, envs, "jobd listening on ")
     }
 
+    /// [`Server::serve`] from a shell that runs `setup` first (such as
+    /// `ulimit -n 256`) and then becomes `jobd` (same process id).
+    pub fn serve_after(scratch: &Scratch, setup: &str, extra: &[String]) -> Server {
+        let mut args = vec![
+            "-c".to_string(),
+            format!("{setup} && exec \"$0\" \"$@\""),
+            jobd_bin().to_owned(),
+            "serve".into(),
+            "--bind".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(scratch.store_args());
+        args.extend(with_fast_args(extra));
+        Server::start_program("sh", &args, &[], "jobd listening on ")
+    }
+
     /// Starts `jobd worker` on the test's store, with extra flags.
     pub fn worker(scratch: &Scratch, extra: &[String]) -> Server {
         Server::worker_env(scratch, extra, &[])
@@ -315,7 +331,16 @@ impl Server {
     }
 
     fn start(args: &[String], envs: &[(&str, &str)], ready_prefix: &str) -> Server {
-        let mut child = Command::new(jobd_bin())
+        Server::start_program(jobd_bin(), args, envs, ready_prefix)
+    }
+
+    fn start_program(
+        program: &str,
+        args: &[String],
+        envs: &[(&str, &str)],
+        ready_prefix: &str,
+    ) -> Server {
+        let mut child = Command::new(program)
             .args(args)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "warn")
