@@ -4,7 +4,7 @@ use redis::Value;
 use serde_json::Value as Json;
 
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
-use crate::store::{StoreError, StoreResult, WorkerInfo, WorkerRecord};
+use crate::store::{Finish, Outcome, StoreError, StoreResult, WorkerInfo, WorkerRecord};
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: unexpected reply: {what}"))
@@ -220,4 +220,50 @@ pub fn worker(value: Value) -> StoreResult<WorkerRecord> {
         last_heartbeat: required(&map, "last_heartbeat")?,
         running_jobs: ids(held)?,
     })
+}
+
+/// Decodes `{'ok', job...} | {'not_found'} | {'conflict', status}`.
+pub(super) fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
+    let items = array(reply)?;
+    let tag = items.first().and_then(text).unwrap_or_default();
+    match tag.as_str() {
+        "ok" => job(&Fields::of(items.get(1..).unwrap_or_default())),
+        "not_found" => Err(StoreError::NotFound(id)),
+        "conflict" => {
+            let current = items
+                .get(1)
+                .and_then(text)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| corrupt("conflict reply"))?;
+            Err(StoreError::Conflict { id, current })
+        }
+        other => Err(corrupt(format!("reply tag {other:?}"))),
+    }
+}
+
+/// A completed job as `finish_attempts.lua` left it, built from the claimed
+/// job and the outcome (the script answered with the revision only).
+pub(super) fn completed_snapshot(item: &Finish, revision: i64, now: Millis) -> Job {
+    let mut job = (*item.job).clone();
+    job.status = JobStatus::Completed;
+    if let Outcome::Completed { result } = &item.outcome {
+        job.result = Some(result.clone());
+    }
+    job.error = None;
+    job.progress.fraction = 1.0;
+    job.completed_at = Some(now);
+    job.scheduled_for = None;
+    job.updated_at = now;
+    job.worker_id = None;
+    job.revision = revision;
+    job
+}
+
+/// Decodes a job, or `{}` for a lost claim.
+pub(super) fn fenced_job(id: JobId, reply: Value) -> StoreResult<Job> {
+    let items = array(reply)?;
+    if items.is_empty() {
+        return Err(StoreError::ClaimLost(id));
+    }
+    job(&Fields::of(&items))
 }

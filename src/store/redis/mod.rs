@@ -5,6 +5,7 @@
 //! Changes cross processes by pub/sub ([`pubsub`]): one subscription per
 //! process, fanned out in memory by the [`EventBus`].
 
+mod args;
 mod decode;
 pub mod keys;
 mod pubsub;
@@ -112,29 +113,7 @@ impl RedisStore {
         now: Millis,
         claim: Option<&ClaimParams>,
     ) -> StoreResult<(Vec<Value>, Vec<Claimed>)> {
-        let mut args = vec![now.to_string(), reply.into(), attempts.len().to_string()];
-        for (claim, outcome) in attempts {
-            push_finish_args(&mut args, *claim, outcome);
-        }
-        let tokens: Vec<Uuid> = match claim {
-            Some(params) => {
-                args.extend([
-                    params.worker_id.clone(),
-                    params.max_jobs.to_string(),
-                    params.global_max.to_string(),
-                    params.per_user_max.to_string(),
-                    params.lease_until.to_string(),
-                    decode::CLAIMED_FIELDS.len().to_string(),
-                ]);
-                args.extend(decode::CLAIMED_FIELDS.map(String::from));
-                (0..params.max_jobs).map(|_| Uuid::new_v4()).collect()
-            }
-            None => {
-                args.extend(["", "0", "0", "0", "0"].map(String::from));
-                Vec::new()
-            }
-        };
-        args.extend(tokens.iter().map(Uuid::to_string));
+        let (args, tokens) = args::exchange(attempts, reply, now, claim);
         let mut parts = decode::array(self.run(&self.scripts.exchange, args).await?)?.into_iter();
         let finished = decode::array(parts.next().unwrap_or(Value::Nil))?;
         let mut claimed = Vec::new();
@@ -172,91 +151,6 @@ impl RedisStore {
     }
 }
 
-fn opt<T: ToString>(value: Option<T>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// Decodes `{'ok', job...} | {'not_found'} | {'conflict', status}`.
-fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
-    let items = decode::array(reply)?;
-    let tag = items.first().and_then(decode::text).unwrap_or_default();
-    match tag.as_str() {
-        "ok" => decode::job(&decode::Fields::of(items.get(1..).unwrap_or_default())),
-        "not_found" => Err(StoreError::NotFound(id)),
-        "conflict" => {
-            let current = items
-                .get(1)
-                .and_then(decode::text)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| StoreError::Unavailable("redis: bad conflict reply".into()))?;
-            Err(StoreError::Conflict { id, current })
-        }
-        other => Err(StoreError::Unavailable(format!(
-            "redis: unexpected reply {other}"
-        ))),
-    }
-}
-
-/// The six `finish_attempts.lua` values of one attempt.
-fn push_finish_args(args: &mut Vec<String>, claim: ClaimRef, outcome: &Outcome) {
-    let (status, result, error, scheduled_for) = match outcome {
-        Outcome::Completed { result } => (
-            JobStatus::Completed,
-            result.to_string(),
-            String::new(),
-            None,
-        ),
-        Outcome::Failed {
-            error,
-            retry_at: Some(at),
-        } => (
-            JobStatus::Scheduled,
-            String::new(),
-            error.clone(),
-            Some(*at),
-        ),
-        Outcome::Failed {
-            error,
-            retry_at: None,
-        } => (JobStatus::Failed, String::new(), error.clone(), None),
-    };
-    args.extend([
-        claim.job_id.to_string(),
-        claim.token.to_string(),
-        status.as_str().into(),
-        result,
-        error,
-        opt(scheduled_for),
-    ]);
-}
-
-/// A completed job as `finish_attempts.lua` left it, built from the claimed
-/// job and the outcome (the script answered with the revision only).
-fn completed_snapshot(item: &Finish, revision: i64, now: Millis) -> Job {
-    let mut job = (*item.job).clone();
-    job.status = JobStatus::Completed;
-    if let Outcome::Completed { result } = &item.outcome {
-        job.result = Some(result.clone());
-    }
-    job.error = None;
-    job.progress.fraction = 1.0;
-    job.completed_at = Some(now);
-    job.scheduled_for = None;
-    job.updated_at = now;
-    job.worker_id = None;
-    job.revision = revision;
-    job
-}
-
-/// Decodes a job, or `{}` for a lost claim.
-fn fenced_job(id: JobId, reply: Value) -> StoreResult<Job> {
-    let items = decode::array(reply)?;
-    if items.is_empty() {
-        return Err(StoreError::ClaimLost(id));
-    }
-    decode::job(&decode::Fields::of(&items))
-}
-
 #[async_trait]
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
@@ -282,21 +176,7 @@ impl Store for RedisStore {
 
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
         let now = now_millis();
-        let mut args = vec![now.to_string(), jobs.len().to_string()];
-        for new in &jobs {
-            args.extend([
-                new.id.to_string(),
-                new.job_type.clone(),
-                new.user_id.clone(),
-                new.priority.to_string(),
-                new.parameters.to_string(),
-                new.max_attempts.to_string(),
-                opt(new.timeout_seconds),
-                opt(new.run_at.filter(|at| *at > now)),
-                new.depends_on.len().to_string(),
-            ]);
-            args.extend(new.depends_on.iter().map(JobId::to_string));
-        }
+        let args = args::submit(&jobs, now);
         let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
         if let Some(refusal) = replies.first().and_then(decode::text) {
             let id = replies
@@ -337,17 +217,7 @@ impl Store for RedisStore {
 
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
         let reply = self
-            .run(
-                &self.scripts.list,
-                vec![
-                    opt(query.before),
-                    query.limit.to_string(),
-                    opt(query.status.map(JobStatus::as_str)),
-                    opt(query.user_id.as_ref()),
-                    opt(query.job_type.as_ref()),
-                    LIST_MAX_SCAN.to_string(),
-                ],
-            )
+            .run(&self.scripts.list, args::list(query, LIST_MAX_SCAN))
             .await?;
         let mut items = decode::array(reply)?.into_iter();
         let cursor = items
@@ -376,17 +246,10 @@ impl Store for RedisStore {
         let reply = self
             .run(
                 &self.scripts.progress,
-                vec![
-                    claim.job_id.to_string(),
-                    claim.token.to_string(),
-                    progress.fraction.to_string(),
-                    opt(progress.items_processed),
-                    opt(progress.total_items),
-                    now_millis().to_string(),
-                ],
+                args::progress(claim, &progress, now_millis()),
             )
             .await?;
-        let job = fenced_job(claim.job_id, reply)?;
+        let job = decode::fenced_job(claim.job_id, reply)?;
         self.bus.publish(&job);
         Ok(job)
     }
@@ -396,7 +259,7 @@ impl Store for RedisStore {
             .exchange(&[(claim, &outcome)], "full", now, None)
             .await?;
         let item = finished.into_iter().next().unwrap_or(Value::Nil);
-        let job = fenced_job(claim.job_id, item)?;
+        let job = decode::fenced_job(claim.job_id, item)?;
         self.bus.publish(&job);
         Ok(job)
     }
@@ -415,8 +278,8 @@ impl Store for RedisStore {
         let mut finished = Vec::with_capacity(items.len());
         for (item, entry) in items.iter().zip(replies) {
             let result = match entry {
-                Value::Int(revision) => Ok(completed_snapshot(item, revision, now)),
-                other => fenced_job(item.claim.job_id, other),
+                Value::Int(revision) => Ok(decode::completed_snapshot(item, revision, now)),
+                other => decode::fenced_job(item.claim.job_id, other),
             };
             if let Ok(job) = &result {
                 self.bus.publish(job);
@@ -427,11 +290,7 @@ impl Store for RedisStore {
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
-        let mut args = vec![now.to_string()];
-        for claim in claims {
-            args.push(claim.job_id.to_string());
-            args.push(claim.token.to_string());
-        }
+        let args = args::release(claims, now);
         self.run(&self.scripts.release, args).await?;
         for claim in claims {
             if let Ok(job) = self.get(claim.job_id).await {
@@ -446,7 +305,7 @@ impl Store for RedisStore {
         let reply = self
             .run(&self.scripts.cancel, vec![id.to_string(), now.to_string()])
             .await?;
-        let job = checked_job(id, reply)?;
+        let job = decode::checked_job(id, reply)?;
         self.bus.publish(&job);
         Ok(job)
     }
@@ -455,10 +314,10 @@ impl Store for RedisStore {
         let reply = self
             .run(
                 &self.scripts.restart,
-                vec![id.to_string(), now.to_string(), opt(parameters)],
+                vec![id.to_string(), now.to_string(), args::opt(parameters)],
             )
             .await?;
-        let job = checked_job(id, reply)?;
+        let job = decode::checked_job(id, reply)?;
         self.bus.publish(&job);
         self.bus.notify_work();
         Ok(job)
@@ -471,19 +330,7 @@ impl Store for RedisStore {
         lease_until: Millis,
         now: Millis,
     ) -> StoreResult<Vec<JobId>> {
-        let mut args = vec![
-            worker.worker_id.clone(),
-            worker.host.clone(),
-            worker.pid.to_string(),
-            worker.started_at.to_string(),
-            worker.concurrency.to_string(),
-            lease_until.to_string(),
-            now.to_string(),
-        ];
-        for claim in held {
-            args.push(claim.job_id.to_string());
-            args.push(claim.token.to_string());
-        }
+        let args = args::heartbeat(worker, held, lease_until, now);
         let lost = decode::ids(self.run(&self.scripts.heartbeat, args).await?)?;
         // Keep this process's watch registrations alive with the heartbeat.
         if let Err(e) = self.refresh_watches().await {
