@@ -6,8 +6,10 @@ use serde_json::Value as Json;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
 use crate::store::{Finish, Outcome, StoreError, StoreResult, WorkerInfo, WorkerRecord};
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis: unexpected reply: {what}"))
+/// A reply or stored field that cannot be decoded. The operation is named
+/// by the adapter ([`crate::store::during`]).
+pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::backend_corrupt("redis", format!("undecodable: {what}"))
 }
 
 /// A reply item as text.

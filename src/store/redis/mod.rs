@@ -45,15 +45,17 @@ const WATCH_TTL: Duration = Duration::from_secs(60);
 /// hung requests.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A Redis failure; the operation is named by the adapter
+/// ([`crate::store::during`]).
 fn redis_err(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
+    StoreError::backend_unavailable("redis", e)
 }
 
 /// Runs one Redis operation with the [`OP_TIMEOUT`] bound.
 async fn bounded<T>(op: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
     match tokio::time::timeout(OP_TIMEOUT, op).await {
         Ok(result) => result.map_err(redis_err),
-        Err(_) => Err(StoreError::Unavailable("redis: no answer in time".into())),
+        Err(elapsed) => Err(StoreError::backend_unavailable("redis", elapsed)),
     }
 }
 
@@ -158,110 +160,134 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        bounded(redis::cmd("PING").query_async::<String>(&mut self.conn()))
-            .await
-            .map(drop)
+        crate::store::during("ping", async {
+            bounded(redis::cmd("PING").query_async::<String>(&mut self.conn()))
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)> {
-        // Watch, then announce (scripts publish changes of announced jobs
-        // only), then read: no change can fall between the three.
-        let watch = self.bus.watch(id);
-        let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
-        let mut conn = self.conn();
-        bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry))
-            .await?;
-        Ok((watch, self.get(id).await?))
+        crate::store::during("watch", async {
+            // Watch, then announce (scripts publish changes of announced jobs
+            // only), then read: no change can fall between the three.
+            let watch = self.bus.watch(id);
+            let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
+            let mut conn = self.conn();
+            bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry))
+                .await?;
+            Ok((watch, self.get(id).await?))
+        })
+        .await
     }
 
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
-        let now = now_millis();
-        let args = args::submit(&jobs, now);
-        let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
-        if let Some(refusal) = replies.first().and_then(decode::text) {
-            let id = replies
-                .get(1)
-                .and_then(decode::text)
-                .and_then(|id| id.parse().ok())
-                .ok_or_else(|| StoreError::Unavailable("redis: bad submit reply".into()))?;
-            return Err(match refusal.as_str() {
-                "missing" => StoreError::UnknownDependency(id),
-                _ => StoreError::Unavailable(format!("redis: job id {id} is taken")),
-            });
-        }
-        let mut submitted = Vec::with_capacity(jobs.len());
-        for (new, reply) in jobs.into_iter().zip(replies) {
-            submitted.push(decode::submitted_job(new, now, decode::array(reply)?)?);
-        }
-        for job in &submitted {
-            self.bus.publish(job);
-        }
-        if submitted.iter().any(|job| job.status == JobStatus::Pending) {
-            self.bus.notify_work();
-        }
-        Ok(submitted)
+        crate::store::during("submit_all", async {
+            let now = now_millis();
+            let args = args::submit(&jobs, now);
+            let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
+            if let Some(refusal) = replies.first().and_then(decode::text) {
+                let id = replies
+                    .get(1)
+                    .and_then(decode::text)
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| decode::corrupt("submit reply"))?;
+                return Err(match refusal.as_str() {
+                    "missing" => StoreError::UnknownDependency(id),
+                    _ => StoreError::unavailable("submit", format!("job id {id} is taken")),
+                });
+            }
+            let mut submitted = Vec::with_capacity(jobs.len());
+            for (new, reply) in jobs.into_iter().zip(replies) {
+                submitted.push(decode::submitted_job(new, now, decode::array(reply)?)?);
+            }
+            for job in &submitted {
+                self.bus.publish(job);
+            }
+            if submitted.iter().any(|job| job.status == JobStatus::Pending) {
+                self.bus.notify_work();
+            }
+            Ok(submitted)
+        })
+        .await
     }
 
     async fn get(&self, id: JobId) -> StoreResult<Job> {
-        let values: Vec<Value> = bounded(
-            redis::cmd("HGETALL")
-                .arg(self.keys.job(id))
-                .query_async(&mut self.conn()),
-        )
-        .await?;
-        if values.is_empty() {
-            return Err(StoreError::NotFound(id));
-        }
-        decode::job(&decode::Fields::of(&values))
+        crate::store::during("get", async {
+            let values: Vec<Value> = bounded(
+                redis::cmd("HGETALL")
+                    .arg(self.keys.job(id))
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+            if values.is_empty() {
+                return Err(StoreError::NotFound(id));
+            }
+            decode::job(&decode::Fields::of(&values))
+        })
+        .await
     }
 
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
-        let reply = self
-            .run(&self.scripts.list, args::list(query, LIST_MAX_SCAN))
-            .await?;
-        let mut items = decode::array(reply)?.into_iter();
-        let cursor = items
-            .next()
-            .as_ref()
-            .and_then(decode::text)
-            .and_then(|c| c.parse().ok());
-        let jobs = items
-            .map(decode::job_from)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(ListPage {
-            jobs,
-            next_cursor: cursor,
+        crate::store::during("list", async {
+            let reply = self
+                .run(&self.scripts.list, args::list(query, LIST_MAX_SCAN))
+                .await?;
+            let mut items = decode::array(reply)?.into_iter();
+            let cursor = items
+                .next()
+                .as_ref()
+                .and_then(decode::text)
+                .and_then(|c| c.parse().ok());
+            let jobs = items
+                .map(decode::job_from)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(ListPage {
+                jobs,
+                next_cursor: cursor,
+            })
         })
+        .await
     }
 
     async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {
-        let (_, claimed) = self
-            .exchange(&[], "compact", params.now, Some(params))
-            .await?;
-        Ok(claimed)
+        crate::store::during("claim", async {
+            let (_, claimed) = self
+                .exchange(&[], "compact", params.now, Some(params))
+                .await?;
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn report_progress(&self, claim: ClaimRef, progress: Progress) -> StoreResult<Job> {
-        let progress = progress.clamped();
-        let reply = self
-            .run(
-                &self.scripts.progress,
-                args::progress(claim, &progress, now_millis()),
-            )
-            .await?;
-        let job = decode::fenced_job(claim.job_id, reply)?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("report_progress", async {
+            let progress = progress.clamped();
+            let reply = self
+                .run(
+                    &self.scripts.progress,
+                    args::progress(claim, &progress, now_millis()),
+                )
+                .await?;
+            let job = decode::fenced_job(claim.job_id, reply)?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
-        let (finished, _) = self
-            .exchange(&[(claim, &outcome)], "full", now, None)
-            .await?;
-        let item = finished.into_iter().next().unwrap_or(Value::Nil);
-        let job = decode::fenced_job(claim.job_id, item)?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("finish", async {
+            let (finished, _) = self
+                .exchange(&[(claim, &outcome)], "full", now, None)
+                .await?;
+            let item = finished.into_iter().next().unwrap_or(Value::Nil);
+            let job = decode::fenced_job(claim.job_id, item)?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn finish_and_claim(
@@ -270,57 +296,69 @@ impl Store for RedisStore {
         now: Millis,
         refill: Option<&ClaimParams>,
     ) -> StoreResult<Exchanged> {
-        let attempts: Vec<(ClaimRef, &Outcome)> = items
-            .iter()
-            .map(|item| (item.claim, &item.outcome))
-            .collect();
-        let (replies, claimed) = self.exchange(&attempts, "compact", now, refill).await?;
-        let mut finished = Vec::with_capacity(items.len());
-        for (item, entry) in items.iter().zip(replies) {
-            let result = match entry {
-                Value::Int(revision) => Ok(decode::completed_snapshot(item, revision, now)),
-                other => decode::fenced_job(item.claim.job_id, other),
-            };
-            if let Ok(job) = &result {
-                self.bus.publish(job);
+        crate::store::during("finish_and_claim", async {
+            let attempts: Vec<(ClaimRef, &Outcome)> = items
+                .iter()
+                .map(|item| (item.claim, &item.outcome))
+                .collect();
+            let (replies, claimed) = self.exchange(&attempts, "compact", now, refill).await?;
+            let mut finished = Vec::with_capacity(items.len());
+            for (item, entry) in items.iter().zip(replies) {
+                let result = match entry {
+                    Value::Int(revision) => Ok(decode::completed_snapshot(item, revision, now)),
+                    other => decode::fenced_job(item.claim.job_id, other),
+                };
+                if let Ok(job) = &result {
+                    self.bus.publish(job);
+                }
+                finished.push(result);
             }
-            finished.push(result);
-        }
-        Ok(Exchanged { finished, claimed })
+            Ok(Exchanged { finished, claimed })
+        })
+        .await
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
-        let args = args::release(claims, now);
-        self.run(&self.scripts.release, args).await?;
-        for claim in claims {
-            if let Ok(job) = self.get(claim.job_id).await {
-                self.bus.publish(&job);
+        crate::store::during("release", async {
+            let args = args::release(claims, now);
+            self.run(&self.scripts.release, args).await?;
+            for claim in claims {
+                if let Ok(job) = self.get(claim.job_id).await {
+                    self.bus.publish(&job);
+                }
             }
-        }
-        self.bus.notify_work();
-        Ok(())
+            self.bus.notify_work();
+            Ok(())
+        })
+        .await
     }
 
     async fn cancel(&self, id: JobId, now: Millis) -> StoreResult<Job> {
-        let reply = self
-            .run(&self.scripts.cancel, vec![id.to_string(), now.to_string()])
-            .await?;
-        let job = decode::checked_job(id, reply)?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("cancel", async {
+            let reply = self
+                .run(&self.scripts.cancel, vec![id.to_string(), now.to_string()])
+                .await?;
+            let job = decode::checked_job(id, reply)?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn restart(&self, id: JobId, parameters: Option<Json>, now: Millis) -> StoreResult<Job> {
-        let reply = self
-            .run(
-                &self.scripts.restart,
-                vec![id.to_string(), now.to_string(), args::opt(parameters)],
-            )
-            .await?;
-        let job = decode::checked_job(id, reply)?;
-        self.bus.publish(&job);
-        self.bus.notify_work();
-        Ok(job)
+        crate::store::during("restart", async {
+            let reply = self
+                .run(
+                    &self.scripts.restart,
+                    vec![id.to_string(), now.to_string(), args::opt(parameters)],
+                )
+                .await?;
+            let job = decode::checked_job(id, reply)?;
+            self.bus.publish(&job);
+            self.bus.notify_work();
+            Ok(job)
+        })
+        .await
     }
 
     async fn heartbeat(
@@ -330,164 +368,187 @@ impl Store for RedisStore {
         lease_until: Millis,
         now: Millis,
     ) -> StoreResult<Vec<JobId>> {
-        let args = args::heartbeat(worker, held, lease_until, now);
-        let lost = decode::ids(self.run(&self.scripts.heartbeat, args).await?)?;
-        // Keep this process's watch registrations alive with the heartbeat.
-        if let Err(e) = self.refresh_watches().await {
-            tracing::warn!(error = %e, "could not refresh watch registrations");
-        }
-        Ok(lost)
+        crate::store::during("heartbeat", async {
+            let args = args::heartbeat(worker, held, lease_until, now);
+            let lost = decode::ids(self.run(&self.scripts.heartbeat, args).await?)?;
+            // Keep this process's watch registrations alive with the heartbeat.
+            if let Err(e) = self.refresh_watches().await {
+                tracing::warn!(error = %crate::store::error_chain(&e), "could not refresh watch registrations");
+            }
+            Ok(lost)
+        })
+        .await
     }
 
     async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()> {
-        bounded(
-            redis::pipe()
-                .atomic()
-                .del(self.keys.named(&format!("worker:{worker_id}")))
-                .zrem(self.keys.named("workers"), worker_id)
-                .query_async::<()>(&mut self.conn()),
-        )
+        crate::store::during("unregister_worker", async {
+            bounded(
+                redis::pipe()
+                    .atomic()
+                    .del(self.keys.named(&format!("worker:{worker_id}")))
+                    .zrem(self.keys.named("workers"), worker_id)
+                    .query_async::<()>(&mut self.conn()),
+            )
+            .await
+        })
         .await
     }
 
     async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
-        let promoted = self
-            .run(&self.scripts.promote, vec![now.to_string()])
-            .await?;
-        redis::FromRedisValue::from_redis_value(promoted)
-            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))
+        crate::store::during("promote_due", async {
+            let promoted = self
+                .run(&self.scripts.promote, vec![now.to_string()])
+                .await?;
+            redis::FromRedisValue::from_redis_value(promoted).map_err(decode::corrupt)
+        })
+        .await
     }
 
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport> {
-        let mut args = vec![
-            params.now.to_string(),
-            params.max_interruptions.to_string(),
-            params.stale_workers_before.to_string(),
-        ];
-        args.extend(params.dead_workers.iter().cloned());
-        let reply = self.run(&self.scripts.recover, args).await?;
-        let mut parts = decode::array(reply)?.into_iter();
-        let requeued = decode::ids(parts.next().unwrap_or(Value::Nil))?;
-        let failed = decode::ids(parts.next().unwrap_or(Value::Nil))?;
-        let stale_workers_removed = parts
-            .next()
-            .as_ref()
-            .and_then(decode::text)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        for id in requeued.iter().chain(&failed) {
-            if let Ok(job) = self.get(*id).await {
-                self.bus.publish(&job);
+        crate::store::during("recover_expired", async {
+            let mut args = vec![
+                params.now.to_string(),
+                params.max_interruptions.to_string(),
+                params.stale_workers_before.to_string(),
+            ];
+            args.extend(params.dead_workers.iter().cloned());
+            let reply = self.run(&self.scripts.recover, args).await?;
+            let mut parts = decode::array(reply)?.into_iter();
+            let requeued = decode::ids(parts.next().unwrap_or(Value::Nil))?;
+            let failed = decode::ids(parts.next().unwrap_or(Value::Nil))?;
+            let stale_workers_removed = parts
+                .next()
+                .as_ref()
+                .and_then(decode::text)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            for id in requeued.iter().chain(&failed) {
+                if let Ok(job) = self.get(*id).await {
+                    self.bus.publish(&job);
+                }
             }
-        }
-        if !requeued.is_empty() {
-            self.bus.notify_work();
-        }
-        Ok(RecoverReport {
-            requeued,
-            failed,
-            stale_workers_removed,
+            if !requeued.is_empty() {
+                self.bus.notify_work();
+            }
+            Ok(RecoverReport {
+                requeued,
+                failed,
+                stale_workers_removed,
+            })
         })
+        .await
     }
 
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport> {
-        // One pass at a time across all nodes: a lock that expires by itself
-        // if its holder dies.
-        let lock = self.keys.named("lock:cleanup");
-        let token = Uuid::new_v4().to_string();
-        let acquired: Option<String> = bounded(
-            redis::cmd("SET")
-                .arg(&lock)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(60_000)
-                .query_async(&mut self.conn()),
-        )
-        .await?;
-        if acquired.is_none() {
-            return Ok(CleanupReport::default());
-        }
-        let mut report = CleanupReport::default();
-        loop {
-            let deleted: usize = redis::FromRedisValue::from_redis_value(
-                self.run(
-                    &self.scripts.cleanup,
-                    vec![
-                        params.completed_before.to_string(),
-                        params.failed_before.to_string(),
-                        CLEANUP_BATCH.to_string(),
-                    ],
-                )
-                .await?,
-            )
-            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
-            report.jobs_deleted += deleted;
-            if deleted < CLEANUP_BATCH {
-                break;
-            }
-        }
-        let cleared = self
-            .run(
-                &self.scripts.cleanup_finish,
-                vec![
-                    params.now.to_string(),
-                    params.orphaned_locks_before.to_string(),
-                    token,
-                ],
+        crate::store::during("cleanup", async {
+            // One pass at a time across all nodes: a lock that expires by itself
+            // if its holder dies.
+            let lock = self.keys.named("lock:cleanup");
+            let token = Uuid::new_v4().to_string();
+            let acquired: Option<String> = bounded(
+                redis::cmd("SET")
+                    .arg(&lock)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(60_000)
+                    .query_async(&mut self.conn()),
             )
             .await?;
-        report.locks_cleared = redis::FromRedisValue::from_redis_value(cleared)
-            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
-        Ok(report)
+            if acquired.is_none() {
+                return Ok(CleanupReport::default());
+            }
+            let mut report = CleanupReport::default();
+            loop {
+                let deleted: usize = redis::FromRedisValue::from_redis_value(
+                    self.run(
+                        &self.scripts.cleanup,
+                        vec![
+                            params.completed_before.to_string(),
+                            params.failed_before.to_string(),
+                            CLEANUP_BATCH.to_string(),
+                        ],
+                    )
+                    .await?,
+                )
+                .map_err(decode::corrupt)?;
+                report.jobs_deleted += deleted;
+                if deleted < CLEANUP_BATCH {
+                    break;
+                }
+            }
+            let cleared = self
+                .run(
+                    &self.scripts.cleanup_finish,
+                    vec![
+                        params.now.to_string(),
+                        params.orphaned_locks_before.to_string(),
+                        token,
+                    ],
+                )
+                .await?;
+            report.locks_cleared =
+                redis::FromRedisValue::from_redis_value(cleared).map_err(decode::corrupt)?;
+            Ok(report)
+        })
+        .await
     }
 
     async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats> {
-        let workers = self.keys.named("workers");
-        let (counts, active, stale, last_cleanup): (
-            Vec<(String, i64)>,
-            usize,
-            usize,
-            Option<Millis>,
-        ) = bounded(
-            redis::pipe()
-                .hgetall(self.keys.named("counts"))
-                .zcount(&workers, active_since, "+inf")
-                .zcount(&workers, "-inf", format!("({active_since}"))
-                .hget(self.keys.named("meta"), "last_cleanup")
-                .query_async(&mut self.conn()),
-        )
-        .await?;
-        let counts = JobStatus::ALL
-            .iter()
-            .map(|status| {
-                let n = counts
-                    .iter()
-                    .find(|(s, _)| s == status.as_str())
-                    .map_or(0, |(_, n)| (*n).max(0) as u64);
-                (*status, n)
+        crate::store::during("stats", async {
+            let workers = self.keys.named("workers");
+            let (counts, active, stale, last_cleanup): (
+                Vec<(String, i64)>,
+                usize,
+                usize,
+                Option<Millis>,
+            ) = bounded(
+                redis::pipe()
+                    .hgetall(self.keys.named("counts"))
+                    .zcount(&workers, active_since, "+inf")
+                    .zcount(&workers, "-inf", format!("({active_since}"))
+                    .hget(self.keys.named("meta"), "last_cleanup")
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+            let counts = JobStatus::ALL
+                .iter()
+                .map(|status| {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| s == status.as_str())
+                        .map_or(0, |(_, n)| (*n).max(0) as u64);
+                    (*status, n)
+                })
+                .collect();
+            Ok(StoreStats {
+                counts,
+                active_workers: active,
+                stale_workers: stale,
+                last_cleanup,
             })
-            .collect();
-        Ok(StoreStats {
-            counts,
-            active_workers: active,
-            stale_workers: stale,
-            last_cleanup,
         })
+        .await
     }
 
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
-        let reply = self.run(&self.scripts.workers, Vec::new()).await?;
-        decode::array(reply)?
-            .into_iter()
-            .map(decode::worker)
-            .collect()
+        crate::store::during("workers", async {
+            let reply = self.run(&self.scripts.workers, Vec::new()).await?;
+            decode::array(reply)?
+                .into_iter()
+                .map(decode::worker)
+                .collect()
+        })
+        .await
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
-        let mut conn = self.conn();
-        let first: Vec<(String, f64)> =
-            bounded(conn.zrange_withscores(self.keys.named("scheduled"), 0, 0)).await?;
-        Ok(first.first().map(|(_, due)| *due as Millis))
+        crate::store::during("next_due", async {
+            let mut conn = self.conn();
+            let first: Vec<(String, f64)> =
+                bounded(conn.zrange_withscores(self.keys.named("scheduled"), 0, 0)).await?;
+            Ok(first.first().map(|(_, due)| *due as Millis))
+        })
+        .await
     }
 }

@@ -53,7 +53,10 @@ impl SqliteStore {
         bus: EventBus,
     ) -> StoreResult<Arc<SqliteStore>> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+            StoreError::backend_unavailable(
+                "sqlite",
+                format!("cannot create {}: {e}", data_dir.display()),
+            )
         })?;
         let path = data_dir.join("jobd.sqlite3");
         let mut writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
@@ -63,8 +66,8 @@ impl SqliteStore {
         writer_conn
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(db_err)?;
-        let writer = Writer::start(writer_conn)
-            .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
+        let writer =
+            Writer::start(writer_conn).map_err(|e| StoreError::backend_unavailable("sqlite", e))?;
         // Opened up front: opening one costs milliseconds, which the first
         // requests of a busy start would otherwise wait for.
         let idle = (0..WARM_READERS)
@@ -84,7 +87,7 @@ impl SqliteStore {
         tail::spawn(tail_conn, Arc::downgrade(&store), bus);
         let checkpoint_conn = open_connection(&path, synchronous).map_err(db_err)?;
         checkpoint::spawn(checkpoint_conn, Arc::downgrade(&store))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start checkpointer: {e}")))?;
+            .map_err(|e| StoreError::backend_unavailable("sqlite", e))?;
         retention::spawn(Arc::downgrade(&store));
         Ok(store)
     }
@@ -97,7 +100,7 @@ impl SqliteStore {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || readers.with(work))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+            .map_err(|e| StoreError::backend_unavailable("sqlite", e))?
     }
 
     fn publish_all(&self, jobs: &[Job]) {
@@ -118,92 +121,116 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
-            .await?;
-        // A read alone would not notice a stopped writer.
-        self.writer.write(|_| Ok(())).await
+        crate::store::during("ping", async {
+            self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
+                .await?;
+            // A read alone would not notice a stopped writer.
+            self.writer.write(|_| Ok(())).await
+        })
+        .await
     }
 
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
-        let now = now_millis();
-        // One write, one savepoint: an error undoes every insert of the call.
-        let stored = self
-            .writer
-            .write(move |conn| {
-                jobs.iter()
-                    .map(|new| insert_job(conn, new, now))
-                    .collect::<StoreResult<Vec<Job>>>()
-            })
-            .await?;
-        self.publish_all(&stored);
-        if stored.iter().any(|job| job.status == JobStatus::Pending) {
-            self.bus.notify_work();
-        }
-        Ok(stored)
+        crate::store::during("submit_all", async {
+            let now = now_millis();
+            // One write, one savepoint: an error undoes every insert of the call.
+            let stored = self
+                .writer
+                .write(move |conn| {
+                    jobs.iter()
+                        .map(|new| insert_job(conn, new, now))
+                        .collect::<StoreResult<Vec<Job>>>()
+                })
+                .await?;
+            self.publish_all(&stored);
+            if stored.iter().any(|job| job.status == JobStatus::Pending) {
+                self.bus.notify_work();
+            }
+            Ok(stored)
+        })
+        .await
     }
 
     async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)> {
-        // Every change, by any process, reaches the bus (the change log is
-        // tailed): watch, then read.
-        let watch = self.bus.watch(id);
-        Ok((watch, self.get(id).await?))
+        crate::store::during("watch", async {
+            // Every change, by any process, reaches the bus (the change log is
+            // tailed): watch, then read.
+            let watch = self.bus.watch(id);
+            Ok((watch, self.get(id).await?))
+        })
+        .await
     }
 
     async fn get(&self, id: JobId) -> StoreResult<Job> {
-        // A lookup by primary key takes tens of microseconds: run here, not
-        // on the blocking pool (a thread hand-off costs as much and, on a
-        // busy machine, waits for a core), unless that would mean opening
-        // a connection or waiting for a lock on this async thread.
-        let found = match self.readers.try_now(|conn| select_job(conn, id)) {
-            Some(found) => found?,
-            None => {
-                self.read(move |conn| select_job(conn, id).map_err(db_err))
-                    .await?
-            }
-        };
-        found.ok_or(StoreError::NotFound(id))
+        crate::store::during("get", async {
+            // A lookup by primary key takes tens of microseconds: run here, not
+            // on the blocking pool (a thread hand-off costs as much and, on a
+            // busy machine, waits for a core), unless that would mean opening
+            // a connection or waiting for a lock on this async thread.
+            let found = match self.readers.try_now(|conn| select_job(conn, id)) {
+                Some(found) => found?,
+                None => {
+                    self.read(move |conn| select_job(conn, id).map_err(db_err))
+                        .await?
+                }
+            };
+            found.ok_or(StoreError::NotFound(id))
+        })
+        .await
     }
 
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
-        let query = query.clone();
-        let limit = query.limit;
-        let jobs = self.read(move |conn| list_in(conn, &query)).await?;
-        let next_cursor = (jobs.len() == limit)
-            .then(|| jobs.last().map(|j| j.id))
-            .flatten();
-        Ok(ListPage { jobs, next_cursor })
+        crate::store::during("list", async {
+            let query = query.clone();
+            let limit = query.limit;
+            let jobs = self.read(move |conn| list_in(conn, &query)).await?;
+            let next_cursor = (jobs.len() == limit)
+                .then(|| jobs.last().map(|j| j.id))
+                .flatten();
+            Ok(ListPage { jobs, next_cursor })
+        })
+        .await
     }
 
     async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {
-        let params = params.clone();
-        let (claimed, promoted) = self
-            .writer
-            .write_background(move |conn| claim_in(conn, &params))
-            .await?;
-        self.publish_all(&promoted);
-        for claimed in &claimed {
-            self.bus.publish(&claimed.job);
-        }
-        Ok(claimed)
+        crate::store::during("claim", async {
+            let params = params.clone();
+            let (claimed, promoted) = self
+                .writer
+                .write_background(move |conn| claim_in(conn, &params))
+                .await?;
+            self.publish_all(&promoted);
+            for claimed in &claimed {
+                self.bus.publish(&claimed.job);
+            }
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn report_progress(&self, claim: ClaimRef, progress: Progress) -> StoreResult<Job> {
-        let progress = progress.clamped();
-        let job = self
-            .writer
-            .write_background(move |conn| progress_in(conn, claim, progress, now_millis()))
-            .await?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("report_progress", async {
+            let progress = progress.clamped();
+            let job = self
+                .writer
+                .write_background(move |conn| progress_in(conn, claim, progress, now_millis()))
+                .await?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
-        let job = self
-            .writer
-            .write_background(move |conn| finish_in(conn, claim, &outcome, now))
-            .await?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("finish", async {
+            let job = self
+                .writer
+                .write_background(move |conn| finish_in(conn, claim, &outcome, now))
+                .await?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn finish_and_claim(
@@ -212,89 +239,104 @@ impl Store for SqliteStore {
         now: Millis,
         refill: Option<&ClaimParams>,
     ) -> StoreResult<Exchanged> {
-        let items: Vec<(ClaimRef, Outcome)> = items
-            .iter()
-            .map(|item| (item.claim, item.outcome.clone()))
-            .collect();
-        // Short writes queued together: outcomes, then claims, in chunks.
-        // They run back to back, yet an API write queued meanwhile waits
-        // for one chunk at most.
-        let finishing = futures::future::join_all(items.chunks(WRITE_CHUNK).map(|chunk| {
-            let chunk = chunk.to_vec();
-            let count = chunk.len();
-            async move {
-                self.writer
-                    .write_background(move |conn| {
-                        Ok(chunk
-                            .iter()
-                            .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
-                            .collect::<Vec<_>>())
-                    })
-                    .await
-                    // A failed write fails each outcome (the worker retries
-                    // them); the jobs claimed beside it are still handed out.
-                    .unwrap_or_else(|e| {
-                        (0..count)
-                            .map(|_| Err(StoreError::Unavailable(e.to_string())))
-                            .collect()
-                    })
-            }
-        }));
-        let wanted = refill.map_or(0, |params| params.max_jobs);
-        let claiming =
-            futures::future::join_all((0..wanted).step_by(WRITE_CHUNK).filter_map(|first| {
-                let mut params = refill?.clone();
-                params.max_jobs = WRITE_CHUNK.min(wanted - first);
-                Some(async move { self.claim(&params).await })
+        crate::store::during("finish_and_claim", async {
+            let items: Vec<(ClaimRef, Outcome)> = items
+                .iter()
+                .map(|item| (item.claim, item.outcome.clone()))
+                .collect();
+            // Short writes queued together: outcomes, then claims, in chunks.
+            // They run back to back, yet an API write queued meanwhile waits
+            // for one chunk at most.
+            let finishing = futures::future::join_all(items.chunks(WRITE_CHUNK).map(|chunk| {
+                let chunk = chunk.to_vec();
+                let count = chunk.len();
+                async move {
+                    self.writer
+                        .write_background(move |conn| {
+                            Ok(chunk
+                                .iter()
+                                .map(|(claim, outcome)| finish_in(conn, *claim, outcome, now))
+                                .collect::<Vec<_>>())
+                        })
+                        .await
+                        // A failed write fails each outcome (the worker retries
+                        // them); the jobs claimed beside it are still handed out.
+                        .unwrap_or_else(|e| {
+                            let cause = crate::store::error_chain(&e);
+                            (0..count)
+                                .map(|_| {
+                                    Err(StoreError::unavailable("finish_and_claim", cause.clone()))
+                                })
+                                .collect()
+                        })
+                }
             }));
-        let (finished, claimed) = tokio::join!(finishing, claiming);
-        let finished: Vec<_> = finished.into_iter().flatten().collect();
-        for job in finished.iter().flatten() {
-            self.bus.publish(job);
-        }
-        // The outcomes are recorded whatever the claims did: a failed claim
-        // only means fewer replacements this time.
-        let mut jobs = Vec::new();
-        for result in claimed {
-            match result {
-                Ok(claimed) => jobs.extend(claimed),
-                Err(e) => tracing::warn!(error = %e, "claim beside recording outcomes failed"),
+            let wanted = refill.map_or(0, |params| params.max_jobs);
+            let claiming =
+                futures::future::join_all((0..wanted).step_by(WRITE_CHUNK).filter_map(|first| {
+                    let mut params = refill?.clone();
+                    params.max_jobs = WRITE_CHUNK.min(wanted - first);
+                    Some(async move { self.claim(&params).await })
+                }));
+            let (finished, claimed) = tokio::join!(finishing, claiming);
+            let finished: Vec<_> = finished.into_iter().flatten().collect();
+            for job in finished.iter().flatten() {
+                self.bus.publish(job);
             }
-        }
-        Ok(Exchanged {
-            finished,
-            claimed: jobs,
+            // The outcomes are recorded whatever the claims did: a failed claim
+            // only means fewer replacements this time.
+            let mut jobs = Vec::new();
+            for result in claimed {
+                match result {
+                    Ok(claimed) => jobs.extend(claimed),
+                    Err(e) => tracing::warn!(error = %crate::store::error_chain(&e), "claim beside recording outcomes failed"),
+                }
+            }
+            Ok(Exchanged {
+                finished,
+                claimed: jobs,
+            })
         })
+        .await
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
-        let claims = claims.to_vec();
-        let released = self
-            .writer
-            .write_background(move |conn| release_in(conn, &claims, now))
-            .await?;
-        self.publish_all(&released);
-        self.bus.notify_work();
-        Ok(())
+        crate::store::during("release", async {
+            let claims = claims.to_vec();
+            let released = self
+                .writer
+                .write_background(move |conn| release_in(conn, &claims, now))
+                .await?;
+            self.publish_all(&released);
+            self.bus.notify_work();
+            Ok(())
+        })
+        .await
     }
 
     async fn cancel(&self, id: JobId, now: Millis) -> StoreResult<Job> {
-        let job = self
-            .writer
-            .write(move |conn| cancel_in(conn, id, now))
-            .await?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("cancel", async {
+            let job = self
+                .writer
+                .write(move |conn| cancel_in(conn, id, now))
+                .await?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn restart(&self, id: JobId, parameters: Option<Value>, now: Millis) -> StoreResult<Job> {
-        let job = self
-            .writer
-            .write(move |conn| restart_in(conn, id, parameters.as_ref(), now))
-            .await?;
-        self.bus.publish(&job);
-        self.bus.notify_work();
-        Ok(job)
+        crate::store::during("restart", async {
+            let job = self
+                .writer
+                .write(move |conn| restart_in(conn, id, parameters.as_ref(), now))
+                .await?;
+            self.bus.publish(&job);
+            self.bus.notify_work();
+            Ok(job)
+        })
+        .await
     }
 
     async fn heartbeat(
@@ -304,81 +346,100 @@ impl Store for SqliteStore {
         lease_until: Millis,
         now: Millis,
     ) -> StoreResult<Vec<JobId>> {
-        let worker = worker.clone();
-        let held = held.to_vec();
-        self.writer
-            .write_background(move |conn| heartbeat_in(conn, &worker, &held, lease_until, now))
-            .await
+        crate::store::during("heartbeat", async {
+            let worker = worker.clone();
+            let held = held.to_vec();
+            self.writer
+                .write_background(move |conn| heartbeat_in(conn, &worker, &held, lease_until, now))
+                .await
+        })
+        .await
     }
 
     async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()> {
-        let worker_id = worker_id.to_owned();
-        self.writer
-            .write_background(move |conn| unregister_in(conn, &worker_id))
-            .await
+        crate::store::during("unregister_worker", async {
+            let worker_id = worker_id.to_owned();
+            self.writer
+                .write_background(move |conn| unregister_in(conn, &worker_id))
+                .await
+        })
+        .await
     }
 
     async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
-        let promoted = self
-            .writer
-            .write_background(move |conn| promote_in(conn, now))
-            .await?;
-        self.publish_all(&promoted);
-        if !promoted.is_empty() {
-            self.bus.notify_work();
-        }
-        Ok(promoted.len())
+        crate::store::during("promote_due", async {
+            let promoted = self
+                .writer
+                .write_background(move |conn| promote_in(conn, now))
+                .await?;
+            self.publish_all(&promoted);
+            if !promoted.is_empty() {
+                self.bus.notify_work();
+            }
+            Ok(promoted.len())
+        })
+        .await
     }
 
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport> {
-        let params = params.clone();
-        let (report, changed) = self
-            .writer
-            .write_background(move |conn| recover_in(conn, &params))
-            .await?;
-        self.publish_all(&changed);
-        if !report.requeued.is_empty() {
-            self.bus.notify_work();
-        }
-        Ok(report)
+        crate::store::during("recover_expired", async {
+            let params = params.clone();
+            let (report, changed) = self
+                .writer
+                .write_background(move |conn| recover_in(conn, &params))
+                .await?;
+            self.publish_all(&changed);
+            if !report.requeued.is_empty() {
+                self.bus.notify_work();
+            }
+            Ok(report)
+        })
+        .await
     }
 
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport> {
-        let mut report = CleanupReport::default();
-        // One bounded batch per write, so claims interleave with a long purge.
-        loop {
-            let (completed_before, failed_before) = (params.completed_before, params.failed_before);
-            let deleted = self
-                .writer
-                .write_background(move |conn| {
-                    delete_expired_in(conn, completed_before, failed_before)
-                })
-                .await?;
-            report.jobs_deleted += deleted;
-            if deleted == 0 {
-                break;
+        crate::store::during("cleanup", async {
+            let mut report = CleanupReport::default();
+            // One bounded batch per write, so claims interleave with a long purge.
+            loop {
+                let (completed_before, failed_before) =
+                    (params.completed_before, params.failed_before);
+                let deleted = self
+                    .writer
+                    .write_background(move |conn| {
+                        delete_expired_in(conn, completed_before, failed_before)
+                    })
+                    .await?;
+                report.jobs_deleted += deleted;
+                if deleted == 0 {
+                    break;
+                }
             }
-        }
-        // Orphaned processing locks cannot exist here: the schema's CHECK
-        // ties the lock to the running status, and every transition out of
-        // running clears it in the same statement. `locks_cleared` stays 0.
-        let now = params.now;
-        self.writer
-            .write_background(move |conn| end_cleanup_in(conn, now))
-            .await?;
-        Ok(report)
+            // Orphaned processing locks cannot exist here: the schema's CHECK
+            // ties the lock to the running status, and every transition out of
+            // running clears it in the same statement. `locks_cleared` stays 0.
+            let now = params.now;
+            self.writer
+                .write_background(move |conn| end_cleanup_in(conn, now))
+                .await?;
+            Ok(report)
+        })
+        .await
     }
 
     async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats> {
-        self.read(move |conn| stats_in(conn, active_since)).await
+        crate::store::during("stats", async {
+            self.read(move |conn| stats_in(conn, active_since)).await
+        })
+        .await
     }
 
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
-        self.read(workers_in).await
+        crate::store::during("workers", async { self.read(workers_in).await }).await
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
-        self.read(next_due_in).await
+        crate::store::during("next_due", async { self.read(next_due_in).await }).await
     }
 }
 

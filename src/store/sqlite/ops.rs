@@ -147,7 +147,7 @@ pub(super) fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreR
             ":completed_at": settled_by.map(|_| now),
         },
     )?
-    .ok_or_else(|| StoreError::Unavailable("insert returned no row".into()))?;
+    .ok_or_else(|| StoreError::backend_corrupt("sqlite", "insert returned no row"))?;
     for dependency in &new.depends_on {
         execute(
             conn,

@@ -27,7 +27,7 @@ pub(super) fn spawn(store: Weak<SqliteStore>) {
             ticker.tick().await;
             let Some(store) = store.upgrade() else { return };
             if let Err(e) = trim_change_log(&store).await {
-                tracing::warn!(error = %e, "trimming the change log failed");
+                tracing::warn!(error = %crate::store::error_chain(&e), "trimming the change log failed");
             }
         }
     });
