@@ -181,11 +181,7 @@ async fn record_with_backoff(
     };
     let give_up = tokio::time::Instant::now() + env.lease_timeout;
     let mut pauses = retry_delays(Duration::from_millis(50), Duration::from_secs(2));
-    let finish = Finish {
-        claim,
-        outcome,
-        job: job.clone(),
-    };
+    let finish = Finish { claim, outcome };
     // First through the worker's batched completions; retries one by one.
     let mut attempt = env.completer.complete(finish.clone(), slot).await;
     let mut pause = pauses.next().unwrap_or(Duration::from_secs(2));

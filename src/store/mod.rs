@@ -221,8 +221,6 @@ pub struct Finish {
     pub claim: ClaimRef,
     /// How it ended.
     pub outcome: Outcome,
-    /// The job as claimed.
-    pub job: std::sync::Arc<Job>,
 }
 
 /// What one [`Store::finish_and_claim`] did.
@@ -405,9 +403,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends many attempts and then, given `refill`, claims jobs as
     /// [`Store::claim`] does, in one step: a busy worker's single round trip
-    /// per batch, the slots the attempts free taken again at once. `job` in
-    /// each item is the job as the worker claimed it: a backend may build
-    /// the returned snapshot from it instead of reading the job back.
+    /// per batch, the slots the attempts free taken again at once. Each
+    /// ended attempt's job is returned as the store now holds it.
     async fn finish_and_claim(
         &self,
         items: &[Finish],

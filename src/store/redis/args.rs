@@ -37,14 +37,15 @@ pub(super) fn submit(jobs: &[NewJob], now: Millis) -> Vec<String> {
 /// the tokens.
 pub(super) fn exchange(
     attempts: &[(ClaimRef, &Outcome)],
-    reply: &str,
     now: Millis,
     claim: Option<&ClaimParams>,
 ) -> (Vec<String>, Vec<Uuid>) {
-    let mut args = vec![now.to_string(), reply.into(), attempts.len().to_string()];
+    let mut args = vec![now.to_string(), attempts.len().to_string()];
     for (claim, outcome) in attempts {
         push_finish(&mut args, *claim, outcome);
     }
+    args.push(decode::JOB_FIELDS.len().to_string());
+    args.extend(decode::JOB_FIELDS.map(String::from));
     let tokens: Vec<Uuid> = match claim {
         Some(params) => {
             args.extend([

@@ -4,7 +4,7 @@ use redis::Value;
 use serde_json::Value as Json;
 
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
-use crate::store::{Finish, Outcome, StoreError, StoreResult, WorkerInfo, WorkerRecord};
+use crate::store::{StoreError, StoreResult, WorkerInfo, WorkerRecord};
 
 /// A reply or stored field that cannot be decoded. The operation is named
 /// by the adapter ([`crate::store::during`]).
@@ -187,15 +187,60 @@ pub const CLAIMED_FIELDS: [&str; 18] = [
 /// A claimed job from the values of [`CLAIMED_FIELDS`], as it was before
 /// the claim.
 pub fn claimed_job(value: Value) -> StoreResult<Job> {
+    named_values(&CLAIMED_FIELDS, value)
+}
+
+/// Every field of a stored job that [`job`] reads, in the order scripts
+/// that return a job's values (not its whole hash) return them.
+pub const JOB_FIELDS: [&str; 25] = [
+    "id",
+    "job_type",
+    "user_id",
+    "status",
+    "priority",
+    "parameters",
+    "result",
+    "error",
+    "progress",
+    "items_processed",
+    "total_items",
+    "attempts",
+    "max_attempts",
+    "interruptions",
+    "timeout_seconds",
+    "created_at",
+    "scheduled_for",
+    "started_at",
+    "completed_at",
+    "updated_at",
+    "worker_id",
+    "revision",
+    "depends_on",
+    "waiting_dependencies",
+    "cancelled_by",
+];
+
+/// A job from the values of `names`, in order (an HMGET's reply).
+fn named_values(names: &[&'static str], value: Value) -> StoreResult<Job> {
     let values = array(value)?;
     let fields = Fields(
-        CLAIMED_FIELDS
+        names
             .iter()
             .zip(&values)
             .filter_map(|(name, value)| Some((*name, as_str(value)?)))
             .collect(),
     );
     job(&fields)
+}
+
+/// An ended attempt's job from the values of [`JOB_FIELDS`], or `{}` for a
+/// lost claim.
+pub(super) fn finished_job(id: JobId, reply: Value) -> StoreResult<Job> {
+    match reply {
+        Value::Array(items) if items.is_empty() => Err(StoreError::ClaimLost(id)),
+        Value::Nil => Err(StoreError::ClaimLost(id)),
+        other => named_values(&JOB_FIELDS, other),
+    }
 }
 
 /// A job from a flat HGETALL array.
@@ -241,24 +286,6 @@ pub(super) fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
         }
         other => Err(corrupt(format!("reply tag {other:?}"))),
     }
-}
-
-/// A completed job as `finish_attempts.lua` left it, built from the claimed
-/// job and the outcome (the script answered with the revision only).
-pub(super) fn completed_snapshot(item: &Finish, revision: i64, now: Millis) -> Job {
-    let mut job = (*item.job).clone();
-    job.status = JobStatus::Completed;
-    if let Outcome::Completed { result } = &item.outcome {
-        job.result = Some(result.clone());
-    }
-    job.error = None;
-    job.progress.fraction = 1.0;
-    job.completed_at = Some(now);
-    job.scheduled_for = None;
-    job.updated_at = now;
-    job.worker_id = None;
-    job.revision = revision;
-    job
 }
 
 /// Decodes a job, or `{}` for a lost claim.

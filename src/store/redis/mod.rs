@@ -111,11 +111,10 @@ impl RedisStore {
     async fn exchange(
         &self,
         attempts: &[(ClaimRef, &Outcome)],
-        reply: &str,
         now: Millis,
         claim: Option<&ClaimParams>,
     ) -> StoreResult<(Vec<Value>, Vec<Claimed>)> {
-        let (args, tokens) = args::exchange(attempts, reply, now, claim);
+        let (args, tokens) = args::exchange(attempts, now, claim);
         let mut parts = decode::array(self.run(&self.scripts.exchange, args).await?)?.into_iter();
         let finished = decode::array(parts.next().unwrap_or(Value::Nil))?;
         let mut claimed = Vec::new();
@@ -253,9 +252,7 @@ impl Store for RedisStore {
 
     async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {
         crate::store::during("claim", async {
-            let (_, claimed) = self
-                .exchange(&[], "compact", params.now, Some(params))
-                .await?;
+            let (_, claimed) = self.exchange(&[], params.now, Some(params)).await?;
             Ok(claimed)
         })
         .await
@@ -279,11 +276,9 @@ impl Store for RedisStore {
 
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
         crate::store::during("finish", async {
-            let (finished, _) = self
-                .exchange(&[(claim, &outcome)], "full", now, None)
-                .await?;
+            let (finished, _) = self.exchange(&[(claim, &outcome)], now, None).await?;
             let item = finished.into_iter().next().unwrap_or(Value::Nil);
-            let job = decode::fenced_job(claim.job_id, item)?;
+            let job = decode::finished_job(claim.job_id, item)?;
             self.bus.publish(&job);
             Ok(job)
         })
@@ -301,13 +296,10 @@ impl Store for RedisStore {
                 .iter()
                 .map(|item| (item.claim, &item.outcome))
                 .collect();
-            let (replies, claimed) = self.exchange(&attempts, "compact", now, refill).await?;
+            let (replies, claimed) = self.exchange(&attempts, now, refill).await?;
             let mut finished = Vec::with_capacity(items.len());
             for (item, entry) in items.iter().zip(replies) {
-                let result = match entry {
-                    Value::Int(revision) => Ok(decode::completed_snapshot(item, revision, now)),
-                    other => decode::fenced_job(item.claim.job_id, other),
-                };
+                let result = decode::finished_job(item.claim.job_id, entry);
                 if let Ok(job) = &result {
                     self.bus.publish(job);
                 }

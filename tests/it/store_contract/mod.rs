@@ -480,19 +480,12 @@ store_contract!(
     listing_filters_newest_first,
     listing_pages_by_cursor,
     retention_deletes_terminal_jobs_by_age_per_status,
+    finish_and_claim_returns_what_is_stored,
 );
 
 /// Cases where the backends disagree today: each test's doc says the
 /// rule, the `ignore` what the failing backend does instead.
 mod divergent {
-    divergence!(
-        finish_and_claim_returns_what_is_stored,
-        sqlite,
-        redis #[ignore = "divergence: Redis builds a completed, unwatched job's snapshot \
-            from the job the caller passes (Finish.job), losing progress items reported \
-            since unless the caller passes them (the built-in worker does); SQLite \
-            returns the stored row"]
-    );
     divergence!(
         a_job_due_earlier_is_queued_earlier,
         sqlite,

@@ -4,7 +4,6 @@
 //! processes would).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use jobd::model::{JobStatus, Progress, now_millis};
 use jobd::store::{CleanupParams, Finish, ListQuery, Outcome, RecoverParams, StoreError};
@@ -122,7 +121,6 @@ pub async fn finishing_and_claiming_in_one_call_keeps_the_limits(backend: &dyn B
             outcome: Outcome::Completed {
                 result: json!("done"),
             },
-            job: Arc::new(c.job.clone()),
         })
         .collect();
     let mut refill = claim_params("w", 2);
