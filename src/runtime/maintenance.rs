@@ -123,14 +123,9 @@ async fn cleaner(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellat
             now,
             completed_before: ago(now, settings.completed_retention),
             failed_before: ago(now, settings.failed_retention),
-            orphaned_locks_before: ago(now, settings.orphaned_lock_after),
         };
         match store.cleanup(&params).await {
-            Ok(report) => tracing::info!(
-                jobs_deleted = report.jobs_deleted,
-                locks_cleared = report.locks_cleared,
-                "cleanup pass"
-            ),
+            Ok(report) => tracing::info!(jobs_deleted = report.jobs_deleted, "cleanup pass"),
             Err(e) => tracing::warn!(error = %error_chain(&e), "cleanup failed"),
         }
     }

@@ -319,9 +319,6 @@ pub struct CleanupParams {
     pub completed_before: Millis,
     /// Failed and cancelled jobs finished before this are deleted.
     pub failed_before: Millis,
-    /// Processing locks left on jobs that are not running, older than this,
-    /// are cleared.
-    pub orphaned_locks_before: Millis,
 }
 
 /// What cleanup did.
@@ -329,8 +326,6 @@ pub struct CleanupParams {
 pub struct CleanupReport {
     /// Jobs deleted.
     pub jobs_deleted: usize,
-    /// Orphaned processing locks cleared.
-    pub locks_cleared: usize,
 }
 
 /// Exact counts and registry facts for `/queue/stats`.
@@ -443,7 +438,8 @@ pub trait Store: Send + Sync + 'static {
     /// Recovers running jobs whose lease expired and removes stale workers.
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport>;
 
-    /// Deletes terminal jobs past retention and clears orphaned locks.
+    /// Deletes terminal jobs past retention (and whatever else the backend
+    /// keeps for a limited time) and records the pass.
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport>;
 
     /// Counts per status and registry facts. `active_since` separates active

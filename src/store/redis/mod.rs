@@ -65,12 +65,23 @@ pub struct RedisStore {
     scripts: Scripts,
     keys: Keys,
     bus: EventBus,
+    /// How long a processing lock (an entry of the `running` set) may
+    /// outlive its lease with no running job behind it before cleanup
+    /// clears it.
+    orphaned_lock_after: Duration,
 }
 
 impl RedisStore {
     /// Connects to `url` (`redis://HOST:PORT/DB`) with keys under `{name}:`,
-    /// and starts the change subscription and the watch refresher.
-    pub async fn open(url: &str, name: &str, bus: EventBus) -> StoreResult<Arc<RedisStore>> {
+    /// and starts the change subscription and the watch refresher. Cleanup
+    /// clears processing locks left `orphaned_lock_after` past their lease
+    /// by a job that no longer runs.
+    pub async fn open(
+        url: &str,
+        name: &str,
+        bus: EventBus,
+        orphaned_lock_after: Duration,
+    ) -> StoreResult<Arc<RedisStore>> {
         let client = redis::Client::open(url).map_err(redis_err)?;
         // A few quick reconnection attempts per failure; while Redis stays
         // down, each new command starts another round (and fails fast).
@@ -87,6 +98,7 @@ impl RedisStore {
             scripts: Scripts::new(),
             keys: Keys::new(name),
             bus: bus.clone(),
+            orphaned_lock_after,
         });
         pubsub::spawn(client, store.keys.clone(), bus, Arc::downgrade(&store));
         Ok(store)
@@ -469,18 +481,20 @@ impl Store for RedisStore {
                     break;
                 }
             }
+            let orphaned_before = params.now - self.orphaned_lock_after.as_millis() as Millis;
             let cleared = self
                 .run(
                     &self.scripts.cleanup_finish,
-                    vec![
-                        params.now.to_string(),
-                        params.orphaned_locks_before.to_string(),
-                        token,
-                    ],
+                    vec![params.now.to_string(), orphaned_before.to_string(), token],
                 )
                 .await?;
-            report.locks_cleared =
+            let cleared: usize =
                 redis::FromRedisValue::from_redis_value(cleared).map_err(decode::corrupt)?;
+            // The scripts keep the running set in step with the jobs, so a
+            // lock to clear means something wrote around them.
+            if cleared > 0 {
+                tracing::warn!(locks_cleared = cleared, "cleared orphaned processing locks");
+            }
             Ok(report)
         })
         .await

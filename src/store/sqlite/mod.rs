@@ -417,7 +417,8 @@ impl Store for SqliteStore {
             }
             // Orphaned processing locks cannot exist here: the schema's CHECK
             // ties the lock to the running status, and every transition out of
-            // running clears it in the same statement. `locks_cleared` stays 0.
+            // running clears it in the same statement (the Redis backend has
+            // a running set to keep in step, and clears its orphans itself).
             let now = params.now;
             self.writer
                 .write_background(move |conn| end_cleanup_in(conn, now))

@@ -116,9 +116,14 @@ impl Redis {
     async fn open_prefix(&self, prefix: &str) -> Handle {
         let server = self.server.as_ref().expect("checked by the caller");
         let bus = EventBus::new();
-        let store = jobd::store::redis::RedisStore::open(&server.url, prefix, bus.clone())
-            .await
-            .unwrap();
+        let store = jobd::store::redis::RedisStore::open(
+            &server.url,
+            prefix,
+            bus.clone(),
+            ORPHANED_LOCK_AFTER,
+        )
+        .await
+        .unwrap();
         Handle { store, bus }
     }
 }
@@ -143,6 +148,9 @@ impl Backend for Redis {
 }
 
 pub const SECOND: Millis = 1_000;
+
+/// The Redis store's orphaned-lock age in the contract suite (the default).
+const ORPHANED_LOCK_AFTER: Duration = Duration::from_secs(600);
 pub const HOUR: Millis = 3_600 * SECOND;
 pub const DAY: Millis = 24 * HOUR;
 

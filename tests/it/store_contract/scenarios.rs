@@ -524,7 +524,6 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
             now: future,
             completed_before: now_millis() - 1_000,
             failed_before: future,
-            orphaned_locks_before: future,
         })
         .await
         .unwrap();
@@ -538,7 +537,6 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
             now: future,
             completed_before: future,
             failed_before: future,
-            orphaned_locks_before: future,
         })
         .await
         .unwrap();
