@@ -233,6 +233,11 @@ fn named_values(names: &[&'static str], value: Value) -> StoreResult<Job> {
     job(&fields)
 }
 
+/// A job from the values of [`JOB_FIELDS`].
+pub(super) fn job_values(value: Value) -> StoreResult<Job> {
+    named_values(&JOB_FIELDS, value)
+}
+
 /// An ended attempt's job from the values of [`JOB_FIELDS`], or `{}` for a
 /// lost claim.
 pub(super) fn finished_job(id: JobId, reply: Value) -> StoreResult<Job> {

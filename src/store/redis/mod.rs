@@ -119,7 +119,8 @@ impl RedisStore {
     }
 
     /// Runs `exchange.lua`: ends `attempts` (their raw replies, in order),
-    /// then claims as `claim` asks (the claimed jobs, announced here).
+    /// then claims as `claim` asks (the claimed jobs, announced here, after
+    /// the jobs the claim promoted first).
     async fn exchange(
         &self,
         attempts: &[(ClaimRef, &Outcome)],
@@ -129,11 +130,10 @@ impl RedisStore {
         let (args, tokens) = args::exchange(attempts, now, claim);
         let mut parts = decode::array(self.run(&self.scripts.exchange, args).await?)?.into_iter();
         let finished = decode::array(parts.next().unwrap_or(Value::Nil))?;
+        let claimed_items = decode::array(parts.next().unwrap_or(Value::Nil))?;
+        self.publish_promoted(parts.next().unwrap_or(Value::Nil))?;
         let mut claimed = Vec::new();
-        for (item, token) in decode::array(parts.next().unwrap_or(Value::Nil))?
-            .into_iter()
-            .zip(tokens)
-        {
+        for (item, token) in claimed_items.into_iter().zip(tokens) {
             let mut job = decode::claimed_job(item)?;
             if let Some(params) = claim {
                 job.start_attempt(&params.worker_id, now);
@@ -148,6 +148,23 @@ impl RedisStore {
             });
         }
         Ok((finished, claimed))
+    }
+
+    /// Publishes jobs a script promoted (each the values of
+    /// [`decode::JOB_FIELDS`]), waking workers if there are any; returns
+    /// how many.
+    fn publish_promoted(&self, reply: Value) -> StoreResult<usize> {
+        let promoted = decode::array(reply)?
+            .into_iter()
+            .map(decode::job_values)
+            .collect::<StoreResult<Vec<Job>>>()?;
+        for job in &promoted {
+            self.bus.publish(job);
+        }
+        if !promoted.is_empty() {
+            self.bus.notify_work();
+        }
+        Ok(promoted.len())
     }
 
     /// Refreshes the watch registrations of everything this process watches.
@@ -400,10 +417,10 @@ impl Store for RedisStore {
 
     async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
         crate::store::during("promote_due", async {
-            let promoted = self
-                .run(&self.scripts.promote, vec![now.to_string()])
-                .await?;
-            redis::FromRedisValue::from_redis_value(promoted).map_err(decode::corrupt)
+            let mut args = vec![now.to_string()];
+            args.extend(decode::JOB_FIELDS.map(String::from));
+            let promoted = self.run(&self.scripts.promote, args).await?;
+            self.publish_promoted(promoted)
         })
         .await
     }

@@ -425,31 +425,6 @@ macro_rules! store_contract {
     };
 }
 
-/// A case on which the backends disagree: instantiated for both, ignored
-/// (with the reason) on the one that fails it, until the store is fixed.
-/// Run the ignored ones with `cargo test --test it divergent -- --ignored`.
-macro_rules! divergence {
-    ($test:ident, sqlite $(#[$s:meta])*, redis $(#[$r:meta])*) => {
-        mod $test {
-            use super::super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            $(#[$s])*
-            async fn sqlite() {
-                let backend = Sqlite::new();
-                super::super::$test(&backend).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            $(#[$r])*
-            async fn redis() {
-                let backend = Redis::new();
-                if backend.ready() {
-                    super::super::$test(&backend).await;
-                }
-            }
-        }
-    };
-}
-
 store_contract!(
     // scenarios
     every_job_is_claimed_exactly_once,
@@ -489,21 +464,6 @@ store_contract!(
     listing_pages_by_cursor,
     retention_deletes_terminal_jobs_by_age_per_status,
     finish_and_claim_returns_what_is_stored,
+    a_job_due_earlier_is_queued_earlier,
+    promotion_is_published_here,
 );
-
-/// Cases where the backends disagree today: each test's doc says the
-/// rule, the `ignore` what the failing backend does instead.
-mod divergent {
-    divergence!(
-        a_job_due_earlier_is_queued_earlier,
-        sqlite,
-        redis #[ignore = "divergence: Redis queues a promoted job at promotion time \
-            (behind jobs submitted after it was due); SQLite at its due time"]
-    );
-    divergence!(
-        promotion_is_published_here,
-        sqlite,
-        redis #[ignore = "divergence: Redis promote_due (and a claim's promotions) \
-            publish nothing on the process's bus; SQLite publishes each promoted job"]
-    );
-}
