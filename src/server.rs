@@ -44,9 +44,11 @@ async fn open(settings: &Settings) -> anyhow::Result<Core> {
                     format!("cannot open the store in {}", settings.data_dir.display())
                 })?
         }
-        StoreConfig::Redis { url, prefix } => RedisStore::open(url, prefix, bus.clone())
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?,
+        StoreConfig::Redis { url, prefix } => {
+            RedisStore::open(url, prefix, bus.clone(), settings.orphaned_lock_after)
+                .await
+                .with_context(|| format!("cannot connect to {url}"))?
+        }
     };
     Ok(Core {
         store,

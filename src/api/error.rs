@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use super::schema::JobStatusSchema;
 
 use crate::model::{JobId, JobStatus};
-use crate::store::StoreError;
+use crate::store::{StoreError, error_chain};
 
 /// Everything a request can fail with, each variant with its status code.
 #[derive(Debug, thiserror::Error)]
@@ -190,12 +190,14 @@ impl From<StoreError> for ApiError {
     /// meaning of its own for them (cancel and restart map their conflicts
     /// to [`ApiError::AlreadyTerminal`] and [`ApiError::NotRestartable`]).
     fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::NotFound(id) => ApiError::JobNotFound(id),
+        match &e {
+            StoreError::NotFound(id) => ApiError::JobNotFound(*id),
             StoreError::UnknownDependency(id) => {
                 ApiError::Validation(format!("depends_on: job {id} not found"))
             }
-            StoreError::Unavailable(cause) => ApiError::StoreUnavailable(cause),
+            StoreError::Unavailable { .. } => ApiError::StoreUnavailable(error_chain(&e)),
+            // Retrying cannot cure data the store cannot decode.
+            StoreError::Corrupt { .. } => ApiError::Internal(error_chain(&e)),
             // No API operation holds a claim, and the ones that can meet a
             // conflict map it themselves: either is a bug, not the job's
             // absence nor "cannot cancel".
@@ -295,7 +297,8 @@ mod tests {
     async fn internal_causes_are_not_shown_to_clients() {
         let cause = "disk on fire at /var/lib/jobd";
         for error in [
-            ApiError::from(StoreError::Unavailable(cause.into())),
+            ApiError::from(StoreError::unavailable("get", cause)),
+            ApiError::from(StoreError::corrupt("get", cause)),
             ApiError::from(StoreError::ClaimLost(uuid::Uuid::now_v7())),
         ] {
             let (status, body) = body_of(error).await;

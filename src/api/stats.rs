@@ -258,6 +258,6 @@ pub async fn health_check(State(state): State<AppState>) -> impl IntoResponse {
             }),
         )
             .into_response(),
-        Err(e) => ApiError::StoreUnavailable(e.to_string()).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

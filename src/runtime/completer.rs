@@ -66,7 +66,7 @@ impl Completer {
     /// answers with the job as it ended, or why not.
     pub(crate) async fn complete(&self, finish: Finish, slot: Slot) -> StoreResult<Job> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Unavailable("worker completions stopped".into());
+        let stopped = || StoreError::unavailable("finish", "worker completions stopped");
         self.sender
             .send(Completion {
                 finish,
@@ -142,8 +142,13 @@ async fn record_batch(store: Arc<dyn Store>, refill: Arc<dyn Refill>, batch: Vec
             }
         }
         Err(e) => {
+            // One failure answers every attempt of the batch.
+            let cause = crate::store::error_chain(&e);
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                let _ = reply.send(Err(StoreError::unavailable(
+                    "finish_and_claim",
+                    cause.clone(),
+                )));
             }
         }
     }

@@ -16,7 +16,7 @@ use super::registry::Registry;
 use crate::backoff::retry_delays;
 use crate::events::{EventBus, JobWatch};
 use crate::model::{Job, JobStatus, Millis, Progress, now_millis};
-use crate::store::{ClaimRef, Claimed, Finish, Outcome, Store, StoreError};
+use crate::store::{ClaimRef, Claimed, Finish, Outcome, Store, StoreError, error_chain};
 
 /// Longest retry backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -120,7 +120,7 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
                 }
                 StopReason::Shutdown => {
                     if let Err(e) = env.store.release(&[claim], now_millis()).await {
-                        tracing::warn!(job_id = %job.id, error = %e, "could not re-queue job on shutdown; its lease will expire");
+                        tracing::warn!(job_id = %job.id, error = %error_chain(&e), "could not re-queue job on shutdown; its lease will expire");
                     }
                     return;
                 }
@@ -155,7 +155,7 @@ async fn load_dependencies(env: &ExecEnv, job: &Job) -> Vec<Arc<Job>> {
         match env.store.get(*id).await {
             Ok(dependency) => dependencies.push(Arc::new(dependency)),
             Err(e) => {
-                tracing::warn!(job_id = %job.id, dependency = %id, error = %e, "dependency not readable")
+                tracing::warn!(job_id = %job.id, dependency = %id, error = %error_chain(&e), "dependency not readable")
             }
         }
     }
@@ -181,11 +181,7 @@ async fn record_with_backoff(
     };
     let give_up = tokio::time::Instant::now() + env.lease_timeout;
     let mut pauses = retry_delays(Duration::from_millis(50), Duration::from_secs(2));
-    let finish = Finish {
-        claim,
-        outcome,
-        job: job.clone(),
-    };
+    let finish = Finish { claim, outcome };
     // First through the worker's batched completions; retries one by one.
     let mut attempt = env.completer.complete(finish.clone(), slot).await;
     let mut pause = pauses.next().unwrap_or(Duration::from_secs(2));
@@ -203,7 +199,7 @@ async fn record_with_backoff(
                 return;
             }
             Err(e) if tokio::time::Instant::now() + pause < give_up => {
-                tracing::warn!(job_id = %job.id, error = %e, "could not record result; retrying");
+                tracing::warn!(job_id = %job.id, error = %error_chain(&e), "could not record result; retrying");
                 tokio::time::sleep(pause).await;
                 pause = pauses.next().unwrap_or(pause);
                 attempt = env
@@ -212,7 +208,7 @@ async fn record_with_backoff(
                     .await;
             }
             Err(e) => {
-                tracing::error!(job_id = %job.id, error = %e, "could not record result; the job will be recovered");
+                tracing::error!(job_id = %job.id, error = %error_chain(&e), "could not record result; the job will be recovered");
                 return;
             }
         }
@@ -282,7 +278,9 @@ async fn flush_progress(
                 lost.cancel();
                 return;
             }
-            Err(e) => tracing::warn!(job_id = %claim.job_id, error = %e, "progress not recorded"),
+            Err(e) => {
+                tracing::warn!(job_id = %claim.job_id, error = %error_chain(&e), "progress not recorded")
+            }
         }
     }
 }

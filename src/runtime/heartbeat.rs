@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{Millis, now_millis};
-use crate::store::{ClaimRef, Store, WorkerInfo};
+use crate::store::{ClaimRef, Store, WorkerInfo, error_chain};
 
 /// What the heartbeat needs of the worker it beats for.
 pub(crate) trait Held: Send + Sync + 'static {
@@ -36,7 +36,7 @@ pub(crate) async fn run(
             .await
         {
             Ok(lost) => lost.into_iter().for_each(|id| held.lost(id)),
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "heartbeat failed"),
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::process;
 use crate::config::Settings;
 use crate::model::{Millis, now_millis};
-use crate::store::{CleanupParams, RecoverParams, Store};
+use crate::store::{CleanupParams, RecoverParams, Store, error_chain};
 
 /// Longest sleep of the scheduler between looks at the next due job.
 const SCHEDULER_POLL: Duration = Duration::from_secs(1);
@@ -50,7 +50,7 @@ async fn scheduler(store: Arc<dyn Store>, stop: CancellationToken) {
             _ = tokio::time::sleep(wait) => {}
         }
         if let Err(e) = store.promote_due(now_millis()).await {
-            tracing::warn!(error = %e, "promoting scheduled jobs failed");
+            tracing::warn!(error = %error_chain(&e), "promoting scheduled jobs failed");
         }
     }
 }
@@ -65,7 +65,7 @@ async fn dead_workers_here(store: &dyn Store, host: &str) -> Vec<String> {
             .map(|worker| worker.info.worker_id)
             .collect(),
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the worker registry");
+            tracing::warn!(error = %error_chain(&e), "could not read the worker registry");
             Vec::new()
         }
     }
@@ -103,7 +103,7 @@ async fn reaper(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellati
                 );
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "lease recovery failed"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "lease recovery failed"),
         }
     }
 }
@@ -123,15 +123,10 @@ async fn cleaner(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellat
             now,
             completed_before: ago(now, settings.completed_retention),
             failed_before: ago(now, settings.failed_retention),
-            orphaned_locks_before: ago(now, settings.orphaned_lock_after),
         };
         match store.cleanup(&params).await {
-            Ok(report) => tracing::info!(
-                jobs_deleted = report.jobs_deleted,
-                locks_cleared = report.locks_cleared,
-                "cleanup pass"
-            ),
-            Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+            Ok(report) => tracing::info!(jobs_deleted = report.jobs_deleted, "cleanup pass"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "cleanup failed"),
         }
     }
 }

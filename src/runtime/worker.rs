@@ -30,7 +30,7 @@ use crate::backoff::retry_delays;
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::model::{JobId, Millis, now_millis};
-use crate::store::{ClaimParams, ClaimRef, Claimed, Store, WorkerInfo};
+use crate::store::{ClaimParams, ClaimRef, Claimed, Store, WorkerInfo, error_chain};
 
 /// Longest idle wait between claim attempts; also bounds how late a due
 /// scheduled job is noticed.
@@ -112,7 +112,7 @@ impl WorkerShared {
             let store = self.store.clone();
             tokio::spawn(async move {
                 if let Err(e) = store.release(&unplaced, now_millis()).await {
-                    tracing::warn!(error = %e, "could not give back claims without a slot");
+                    tracing::warn!(error = %error_chain(&e), "could not give back claims without a slot");
                 }
             });
         }
@@ -239,7 +239,7 @@ impl Worker {
         self.heartbeat.abort();
         self.completer.abort();
         if let Err(e) = shared.store.unregister_worker(&shared.info.worker_id).await {
-            tracing::warn!(error = %e, "could not unregister worker");
+            tracing::warn!(error = %error_chain(&e), "could not unregister worker");
         }
         tracing::info!(worker_id = %shared.info.worker_id, "worker stopped");
     }
@@ -268,7 +268,7 @@ async fn claim_loop(shared: Arc<WorkerShared>, bus: EventBus) {
                         .get_or_insert_with(|| retry_delays(CLAIM_RETRY, MAX_CLAIM_BACKOFF))
                         .next()
                         .unwrap_or(MAX_CLAIM_BACKOFF);
-                    tracing::warn!(error = %e, retry_in = ?wait, "claim failed");
+                    tracing::warn!(error = %error_chain(&e), retry_in = ?wait, "claim failed");
                 }
             }
         }

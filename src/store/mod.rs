@@ -37,9 +37,123 @@ pub enum StoreError {
     /// A submitted job names a dependency that does not exist.
     #[error("dependency {0} not found")]
     UnknownDependency(JobId),
-    /// The backend failed or is unreachable.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// The backend failed or is unreachable (maps to 503: try again).
+    #[error("store unavailable in {op}")]
+    Unavailable {
+        /// The operation that failed (a `Store` method's name).
+        op: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: ErrorSource,
+    },
+    /// The store holds data the backend cannot decode (a corrupt row or
+    /// hash field), or answered what the operation cannot produce: a fault
+    /// on the server's side that retrying will not cure (maps to 500).
+    #[error("corrupt stored data in {op}")]
+    Corrupt {
+        /// The operation that met it (a `Store` method's name).
+        op: &'static str,
+        /// What could not be decoded, and why.
+        #[source]
+        source: ErrorSource,
+    },
+}
+
+/// The underlying cause of a store failure.
+pub type ErrorSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    /// The backend failed in `op`.
+    pub fn unavailable(op: &'static str, source: impl Into<ErrorSource>) -> StoreError {
+        StoreError::Unavailable {
+            op,
+            source: source.into(),
+        }
+    }
+
+    /// Stored data met in `op` cannot be decoded.
+    pub fn corrupt(op: &'static str, source: impl Into<ErrorSource>) -> StoreError {
+        StoreError::Corrupt {
+            op,
+            source: source.into(),
+        }
+    }
+
+    /// `backend` failed, in an operation its caller names ([`during`]).
+    pub(crate) fn backend_unavailable(
+        backend: &'static str,
+        source: impl Into<ErrorSource>,
+    ) -> StoreError {
+        StoreError::unavailable(backend, BackendError::new(backend, source))
+    }
+
+    /// `backend` holds data it cannot decode, met in an operation its
+    /// caller names ([`during`]).
+    pub(crate) fn backend_corrupt(
+        backend: &'static str,
+        source: impl Into<ErrorSource>,
+    ) -> StoreError {
+        StoreError::corrupt(backend, BackendError::new(backend, source))
+    }
+
+    /// Names the operation on a failure noticed below it (where only the
+    /// backend is known): the `Store` method's name replaces it.
+    fn during(self, name: &'static str) -> StoreError {
+        match self {
+            StoreError::Unavailable { source, .. } => StoreError::unavailable(name, source),
+            StoreError::Corrupt { source, .. } => StoreError::corrupt(name, source),
+            other => other,
+        }
+    }
+}
+
+/// A backend's own error under the backend's name: the first link of a
+/// store failure's source chain (`... in get: redis: broken pipe`).
+#[derive(Debug, thiserror::Error)]
+#[error("{backend}")]
+pub struct BackendError {
+    /// `sqlite` or `redis`.
+    pub backend: &'static str,
+    /// What the backend (its client library, its decoder) said.
+    #[source]
+    pub source: ErrorSource,
+}
+
+impl BackendError {
+    fn new(backend: &'static str, source: impl Into<ErrorSource>) -> BackendError {
+        BackendError {
+            backend,
+            source: source.into(),
+        }
+    }
+}
+
+/// Runs one store operation, naming it on its failures: each backend's
+/// `Store` methods wrap their body in this.
+pub(crate) async fn during<T>(
+    name: &'static str,
+    work: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    work.await.map_err(|e| e.during(name))
+}
+
+/// An error with its sources, outermost first, for a log line:
+/// `store unavailable in claim: redis: connection refused`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        // Some errors repeat their source in their own words; once will do.
+        if said != last {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        last = said;
+        source = cause.source();
+    }
+    text
 }
 
 /// Shorthand for store results.
@@ -107,8 +221,6 @@ pub struct Finish {
     pub claim: ClaimRef,
     /// How it ended.
     pub outcome: Outcome,
-    /// The job as claimed.
-    pub job: std::sync::Arc<Job>,
 }
 
 /// What one [`Store::finish_and_claim`] did.
@@ -207,9 +319,6 @@ pub struct CleanupParams {
     pub completed_before: Millis,
     /// Failed and cancelled jobs finished before this are deleted.
     pub failed_before: Millis,
-    /// Processing locks left on jobs that are not running, older than this,
-    /// are cleared.
-    pub orphaned_locks_before: Millis,
 }
 
 /// What cleanup did.
@@ -217,8 +326,6 @@ pub struct CleanupParams {
 pub struct CleanupReport {
     /// Jobs deleted.
     pub jobs_deleted: usize,
-    /// Orphaned processing locks cleared.
-    pub locks_cleared: usize,
 }
 
 /// Exact counts and registry facts for `/queue/stats`.
@@ -256,7 +363,7 @@ pub trait Store: Send + Sync + 'static {
         let mut stored = self.submit_all(vec![job]).await?;
         stored
             .pop()
-            .ok_or_else(|| StoreError::Unavailable("submit stored no job".into()))
+            .ok_or_else(|| StoreError::corrupt("submit", "the store stored no job"))
     }
 
     /// Stores new jobs, all or none, in order: a job may depend on jobs
@@ -291,9 +398,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends many attempts and then, given `refill`, claims jobs as
     /// [`Store::claim`] does, in one step: a busy worker's single round trip
-    /// per batch, the slots the attempts free taken again at once. `job` in
-    /// each item is the job as the worker claimed it: a backend may build
-    /// the returned snapshot from it instead of reading the job back.
+    /// per batch, the slots the attempts free taken again at once. Each
+    /// ended attempt's job is returned as the store now holds it.
     async fn finish_and_claim(
         &self,
         items: &[Finish],
@@ -332,7 +438,8 @@ pub trait Store: Send + Sync + 'static {
     /// Recovers running jobs whose lease expired and removes stale workers.
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport>;
 
-    /// Deletes terminal jobs past retention and clears orphaned locks.
+    /// Deletes terminal jobs past retention (and whatever else the backend
+    /// keeps for a limited time) and records the pass.
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport>;
 
     /// Counts per status and registry facts. `active_since` separates active
@@ -344,4 +451,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Time of the earliest scheduled job, so the scheduler can sleep until it.
     async fn next_due(&self) -> StoreResult<Option<Millis>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failure_names_its_operation_and_keeps_its_source() {
+        let failed: StoreResult<()> = during("claim", async {
+            Err(StoreError::backend_unavailable(
+                "redis",
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+            ))
+        })
+        .await;
+        let Err(e) = failed else {
+            panic!("the failure was lost")
+        };
+        assert!(
+            matches!(e, StoreError::Unavailable { op: "claim", .. }),
+            "{e:?}"
+        );
+        let source = std::error::Error::source(&e).expect("a source");
+        let backend = source.downcast_ref::<BackendError>().expect("the backend");
+        assert!(backend.source.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(
+            error_chain(&e),
+            "store unavailable in claim: redis: refused"
+        );
+    }
 }

@@ -76,9 +76,14 @@ impl App {
                     url: server.url.clone(),
                     prefix: prefix.clone(),
                 };
-                RedisStore::open(&server.url, &prefix, bus.clone())
-                    .await
-                    .expect("open Redis store")
+                RedisStore::open(
+                    &server.url,
+                    &prefix,
+                    bus.clone(),
+                    settings.orphaned_lock_after,
+                )
+                .await
+                .expect("open Redis store")
             }
         };
         let builtins = builtin::handlers()

@@ -17,5 +17,6 @@ mod pipeline_chain;
 mod recovery;
 mod redis_store;
 mod store_contract;
+mod store_errors;
 mod support;
 mod watch;

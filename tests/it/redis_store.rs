@@ -1,7 +1,8 @@
 //! Behaviour of the Redis store that has no SQLite counterpart: the
-//! cluster-wide cleanup lock.
+//! cluster-wide cleanup lock, and clearing orphaned processing locks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jobd::events::EventBus;
 use jobd::model::{NewJob, now_millis};
@@ -19,10 +20,14 @@ async fn cleanup_never_deletes_another_nodes_lock() {
     };
     let prefix = "lockcheck";
     let lock = format!("{{{prefix}}}:lock:cleanup");
-    let store: Arc<dyn Store> =
-        jobd::store::redis::RedisStore::open(&server.url, prefix, EventBus::new())
-            .await
-            .unwrap();
+    let store: Arc<dyn Store> = jobd::store::redis::RedisStore::open(
+        &server.url,
+        prefix,
+        EventBus::new(),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
     let client = redis::Client::open(server.url.as_str()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
 
@@ -38,7 +43,6 @@ async fn cleanup_never_deletes_another_nodes_lock() {
             now,
             completed_before: now + 3_600_000,
             failed_before: now + 3_600_000,
-            orphaned_locks_before: now,
         };
         let pass = {
             let store = store.clone();
@@ -84,4 +88,55 @@ async fn cleanup_never_deletes_another_nodes_lock() {
         hijacked_passes > 0,
         "no pass was overtaken; the check proved nothing"
     );
+}
+
+/// Cleanup clears a processing lock (an entry of the `running` set) whose
+/// job no longer runs once it is older than the store's orphaned-lock age,
+/// measured from the pass's time, and leaves a younger one alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_clears_orphaned_locks_past_their_age() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let prefix = "orphans";
+    let running = format!("{{{prefix}}}:running");
+    let store = jobd::store::redis::RedisStore::open(
+        &server.url,
+        prefix,
+        EventBus::new(),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    let client = redis::Client::open(server.url.as_str()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let now = now_millis();
+    // Locks of jobs that do not exist: one whose lease ended an hour ago,
+    // one whose lease ended a minute ago.
+    for (id, lease_end) in [
+        ("old-ghost", now - 3_600_000),
+        ("young-ghost", now - 60_000),
+    ] {
+        let _: () = redis::cmd("ZADD")
+            .arg(&running)
+            .arg(lease_end)
+            .arg(id)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let params = CleanupParams {
+        now,
+        completed_before: 0,
+        failed_before: 0,
+    };
+    store.cleanup(&params).await.unwrap();
+    let left: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&running)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["young-ghost".to_owned()]);
 }

@@ -6,8 +6,10 @@ use serde_json::Value as Json;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
 use crate::store::{StoreError, StoreResult, WorkerInfo, WorkerRecord};
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis: unexpected reply: {what}"))
+/// A reply or stored field that cannot be decoded. The operation is named
+/// by the adapter ([`crate::store::during`]).
+pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::backend_corrupt("redis", format!("undecodable: {what}"))
 }
 
 /// A reply item as text.
@@ -185,15 +187,65 @@ pub const CLAIMED_FIELDS: [&str; 18] = [
 /// A claimed job from the values of [`CLAIMED_FIELDS`], as it was before
 /// the claim.
 pub fn claimed_job(value: Value) -> StoreResult<Job> {
+    named_values(&CLAIMED_FIELDS, value)
+}
+
+/// Every field of a stored job that [`job`] reads, in the order scripts
+/// that return a job's values (not its whole hash) return them.
+pub const JOB_FIELDS: [&str; 25] = [
+    "id",
+    "job_type",
+    "user_id",
+    "status",
+    "priority",
+    "parameters",
+    "result",
+    "error",
+    "progress",
+    "items_processed",
+    "total_items",
+    "attempts",
+    "max_attempts",
+    "interruptions",
+    "timeout_seconds",
+    "created_at",
+    "scheduled_for",
+    "started_at",
+    "completed_at",
+    "updated_at",
+    "worker_id",
+    "revision",
+    "depends_on",
+    "waiting_dependencies",
+    "cancelled_by",
+];
+
+/// A job from the values of `names`, in order (an HMGET's reply).
+fn named_values(names: &[&'static str], value: Value) -> StoreResult<Job> {
     let values = array(value)?;
     let fields = Fields(
-        CLAIMED_FIELDS
+        names
             .iter()
             .zip(&values)
             .filter_map(|(name, value)| Some((*name, as_str(value)?)))
             .collect(),
     );
     job(&fields)
+}
+
+/// A job from the values of [`JOB_FIELDS`].
+pub(super) fn job_values(value: Value) -> StoreResult<Job> {
+    named_values(&JOB_FIELDS, value)
+}
+
+/// An ended attempt's job from the values of [`JOB_FIELDS`], or `{}` for a
+/// lost claim.
+pub(super) fn finished_job(id: JobId, reply: Value) -> StoreResult<Job> {
+    match reply {
+        Value::Array(items) if items.is_empty() => Err(StoreError::ClaimLost(id)),
+        Value::Nil => Err(StoreError::ClaimLost(id)),
+        other => named_values(&JOB_FIELDS, other),
+    }
 }
 
 /// A job from a flat HGETALL array.
@@ -220,4 +272,32 @@ pub fn worker(value: Value) -> StoreResult<WorkerRecord> {
         last_heartbeat: required(&map, "last_heartbeat")?,
         running_jobs: ids(held)?,
     })
+}
+
+/// Decodes `{'ok', job...} | {'not_found'} | {'conflict', status}`.
+pub(super) fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
+    let items = array(reply)?;
+    let tag = items.first().and_then(text).unwrap_or_default();
+    match tag.as_str() {
+        "ok" => job(&Fields::of(items.get(1..).unwrap_or_default())),
+        "not_found" => Err(StoreError::NotFound(id)),
+        "conflict" => {
+            let current = items
+                .get(1)
+                .and_then(text)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| corrupt("conflict reply"))?;
+            Err(StoreError::Conflict { id, current })
+        }
+        other => Err(corrupt(format!("reply tag {other:?}"))),
+    }
+}
+
+/// Decodes a job, or `{}` for a lost claim.
+pub(super) fn fenced_job(id: JobId, reply: Value) -> StoreResult<Job> {
+    let items = array(reply)?;
+    if items.is_empty() {
+        return Err(StoreError::ClaimLost(id));
+    }
+    job(&Fields::of(&items))
 }

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `job:<id>` | hash | the job; created by submit, deleted by cleanup after retention |
 //! | `jobs` | zset (score 0, by id) | listing index of every job; entries removed with the job |
-//! | `pending:<user>` | zset | a user's queue (score -priority, member `<seq>:<id>`); emptied by claim and cancel |
+//! | `pending:<user>` | zset | a user's queue (score -priority, member `<queued_at><seq>:<id>`: by the time the job became claimable, then FIFO); emptied by claim and cancel |
 //! | `ready` | zset | users with pending jobs, scored by last service (round-robin); a user leaves when their queue empties |
 //! | `running` | zset | running job ids scored by lease expiry (the processing locks); claim adds, finish/cancel/recover remove |
 //! | `idle_served` | hash | the rotation place of a user whose queue ran empty, for when it queues again; pruned by cleanup once it runs nothing |

@@ -5,6 +5,7 @@
 //! Changes cross processes by pub/sub ([`pubsub`]): one subscription per
 //! process, fanned out in memory by the [`EventBus`].
 
+mod args;
 mod decode;
 pub mod keys;
 mod pubsub;
@@ -44,15 +45,17 @@ const WATCH_TTL: Duration = Duration::from_secs(60);
 /// hung requests.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A Redis failure; the operation is named by the adapter
+/// ([`crate::store::during`]).
 fn redis_err(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
+    StoreError::backend_unavailable("redis", e)
 }
 
 /// Runs one Redis operation with the [`OP_TIMEOUT`] bound.
 async fn bounded<T>(op: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
     match tokio::time::timeout(OP_TIMEOUT, op).await {
         Ok(result) => result.map_err(redis_err),
-        Err(_) => Err(StoreError::Unavailable("redis: no answer in time".into())),
+        Err(elapsed) => Err(StoreError::backend_unavailable("redis", elapsed)),
     }
 }
 
@@ -62,12 +65,23 @@ pub struct RedisStore {
     scripts: Scripts,
     keys: Keys,
     bus: EventBus,
+    /// How long a processing lock (an entry of the `running` set) may
+    /// outlive its lease with no running job behind it before cleanup
+    /// clears it.
+    orphaned_lock_after: Duration,
 }
 
 impl RedisStore {
     /// Connects to `url` (`redis://HOST:PORT/DB`) with keys under `{name}:`,
-    /// and starts the change subscription and the watch refresher.
-    pub async fn open(url: &str, name: &str, bus: EventBus) -> StoreResult<Arc<RedisStore>> {
+    /// and starts the change subscription and the watch refresher. Cleanup
+    /// clears processing locks left `orphaned_lock_after` past their lease
+    /// by a job that no longer runs.
+    pub async fn open(
+        url: &str,
+        name: &str,
+        bus: EventBus,
+        orphaned_lock_after: Duration,
+    ) -> StoreResult<Arc<RedisStore>> {
         let client = redis::Client::open(url).map_err(redis_err)?;
         // A few quick reconnection attempts per failure; while Redis stays
         // down, each new command starts another round (and fails fast).
@@ -84,6 +98,7 @@ impl RedisStore {
             scripts: Scripts::new(),
             keys: Keys::new(name),
             bus: bus.clone(),
+            orphaned_lock_after,
         });
         pubsub::spawn(client, store.keys.clone(), bus, Arc::downgrade(&store));
         Ok(store)
@@ -104,44 +119,21 @@ impl RedisStore {
     }
 
     /// Runs `exchange.lua`: ends `attempts` (their raw replies, in order),
-    /// then claims as `claim` asks (the claimed jobs, announced here).
+    /// then claims as `claim` asks (the claimed jobs, announced here, after
+    /// the jobs the claim promoted first).
     async fn exchange(
         &self,
         attempts: &[(ClaimRef, &Outcome)],
-        reply: &str,
         now: Millis,
         claim: Option<&ClaimParams>,
     ) -> StoreResult<(Vec<Value>, Vec<Claimed>)> {
-        let mut args = vec![now.to_string(), reply.into(), attempts.len().to_string()];
-        for (claim, outcome) in attempts {
-            push_finish_args(&mut args, *claim, outcome);
-        }
-        let tokens: Vec<Uuid> = match claim {
-            Some(params) => {
-                args.extend([
-                    params.worker_id.clone(),
-                    params.max_jobs.to_string(),
-                    params.global_max.to_string(),
-                    params.per_user_max.to_string(),
-                    params.lease_until.to_string(),
-                    decode::CLAIMED_FIELDS.len().to_string(),
-                ]);
-                args.extend(decode::CLAIMED_FIELDS.map(String::from));
-                (0..params.max_jobs).map(|_| Uuid::new_v4()).collect()
-            }
-            None => {
-                args.extend(["", "0", "0", "0", "0"].map(String::from));
-                Vec::new()
-            }
-        };
-        args.extend(tokens.iter().map(Uuid::to_string));
+        let (args, tokens) = args::exchange(attempts, now, claim);
         let mut parts = decode::array(self.run(&self.scripts.exchange, args).await?)?.into_iter();
         let finished = decode::array(parts.next().unwrap_or(Value::Nil))?;
+        let claimed_items = decode::array(parts.next().unwrap_or(Value::Nil))?;
+        self.publish_promoted(parts.next().unwrap_or(Value::Nil))?;
         let mut claimed = Vec::new();
-        for (item, token) in decode::array(parts.next().unwrap_or(Value::Nil))?
-            .into_iter()
-            .zip(tokens)
-        {
+        for (item, token) in claimed_items.into_iter().zip(tokens) {
             let mut job = decode::claimed_job(item)?;
             if let Some(params) = claim {
                 job.start_attempt(&params.worker_id, now);
@@ -158,6 +150,23 @@ impl RedisStore {
         Ok((finished, claimed))
     }
 
+    /// Publishes jobs a script promoted (each the values of
+    /// [`decode::JOB_FIELDS`]), waking workers if there are any; returns
+    /// how many.
+    fn publish_promoted(&self, reply: Value) -> StoreResult<usize> {
+        let promoted = decode::array(reply)?
+            .into_iter()
+            .map(decode::job_values)
+            .collect::<StoreResult<Vec<Job>>>()?;
+        for job in &promoted {
+            self.bus.publish(job);
+        }
+        if !promoted.is_empty() {
+            self.bus.notify_work();
+        }
+        Ok(promoted.len())
+    }
+
     /// Refreshes the watch registrations of everything this process watches.
     async fn refresh_watches(&self) -> StoreResult<()> {
         let ids = self.bus.announced_ids();
@@ -172,91 +181,6 @@ impl RedisStore {
     }
 }
 
-fn opt<T: ToString>(value: Option<T>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// Decodes `{'ok', job...} | {'not_found'} | {'conflict', status}`.
-fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
-    let items = decode::array(reply)?;
-    let tag = items.first().and_then(decode::text).unwrap_or_default();
-    match tag.as_str() {
-        "ok" => decode::job(&decode::Fields::of(items.get(1..).unwrap_or_default())),
-        "not_found" => Err(StoreError::NotFound(id)),
-        "conflict" => {
-            let current = items
-                .get(1)
-                .and_then(decode::text)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| StoreError::Unavailable("redis: bad conflict reply".into()))?;
-            Err(StoreError::Conflict { id, current })
-        }
-        other => Err(StoreError::Unavailable(format!(
-            "redis: unexpected reply {other}"
-        ))),
-    }
-}
-
-/// The six `finish_attempts.lua` values of one attempt.
-fn push_finish_args(args: &mut Vec<String>, claim: ClaimRef, outcome: &Outcome) {
-    let (status, result, error, scheduled_for) = match outcome {
-        Outcome::Completed { result } => (
-            JobStatus::Completed,
-            result.to_string(),
-            String::new(),
-            None,
-        ),
-        Outcome::Failed {
-            error,
-            retry_at: Some(at),
-        } => (
-            JobStatus::Scheduled,
-            String::new(),
-            error.clone(),
-            Some(*at),
-        ),
-        Outcome::Failed {
-            error,
-            retry_at: None,
-        } => (JobStatus::Failed, String::new(), error.clone(), None),
-    };
-    args.extend([
-        claim.job_id.to_string(),
-        claim.token.to_string(),
-        status.as_str().into(),
-        result,
-        error,
-        opt(scheduled_for),
-    ]);
-}
-
-/// A completed job as `finish_attempts.lua` left it, built from the claimed
-/// job and the outcome (the script answered with the revision only).
-fn completed_snapshot(item: &Finish, revision: i64, now: Millis) -> Job {
-    let mut job = (*item.job).clone();
-    job.status = JobStatus::Completed;
-    if let Outcome::Completed { result } = &item.outcome {
-        job.result = Some(result.clone());
-    }
-    job.error = None;
-    job.progress.fraction = 1.0;
-    job.completed_at = Some(now);
-    job.scheduled_for = None;
-    job.updated_at = now;
-    job.worker_id = None;
-    job.revision = revision;
-    job
-}
-
-/// Decodes a job, or `{}` for a lost claim.
-fn fenced_job(id: JobId, reply: Value) -> StoreResult<Job> {
-    let items = decode::array(reply)?;
-    if items.is_empty() {
-        return Err(StoreError::ClaimLost(id));
-    }
-    decode::job(&decode::Fields::of(&items))
-}
-
 #[async_trait]
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
@@ -264,141 +188,130 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        bounded(redis::cmd("PING").query_async::<String>(&mut self.conn()))
-            .await
-            .map(drop)
+        crate::store::during("ping", async {
+            bounded(redis::cmd("PING").query_async::<String>(&mut self.conn()))
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)> {
-        // Watch, then announce (scripts publish changes of announced jobs
-        // only), then read: no change can fall between the three.
-        let watch = self.bus.watch(id);
-        let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
-        let mut conn = self.conn();
-        bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry))
-            .await?;
-        Ok((watch, self.get(id).await?))
+        crate::store::during("watch", async {
+            // Watch, then announce (scripts publish changes of announced jobs
+            // only), then read: no change can fall between the three.
+            let watch = self.bus.watch(id);
+            let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
+            let mut conn = self.conn();
+            bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry))
+                .await?;
+            Ok((watch, self.get(id).await?))
+        })
+        .await
     }
 
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
-        let now = now_millis();
-        let mut args = vec![now.to_string(), jobs.len().to_string()];
-        for new in &jobs {
-            args.extend([
-                new.id.to_string(),
-                new.job_type.clone(),
-                new.user_id.clone(),
-                new.priority.to_string(),
-                new.parameters.to_string(),
-                new.max_attempts.to_string(),
-                opt(new.timeout_seconds),
-                opt(new.run_at.filter(|at| *at > now)),
-                new.depends_on.len().to_string(),
-            ]);
-            args.extend(new.depends_on.iter().map(JobId::to_string));
-        }
-        let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
-        if let Some(refusal) = replies.first().and_then(decode::text) {
-            let id = replies
-                .get(1)
-                .and_then(decode::text)
-                .and_then(|id| id.parse().ok())
-                .ok_or_else(|| StoreError::Unavailable("redis: bad submit reply".into()))?;
-            return Err(match refusal.as_str() {
-                "missing" => StoreError::UnknownDependency(id),
-                _ => StoreError::Unavailable(format!("redis: job id {id} is taken")),
-            });
-        }
-        let mut submitted = Vec::with_capacity(jobs.len());
-        for (new, reply) in jobs.into_iter().zip(replies) {
-            submitted.push(decode::submitted_job(new, now, decode::array(reply)?)?);
-        }
-        for job in &submitted {
-            self.bus.publish(job);
-        }
-        if submitted.iter().any(|job| job.status == JobStatus::Pending) {
-            self.bus.notify_work();
-        }
-        Ok(submitted)
+        crate::store::during("submit_all", async {
+            let now = now_millis();
+            let args = args::submit(&jobs, now);
+            let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
+            if let Some(refusal) = replies.first().and_then(decode::text) {
+                let id = replies
+                    .get(1)
+                    .and_then(decode::text)
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| decode::corrupt("submit reply"))?;
+                return Err(match refusal.as_str() {
+                    "missing" => StoreError::UnknownDependency(id),
+                    _ => StoreError::unavailable("submit", format!("job id {id} is taken")),
+                });
+            }
+            let mut submitted = Vec::with_capacity(jobs.len());
+            for (new, reply) in jobs.into_iter().zip(replies) {
+                submitted.push(decode::submitted_job(new, now, decode::array(reply)?)?);
+            }
+            for job in &submitted {
+                self.bus.publish(job);
+            }
+            if submitted.iter().any(|job| job.status == JobStatus::Pending) {
+                self.bus.notify_work();
+            }
+            Ok(submitted)
+        })
+        .await
     }
 
     async fn get(&self, id: JobId) -> StoreResult<Job> {
-        let values: Vec<Value> = bounded(
-            redis::cmd("HGETALL")
-                .arg(self.keys.job(id))
-                .query_async(&mut self.conn()),
-        )
-        .await?;
-        if values.is_empty() {
-            return Err(StoreError::NotFound(id));
-        }
-        decode::job(&decode::Fields::of(&values))
+        crate::store::during("get", async {
+            let values: Vec<Value> = bounded(
+                redis::cmd("HGETALL")
+                    .arg(self.keys.job(id))
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+            if values.is_empty() {
+                return Err(StoreError::NotFound(id));
+            }
+            decode::job(&decode::Fields::of(&values))
+        })
+        .await
     }
 
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
-        let reply = self
-            .run(
-                &self.scripts.list,
-                vec![
-                    opt(query.before),
-                    query.limit.to_string(),
-                    opt(query.status.map(JobStatus::as_str)),
-                    opt(query.user_id.as_ref()),
-                    opt(query.job_type.as_ref()),
-                    LIST_MAX_SCAN.to_string(),
-                ],
-            )
-            .await?;
-        let mut items = decode::array(reply)?.into_iter();
-        let cursor = items
-            .next()
-            .as_ref()
-            .and_then(decode::text)
-            .and_then(|c| c.parse().ok());
-        let jobs = items
-            .map(decode::job_from)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(ListPage {
-            jobs,
-            next_cursor: cursor,
+        crate::store::during("list", async {
+            let reply = self
+                .run(&self.scripts.list, args::list(query, LIST_MAX_SCAN))
+                .await?;
+            let mut items = decode::array(reply)?.into_iter();
+            let cursor = items
+                .next()
+                .as_ref()
+                .and_then(decode::text)
+                .and_then(|c| c.parse().ok());
+            let jobs = items
+                .map(decode::job_from)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(ListPage {
+                jobs,
+                next_cursor: cursor,
+            })
         })
+        .await
     }
 
     async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {
-        let (_, claimed) = self
-            .exchange(&[], "compact", params.now, Some(params))
-            .await?;
-        Ok(claimed)
+        crate::store::during("claim", async {
+            let (_, claimed) = self.exchange(&[], params.now, Some(params)).await?;
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn report_progress(&self, claim: ClaimRef, progress: Progress) -> StoreResult<Job> {
-        let progress = progress.clamped();
-        let reply = self
-            .run(
-                &self.scripts.progress,
-                vec![
-                    claim.job_id.to_string(),
-                    claim.token.to_string(),
-                    progress.fraction.to_string(),
-                    opt(progress.items_processed),
-                    opt(progress.total_items),
-                    now_millis().to_string(),
-                ],
-            )
-            .await?;
-        let job = fenced_job(claim.job_id, reply)?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("report_progress", async {
+            let progress = progress.clamped();
+            let reply = self
+                .run(
+                    &self.scripts.progress,
+                    args::progress(claim, &progress, now_millis()),
+                )
+                .await?;
+            let job = decode::fenced_job(claim.job_id, reply)?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
-        let (finished, _) = self
-            .exchange(&[(claim, &outcome)], "full", now, None)
-            .await?;
-        let item = finished.into_iter().next().unwrap_or(Value::Nil);
-        let job = fenced_job(claim.job_id, item)?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("finish", async {
+            let (finished, _) = self.exchange(&[(claim, &outcome)], now, None).await?;
+            let item = finished.into_iter().next().unwrap_or(Value::Nil);
+            let job = decode::finished_job(claim.job_id, item)?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn finish_and_claim(
@@ -407,61 +320,66 @@ impl Store for RedisStore {
         now: Millis,
         refill: Option<&ClaimParams>,
     ) -> StoreResult<Exchanged> {
-        let attempts: Vec<(ClaimRef, &Outcome)> = items
-            .iter()
-            .map(|item| (item.claim, &item.outcome))
-            .collect();
-        let (replies, claimed) = self.exchange(&attempts, "compact", now, refill).await?;
-        let mut finished = Vec::with_capacity(items.len());
-        for (item, entry) in items.iter().zip(replies) {
-            let result = match entry {
-                Value::Int(revision) => Ok(completed_snapshot(item, revision, now)),
-                other => fenced_job(item.claim.job_id, other),
-            };
-            if let Ok(job) = &result {
-                self.bus.publish(job);
+        crate::store::during("finish_and_claim", async {
+            let attempts: Vec<(ClaimRef, &Outcome)> = items
+                .iter()
+                .map(|item| (item.claim, &item.outcome))
+                .collect();
+            let (replies, claimed) = self.exchange(&attempts, now, refill).await?;
+            let mut finished = Vec::with_capacity(items.len());
+            for (item, entry) in items.iter().zip(replies) {
+                let result = decode::finished_job(item.claim.job_id, entry);
+                if let Ok(job) = &result {
+                    self.bus.publish(job);
+                }
+                finished.push(result);
             }
-            finished.push(result);
-        }
-        Ok(Exchanged { finished, claimed })
+            Ok(Exchanged { finished, claimed })
+        })
+        .await
     }
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
-        let mut args = vec![now.to_string()];
-        for claim in claims {
-            args.push(claim.job_id.to_string());
-            args.push(claim.token.to_string());
-        }
-        self.run(&self.scripts.release, args).await?;
-        for claim in claims {
-            if let Ok(job) = self.get(claim.job_id).await {
-                self.bus.publish(&job);
+        crate::store::during("release", async {
+            let args = args::release(claims, now);
+            self.run(&self.scripts.release, args).await?;
+            for claim in claims {
+                if let Ok(job) = self.get(claim.job_id).await {
+                    self.bus.publish(&job);
+                }
             }
-        }
-        self.bus.notify_work();
-        Ok(())
+            self.bus.notify_work();
+            Ok(())
+        })
+        .await
     }
 
     async fn cancel(&self, id: JobId, now: Millis) -> StoreResult<Job> {
-        let reply = self
-            .run(&self.scripts.cancel, vec![id.to_string(), now.to_string()])
-            .await?;
-        let job = checked_job(id, reply)?;
-        self.bus.publish(&job);
-        Ok(job)
+        crate::store::during("cancel", async {
+            let reply = self
+                .run(&self.scripts.cancel, vec![id.to_string(), now.to_string()])
+                .await?;
+            let job = decode::checked_job(id, reply)?;
+            self.bus.publish(&job);
+            Ok(job)
+        })
+        .await
     }
 
     async fn restart(&self, id: JobId, parameters: Option<Json>, now: Millis) -> StoreResult<Job> {
-        let reply = self
-            .run(
-                &self.scripts.restart,
-                vec![id.to_string(), now.to_string(), opt(parameters)],
-            )
-            .await?;
-        let job = checked_job(id, reply)?;
-        self.bus.publish(&job);
-        self.bus.notify_work();
-        Ok(job)
+        crate::store::during("restart", async {
+            let reply = self
+                .run(
+                    &self.scripts.restart,
+                    vec![id.to_string(), now.to_string(), args::opt(parameters)],
+                )
+                .await?;
+            let job = decode::checked_job(id, reply)?;
+            self.bus.publish(&job);
+            self.bus.notify_work();
+            Ok(job)
+        })
+        .await
     }
 
     async fn heartbeat(
@@ -471,176 +389,189 @@ impl Store for RedisStore {
         lease_until: Millis,
         now: Millis,
     ) -> StoreResult<Vec<JobId>> {
-        let mut args = vec![
-            worker.worker_id.clone(),
-            worker.host.clone(),
-            worker.pid.to_string(),
-            worker.started_at.to_string(),
-            worker.concurrency.to_string(),
-            lease_until.to_string(),
-            now.to_string(),
-        ];
-        for claim in held {
-            args.push(claim.job_id.to_string());
-            args.push(claim.token.to_string());
-        }
-        let lost = decode::ids(self.run(&self.scripts.heartbeat, args).await?)?;
-        // Keep this process's watch registrations alive with the heartbeat.
-        if let Err(e) = self.refresh_watches().await {
-            tracing::warn!(error = %e, "could not refresh watch registrations");
-        }
-        Ok(lost)
+        crate::store::during("heartbeat", async {
+            let args = args::heartbeat(worker, held, lease_until, now);
+            let lost = decode::ids(self.run(&self.scripts.heartbeat, args).await?)?;
+            // Keep this process's watch registrations alive with the heartbeat.
+            if let Err(e) = self.refresh_watches().await {
+                tracing::warn!(error = %crate::store::error_chain(&e), "could not refresh watch registrations");
+            }
+            Ok(lost)
+        })
+        .await
     }
 
     async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()> {
-        bounded(
-            redis::pipe()
-                .atomic()
-                .del(self.keys.named(&format!("worker:{worker_id}")))
-                .zrem(self.keys.named("workers"), worker_id)
-                .query_async::<()>(&mut self.conn()),
-        )
+        crate::store::during("unregister_worker", async {
+            bounded(
+                redis::pipe()
+                    .atomic()
+                    .del(self.keys.named(&format!("worker:{worker_id}")))
+                    .zrem(self.keys.named("workers"), worker_id)
+                    .query_async::<()>(&mut self.conn()),
+            )
+            .await
+        })
         .await
     }
 
     async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
-        let promoted = self
-            .run(&self.scripts.promote, vec![now.to_string()])
-            .await?;
-        redis::FromRedisValue::from_redis_value(promoted)
-            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))
+        crate::store::during("promote_due", async {
+            let mut args = vec![now.to_string()];
+            args.extend(decode::JOB_FIELDS.map(String::from));
+            let promoted = self.run(&self.scripts.promote, args).await?;
+            self.publish_promoted(promoted)
+        })
+        .await
     }
 
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport> {
-        let mut args = vec![
-            params.now.to_string(),
-            params.max_interruptions.to_string(),
-            params.stale_workers_before.to_string(),
-        ];
-        args.extend(params.dead_workers.iter().cloned());
-        let reply = self.run(&self.scripts.recover, args).await?;
-        let mut parts = decode::array(reply)?.into_iter();
-        let requeued = decode::ids(parts.next().unwrap_or(Value::Nil))?;
-        let failed = decode::ids(parts.next().unwrap_or(Value::Nil))?;
-        let stale_workers_removed = parts
-            .next()
-            .as_ref()
-            .and_then(decode::text)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        for id in requeued.iter().chain(&failed) {
-            if let Ok(job) = self.get(*id).await {
-                self.bus.publish(&job);
+        crate::store::during("recover_expired", async {
+            let mut args = vec![
+                params.now.to_string(),
+                params.max_interruptions.to_string(),
+                params.stale_workers_before.to_string(),
+            ];
+            args.extend(params.dead_workers.iter().cloned());
+            let reply = self.run(&self.scripts.recover, args).await?;
+            let mut parts = decode::array(reply)?.into_iter();
+            let requeued = decode::ids(parts.next().unwrap_or(Value::Nil))?;
+            let failed = decode::ids(parts.next().unwrap_or(Value::Nil))?;
+            let stale_workers_removed = parts
+                .next()
+                .as_ref()
+                .and_then(decode::text)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            for id in requeued.iter().chain(&failed) {
+                if let Ok(job) = self.get(*id).await {
+                    self.bus.publish(&job);
+                }
             }
-        }
-        if !requeued.is_empty() {
-            self.bus.notify_work();
-        }
-        Ok(RecoverReport {
-            requeued,
-            failed,
-            stale_workers_removed,
+            if !requeued.is_empty() {
+                self.bus.notify_work();
+            }
+            Ok(RecoverReport {
+                requeued,
+                failed,
+                stale_workers_removed,
+            })
         })
+        .await
     }
 
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport> {
-        // One pass at a time across all nodes: a lock that expires by itself
-        // if its holder dies.
-        let lock = self.keys.named("lock:cleanup");
-        let token = Uuid::new_v4().to_string();
-        let acquired: Option<String> = bounded(
-            redis::cmd("SET")
-                .arg(&lock)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(60_000)
-                .query_async(&mut self.conn()),
-        )
-        .await?;
-        if acquired.is_none() {
-            return Ok(CleanupReport::default());
-        }
-        let mut report = CleanupReport::default();
-        loop {
-            let deleted: usize = redis::FromRedisValue::from_redis_value(
-                self.run(
-                    &self.scripts.cleanup,
-                    vec![
-                        params.completed_before.to_string(),
-                        params.failed_before.to_string(),
-                        CLEANUP_BATCH.to_string(),
-                    ],
-                )
-                .await?,
-            )
-            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
-            report.jobs_deleted += deleted;
-            if deleted < CLEANUP_BATCH {
-                break;
-            }
-        }
-        let cleared = self
-            .run(
-                &self.scripts.cleanup_finish,
-                vec![
-                    params.now.to_string(),
-                    params.orphaned_locks_before.to_string(),
-                    token,
-                ],
+        crate::store::during("cleanup", async {
+            // One pass at a time across all nodes: a lock that expires by itself
+            // if its holder dies.
+            let lock = self.keys.named("lock:cleanup");
+            let token = Uuid::new_v4().to_string();
+            let acquired: Option<String> = bounded(
+                redis::cmd("SET")
+                    .arg(&lock)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(60_000)
+                    .query_async(&mut self.conn()),
             )
             .await?;
-        report.locks_cleared = redis::FromRedisValue::from_redis_value(cleared)
-            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
-        Ok(report)
+            if acquired.is_none() {
+                return Ok(CleanupReport::default());
+            }
+            let mut report = CleanupReport::default();
+            loop {
+                let deleted: usize = redis::FromRedisValue::from_redis_value(
+                    self.run(
+                        &self.scripts.cleanup,
+                        vec![
+                            params.completed_before.to_string(),
+                            params.failed_before.to_string(),
+                            CLEANUP_BATCH.to_string(),
+                        ],
+                    )
+                    .await?,
+                )
+                .map_err(decode::corrupt)?;
+                report.jobs_deleted += deleted;
+                if deleted < CLEANUP_BATCH {
+                    break;
+                }
+            }
+            let orphaned_before = params.now - self.orphaned_lock_after.as_millis() as Millis;
+            let cleared = self
+                .run(
+                    &self.scripts.cleanup_finish,
+                    vec![params.now.to_string(), orphaned_before.to_string(), token],
+                )
+                .await?;
+            let cleared: usize =
+                redis::FromRedisValue::from_redis_value(cleared).map_err(decode::corrupt)?;
+            // The scripts keep the running set in step with the jobs, so a
+            // lock to clear means something wrote around them.
+            if cleared > 0 {
+                tracing::warn!(locks_cleared = cleared, "cleared orphaned processing locks");
+            }
+            Ok(report)
+        })
+        .await
     }
 
     async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats> {
-        let workers = self.keys.named("workers");
-        let (counts, active, stale, last_cleanup): (
-            Vec<(String, i64)>,
-            usize,
-            usize,
-            Option<Millis>,
-        ) = bounded(
-            redis::pipe()
-                .hgetall(self.keys.named("counts"))
-                .zcount(&workers, active_since, "+inf")
-                .zcount(&workers, "-inf", format!("({active_since}"))
-                .hget(self.keys.named("meta"), "last_cleanup")
-                .query_async(&mut self.conn()),
-        )
-        .await?;
-        let counts = JobStatus::ALL
-            .iter()
-            .map(|status| {
-                let n = counts
-                    .iter()
-                    .find(|(s, _)| s == status.as_str())
-                    .map_or(0, |(_, n)| (*n).max(0) as u64);
-                (*status, n)
+        crate::store::during("stats", async {
+            let workers = self.keys.named("workers");
+            let (counts, active, stale, last_cleanup): (
+                Vec<(String, i64)>,
+                usize,
+                usize,
+                Option<Millis>,
+            ) = bounded(
+                redis::pipe()
+                    .hgetall(self.keys.named("counts"))
+                    .zcount(&workers, active_since, "+inf")
+                    .zcount(&workers, "-inf", format!("({active_since}"))
+                    .hget(self.keys.named("meta"), "last_cleanup")
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+            let counts = JobStatus::ALL
+                .iter()
+                .map(|status| {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| s == status.as_str())
+                        .map_or(0, |(_, n)| (*n).max(0) as u64);
+                    (*status, n)
+                })
+                .collect();
+            Ok(StoreStats {
+                counts,
+                active_workers: active,
+                stale_workers: stale,
+                last_cleanup,
             })
-            .collect();
-        Ok(StoreStats {
-            counts,
-            active_workers: active,
-            stale_workers: stale,
-            last_cleanup,
         })
+        .await
     }
 
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
-        let reply = self.run(&self.scripts.workers, Vec::new()).await?;
-        decode::array(reply)?
-            .into_iter()
-            .map(decode::worker)
-            .collect()
+        crate::store::during("workers", async {
+            let reply = self.run(&self.scripts.workers, Vec::new()).await?;
+            decode::array(reply)?
+                .into_iter()
+                .map(decode::worker)
+                .collect()
+        })
+        .await
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
-        let mut conn = self.conn();
-        let first: Vec<(String, f64)> =
-            bounded(conn.zrange_withscores(self.keys.named("scheduled"), 0, 0)).await?;
-        Ok(first.first().map(|(_, due)| *due as Millis))
+        crate::store::during("next_due", async {
+            let mut conn = self.conn();
+            let first: Vec<(String, f64)> =
+                bounded(conn.zrange_withscores(self.keys.named("scheduled"), 0, 0)).await?;
+            Ok(first.first().map(|(_, due)| *due as Millis))
+        })
+        .await
     }
 }

@@ -6,18 +6,33 @@ use serde_json::Value;
 use crate::model::{Job, JobId, JobStatus, Progress};
 use crate::store::{StoreError, StoreResult};
 
-/// Turns any SQLite failure into the store's error.
+/// Turns a SQLite failure into the store's error: a value that cannot be
+/// read as what its column should hold is corrupt data, anything else the
+/// database failing. The operation is named by the adapter
+/// ([`crate::store::during`]).
 pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {e}"))
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..) => StoreError::backend_corrupt("sqlite", e),
+        other => StoreError::backend_unavailable("sqlite", other),
+    }
 }
 
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(format!("corrupt {what}: {detail}").into())
+/// A column of `row` whose stored value cannot be decoded.
+fn corrupt(row: &Row<'_>, column: &str, detail: impl std::fmt::Display) -> rusqlite::Error {
+    let index = row.as_ref().column_index(column).unwrap_or_default();
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("jobs.{column}: {detail}").into(),
+    )
 }
 
 fn json_column(row: &Row<'_>, name: &str) -> rusqlite::Result<Option<Value>> {
     let text: Option<String> = row.get(name)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(name, e)))
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(row, name, e)))
         .transpose()
 }
 
@@ -28,10 +43,10 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let items_processed: Option<i64> = row.get("items_processed")?;
     let total_items: Option<i64> = row.get("total_items")?;
     Ok(Job {
-        id: id.parse().map_err(|e| corrupt("id", e))?,
+        id: id.parse().map_err(|e| corrupt(row, "id", e))?,
         job_type: row.get("job_type")?,
         user_id: row.get("user_id")?,
-        status: status.parse().map_err(|e| corrupt("status", e))?,
+        status: status.parse().map_err(|e| corrupt(row, "status", e))?,
         priority: row.get("priority")?,
         parameters: json_column(row, "parameters")?.unwrap_or(Value::Null),
         result: json_column(row, "result")?,
@@ -53,13 +68,13 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         worker_id: row.get("worker_id")?,
         revision: row.get("revision")?,
         depends_on: json_column(row, "depends_on")?
-            .map(|ids| serde_json::from_value(ids).map_err(|e| corrupt("depends_on", e)))
+            .map(|ids| serde_json::from_value(ids).map_err(|e| corrupt(row, "depends_on", e)))
             .transpose()?
             .unwrap_or_default(),
         waiting_dependencies: row.get("waiting_dependencies")?,
         cancelled_by: row
             .get::<_, Option<String>>("cancelled_by")?
-            .map(|id| id.parse().map_err(|e| corrupt("cancelled_by", e)))
+            .map(|id| id.parse().map_err(|e| corrupt(row, "cancelled_by", e)))
             .transpose()?,
     })
 }

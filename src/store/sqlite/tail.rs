@@ -41,7 +41,9 @@ pub(super) fn spawn(conn: Connection, store: Weak<SqliteStore>, bus: EventBus) {
                             break;
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "change tail failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::store::error_chain(&e), "change tail failed")
+                    }
                 }
             }
         });

@@ -79,8 +79,11 @@ where
     fn answer(self: Box<Self>, commit: Result<(), String>) {
         let answer = match (commit, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
-            (Ok(()), None) => Err(StoreError::Unavailable("write was not run".into())),
-            (Err(e), _) => Err(StoreError::Unavailable(e)),
+            (Ok(()), None) => Err(StoreError::backend_unavailable(
+                "sqlite",
+                "write was not run",
+            )),
+            (Err(e), _) => Err(StoreError::backend_unavailable("sqlite", e)),
         };
         // The caller may have gone away (a dropped request); nothing to do.
         let _ = self.reply.send(answer);
@@ -138,10 +141,10 @@ impl Writer {
         self.queue
             .send((lane, op))
             .await
-            .map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))?;
+            .map_err(|_| StoreError::backend_unavailable("sqlite", "sqlite writer stopped"))?;
         answer
             .await
-            .map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))?
+            .map_err(|_| StoreError::backend_unavailable("sqlite", "sqlite writer stopped"))?
     }
 }
 

@@ -116,9 +116,14 @@ impl Redis {
     async fn open_prefix(&self, prefix: &str) -> Handle {
         let server = self.server.as_ref().expect("checked by the caller");
         let bus = EventBus::new();
-        let store = jobd::store::redis::RedisStore::open(&server.url, prefix, bus.clone())
-            .await
-            .unwrap();
+        let store = jobd::store::redis::RedisStore::open(
+            &server.url,
+            prefix,
+            bus.clone(),
+            ORPHANED_LOCK_AFTER,
+        )
+        .await
+        .unwrap();
         Handle { store, bus }
     }
 }
@@ -143,6 +148,9 @@ impl Backend for Redis {
 }
 
 pub const SECOND: Millis = 1_000;
+
+/// The Redis store's orphaned-lock age in the contract suite (the default).
+const ORPHANED_LOCK_AFTER: Duration = Duration::from_secs(600);
 pub const HOUR: Millis = 3_600 * SECOND;
 pub const DAY: Millis = 24 * HOUR;
 
@@ -417,31 +425,6 @@ macro_rules! store_contract {
     };
 }
 
-/// A case on which the backends disagree: instantiated for both, ignored
-/// (with the reason) on the one that fails it, until the store is fixed.
-/// Run the ignored ones with `cargo test --test it divergent -- --ignored`.
-macro_rules! divergence {
-    ($test:ident, sqlite $(#[$s:meta])*, redis $(#[$r:meta])*) => {
-        mod $test {
-            use super::super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            $(#[$s])*
-            async fn sqlite() {
-                let backend = Sqlite::new();
-                super::super::$test(&backend).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            $(#[$r])*
-            async fn redis() {
-                let backend = Redis::new();
-                if backend.ready() {
-                    super::super::$test(&backend).await;
-                }
-            }
-        }
-    };
-}
-
 store_contract!(
     // scenarios
     every_job_is_claimed_exactly_once,
@@ -480,29 +463,7 @@ store_contract!(
     listing_filters_newest_first,
     listing_pages_by_cursor,
     retention_deletes_terminal_jobs_by_age_per_status,
+    finish_and_claim_returns_what_is_stored,
+    a_job_due_earlier_is_queued_earlier,
+    promotion_is_published_here,
 );
-
-/// Cases where the backends disagree today: each test's doc says the
-/// rule, the `ignore` what the failing backend does instead.
-mod divergent {
-    divergence!(
-        finish_and_claim_returns_what_is_stored,
-        sqlite,
-        redis #[ignore = "divergence: Redis builds a completed, unwatched job's snapshot \
-            from the job the caller passes (Finish.job), losing progress items reported \
-            since unless the caller passes them (the built-in worker does); SQLite \
-            returns the stored row"]
-    );
-    divergence!(
-        a_job_due_earlier_is_queued_earlier,
-        sqlite,
-        redis #[ignore = "divergence: Redis queues a promoted job at promotion time \
-            (behind jobs submitted after it was due); SQLite at its due time"]
-    );
-    divergence!(
-        promotion_is_published_here,
-        sqlite,
-        redis #[ignore = "divergence: Redis promote_due (and a claim's promotions) \
-            publish nothing on the process's bus; SQLite publishes each promoted job"]
-    );
-}

@@ -365,7 +365,6 @@ pub async fn retention_deletes_terminal_jobs_by_age_per_status(backend: &dyn Bac
                 now: far,
                 completed_before,
                 failed_before,
-                orphaned_locks_before: far,
             })
             .await
     };

@@ -4,7 +4,6 @@
 //! processes would).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use jobd::model::{JobStatus, Progress, now_millis};
 use jobd::store::{CleanupParams, Finish, ListQuery, Outcome, RecoverParams, StoreError};
@@ -122,7 +121,6 @@ pub async fn finishing_and_claiming_in_one_call_keeps_the_limits(backend: &dyn B
             outcome: Outcome::Completed {
                 result: json!("done"),
             },
-            job: Arc::new(c.job.clone()),
         })
         .collect();
     let mut refill = claim_params("w", 2);
@@ -526,7 +524,6 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
             now: future,
             completed_before: now_millis() - 1_000,
             failed_before: future,
-            orphaned_locks_before: future,
         })
         .await
         .unwrap();
@@ -540,7 +537,6 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
             now: future,
             completed_before: future,
             failed_before: future,
-            orphaned_locks_before: future,
         })
         .await
         .unwrap();

@@ -5,7 +5,8 @@
 -- token tokens[first_token + i - 1].
 -- Returns an array of claimed jobs, each the values of `fields` (the
 -- caller's list, attempts and revision first) as they were before the
--- claim. A job's lease is its score in the running set.
+-- claim, and the ids of the jobs promoted. A job's lease is its score in
+-- the running set.
 
 -- Starts an attempt on job `id`. Returns the job's `fields` as they were
 -- before: the caller knows what a claim changes (in Rust,
@@ -27,7 +28,7 @@ local function start_attempt(id, worker, token, now, fields)
 end
 
 local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_until, now, fields, tokens, first_token)
-  promote_due(now, 1000)
+  local promoted = promote_due(now, 1000)
   local free = math.min(max_jobs, global_max - redis.call('ZCARD', P .. 'running'))
   local claimed, leases = {}, {}
   -- Counts kept locally and written once at the end: fewer commands per job.
@@ -51,7 +52,7 @@ local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_unti
       if room > 0 then
         local top = redis.call('ZPOPMIN', pending_key(user), room)
         for i = 1, #top, 2 do
-          local id = string.sub(top[i], 18)
+          local id = queued_id(top[i])
           local token = tokens[first_token + #claimed]
           local job = start_attempt(id, worker, token, now, fields)
           -- A queue entry whose job is gone is dropped.
@@ -89,5 +90,5 @@ local function claim_jobs(worker, max_jobs, global_max, per_user_max, lease_unti
       end
     end
   end
-  return claimed
+  return claimed, promoted
 end

@@ -66,12 +66,15 @@ local function leave_rotation(user)
   end
 end
 
--- Puts a pending job at the back of its user's queue: score -priority, then
--- the queue sequence (members sort by it within a score), and makes sure
--- the user is in the round-robin rotation (new users go first).
-local function enqueue(id, user, priority)
+-- Puts a pending job in its user's queue at its place: score -priority,
+-- then the time it became claimable (`queued_at`: now, or the due time of a
+-- scheduled job, so a job due earlier is claimed earlier however late it
+-- was promoted), then the queue sequence (members sort by both within a
+-- score). Makes sure the user is in the round-robin rotation (new users go
+-- first).
+local function enqueue(id, user, priority, queued_at)
   local seq = redis.call('INCR', P .. 'queue_seq')
-  local member = string.format('%016d', seq) .. ':' .. id
+  local member = string.format('%015d%016d', tonumber(queued_at), seq) .. ':' .. id
   redis.call('ZADD', pending_key(user), -priority, member)
   redis.call('HSET', job_key(id), 'queue_member', member)
   join_rotation(user)
@@ -80,10 +83,10 @@ end
 -- Puts a claimed job back where it was in its user's queue: its queue
 -- member (kept in the job since it was enqueued) orders it before every
 -- job enqueued after it.
-local function requeue_in_place(id, user, priority)
+local function requeue_in_place(id, user, priority, now)
   local member = redis.call('HGET', job_key(id), 'queue_member')
   if not member then
-    return enqueue(id, user, priority)
+    return enqueue(id, user, priority, now)
   end
   redis.call('ZADD', pending_key(user), -priority, member)
   join_rotation(user)
@@ -125,24 +128,33 @@ local function update(id, now, ...)
   redis.call('HINCRBY', key, 'revision', 1)
 end
 
--- Makes up to `limit` due scheduled jobs pending. Returns how many.
+-- The id in a queue member (`<queued_at><seq>:<id>`).
+local function queued_id(member)
+  return string.match(member, '[^:]+$')
+end
+
+-- Makes up to `limit` due scheduled jobs pending, each queued at its due
+-- time. Returns their ids.
 local function promote_due(now, limit)
-  local due = redis.call('ZRANGEBYSCORE', P .. 'scheduled', '-inf', now, 'LIMIT', 0, limit)
-  for _, id in ipairs(due) do
+  local due = redis.call('ZRANGEBYSCORE', P .. 'scheduled', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  local promoted = {}
+  for i = 1, #due, 2 do
+    local id, due_at = due[i], due[i + 1]
     local fields = redis.call('HMGET', job_key(id), 'user_id', 'priority')
     redis.call('ZREM', P .. 'scheduled', id)
     if fields[1] then
       update(id, now, 'status', 'pending')
       count('scheduled', -1)
       count('pending', 1)
-      enqueue(id, fields[1], tonumber(fields[2]))
+      enqueue(id, fields[1], tonumber(fields[2]), due_at)
       changed(id)
+      promoted[#promoted + 1] = id
     end
   end
-  if #due > 0 then
+  if #promoted > 0 then
     wake_workers()
   end
-  return #due
+  return promoted
 end
 
 -- Dependencies. `dependents:<id>` holds the jobs waiting for job <id>; a
@@ -160,7 +172,7 @@ local function dependencies_done(id, now)
     update(id, now, 'status', 'pending')
     count('scheduled', -1)
     count('pending', 1)
-    enqueue(id, f[2], tonumber(f[3]))
+    enqueue(id, f[2], tonumber(f[3]), now)
     wake_workers()
   end
 end

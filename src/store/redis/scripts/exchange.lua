@@ -3,20 +3,29 @@
 -- and any others it has (claim_jobs), so a busy worker never waits between
 -- the two. Either part may be empty.
 -- KEYS[1] prefix
--- ARGV now, reply ('full' | 'compact'), n (attempts), then 6 * n attempt
---      values (see finish_attempts), then worker_id, max_jobs, global_max,
---      per_user_max, lease_until, the number of job fields a claim returns
---      and their names (see claim_jobs), then max_jobs claim tokens
--- Returns {finished, claimed}.
-local now, reply, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local finished = finish_attempts(now, reply, ARGV, 4, n)
-local c = 4 + 6 * n
-local claimed = {}
+-- ARGV now, n (attempts), then 6 * n attempt values (see finish_attempts),
+--      then the number of job fields an ended attempt returns and their
+--      names, then worker_id, max_jobs, global_max, per_user_max,
+--      lease_until, the number of job fields a claim returns and their
+--      names (see claim_jobs), then max_jobs claim tokens
+-- Returns {finished, claimed, promoted}: the jobs a claim promoted first,
+-- each the values of the job fields.
+local now, n = ARGV[1], tonumber(ARGV[2])
+local c = 3 + 6 * n
+local n_job_fields = tonumber(ARGV[c])
+local job_fields = {unpack(ARGV, c + 1, c + n_job_fields)}
+local finished = finish_attempts(now, job_fields, ARGV, 3, n)
+c = c + n_job_fields + 1
+local claimed, promoted = {}, {}
 local max_jobs = tonumber(ARGV[c + 1])
 if max_jobs > 0 then
   local n_fields = tonumber(ARGV[c + 5])
   local fields = {unpack(ARGV, c + 6, c + 5 + n_fields)}
-  claimed = claim_jobs(ARGV[c], max_jobs, tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3]),
+  claimed, promoted = claim_jobs(ARGV[c], max_jobs, tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3]),
     ARGV[c + 4], now, fields, ARGV, c + 6 + n_fields)
 end
-return {finished, claimed}
+local promoted_jobs = {}
+for i, id in ipairs(promoted) do
+  promoted_jobs[i] = redis.call('HMGET', job_key(id), unpack(job_fields))
+end
+return {finished, claimed, promoted_jobs}

@@ -4,10 +4,9 @@
 -- args[first ...] holds `n` attempts of six values each: id, token, status,
 -- result (JSON or ''), error (or ''), scheduled_for (or '').
 -- Returns one entry per attempt: {} when the claim was lost; otherwise the
--- job (flat HGETALL), except with reply 'compact' for a completed job
--- nobody watches, where it is just the new revision (the worker knows the
--- rest).
-local function finish_attempts(now, reply, args, first, n)
+-- values of `fields` (the caller's list of job fields) as the attempt's end
+-- left them, read in the same HMGET-sized step as the rest of the script.
+local function finish_attempts(now, fields, args, first, n)
   local out = {}
   -- Counts and index changes kept locally and written once at the end:
   -- fewer commands per job.
@@ -46,15 +45,8 @@ local function finish_attempts(now, reply, args, first, n)
         failed[#failed + 1] = id
         if f[5] then cancel_dependents(id, status, now) end
       end
-      local watched = is_watched(id)
-      if watched then
-        redis.call('PUBLISH', P .. 'changes', id)
-      end
-      if reply == 'full' or status ~= 'completed' or watched then
-        out[#out + 1] = redis.call('HGETALL', key)
-      else
-        out[#out + 1] = revision
-      end
+      changed(id)
+      out[#out + 1] = redis.call('HMGET', key, unpack(fields))
     end
   end
   call_chunked('ZREM', P .. 'running', ended)

@@ -43,7 +43,7 @@ for _, id in ipairs(expired) do
       redis.call('HINCRBY', key, 'attempts', -1)
       redis.call('HDEL', key, 'items_processed', 'total_items')
       count('pending', 1)
-      enqueue(id, fields[2], tonumber(fields[3]))
+      enqueue(id, fields[2], tonumber(fields[3]), now)
       requeued[#requeued + 1] = id
     end
     changed(id, true)

@@ -18,7 +18,7 @@ for i = 2, #ARGV, 2 do
       'items_processed', 'total_items')
     count('running', -1)
     count('pending', 1)
-    requeue_in_place(id, fields[3], tonumber(fields[4]))
+    requeue_in_place(id, fields[3], tonumber(fields[4]), now)
     changed(id)
     released = released + 1
   end

@@ -25,7 +25,7 @@ redis.call('HDEL', key, 'result', 'error', 'items_processed', 'total_items', 'sc
 count(status, -1)
 count(next_status, 1)
 if next_status == 'pending' then
-  enqueue(id, fields[2], tonumber(fields[3]))
+  enqueue(id, fields[2], tonumber(fields[3]), now)
   wake_workers()
 end
 changed(id)

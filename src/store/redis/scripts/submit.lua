@@ -81,7 +81,7 @@ local function store(job)
       redis.call('ZADD', P .. 'scheduled', job.scheduled_for, id)
     end
   else
-    enqueue(id, job.user, tonumber(job.priority))
+    enqueue(id, job.user, tonumber(job.priority), now)
     wake_workers()
   end
   return {status, waiting, cancelled_by, reason}

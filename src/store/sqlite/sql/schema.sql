@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS queue_users (
 CREATE INDEX IF NOT EXISTS queue_users_ready ON queue_users (last_served) WHERE pending > 0;
 
 -- The change log another process tails to learn of this one's writes.
--- Pruned by cleanup.
+-- Trimmed to its last entries every second (retention.rs).
 CREATE TABLE IF NOT EXISTS job_changes (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id   TEXT    NOT NULL,

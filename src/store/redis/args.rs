@@ -1,0 +1,159 @@
+//! Building the scripts' ARGV: each operation's values in the order its
+//! script's header documents.
+
+use uuid::Uuid;
+
+use super::decode;
+use crate::model::{JobId, JobStatus, Millis, NewJob, Progress};
+use crate::store::{ClaimParams, ClaimRef, ListQuery, Outcome, WorkerInfo};
+
+/// An optional value as an argument: `''` for none.
+pub(super) fn opt<T: ToString>(value: Option<T>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// `submit.lua`'s arguments for `jobs`, submitted at `now`.
+pub(super) fn submit(jobs: &[NewJob], now: Millis) -> Vec<String> {
+    let mut args = vec![now.to_string(), jobs.len().to_string()];
+    for new in jobs {
+        args.extend([
+            new.id.to_string(),
+            new.job_type.clone(),
+            new.user_id.clone(),
+            new.priority.to_string(),
+            new.parameters.to_string(),
+            new.max_attempts.to_string(),
+            opt(new.timeout_seconds),
+            opt(new.run_at.filter(|at| *at > now)),
+            new.depends_on.len().to_string(),
+        ]);
+        args.extend(new.depends_on.iter().map(JobId::to_string));
+    }
+    args
+}
+
+/// `exchange.lua`'s arguments: `attempts` to end, then the claim (if any)
+/// with one fresh token per job it may claim. Returns the arguments and
+/// the tokens.
+pub(super) fn exchange(
+    attempts: &[(ClaimRef, &Outcome)],
+    now: Millis,
+    claim: Option<&ClaimParams>,
+) -> (Vec<String>, Vec<Uuid>) {
+    let mut args = vec![now.to_string(), attempts.len().to_string()];
+    for (claim, outcome) in attempts {
+        push_finish(&mut args, *claim, outcome);
+    }
+    args.push(decode::JOB_FIELDS.len().to_string());
+    args.extend(decode::JOB_FIELDS.map(String::from));
+    let tokens: Vec<Uuid> = match claim {
+        Some(params) => {
+            args.extend([
+                params.worker_id.clone(),
+                params.max_jobs.to_string(),
+                params.global_max.to_string(),
+                params.per_user_max.to_string(),
+                params.lease_until.to_string(),
+                decode::CLAIMED_FIELDS.len().to_string(),
+            ]);
+            args.extend(decode::CLAIMED_FIELDS.map(String::from));
+            (0..params.max_jobs).map(|_| Uuid::new_v4()).collect()
+        }
+        None => {
+            args.extend(["", "0", "0", "0", "0"].map(String::from));
+            Vec::new()
+        }
+    };
+    args.extend(tokens.iter().map(Uuid::to_string));
+    (args, tokens)
+}
+
+/// The six `finish_attempts.lua` values of one attempt.
+fn push_finish(args: &mut Vec<String>, claim: ClaimRef, outcome: &Outcome) {
+    let (status, result, error, scheduled_for) = match outcome {
+        Outcome::Completed { result } => (
+            JobStatus::Completed,
+            result.to_string(),
+            String::new(),
+            None,
+        ),
+        Outcome::Failed {
+            error,
+            retry_at: Some(at),
+        } => (
+            JobStatus::Scheduled,
+            String::new(),
+            error.clone(),
+            Some(*at),
+        ),
+        Outcome::Failed {
+            error,
+            retry_at: None,
+        } => (JobStatus::Failed, String::new(), error.clone(), None),
+    };
+    args.extend([
+        claim.job_id.to_string(),
+        claim.token.to_string(),
+        status.as_str().into(),
+        result,
+        error,
+        opt(scheduled_for),
+    ]);
+}
+
+/// `progress.lua`'s arguments.
+pub(super) fn progress(claim: ClaimRef, progress: &Progress, now: Millis) -> Vec<String> {
+    vec![
+        claim.job_id.to_string(),
+        claim.token.to_string(),
+        progress.fraction.to_string(),
+        opt(progress.items_processed),
+        opt(progress.total_items),
+        now.to_string(),
+    ]
+}
+
+/// `list.lua`'s arguments, scanning at most `max_scan` ids.
+pub(super) fn list(query: &ListQuery, max_scan: usize) -> Vec<String> {
+    vec![
+        opt(query.before),
+        query.limit.to_string(),
+        opt(query.status.map(JobStatus::as_str)),
+        opt(query.user_id.as_ref()),
+        opt(query.job_type.as_ref()),
+        max_scan.to_string(),
+    ]
+}
+
+/// `release.lua`'s arguments.
+pub(super) fn release(claims: &[ClaimRef], now: Millis) -> Vec<String> {
+    let mut args = vec![now.to_string()];
+    for claim in claims {
+        args.push(claim.job_id.to_string());
+        args.push(claim.token.to_string());
+    }
+    args
+}
+
+/// `heartbeat.lua`'s arguments.
+pub(super) fn heartbeat(
+    worker: &WorkerInfo,
+    held: &[ClaimRef],
+    lease_until: Millis,
+    now: Millis,
+) -> Vec<String> {
+    let mut args = vec![
+        worker.worker_id.clone(),
+        worker.host.clone(),
+        worker.pid.to_string(),
+        worker.started_at.to_string(),
+        worker.concurrency.to_string(),
+        lease_until.to_string(),
+        now.to_string(),
+    ];
+    for claim in held {
+        args.push(claim.job_id.to_string());
+        args.push(claim.token.to_string());
+    }
+    args
+}

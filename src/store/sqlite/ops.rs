@@ -1,0 +1,532 @@
+//! The operations, each one function over a connection (`x_in`), run by
+//! the adapter (`mod.rs`) inside one write or read: testable against a
+//! bare connection, and free of lanes, chunking and publishing.
+
+use rusqlite::{Connection, named_params};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::rows::{db_err, json_text, query_job, query_jobs, status_of};
+use super::sql;
+use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
+use crate::store::{
+    ClaimParams, ClaimRef, Claimed, ListQuery, Outcome, RecoverParams, RecoverReport, StoreError,
+    StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+};
+
+/// The `meta` key under which the last cleanup time is kept.
+const LAST_CLEANUP_KEY: &str = "last_cleanup";
+
+pub(super) fn execute(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<usize> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map_err(db_err)
+}
+
+/// Explains why a conditional update on job `id` matched no row.
+fn not_applicable(conn: &Connection, id: JobId) -> StoreError {
+    match status_of(conn, id) {
+        Ok(Some(current)) => StoreError::Conflict { id, current },
+        Ok(None) => StoreError::NotFound(id),
+        Err(e) => e,
+    }
+}
+
+pub(super) fn claim_in(
+    conn: &Connection,
+    params: &ClaimParams,
+) -> StoreResult<(Vec<Claimed>, Vec<Job>)> {
+    let promoted = query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": params.now})?;
+    let running: i64 = conn
+        .query_row(sql::RUNNING_TOTAL, [], |row| row.get(0))
+        .map_err(db_err)?;
+    let mut free = params
+        .max_jobs
+        .min(params.global_max.saturating_sub(running.max(0) as usize));
+    let mut claimed = Vec::new();
+    let mut served: i64 = conn
+        .query_row(sql::LAST_SERVED, [], |row| row.get(0))
+        .map_err(db_err)?;
+    // Each round gives every user with room one job, least recently served
+    // first, so a user with a long queue never delays another by more than
+    // one round.
+    while free > 0 {
+        let users: Vec<String> = conn
+            .prepare_cached(sql::CLAIM_USERS)
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    named_params! {":per_user_max": params.per_user_max as i64, ":limit": free as i64},
+                    |row| row.get(0),
+                )?
+                .collect()
+            })
+            .map_err(db_err)?;
+        let before = claimed.len();
+        for user_id in users.iter().take(free) {
+            let token = Uuid::new_v4();
+            let job = query_job(
+                conn,
+                sql::CLAIM_NEXT_OF_USER,
+                named_params! {
+                    ":user_id": user_id,
+                    ":worker_id": params.worker_id,
+                    ":token": token.to_string(),
+                    ":lease_until": params.lease_until,
+                    ":now": params.now,
+                },
+            )?;
+            served += 1;
+            conn.prepare_cached(sql::MARK_USER_SERVED)
+                .and_then(|mut stmt| {
+                    stmt.execute(named_params! {":user_id": user_id, ":served": served})
+                })
+                .map_err(db_err)?;
+            if let Some(job) = job {
+                let claim = ClaimRef {
+                    job_id: job.id,
+                    token,
+                };
+                claimed.push(Claimed { job, claim });
+                free -= 1;
+            }
+        }
+        if claimed.len() == before {
+            break;
+        }
+    }
+    Ok((claimed, promoted))
+}
+
+/// Inserts a new job with its dependency edges. It is pending, scheduled
+/// (for `run_at`, or waiting for unfinished dependencies), or cancelled at
+/// once when a dependency already failed or was cancelled.
+pub(super) fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreResult<Job> {
+    let id = new.id;
+    let mut waiting = 0u32;
+    let mut settled_by: Option<(JobId, JobStatus)> = None;
+    for dependency in &new.depends_on {
+        match status_of(conn, *dependency)? {
+            None => return Err(StoreError::UnknownDependency(*dependency)),
+            Some(JobStatus::Completed) => {}
+            Some(status @ (JobStatus::Failed | JobStatus::Cancelled)) => {
+                settled_by.get_or_insert((*dependency, status));
+            }
+            Some(_) => waiting += 1,
+        }
+    }
+    let scheduled_for = new.run_at.filter(|at| *at > now);
+    let (status, error) = match settled_by {
+        Some((by, status)) => (JobStatus::Cancelled, Some(dependency_error(by, status))),
+        None if waiting > 0 || scheduled_for.is_some() => (JobStatus::Scheduled, None),
+        None => (JobStatus::Pending, None),
+    };
+    let depends_on = (!new.depends_on.is_empty())
+        .then(|| serde_json::to_string(&new.depends_on).unwrap_or_default());
+    let job = query_job(
+        conn,
+        sql::INSERT_JOB,
+        named_params! {
+            ":id": id.to_string(),
+            ":job_type": new.job_type,
+            ":user_id": new.user_id,
+            ":status": status.as_str(),
+            ":priority": new.priority,
+            ":parameters": json_text(&new.parameters),
+            ":max_attempts": new.max_attempts,
+            ":timeout_seconds": new.timeout_seconds,
+            ":now": now,
+            ":scheduled_for": scheduled_for,
+            ":depends_on": depends_on,
+            ":waiting_dependencies": waiting,
+            ":cancelled_by": settled_by.map(|(by, _)| by.to_string()),
+            ":error": error,
+            ":completed_at": settled_by.map(|_| now),
+        },
+    )?
+    .ok_or_else(|| StoreError::backend_corrupt("sqlite", "insert returned no row"))?;
+    for dependency in &new.depends_on {
+        execute(
+            conn,
+            sql::INSERT_DEPENDENCY,
+            named_params! {":job_id": id.to_string(), ":depends_on_id": dependency.to_string()},
+        )?;
+    }
+    Ok(job)
+}
+
+/// The error of a job cancelled because of `dependency`.
+fn dependency_error(dependency: JobId, status: JobStatus) -> String {
+    match status {
+        JobStatus::Failed => format!("dependency {dependency} failed"),
+        _ => format!("dependency {dependency} was cancelled"),
+    }
+}
+
+/// Ends one attempt under its claim (see `sql/finish.sql`).
+pub(super) fn finish_in(
+    conn: &Connection,
+    claim: ClaimRef,
+    outcome: &Outcome,
+    now: Millis,
+) -> StoreResult<Job> {
+    let (status, result, error, scheduled_for, completed_at) = match outcome {
+        Outcome::Completed { result } => (
+            JobStatus::Completed,
+            Some(json_text(result)),
+            None,
+            None,
+            Some(now),
+        ),
+        Outcome::Failed {
+            error,
+            retry_at: Some(at),
+        } => (
+            JobStatus::Scheduled,
+            None,
+            Some(error.as_str()),
+            Some(*at),
+            None,
+        ),
+        Outcome::Failed {
+            error,
+            retry_at: None,
+        } => (
+            JobStatus::Failed,
+            None,
+            Some(error.as_str()),
+            None,
+            Some(now),
+        ),
+    };
+    query_job(
+        conn,
+        sql::FINISH,
+        named_params! {
+            ":id": claim.job_id.to_string(),
+            ":token": claim.token.to_string(),
+            ":status": status.as_str(),
+            ":result": result,
+            ":error": error,
+            ":scheduled_for": scheduled_for,
+            ":completed_at": completed_at,
+            ":now": now,
+        },
+    )?
+    .ok_or(StoreError::ClaimLost(claim.job_id))
+}
+
+/// A page of the listing (`limit` jobs at most, newest first).
+pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<Vec<Job>> {
+    query_jobs(
+        conn,
+        sql::LIST_JOBS,
+        named_params! {
+            ":status": query.status.map(JobStatus::as_str),
+            ":user_id": query.user_id,
+            ":job_type": query.job_type,
+            ":before": query.before.map(|id| id.to_string()),
+            ":limit": query.limit as i64,
+        },
+    )
+}
+
+/// Records progress under the claim.
+pub(super) fn progress_in(
+    conn: &Connection,
+    claim: ClaimRef,
+    progress: Progress,
+    now: Millis,
+) -> StoreResult<Job> {
+    query_job(
+        conn,
+        sql::REPORT_PROGRESS,
+        named_params! {
+            ":id": claim.job_id.to_string(),
+            ":token": claim.token.to_string(),
+            ":progress": progress.fraction,
+            ":items_processed": progress.items_processed.map(|n| n as i64),
+            ":total_items": progress.total_items.map(|n| n as i64),
+            ":now": now,
+        },
+    )?
+    .ok_or(StoreError::ClaimLost(claim.job_id))
+}
+
+/// Gives claimed jobs back to their queue; returns those released.
+pub(super) fn release_in(
+    conn: &Connection,
+    claims: &[ClaimRef],
+    now: Millis,
+) -> StoreResult<Vec<Job>> {
+    let mut released = Vec::new();
+    for claim in claims {
+        released.extend(query_job(
+            conn,
+            sql::RELEASE,
+            named_params! {
+                ":id": claim.job_id.to_string(),
+                ":token": claim.token.to_string(),
+                ":now": now,
+            },
+        )?);
+    }
+    Ok(released)
+}
+
+/// Cancels a job that is not terminal.
+pub(super) fn cancel_in(conn: &Connection, id: JobId, now: Millis) -> StoreResult<Job> {
+    query_job(
+        conn,
+        sql::CANCEL,
+        named_params! {":id": id.to_string(), ":now": now, ":reason": None::<String>},
+    )?
+    .ok_or_else(|| not_applicable(conn, id))
+}
+
+/// Puts a failed or cancelled job back to pending.
+pub(super) fn restart_in(
+    conn: &Connection,
+    id: JobId,
+    parameters: Option<&Value>,
+    now: Millis,
+) -> StoreResult<Job> {
+    let parameters = parameters.map(json_text);
+    query_job(
+        conn,
+        sql::RESTART,
+        named_params! {":id": id.to_string(), ":now": now, ":parameters": parameters},
+    )?
+    .ok_or_else(|| not_applicable(conn, id))?;
+    // The status change separately, so the revival trigger sees the job's
+    // settled dependency count.
+    query_job(
+        conn,
+        sql::RESTART_STATUS,
+        named_params! {":id": id.to_string()},
+    )?
+    .ok_or(StoreError::NotFound(id))
+}
+
+/// Registers or refreshes a worker and extends its leases; returns the held
+/// jobs whose claim is gone.
+pub(super) fn heartbeat_in(
+    conn: &Connection,
+    worker: &WorkerInfo,
+    held: &[ClaimRef],
+    lease_until: Millis,
+    now: Millis,
+) -> StoreResult<Vec<JobId>> {
+    execute(
+        conn,
+        sql::UPSERT_WORKER,
+        named_params! {
+            ":worker_id": worker.worker_id,
+            ":host": worker.host,
+            ":pid": worker.pid,
+            ":started_at": worker.started_at,
+            ":concurrency": worker.concurrency as i64,
+            ":now": now,
+        },
+    )?;
+    let mut lost = Vec::new();
+    for claim in held {
+        let renewed = execute(
+            conn,
+            sql::EXTEND_LEASE,
+            named_params! {
+                ":id": claim.job_id.to_string(),
+                ":token": claim.token.to_string(),
+                ":lease_until": lease_until,
+            },
+        )?;
+        if renewed == 0 {
+            lost.push(claim.job_id);
+        }
+    }
+    Ok(lost)
+}
+
+/// Removes a worker's registration.
+pub(super) fn unregister_in(conn: &Connection, worker_id: &str) -> StoreResult<()> {
+    execute(
+        conn,
+        sql::DELETE_WORKER,
+        named_params! {":worker_id": worker_id},
+    )
+    .map(drop)
+}
+
+/// Makes due scheduled jobs pending; returns them.
+pub(super) fn promote_in(conn: &Connection, now: Millis) -> StoreResult<Vec<Job>> {
+    query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": now})
+}
+
+/// Recovers expired leases and the jobs of dead workers, and removes stale
+/// registrations; returns the report and the jobs changed.
+pub(super) fn recover_in(
+    conn: &Connection,
+    params: &RecoverParams,
+) -> StoreResult<(RecoverReport, Vec<Job>)> {
+    for worker_id in &params.dead_workers {
+        execute(
+            conn,
+            sql::EXPIRE_WORKER_LEASES,
+            named_params! {":worker_id": worker_id},
+        )?;
+        execute(
+            conn,
+            sql::DELETE_WORKER,
+            named_params! {":worker_id": worker_id},
+        )?;
+    }
+    let expired: Vec<(String, u32)> = conn
+        .prepare_cached(sql::SELECT_EXPIRED)
+        .and_then(|mut stmt| {
+            stmt.query_map(named_params! {":now": params.now}, |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect()
+        })
+        .map_err(db_err)?;
+    let mut report = RecoverReport::default();
+    let mut changed = Vec::new();
+    for (id, interruptions) in expired {
+        let job = if interruptions >= params.max_interruptions {
+            query_job(
+                conn,
+                sql::FAIL_WORKER_LOST,
+                named_params! {
+                    ":id": id,
+                    ":now": params.now,
+                    ":error": format!(
+                        "worker lost: the job's worker stopped responding {} times",
+                        interruptions + 1
+                    ),
+                },
+            )?
+        } else {
+            query_job(
+                conn,
+                sql::REQUEUE_INTERRUPTED,
+                named_params! {":id": id, ":now": params.now},
+            )?
+        };
+        if let Some(job) = job {
+            match job.status {
+                JobStatus::Failed => report.failed.push(job.id),
+                _ => report.requeued.push(job.id),
+            }
+            changed.push(job);
+        }
+    }
+    report.stale_workers_removed = execute(
+        conn,
+        sql::DELETE_STALE_WORKERS,
+        named_params! {":before": params.stale_workers_before},
+    )?;
+    Ok((report, changed))
+}
+
+/// Deletes one bounded batch of terminal jobs past retention; returns how
+/// many.
+pub(super) fn delete_expired_in(
+    conn: &Connection,
+    completed_before: Millis,
+    failed_before: Millis,
+) -> StoreResult<usize> {
+    execute(
+        conn,
+        sql::DELETE_EXPIRED_JOBS,
+        named_params! {
+            ":completed_before": completed_before,
+            ":failed_before": failed_before,
+        },
+    )
+}
+
+/// Ends a cleanup pass: forgets idle users and records the pass.
+pub(super) fn end_cleanup_in(conn: &Connection, now: Millis) -> StoreResult<()> {
+    execute(conn, sql::FORGET_IDLE_USERS, [])?;
+    execute(
+        conn,
+        sql::SET_META,
+        named_params! {":key": LAST_CLEANUP_KEY, ":value": now},
+    )
+    .map(drop)
+}
+
+/// Counts per status, workers active since `active_since` and stale, and
+/// the last cleanup.
+pub(super) fn stats_in(conn: &Connection, active_since: Millis) -> StoreResult<StoreStats> {
+    let mut counts: Vec<(JobStatus, u64)> =
+        JobStatus::ALL.iter().map(|status| (*status, 0)).collect();
+    let rows: Vec<(String, i64)> = conn
+        .prepare_cached(sql::STATUS_COUNTS)
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .map_err(db_err)?;
+    for (status, n) in rows {
+        if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == status) {
+            entry.1 = n.max(0) as u64;
+        }
+    }
+    let (active, stale): (i64, i64) = conn
+        .query_row(
+            sql::COUNT_WORKERS,
+            named_params! {":active_since": active_since},
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(db_err)?;
+    let last_cleanup = conn
+        .query_row(
+            sql::GET_META,
+            named_params! {":key": LAST_CLEANUP_KEY},
+            |row| row.get(0),
+        )
+        .ok();
+    Ok(StoreStats {
+        counts,
+        active_workers: active.max(0) as usize,
+        stale_workers: stale.max(0) as usize,
+        last_cleanup,
+    })
+}
+
+/// The worker registry.
+pub(super) fn workers_in(conn: &Connection) -> StoreResult<Vec<WorkerRecord>> {
+    conn.prepare_cached(sql::SELECT_WORKERS)
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| {
+                let jobs: Option<String> = row.get(6)?;
+                Ok(WorkerRecord {
+                    info: WorkerInfo {
+                        worker_id: row.get(0)?,
+                        host: row.get(1)?,
+                        pid: row.get(2)?,
+                        started_at: row.get(3)?,
+                        concurrency: row.get::<_, i64>(4)?.max(0) as usize,
+                    },
+                    last_heartbeat: row.get(5)?,
+                    running_jobs: jobs
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|id| id.parse().ok())
+                        .collect(),
+                })
+            })?
+            .collect()
+        })
+        .map_err(db_err)
+}
+
+/// The earliest due time of a scheduled job.
+pub(super) fn next_due_in(conn: &Connection) -> StoreResult<Option<Millis>> {
+    conn.query_row(sql::NEXT_DUE, [], |row| row.get(0))
+        .map_err(db_err)
+}
