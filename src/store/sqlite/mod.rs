@@ -29,9 +29,9 @@ use crate::config::Synchronous;
 use crate::events::{EventBus, JobWatch};
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish, ListPage,
-    ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats,
-    WorkerInfo, WorkerRecord,
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
+    FinishedTotals, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError,
+    StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// The `meta` key under which the last cleanup time is kept.
@@ -108,7 +108,12 @@ impl SqliteStore {
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 3] = [sql::SCHEMA, sql::DEPENDENCIES, sql::DROP_RUNNING_INDEXES];
+const MIGRATIONS: [&str; 4] = [
+    sql::SCHEMA,
+    sql::DEPENDENCIES,
+    sql::DROP_RUNNING_INDEXES,
+    sql::RETIRED,
+];
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -925,6 +930,29 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn finished_totals(&self) -> StoreResult<FinishedTotals> {
+        self.read(|conn| {
+            let rows: Vec<(String, i64)> = conn
+                .prepare_cached(sql::FINISHED_TOTALS)
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect()
+                })
+                .map_err(db_err)?;
+            let total = |status: &str| {
+                rows.iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| (*n).max(0) as u64)
+            };
+            Ok(FinishedTotals {
+                completed: total("completed"),
+                failed: total("failed"),
+                cancelled: total("cancelled"),
+            })
+        })
+        .await
+    }
+
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
         self.read(|conn| {
             conn.prepare_cached(sql::SELECT_WORKERS)
@@ -1038,7 +1066,7 @@ mod tests {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, MIGRATIONS.len() as i64);
         let jobs: i64 = conn
             .query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))
             .unwrap();
