@@ -16,6 +16,7 @@ pub mod schema;
 pub mod state;
 pub mod stats;
 pub mod throughput;
+mod throughput_feed;
 pub mod watch;
 pub mod why;
 
@@ -79,13 +80,15 @@ async fn method_not_allowed() -> Response {
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets open
 /// requests finish (long-polls and streams end on the same signal). Also
-/// runs the task that turns this process's job events into metrics.
+/// runs the task that turns this process's job events into metrics and
+/// the one that feeds the throughput chart from the store's totals.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let _feed = metrics::spawn_feed(&state);
+    let _feed = metrics::spawn_feed(&state.bus, state.registry.names(), state.shutdown.clone());
+    let _throughput = throughput_feed::spawn(state.store.clone(), state.shutdown.clone());
     let app = router(state);
     // No Nagle delay: SSE events and long-poll answers are small writes
     // that must leave at once.

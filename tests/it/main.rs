@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod cli;
 mod cluster;
+mod cluster_metrics;
 mod control;
 mod layers;
 mod limits;
