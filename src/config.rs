@@ -20,6 +20,10 @@ pub struct SettingsArgs {
     /// Address the HTTP API listens on [default: 127.0.0.1:8000].
     #[arg(long, env = "JOBD_BIND")]
     pub bind: Option<SocketAddr>,
+    /// Address `jobd worker` serves its own Prometheus `/metrics` on
+    /// [default: none; `serve` has `/metrics` on --bind].
+    #[arg(long, env = "JOBD_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
     /// The store: `sqlite` (embedded, in --data-dir) or a Redis URL
     /// `redis://HOST:PORT/DB` shared by many processes [default: sqlite].
     #[arg(long, env = "JOBD_STORE")]
@@ -177,6 +181,8 @@ pub enum StoreConfig {
 pub struct Settings {
     /// HTTP listen address.
     pub bind: SocketAddr,
+    /// Where `jobd worker` serves its `/metrics`, if anywhere.
+    pub metrics_bind: Option<SocketAddr>,
     /// The backend.
     pub store: StoreConfig,
     /// Embedded store directory.
@@ -281,6 +287,7 @@ impl Settings {
             bind: a
                 .bind
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            metrics_bind: a.metrics_bind,
             store,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("jobd-data")),
             workers: a.workers.unwrap_or(global),
@@ -359,6 +366,7 @@ impl SettingsArgs {
     fn over(self, lower: SettingsArgs) -> SettingsArgs {
         SettingsArgs {
             bind: self.bind.or(lower.bind),
+            metrics_bind: self.metrics_bind.or(lower.metrics_bind),
             store: self.store.or(lower.store),
             data_dir: self.data_dir.or(lower.data_dir),
             redis_prefix: self.redis_prefix.or(lower.redis_prefix),

@@ -135,19 +135,64 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
-/// Runs workers only (no API) until `shutdown` fires.
+/// Runs workers only (no API) until `shutdown` fires, with their own
+/// `/metrics` on `settings.metrics_bind` if given. Prints `jobd worker ID
+/// started` once running (and `; metrics on http://ADDR/metrics`).
 pub async fn work(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     if settings.workers == 0 {
         anyhow::bail!("jobd worker needs --workers of at least 1");
     }
     let settings = Arc::new(settings);
+    let metrics_listener = match settings.metrics_bind {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for metrics"))?,
+        ),
+        None => None,
+    };
     let core = open(&settings).await?;
     let maintenance_stop = CancellationToken::new();
     let maintenance = spawn_maintenance(&core, &settings, &maintenance_stop);
-    let worker = Worker::start(core.store, core.bus, settings, core.registry);
-    println!("jobd worker {} started", worker.id());
-    shutdown.cancelled().await;
+    let worker = Worker::start(
+        core.store.clone(),
+        core.bus.clone(),
+        settings.clone(),
+        core.registry.clone(),
+    );
+    let metrics_stop = CancellationToken::new();
+    let mut served = String::new();
+    let mut metrics = None;
+    if let Some(listener) = metrics_listener {
+        served = format!("; metrics on http://{}/metrics", listener.local_addr()?);
+        let source = api::metrics::WorkerMetrics {
+            bus: &core.bus,
+            job_types: core.registry.names(),
+            load: worker.load(),
+        };
+        metrics = Some(api::metrics::serve_worker_metrics(
+            listener,
+            source,
+            metrics_stop.clone(),
+        ));
+    }
+    println!("jobd worker {} started{served}", worker.id());
+    if let Some(metrics) = metrics.as_mut() {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            result = metrics => {
+                // The metrics server stopped on its own: an I/O error.
+                result.context("metrics server task failed")??;
+            }
+        }
+    } else {
+        shutdown.cancelled().await;
+    }
     worker.shutdown().await;
+    metrics_stop.cancel();
+    if let Some(metrics) = metrics.filter(|task| !task.is_finished()) {
+        metrics.await.context("metrics server task failed")??;
+    }
     maintenance_stop.cancel();
     let _ = maintenance.await;
     Ok(())

@@ -17,6 +17,7 @@ pub mod schema;
 pub mod state;
 pub mod stats;
 pub mod throughput;
+mod throughput_feed;
 pub mod watch;
 pub mod why;
 
@@ -88,7 +89,8 @@ async fn method_not_allowed() -> Response {
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets open
 /// requests finish (long-polls and streams end on the same signal). Also
-/// runs the task that turns this process's job events into metrics.
+/// runs the task that turns this process's job events into metrics and
+/// the one that feeds the throughput chart from the store's totals.
 /// `open_files` is the process's descriptor limit: unless
 /// `max_connections` is set, connections may use all but a quarter of it,
 /// or all but [`RESERVED_FILES`] when that is less.
@@ -98,7 +100,8 @@ pub async fn serve(
     open_files: u64,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let _feed = metrics::spawn_feed(&state);
+    let _feed = metrics::spawn_feed(&state.bus, state.registry.names(), state.shutdown.clone());
+    let _throughput = throughput_feed::spawn(state.store.clone(), state.shutdown.clone());
     let limits = listen::ConnectionLimits {
         max_connections: state.settings.max_connections.unwrap_or_else(|| {
             let spare = open_files - RESERVED_FILES.min(open_files / 4);

@@ -1,6 +1,7 @@
 //! The throughput history the dashboard charts: jobs completed and failed
-//! per 10-second interval over the last 10 minutes, counted from this
-//! process's job events (see [`super::metrics`]'s feed task), and served at
+//! per 10-second interval over the last 10 minutes, across every process
+//! sharing the store (counted by [`super::throughput_feed`] from the
+//! store's finished totals), and served at
 //! `GET /api/v1/jobs/queue/throughput` and in the dashboard's live stream.
 //!
 //! Every operation takes the time as an argument, so the ring can be tested
@@ -22,8 +23,8 @@ pub const THROUGHPUT_INTERVAL: Duration = Duration::from_secs(10);
 /// Intervals of throughput history kept (10 minutes).
 pub const THROUGHPUT_INTERVALS: usize = 60;
 
-/// Jobs finished per interval by this process's workers, oldest first,
-/// ending with the interval now under way.
+/// Jobs finished per interval, by any worker sharing the store, oldest
+/// first, ending with the interval now under way.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Throughput {
     /// Width of each interval in seconds.
@@ -60,7 +61,7 @@ pub(crate) struct ThroughputRing {
 }
 
 impl ThroughputRing {
-    /// The process's ring, fed by the job-event task and read by the routes.
+    /// The process's ring, fed by the totals feed and read by the routes.
     pub(crate) fn global() -> &'static ThroughputRing {
         static GLOBAL: OnceLock<ThroughputRing> = OnceLock::new();
         GLOBAL.get_or_init(ThroughputRing::default)
@@ -74,9 +75,12 @@ impl ThroughputRing {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts a job finished at `at` (completed, or failed for good), as
-    /// seen at `now`; a finish older than the window is ignored.
-    pub(crate) fn count_finished(&self, at: Millis, now: Millis, failed: bool) {
+    /// Counts jobs finished at `at` (`completed`, and `failed` for good),
+    /// as seen at `now`; finishes older than the window are ignored.
+    pub(crate) fn count(&self, at: Millis, now: Millis, completed: u64, failed: u64) {
+        if completed == 0 && failed == 0 {
+            return;
+        }
         let index = interval_index(at);
         let oldest = interval_index(now) - THROUGHPUT_INTERVALS as i64;
         if index <= oldest {
@@ -100,11 +104,8 @@ impl ThroughputRing {
             }
         };
         if let Some(interval) = intervals.get_mut(position) {
-            if failed {
-                interval.failed += 1;
-            } else {
-                interval.completed += 1;
-            }
+            interval.completed += completed;
+            interval.failed += failed;
         }
         while intervals
             .front()
@@ -146,8 +147,9 @@ fn interval_index(at: Millis) -> i64 {
     path = "/api/v1/jobs/queue/throughput",
     tag = "queue",
     summary = "Jobs finished per interval",
-    description = "Jobs completed and failed by this process's workers in each of the last \
-        60 intervals of 10 s, oldest first (the last is under way).",
+    description = "Jobs completed and failed in each of the last 60 intervals of 10 s, oldest \
+        first (the last is under way), by every worker sharing the store: counted from the \
+        store's totals, read every second since this process started.",
     responses((status = 200, description = "The throughput history", body = Throughput))
 )]
 pub async fn throughput() -> axum::Json<Throughput> {
@@ -168,10 +170,10 @@ mod tests {
     #[test]
     fn throughput_counts_into_the_current_interval() {
         let ring = ThroughputRing::default();
-        ring.count_finished(NOW, NOW, false);
-        ring.count_finished(NOW, NOW, true);
-        ring.count_finished(NOW - 4_000, NOW, false); // same interval, earlier
-        ring.count_finished(NOW - 3_600_000, NOW, false); // outside the window
+        ring.count(NOW, NOW, 1, 0);
+        ring.count(NOW, NOW, 0, 1);
+        ring.count(NOW - 4_000, NOW, 1, 0); // same interval, earlier
+        ring.count(NOW - 3_600_000, NOW, 1, 0); // outside the window
         let t = ring.throughput(NOW);
         assert_eq!(t.intervals.len(), THROUGHPUT_INTERVALS);
         let last = t.intervals.last().unwrap();
@@ -184,7 +186,7 @@ mod tests {
     #[test]
     fn the_window_moves_with_the_time_given() {
         let ring = ThroughputRing::default();
-        ring.count_finished(NOW - width(), NOW, false); // the previous interval
+        ring.count(NOW - width(), NOW, 1, 0); // the previous interval
         let t = ring.throughput(NOW);
         let [.., previous, current] = t.intervals.as_slice() else {
             panic!("too few intervals");
@@ -203,9 +205,9 @@ mod tests {
     #[test]
     fn finishes_arriving_out_of_order_land_in_their_intervals() {
         let ring = ThroughputRing::default();
-        ring.count_finished(NOW, NOW, false);
-        ring.count_finished(NOW - 3 * width(), NOW, true);
-        ring.count_finished(NOW - width(), NOW, false);
+        ring.count(NOW, NOW, 1, 0);
+        ring.count(NOW - 3 * width(), NOW, 0, 1);
+        ring.count(NOW - width(), NOW, 1, 0);
         let t = ring.throughput(NOW);
         let counts: Vec<(u64, u64)> = t.intervals[THROUGHPUT_INTERVALS - 4..]
             .iter()

@@ -14,4 +14,4 @@ mod worker;
 
 pub use handler::{JobContext, JobFailure, JobHandler, Retry};
 pub use registry::{JobType, Registry};
-pub use worker::Worker;
+pub use worker::{Worker, WorkerLoad};

@@ -143,6 +143,22 @@ impl Held for Arc<WorkerShared> {
     }
 }
 
+/// A read-only view of a worker's slots (for its metrics). Cheap to clone.
+#[derive(Clone)]
+pub struct WorkerLoad(Arc<WorkerShared>);
+
+impl WorkerLoad {
+    /// Jobs the worker runs now.
+    pub fn running(&self) -> usize {
+        self.0.running().len()
+    }
+
+    /// Jobs it can run at once.
+    pub fn slots(&self) -> usize {
+        self.0.info.concurrency
+    }
+}
+
 /// A started worker runtime.
 pub struct Worker {
     shared: Arc<WorkerShared>,
@@ -218,6 +234,11 @@ impl Worker {
     /// This worker's id.
     pub fn id(&self) -> &str {
         &self.shared.info.worker_id
+    }
+
+    /// A view of its slots, for its metrics.
+    pub fn load(&self) -> WorkerLoad {
+        WorkerLoad(self.shared.clone())
     }
 
     /// Stops claiming, waits up to the shutdown grace for running jobs,

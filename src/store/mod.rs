@@ -341,6 +341,20 @@ pub struct StoreStats {
     pub last_cleanup: Option<Millis>,
 }
 
+/// How many jobs ever ended in each terminal status, across every process
+/// sharing the store: the jobs in that status now plus those that left it
+/// (deleted by cleanup, or restarted). Never goes down while the store
+/// keeps its data, so it can be exported as a Prometheus counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinishedTotals {
+    /// Jobs that completed.
+    pub completed: u64,
+    /// Jobs that failed for good (retries scheduled are not failures).
+    pub failed: u64,
+    /// Jobs that were cancelled.
+    pub cancelled: u64,
+}
+
 /// Change the trait, change the suite (tests/it/store_contract/).
 ///
 /// The atomic operations jobd needs from a backend. Object-safe, so the
@@ -445,6 +459,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counts per status and registry facts. `active_since` separates active
     /// from stale workers.
     async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats>;
+
+    /// The terminal-status totals, read in one consistent step.
+    async fn finished_totals(&self) -> StoreResult<FinishedTotals>;
 
     /// The registered workers.
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>>;

@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod cli;
 mod cluster;
+mod cluster_metrics;
 mod connections;
 mod control;
 mod layers;

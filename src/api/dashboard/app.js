@@ -242,7 +242,7 @@
     box.dataset.total = String(total);
     box.replaceChildren(chart);
     $("throughput-note").textContent =
-      `(per ${t.interval_seconds} s, this server's workers; ${total} in the last ${minutes} min)`;
+      `(per ${t.interval_seconds} s, all workers; ${total} in the last ${minutes} min)`;
   }
 
   // --- jobs list -------------------------------------------------------------

@@ -1,7 +1,10 @@
-//! Job counters and histograms from this process's job events: one task
-//! reads the event bus's all-jobs feed and a [`Tracker`] turns each
-//! snapshot into counter increments, histogram samples and throughput
-//! counts. Not HTTP code: it runs wherever jobs change.
+//! Job counters and histograms of the attempts this process sees, from
+//! its job events: one task reads the event bus's all-jobs feed and a
+//! [`Tracker`] turns each snapshot into counter increments and histogram
+//! samples. Not HTTP code: it runs wherever jobs change, in `jobd serve`
+//! and in a `jobd worker` with `--metrics-bind`. The totals of finished
+//! jobs come from the store instead (see [`super::store_gauges`]): another
+//! process's jobs reach this bus only when watched here.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,14 +12,11 @@ use std::time::Duration;
 use metrics::{counter, histogram};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::recorder::{
-    CANCELLED, COMPLETED, DURATION, FAILED, LAGGED, QUEUE_WAIT, RETRIED, STARTED, SUBMITTED,
-    prometheus,
-};
-use crate::api::state::AppState;
-use crate::api::throughput::ThroughputRing;
-use crate::model::{Job, JobId, JobStatus, Millis, now_millis};
+use super::recorder::{DURATION, LAGGED, QUEUE_WAIT, RETRIED, STARTED, SUBMITTED, prometheus};
+use crate::events::EventBus;
+use crate::model::{Job, JobId, JobStatus, Millis};
 
 /// Most jobs the feed task remembers state for (pending-since times and
 /// attempt starts). Entries go when a job leaves the state; a job changed
@@ -24,27 +24,29 @@ use crate::model::{Job, JobId, JobStatus, Millis, now_millis};
 /// whole when they reach this size rather than grow.
 const TRACKED_JOBS: usize = 100_000;
 
-/// Starts the task that turns this process's job changes into metrics and
-/// throughput; it ends when the server shuts down. Counters of every
-/// configured job type start at zero, so rates exist before the first job.
-pub(crate) fn spawn_feed(state: &AppState) -> JoinHandle<()> {
+/// Starts the task that turns this process's job changes into metrics; it
+/// ends when `shutdown` fires. Counters of every configured job type
+/// (`job_types`) start at zero, so rates exist before the first job.
+pub(crate) fn spawn_feed<'a>(
+    bus: &EventBus,
+    job_types: impl IntoIterator<Item = &'a str>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     let handle = prometheus();
-    for job_type in state.registry.names() {
-        for name in [SUBMITTED, STARTED, COMPLETED, FAILED, CANCELLED, RETRIED] {
+    for job_type in job_types {
+        for name in [SUBMITTED, STARTED, RETRIED] {
             counter!(name, "job_type" => job_type.to_string()).increment(0);
         }
     }
     counter!(LAGGED).increment(0);
-    let mut feed = state.bus.subscribe_all();
-    let shutdown = state.shutdown.clone();
+    let mut feed = bus.subscribe_all();
     tokio::spawn(async move {
         let mut tracker = Tracker::default();
-        let throughput = ThroughputRing::global();
         let mut upkeep = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 change = feed.recv() => match change {
-                    Ok(job) => tracker.observe(&job, throughput),
+                    Ok(job) => tracker.observe(&job),
                     Err(RecvError::Lagged(missed)) => counter!(LAGGED).increment(missed),
                     Err(RecvError::Closed) => return,
                 },
@@ -90,7 +92,7 @@ impl Tracker {
         false
     }
 
-    fn observe(&mut self, job: &Job, throughput: &ThroughputRing) {
+    fn observe(&mut self, job: &Job) {
         let job_type = job.job_type.clone();
         // Exactly one snapshot of a job has revision 1, its submission;
         // counted even when it arrives late (the claim may be published
@@ -141,19 +143,7 @@ impl Tracker {
             JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => {
                 self.started.remove(&job.id);
                 self.pending_since.remove(&job.id);
-                let (name, label) = match job.status {
-                    JobStatus::Completed => (COMPLETED, "completed"),
-                    JobStatus::Failed => (FAILED, "failed"),
-                    _ => (CANCELLED, "cancelled"),
-                };
-                counter!(name, "job_type" => job_type.clone()).increment(1);
-                if job.status != JobStatus::Cancelled {
-                    throughput.count_finished(
-                        job.completed_at.unwrap_or(job.updated_at),
-                        now_millis(),
-                        job.status == JobStatus::Failed,
-                    );
-                }
+                let label = job.status.as_str();
                 if let Some(run) = attempt_seconds(job) {
                     histogram!(DURATION, "job_type" => job_type, "status" => label).record(run);
                 }
@@ -181,7 +171,6 @@ mod tests {
 
     #[test]
     fn late_snapshots_do_not_count_again() {
-        let throughput = ThroughputRing::default();
         let mut tracker = Tracker::default();
         let mut job = crate::model::Job {
             id: uuid::Uuid::now_v7(),
@@ -211,7 +200,7 @@ mod tests {
         let progress = job.clone();
         job.status = JobStatus::Cancelled;
         job.revision = 4;
-        tracker.observe(&job, &throughput);
+        tracker.observe(&job);
         assert!(tracker.is_stale(&progress), "an older snapshot is stale");
         assert!(!tracker.started.contains_key(&job.id));
         job.revision = 5;

@@ -23,9 +23,6 @@ const HTTP_BUCKETS: &[f64] = &[
 
 pub(super) const SUBMITTED: &str = "jobd_jobs_submitted_total";
 pub(super) const STARTED: &str = "jobd_jobs_started_total";
-pub(super) const COMPLETED: &str = "jobd_jobs_completed_total";
-pub(super) const FAILED: &str = "jobd_jobs_failed_total";
-pub(super) const CANCELLED: &str = "jobd_jobs_cancelled_total";
 pub(super) const RETRIED: &str = "jobd_jobs_retried_total";
 pub(super) const LAGGED: &str = "jobd_job_events_lagged_total";
 pub(super) const DURATION: &str = "jobd_job_duration_seconds";
@@ -35,6 +32,19 @@ pub(super) const HTTP_DURATION: &str = "jobd_http_request_duration_seconds";
 /// Dashboard updates built by this process (each one read of the queue
 /// statistics and the worker registry), however many dashboards are open.
 pub(crate) const DASHBOARD_UPDATES: &str = "jobd_dashboard_updates_total";
+
+/// The content type of a `/metrics` answer: text format 0.0.4.
+pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the recorder holds now, in the text format, ending with a newline
+/// (so more samples can follow) unless empty.
+pub(super) fn render() -> String {
+    let mut text = prometheus().render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
 
 /// The process's Prometheus handle, installing the recorder on first use.
 /// Should another recorder already be installed, jobd keeps its own
@@ -78,18 +88,6 @@ fn describe() {
     describe_counter!(
         STARTED,
         "Job attempts started by this process's workers, by job type"
-    );
-    describe_counter!(
-        COMPLETED,
-        "Jobs completed by this process's workers, by job type"
-    );
-    describe_counter!(
-        FAILED,
-        "Jobs failed for good (no attempts left) in this process, by job type"
-    );
-    describe_counter!(
-        CANCELLED,
-        "Jobs cancelled through this process, by job type"
     );
     describe_counter!(
         RETRIED,

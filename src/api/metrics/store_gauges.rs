@@ -1,5 +1,6 @@
 //! The gauges read from the store at scrape time: jobs per status, workers,
-//! running jobs of the busiest users, and the configured limits.
+//! running jobs of the busiest users, and the configured limits; with them
+//! the store's job counters ([`super::store_counters`]).
 //!
 //! They are rendered by hand in the text format instead of being set
 //! through `metrics::gauge!`, on purpose. A gauge set through the facade
@@ -12,6 +13,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use super::store_counters;
 use crate::api::state::AppState;
 use crate::api::stats::active_since;
 use crate::model::JobStatus;
@@ -23,20 +25,24 @@ const TOP_USERS: usize = 10;
 /// Pages of running jobs read at most per scrape (1,000 jobs each).
 const RUNNING_PAGES: usize = 10;
 
-/// Appends the gauges read from the store now.
+/// Appends the gauges and counters read from the store now.
 pub(super) async fn render(state: &AppState, out: &mut String) {
-    let stats = state.store.stats(active_since(state)).await;
-    let running = running_by_user(state).await;
-    let up = stats.is_ok() && running.is_ok();
+    let (stats, running, totals) = tokio::join!(
+        state.store.stats(active_since(state)),
+        running_by_user(state),
+        state.store.finished_totals(),
+    );
+    let up = stats.is_ok() && running.is_ok() && totals.is_ok();
     gauge_header(
         out,
         "jobd_store_up",
         "1 when the store answered this scrape",
     );
     gauge_line(out, "jobd_store_up", &[], u64::from(up));
-    let (Ok(stats), Ok(running)) = (stats, running) else {
+    let (Ok(stats), Ok(running), Ok(totals)) = (stats, running, totals) else {
         return;
     };
+    store_counters::render(&totals, out);
     let count = |status: JobStatus| {
         stats
             .counts
@@ -133,12 +139,12 @@ fn top_users(per_user: HashMap<String, u64>, total: u64) -> (Vec<(String, u64)>,
     (users, total.saturating_sub(named))
 }
 
-fn gauge_header(out: &mut String, name: &str, help: &str) {
+pub(super) fn gauge_header(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {}", help.replace('\\', "\\\\"));
     let _ = writeln!(out, "# TYPE {name} gauge");
 }
 
-fn gauge_line(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+pub(super) fn gauge_line(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');

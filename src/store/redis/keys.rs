@@ -19,6 +19,7 @@
 //! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |
 //! | `dependents:<id>` | set | jobs waiting for job `<id>`; created by a dependent's submit, deleted with job `<id>` |
 //! | `counts` | hash | jobs per status (exact, O(1) stats) |
+//! | `retired` | hash | jobs that left a terminal status (cleanup, restart), per status; with `counts`, the finished totals; permanent |
 //! | `workers` | zset | worker ids by last heartbeat; stale ones removed by recover |
 //! | `worker:<id>` | hash | a worker's registration; removed with it |
 //! | `watched` | zset | job ids some process watches, scored by expiry; refreshed by watchers, pruned by cleanup |

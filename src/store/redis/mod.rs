@@ -26,9 +26,9 @@ use self::scripts::Scripts;
 use crate::events::{EventBus, JobWatch};
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish, ListPage,
-    ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats,
-    WorkerInfo, WorkerRecord,
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
+    FinishedTotals, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError,
+    StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// Jobs deleted per cleanup script call.
@@ -552,6 +552,29 @@ impl Store for RedisStore {
             })
         })
         .await
+    }
+
+    async fn finished_totals(&self) -> StoreResult<FinishedTotals> {
+        // One MULTI/EXEC: cleanup moves jobs from `counts` to `retired` in
+        // one script, so a read of both never sees a job twice or not at all.
+        const TERMINAL: [&str; 3] = ["completed", "failed", "cancelled"];
+        let (now, retired): (Vec<Option<i64>>, Vec<Option<i64>>) = bounded(
+            redis::pipe()
+                .atomic()
+                .hmget(self.keys.named("counts"), &TERMINAL)
+                .hmget(self.keys.named("retired"), &TERMINAL)
+                .query_async(&mut self.conn()),
+        )
+        .await?;
+        let total = |i: usize| {
+            let n = |v: &Vec<Option<i64>>| v.get(i).copied().flatten().unwrap_or(0).max(0);
+            (n(&now) + n(&retired)) as u64
+        };
+        Ok(FinishedTotals {
+            completed: total(0),
+            failed: total(1),
+            cancelled: total(2),
+        })
     }
 
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {

@@ -15,7 +15,12 @@ use crate::store::StoreResult;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 3] = [sql::SCHEMA, sql::DEPENDENCIES, sql::DROP_RUNNING_INDEXES];
+const MIGRATIONS: [&str; 4] = [
+    sql::SCHEMA,
+    sql::DEPENDENCIES,
+    sql::DROP_RUNNING_INDEXES,
+    sql::RETIRED,
+];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -32,9 +32,9 @@ use crate::config::Synchronous;
 use crate::events::{EventBus, JobWatch};
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish, ListPage,
-    ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats,
-    WorkerInfo, WorkerRecord,
+    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
+    FinishedTotals, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError,
+    StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// The embedded SQLite store.
@@ -431,6 +431,29 @@ impl Store for SqliteStore {
     async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats> {
         crate::store::during("stats", async {
             self.read(move |conn| stats_in(conn, active_since)).await
+        })
+        .await
+    }
+
+    async fn finished_totals(&self) -> StoreResult<FinishedTotals> {
+        self.read(|conn| {
+            let rows: Vec<(String, i64)> = conn
+                .prepare_cached(sql::FINISHED_TOTALS)
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect()
+                })
+                .map_err(db_err)?;
+            let total = |status: &str| {
+                rows.iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| (*n).max(0) as u64)
+            };
+            Ok(FinishedTotals {
+                completed: total("completed"),
+                failed: total("failed"),
+                cancelled: total("cancelled"),
+            })
         })
         .await
     }

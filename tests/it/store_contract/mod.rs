@@ -439,6 +439,7 @@ store_contract!(
     dependencies_gate_cascade_and_revive,
     a_chain_is_submitted_all_or_nothing,
     cleanup_removes_only_expired_terminal_jobs,
+    finished_totals_count_every_end_and_never_go_down,
     an_ended_attempt_forgets_its_due_time,
     a_user_whose_queue_emptied_keeps_its_turn,
     // transitions: every verb from every starting status

@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 
 use jobd::model::{JobStatus, Progress, now_millis};
-use jobd::store::{CleanupParams, Finish, ListQuery, Outcome, RecoverParams, StoreError};
+use jobd::store::{
+    CleanupParams, Finish, FinishedTotals, ListQuery, Outcome, RecoverParams, StoreError,
+};
 use serde_json::json;
 
 use super::*;
@@ -726,4 +728,78 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
     assert_eq!(count(JobStatus::Completed), 3);
     assert_eq!(count(JobStatus::Cancelled), 3);
     assert_eq!(count(JobStatus::Scheduled), 0);
+}
+
+/// The finished totals count every job that ended in a terminal status,
+/// by any handle, and never go down: not when cleanup deletes the jobs,
+/// not when a restart (or the revival of dependents it brings) takes a
+/// job out of its terminal status. Retries scheduled are not failures.
+pub async fn finished_totals_count_every_end_and_never_go_down(backend: &dyn Backend) {
+    let store = backend.fresh().await.store;
+    let totals = |completed, failed, cancelled| FinishedTotals {
+        completed,
+        failed,
+        cancelled,
+    };
+    assert_eq!(store.finished_totals().await.unwrap(), totals(0, 0, 0));
+
+    let end = |outcome: Outcome| {
+        let store = store.clone();
+        async move {
+            let claimed = claim_one(store.as_ref()).await;
+            store
+                .finish(claimed.claim, outcome, now_millis())
+                .await
+                .unwrap()
+        }
+    };
+    store.submit(new_job("u")).await.unwrap();
+    end(Outcome::Completed { result: json!(1) }).await;
+    let failed = store.submit(new_job("u")).await.unwrap();
+    let dependent = store.submit(dependent("u", &[failed.id])).await.unwrap();
+    end(Outcome::Failed {
+        error: "boom".into(),
+        retry_at: None,
+    })
+    .await;
+    assert_eq!(
+        store.get(dependent.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    let retried = store.submit(new_job("u")).await.unwrap();
+    let job = end(Outcome::Failed {
+        error: "again".into(),
+        retry_at: Some(now_millis() + HOUR),
+    })
+    .await;
+    assert_eq!((job.id, job.status), (retried.id, JobStatus::Scheduled));
+    let pending = store.submit(new_job("u")).await.unwrap();
+    store.cancel(pending.id, now_millis()).await.unwrap();
+    assert_eq!(store.finished_totals().await.unwrap(), totals(1, 1, 2));
+
+    // The restart takes the failed job out of `failed` and revives its
+    // cancelled dependent: the totals stay.
+    store.restart(failed.id, None, now_millis()).await.unwrap();
+    assert_eq!(
+        store.get(dependent.id).await.unwrap().status,
+        JobStatus::Scheduled
+    );
+    assert_eq!(store.finished_totals().await.unwrap(), totals(1, 1, 2));
+    end(Outcome::Completed { result: json!(2) }).await;
+    end(Outcome::Completed { result: json!(3) }).await;
+    assert_eq!(store.finished_totals().await.unwrap(), totals(3, 1, 2));
+
+    // Cleanup deletes every terminal job: the totals stay.
+    let future = now_millis() + DAY;
+    let report = store
+        .cleanup(&CleanupParams {
+            now: future,
+            completed_before: future,
+            failed_before: future,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.jobs_deleted, 4);
+    assert_eq!(count(store.as_ref(), JobStatus::Completed).await, 0);
+    assert_eq!(store.finished_totals().await.unwrap(), totals(3, 1, 2));
 }

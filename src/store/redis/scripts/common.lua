@@ -12,6 +12,13 @@ local function count(status, n)
   redis.call('HINCRBY', P .. 'counts', status, n)
 end
 
+-- Tallies `n` jobs that left terminal `status` (deleted by cleanup,
+-- restarted): `counts` plus `retired` is how many ever ended so, which
+-- never goes down (the finished totals).
+local function retire(status, n)
+  redis.call('HINCRBY', P .. 'retired', status, n)
+end
+
 -- Whether some process watches job `id` (a long-poll, a stream). One
 -- EXISTS per script call spares a lookup per job while nobody watches.
 local anyone_watching
@@ -237,6 +244,7 @@ local function revive_dependents(id, now)
         redis.call('HDEL', job_key(dep), 'cancelled_by', 'error', 'completed_at')
         update(dep, now, 'status', 'scheduled', 'waiting_dependencies', unfinished_dependencies(dep))
         count('cancelled', -1)
+        retire('cancelled', 1)
         count('scheduled', 1)
         changed(dep)
         todo[#todo + 1] = dep

@@ -23,6 +23,7 @@ if ARGV[3] ~= '' then redis.call('HSET', key, 'parameters', ARGV[3]) end
 redis.call('HDEL', key, 'result', 'error', 'items_processed', 'total_items', 'scheduled_for',
   'started_at', 'completed_at', 'cancelled_by')
 count(status, -1)
+retire(status, 1)
 count(next_status, 1)
 if next_status == 'pending' then
   enqueue(id, fields[2], tonumber(fields[3]), now)
