@@ -18,6 +18,8 @@
 //! - [`server`]: `jobd serve` and `jobd worker`, wiring the above together.
 //! - [`cli`]: the client commands, which talk to a server over HTTP only.
 
+#![warn(unreachable_pub)]
+
 pub mod api;
 mod backoff;
 pub mod cli;

@@ -81,16 +81,6 @@ impl JobStatus {
             JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
         )
     }
-
-    /// True where a cancel applies: the job has not reached a terminal status.
-    pub fn is_cancellable(self) -> bool {
-        !self.is_terminal()
-    }
-
-    /// True where a restart applies: the job failed or was cancelled.
-    pub fn is_restartable(self) -> bool {
-        matches!(self, JobStatus::Failed | JobStatus::Cancelled)
-    }
 }
 
 impl fmt::Display for JobStatus {

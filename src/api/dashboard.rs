@@ -53,7 +53,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     summary = "The dashboard (HTML)",
     responses((status = 200, description = "The dashboard page", content_type = "text/html", body = String))
 )]
-pub async fn index() -> Response {
+pub(crate) async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
@@ -70,7 +70,7 @@ pub async fn index() -> Response {
         (status = 404, description = "`NotFoundError`: no such asset", body = ErrorBody),
     )
 )]
-pub async fn file(Path(name): Path<String>) -> Response {
+pub(crate) async fn file(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(asset_name, _, _)| *asset_name == name) {
         Some((_, content_type, body)) => asset(content_type, body),
         None => ApiError::NoRoute(format!("GET /dashboard/{name}")).into_response(),

@@ -24,7 +24,7 @@ use crate::store::{StoreError, error_chain};
 
 /// Everything a request can fail with, each variant with its status code.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 404 `JobNotFoundError`.
     #[error("Job {0} not found")]
     JobNotFound(JobId),
@@ -85,7 +85,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The HTTP status of this error.
-    pub fn status_code(&self) -> StatusCode {
+    pub(crate) fn status_code(&self) -> StatusCode {
         match self {
             ApiError::JobNotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::InvalidJobId(_)
@@ -103,7 +103,7 @@ impl ApiError {
     }
 
     /// The seed's `error` name.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             ApiError::JobNotFound(_) => "JobNotFoundError",
             ApiError::InvalidJobId(_) => "InvalidJobIdError",
@@ -122,7 +122,7 @@ impl ApiError {
 
     /// What operators need to know and clients must not see: the store's
     /// or the bug's own words.
-    pub fn cause(&self) -> Option<&str> {
+    pub(crate) fn cause(&self) -> Option<&str> {
         match self {
             ApiError::StoreUnavailable(cause) | ApiError::Internal(cause) => Some(cause),
             _ => None,
@@ -158,7 +158,7 @@ impl ApiError {
 /// The error body: every error of the API has this shape.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 #[schema(as = Error)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// The error's name, e.g. `JobNotFoundError`.
     pub error: String,
     /// A sentence for people.

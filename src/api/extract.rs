@@ -13,7 +13,7 @@ use super::state::AppState;
 use crate::model::JobId;
 
 /// The `{job_id}` path segment, which must be a UUID (400 otherwise).
-pub struct JobIdPath(pub JobId);
+pub(crate) struct JobIdPath(pub JobId);
 
 impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
     type Rejection = ApiError;
@@ -33,13 +33,13 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-pub struct JobIdParam {
+pub(crate) struct JobIdParam {
     /// The job's id, a UUID (anything else is a 400 `InvalidJobIdError`).
     job_id: uuid::Uuid,
 }
 
 /// A query string, with a 400 in our shape when it does not parse.
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
@@ -54,7 +54,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 /// A JSON body, whatever the Content-Type says (so `curl -d` works); an
 /// empty body is `None`. Malformed JSON is a 400, an oversized body a 413.
-pub struct JsonBody<T>(pub Option<T>);
+pub(crate) struct JsonBody<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
@@ -93,7 +93,7 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Who is calling, from the `X-User-Id` header. Read in this one place so
 /// authentication can replace it later.
-pub struct Caller(pub Option<String>);
+pub(crate) struct Caller(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;

@@ -17,7 +17,7 @@ use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, new_job_id, now_mi
 use crate::store::{ListQuery, StoreError};
 
 /// The user of a job submitted with none.
-pub const DEFAULT_USER: &str = "default_user";
+pub(crate) const DEFAULT_USER: &str = "default_user";
 
 /// Longest accepted `user_id`.
 const MAX_USER_ID_LEN: usize = 128;
@@ -41,7 +41,7 @@ const MAX_PAGE: usize = 1000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"job_type": "sleep", "parameters": {"seconds": 5, "steps": 10}, "user_id": "alice"}))]
-pub struct SubmitRequest {
+pub(crate) struct SubmitRequest {
     /// A configured job type.
     pub job_type: String,
     /// The job's input; a JSON object (default `{}`).
@@ -75,7 +75,7 @@ fn validation(message: impl Into<String>) -> ApiError {
 }
 
 /// Parses a timestamp: RFC 3339 with an offset, or without one as UTC.
-pub fn parse_timestamp(text: &str) -> Option<Millis> {
+pub(crate) fn parse_timestamp(text: &str) -> Option<Millis> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc).timestamp_millis());
     }
@@ -87,7 +87,11 @@ pub fn parse_timestamp(text: &str) -> Option<Millis> {
 
 impl SubmitRequest {
     /// Checks the request against the configuration and builds the job.
-    pub fn validate(self, caller: Option<String>, state: &AppState) -> Result<NewJob, ApiError> {
+    pub(crate) fn validate(
+        self,
+        caller: Option<String>,
+        state: &AppState,
+    ) -> Result<NewJob, ApiError> {
         let Some(job_type) = state.registry.get(&self.job_type) else {
             return Err(ApiError::UnknownJobType {
                 given: self.job_type,
@@ -183,7 +187,7 @@ impl SubmitRequest {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn submit(
+pub(crate) async fn submit(
     State(state): State<AppState>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<SubmitRequest>,
@@ -213,7 +217,7 @@ pub async fn submit(
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn status(
+pub(crate) async fn status(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
@@ -226,7 +230,7 @@ pub async fn status(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// Only this status.
     #[param(value_type = Option<JobStatusSchema>)]
     pub status: Option<String>,
@@ -244,7 +248,7 @@ pub struct ListParams {
 
 /// A page of jobs, newest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobPage {
+pub(crate) struct JobPage {
     /// The jobs.
     #[schema(value_type = Vec<JobSchema>)]
     pub jobs: Vec<JobView>,
@@ -266,7 +270,7 @@ pub struct JobPage {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<JobPage>, ApiError> {
@@ -307,7 +311,7 @@ pub async fn list(
 
 /// Answer of cancel and restart.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ActionResponse {
+pub(crate) struct ActionResponse {
     /// The job.
     #[schema(value_type = uuid::Uuid)]
     pub job_id: JobId,
@@ -338,7 +342,7 @@ pub struct ActionResponse {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn cancel(
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<ActionResponse>, ApiError> {
@@ -361,7 +365,7 @@ pub async fn cancel(
 /// Optional body of restart.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RestartRequest {
+pub(crate) struct RestartRequest {
     /// Fresh parameters replacing the job's.
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
@@ -388,7 +392,7 @@ pub struct RestartRequest {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn restart(
+pub(crate) async fn restart(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
     JsonBody(body): JsonBody<RestartRequest>,

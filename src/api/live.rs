@@ -34,10 +34,10 @@ use super::watch::utf8_event_stream;
 use crate::model::now_millis;
 
 /// Period of the stream's updates when nothing changes.
-pub const PERIOD: Duration = Duration::from_secs(2);
+pub(crate) const PERIOD: Duration = Duration::from_secs(2);
 
 /// Shortest gap between two updates, however often jobs change.
-pub const MIN_GAP: Duration = Duration::from_millis(300);
+pub(crate) const MIN_GAP: Duration = Duration::from_millis(300);
 
 /// One update: the batch of events every open dashboard receives.
 type Update = Arc<Vec<Event>>;

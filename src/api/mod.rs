@@ -3,23 +3,23 @@
 //! loop with graceful shutdown. The routes themselves are listed once, in
 //! [`openapi::routes`].
 
-pub mod dashboard;
-pub mod error;
-pub mod extract;
-pub mod jobs;
+pub(crate) mod dashboard;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod jobs;
 mod listen;
-pub mod live;
-pub mod metrics;
+pub(crate) mod live;
+pub(crate) mod metrics;
 pub mod monitor;
 pub mod openapi;
-pub mod pipeline;
-pub mod schema;
+pub(crate) mod pipeline;
+pub(crate) mod schema;
 pub mod state;
-pub mod stats;
-pub mod throughput;
+pub(crate) mod stats;
+pub(crate) mod throughput;
 mod throughput_feed;
-pub mod watch;
-pub mod why;
+pub(crate) mod watch;
+pub(crate) mod why;
 
 use std::any::Any;
 use std::time::Duration;

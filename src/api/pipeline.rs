@@ -21,7 +21,7 @@ use crate::pipeline::STAGES;
 /// Body of the pipeline call.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PipelineRequest {
+pub(crate) struct PipelineRequest {
     /// Inline documents, `[{"name", "text"}]`.
     #[schema(value_type = Option<Vec<Object>>)]
     pub documents: Option<Vec<Value>>,
@@ -43,7 +43,7 @@ pub struct PipelineRequest {
 
 /// The four jobs, by stage, in order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PipelineResponse {
+pub(crate) struct PipelineResponse {
     /// Job id per stage name.
     #[schema(value_type = std::collections::BTreeMap<String, uuid::Uuid>)]
     pub jobs: Map<String, Value>,
@@ -80,7 +80,7 @@ fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn submit_pipeline(
+pub(crate) async fn submit_pipeline(
     State(state): State<AppState>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<PipelineRequest>,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 #[derive(ToSchema)]
 #[schema(as = JobStatus, rename_all = "snake_case")]
 #[allow(dead_code)]
-pub enum JobStatusSchema {
+pub(crate) enum JobStatusSchema {
     /// Queued and waiting for a worker.
     Pending,
     /// Held by one worker under a lease.
@@ -34,7 +34,7 @@ pub enum JobStatusSchema {
 #[derive(ToSchema)]
 #[schema(as = JobMetrics)]
 #[allow(dead_code)]
-pub struct JobMetricsSchema {
+pub(crate) struct JobMetricsSchema {
     /// Seconds the current or last attempt has run; grows while it runs.
     #[schema(required = true)]
     execution_time_seconds: Option<f64>,
@@ -51,7 +51,7 @@ pub struct JobMetricsSchema {
 #[derive(ToSchema)]
 #[schema(as = Job)]
 #[allow(dead_code)]
-pub struct JobSchema {
+pub(crate) struct JobSchema {
     /// The job's id (a UUID v7, so ids sort by creation time).
     job_id: Uuid,
     /// Its job type.

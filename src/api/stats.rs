@@ -14,7 +14,7 @@ use crate::store::StoreStats;
 
 /// The seed's queue statistics, every field measured.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct QueueStats {
+pub(crate) struct QueueStats {
     /// Jobs pending.
     pub pending_jobs: u64,
     /// Jobs running.
@@ -55,7 +55,7 @@ pub struct QueueStats {
 /// The 503 answer of `/queue/stats` when the store is unreachable: the
 /// error shape plus the health status.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StatsUnavailable {
+pub(crate) struct StatsUnavailable {
     /// `StoreUnavailableError`.
     pub error: String,
     /// A sentence for people.
@@ -66,7 +66,7 @@ pub struct StatsUnavailable {
 
 /// One registered worker, as `/workers` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct WorkerView {
+pub(crate) struct WorkerView {
     /// The worker's id.
     pub worker_id: String,
     /// Host name it runs on.
@@ -90,14 +90,14 @@ pub struct WorkerView {
 
 /// Answer of `GET /api/v1/jobs/workers`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct WorkerList {
+pub(crate) struct WorkerList {
     /// Every registered worker, stale ones included.
     pub workers: Vec<WorkerView>,
 }
 
 /// Answer of `GET /health` while the store answers.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// `ok`.
     pub status: String,
     /// The store backend: `sqlite` or `redis`.
@@ -115,7 +115,7 @@ fn health(stats: &StoreStats) -> &'static str {
 }
 
 /// Workers heartbeating since this time count as active.
-pub fn active_since(state: &AppState) -> Millis {
+pub(crate) fn active_since(state: &AppState) -> Millis {
     now_millis() - state.settings.lease_timeout.as_millis() as Millis
 }
 
@@ -131,7 +131,7 @@ pub fn active_since(state: &AppState) -> Millis {
         (status = 503, description = "The store is unreachable", body = StatsUnavailable),
     )
 )]
-pub async fn queue_stats(State(state): State<AppState>) -> Response {
+pub(crate) async fn queue_stats(State(state): State<AppState>) -> Response {
     match current_stats(&state).await {
         Ok(stats) => Json(stats).into_response(),
         Err(unavailable) => unavailable.into_response(),
@@ -142,7 +142,7 @@ pub async fn queue_stats(State(state): State<AppState>) -> Response {
 /// Shared by `/queue/stats` and the dashboard's live stream.
 /// Not logged here: a request's failure is logged with the request, the
 /// dashboard's once per outage.
-pub async fn current_stats(state: &AppState) -> Result<QueueStats, StatsError> {
+pub(crate) async fn current_stats(state: &AppState) -> Result<QueueStats, StatsError> {
     match state.store.stats(active_since(state)).await {
         Ok(stats) => Ok(measure(state, &stats)),
         Err(e) => Err(StatsError(ApiError::from(e))),
@@ -151,11 +151,11 @@ pub async fn current_stats(state: &AppState) -> Result<QueueStats, StatsError> {
 
 /// A failed statistics read; renders as [`StatsUnavailable`].
 #[derive(Debug)]
-pub struct StatsError(pub ApiError);
+pub(crate) struct StatsError(pub ApiError);
 
 impl StatsError {
     /// The body of the answer.
-    pub fn body(&self) -> StatsUnavailable {
+    pub(crate) fn body(&self) -> StatsUnavailable {
         StatsUnavailable {
             error: self.0.name().to_owned(),
             message: self.0.to_string(),
@@ -211,12 +211,12 @@ fn measure(state: &AppState, stats: &StoreStats) -> QueueStats {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn workers(State(state): State<AppState>) -> Result<Json<WorkerList>, ApiError> {
+pub(crate) async fn workers(State(state): State<AppState>) -> Result<Json<WorkerList>, ApiError> {
     Ok(Json(worker_list(&state).await?))
 }
 
 /// The worker registry now; shared with the dashboard's live stream.
-pub async fn worker_list(state: &AppState) -> Result<WorkerList, ApiError> {
+pub(crate) async fn worker_list(state: &AppState) -> Result<WorkerList, ApiError> {
     let since = active_since(state);
     let workers = state
         .store
@@ -248,7 +248,7 @@ pub async fn worker_list(state: &AppState) -> Result<WorkerList, ApiError> {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn health_check(State(state): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn health_check(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,

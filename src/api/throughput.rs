@@ -18,15 +18,15 @@ use utoipa::ToSchema;
 use crate::model::{Millis, format_millis, now_millis};
 
 /// Width of one throughput interval.
-pub const THROUGHPUT_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const THROUGHPUT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Intervals of throughput history kept (10 minutes).
-pub const THROUGHPUT_INTERVALS: usize = 60;
+pub(crate) const THROUGHPUT_INTERVALS: usize = 60;
 
 /// Jobs finished per interval, by any worker sharing the store, oldest
 /// first, ending with the interval now under way.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Throughput {
+pub(crate) struct Throughput {
     /// Width of each interval in seconds.
     pub interval_seconds: u64,
     /// The intervals, oldest first; the last is the current one.
@@ -35,7 +35,7 @@ pub struct Throughput {
 
 /// Jobs finished in one interval.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ThroughputInterval {
+pub(crate) struct ThroughputInterval {
     /// Start of the interval.
     #[schema(format = DateTime)]
     pub start: String,
@@ -152,7 +152,7 @@ fn interval_index(at: Millis) -> i64 {
         store's totals, read every second since this process started.",
     responses((status = 200, description = "The throughput history", body = Throughput))
 )]
-pub async fn throughput() -> axum::Json<Throughput> {
+pub(crate) async fn throughput() -> axum::Json<Throughput> {
     axum::Json(ThroughputRing::global().throughput(now_millis()))
 }
 

@@ -28,7 +28,7 @@ const MAX_POLL_SECONDS: f64 = 300.0;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PollParams {
+pub(crate) struct PollParams {
     /// The status the client knows; answer at once if it differs
     /// (default: the job's status when the request arrives).
     #[param(value_type = Option<JobStatusSchema>)]
@@ -57,7 +57,7 @@ pub struct PollParams {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn poll(
+pub(crate) async fn poll(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
     ApiQuery(params): ApiQuery<PollParams>,
@@ -126,7 +126,7 @@ pub async fn poll(
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<impl IntoResponse, ApiError> {

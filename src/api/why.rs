@@ -19,7 +19,7 @@ use crate::store::{ListQuery, WorkerRecord};
 /// What holds a job back, most decisive first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum WaitReason {
+pub(crate) enum WaitReason {
     /// The job is not waiting: it runs or has ended.
     NotWaiting,
     /// The job is scheduled for later (a delay, or a retry's backoff).
@@ -41,7 +41,7 @@ pub enum WaitReason {
 
 /// One reason, with a sentence for people.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct WaitHint {
+pub(crate) struct WaitHint {
     /// The reason.
     pub reason: WaitReason,
     /// What it means for this job, with the figures.
@@ -50,7 +50,7 @@ pub struct WaitHint {
 
 /// Answer of `GET /api/v1/jobs/status/{job_id}/why`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct WhyPending {
+pub(crate) struct WhyPending {
     /// The job.
     #[schema(value_type = uuid::Uuid)]
     pub job_id: JobId,
@@ -94,7 +94,7 @@ pub struct WhyPending {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub async fn why(
+pub(crate) async fn why(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<WhyPending>, ApiError> {

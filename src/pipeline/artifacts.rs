@@ -24,7 +24,7 @@ use crate::store::{Store, StoreError};
 const TEMP_PREFIX: &str = ".tmp-";
 
 /// Where artifacts live for this data directory.
-pub fn artifacts_root(data_dir: &Path) -> PathBuf {
+pub(crate) fn artifacts_root(data_dir: &Path) -> PathBuf {
     data_dir.join("artifacts")
 }
 
@@ -32,7 +32,7 @@ pub fn artifacts_root(data_dir: &Path) -> PathBuf {
 /// [`ArtifactDir::commit`] (on an error, a cancel or a panic), it deletes
 /// what was written.
 #[derive(Debug)]
-pub struct ArtifactDir {
+pub(crate) struct ArtifactDir {
     temp: PathBuf,
     target: PathBuf,
     committed: bool,
@@ -41,7 +41,7 @@ pub struct ArtifactDir {
 impl ArtifactDir {
     /// Creates an empty temporary directory for `job_id`'s artifacts under
     /// `root` (which is created if missing).
-    pub fn create(root: &Path, job_id: JobId) -> io::Result<ArtifactDir> {
+    pub(crate) fn create(root: &Path, job_id: JobId) -> io::Result<ArtifactDir> {
         fs::create_dir_all(root)?;
         let root = std::path::absolute(root)?;
         let nonce = uuid::Uuid::new_v4().simple();
@@ -55,12 +55,12 @@ impl ArtifactDir {
     }
 
     /// Creates the file `name` in the temporary directory, for writing.
-    pub fn create_file(&self, name: &str) -> io::Result<File> {
+    pub(crate) fn create_file(&self, name: &str) -> io::Result<File> {
         File::create(self.temp.join(name))
     }
 
     /// Creates the JSON Lines file `name` in the temporary directory.
-    pub fn jsonl(&self, name: &str) -> io::Result<JsonLines> {
+    pub(crate) fn jsonl(&self, name: &str) -> io::Result<JsonLines> {
         Ok(JsonLines {
             out: BufWriter::new(self.create_file(name)?),
         })
@@ -68,13 +68,13 @@ impl ArtifactDir {
 
     /// Where the file `name` will be once the directory is committed; the
     /// path to put in the job's result.
-    pub fn final_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn final_path(&self, name: &str) -> PathBuf {
         self.target.join(name)
     }
 
     /// Moves the directory into place as the job's artifacts, replacing
     /// those of an earlier attempt, and returns its path.
-    pub fn commit(mut self) -> io::Result<PathBuf> {
+    pub(crate) fn commit(mut self) -> io::Result<PathBuf> {
         match fs::remove_dir_all(&self.target) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -99,19 +99,19 @@ impl Drop for ArtifactDir {
 }
 
 /// A JSON Lines file being written: one JSON value per line.
-pub struct JsonLines {
+pub(crate) struct JsonLines {
     out: BufWriter<File>,
 }
 
 impl JsonLines {
     /// Appends `record` as one line.
-    pub fn write<T: Serialize>(&mut self, record: &T) -> io::Result<()> {
+    pub(crate) fn write<T: Serialize>(&mut self, record: &T) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, record)?;
         self.out.write_all(b"\n")
     }
 
     /// Flushes and syncs the file to disk.
-    pub fn finish(self) -> io::Result<()> {
+    pub(crate) fn finish(self) -> io::Result<()> {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()
     }
@@ -122,7 +122,10 @@ impl JsonLines {
 /// with their jobs at retention cleanup. Entries that are not named after a
 /// job id are left alone. Returns how many were deleted; a missing `root`
 /// is no error.
-pub fn remove_orphaned_artifacts(root: &Path, keep: impl Fn(JobId) -> bool) -> io::Result<usize> {
+pub(crate) fn remove_orphaned_artifacts(
+    root: &Path,
+    keep: impl Fn(JobId) -> bool,
+) -> io::Result<usize> {
     let entries = match fs::read_dir(root) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -158,7 +161,7 @@ pub fn remove_orphaned_artifacts(root: &Path, keep: impl Fn(JobId) -> bool) -> i
 /// store no longer has, until `stop` fires. Artifacts of jobs the store
 /// cannot confirm as gone are kept; the file system work runs on a blocking
 /// thread.
-pub fn spawn_sweeper(
+pub(crate) fn spawn_sweeper(
     store: Arc<dyn Store>,
     root: PathBuf,
     interval: Duration,

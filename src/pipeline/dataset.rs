@@ -270,16 +270,16 @@ impl RecordWriter {
 /// splitmix64: a tiny, well-mixed 64-bit generator; enough for a
 /// reproducible shuffle without a dependency.
 #[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
+struct SplitMix64(u64);
 
 impl SplitMix64 {
     /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> SplitMix64 {
+    fn new(seed: u64) -> SplitMix64 {
         SplitMix64(seed)
     }
 
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -289,7 +289,7 @@ impl SplitMix64 {
 
     /// A uniform number below `bound`, without modulo bias; 0 for a bound
     /// of 0.
-    pub fn below(&mut self, bound: u64) -> u64 {
+    fn below(&mut self, bound: u64) -> u64 {
         if bound == 0 {
             return 0;
         }

@@ -25,7 +25,7 @@ pub(crate) struct Inputs {
 
 impl Inputs {
     /// A copy of what `ctx` says about the job.
-    pub fn of(ctx: &JobContext) -> Inputs {
+    pub(crate) fn of(ctx: &JobContext) -> Inputs {
         Inputs {
             job_id: ctx.job().id,
             params: ctx.parameters().clone(),
@@ -35,7 +35,7 @@ impl Inputs {
 
     /// The results of the dependencies that carry `marker` (a key that
     /// identifies the kind of step that produced them), in dependency order.
-    pub fn dependency_results(&self, marker: &str) -> Vec<&Value> {
+    pub(crate) fn dependency_results(&self, marker: &str) -> Vec<&Value> {
         self.dependencies
             .iter()
             .filter_map(|job| job.result.as_ref())

@@ -15,8 +15,8 @@
 //! [`artifacts::ArtifactDir`], which appears under
 //! `data_dir/artifacts/<job_id>` only when the job succeeds.
 
-pub mod artifacts;
-pub mod chunks;
+pub(crate) mod artifacts;
+pub(crate) mod chunks;
 pub mod dataset;
 mod dirs;
 pub mod documents;
@@ -24,16 +24,15 @@ pub mod extraction;
 mod inputs;
 mod params;
 mod stage;
-pub mod task;
+pub(crate) mod task;
 pub mod taxonomy;
-pub mod text;
+pub(crate) mod text;
 
 use std::sync::Arc;
 
 use crate::runtime::JobHandler;
 
 pub use dirs::Dirs;
-pub use stage::Stage;
 
 /// The pipeline's job types, in the order the stages run.
 pub const STAGES: [&str; 4] = [

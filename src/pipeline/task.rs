@@ -51,7 +51,7 @@ impl Task {
 /// [`Task::check`]; the future still waits for the thread to return, so the
 /// work's own clean-up (such as removing a temporary artifact directory) has
 /// happened when it resolves. Progress the work reports is forwarded to `ctx`.
-pub async fn run_blocking<T, F>(ctx: &JobContext, work: F) -> anyhow::Result<T>
+pub(crate) async fn run_blocking<T, F>(ctx: &JobContext, work: F) -> anyhow::Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Task) -> anyhow::Result<T> + Send + 'static,

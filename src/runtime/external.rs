@@ -31,13 +31,13 @@ const STDERR_TAIL_BYTES: usize = 4096;
 const MAX_RETRY_AFTER_SECONDS: f64 = 86_400.0;
 
 /// Runs a job by running a command.
-pub struct ExternalCommand {
+pub(crate) struct ExternalCommand {
     argv: Vec<String>,
 }
 
 impl ExternalCommand {
     /// A handler running `argv` (program, then arguments).
-    pub fn new(argv: Vec<String>) -> ExternalCommand {
+    pub(crate) fn new(argv: Vec<String>) -> ExternalCommand {
         ExternalCommand { argv }
     }
 }

@@ -19,7 +19,7 @@ use crate::store::{CleanupParams, RecoverParams, Store, error_chain};
 const SCHEDULER_POLL: Duration = Duration::from_secs(1);
 
 /// Starts the maintenance loops; they end when `stop` fires.
-pub fn spawn(
+pub(crate) fn spawn(
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     stop: CancellationToken,

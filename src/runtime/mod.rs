@@ -4,10 +4,10 @@
 pub mod builtin;
 mod completer;
 mod executor;
-pub mod external;
-pub mod handler;
+pub(crate) mod external;
+pub(crate) mod handler;
 mod heartbeat;
-pub mod maintenance;
+pub(crate) mod maintenance;
 pub(crate) mod process;
 mod registry;
 mod worker;

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 pub(crate) use self::http::track_http;
 pub(crate) use self::job_events::spawn_feed;
 pub(crate) use self::recorder::DASHBOARD_UPDATES;
-pub use self::worker::{WorkerMetrics, serve_worker_metrics};
+pub(crate) use self::worker::{WorkerMetrics, serve_worker_metrics};
 use super::state::AppState;
 
 /// `GET /metrics`: Prometheus text format.
@@ -46,7 +46,7 @@ use super::state::AppState;
         (status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4", body = String),
     )
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = recorder::render();
     store_gauges::render(&state, &mut text).await;
     ([(header::CONTENT_TYPE, recorder::CONTENT_TYPE)], text).into_response()

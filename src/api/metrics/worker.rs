@@ -24,7 +24,7 @@ use crate::events::EventBus;
 use crate::runtime::WorkerLoad;
 
 /// What a worker process's metrics are read from.
-pub struct WorkerMetrics<'a> {
+pub(crate) struct WorkerMetrics<'a> {
     /// The process's change feed (its attempts' events).
     pub bus: &'a EventBus,
     /// The configured job types, whose counters start at zero.
@@ -36,7 +36,7 @@ pub struct WorkerMetrics<'a> {
 /// Starts the job-event feed and serves `GET /metrics` on `listener` until
 /// `shutdown` fires; the task ends with the server (an I/O error, or
 /// `Ok` after shutdown).
-pub fn serve_worker_metrics(
+pub(crate) fn serve_worker_metrics(
     listener: TcpListener,
     source: WorkerMetrics<'_>,
     shutdown: CancellationToken,

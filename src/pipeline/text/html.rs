@@ -46,7 +46,7 @@ const BLOCK_ELEMENTS: &[&str] = &[
 /// `<br>` as a line break, character references decoded (every named one
 /// of HTML5 and numeric ones, by `html-escape`; unknown ones stay as
 /// written), spaces collapsed.
-pub fn html_to_text(html: &str) -> String {
+pub(crate) fn html_to_text(html: &str) -> String {
     let mut raw = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(open) = rest.find('<') {

@@ -8,6 +8,6 @@ mod html;
 mod sentences;
 mod words;
 
-pub use html::html_to_text;
-pub use sentences::sentences;
-pub use words::{is_stopword, tokens};
+pub(crate) use html::html_to_text;
+pub(crate) use sentences::sentences;
+pub(crate) use words::tokens;

@@ -5,7 +5,7 @@
 /// sentence ends at `.`, `!` or `?` (and any closing quotes or brackets)
 /// followed by whitespace and a character that is not lowercase, at a blank
 /// line, and around a line that is a Markdown heading.
-pub fn sentences(text: &str) -> Vec<String> {
+pub(crate) fn sentences(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for block in blocks(text) {
         let mut start = 0;

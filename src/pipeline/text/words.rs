@@ -16,14 +16,14 @@ static STOPWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 
 /// True for a word left out of term statistics: a stopword, or too short
 /// to carry a topic.
-pub fn is_stopword(word: &str) -> bool {
+pub(crate) fn is_stopword(word: &str) -> bool {
     word.chars().count() < 3 || STOPWORDS.contains(word)
 }
 
 /// The content words of `text`, lowercased, in order: runs of letters and
 /// digits (with inner apostrophes and hyphens), without a trailing `'s`,
 /// keeping those with a letter that are no stopword.
-pub fn tokens(text: &str) -> Vec<String> {
+pub(crate) fn tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for raw in text.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’' || c == '-')) {
         let raw = raw.trim_matches(|c: char| !c.is_alphanumeric());

@@ -13,7 +13,7 @@ pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// A reply item as text.
-pub fn text(value: &Value) -> Option<String> {
+pub(super) fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),
@@ -25,7 +25,7 @@ pub fn text(value: &Value) -> Option<String> {
 
 /// A job as `submit.lua` stored it: `new` with the reply's `{status,
 /// waiting_dependencies, cancelled_by or '', error or ''}`.
-pub fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> StoreResult<Job> {
+pub(super) fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> StoreResult<Job> {
     let field = |i: usize| reply.get(i).and_then(text).unwrap_or_default();
     let status: JobStatus = field(0)
         .parse()
@@ -59,7 +59,7 @@ pub fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> StoreResult
 }
 
 /// A reply as an array.
-pub fn array(value: Value) -> StoreResult<Vec<Value>> {
+pub(super) fn array(value: Value) -> StoreResult<Vec<Value>> {
     match value {
         Value::Array(items) | Value::Set(items) => Ok(items),
         Value::Nil => Ok(Vec::new()),
@@ -69,11 +69,11 @@ pub fn array(value: Value) -> StoreResult<Vec<Value>> {
 
 /// A hash's fields, borrowed from a flat field/value array (HGETALL). A
 /// job has about twenty: looking through them beats hashing each name.
-pub struct Fields<'a>(Vec<(&'a str, &'a str)>);
+pub(super) struct Fields<'a>(Vec<(&'a str, &'a str)>);
 
 impl<'a> Fields<'a> {
     /// The fields of `values`; items that are not text are skipped.
-    pub fn of(values: &'a [Value]) -> Fields<'a> {
+    pub(super) fn of(values: &'a [Value]) -> Fields<'a> {
         Fields(
             values
                 .chunks_exact(2)
@@ -99,7 +99,7 @@ fn as_str(value: &Value) -> Option<&str> {
 }
 
 /// A list of ids.
-pub fn ids(value: Value) -> StoreResult<Vec<JobId>> {
+pub(super) fn ids(value: Value) -> StoreResult<Vec<JobId>> {
     Ok(array(value)?
         .iter()
         .filter_map(text)
@@ -122,7 +122,7 @@ fn json(map: &Fields<'_>, name: &str) -> StoreResult<Option<Json>> {
 }
 
 /// A job from its hash's fields.
-pub fn job(map: &Fields<'_>) -> StoreResult<Job> {
+pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
     let status: String = required(map, "status")?;
     Ok(Job {
         id: required(map, "id")?,
@@ -163,7 +163,7 @@ pub fn job(map: &Fields<'_>) -> StoreResult<Job> {
 /// pending: fields a pending job has no value for (a result, a worker,
 /// waiting dependencies) and those the claim sets (`Job::start_attempt`)
 /// are not read, which keeps the claim's work in Lua small.
-pub const CLAIMED_FIELDS: [&str; 18] = [
+pub(super) const CLAIMED_FIELDS: [&str; 18] = [
     "attempts",
     "revision",
     "id",
@@ -186,13 +186,13 @@ pub const CLAIMED_FIELDS: [&str; 18] = [
 
 /// A claimed job from the values of [`CLAIMED_FIELDS`], as it was before
 /// the claim.
-pub fn claimed_job(value: Value) -> StoreResult<Job> {
+pub(super) fn claimed_job(value: Value) -> StoreResult<Job> {
     named_values(&CLAIMED_FIELDS, value)
 }
 
 /// Every field of a stored job that [`job`] reads, in the order scripts
 /// that return a job's values (not its whole hash) return them.
-pub const JOB_FIELDS: [&str; 25] = [
+pub(super) const JOB_FIELDS: [&str; 25] = [
     "id",
     "job_type",
     "user_id",
@@ -249,12 +249,12 @@ pub(super) fn finished_job(id: JobId, reply: Value) -> StoreResult<Job> {
 }
 
 /// A job from a flat HGETALL array.
-pub fn job_from(value: Value) -> StoreResult<Job> {
+pub(super) fn job_from(value: Value) -> StoreResult<Job> {
     job(&Fields::of(&array(value)?))
 }
 
 /// A worker record from `workers.lua`'s `{fields, held ids}`.
-pub fn worker(value: Value) -> StoreResult<WorkerRecord> {
+pub(super) fn worker(value: Value) -> StoreResult<WorkerRecord> {
     let mut parts = array(value)?.into_iter();
     let (Some(info), Some(held)) = (parts.next(), parts.next()) else {
         return Err(corrupt("worker entry"));

@@ -32,30 +32,30 @@ use crate::model::JobId;
 
 /// Key names of one deployment.
 #[derive(Debug, Clone)]
-pub struct Keys {
+pub(crate) struct Keys {
     prefix: String,
 }
 
 impl Keys {
     /// Keys under `{name}:`.
-    pub fn new(name: &str) -> Keys {
+    pub(crate) fn new(name: &str) -> Keys {
         Keys {
             prefix: format!("{{{name}}}:"),
         }
     }
 
     /// The prefix, passed to every script as KEYS[1].
-    pub fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// A job's hash.
-    pub fn job(&self, id: JobId) -> String {
+    pub(crate) fn job(&self, id: JobId) -> String {
         format!("{}job:{id}", self.prefix)
     }
 
     /// Any other key or channel by its suffix.
-    pub fn named(&self, suffix: &str) -> String {
+    pub(crate) fn named(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
 }

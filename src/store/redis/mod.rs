@@ -7,7 +7,7 @@
 
 mod args;
 mod decode;
-pub mod keys;
+pub(crate) mod keys;
 mod pubsub;
 mod scripts;
 

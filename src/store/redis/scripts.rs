@@ -5,7 +5,7 @@
 use redis::Script;
 
 /// One script per store operation.
-pub struct Scripts {
+pub(super) struct Scripts {
     /// `submit.lua`.
     pub submit: Script,
     /// `exchange.lua`: finish attempts and claim jobs.
@@ -53,7 +53,7 @@ fn exchange() -> Script {
 
 impl Scripts {
     /// Builds every script (no I/O).
-    pub fn new() -> Scripts {
+    pub(super) fn new() -> Scripts {
         Scripts {
             submit: script(include_str!("scripts/submit.lua")),
             exchange: exchange(),
@@ -69,11 +69,5 @@ impl Scripts {
             list: script(include_str!("scripts/list.lua")),
             workers: script(include_str!("scripts/workers.lua")),
         }
-    }
-}
-
-impl Default for Scripts {
-    fn default() -> Scripts {
-        Scripts::new()
     }
 }
