@@ -32,15 +32,22 @@ pub(super) fn submit(jobs: &[NewJob], now: Millis) -> Vec<String> {
     args
 }
 
-/// `exchange.lua`'s arguments: `attempts` to end, then the claim (if any)
-/// with one fresh token per job it may claim. Returns the arguments and
-/// the tokens.
+/// `exchange.lua`'s arguments: `attempts` to end (`compact`: the caller
+/// holds every one's job and needs only a completion's revision back),
+/// then the claim (if any) with one fresh token per job it may claim.
+/// Returns the arguments and the tokens.
 pub(super) fn exchange(
     attempts: &[(ClaimRef, &Outcome)],
+    compact: bool,
     now: Millis,
     claim: Option<&ClaimParams>,
 ) -> (Vec<String>, Vec<Uuid>) {
-    let mut args = vec![now.to_string(), attempts.len().to_string()];
+    let reply = if compact { "compact" } else { "full" };
+    let mut args = vec![
+        now.to_string(),
+        reply.to_owned(),
+        attempts.len().to_string(),
+    ];
     for (claim, outcome) in attempts {
         push_finish(&mut args, *claim, outcome);
     }

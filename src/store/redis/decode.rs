@@ -4,7 +4,7 @@ use redis::Value;
 use serde_json::Value as Json;
 
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
-use crate::store::{StoreError, StoreResult, WorkerInfo, WorkerRecord};
+use crate::store::{Outcome, StoreError, StoreResult, WorkerInfo, WorkerRecord};
 
 /// A reply or stored field that cannot be decoded. The operation is named
 /// by the adapter ([`crate::store::during`]).
@@ -291,6 +291,28 @@ pub(super) fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
         }
         other => Err(corrupt(format!("reply tag {other:?}"))),
     }
+}
+
+/// A completed job as `finish_attempts.lua` left it, from the job as its
+/// worker held it and the new revision (the script's compact reply).
+pub(super) fn completed_snapshot(
+    mut job: Job,
+    outcome: &Outcome,
+    revision: i64,
+    now: Millis,
+) -> Job {
+    job.status = JobStatus::Completed;
+    if let Outcome::Completed { result } = outcome {
+        job.result = Some(result.clone());
+    }
+    job.error = None;
+    job.progress.fraction = 1.0;
+    job.completed_at = Some(now);
+    job.scheduled_for = None;
+    job.updated_at = now;
+    job.worker_id = None;
+    job.revision = revision;
+    job
 }
 
 /// Decodes a job, or `{}` for a lost claim.

@@ -11,8 +11,9 @@ pub(crate) mod keys;
 mod pubsub;
 mod scripts;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,6 +70,11 @@ pub struct RedisStore {
     /// outlive its lease with no running job behind it before cleanup
     /// clears it.
     orphaned_lock_after: Duration,
+    /// The jobs this process's workers hold, by claim token, as claimed and
+    /// as their progress reports left them, so that a completion needs
+    /// only the new revision back from Redis (the drain's hot path), not
+    /// the job's fields.
+    held: Mutex<HashMap<Uuid, Job>>,
 }
 
 impl RedisStore {
@@ -99,6 +105,7 @@ impl RedisStore {
             keys: Keys::new(name),
             bus: bus.clone(),
             orphaned_lock_after,
+            held: Mutex::default(),
         });
         pubsub::spawn(client, store.keys.clone(), bus, Arc::downgrade(&store));
         Ok(store)
@@ -121,17 +128,42 @@ impl RedisStore {
     /// Runs `exchange.lua`: ends `attempts` (their raw replies, in order),
     /// then claims as `claim` asks (the claimed jobs, announced here, after
     /// the jobs the claim promoted first).
+    /// The jobs held under `tokens`, no longer held.
+    fn take_held(&self, tokens: impl Iterator<Item = Uuid>) -> Vec<Option<Job>> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.map(|token| held.remove(&token)).collect()
+    }
+
+    /// Ends `attempts` and claims for `claim` in one script call; publishes
+    /// every job it changed. Returns each attempt's job (or why not) and
+    /// the jobs claimed.
     async fn exchange(
         &self,
         attempts: &[(ClaimRef, &Outcome)],
         now: Millis,
         claim: Option<&ClaimParams>,
-    ) -> StoreResult<(Vec<Value>, Vec<Claimed>)> {
-        let (args, tokens) = args::exchange(attempts, now, claim);
+    ) -> StoreResult<(Vec<StoreResult<Job>>, Vec<Claimed>)> {
+        let held = self.take_held(attempts.iter().map(|(claim, _)| claim.token));
+        let compact = held.iter().all(Option::is_some);
+        let (args, tokens) = args::exchange(attempts, compact, now, claim);
         let mut parts = decode::array(self.run(&self.scripts.exchange, args).await?)?.into_iter();
-        let finished = decode::array(parts.next().unwrap_or(Value::Nil))?;
+        let replies = decode::array(parts.next().unwrap_or(Value::Nil))?;
         let claimed_items = decode::array(parts.next().unwrap_or(Value::Nil))?;
         self.publish_promoted(parts.next().unwrap_or(Value::Nil))?;
+        let finished: Vec<StoreResult<Job>> = replies
+            .into_iter()
+            .zip(attempts)
+            .zip(held)
+            .map(|((reply, (claim, outcome)), held)| match (reply, held) {
+                (Value::Int(revision), Some(job)) => {
+                    Ok(decode::completed_snapshot(job, outcome, revision, now))
+                }
+                (reply, _) => decode::finished_job(claim.job_id, reply),
+            })
+            .collect();
+        for job in finished.iter().flatten() {
+            self.bus.publish(job);
+        }
         let mut claimed = Vec::new();
         for (item, token) in claimed_items.into_iter().zip(tokens) {
             let mut job = decode::claimed_job(item)?;
@@ -139,6 +171,10 @@ impl RedisStore {
                 job.start_attempt(&params.worker_id, now);
             }
             self.bus.publish(&job);
+            self.held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(token, job.clone());
             claimed.push(Claimed {
                 claim: ClaimRef {
                     job_id: job.id,
@@ -298,6 +334,14 @@ impl Store for RedisStore {
                 .await?;
             let job = decode::fenced_job(claim.job_id, reply)?;
             self.bus.publish(&job);
+            if let Some(held) = self
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(&claim.token)
+            {
+                held.clone_from(&job);
+            }
             Ok(job)
         })
         .await
@@ -306,10 +350,10 @@ impl Store for RedisStore {
     async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
         crate::store::during("finish", async {
             let (finished, _) = self.exchange(&[(claim, &outcome)], now, None).await?;
-            let item = finished.into_iter().next().unwrap_or(Value::Nil);
-            let job = decode::finished_job(claim.job_id, item)?;
-            self.bus.publish(&job);
-            Ok(job)
+            finished
+                .into_iter()
+                .next()
+                .unwrap_or(Err(StoreError::ClaimLost(claim.job_id)))
         })
         .await
     }
@@ -325,15 +369,7 @@ impl Store for RedisStore {
                 .iter()
                 .map(|item| (item.claim, &item.outcome))
                 .collect();
-            let (replies, claimed) = self.exchange(&attempts, now, refill).await?;
-            let mut finished = Vec::with_capacity(items.len());
-            for (item, entry) in items.iter().zip(replies) {
-                let result = decode::finished_job(item.claim.job_id, entry);
-                if let Ok(job) = &result {
-                    self.bus.publish(job);
-                }
-                finished.push(result);
-            }
+            let (finished, claimed) = self.exchange(&attempts, now, refill).await?;
             Ok(Exchanged { finished, claimed })
         })
         .await
@@ -341,6 +377,7 @@ impl Store for RedisStore {
 
     async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
         crate::store::during("release", async {
+            self.take_held(claims.iter().map(|claim| claim.token));
             let args = args::release(claims, now);
             self.run(&self.scripts.release, args).await?;
             for claim in claims {

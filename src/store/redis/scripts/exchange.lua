@@ -3,18 +3,19 @@
 -- and any others it has (claim_jobs), so a busy worker never waits between
 -- the two. Either part may be empty.
 -- KEYS[1] prefix
--- ARGV now, n (attempts), then 6 * n attempt values (see finish_attempts),
+-- ARGV now, reply ('full' | 'compact', see finish_attempts), n (attempts),
+--      then 6 * n attempt values (see finish_attempts),
 --      then the number of job fields an ended attempt returns and their
 --      names, then worker_id, max_jobs, global_max, per_user_max,
 --      lease_until, the number of job fields a claim returns and their
 --      names (see claim_jobs), then max_jobs claim tokens
 -- Returns {finished, claimed, promoted}: the jobs a claim promoted first,
 -- each the values of the job fields.
-local now, n = ARGV[1], tonumber(ARGV[2])
-local c = 3 + 6 * n
+local now, reply, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local c = 4 + 6 * n
 local n_job_fields = tonumber(ARGV[c])
 local job_fields = {unpack(ARGV, c + 1, c + n_job_fields)}
-local finished = finish_attempts(now, job_fields, ARGV, 3, n)
+local finished = finish_attempts(now, reply, job_fields, ARGV, 4, n)
 c = c + n_job_fields + 1
 local claimed, promoted = {}, {}
 local max_jobs = tonumber(ARGV[c + 1])
