@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{JobIdParam, JobIdPath};
 use super::schema::JobStatusSchema;
 use super::state::AppState;
-use super::stats::active_since;
+use super::stats::{active_since, active_within};
 use crate::model::{Job, JobId, JobStatus, format_millis, now_millis};
 use crate::store::{ListQuery, WorkerRecord};
 
@@ -99,7 +99,7 @@ pub async fn why(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<WhyPending>, ApiError> {
     let job = state.store.get(id).await?;
-    let stats = state.store.stats(active_since(&state)).await?;
+    let stats = state.store.stats(active_within(&state)).await?;
     let per_user_max = state.settings.per_user_max_concurrent_jobs;
     let user_running = state
         .store
