@@ -13,7 +13,7 @@ use super::extract::{JobIdParam, JobIdPath};
 use super::schema::JobStatusSchema;
 use super::state::AppState;
 use super::stats::{active_since, active_within};
-use crate::model::{Job, JobId, JobStatus, format_millis, now_millis};
+use crate::model::{Job, JobId, JobStatus, Millis, format_millis};
 use crate::store::{ListQuery, WorkerRecord};
 
 /// What holds a job back, most decisive first.
@@ -127,6 +127,7 @@ pub async fn why(
         global_max: state.settings.global_max_concurrent_jobs,
         active_workers: stats.active_workers,
         free_slots,
+        now: state.store.clock().now(),
     };
     Ok(Json(WhyPending {
         job_id: job.id,
@@ -150,6 +151,8 @@ struct Figures {
     global_max: usize,
     active_workers: usize,
     free_slots: usize,
+    /// The store's time.
+    now: Millis,
 }
 
 /// Slots free on workers heartbeating since `active_since`.
@@ -179,7 +182,7 @@ fn reasons(job: &Job, f: &Figures) -> Vec<WaitHint> {
             let when = job
                 .scheduled_for
                 .map_or_else(|| "its due time".to_owned(), format_millis);
-            let past = job.scheduled_for.is_some_and(|at| at <= now_millis());
+            let past = job.scheduled_for.is_some_and(|at| at <= f.now);
             let message = if past {
                 format!("Scheduled for {when}; it becomes pending within about a second")
             } else {
