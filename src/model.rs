@@ -44,7 +44,7 @@ impl Clock {
     pub fn now(&self) -> Millis {
         match &self.0 {
             None => now_millis(),
-            Some(manual) => manual.0.load(Ordering::SeqCst),
+            Some(manual) => manual.now(),
         }
     }
 }
@@ -63,6 +63,11 @@ impl ManualClock {
     /// The [`Clock`] that reads this one.
     pub fn clock(&self) -> Clock {
         Clock(Some(self.clone()))
+    }
+
+    /// The time it stands at.
+    pub fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
     }
 
     /// Moves the clock to `at`.
@@ -448,6 +453,19 @@ impl NewJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told_and_for_every_reader() {
+        let manual = ManualClock::new(1_000);
+        let clock = manual.clock();
+        assert_eq!(clock.clone().now(), 1_000);
+        assert_eq!(manual.advance(Duration::from_millis(500)), 1_500);
+        assert_eq!(clock.now(), 1_500);
+        manual.set(42);
+        assert_eq!(clock.now(), 42);
+        assert_eq!(manual.advance(Duration::MAX), Millis::MAX, "saturates");
+        assert!(Clock::system().now() > 1_700_000_000_000);
+    }
 
     #[test]
     fn status_round_trips_through_its_string() {
