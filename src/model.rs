@@ -3,6 +3,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -19,6 +22,70 @@ pub type Millis = i64;
 /// The current time in [`Millis`].
 pub fn now_millis() -> Millis {
     Utc::now().timestamp_millis()
+}
+
+/// `duration` in [`Millis`], saturating.
+pub fn duration_millis(duration: Duration) -> Millis {
+    Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// Where the time of every store operation comes from: the system clock,
+/// or a [`ManualClock`] that tests set and advance. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<ManualClock>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Millis {
+        match &self.0 {
+            None => now_millis(),
+            Some(manual) => manual.now(),
+        }
+    }
+}
+
+/// A clock that stands still until set or advanced; its clones (and the
+/// [`Clock`]s made from it) share its time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock standing at `at`.
+    pub fn new(at: Millis) -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(at)))
+    }
+
+    /// The [`Clock`] that reads this one.
+    pub fn clock(&self) -> Clock {
+        Clock(Some(self.clone()))
+    }
+
+    /// The time it stands at.
+    pub fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock to `at`.
+    pub fn set(&self, at: Millis) {
+        self.0.store(at, Ordering::SeqCst);
+    }
+
+    /// Moves the clock `by` ahead; returns the new time.
+    pub fn advance(&self, by: Duration) -> Millis {
+        let by = duration_millis(by);
+        let before = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |at| {
+                Some(at.saturating_add(by))
+            })
+            .unwrap_or_else(|at| at);
+        before.saturating_add(by)
+    }
 }
 
 /// Formats [`Millis`] as UTC RFC 3339 ending in `Z`, the API's only time format.
@@ -376,6 +443,19 @@ impl NewJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told_and_for_every_reader() {
+        let manual = ManualClock::new(1_000);
+        let clock = manual.clock();
+        assert_eq!(clock.clone().now(), 1_000);
+        assert_eq!(manual.advance(Duration::from_millis(500)), 1_500);
+        assert_eq!(clock.now(), 1_500);
+        manual.set(42);
+        assert_eq!(clock.now(), 42);
+        assert_eq!(manual.advance(Duration::MAX), Millis::MAX, "saturates");
+        assert!(Clock::system().now() > 1_700_000_000_000);
+    }
 
     #[test]
     fn status_round_trips_through_its_string() {

@@ -13,6 +13,7 @@ use crate::api::monitor::ProcessMonitor;
 use crate::api::{self, AppState};
 use crate::config::{Settings, StoreConfig};
 use crate::events::EventBus;
+use crate::model::Clock;
 use crate::pipeline::{self, Dirs};
 use crate::runtime::{Registry, Worker, builtin, maintenance, process};
 use crate::store::Store;
@@ -37,18 +38,23 @@ async fn open(settings: &Settings) -> anyhow::Result<Core> {
     )?);
     let bus = EventBus::new();
     let store: Arc<dyn Store> = match &settings.store {
-        StoreConfig::Sqlite => {
-            SqliteStore::open(&settings.data_dir, settings.sqlite_synchronous, bus.clone())
-                .await
-                .with_context(|| {
-                    format!("cannot open the store in {}", settings.data_dir.display())
-                })?
-        }
-        StoreConfig::Redis { url, prefix } => {
-            RedisStore::open(url, prefix, bus.clone(), settings.orphaned_lock_after)
-                .await
-                .with_context(|| format!("cannot connect to {url}"))?
-        }
+        StoreConfig::Sqlite => SqliteStore::open(
+            &settings.data_dir,
+            settings.sqlite_synchronous,
+            bus.clone(),
+            Clock::system(),
+        )
+        .await
+        .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?,
+        StoreConfig::Redis { url, prefix } => RedisStore::open(
+            url,
+            prefix,
+            bus.clone(),
+            settings.orphaned_lock_after,
+            Clock::system(),
+        )
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?,
     };
     Ok(Core {
         store,

@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody};
 use super::schema::{JobSchema, JobStatusSchema};
 use super::state::AppState;
-use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, new_job_id, now_millis};
+use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
 use crate::store::{ListQuery, StoreError};
 
 /// The user of a job submitted with none.
@@ -115,7 +115,7 @@ impl SubmitRequest {
                 "user_id must be 1 to {MAX_USER_ID_LEN} characters without control characters"
             )));
         }
-        let now = now_millis();
+        let now = state.store.clock().now();
         let run_at = match (self.run_at, self.delay_seconds) {
             (Some(_), Some(_)) => return Err(validation("give run_at or delay_seconds, not both")),
             (Some(text), None) => Some(parse_timestamp(&text).ok_or_else(|| {
@@ -199,7 +199,7 @@ pub(crate) async fn submit(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(job.view(now_millis())),
+        Json(job.view(state.store.clock().now())),
     ))
 }
 
@@ -222,7 +222,7 @@ pub(crate) async fn status(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
     let job = state.store.get(id).await?;
-    Ok(Json(job.view(now_millis())))
+    Ok(Json(job.view(state.store.clock().now())))
 }
 
 /// Query of `GET /api/v1/jobs`. Empty values are no filter; unknown
@@ -302,7 +302,7 @@ pub(crate) async fn list(
         before,
     };
     let page = state.store.list(&query).await?;
-    let now = now_millis();
+    let now = state.store.clock().now();
     Ok(Json(JobPage {
         jobs: page.jobs.iter().map(|job| job.view(now)).collect(),
         next_cursor: page.next_cursor,
@@ -346,19 +346,15 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<ActionResponse>, ApiError> {
-    let job = state
-        .store
-        .cancel(id, now_millis())
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { id, current } => ApiError::AlreadyTerminal { id, current },
-            other => other.into(),
-        })?;
+    let job = state.store.cancel(id).await.map_err(|e| match e {
+        StoreError::Conflict { id, current } => ApiError::AlreadyTerminal { id, current },
+        other => other.into(),
+    })?;
     Ok(Json(ActionResponse {
         job_id: job.id,
         status: job.status,
         message: "Job cancelled successfully".into(),
-        job: job.view(now_millis()),
+        job: job.view(state.store.clock().now()),
     }))
 }
 
@@ -404,7 +400,7 @@ pub(crate) async fn restart(
     };
     let job = state
         .store
-        .restart(id, parameters, now_millis())
+        .restart(id, parameters)
         .await
         .map_err(|e| match e {
             StoreError::Conflict { id, current } => ApiError::NotRestartable { id, current },
@@ -414,7 +410,7 @@ pub(crate) async fn restart(
         job_id: job.id,
         status: job.status,
         message: "Job restarted and re-queued".into(),
-        job: job.view(now_millis()),
+        job: job.view(state.store.clock().now()),
     }))
 }
 

@@ -203,9 +203,14 @@ mod tests {
     async fn state_on(dir: &std::path::Path) -> AppState {
         let settings = Settings::default();
         let bus = EventBus::new();
-        let store = SqliteStore::open(dir, settings.sqlite_synchronous, bus.clone())
-            .await
-            .expect("store");
+        let store = SqliteStore::open(
+            dir,
+            settings.sqlite_synchronous,
+            bus.clone(),
+            crate::model::Clock::system(),
+        )
+        .await
+        .expect("store");
         AppState {
             store,
             bus,

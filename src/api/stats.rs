@@ -1,5 +1,7 @@
 //! `/queue/stats` and `/health`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
-use crate::model::{JobStatus, Millis, format_millis, now_millis};
+use crate::model::{JobStatus, Millis, duration_millis, format_millis};
 use crate::store::StoreStats;
 
 /// The seed's queue statistics, every field measured.
@@ -114,9 +116,18 @@ fn health(stats: &StoreStats) -> &'static str {
     }
 }
 
+/// Workers heartbeating within this long count as active.
+pub(crate) fn active_within(state: &AppState) -> Duration {
+    state.settings.lease_timeout
+}
+
 /// Workers heartbeating since this time count as active.
 pub(crate) fn active_since(state: &AppState) -> Millis {
-    now_millis() - state.settings.lease_timeout.as_millis() as Millis
+    state
+        .store
+        .clock()
+        .now()
+        .saturating_sub(duration_millis(active_within(state)))
 }
 
 /// `GET /api/v1/jobs/queue/stats`. When the store is unreachable: 503 with
@@ -143,7 +154,7 @@ pub(crate) async fn queue_stats(State(state): State<AppState>) -> Response {
 /// Not logged here: a request's failure is logged with the request, the
 /// dashboard's once per outage.
 pub(crate) async fn current_stats(state: &AppState) -> Result<QueueStats, StatsError> {
-    match state.store.stats(active_since(state)).await {
+    match state.store.stats(active_within(state)).await {
         Ok(stats) => Ok(measure(state, &stats)),
         Err(e) => Err(StatsError(ApiError::from(e))),
     }

@@ -103,7 +103,7 @@ pub(crate) async fn poll(
             _ = state.shutdown.cancelled() => break,
         }
     }
-    Ok(Json(job.view(now_millis())))
+    Ok(Json(job.view(state.store.clock().now())))
 }
 
 /// `GET /api/v1/jobs/status/{job_id}/stream`: `job_update` events with the

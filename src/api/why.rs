@@ -12,8 +12,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{JobIdParam, JobIdPath};
 use super::schema::JobStatusSchema;
 use super::state::AppState;
-use super::stats::active_since;
-use crate::model::{Job, JobId, JobStatus, format_millis, now_millis};
+use super::stats::{active_since, active_within};
+use crate::model::{Job, JobId, JobStatus, Millis, format_millis};
 use crate::store::{ListQuery, WorkerRecord};
 
 /// What holds a job back, most decisive first.
@@ -99,7 +99,7 @@ pub(crate) async fn why(
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<WhyPending>, ApiError> {
     let job = state.store.get(id).await?;
-    let stats = state.store.stats(active_since(&state)).await?;
+    let stats = state.store.stats(active_within(&state)).await?;
     let per_user_max = state.settings.per_user_max_concurrent_jobs;
     let user_running = state
         .store
@@ -127,6 +127,7 @@ pub(crate) async fn why(
         global_max: state.settings.global_max_concurrent_jobs,
         active_workers: stats.active_workers,
         free_slots,
+        now: state.store.clock().now(),
     };
     Ok(Json(WhyPending {
         job_id: job.id,
@@ -150,6 +151,8 @@ struct Figures {
     global_max: usize,
     active_workers: usize,
     free_slots: usize,
+    /// The store's time.
+    now: Millis,
 }
 
 /// Slots free on workers heartbeating since `active_since`.
@@ -179,7 +182,7 @@ fn reasons(job: &Job, f: &Figures) -> Vec<WaitHint> {
             let when = job
                 .scheduled_for
                 .map_or_else(|| "its due time".to_owned(), format_millis);
-            let past = job.scheduled_for.is_some_and(|at| at <= now_millis());
+            let past = job.scheduled_for.is_some_and(|at| at <= f.now);
             let message = if past {
                 format!("Scheduled for {when}; it becomes pending within about a second")
             } else {

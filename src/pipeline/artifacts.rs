@@ -190,13 +190,15 @@ async fn sweep(store: &dyn Store, root: PathBuf) -> io::Result<usize> {
     let candidates = tokio::task::spawn_blocking(move || job_entries(&listed))
         .await
         .map_err(io::Error::other)??;
-    let mut keep = HashSet::new();
+    // Only entries listed here and confirmed gone: a directory an attempt
+    // creates meanwhile belongs to a job the store has.
+    let mut gone = HashSet::new();
     for id in candidates {
-        if !matches!(store.get(id).await, Err(StoreError::NotFound(_))) {
-            keep.insert(id);
+        if matches!(store.get(id).await, Err(StoreError::NotFound(_))) {
+            gone.insert(id);
         }
     }
-    tokio::task::spawn_blocking(move || remove_orphaned_artifacts(&root, |id| keep.contains(&id)))
+    tokio::task::spawn_blocking(move || remove_orphaned_artifacts(&root, |id| !gone.contains(&id)))
         .await
         .map_err(io::Error::other)?
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::model::{Job, now_millis};
+use crate::model::Job;
 use crate::store::{ClaimParams, Claimed, Finish, Store, StoreError, StoreResult};
 
 /// Most attempt outcomes recorded in one store call.
@@ -126,10 +126,7 @@ async fn record_batch(store: Arc<dyn Store>, refill: Arc<dyn Refill>, batch: Vec
         replies.push(completion.reply);
     }
     let claim = refill.claim_params(slots.len());
-    match store
-        .finish_and_claim(&items, now_millis(), claim.as_ref())
-        .await
-    {
+    match store.finish_and_claim(&items, claim.as_ref()).await {
         Ok(exchanged) => {
             let filled = claim
                 .as_ref()

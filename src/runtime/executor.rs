@@ -15,7 +15,7 @@ use super::handler::{JobContext, JobFailure, Retry};
 use super::registry::Registry;
 use crate::backoff::retry_delays;
 use crate::events::{EventBus, JobWatch};
-use crate::model::{Job, JobStatus, Millis, Progress, now_millis};
+use crate::model::{Job, JobStatus, Millis, Progress, duration_millis};
 use crate::store::{ClaimRef, Claimed, Finish, Outcome, Store, StoreError, error_chain};
 
 /// Longest retry backoff.
@@ -119,7 +119,7 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
                     return;
                 }
                 StopReason::Shutdown => {
-                    if let Err(e) = env.store.release(&[claim], now_millis()).await {
+                    if let Err(e) = env.store.release(&[claim]).await {
                         tracing::warn!(job_id = %job.id, error = %error_chain(&e), "could not re-queue job on shutdown; its lease will expire");
                     }
                     return;
@@ -175,7 +175,7 @@ async fn record_with_backoff(
     let outcome = match result {
         Ok(result) => Outcome::Completed { result },
         Err(error) => Outcome::Failed {
-            retry_at: retry_time(job, retry_base, &error, now_millis()),
+            retry_at: retry_time(job, retry_base, &error, env.store.clock().now()),
             error: format!("{error:#}"),
         },
     };
@@ -202,10 +202,7 @@ async fn record_with_backoff(
                 tracing::warn!(job_id = %job.id, error = %error_chain(&e), "could not record result; retrying");
                 tokio::time::sleep(pause).await;
                 pause = pauses.next().unwrap_or(pause);
-                attempt = env
-                    .store
-                    .finish(claim, finish.outcome.clone(), now_millis())
-                    .await;
+                attempt = env.store.finish(claim, finish.outcome.clone()).await;
             }
             Err(e) => {
                 tracing::error!(job_id = %job.id, error = %error_chain(&e), "could not record result; the job will be recovered");
@@ -225,11 +222,12 @@ fn retry_time(job: &Job, base: Duration, error: &anyhow::Error, now: Millis) -> 
     match error.downcast_ref::<JobFailure>().map(JobFailure::retry) {
         Some(Retry::Never) => return None,
         Some(Retry::At(at)) => return Some(at),
+        Some(Retry::After(delay)) => return Some(now.saturating_add(duration_millis(delay))),
         None => {}
     }
     let exponent = job.attempts.saturating_sub(1).min(20);
     let delay = base.saturating_mul(1u32 << exponent).min(MAX_BACKOFF);
-    Some(now + delay.as_millis() as Millis)
+    Some(now.saturating_add(duration_millis(delay)))
 }
 
 async fn sleep_for(limit: Option<Duration>) {
@@ -336,6 +334,11 @@ mod tests {
         assert_eq!(format!("{permanent:#}"), "bad input");
         let later = anyhow::Error::from(JobFailure::retry_at("rate limited", 42_000));
         assert_eq!(retry_time(&job(1, 3), base, &later, 0), Some(42_000));
+        let after = anyhow::Error::from(JobFailure::retry_after(
+            "rate limited",
+            Duration::from_secs(30),
+        ));
+        assert_eq!(retry_time(&job(1, 3), base, &after, 1_000), Some(31_000));
         assert_eq!(
             retry_time(&job(3, 3), base, &later, 0),
             None,

@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufRead
 use tokio::process::Command;
 
 use super::handler::{JobContext, JobFailure, JobHandler, Retry};
-use crate::model::{Millis, Progress, now_millis};
+use crate::model::{Progress, now_millis};
 
 /// Bytes of stderr kept for the error message.
 const STDERR_TAIL_BYTES: usize = 4096;
@@ -144,6 +144,7 @@ impl JobHandler for ExternalCommand {
         Err(match said.retry {
             Some(Retry::Never) => JobFailure::permanent(message).into(),
             Some(Retry::At(at)) => JobFailure::retry_at(message, at).into(),
+            Some(Retry::After(delay)) => JobFailure::retry_after(message, delay).into(),
             None => anyhow::anyhow!(message),
         })
     }
@@ -176,7 +177,7 @@ fn apply_line(ctx: &JobContext, line: &str, said: &mut Said) {
         .filter(|s| s.is_finite() && *s >= 0.0)
     {
         let delay = Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER_SECONDS));
-        said.retry = Some(Retry::At(now_millis() + delay.as_millis() as Millis));
+        said.retry = Some(Retry::After(delay));
     }
     let fraction = fields.get("progress").and_then(Value::as_f64);
     let items_processed = fields.get("items_processed").and_then(Value::as_u64);

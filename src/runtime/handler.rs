@@ -2,6 +2,7 @@
 //! it runs with, and the [`JobFailure`] it may end an attempt with.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -37,6 +38,9 @@ pub enum Retry {
     Never,
     /// At this time, if attempts are left.
     At(Millis),
+    /// This long after the attempt ends (by the store's clock), if attempts
+    /// are left.
+    After(Duration),
 }
 
 impl JobFailure {
@@ -54,6 +58,15 @@ impl JobFailure {
         JobFailure {
             message: message.into(),
             retry: Retry::At(at),
+        }
+    }
+
+    /// Fails the attempt and retries `delay` after it ends, if attempts are
+    /// left.
+    pub fn retry_after(message: impl Into<String>, delay: Duration) -> JobFailure {
+        JobFailure {
+            message: message.into(),
+            retry: Retry::After(delay),
         }
     }
 

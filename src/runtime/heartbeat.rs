@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{Millis, now_millis};
 use crate::store::{ClaimRef, Store, WorkerInfo, error_chain};
 
 /// What the heartbeat needs of the worker it beats for.
@@ -29,12 +28,7 @@ pub(crate) async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now = now_millis();
-        let lease_until = now + lease.as_millis() as Millis;
-        match store
-            .heartbeat(&info, &held.claims(), lease_until, now)
-            .await
-        {
+        match store.heartbeat(&info, &held.claims(), lease).await {
             Ok(lost) => lost.into_iter().for_each(|id| held.lost(id)),
             Err(e) => tracing::warn!(error = %error_chain(&e), "heartbeat failed"),
         }

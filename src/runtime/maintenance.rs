@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::process;
 use crate::config::Settings;
-use crate::model::{Millis, now_millis};
 use crate::store::{CleanupParams, RecoverParams, Store, error_chain};
 
 /// Longest sleep of the scheduler between looks at the next due job.
@@ -33,13 +32,9 @@ pub(crate) fn spawn(
     })
 }
 
-fn ago(now: Millis, duration: Duration) -> Millis {
-    now - duration.as_millis() as Millis
-}
-
 async fn scheduler(store: Arc<dyn Store>, stop: CancellationToken) {
     loop {
-        let now = now_millis();
+        let now = store.clock().now();
         let wait = match store.next_due().await {
             Ok(Some(due)) if due <= now => Duration::ZERO,
             Ok(Some(due)) => Duration::from_millis((due - now) as u64).min(SCHEDULER_POLL),
@@ -49,7 +44,7 @@ async fn scheduler(store: Arc<dyn Store>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        if let Err(e) = store.promote_due(now_millis()).await {
+        if let Err(e) = store.promote_due().await {
             tracing::warn!(error = %error_chain(&e), "promoting scheduled jobs failed");
         }
     }
@@ -83,11 +78,9 @@ async fn reaper(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellati
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let now = now_millis();
         let params = RecoverParams {
-            now,
             max_interruptions: settings.max_interruptions,
-            stale_workers_before: ago(now, settings.stale_worker_after),
+            stale_worker_after: settings.stale_worker_after,
             dead_workers: dead_workers_here(store.as_ref(), &host).await,
         };
         match store.recover_expired(&params).await {
@@ -118,11 +111,9 @@ async fn cleaner(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellat
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let now = now_millis();
         let params = CleanupParams {
-            now,
-            completed_before: ago(now, settings.completed_retention),
-            failed_before: ago(now, settings.failed_retention),
+            completed_retention: settings.completed_retention,
+            failed_retention: settings.failed_retention,
         };
         match store.cleanup(&params).await {
             Ok(report) => tracing::info!(jobs_deleted = report.jobs_deleted, "cleanup pass"),

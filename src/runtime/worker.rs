@@ -29,7 +29,7 @@ use super::registry::Registry;
 use crate::backoff::retry_delays;
 use crate::config::Settings;
 use crate::events::EventBus;
-use crate::model::{JobId, Millis, now_millis};
+use crate::model::JobId;
 use crate::store::{ClaimParams, ClaimRef, Claimed, Store, WorkerInfo, error_chain};
 
 /// Longest idle wait between claim attempts; also bounds how late a due
@@ -68,14 +68,12 @@ impl WorkerShared {
     }
 
     fn claim_for(&self, max_jobs: usize) -> ClaimParams {
-        let now = now_millis();
         ClaimParams {
             worker_id: self.info.worker_id.clone(),
             max_jobs,
             global_max: self.settings.global_max_concurrent_jobs,
             per_user_max: self.settings.per_user_max_concurrent_jobs,
-            lease_until: now + self.settings.lease_timeout.as_millis() as Millis,
-            now,
+            lease: self.settings.lease_timeout,
         }
     }
 
@@ -111,7 +109,7 @@ impl WorkerShared {
         if !unplaced.is_empty() {
             let store = self.store.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.release(&unplaced, now_millis()).await {
+                if let Err(e) = store.release(&unplaced).await {
                     tracing::warn!(error = %error_chain(&e), "could not give back claims without a slot");
                 }
             });
@@ -184,7 +182,7 @@ impl Worker {
             worker_id: format!("{host}:{pid}:{}", &short[..8]),
             host,
             pid,
-            started_at: now_millis(),
+            started_at: store.clock().now(),
             concurrency: settings.workers,
         };
         let shared = Arc::new(WorkerShared {

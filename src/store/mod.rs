@@ -7,13 +7,15 @@
 pub mod redis;
 pub mod sqlite;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::events::JobWatch;
-use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
+use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress};
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -190,10 +192,9 @@ pub struct ClaimParams {
     pub global_max: usize,
     /// Jobs running at once per user, at most.
     pub per_user_max: usize,
-    /// The lease the claim grants; the worker's heartbeat renews it.
-    pub lease_until: Millis,
-    /// The claim's time.
-    pub now: Millis,
+    /// The lease the claim grants, from the claim's time; the worker's
+    /// heartbeat renews it.
+    pub lease: Duration,
 }
 
 /// How an attempt ended.
@@ -284,15 +285,14 @@ pub struct WorkerRecord {
     pub running_jobs: Vec<JobId>,
 }
 
-/// What the lease reaper is told.
+/// What the lease reaper is told. Running jobs whose lease ended before
+/// the store's clock says now are recovered.
 #[derive(Debug, Clone)]
 pub struct RecoverParams {
-    /// Now; running jobs whose lease ended before this are recovered.
-    pub now: Millis,
     /// A job interrupted more often than this fails as "worker lost".
     pub max_interruptions: u32,
-    /// Worker registrations silent since before this are removed.
-    pub stale_workers_before: Millis,
+    /// Worker registrations silent for longer than this are removed.
+    pub stale_worker_after: Duration,
     /// Workers known to be dead (their process is gone): their jobs are
     /// recovered now, whatever their leases, and their registrations
     /// removed.
@@ -310,15 +310,14 @@ pub struct RecoverReport {
     pub stale_workers_removed: usize,
 }
 
-/// What retention cleanup is told.
+/// What retention cleanup is told (the pass is recorded at the store's
+/// clock's now).
 #[derive(Debug, Clone)]
 pub struct CleanupParams {
-    /// Now, recorded as the last cleanup.
-    pub now: Millis,
-    /// Completed jobs finished before this are deleted.
-    pub completed_before: Millis,
-    /// Failed and cancelled jobs finished before this are deleted.
-    pub failed_before: Millis,
+    /// Completed jobs finished longer ago than this are deleted.
+    pub completed_retention: Duration,
+    /// Failed and cancelled jobs finished longer ago than this are deleted.
+    pub failed_retention: Duration,
 }
 
 /// What cleanup did.
@@ -363,10 +362,16 @@ pub struct FinishedTotals {
 /// Every successful write notifies the process's [`crate::events::EventBus`]
 /// (the backend owns that, since only it sees writes made by other
 /// processes).
+///
+/// Every operation takes its time from the store's [`Clock`], read once.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `redis`, as `/queue/stats` reports it.
     fn kind(&self) -> &'static str;
+
+    /// The clock every operation takes its time from; callers computing
+    /// times for the store (a retry's `retry_at`) read it too.
+    fn clock(&self) -> &Clock;
 
     /// Checks that the backend answers.
     async fn ping(&self) -> StoreResult<()>;
@@ -408,7 +413,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends the attempt, if the claim still holds: completed, failed, or
     /// scheduled for a retry.
-    async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job>;
+    async fn finish(&self, claim: ClaimRef, outcome: Outcome) -> StoreResult<Job>;
 
     /// Ends many attempts and then, given `refill`, claims jobs as
     /// [`Store::claim`] does, in one step: a busy worker's single round trip
@@ -417,37 +422,35 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_and_claim(
         &self,
         items: &[Finish],
-        now: Millis,
         refill: Option<&ClaimParams>,
     ) -> StoreResult<Exchanged>;
 
     /// Gives claimed jobs back to the queue without spending an attempt
     /// (graceful shutdown). Claims no longer held are skipped.
-    async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()>;
+    async fn release(&self, claims: &[ClaimRef]) -> StoreResult<()>;
 
     /// Cancels a job that is not terminal; a running job loses its claim.
-    async fn cancel(&self, id: JobId, now: Millis) -> StoreResult<Job>;
+    async fn cancel(&self, id: JobId) -> StoreResult<Job>;
 
     /// Puts a failed or cancelled job back to pending, with its progress,
     /// error and attempts reset, and `parameters` replacing its own if given.
-    async fn restart(&self, id: JobId, parameters: Option<Value>, now: Millis) -> StoreResult<Job>;
+    async fn restart(&self, id: JobId, parameters: Option<Value>) -> StoreResult<Job>;
 
     /// Registers or refreshes a worker and extends the lease of the jobs it
-    /// holds. Returns the held jobs whose claim is gone (cancelled or
-    /// recovered), which the worker must stop.
+    /// holds to `lease` from now. Returns the held jobs whose claim is gone
+    /// (cancelled or recovered), which the worker must stop.
     async fn heartbeat(
         &self,
         worker: &WorkerInfo,
         held: &[ClaimRef],
-        lease_until: Millis,
-        now: Millis,
+        lease: Duration,
     ) -> StoreResult<Vec<JobId>>;
 
     /// Removes a worker's registration (clean shutdown).
     async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()>;
 
     /// Makes scheduled jobs whose time has come pending. Returns how many.
-    async fn promote_due(&self, now: Millis) -> StoreResult<usize>;
+    async fn promote_due(&self) -> StoreResult<usize>;
 
     /// Recovers running jobs whose lease expired and removes stale workers.
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport>;
@@ -456,9 +459,9 @@ pub trait Store: Send + Sync + 'static {
     /// keeps for a limited time) and records the pass.
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport>;
 
-    /// Counts per status and registry facts. `active_since` separates active
-    /// from stale workers.
-    async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats>;
+    /// Counts per status and registry facts. Workers that heartbeat within
+    /// `active_within` are active, the others stale.
+    async fn stats(&self, active_within: Duration) -> StoreResult<StoreStats>;
 
     /// The terminal-status totals, read in one consistent step.
     async fn finished_totals(&self) -> StoreResult<FinishedTotals>;

@@ -15,6 +15,7 @@ use jobd::api::monitor::ProcessMonitor;
 use jobd::config::Synchronous;
 use jobd::config::{Settings, StoreConfig};
 use jobd::events::EventBus;
+use jobd::model::Clock;
 use jobd::pipeline::{self, Dirs};
 use jobd::runtime::{Registry, builtin};
 use jobd::store::Store;
@@ -67,9 +68,14 @@ impl App {
         adjust(&mut settings);
         let bus = EventBus::new();
         let store: Arc<dyn Store> = match &redis {
-            None => SqliteStore::open(&settings.data_dir, settings.sqlite_synchronous, bus.clone())
-                .await
-                .expect("open SQLite store"),
+            None => SqliteStore::open(
+                &settings.data_dir,
+                settings.sqlite_synchronous,
+                bus.clone(),
+                Clock::system(),
+            )
+            .await
+            .expect("open SQLite store"),
             Some(server) => {
                 let prefix = format!("a{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
                 settings.store = StoreConfig::Redis {
@@ -81,6 +87,7 @@ impl App {
                     &prefix,
                     bus.clone(),
                     settings.orphaned_lock_after,
+                    Clock::system(),
                 )
                 .await
                 .expect("open Redis store")

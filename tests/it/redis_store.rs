@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobd::events::EventBus;
-use jobd::model::{NewJob, now_millis};
+use jobd::model::{ManualClock, NewJob, now_millis};
 use jobd::store::{CleanupParams, Store};
 
 use crate::support::RedisServer;
@@ -20,11 +20,13 @@ async fn cleanup_never_deletes_another_nodes_lock() {
     };
     let prefix = "lockcheck";
     let lock = format!("{{{prefix}}}:lock:cleanup");
+    let clock = ManualClock::new(now_millis());
     let store: Arc<dyn Store> = jobd::store::redis::RedisStore::open(
         &server.url,
         prefix,
         EventBus::new(),
         Duration::from_secs(600),
+        clock.clock(),
     )
     .await
     .unwrap();
@@ -36,13 +38,13 @@ async fn cleanup_never_deletes_another_nodes_lock() {
         // Enough terminal jobs that the pass takes several batches.
         for _ in 0..2_000 {
             let job = store.submit(NewJob::new("noop", "u")).await.unwrap();
-            store.cancel(job.id, now_millis()).await.unwrap();
+            store.cancel(job.id).await.unwrap();
         }
-        let now = now_millis();
+        // Every job cancelled is an hour past its retention.
+        clock.advance(Duration::from_secs(7_200));
         let params = CleanupParams {
-            now,
-            completed_before: now + 3_600_000,
-            failed_before: now + 3_600_000,
+            completed_retention: Duration::from_secs(3_600),
+            failed_retention: Duration::from_secs(3_600),
         };
         let pass = {
             let store = store.clone();
@@ -100,17 +102,18 @@ async fn cleanup_clears_orphaned_locks_past_their_age() {
     };
     let prefix = "orphans";
     let running = format!("{{{prefix}}}:running");
+    let now = now_millis();
     let store = jobd::store::redis::RedisStore::open(
         &server.url,
         prefix,
         EventBus::new(),
         Duration::from_secs(600),
+        ManualClock::new(now).clock(),
     )
     .await
     .unwrap();
     let client = redis::Client::open(server.url.as_str()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let now = now_millis();
     // Locks of jobs that do not exist: one whose lease ended an hour ago,
     // one whose lease ended a minute ago.
     for (id, lease_end) in [
@@ -126,9 +129,8 @@ async fn cleanup_clears_orphaned_locks_past_their_age() {
             .unwrap();
     }
     let params = CleanupParams {
-        now,
-        completed_before: 0,
-        failed_before: 0,
+        completed_retention: Duration::MAX,
+        failed_retention: Duration::MAX,
     };
     store.cleanup(&params).await.unwrap();
     let left: Vec<String> = redis::cmd("ZRANGE")

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use super::store_counters;
 use crate::api::state::AppState;
-use crate::api::stats::active_since;
+use crate::api::stats::active_within;
 use crate::model::JobStatus;
 use crate::store::ListQuery;
 
@@ -28,7 +28,7 @@ const RUNNING_PAGES: usize = 10;
 /// Appends the gauges and counters read from the store now.
 pub(super) async fn render(state: &AppState, out: &mut String) {
     let (stats, running, totals) = tokio::join!(
-        state.store.stats(active_since(state)),
+        state.store.stats(active_within(state)),
         running_by_user(state),
         state.store.finished_totals(),
     );

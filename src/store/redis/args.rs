@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::decode;
-use crate::model::{JobId, JobStatus, Millis, NewJob, Progress};
+use crate::model::{JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{ClaimParams, ClaimRef, ListQuery, Outcome, WorkerInfo};
 
 /// An optional value as an argument: `''` for none.
@@ -60,7 +60,8 @@ pub(super) fn exchange(
                 params.max_jobs.to_string(),
                 params.global_max.to_string(),
                 params.per_user_max.to_string(),
-                params.lease_until.to_string(),
+                now.saturating_add(duration_millis(params.lease))
+                    .to_string(),
                 decode::CLAIMED_FIELDS.len().to_string(),
             ]);
             args.extend(decode::CLAIMED_FIELDS.map(String::from));

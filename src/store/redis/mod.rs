@@ -25,7 +25,7 @@ use uuid::Uuid;
 use self::keys::Keys;
 use self::scripts::Scripts;
 use crate::events::{EventBus, JobWatch};
-use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
+use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
     FinishedTotals, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError,
@@ -70,23 +70,22 @@ pub struct RedisStore {
     /// outlive its lease with no running job behind it before cleanup
     /// clears it.
     orphaned_lock_after: Duration,
-    /// The jobs this process's workers hold, by claim token, as claimed and
-    /// as their progress reports left them, so that a completion needs
-    /// only the new revision back from Redis (the drain's hot path), not
-    /// the job's fields.
     held: Mutex<HashMap<Uuid, Job>>,
+    clock: Clock,
 }
 
 impl RedisStore {
     /// Connects to `url` (`redis://HOST:PORT/DB`) with keys under `{name}:`,
     /// and starts the change subscription and the watch refresher. Cleanup
     /// clears processing locks left `orphaned_lock_after` past their lease
-    /// by a job that no longer runs.
+    /// by a job that no longer runs. Every operation takes its time from
+    /// `clock` (the scripts are given it).
     pub async fn open(
         url: &str,
         name: &str,
         bus: EventBus,
         orphaned_lock_after: Duration,
+        clock: Clock,
     ) -> StoreResult<Arc<RedisStore>> {
         let client = redis::Client::open(url).map_err(redis_err)?;
         // A few quick reconnection attempts per failure; while Redis stays
@@ -106,6 +105,7 @@ impl RedisStore {
             bus: bus.clone(),
             orphaned_lock_after,
             held: Mutex::default(),
+            clock,
         });
         pubsub::spawn(client, store.keys.clone(), bus, Arc::downgrade(&store));
         Ok(store)
@@ -209,7 +209,7 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
+        let expiry = self.clock.now() + duration_millis(WATCH_TTL);
         let members: Vec<(Millis, String)> =
             ids.iter().map(|id| (expiry, id.to_string())).collect();
         let mut conn = self.conn();
@@ -221,6 +221,10 @@ impl RedisStore {
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -237,7 +241,7 @@ impl Store for RedisStore {
             // Watch, then announce (scripts publish changes of announced jobs
             // only), then read: no change can fall between the three.
             let watch = self.bus.watch(id);
-            let expiry = now_millis() + WATCH_TTL.as_millis() as Millis;
+            let expiry = self.clock.now() + duration_millis(WATCH_TTL);
             let mut conn = self.conn();
             bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry))
                 .await?;
@@ -248,7 +252,7 @@ impl Store for RedisStore {
 
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
         crate::store::during("submit_all", async {
-            let now = now_millis();
+            let now = self.clock.now();
             let args = args::submit(&jobs, now);
             let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
             if let Some(refusal) = replies.first().and_then(decode::text) {
@@ -317,7 +321,7 @@ impl Store for RedisStore {
 
     async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {
         crate::store::during("claim", async {
-            let (_, claimed) = self.exchange(&[], params.now, Some(params)).await?;
+            let (_, claimed) = self.exchange(&[], self.clock.now(), Some(params)).await?;
             Ok(claimed)
         })
         .await
@@ -329,7 +333,7 @@ impl Store for RedisStore {
             let reply = self
                 .run(
                     &self.scripts.progress,
-                    args::progress(claim, &progress, now_millis()),
+                    args::progress(claim, &progress, self.clock.now()),
                 )
                 .await?;
             let job = decode::fenced_job(claim.job_id, reply)?;
@@ -347,9 +351,11 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
+    async fn finish(&self, claim: ClaimRef, outcome: Outcome) -> StoreResult<Job> {
         crate::store::during("finish", async {
-            let (finished, _) = self.exchange(&[(claim, &outcome)], now, None).await?;
+            let (finished, _) = self
+                .exchange(&[(claim, &outcome)], self.clock.now(), None)
+                .await?;
             finished
                 .into_iter()
                 .next()
@@ -361,7 +367,6 @@ impl Store for RedisStore {
     async fn finish_and_claim(
         &self,
         items: &[Finish],
-        now: Millis,
         refill: Option<&ClaimParams>,
     ) -> StoreResult<Exchanged> {
         crate::store::during("finish_and_claim", async {
@@ -369,16 +374,16 @@ impl Store for RedisStore {
                 .iter()
                 .map(|item| (item.claim, &item.outcome))
                 .collect();
-            let (finished, claimed) = self.exchange(&attempts, now, refill).await?;
+            let (finished, claimed) = self.exchange(&attempts, self.clock.now(), refill).await?;
             Ok(Exchanged { finished, claimed })
         })
         .await
     }
 
-    async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
+    async fn release(&self, claims: &[ClaimRef]) -> StoreResult<()> {
         crate::store::during("release", async {
             self.take_held(claims.iter().map(|claim| claim.token));
-            let args = args::release(claims, now);
+            let args = args::release(claims, self.clock.now());
             self.run(&self.scripts.release, args).await?;
             for claim in claims {
                 if let Ok(job) = self.get(claim.job_id).await {
@@ -391,8 +396,9 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn cancel(&self, id: JobId, now: Millis) -> StoreResult<Job> {
+    async fn cancel(&self, id: JobId) -> StoreResult<Job> {
         crate::store::during("cancel", async {
+            let now = self.clock.now();
             let reply = self
                 .run(&self.scripts.cancel, vec![id.to_string(), now.to_string()])
                 .await?;
@@ -403,8 +409,9 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn restart(&self, id: JobId, parameters: Option<Json>, now: Millis) -> StoreResult<Job> {
+    async fn restart(&self, id: JobId, parameters: Option<Json>) -> StoreResult<Job> {
         crate::store::during("restart", async {
+            let now = self.clock.now();
             let reply = self
                 .run(
                     &self.scripts.restart,
@@ -423,10 +430,11 @@ impl Store for RedisStore {
         &self,
         worker: &WorkerInfo,
         held: &[ClaimRef],
-        lease_until: Millis,
-        now: Millis,
+        lease: Duration,
     ) -> StoreResult<Vec<JobId>> {
         crate::store::during("heartbeat", async {
+            let now = self.clock.now();
+            let lease_until = now.saturating_add(duration_millis(lease));
             let args = args::heartbeat(worker, held, lease_until, now);
             let lost = decode::ids(self.run(&self.scripts.heartbeat, args).await?)?;
             // Keep this process's watch registrations alive with the heartbeat.
@@ -452,9 +460,9 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
+    async fn promote_due(&self) -> StoreResult<usize> {
         crate::store::during("promote_due", async {
-            let mut args = vec![now.to_string()];
+            let mut args = vec![self.clock.now().to_string()];
             args.extend(decode::JOB_FIELDS.map(String::from));
             let promoted = self.run(&self.scripts.promote, args).await?;
             self.publish_promoted(promoted)
@@ -464,10 +472,12 @@ impl Store for RedisStore {
 
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport> {
         crate::store::during("recover_expired", async {
+            let now = self.clock.now();
+            let stale_before = now.saturating_sub(duration_millis(params.stale_worker_after));
             let mut args = vec![
-                params.now.to_string(),
+                now.to_string(),
                 params.max_interruptions.to_string(),
-                params.stale_workers_before.to_string(),
+                stale_before.to_string(),
             ];
             args.extend(params.dead_workers.iter().cloned());
             let reply = self.run(&self.scripts.recover, args).await?;
@@ -499,6 +509,9 @@ impl Store for RedisStore {
 
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport> {
         crate::store::during("cleanup", async {
+            let now = self.clock.now();
+            let completed_before = now.saturating_sub(duration_millis(params.completed_retention));
+            let failed_before = now.saturating_sub(duration_millis(params.failed_retention));
             // One pass at a time across all nodes: a lock that expires by itself
             // if its holder dies.
             let lock = self.keys.named("lock:cleanup");
@@ -522,8 +535,8 @@ impl Store for RedisStore {
                     self.run(
                         &self.scripts.cleanup,
                         vec![
-                            params.completed_before.to_string(),
-                            params.failed_before.to_string(),
+                            completed_before.to_string(),
+                            failed_before.to_string(),
                             CLEANUP_BATCH.to_string(),
                         ],
                     )
@@ -535,11 +548,11 @@ impl Store for RedisStore {
                     break;
                 }
             }
-            let orphaned_before = params.now - self.orphaned_lock_after.as_millis() as Millis;
+            let orphaned_before = now.saturating_sub(duration_millis(self.orphaned_lock_after));
             let cleared = self
                 .run(
                     &self.scripts.cleanup_finish,
-                    vec![params.now.to_string(), orphaned_before.to_string(), token],
+                    vec![now.to_string(), orphaned_before.to_string(), token],
                 )
                 .await?;
             let cleared: usize =
@@ -554,8 +567,12 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats> {
+    async fn stats(&self, active_within: Duration) -> StoreResult<StoreStats> {
         crate::store::during("stats", async {
+            let active_since = self
+                .clock
+                .now()
+                .saturating_sub(duration_millis(active_within));
             let workers = self.keys.named("workers");
             let (counts, active, stale, last_cleanup): (
                 Vec<(String, i64)>,

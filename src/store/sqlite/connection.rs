@@ -189,7 +189,11 @@ mod tests {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(
+            version,
+            MIGRATIONS.len() as i64,
+            "every later migration ran"
+        );
         let jobs: i64 = conn
             .query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))
             .unwrap();

@@ -19,6 +19,7 @@ mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
@@ -30,7 +31,7 @@ use self::rows::{db_err, select_job};
 use self::writer::Writer;
 use crate::config::Synchronous;
 use crate::events::{EventBus, JobWatch};
-use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, now_millis};
+use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
     FinishedTotals, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError,
@@ -42,15 +43,18 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<ReaderPool>,
     bus: EventBus,
+    clock: Clock,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/jobd.sqlite3`, applies the
-    /// schema and starts the writer thread and the change tailer.
+    /// schema and starts the writer thread and the change tailer. Every
+    /// operation takes its time from `clock`.
     pub async fn open(
         data_dir: &Path,
         synchronous: Synchronous,
         bus: EventBus,
+        clock: Clock,
     ) -> StoreResult<Arc<SqliteStore>> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::backend_unavailable(
@@ -82,6 +86,7 @@ impl SqliteStore {
             writer,
             readers,
             bus: bus.clone(),
+            clock,
         });
         let tail_conn = open_connection(&path, synchronous).map_err(db_err)?;
         tail::spawn(tail_conn, Arc::downgrade(&store), bus);
@@ -103,6 +108,20 @@ impl SqliteStore {
             .map_err(|e| StoreError::backend_unavailable("sqlite", e))?
     }
 
+    /// Claims as [`Store::claim`] does, at `now`.
+    async fn claim_at(&self, params: &ClaimParams, now: Millis) -> StoreResult<Vec<Claimed>> {
+        let params = params.clone();
+        let (claimed, promoted) = self
+            .writer
+            .write_background(move |conn| claim_in(conn, &params, now))
+            .await?;
+        self.publish_all(&promoted);
+        for claimed in &claimed {
+            self.bus.publish(&claimed.job);
+        }
+        Ok(claimed)
+    }
+
     fn publish_all(&self, jobs: &[Job]) {
         for job in jobs {
             self.bus.publish(job);
@@ -120,6 +139,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         crate::store::during("ping", async {
             self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
@@ -132,7 +155,7 @@ impl Store for SqliteStore {
 
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
         crate::store::during("submit_all", async {
-            let now = now_millis();
+            let now = self.clock.now();
             // One write, one savepoint: an error undoes every insert of the call.
             let stored = self
                 .writer
@@ -193,27 +216,16 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, params: &ClaimParams) -> StoreResult<Vec<Claimed>> {
-        crate::store::during("claim", async {
-            let params = params.clone();
-            let (claimed, promoted) = self
-                .writer
-                .write_background(move |conn| claim_in(conn, &params))
-                .await?;
-            self.publish_all(&promoted);
-            for claimed in &claimed {
-                self.bus.publish(&claimed.job);
-            }
-            Ok(claimed)
-        })
-        .await
+        crate::store::during("claim", self.claim_at(params, self.clock.now())).await
     }
 
     async fn report_progress(&self, claim: ClaimRef, progress: Progress) -> StoreResult<Job> {
         crate::store::during("report_progress", async {
             let progress = progress.clamped();
+            let now = self.clock.now();
             let job = self
                 .writer
-                .write_background(move |conn| progress_in(conn, claim, progress, now_millis()))
+                .write_background(move |conn| progress_in(conn, claim, progress, now))
                 .await?;
             self.bus.publish(&job);
             Ok(job)
@@ -221,8 +233,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish(&self, claim: ClaimRef, outcome: Outcome, now: Millis) -> StoreResult<Job> {
+    async fn finish(&self, claim: ClaimRef, outcome: Outcome) -> StoreResult<Job> {
         crate::store::during("finish", async {
+            let now = self.clock.now();
             let job = self
                 .writer
                 .write_background(move |conn| finish_in(conn, claim, &outcome, now))
@@ -236,10 +249,10 @@ impl Store for SqliteStore {
     async fn finish_and_claim(
         &self,
         items: &[Finish],
-        now: Millis,
         refill: Option<&ClaimParams>,
     ) -> StoreResult<Exchanged> {
         crate::store::during("finish_and_claim", async {
+            let now = self.clock.now();
             let items: Vec<(ClaimRef, Outcome)> = items
                 .iter()
                 .map(|item| (item.claim, item.outcome.clone()))
@@ -276,7 +289,7 @@ impl Store for SqliteStore {
                 futures::future::join_all((0..wanted).step_by(WRITE_CHUNK).filter_map(|first| {
                     let mut params = refill?.clone();
                     params.max_jobs = WRITE_CHUNK.min(wanted - first);
-                    Some(async move { self.claim(&params).await })
+                    Some(async move { self.claim_at(&params, now).await })
                 }));
             let (finished, claimed) = tokio::join!(finishing, claiming);
             let finished: Vec<_> = finished.into_iter().flatten().collect();
@@ -300,8 +313,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn release(&self, claims: &[ClaimRef], now: Millis) -> StoreResult<()> {
+    async fn release(&self, claims: &[ClaimRef]) -> StoreResult<()> {
         crate::store::during("release", async {
+            let now = self.clock.now();
             let claims = claims.to_vec();
             let released = self
                 .writer
@@ -314,8 +328,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn cancel(&self, id: JobId, now: Millis) -> StoreResult<Job> {
+    async fn cancel(&self, id: JobId) -> StoreResult<Job> {
         crate::store::during("cancel", async {
+            let now = self.clock.now();
             let job = self
                 .writer
                 .write(move |conn| cancel_in(conn, id, now))
@@ -326,8 +341,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn restart(&self, id: JobId, parameters: Option<Value>, now: Millis) -> StoreResult<Job> {
+    async fn restart(&self, id: JobId, parameters: Option<Value>) -> StoreResult<Job> {
         crate::store::during("restart", async {
+            let now = self.clock.now();
             let job = self
                 .writer
                 .write(move |conn| restart_in(conn, id, parameters.as_ref(), now))
@@ -343,10 +359,11 @@ impl Store for SqliteStore {
         &self,
         worker: &WorkerInfo,
         held: &[ClaimRef],
-        lease_until: Millis,
-        now: Millis,
+        lease: Duration,
     ) -> StoreResult<Vec<JobId>> {
         crate::store::during("heartbeat", async {
+            let now = self.clock.now();
+            let lease_until = now.saturating_add(duration_millis(lease));
             let worker = worker.clone();
             let held = held.to_vec();
             self.writer
@@ -366,8 +383,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn promote_due(&self, now: Millis) -> StoreResult<usize> {
+    async fn promote_due(&self) -> StoreResult<usize> {
         crate::store::during("promote_due", async {
+            let now = self.clock.now();
             let promoted = self
                 .writer
                 .write_background(move |conn| promote_in(conn, now))
@@ -384,9 +402,10 @@ impl Store for SqliteStore {
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport> {
         crate::store::during("recover_expired", async {
             let params = params.clone();
+            let now = self.clock.now();
             let (report, changed) = self
                 .writer
-                .write_background(move |conn| recover_in(conn, &params))
+                .write_background(move |conn| recover_in(conn, &params, now))
                 .await?;
             self.publish_all(&changed);
             if !report.requeued.is_empty() {
@@ -399,11 +418,12 @@ impl Store for SqliteStore {
 
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport> {
         crate::store::during("cleanup", async {
+            let now = self.clock.now();
+            let completed_before = now.saturating_sub(duration_millis(params.completed_retention));
+            let failed_before = now.saturating_sub(duration_millis(params.failed_retention));
             let mut report = CleanupReport::default();
             // One bounded batch per write, so claims interleave with a long purge.
             loop {
-                let (completed_before, failed_before) =
-                    (params.completed_before, params.failed_before);
                 let deleted = self
                     .writer
                     .write_background(move |conn| {
@@ -419,7 +439,6 @@ impl Store for SqliteStore {
             // ties the lock to the running status, and every transition out of
             // running clears it in the same statement (the Redis backend has
             // a running set to keep in step, and clears its orphans itself).
-            let now = params.now;
             self.writer
                 .write_background(move |conn| end_cleanup_in(conn, now))
                 .await?;
@@ -428,8 +447,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn stats(&self, active_since: Millis) -> StoreResult<StoreStats> {
+    async fn stats(&self, active_within: Duration) -> StoreResult<StoreStats> {
         crate::store::during("stats", async {
+            let active_since = self
+                .clock
+                .now()
+                .saturating_sub(duration_millis(active_within));
             self.read(move |conn| stats_in(conn, active_since)).await
         })
         .await
@@ -477,9 +500,14 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn get_reads_at_once_only_on_an_idle_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), Synchronous::Normal, EventBus::new())
-            .await
-            .unwrap();
+        let store = SqliteStore::open(
+            dir.path(),
+            Synchronous::Normal,
+            EventBus::new(),
+            Clock::system(),
+        )
+        .await
+        .unwrap();
         let job = store.submit(NewJob::new("noop", "u")).await.unwrap();
         let idle: Vec<Connection> = store.readers.idle().drain(..).collect();
         assert!(

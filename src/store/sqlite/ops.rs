@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::rows::{db_err, json_text, query_job, query_jobs, status_of};
 use super::sql;
-use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
+use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, ListQuery, Outcome, RecoverParams, RecoverReport, StoreError,
     StoreResult, StoreStats, WorkerInfo, WorkerRecord,
@@ -39,8 +39,10 @@ fn not_applicable(conn: &Connection, id: JobId) -> StoreError {
 pub(super) fn claim_in(
     conn: &Connection,
     params: &ClaimParams,
+    now: Millis,
 ) -> StoreResult<(Vec<Claimed>, Vec<Job>)> {
-    let promoted = query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": params.now})?;
+    let lease_until = now.saturating_add(duration_millis(params.lease));
+    let promoted = query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": now})?;
     let running: i64 = conn
         .query_row(sql::RUNNING_TOTAL, [], |row| row.get(0))
         .map_err(db_err)?;
@@ -75,8 +77,8 @@ pub(super) fn claim_in(
                     ":user_id": user_id,
                     ":worker_id": params.worker_id,
                     ":token": token.to_string(),
-                    ":lease_until": params.lease_until,
-                    ":now": params.now,
+                    ":lease_until": lease_until,
+                    ":now": now,
                 },
             )?;
             served += 1;
@@ -370,6 +372,7 @@ pub(super) fn promote_in(conn: &Connection, now: Millis) -> StoreResult<Vec<Job>
 pub(super) fn recover_in(
     conn: &Connection,
     params: &RecoverParams,
+    now: Millis,
 ) -> StoreResult<(RecoverReport, Vec<Job>)> {
     for worker_id in &params.dead_workers {
         execute(
@@ -386,7 +389,7 @@ pub(super) fn recover_in(
     let expired: Vec<(String, u32)> = conn
         .prepare_cached(sql::SELECT_EXPIRED)
         .and_then(|mut stmt| {
-            stmt.query_map(named_params! {":now": params.now}, |row| {
+            stmt.query_map(named_params! {":now": now}, |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })?
             .collect()
@@ -401,7 +404,7 @@ pub(super) fn recover_in(
                 sql::FAIL_WORKER_LOST,
                 named_params! {
                     ":id": id,
-                    ":now": params.now,
+                    ":now": now,
                     ":error": format!(
                         "worker lost: the job's worker stopped responding {} times",
                         interruptions + 1
@@ -412,7 +415,7 @@ pub(super) fn recover_in(
             query_job(
                 conn,
                 sql::REQUEUE_INTERRUPTED,
-                named_params! {":id": id, ":now": params.now},
+                named_params! {":id": id, ":now": now},
             )?
         };
         if let Some(job) = job {
@@ -426,7 +429,7 @@ pub(super) fn recover_in(
     report.stale_workers_removed = execute(
         conn,
         sql::DELETE_STALE_WORKERS,
-        named_params! {":before": params.stale_workers_before},
+        named_params! {":before": now.saturating_sub(duration_millis(params.stale_worker_after))},
     )?;
     Ok((report, changed))
 }

@@ -13,7 +13,9 @@
 //!
 //! A backend is given as a factory of handles: on the shared state (as
 //! another process would open it) or on a fresh, empty one (so that a
-//! table case sees only its own jobs).
+//! table case sees only its own jobs). Every handle of a backend reads one
+//! [`ManualClock`]: no test waits for time to pass, it advances the clock
+//! (leases expire, scheduled jobs come due, jobs age past retention).
 
 mod order;
 mod scenarios;
@@ -24,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobd::events::EventBus;
-use jobd::model::{Job, JobId, JobStatus, Millis, NewJob, now_millis};
-use jobd::store::{ClaimParams, ClaimRef, Claimed, Outcome, Store};
+use jobd::model::{Job, JobId, JobStatus, ManualClock, Millis, NewJob, now_millis};
+use jobd::store::{ClaimParams, ClaimRef, Claimed, Outcome, RecoverParams, Store};
 use serde_json::json;
 
 use self::order::*;
@@ -48,6 +50,14 @@ pub trait Backend: Send + Sync {
     /// key prefix), with its own event bus.
     async fn fresh(&self) -> Handle;
 
+    /// The clock every handle reads, shared and fresh alike.
+    fn clock(&self) -> &ManualClock;
+
+    /// Moves every handle's clock `by` ahead.
+    fn advance(&self, by: Millis) {
+        self.clock().advance(span(by));
+    }
+
     /// One more handle on the shared store.
     async fn open(&self) -> Arc<dyn Store> {
         self.open_with_bus().await.store
@@ -65,6 +75,7 @@ pub struct Sqlite {
     dir: tempfile::TempDir,
     /// The directories of fresh stores, kept until the test ends.
     fresh: Mutex<Vec<tempfile::TempDir>>,
+    clock: ManualClock,
 }
 
 impl Sqlite {
@@ -72,28 +83,37 @@ impl Sqlite {
         Sqlite {
             dir: tempfile::tempdir().unwrap(),
             fresh: Mutex::new(Vec::new()),
+            clock: ManualClock::new(now_millis()),
         }
     }
-}
 
-async fn open_sqlite(dir: &std::path::Path) -> Handle {
-    let bus = EventBus::new();
-    let store =
-        jobd::store::sqlite::SqliteStore::open(dir, jobd::config::Synchronous::Normal, bus.clone())
-            .await
-            .unwrap();
-    Handle { store, bus }
+    async fn open_dir(&self, dir: &std::path::Path) -> Handle {
+        let bus = EventBus::new();
+        let store = jobd::store::sqlite::SqliteStore::open(
+            dir,
+            jobd::config::Synchronous::Normal,
+            bus.clone(),
+            self.clock.clock(),
+        )
+        .await
+        .unwrap();
+        Handle { store, bus }
+    }
 }
 
 #[async_trait::async_trait]
 impl Backend for Sqlite {
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
     async fn open_with_bus(&self) -> Handle {
-        open_sqlite(self.dir.path()).await
+        self.open_dir(self.dir.path()).await
     }
 
     async fn fresh(&self) -> Handle {
         let dir = tempfile::tempdir().unwrap();
-        let handle = open_sqlite(dir.path()).await;
+        let handle = self.open_dir(dir.path()).await;
         self.fresh.lock().unwrap().push(dir);
         handle
     }
@@ -103,6 +123,7 @@ impl Backend for Sqlite {
 pub struct Redis {
     server: Option<crate::support::RedisServer>,
     prefix: String,
+    clock: ManualClock,
 }
 
 impl Redis {
@@ -110,6 +131,7 @@ impl Redis {
         Redis {
             server: crate::support::RedisServer::start(),
             prefix: new_prefix(),
+            clock: ManualClock::new(now_millis()),
         }
     }
 
@@ -121,6 +143,7 @@ impl Redis {
             prefix,
             bus.clone(),
             ORPHANED_LOCK_AFTER,
+            self.clock.clock(),
         )
         .await
         .unwrap();
@@ -136,6 +159,10 @@ fn new_prefix() -> String {
 impl Backend for Redis {
     fn ready(&self) -> bool {
         self.server.is_some()
+    }
+
+    fn clock(&self) -> &ManualClock {
+        &self.clock
     }
 
     async fn open_with_bus(&self) -> Handle {
@@ -157,6 +184,11 @@ pub const DAY: Millis = 24 * HOUR;
 /// The lease every fixture claim grants.
 pub const LEASE: Millis = 60 * SECOND;
 
+/// `ms` as a duration (for the store's parameters).
+pub fn span(ms: Millis) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
 /// How long a test waits for an event before failing.
 pub const EVENT_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -172,14 +204,22 @@ pub fn dependent(user: &str, on: &[JobId]) -> NewJob {
 }
 
 pub fn claim_params(worker: &str, max_jobs: usize) -> ClaimParams {
-    let now = now_millis();
     ClaimParams {
         worker_id: worker.into(),
         max_jobs,
         global_max: 1000,
         per_user_max: 1000,
-        lease_until: now + LEASE,
-        now,
+        lease: span(LEASE),
+    }
+}
+
+/// A recovery allowing `max_interruptions` that removes no worker
+/// registration.
+pub fn recover_params(max_interruptions: u32) -> RecoverParams {
+    RecoverParams {
+        max_interruptions,
+        stale_worker_after: Duration::MAX,
+        dead_workers: Vec::new(),
     }
 }
 
@@ -197,7 +237,7 @@ pub async fn claim_only(store: &dyn Store, expected: JobId) -> Claimed {
 
 /// The count of one status in `stats`.
 pub async fn count(store: &dyn Store, status: JobStatus) -> u64 {
-    let stats = store.stats(0).await.unwrap();
+    let stats = store.stats(Duration::ZERO).await.unwrap();
     stats.counts.iter().find(|(s, _)| *s == status).unwrap().1
 }
 
@@ -252,7 +292,7 @@ pub const FIXTURE_WORKER: &str = "w";
 /// it and the claim it was (or is still) held under, if it was ever
 /// claimed.
 pub async fn job_in(store: &dyn Store, start: Start) -> (Job, Option<ClaimRef>) {
-    let now = now_millis();
+    let now = store.clock().now();
     let mut claim = None;
     let id = match start {
         Start::Pending => store.submit(new_job("u")).await.unwrap().id,
@@ -292,10 +332,10 @@ pub async fn job_in(store: &dyn Store, start: Start) -> (Job, Option<ClaimRef>) 
                 _ => None,
             };
             if let Some(outcome) = outcome {
-                store.finish(claimed[0].claim, outcome, now).await.unwrap();
+                store.finish(claimed[0].claim, outcome).await.unwrap();
             }
             if start == Start::Cancelled {
-                store.cancel(id, now).await.unwrap();
+                store.cancel(id).await.unwrap();
             }
             id
         }
@@ -442,6 +482,7 @@ store_contract!(
     finished_totals_count_every_end_and_never_go_down,
     an_ended_attempt_forgets_its_due_time,
     a_user_whose_queue_emptied_keeps_its_turn,
+    a_lease_expires_when_the_clock_passes_it,
     // transitions: every verb from every starting status
     cancel_from_every_status,
     restart_from_every_status,
@@ -467,4 +508,6 @@ store_contract!(
     finish_and_claim_returns_what_is_stored,
     a_job_due_earlier_is_queued_earlier,
     promotion_is_published_here,
+    a_scheduled_job_comes_due_when_the_clock_reaches_it,
+    a_job_outlives_its_retention_as_the_clock_moves,
 );

@@ -2,8 +2,8 @@
 //! listing shows, and what retention deletes. Each rule on a fresh store,
 //! so that it sees only its own jobs.
 
-use jobd::model::{Job, JobId, JobStatus, NewJob, now_millis};
-use jobd::store::{CleanupParams, ListQuery, Outcome, RecoverParams, Store, StoreError};
+use jobd::model::{Job, JobId, JobStatus, Millis, NewJob};
+use jobd::store::{CleanupParams, ListQuery, Outcome, Store, StoreError};
 
 use super::*;
 
@@ -76,7 +76,7 @@ pub async fn within_a_user_priority_then_fifo(backend: &dyn Backend) {
 pub async fn promotion_queues_by_priority_then_due_time(backend: &dyn Backend) {
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
-    let now = now_millis();
+    let now = store.clock().now();
     let at = |due, priority| NewJob {
         run_at: Some(now + due),
         priority,
@@ -86,7 +86,8 @@ pub async fn promotion_queues_by_priority_then_due_time(backend: &dyn Backend) {
     let later = submit(store, at(2 * HOUR, 0)).await;
     let sooner = submit(store, at(HOUR, 0)).await;
     let urgent = submit(store, at(3 * HOUR, 5)).await;
-    assert_eq!(store.promote_due(now + 4 * HOUR).await.unwrap(), 3);
+    backend.advance(4 * HOUR);
+    assert_eq!(store.promote_due().await.unwrap(), 3);
     assert_eq!(count(store, JobStatus::Pending).await, 4);
     assert_eq!(drain(store).await, vec![urgent, queued, sooner, later]);
 }
@@ -99,8 +100,7 @@ pub async fn a_job_due_earlier_is_queued_earlier(backend: &dyn Backend) {
     let store = handle.store.as_ref();
     let retried = submit(store, new_job("u")).await;
     let claimed = claim_only(store, retried).await;
-    // Due a moment ago, so that no submission can share its millisecond.
-    let due = now_millis() - 5;
+    let due = store.clock().now() + SECOND;
     store
         .finish(
             claimed.claim,
@@ -108,11 +108,11 @@ pub async fn a_job_due_earlier_is_queued_earlier(backend: &dyn Backend) {
                 error: "e".into(),
                 retry_at: Some(due),
             },
-            due,
         )
         .await
         .unwrap();
     // Submitted once the retry was due, before anything promoted it.
+    backend.advance(2 * SECOND);
     let submitted = submit(store, new_job("u")).await;
     assert!(store.get(submitted).await.unwrap().created_at > due);
     assert_eq!(drain(store).await, vec![retried, submitted]);
@@ -145,8 +145,8 @@ pub async fn a_released_job_keeps_its_place_in_the_queue(backend: &dyn Backend) 
     let urgent = submit(store, with_priority("u", 5)).await;
     // Released in the other order: the queue order is theirs, not the
     // release's.
-    store.release(&[second.claim], now_millis()).await.unwrap();
-    store.release(&[first.claim], now_millis()).await.unwrap();
+    store.release(&[second.claim]).await.unwrap();
+    store.release(&[first.claim]).await.unwrap();
     assert_eq!(drain(store).await, vec![urgent, j1, j2, j3]);
 }
 
@@ -158,29 +158,18 @@ pub async fn a_recovered_or_restarted_job_goes_to_the_back(backend: &dyn Backend
     let lost = submit(store, new_job("u")).await;
     let failed = submit(store, new_job("u")).await;
     let waiting = submit(store, new_job("u")).await;
-    let mut params = claim_params("dead", 1);
-    params.lease_until = params.now - 1;
+    let params = claim_params("dead", 1);
     assert_eq!(store.claim(&params).await.unwrap()[0].job.id, lost);
     let claimed = claim_only(store, failed).await;
     let outcome = Outcome::Failed {
         error: "e".into(),
         retry_at: None,
     };
-    store
-        .finish(claimed.claim, outcome, now_millis())
-        .await
-        .unwrap();
-    let report = store
-        .recover_expired(&RecoverParams {
-            now: now_millis(),
-            max_interruptions: 3,
-            stale_workers_before: 0,
-            dead_workers: Vec::new(),
-        })
-        .await
-        .unwrap();
+    store.finish(claimed.claim, outcome).await.unwrap();
+    backend.advance(LEASE + 1);
+    let report = store.recover_expired(&recover_params(3)).await.unwrap();
     assert_eq!(report.requeued, vec![lost]);
-    store.restart(failed, None, now_millis()).await.unwrap();
+    store.restart(failed, None).await.unwrap();
     assert_eq!(drain(store).await, vec![waiting, lost, failed]);
 }
 
@@ -226,7 +215,7 @@ pub async fn listing_filters_newest_first(backend: &dyn Backend) {
         };
         let id = submit(store, new).await;
         if cancel {
-            store.cancel(id, now_millis()).await.unwrap();
+            store.cancel(id).await.unwrap();
         }
         jobs.push(store.get(id).await.unwrap());
     }
@@ -333,10 +322,11 @@ pub async fn listing_pages_by_cursor(backend: &dyn Backend) {
     assert_eq!(listed(store, after_j4).await, vec![j3, j2, j1]);
 }
 
-/// Retention: completed jobs finished before `completed_before`, failed
-/// and cancelled ones before `failed_before` are deleted (strictly before:
-/// a job finished at the boundary stays); pending, scheduled (for a time or
-/// a dependency) and running jobs never, however old.
+/// Retention: completed jobs finished longer than `completed_retention`
+/// ago, failed and cancelled ones longer than `failed_retention` ago are
+/// deleted (strictly longer: a job exactly its retention old stays);
+/// pending, scheduled (for a time or a dependency) and running jobs never,
+/// however old.
 pub async fn retention_deletes_terminal_jobs_by_age_per_status(backend: &dyn Backend) {
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
@@ -353,38 +343,31 @@ pub async fn retention_deletes_terminal_jobs_by_age_per_status(backend: &dyn Bac
     ] {
         jobs.push((start, job_in(store, start).await.0));
     }
-    let finished_at = |start: Start| {
-        jobs.iter()
-            .find(|(s, _)| *s == start)
-            .and_then(|(_, job)| job.completed_at)
-            .expect("a terminal job has completed_at")
-    };
-    let far = now_millis() + 10 * DAY;
-    let cleanup = |completed_before, failed_before| async move {
+    // The clock stood still: every terminal job finished now.
+    let finished = store.clock().now();
+    for (start, job) in &jobs {
+        if start.status().is_terminal() {
+            assert_eq!(job.completed_at, Some(finished), "{start:?}");
+        }
+    }
+    let cleanup = |completed: Millis, failed: Millis| async move {
         store
             .cleanup(&CleanupParams {
-                now: far,
-                completed_before,
-                failed_before,
+                completed_retention: span(completed),
+                failed_retention: span(failed),
             })
             .await
     };
-    // At the boundary: nothing goes.
-    let earliest = [Start::Completed, Start::Failed, Start::Cancelled]
-        .map(finished_at)
-        .into_iter()
-        .min()
-        .unwrap();
-    let report = cleanup(earliest, earliest).await.unwrap();
+    let age = 10 * DAY;
+    backend.advance(age);
+    // Exactly their retention old: nothing goes.
+    let report = cleanup(age, age).await.unwrap();
     assert_eq!(report.jobs_deleted, 0);
-    // Completed ones by their own age.
-    let report = cleanup(finished_at(Start::Completed) + 1, earliest)
-        .await
-        .unwrap();
+    // Completed ones by their own retention.
+    let report = cleanup(age - 1, age).await.unwrap();
     assert_eq!(report.jobs_deleted, 1);
     // Failed and cancelled ones by theirs.
-    let failed_before = finished_at(Start::Failed).max(finished_at(Start::Cancelled)) + 1;
-    let report = cleanup(far, failed_before).await.unwrap();
+    let report = cleanup(age, age - 1).await.unwrap();
     assert_eq!(report.jobs_deleted, 2);
     for (start, job) in &jobs {
         let read = store.get(job.id).await;
@@ -398,10 +381,10 @@ pub async fn retention_deletes_terminal_jobs_by_age_per_status(backend: &dyn Bac
         }
     }
     // Nothing else goes at any age; what is gone is gone from every view.
-    let report = cleanup(far, far).await.unwrap();
+    let report = cleanup(0, 0).await.unwrap();
     assert_eq!(report.jobs_deleted, 0);
-    let stats = store.stats(0).await.unwrap();
-    assert_eq!(stats.last_cleanup, Some(far));
+    let stats = store.stats(Duration::ZERO).await.unwrap();
+    assert_eq!(stats.last_cleanup, Some(finished + age));
     for status in [
         JobStatus::Completed,
         JobStatus::Failed,
@@ -412,4 +395,62 @@ pub async fn retention_deletes_terminal_jobs_by_age_per_status(backend: &dyn Bac
     // Running, pending, scheduled, waiting, and the waiting job's blocker.
     let listed = store.list(&query(100)).await.unwrap();
     assert_eq!(listed.jobs.len(), 5);
+}
+
+/// A scheduled job comes due when the clock reaches its time: promoted by
+/// `promote_due`, or by a claim, which promotes due jobs first. No
+/// waiting: the clock is moved.
+pub async fn a_scheduled_job_comes_due_when_the_clock_reaches_it(backend: &dyn Backend) {
+    let handle = backend.fresh().await;
+    let store = handle.store.as_ref();
+    let start = store.clock().now();
+    let at = |due| NewJob {
+        run_at: Some(start + due),
+        ..new_job("u")
+    };
+    let first = submit(store, at(HOUR)).await;
+    let second = submit(store, at(2 * HOUR)).await;
+    assert_eq!(store.next_due().await.unwrap(), Some(start + HOUR));
+    assert_eq!(store.promote_due().await.unwrap(), 0);
+    backend.advance(HOUR - 1);
+    assert_eq!(store.promote_due().await.unwrap(), 0, "a millisecond early");
+    assert!(store.claim(&claim_params("w", 2)).await.unwrap().is_empty());
+    backend.advance(1);
+    assert_eq!(store.promote_due().await.unwrap(), 1);
+    let promoted = store.get(first).await.unwrap();
+    assert_eq!(
+        (promoted.status, promoted.updated_at),
+        (JobStatus::Pending, start + HOUR)
+    );
+    claim_only(store, first).await;
+    assert_eq!(store.next_due().await.unwrap(), Some(start + 2 * HOUR));
+    backend.advance(HOUR);
+    let claimed = claim_only(store, second).await;
+    assert_eq!(claimed.job.started_at, Some(start + 2 * HOUR));
+}
+
+/// A terminal job is deleted once the clock has moved past its retention,
+/// counted from when it finished; the pass is recorded at the clock's
+/// time. No waiting: the clock is moved.
+pub async fn a_job_outlives_its_retention_as_the_clock_moves(backend: &dyn Backend) {
+    let handle = backend.fresh().await;
+    let store = handle.store.as_ref();
+    let (completed, _) = job_in(store, Start::Completed).await;
+    backend.advance(HOUR);
+    let (failed, _) = job_in(store, Start::Failed).await;
+    let retention = CleanupParams {
+        completed_retention: span(2 * HOUR),
+        failed_retention: span(HOUR),
+    };
+    backend.advance(HOUR);
+    let report = store.cleanup(&retention).await.unwrap();
+    assert_eq!(report.jobs_deleted, 0, "each exactly its retention old");
+    backend.advance(1);
+    let report = store.cleanup(&retention).await.unwrap();
+    assert_eq!(report.jobs_deleted, 2);
+    for id in [completed.id, failed.id] {
+        assert!(matches!(store.get(id).await, Err(StoreError::NotFound(_))));
+    }
+    let stats = store.stats(Duration::ZERO).await.unwrap();
+    assert_eq!(stats.last_cleanup, Some(store.clock().now()));
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use jobd::model::{JobStatus, Progress, now_millis};
+use jobd::model::{JobStatus, Progress};
 use jobd::store::{
     CleanupParams, Finish, FinishedTotals, ListQuery, Outcome, RecoverParams, StoreError,
 };
@@ -96,11 +96,7 @@ pub async fn claims_respect_both_limits(backend: &dyn Backend) {
         "global limit reached"
     );
     store
-        .finish(
-            claimed[0].claim,
-            Outcome::Completed { result: json!(1) },
-            now_millis(),
-        )
+        .finish(claimed[0].claim, Outcome::Completed { result: json!(1) })
         .await
         .unwrap();
     assert_eq!(store.claim(&params).await.unwrap().len(), 1, "a slot freed");
@@ -129,7 +125,7 @@ pub async fn finishing_and_claiming_in_one_call_keeps_the_limits(backend: &dyn B
     refill.global_max = 2;
     refill.per_user_max = 1;
     let exchanged = store
-        .finish_and_claim(&finish, now_millis(), Some(&refill))
+        .finish_and_claim(&finish, Some(&refill))
         .await
         .unwrap();
     for (result, before) in exchanged.finished.iter().zip(&claimed) {
@@ -146,15 +142,12 @@ pub async fn finishing_and_claiming_in_one_call_keeps_the_limits(backend: &dyn B
         .collect();
     assert_eq!(users, ["a"], "b's queue is empty, a's limit is one");
     assert_eq!(exchanged.claimed[0].job.status, JobStatus::Running);
-    let stats = store.stats(0).await.unwrap();
+    let stats = store.stats(Duration::ZERO).await.unwrap();
     let count = |s: JobStatus| stats.counts.iter().find(|(x, _)| *x == s).unwrap().1;
     assert_eq!(count(JobStatus::Running), 1);
     assert_eq!(count(JobStatus::Completed), 2);
     assert_eq!(count(JobStatus::Pending), 1);
-    let again = store
-        .finish_and_claim(&finish, now_millis(), None)
-        .await
-        .unwrap();
+    let again = store.finish_and_claim(&finish, None).await.unwrap();
     assert!(
         again
             .finished
@@ -188,8 +181,7 @@ pub async fn updates_need_the_current_claim(backend: &dyn Backend) {
                 forged,
                 Outcome::Completed {
                     result: json!(null)
-                },
-                now_millis()
+                }
             )
             .await,
         Err(StoreError::ClaimLost(_))
@@ -201,15 +193,11 @@ pub async fn updates_need_the_current_claim(backend: &dyn Backend) {
     assert_eq!(updated.progress.items_processed, Some(1));
 
     // A cancelled job never turns completed: the claim died with the cancel.
-    let cancelled = store.cancel(job.id, now_millis()).await.unwrap();
+    let cancelled = store.cancel(job.id).await.unwrap();
     assert_eq!(cancelled.status, JobStatus::Cancelled);
     assert!(matches!(
         store
-            .finish(
-                claimed.claim,
-                Outcome::Completed { result: json!(1) },
-                now_millis()
-            )
+            .finish(claimed.claim, Outcome::Completed { result: json!(1) })
             .await,
         Err(StoreError::ClaimLost(_))
     ));
@@ -222,7 +210,7 @@ pub async fn updates_need_the_current_claim(backend: &dyn Backend) {
         JobStatus::Cancelled
     );
     assert!(matches!(
-        store.cancel(job.id, now_millis()).await,
+        store.cancel(job.id).await,
         Err(StoreError::Conflict {
             current: JobStatus::Cancelled,
             ..
@@ -234,7 +222,7 @@ pub async fn terminal_jobs_only_move_by_restart(backend: &dyn Backend) {
     let store = backend.open().await;
     let job = store.submit(new_job("u")).await.unwrap();
     assert!(matches!(
-        store.restart(job.id, None, now_millis()).await,
+        store.restart(job.id, None).await,
         Err(StoreError::Conflict {
             current: JobStatus::Pending,
             ..
@@ -247,21 +235,20 @@ pub async fn terminal_jobs_only_move_by_restart(backend: &dyn Backend) {
             Outcome::Completed {
                 result: json!({"x": 1}),
             },
-            now_millis(),
         )
         .await
         .unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(done.progress.fraction, 1.0);
     assert!(matches!(
-        store.cancel(job.id, now_millis()).await,
+        store.cancel(job.id).await,
         Err(StoreError::Conflict {
             current: JobStatus::Completed,
             ..
         })
     ));
     assert!(matches!(
-        store.restart(job.id, None, now_millis()).await,
+        store.restart(job.id, None).await,
         Err(StoreError::Conflict {
             current: JobStatus::Completed,
             ..
@@ -274,7 +261,7 @@ pub async fn terminal_jobs_only_move_by_restart(backend: &dyn Backend) {
 
     let failing = store.submit(new_job("u")).await.unwrap();
     let claimed = claim_one(store.as_ref()).await;
-    let retry_at = now_millis() + 60_000;
+    let retry_at = store.clock().now() + 60_000;
     let scheduled = store
         .finish(
             claimed.claim,
@@ -282,14 +269,15 @@ pub async fn terminal_jobs_only_move_by_restart(backend: &dyn Backend) {
                 error: "e1".into(),
                 retry_at: Some(retry_at),
             },
-            now_millis(),
         )
         .await
         .unwrap();
     assert_eq!(scheduled.status, JobStatus::Scheduled);
     assert_eq!(scheduled.scheduled_for, Some(retry_at));
     assert_eq!(store.next_due().await.unwrap(), Some(retry_at));
-    assert_eq!(store.promote_due(retry_at).await.unwrap(), 1);
+    assert_eq!(store.promote_due().await.unwrap(), 0, "not due yet");
+    backend.advance(60_000);
+    assert_eq!(store.promote_due().await.unwrap(), 1);
     let claimed = claim_one(store.as_ref()).await;
     assert_eq!(claimed.job.attempts, 2);
     // The retry's claim clears what the failed attempt left, in the store
@@ -305,13 +293,12 @@ pub async fn terminal_jobs_only_move_by_restart(backend: &dyn Backend) {
                 error: "e2".into(),
                 retry_at: None,
             },
-            now_millis(),
         )
         .await
         .unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     let restarted = store
-        .restart(failing.id, Some(json!({"fresh": true})), now_millis())
+        .restart(failing.id, Some(json!({"fresh": true})))
         .await
         .unwrap();
     assert_eq!(restarted.status, JobStatus::Pending);
@@ -322,15 +309,10 @@ pub async fn terminal_jobs_only_move_by_restart(backend: &dyn Backend) {
 pub async fn expired_leases_are_recovered_without_spending_an_attempt(backend: &dyn Backend) {
     let store = backend.open().await;
     let job = store.submit(new_job("u")).await.unwrap();
-    let mut params = claim_params("dead-worker", 1);
-    params.lease_until = params.now - 1;
+    let params = claim_params("dead-worker", 1);
     let claimed = store.claim(&params).await.unwrap().remove(0);
-    let recover = RecoverParams {
-        now: now_millis(),
-        max_interruptions: 1,
-        stale_workers_before: 0,
-        dead_workers: Vec::new(),
-    };
+    let recover = recover_params(1);
+    backend.advance(LEASE + 1);
     let report = store.recover_expired(&recover).await.unwrap();
     assert_eq!(report.requeued, vec![job.id]);
     let requeued = store.get(job.id).await.unwrap();
@@ -339,11 +321,7 @@ pub async fn expired_leases_are_recovered_without_spending_an_attempt(backend: &
     assert!(
         matches!(
             store
-                .finish(
-                    claimed.claim,
-                    Outcome::Completed { result: json!(1) },
-                    now_millis()
-                )
+                .finish(claimed.claim, Outcome::Completed { result: json!(1) })
                 .await,
             Err(StoreError::ClaimLost(_))
         ),
@@ -352,6 +330,7 @@ pub async fn expired_leases_are_recovered_without_spending_an_attempt(backend: &
 
     // Interrupted once more than allowed: failed as worker lost.
     store.claim(&params).await.unwrap();
+    backend.advance(LEASE + 1);
     let report = store.recover_expired(&recover).await.unwrap();
     assert_eq!(report.failed, vec![job.id]);
     let failed = store.get(job.id).await.unwrap();
@@ -365,54 +344,47 @@ pub async fn heartbeats_extend_leases_and_report_lost_claims(backend: &dyn Backe
         worker_id: "hb".into(),
         host: "h".into(),
         pid: 1,
-        started_at: now_millis(),
+        started_at: store.clock().now(),
         concurrency: 2,
     };
     let a = store.submit(new_job("u")).await.unwrap();
     let b = store.submit(new_job("u")).await.unwrap();
     let mut params = claim_params("hb", 2);
-    params.lease_until = params.now + 100;
+    params.lease = span(100);
     let claimed = store.claim(&params).await.unwrap();
     assert_eq!(claimed.len(), 2);
-    store.cancel(b.id, now_millis()).await.unwrap();
+    store.cancel(b.id).await.unwrap();
     let held: Vec<_> = claimed.iter().map(|c| c.claim).collect();
-    let now = now_millis();
-    let lost = store
-        .heartbeat(&info, &held, now + 60_000, now)
-        .await
-        .unwrap();
+    let lost = store.heartbeat(&info, &held, span(LEASE)).await.unwrap();
     assert_eq!(lost, vec![b.id]);
-    let report = store
-        .recover_expired(&RecoverParams {
-            now: now + 1_000,
-            max_interruptions: 3,
-            stale_workers_before: 0,
-            dead_workers: Vec::new(),
-        })
-        .await
-        .unwrap();
+    // Past the claim's lease, within the heartbeat's.
+    backend.advance(SECOND);
+    let report = store.recover_expired(&recover_params(3)).await.unwrap();
     assert!(report.requeued.is_empty(), "the renewed lease holds");
-    let stats = store.stats(now - 1_000).await.unwrap();
+    let stats = store.stats(span(2 * SECOND)).await.unwrap();
     assert_eq!(stats.active_workers, 1);
+    let stats = store.stats(span(SECOND / 2)).await.unwrap();
+    assert_eq!(
+        (stats.active_workers, stats.stale_workers),
+        (0, 1),
+        "silent for a second"
+    );
     let workers = store.workers().await.unwrap();
     assert_eq!(workers[0].running_jobs, vec![a.id]);
     store.unregister_worker("hb").await.unwrap();
     assert!(store.workers().await.unwrap().is_empty());
 
     // A worker silent past the stale threshold is removed.
-    store
-        .heartbeat(&info, &[], now + 60_000, now)
-        .await
-        .unwrap();
-    let report = store
-        .recover_expired(&RecoverParams {
-            now,
-            max_interruptions: 3,
-            stale_workers_before: now + 1,
-            dead_workers: Vec::new(),
-        })
-        .await
-        .unwrap();
+    store.heartbeat(&info, &[], span(LEASE)).await.unwrap();
+    let stale_after = RecoverParams {
+        stale_worker_after: span(HOUR),
+        ..recover_params(3)
+    };
+    backend.advance(HOUR);
+    let report = store.recover_expired(&stale_after).await.unwrap();
+    assert_eq!(report.stale_workers_removed, 0, "silent for the threshold");
+    backend.advance(1);
+    let report = store.recover_expired(&stale_after).await.unwrap();
     assert_eq!(report.stale_workers_removed, 1);
     assert!(store.workers().await.unwrap().is_empty());
 }
@@ -428,7 +400,7 @@ pub async fn release_puts_a_job_back_at_the_front_without_spending_an_attempt(
     let claimed = claim_one(store.as_ref()).await;
     assert_eq!(claimed.job.id, first.id, "FIFO within a user");
     assert_eq!(claimed.job.attempts, 1);
-    store.release(&[claimed.claim], now_millis()).await.unwrap();
+    store.release(&[claimed.claim]).await.unwrap();
     let released = store.get(first.id).await.unwrap();
     assert_eq!(released.status, JobStatus::Pending);
     assert_eq!(released.attempts, 0, "the attempt is given back");
@@ -441,8 +413,8 @@ pub async fn release_puts_a_job_back_at_the_front_without_spending_an_attempt(
     );
     assert_eq!(again.job.attempts, 1);
     // A claim no longer held is skipped.
-    store.cancel(first.id, now_millis()).await.unwrap();
-    store.release(&[again.claim], now_millis()).await.unwrap();
+    store.cancel(first.id).await.unwrap();
+    store.release(&[again.claim]).await.unwrap();
     assert_eq!(
         store.get(first.id).await.unwrap().status,
         JobStatus::Cancelled
@@ -451,7 +423,7 @@ pub async fn release_puts_a_job_back_at_the_front_without_spending_an_attempt(
 
 pub async fn a_dead_workers_jobs_are_recovered_at_once(backend: &dyn Backend) {
     let store = backend.open().await;
-    let now = now_millis();
+    let now = store.clock().now();
     let info = |worker_id: &str| jobd::store::WorkerInfo {
         worker_id: worker_id.into(),
         host: "h".into(),
@@ -467,17 +439,15 @@ pub async fn a_dead_workers_jobs_are_recovered_at_once(backend: &dyn Backend) {
         assert_eq!(claimed.len(), 1);
         let held = [claimed[0].claim];
         store
-            .heartbeat(&info(worker), &held, now + 60_000, now)
+            .heartbeat(&info(worker), &held, span(LEASE))
             .await
             .unwrap();
         claims.push(claimed[0].claim);
     }
     let report = store
         .recover_expired(&RecoverParams {
-            now,
-            max_interruptions: 3,
-            stale_workers_before: 0,
             dead_workers: vec!["dead".into()],
+            ..recover_params(3)
         })
         .await
         .unwrap();
@@ -509,23 +479,18 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
     let done = store.submit(new_job("v")).await.unwrap();
     let claimed = claim_one(store.as_ref()).await;
     store
-        .finish(
-            claimed.claim,
-            Outcome::Completed { result: json!(1) },
-            now_millis(),
-        )
+        .finish(claimed.claim, Outcome::Completed { result: json!(1) })
         .await
         .unwrap();
     let pending = store.submit(new_job("u")).await.unwrap();
     let cancelled = store.submit(new_job("w")).await.unwrap();
-    store.cancel(cancelled.id, now_millis()).await.unwrap();
+    store.cancel(cancelled.id).await.unwrap();
 
-    let future = now_millis() + 3_600_000;
+    backend.advance(2 * HOUR);
     let report = store
         .cleanup(&CleanupParams {
-            now: future,
-            completed_before: now_millis() - 1_000,
-            failed_before: future,
+            completed_retention: span(DAY),
+            failed_retention: span(HOUR),
         })
         .await
         .unwrap();
@@ -536,9 +501,8 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
     assert!(store.get(done.id).await.is_ok());
     let report = store
         .cleanup(&CleanupParams {
-            now: future,
-            completed_before: future,
-            failed_before: future,
+            completed_retention: span(HOUR),
+            failed_retention: span(HOUR),
         })
         .await
         .unwrap();
@@ -548,8 +512,8 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
         JobStatus::Pending,
         "pending jobs are never deleted by age"
     );
-    let stats = store.stats(0).await.unwrap();
-    assert_eq!(stats.last_cleanup, Some(future));
+    let stats = store.stats(Duration::ZERO).await.unwrap();
+    assert_eq!(stats.last_cleanup, Some(store.clock().now()));
     let total: u64 = stats.counts.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 1);
     let listed = store
@@ -621,7 +585,7 @@ pub async fn a_chain_is_submitted_all_or_nothing(backend: &dyn Backend) {
             "nothing of the refused chain was stored"
         );
     }
-    let stats = store.stats(0).await.unwrap();
+    let stats = store.stats(Duration::ZERO).await.unwrap();
     let total: u64 = stats.counts.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 3, "only the first chain's jobs exist");
 }
@@ -646,7 +610,6 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
             Outcome::Completed {
                 result: json!({"from": "a"}),
             },
-            now_millis(),
         )
         .await
         .unwrap();
@@ -662,7 +625,6 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
                 error: "bad".into(),
                 retry_at: None,
             },
-            now_millis(),
         )
         .await
         .unwrap();
@@ -673,7 +635,7 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
 
     // Restarting B revives C, which then runs after B.
     let restarted = store
-        .restart(b.id, Some(json!({"fixed": true})), now_millis())
+        .restart(b.id, Some(json!({"fixed": true})))
         .await
         .unwrap();
     assert_eq!(restarted.status, JobStatus::Pending);
@@ -685,21 +647,13 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
     assert_eq!(revived.error, None);
     let claimed = claim_only(store.as_ref(), b.id).await;
     store
-        .finish(
-            claimed.claim,
-            Outcome::Completed { result: json!(2) },
-            now_millis(),
-        )
+        .finish(claimed.claim, Outcome::Completed { result: json!(2) })
         .await
         .unwrap();
     let claimed = claim_only(store.as_ref(), c.id).await;
     assert_eq!(claimed.job.depends_on, vec![b.id]);
     store
-        .finish(
-            claimed.claim,
-            Outcome::Completed { result: json!(3) },
-            now_millis(),
-        )
+        .finish(claimed.claim, Outcome::Completed { result: json!(3) })
         .await
         .unwrap();
 
@@ -712,7 +666,7 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
     let d = store.submit(new_job("u")).await.unwrap();
     let e = store.submit(dependent("u", &[d.id, a.id])).await.unwrap();
     assert_eq!(e.waiting_dependencies, 1, "A is already complete");
-    store.cancel(d.id, now_millis()).await.unwrap();
+    store.cancel(d.id).await.unwrap();
     let e = store.get(e.id).await.unwrap();
     assert_eq!(
         (e.status, e.cancelled_by),
@@ -723,7 +677,7 @@ pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
         (f.status, f.cancelled_by),
         (JobStatus::Cancelled, Some(d.id))
     );
-    let stats = store.stats(0).await.unwrap();
+    let stats = store.stats(Duration::ZERO).await.unwrap();
     let count = |s: JobStatus| stats.counts.iter().find(|(x, _)| *x == s).unwrap().1;
     assert_eq!(count(JobStatus::Completed), 3);
     assert_eq!(count(JobStatus::Cancelled), 3);
@@ -747,10 +701,7 @@ pub async fn finished_totals_count_every_end_and_never_go_down(backend: &dyn Bac
         let store = store.clone();
         async move {
             let claimed = claim_one(store.as_ref()).await;
-            store
-                .finish(claimed.claim, outcome, now_millis())
-                .await
-                .unwrap()
+            store.finish(claimed.claim, outcome).await.unwrap()
         }
     };
     store.submit(new_job("u")).await.unwrap();
@@ -769,17 +720,17 @@ pub async fn finished_totals_count_every_end_and_never_go_down(backend: &dyn Bac
     let retried = store.submit(new_job("u")).await.unwrap();
     let job = end(Outcome::Failed {
         error: "again".into(),
-        retry_at: Some(now_millis() + HOUR),
+        retry_at: Some(store.clock().now() + HOUR),
     })
     .await;
     assert_eq!((job.id, job.status), (retried.id, JobStatus::Scheduled));
     let pending = store.submit(new_job("u")).await.unwrap();
-    store.cancel(pending.id, now_millis()).await.unwrap();
+    store.cancel(pending.id).await.unwrap();
     assert_eq!(store.finished_totals().await.unwrap(), totals(1, 1, 2));
 
     // The restart takes the failed job out of `failed` and revives its
     // cancelled dependent: the totals stay.
-    store.restart(failed.id, None, now_millis()).await.unwrap();
+    store.restart(failed.id, None).await.unwrap();
     assert_eq!(
         store.get(dependent.id).await.unwrap().status,
         JobStatus::Scheduled
@@ -790,16 +741,50 @@ pub async fn finished_totals_count_every_end_and_never_go_down(backend: &dyn Bac
     assert_eq!(store.finished_totals().await.unwrap(), totals(3, 1, 2));
 
     // Cleanup deletes every terminal job: the totals stay.
-    let future = now_millis() + DAY;
+    backend.advance(DAY);
     let report = store
         .cleanup(&CleanupParams {
-            now: future,
-            completed_before: future,
-            failed_before: future,
+            completed_retention: Duration::ZERO,
+            failed_retention: Duration::ZERO,
         })
         .await
         .unwrap();
     assert_eq!(report.jobs_deleted, 4);
     assert_eq!(count(store.as_ref(), JobStatus::Completed).await, 0);
     assert_eq!(store.finished_totals().await.unwrap(), totals(3, 1, 2));
+}
+
+/// A lease ends when the clock passes it, not at it; a heartbeat renews it
+/// from the clock's time. No waiting: the clock is moved.
+pub async fn a_lease_expires_when_the_clock_passes_it(backend: &dyn Backend) {
+    let store = backend.fresh().await.store;
+    let job = store.submit(new_job("u")).await.unwrap();
+    let claimed = claim_only(store.as_ref(), job.id).await;
+    let info = jobd::store::WorkerInfo {
+        worker_id: FIXTURE_WORKER.into(),
+        host: "h".into(),
+        pid: 1,
+        started_at: store.clock().now(),
+        concurrency: 1,
+    };
+    backend.advance(LEASE);
+    let report = store.recover_expired(&recover_params(3)).await.unwrap();
+    assert!(report.requeued.is_empty(), "the lease ends now, not before");
+    let lost = store
+        .heartbeat(&info, &[claimed.claim], span(LEASE))
+        .await
+        .unwrap();
+    assert!(lost.is_empty());
+    backend.advance(LEASE);
+    let report = store.recover_expired(&recover_params(3)).await.unwrap();
+    assert!(
+        report.requeued.is_empty(),
+        "renewed from the heartbeat's time"
+    );
+    backend.advance(1);
+    let report = store.recover_expired(&recover_params(3)).await.unwrap();
+    assert_eq!(report.requeued, vec![job.id]);
+    let requeued = store.get(job.id).await.unwrap();
+    assert_eq!(requeued.status, JobStatus::Pending);
+    assert_eq!(requeued.updated_at, store.clock().now());
 }

@@ -13,13 +13,11 @@
 //!   revision, equal to what `get` reads; after a refused or no-op verb,
 //!   nothing newer was heard.
 //!
-//! Every `Job` field is compared: both backends fill all of them.
-//! Timestamps the stores take from their own clock (`updated_at` of
-//! `report_progress` and `submit`, `created_at`) are read from the job and
-//! only checked for order.
+//! Every `Job` field is compared, timestamps included: both backends fill
+//! all of them, and take every time from the backend's clock.
 
-use jobd::model::{Job, JobStatus, Millis, Progress, now_millis};
-use jobd::store::{ClaimRef, Outcome, RecoverParams, StoreError, StoreResult};
+use jobd::model::{Job, JobStatus, Millis, Progress};
+use jobd::store::{ClaimRef, Outcome, StoreError, StoreResult};
 use serde_json::json;
 
 use super::*;
@@ -42,11 +40,13 @@ pub enum Verb {
     ReportProgress,
     /// A claim by worker `w2` of up to two jobs.
     Claim,
-    /// `promote_due` two hours ahead.
+    /// `promote_due`, the clock moved two hours ahead.
     PromoteDue,
-    /// `recover_expired` past the lease, interruptions allowed.
+    /// `recover_expired`, the clock moved past the lease, interruptions
+    /// allowed.
     RecoverExpired,
-    /// `recover_expired` past the lease, no interruption allowed.
+    /// `recover_expired`, the clock moved past the lease, no interruption
+    /// allowed.
     RecoverAsWorkerLost,
 }
 
@@ -91,31 +91,32 @@ const PROMOTE_AHEAD: Millis = 2 * HOUR;
 const RECOVER_AFTER: Millis = LEASE + SECOND;
 
 impl Verb {
-    /// Runs the verb on `job` at `now`; checks the verb's own answer
-    /// (counts, reports, claimed lists) against `then`, and returns the job
-    /// it returned, if it returns one.
+    /// Runs the verb on `job` (moving the clock first if the verb says
+    /// so); checks the verb's own answer (counts, reports, claimed lists)
+    /// against `then`, and returns the job it returned, if it returns one.
     async fn apply(
         self,
+        backend: &dyn Backend,
         handle: &Handle,
         job: &Job,
         claim: Option<ClaimRef>,
-        now: Millis,
         then: Then,
     ) -> StoreResult<Option<Job>> {
+        let now = handle.store.clock().now();
         let store = handle.store.as_ref();
         let claim = claim.unwrap_or(ClaimRef {
             job_id: job.id,
             token: uuid::Uuid::new_v4(),
         });
         let changed = matches!(then, Becomes(_));
-        let finish = |outcome| async move { store.finish(claim, outcome, now).await.map(Some) };
+        let finish = |outcome| async move { store.finish(claim, outcome).await.map(Some) };
         match self {
-            Verb::Cancel => store.cancel(job.id, now).await.map(Some),
+            Verb::Cancel => store.cancel(job.id).await.map(Some),
             Verb::Restart => store
-                .restart(job.id, Some(json!({"fresh": true})), now)
+                .restart(job.id, Some(json!({"fresh": true})))
                 .await
                 .map(Some),
-            Verb::Release => store.release(&[claim], now).await.map(|()| None),
+            Verb::Release => store.release(&[claim]).await.map(|()| None),
             Verb::FinishCompleted => finish(Outcome::Completed { result: json!("r") }).await,
             Verb::FinishRetry => {
                 finish(Outcome::Failed {
@@ -133,29 +134,22 @@ impl Verb {
             }
             Verb::ReportProgress => store.report_progress(claim, PROGRESS).await.map(Some),
             Verb::Claim => {
-                let mut params = claim_params("w2", 2);
-                params.now = now;
-                params.lease_until = now + LEASE;
-                let claimed = store.claim(&params).await?;
+                let claimed = store.claim(&claim_params("w2", 2)).await?;
                 let ids: Vec<_> = claimed.iter().map(|c| c.job.id).collect();
                 let expected = if changed { vec![job.id] } else { vec![] };
                 assert_eq!(ids, expected, "claimed");
                 Ok(claimed.into_iter().next().map(|c| c.job))
             }
             Verb::PromoteDue => {
-                let promoted = store.promote_due(now + PROMOTE_AHEAD).await?;
+                backend.advance(PROMOTE_AHEAD);
+                let promoted = store.promote_due().await?;
                 assert_eq!(promoted, usize::from(changed), "promoted");
                 Ok(None)
             }
             Verb::RecoverExpired | Verb::RecoverAsWorkerLost => {
-                let report = store
-                    .recover_expired(&RecoverParams {
-                        now: now + RECOVER_AFTER,
-                        max_interruptions: if self == Verb::RecoverExpired { 3 } else { 0 },
-                        stale_workers_before: 0,
-                        dead_workers: Vec::new(),
-                    })
-                    .await?;
+                backend.advance(RECOVER_AFTER);
+                let allowed = if self == Verb::RecoverExpired { 3 } else { 0 };
+                let report = store.recover_expired(&recover_params(allowed)).await?;
                 let ours = if changed { vec![job.id] } else { vec![] };
                 let (requeued, failed) = match then {
                     Becomes(JobStatus::Failed) => (vec![], ours),
@@ -167,10 +161,9 @@ impl Verb {
         }
     }
 
-    /// The job after the verb succeeded on `before` at `now`: every field
-    /// the verb sets, the rest as it was. `after` supplies what the store
-    /// decides itself (the new revision; the time of a write that reads
-    /// the store's clock).
+    /// The job after the verb succeeded on `before`, run when the clock
+    /// said `now`: every field the verb sets, the rest as it was. `after`
+    /// supplies what the store decides itself (the new revision).
     fn expect(self, before: &Job, after: &Job, now: Millis) -> Job {
         let mut job = before.clone();
         job.revision = after.revision;
@@ -225,9 +218,6 @@ impl Verb {
             }
             Verb::ReportProgress => {
                 job.progress = PROGRESS;
-                // The store reads its own clock for progress.
-                assert!(after.updated_at >= before.updated_at);
-                job.updated_at = after.updated_at;
             }
             Verb::Claim => {
                 job.status = JobStatus::Running;
@@ -287,8 +277,8 @@ pub async fn from_status(backend: &dyn Backend, verb: Verb, start: Start, then: 
             .unwrap();
     }
     let mut listener = Listener::on(&handle, before.id).await;
-    let now = now_millis();
-    let answer = verb.apply(&handle, &before, claim, now, then).await;
+    let now = store.clock().now();
+    let answer = verb.apply(backend, &handle, &before, claim, then).await;
     let after = store.get(before.id).await.unwrap();
     match then {
         Becomes(status) => {
@@ -348,7 +338,8 @@ pub async fn promotion_is_published_here(backend: &dyn Backend) {
     let handle = backend.fresh().await;
     let (job, _) = job_in(handle.store.as_ref(), Start::ScheduledByTime).await;
     let mut listener = Listener::on(&handle, job.id).await;
-    let promoted = handle.store.promote_due(now_millis() + PROMOTE_AHEAD).await;
+    backend.advance(PROMOTE_AHEAD);
+    let promoted = handle.store.promote_due().await;
     assert_eq!(promoted.unwrap(), 1);
     let after = handle.store.get(job.id).await.unwrap();
     assert_eq!(after.status, JobStatus::Pending);
@@ -372,10 +363,7 @@ pub async fn finish_and_claim_returns_what_is_stored(backend: &dyn Backend) {
         claim,
         outcome: Outcome::Completed { result: json!("r") },
     };
-    let exchanged = store
-        .finish_and_claim(&[item], now_millis(), None)
-        .await
-        .unwrap();
+    let exchanged = store.finish_and_claim(&[item], None).await.unwrap();
     let returned = exchanged.finished[0].as_ref().unwrap();
     assert_eq!(*returned, store.get(claim.job_id).await.unwrap());
     assert_eq!(store.get(held.id).await.unwrap(), held);
@@ -395,13 +383,11 @@ pub async fn an_ended_attempt_forgets_its_due_time(backend: &dyn Backend) {
         },
     ] {
         let (job, _) = job_in(store, Start::ScheduledByTime).await;
-        store.promote_due(job.scheduled_for.unwrap()).await.unwrap();
+        backend.clock().set(job.scheduled_for.unwrap());
+        assert_eq!(store.promote_due().await.unwrap(), 1, "due at its time");
         let claimed = claim_only(store, job.id).await;
         assert_eq!(claimed.job.scheduled_for, job.scheduled_for);
-        let ended = store
-            .finish(claimed.claim, outcome, now_millis())
-            .await
-            .unwrap();
+        let ended = store.finish(claimed.claim, outcome).await.unwrap();
         assert_eq!(ended.scheduled_for, None, "{:?}", ended.status);
         assert_eq!(store.get(job.id).await.unwrap(), ended);
     }
@@ -560,7 +546,7 @@ pub async fn submit_returns_what_is_stored(backend: &dyn Backend) {
     let store = handle.store.as_ref();
     let (failed, _) = job_in(store, Start::Failed).await;
     let (waiting_on, _) = job_in(store, Start::ScheduledByTime).await;
-    let now = now_millis();
+    let now = store.clock().now();
     let shapes = [
         new_job("u"),
         jobd::model::NewJob {
@@ -590,7 +576,7 @@ pub async fn submit_returns_what_is_stored(backend: &dyn Backend) {
             (read.attempts, read.interruptions, read.revision),
             (0, 0, 1)
         );
-        assert_eq!(read.updated_at, read.created_at);
+        assert_eq!((read.created_at, read.updated_at), (now, now));
         let fed = feed.recv().await.unwrap();
         assert_eq!(*fed, read, "the all-jobs feed carried the new job");
     }
