@@ -135,9 +135,11 @@ local function update(id, now, ...)
   redis.call('HINCRBY', key, 'revision', 1)
 end
 
--- The id in a queue member (`<queued_at><seq>:<id>`).
+-- The id in a queue member (`<queued_at><seq>:<id>`, or the older
+-- `<seq>:<id>`): what follows the first ':'. A plain find, not a pattern:
+-- this runs once per claimed job.
 local function queued_id(member)
-  return string.match(member, '[^:]+$')
+  return string.sub(member, string.find(member, ':', 1, true) + 1)
 end
 
 -- Makes up to `limit` due scheduled jobs pending, each queued at its due
