@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
@@ -52,8 +53,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// A JSON body, whatever the Content-Type says (so `curl -d` works); an
-/// empty body is `None`. Malformed JSON is a 400, an oversized body a 413.
+/// A JSON object body, whatever the Content-Type says (so `curl -d`
+/// works); an empty body or a bare `null` is `None`. Malformed JSON, or
+/// JSON that is not an object (an array would otherwise be read by
+/// position), is a 400; an oversized body a 413.
 pub(crate) struct JsonBody<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
@@ -69,12 +72,35 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 ApiError::Validation(format!("cannot read request body: {}", e.body_text()))
             }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(JsonBody(None));
+        let invalid =
+            |e: serde_json::Error| ApiError::Validation(format!("invalid JSON body: {e}"));
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => Ok(JsonBody(None)),
+            // An object: read by name. (serde would also read an array into
+            // a struct, by position, so anything else is settled below.)
+            Some(b'{') => serde_json::from_slice(&bytes)
+                .map(|value| JsonBody(Some(value)))
+                .map_err(invalid),
+            Some(_) => match serde_json::from_slice::<Value>(&bytes).map_err(invalid)? {
+                Value::Null => Ok(JsonBody(None)),
+                other => Err(ApiError::Validation(format!(
+                    "the body must be a JSON object, not {}",
+                    json_kind(&other)
+                ))),
+            },
         }
-        serde_json::from_slice(&bytes)
-            .map(|value| JsonBody(Some(value)))
-            .map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// What a JSON value is, for messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -91,20 +117,144 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Who is calling, from the `X-User-Id` header. Read in this one place so
-/// authentication can replace it later.
+/// Who is calling, from the `X-User-Id` header (surrounding whitespace
+/// trimmed), held to the rules of [`check_user_id`]. Read in this one place
+/// so authentication can replace it later.
 pub(crate) struct Caller(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.headers.get("x-user-id") {
-            None => Ok(Caller(None)),
-            Some(value) => value
-                .to_str()
-                .map(|v| Caller(Some(v.trim().to_owned())))
-                .map_err(|_| ApiError::Validation("X-User-Id must be visible ASCII".into())),
+        let Some(value) = parts.headers.get("x-user-id") else {
+            return Ok(Caller(None));
+        };
+        let user = value
+            .to_str()
+            .map_err(|_| ApiError::Validation("X-User-Id must be visible ASCII".into()))?
+            .trim();
+        check_user_id("X-User-Id", user)?;
+        Ok(Caller(Some(user.to_owned())))
+    }
+}
+
+/// Longest accepted user id, in characters (not bytes).
+pub(crate) const MAX_USER_ID_CHARS: usize = 128;
+
+/// Invisible characters refused in a user id, besides the control
+/// characters (`char::is_control`: U+0000–U+001F, U+007F–U+009F): every
+/// format character (Unicode general category Cf, as of Unicode 15: soft
+/// hyphen, Arabic and Syriac marks, zero-width space and joiners, the
+/// left-to-right and right-to-left marks, the bidirectional embeddings,
+/// overrides and isolates, word joiner and invisible operators, the byte
+/// order mark, interlinear annotations, tags ...), the line and paragraph
+/// separators, and the other default-ignorable code points that render as
+/// nothing (combining grapheme joiner, Hangul fillers, Khmer inherent
+/// vowels, Mongolian and other variation selectors). Each would make two
+/// users look alike in the dashboard, the metrics and the limits.
+const INVISIBLE: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{034F}', '\u{034F}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{115F}', '\u{1160}'),
+    ('\u{17B4}', '\u{17B5}'),
+    ('\u{180B}', '\u{180F}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{2028}', '\u{202E}'),
+    ('\u{2060}', '\u{206F}'),
+    ('\u{3164}', '\u{3164}'),
+    ('\u{FE00}', '\u{FE0F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFA0}', '\u{FFA0}'),
+    ('\u{FFF0}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0000}', '\u{E0FFF}'),
+];
+
+/// True for a character a user id may not hold: see [`INVISIBLE`].
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || INVISIBLE
+            .iter()
+            .any(|&(low, high)| (low..=high).contains(&c))
+}
+
+/// Checks a user id, wherever it comes in (`what` names where, for the
+/// message): 1 to [`MAX_USER_ID_CHARS`] characters, not only whitespace,
+/// and no control, format or other invisible character ([`INVISIBLE`]).
+pub(crate) fn check_user_id(what: &str, id: &str) -> Result<(), ApiError> {
+    let chars = id.chars().count();
+    if !(1..=MAX_USER_ID_CHARS).contains(&chars) {
+        return Err(ApiError::Validation(format!(
+            "{what} must be 1 to {MAX_USER_ID_CHARS} characters long, not {chars}"
+        )));
+    }
+    if id.chars().all(char::is_whitespace) {
+        return Err(ApiError::Validation(format!(
+            "{what} must not be only whitespace"
+        )));
+    }
+    if let Some((at, c)) = id.chars().enumerate().find(|&(_, c)| invisible(c)) {
+        return Err(ApiError::Validation(format!(
+            "{what} must not contain control, format or invisible characters \
+             (U+{:04X} at character {})",
+            u32::from(c),
+            at + 1
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_counted_in_characters_and_must_be_visible() {
+        assert!(check_user_id("user_id", "alice").is_ok());
+        assert!(check_user_id("user_id", "José Müller").is_ok());
+        assert!(check_user_id("user_id", "東京").is_ok());
+        assert!(check_user_id("user_id", &"é".repeat(MAX_USER_ID_CHARS)).is_ok());
+        assert!(check_user_id("user_id", &"é".repeat(MAX_USER_ID_CHARS + 1)).is_err());
+        assert!(check_user_id("user_id", "").is_err());
+        assert!(check_user_id("user_id", " \u{3000}\t").is_err());
+        for c in [
+            '\u{0}',
+            '\n',
+            '\u{7F}',
+            '\u{85}',
+            '\u{AD}',
+            '\u{200B}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{2028}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{FEFF}',
+            '\u{3164}',
+            '\u{FE0F}',
+            '\u{E0041}',
+        ] {
+            let id = format!("ali{c}ce");
+            assert!(check_user_id("user_id", &id).is_err(), "{id:?} accepted");
+        }
+        // Neighbours of the refused ranges are ordinary characters.
+        for c in ['\u{2027}', '\u{202F}', '\u{2070}', '\u{FEFE}', '\u{FFFC}'] {
+            let id = format!("ali{c}ce");
+            assert!(check_user_id("user_id", &id).is_ok(), "{id:?} refused");
         }
     }
 }

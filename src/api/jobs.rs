@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody};
+use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody, check_user_id};
 use super::schema::{JobSchema, JobStatusSchema};
 use super::state::AppState;
 use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
@@ -18,9 +18,6 @@ use crate::store::{ListQuery, StoreError};
 
 /// The user of a job submitted with none.
 pub(crate) const DEFAULT_USER: &str = "default_user";
-
-/// Longest accepted `user_id`.
-const MAX_USER_ID_LEN: usize = 128;
 
 /// Furthest a job may be scheduled ahead.
 const MAX_DELAY_SECONDS: f64 = 366.0 * 86400.0;
@@ -48,7 +45,9 @@ pub(crate) struct SubmitRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
-    /// Owner; else `X-User-Id`, else `default_user`. 1 to 128 characters.
+    /// Owner; else `X-User-Id`, else `default_user`. 1 to 128 characters,
+    /// not only whitespace, without control, format (such as zero-width or
+    /// bidirectional controls) or other invisible characters.
     #[schema(min_length = 1, max_length = 128)]
     pub user_id: Option<String>,
     /// Higher runs first within the user's queue (default 0).
@@ -65,7 +64,8 @@ pub(crate) struct SubmitRequest {
     /// Per-attempt time limit (default: the job type's, else none).
     pub timeout_seconds: Option<f64>,
     /// Jobs that must complete first (at most 100); the job waits as
-    /// `scheduled` until they have, and is cancelled if one fails.
+    /// `scheduled` until they have, and is cancelled if one fails. A job
+    /// named twice counts once (the first occurrence is kept).
     #[schema(value_type = Option<Vec<uuid::Uuid>>, max_items = 100)]
     pub depends_on: Option<Vec<JobId>>,
 }
@@ -107,14 +107,7 @@ impl SubmitRequest {
             .user_id
             .or(caller)
             .unwrap_or_else(|| DEFAULT_USER.to_owned());
-        if user_id.is_empty()
-            || user_id.len() > MAX_USER_ID_LEN
-            || user_id.chars().any(char::is_control)
-        {
-            return Err(validation(format!(
-                "user_id must be 1 to {MAX_USER_ID_LEN} characters without control characters"
-            )));
-        }
+        check_user_id("user_id", &user_id)?;
         let now = state.store.clock().now();
         let run_at = match (self.run_at, self.delay_seconds) {
             (Some(_), Some(_)) => return Err(validation("give run_at or delay_seconds, not both")),
@@ -148,7 +141,11 @@ impl SubmitRequest {
                 "timeout_seconds must be above 0 and at most {MAX_TIMEOUT_SECONDS}"
             )));
         }
-        let depends_on = self.depends_on.unwrap_or_default();
+        // A duplicate would be counted twice by the store's waiting count
+        // but released once: keep each job's first occurrence.
+        let mut depends_on = self.depends_on.unwrap_or_default();
+        let mut seen = std::collections::HashSet::with_capacity(depends_on.len());
+        depends_on.retain(|id| seen.insert(*id));
         if depends_on.len() > MAX_DEPENDENCIES {
             return Err(validation(format!(
                 "depends_on may name at most {MAX_DEPENDENCIES} jobs"
@@ -225,8 +222,9 @@ pub(crate) async fn status(
     Ok(Json(job.view(state.store.clock().now())))
 }
 
-/// Query of `GET /api/v1/jobs`. Empty values are no filter; unknown
-/// parameters are a 400.
+/// Query of `GET /api/v1/jobs`. An empty filter (`status`, `user_id`,
+/// `job_type`) is no filter; an empty `cursor` and unknown parameters are
+/// a 400.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -234,14 +232,14 @@ pub(crate) struct ListParams {
     /// Only this status.
     #[param(value_type = Option<JobStatusSchema>)]
     pub status: Option<String>,
-    /// Only this user.
+    /// Only this user (a user id as `SubmitRequest` accepts it).
     pub user_id: Option<String>,
     /// Only this job type.
     pub job_type: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page: a job id (a UUID).
     #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
 }
@@ -288,15 +286,21 @@ pub(crate) async fn list(
     }
     let before = params
         .cursor
-        .filter(|c| !c.is_empty())
         .map(|c| {
-            c.parse::<JobId>()
-                .map_err(|_| validation(format!("invalid cursor '{c}'")))
+            c.parse::<JobId>().map_err(|_| {
+                validation(format!(
+                    "invalid cursor '{c}': give the next_cursor of the previous page (a job id)"
+                ))
+            })
         })
         .transpose()?;
+    let user_id = params.user_id.filter(|u| !u.is_empty());
+    if let Some(user) = &user_id {
+        check_user_id("user_id", user)?;
+    }
     let query = ListQuery {
         status,
-        user_id: params.user_id.filter(|u| !u.is_empty()),
+        user_id,
         job_type: params.job_type.filter(|t| !t.is_empty()),
         limit,
         before,
@@ -376,7 +380,8 @@ pub(crate) struct RestartRequest {
     description = "Puts the job back to pending under the same id, its previous runs reset.",
     params(JobIdParam),
     request_body(content = Option<RestartRequest>, content_type = "application/json",
-        description = "Optional: fresh parameters"),
+        description = "Optional: fresh parameters. An empty body or `null` is none; \
+            any other JSON that is not an object is a 400"),
     responses(
         (status = 200, description = "Re-queued", body = ActionResponse),
         (status = 400, description = "`InvalidJobIdError` or `ValidationError`", body = ErrorBody),
