@@ -173,14 +173,21 @@ pub(crate) struct ErrorBody {
     pub current_status: Option<JobStatus>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
+impl ApiError {
+    /// The error's body, as answered (also an SSE stream's `error` event).
+    pub(crate) fn body(&self) -> ErrorBody {
+        ErrorBody {
             error: self.name().to_owned(),
             message: self.to_string(),
             job_id: self.job_id(),
             current_status: self.current_status(),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         self.respond_with(Json(body))
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod redis;
 pub mod sqlite;
+mod vanished;
 
 use std::time::Duration;
 

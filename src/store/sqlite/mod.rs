@@ -18,7 +18,7 @@ mod tail;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -88,6 +88,7 @@ impl SqliteStore {
             bus: bus.clone(),
             clock,
         });
+        crate::store::vanished::spawn(Arc::downgrade(&store) as Weak<dyn Store>, bus.clone());
         let tail_conn = open_connection(&path, synchronous).map_err(db_err)?;
         tail::spawn(tail_conn, Arc::downgrade(&store), bus);
         let checkpoint_conn = open_connection(&path, synchronous).map_err(db_err)?;
