@@ -191,3 +191,79 @@ async fn a_poll_of_a_job_that_leaves_the_store_answers_404_sqlite() {
 async fn a_poll_of_a_job_that_leaves_the_store_answers_404_redis() {
     a_poll_of_a_job_that_leaves_the_store_answers_404(StoreKind::Redis).await;
 }
+
+/// Resumes a paused process when dropped, so a failing test leaves no
+/// stopped `redis-server` behind.
+struct Paused(i32);
+
+impl Paused {
+    fn pause(pid: u32) -> Paused {
+        let pid = i32::try_from(pid).expect("pid");
+        // SAFETY: kill(2) on a child process of this test.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a child process of this test.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// The value of an unlabelled sample in a `/metrics` text.
+fn sample(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map(str::to_owned)
+}
+
+async fn scrape(app: &App) -> (u16, String) {
+    let request = Request::get("/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let response = app.send(request).await;
+    let status = response.status().as_u16();
+    let body = crate::app::body_bytes(response).await;
+    (status, String::from_utf8(body.to_vec()).expect("UTF-8"))
+}
+
+#[tokio::test]
+async fn a_scrape_while_redis_is_paused_answers_store_down_within_3_seconds() {
+    let Some(mut app) = App::on(StoreKind::Redis).await else {
+        return;
+    };
+    let (status, text) = scrape(&app).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(&text, "jobd_store_up").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+
+    let paused = Paused::pause(app.redis().pid());
+    let started = std::time::Instant::now();
+    let (status, text) = tokio::time::timeout(Duration::from_secs(20), scrape(&app))
+        .await
+        .expect("the scrape answers");
+    let took = started.elapsed();
+    drop(paused);
+    eprintln!("scrape with Redis paused took {took:?}");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(3), "the scrape took {took:?}");
+    assert_eq!(
+        sample(&text, "jobd_store_up").as_deref(),
+        Some("0"),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "jobd_jobs_completed_total"), None, "{text}");
+    assert!(!text.contains("jobd_queue_jobs"), "{text}");
+
+    // Resumed, the store answers again.
+    wait_until("the store to answer a scrape again", NOTICE, || async {
+        let (_, text) = scrape(&app).await;
+        (sample(&text, "jobd_store_up").as_deref() == Some("1")).then_some(())
+    })
+    .await;
+}
