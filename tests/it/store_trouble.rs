@@ -267,3 +267,90 @@ async fn a_scrape_while_redis_is_paused_answers_store_down_within_3_seconds() {
     })
     .await;
 }
+
+/// Asserts `/health` answers 503 `StoreUnavailableError` saying writes fail.
+fn assert_writes_failing(status: u16, body: &Value) {
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "StoreUnavailableError", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("refuses writes"), "{body}");
+}
+
+#[tokio::test]
+async fn health_is_503_while_redis_refuses_writes() {
+    let Some(mut app) = App::on(StoreKind::Redis).await else {
+        return;
+    };
+    let (status, body) = app.get("/health").await;
+    assert_eq!(status, 200, "{body}");
+    let (mut conn, _) = raw_redis(&mut app).await;
+    let config = |key: &'static str, value: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(key)
+                .arg(value)
+                .query_async(&mut conn)
+                .await
+                .expect("CONFIG SET");
+        }
+    };
+    config("maxmemory-policy", "noeviction").await;
+    config("maxmemory", "1").await;
+
+    let (status, body) = app
+        .post(
+            "/api/v1/jobs",
+            Some(json!({"job_type": "noop", "parameters": {}})),
+        )
+        .await;
+    assert_eq!(status, 503, "a submission fails: {body}");
+    let (status, body) = app.get("/health").await;
+    assert_writes_failing(status, &body);
+
+    config("maxmemory", "0").await;
+    let (status, body) = app.get("/health").await;
+    assert_eq!(status, 200, "writes work again: {body}");
+    let _: () = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .expect("PING");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_while_the_sqlite_file_cannot_grow() {
+    let Some(scratch) = crate::support::Scratch::new(StoreKind::Sqlite) else {
+        return;
+    };
+    // A full disk, for this process only: files may not grow past 2 MiB
+    // (ulimit -f counts 512- or 1024-byte blocks by shell; 4096 either
+    // way is enough to start), and the write fails with EFBIG instead of
+    // the signal killing the process.
+    let server = crate::support::Server::serve_after(&scratch, "trap '' XFSZ; ulimit -f 4096", &[]);
+    let (status, body) = server.get("/health").await;
+    assert_eq!(status, 200, "{body}");
+    let filler = "x".repeat(200_000);
+    wait_until(
+        "a submission refused for want of space",
+        NOTICE * 3,
+        || async {
+            let (status, body) = server
+                .post(
+                    "/api/v1/jobs",
+                    Some(json!({"job_type": "sleep", "delay_seconds": 3600,
+                    "parameters": {"seconds": 1, "filler": filler}})),
+                )
+                .await;
+            assert!(status == 201 || status == 503, "{status}: {body}");
+            (status == 503).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = wait_until("/health to say writes fail", NOTICE, || async {
+        let (status, body) = server.get("/health").await;
+        (status == 503).then_some((status, body))
+    })
+    .await;
+    assert_writes_failing(status, &body);
+}

@@ -237,6 +237,24 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn probe_write(&self) -> StoreResult<()> {
+        crate::store::during("probe_write", async {
+            // A key of its own that expires: refused like any write when
+            // Redis is out of memory under `noeviction`.
+            let now = self.clock.now();
+            bounded(
+                redis::cmd("SET")
+                    .arg(self.keys.named("write_probe"))
+                    .arg(now)
+                    .arg("PX")
+                    .arg(60_000)
+                    .query_async::<()>(&mut self.conn()),
+            )
+            .await
+        })
+        .await
+    }
+
     async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)> {
         crate::store::during("watch", async {
             // Watch, then announce (scripts publish changes of announced jobs

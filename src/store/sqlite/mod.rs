@@ -154,6 +154,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn probe_write(&self) -> StoreResult<()> {
+        crate::store::during("probe_write", async {
+            let now = self.clock.now();
+            self.writer
+                .write(move |conn| ops::probe_write_in(conn, now))
+                .await
+        })
+        .await
+    }
+
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
         crate::store::during("submit_all", async {
             let now = self.clock.now();
