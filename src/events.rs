@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::model::{Job, JobId};
 
@@ -34,6 +35,8 @@ struct Inner {
 struct Watched {
     sender: watch::Sender<Snapshot>,
     announced: bool,
+    /// Fired when the store no longer has the job ([`EventBus::vanish`]).
+    gone: CancellationToken,
 }
 
 impl Default for EventBus {
@@ -124,12 +127,28 @@ impl EventBus {
         let entry = watched.entry(id).or_insert_with(|| Watched {
             sender: watch::channel(None).0,
             announced,
+            gone: CancellationToken::new(),
         });
         entry.announced |= announced;
+        // A new watcher has just read the job from the store: whatever
+        // vanished before is back (a restored Redis), so it starts afresh.
+        if entry.gone.is_cancelled() {
+            entry.gone = CancellationToken::new();
+        }
         JobWatch {
             bus: self.clone(),
             id,
             receiver: entry.sender.subscribe(),
+            gone: entry.gone.clone(),
+        }
+    }
+
+    /// Tells the job's watchers that the store no longer has it (deleted by
+    /// retention cleanup, a Redis that lost its data): their
+    /// [`JobWatch::gone`] fires.
+    pub fn vanish(&self, id: JobId) {
+        if let Some(watched) = self.watched().get(&id) {
+            watched.gone.cancel();
         }
     }
 
@@ -184,9 +203,21 @@ pub struct JobWatch {
     bus: EventBus,
     id: JobId,
     receiver: watch::Receiver<Snapshot>,
+    gone: CancellationToken,
 }
 
 impl JobWatch {
+    /// Fired once the store no longer has the job ([`EventBus::vanish`]);
+    /// no change will follow.
+    pub fn gone(&self) -> CancellationToken {
+        self.gone.clone()
+    }
+
+    /// The watched job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
     /// Waits for the next change and returns the job as it is then. Returns
     /// `None` only if the bus is gone.
     pub async fn changed(&mut self) -> Option<Arc<Job>> {

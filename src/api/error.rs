@@ -76,6 +76,13 @@ pub(crate) enum ApiError {
     /// that the caller was told of. The cause is logged, not shown.
     #[error("The job store is unavailable; try again later")]
     StoreUnavailable(String),
+    /// 503 `StoreUnavailableError` from `/health`: the store answers reads
+    /// but refuses writes (a full disk, a Redis out of memory). The cause
+    /// is logged, not shown.
+    #[error(
+        "The job store refuses writes (submissions, cancels and results fail); try again later"
+    )]
+    StoreWritesFailing(String),
     /// 500 `InternalError`: a bug, never the client's doing (a handler
     /// panicked, the store answered what the operation cannot produce).
     /// The cause is logged, not shown.
@@ -97,7 +104,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,7 +124,9 @@ impl ApiError {
             ApiError::RequestTimeout => "RequestTimeoutError",
             ApiError::NoRoute(_) => "NotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
-            ApiError::StoreUnavailable(_) => "StoreUnavailableError",
+            ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
+                "StoreUnavailableError"
+            }
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -124,7 +135,9 @@ impl ApiError {
     /// or the bug's own words.
     pub(crate) fn cause(&self) -> Option<&str> {
         match self {
-            ApiError::StoreUnavailable(cause) | ApiError::Internal(cause) => Some(cause),
+            ApiError::StoreUnavailable(cause)
+            | ApiError::StoreWritesFailing(cause)
+            | ApiError::Internal(cause) => Some(cause),
             _ => None,
         }
     }
@@ -173,14 +186,21 @@ pub(crate) struct ErrorBody {
     pub current_status: Option<JobStatus>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
+impl ApiError {
+    /// The error's body, as answered (also an SSE stream's `error` event).
+    pub(crate) fn body(&self) -> ErrorBody {
+        ErrorBody {
             error: self.name().to_owned(),
             message: self.to_string(),
             job_id: self.job_id(),
             current_status: self.current_status(),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         self.respond_with(Json(body))
     }
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
 use crate::model::{JobStatus, Millis, duration_millis, format_millis};
-use crate::store::StoreStats;
+use crate::store::{StoreError, StoreStats, error_chain};
 
 /// The seed's queue statistics, every field measured.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -248,19 +248,43 @@ pub(crate) async fn worker_list(state: &AppState) -> Result<WorkerList, ApiError
     Ok(WorkerList { workers })
 }
 
-/// `GET /health`: 200 while the store answers, 503 otherwise.
+/// How long `/health` gives the store to answer its read and its write
+/// probe together: a load balancer's check times out after a few seconds.
+const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
+
+/// `GET /health`: 200 while the store answers a read and takes a write,
+/// 503 otherwise (a load balancer then sends requests elsewhere).
 #[utoipa::path(
     get,
     path = "/health",
     tag = "operations",
-    summary = "Liveness and store reachability",
+    summary = "Liveness, store reachability and writability",
+    description = "200 while the store answers a read and takes a one-key write probe, \
+        both within 2 s. 503 `StoreUnavailableError` otherwise: when the store does not \
+        answer, and when it answers but refuses writes (a full disk, a Redis out of memory \
+        under `noeviction`), in which case the message says writes are failing, since \
+        submissions, cancels and results would all fail.",
     responses(
-        (status = 200, description = "The process is up and the store answers", body = Health),
-        (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
+        (status = 200, description = "The process is up and the store answers and takes writes", body = Health),
+        (status = 503, description = "`StoreUnavailableError`: the store is unreachable, or refuses writes", body = ErrorBody),
     )
 )]
 pub(crate) async fn health_check(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
+    let checks = async {
+        state.store.ping().await.map_err(ApiError::from)?;
+        state.store.probe_write().await.map_err(|e| match e {
+            StoreError::Unavailable { .. } => ApiError::StoreWritesFailing(error_chain(&e)),
+            other => ApiError::from(other),
+        })
+    };
+    let checked = tokio::time::timeout(HEALTH_DEADLINE, checks)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::StoreUnavailable(format!(
+                "health check: no answer from the store within {HEALTH_DEADLINE:?}"
+            )))
+        });
+    match checked {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {
@@ -269,6 +293,6 @@ pub(crate) async fn health_check(State(state): State<AppState>) -> impl IntoResp
             }),
         )
             .into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }

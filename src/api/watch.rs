@@ -48,7 +48,9 @@ pub(crate) struct PollParams {
     description = "Answers at once if the status differs from `current_status`, else when it \
         changes or after `timeout` seconds, with the job as it is then. Without \
         `current_status`, a job that is already completed, failed or cancelled is answered at \
-        once (only a restart could change it; give its status to wait for one).",
+        once (only a restart could change it; give its status to wait for one). A job that \
+        leaves the store while waited for (retention cleanup, a Redis that lost its data) is \
+        answered 404 `JobNotFoundError`.",
     params(JobIdParam, PollParams),
     responses(
         (status = 200, description = "The job", body = JobSchema),
@@ -88,8 +90,10 @@ pub(crate) async fn poll(
     // said it waits for one (by naming the status), answer now.
     let settled = known.is_none() && job.status.is_terminal();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout);
+    let gone = watch.gone();
     while job.status == baseline && !settled {
         tokio::select! {
+            _ = gone.cancelled() => return Err(ApiError::JobNotFound(id)),
             changed = watch.changed() => match changed {
                 Some(latest) if latest.revision > job.revision => job = latest,
                 Some(_) => {}
@@ -116,7 +120,9 @@ pub(crate) async fn poll(
     summary = "Follow a job (Server-Sent Events)",
     description = "Events `job_update` (the job now, then on every change) and one final \
         `job_complete` once it is completed, failed or cancelled; each event's `data` is the \
-        `Job` object as JSON. Keep-alive comments every 15 s.",
+        `Job` object as JSON. Keep-alive comments every 15 s. If the job leaves the store \
+        while followed (retention cleanup, a Redis that lost its data), the stream ends with \
+        one `error` event whose `data` is the `JobNotFoundError` body.",
     params(JobIdParam),
     responses(
         (status = 200, description = "An event stream whose events carry `Job` objects",
@@ -188,17 +194,31 @@ async fn next_event(current: StreamState) -> Option<(Result<Event, Infallible>, 
             last_revision,
             mut watch,
             state,
-        } => loop {
-            tokio::select! {
-                changed = watch.changed() => match changed {
-                    Some(job) if job.revision > last_revision => return Some(emit(&job, watch, state)),
-                    Some(_) => {}
-                    None => return None,
-                },
-                _ = state.shutdown.cancelled() => return None,
+        } => {
+            let gone = watch.gone();
+            loop {
+                tokio::select! {
+                    changed = watch.changed() => match changed {
+                        Some(job) if job.revision > last_revision => return Some(emit(&job, watch, state)),
+                        Some(_) => {}
+                        None => return None,
+                    },
+                    _ = gone.cancelled() => {
+                        return Some((Ok(gone_event(watch.id())), StreamState::Done));
+                    }
+                    _ = state.shutdown.cancelled() => return None,
+                }
             }
-        },
+        }
     }
+}
+
+/// The last event of a stream whose job the store no longer has: `error`
+/// with the `JobNotFoundError` body.
+fn gone_event(id: crate::model::JobId) -> Event {
+    let body = ApiError::JobNotFound(id).body();
+    let data = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
+    Event::default().event("error").data(data)
 }
 
 fn emit(job: &Job, watch: JobWatch, state: AppState) -> (Result<Event, Infallible>, StreamState) {

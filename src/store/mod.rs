@@ -6,6 +6,7 @@
 
 pub mod redis;
 pub mod sqlite;
+mod vanished;
 
 use std::time::Duration;
 
@@ -375,6 +376,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the backend answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Checks that the backend takes a write: one tiny write of its own
+    /// bookkeeping, which fails when the store refuses writes (a full disk,
+    /// a Redis out of memory under `noeviction`) though reads still work.
+    async fn probe_write(&self) -> StoreResult<()>;
 
     /// Stores a new job: pending, or scheduled when `run_at` is in the
     /// future or it waits for dependencies.

@@ -20,5 +20,6 @@ mod recovery;
 mod redis_store;
 mod store_contract;
 mod store_errors;
+mod store_trouble;
 mod support;
 mod watch;

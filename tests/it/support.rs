@@ -154,6 +154,11 @@ impl RedisServer {
         panic!("could not start redis-server");
     }
 
+    /// The server's process id (to pause it with SIGSTOP, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server with SIGKILL.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

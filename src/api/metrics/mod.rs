@@ -41,7 +41,8 @@ use super::state::AppState;
     description = "Prometheus text exposition format 0.0.4. Counters and histograms of the \
         attempts this process sees and of its HTTP requests; the jobs completed, failed and \
         cancelled by the whole cluster, and gauges of the whole store, read from the store at \
-        scrape time (`jobd_store_up` is 0 and they are left out when the store is unreachable).",
+        scrape time (`jobd_store_up` is 0 and they are left out when the store is unreachable \
+        or does not answer all of them within 2 s).",
     responses(
         (status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4", body = String),
     )

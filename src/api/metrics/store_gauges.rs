@@ -8,10 +8,12 @@
 //! job left, its `jobd_running_jobs_by_user{user="..."}` series would keep
 //! its last value (stale, and wrong) and the set of users would only grow.
 //! Each scrape instead prints exactly what the store holds now, and nothing
-//! when the store does not answer (`jobd_store_up 0`).
+//! when the store does not answer, fails, or takes longer than
+//! [`STORE_DEADLINE`] for all of them (`jobd_store_up 0`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::store_counters;
 use crate::api::state::AppState;
@@ -25,21 +27,33 @@ const TOP_USERS: usize = 10;
 /// Pages of running jobs read at most per scrape (1,000 jobs each).
 const RUNNING_PAGES: usize = 10;
 
+/// The time all store reads of one scrape get together: well under
+/// Prometheus's default scrape timeout (10 s), so a store that hangs (a
+/// paused Redis) makes the scrape report `jobd_store_up 0` instead of
+/// failing it. Each read's own bound (5 s on Redis) is longer.
+pub(crate) const STORE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Appends the gauges and counters read from the store now.
 pub(super) async fn render(state: &AppState, out: &mut String) {
-    let (stats, running, totals) = tokio::join!(
-        state.store.stats(active_within(state)),
-        running_by_user(state),
-        state.store.finished_totals(),
-    );
-    let up = stats.is_ok() && running.is_ok() && totals.is_ok();
+    let reads = async {
+        let (stats, running, totals) = tokio::join!(
+            state.store.stats(active_within(state)),
+            running_by_user(state),
+            state.store.finished_totals(),
+        );
+        Some((stats.ok()?, running.ok()?, totals.ok()?))
+    };
+    let read = tokio::time::timeout(STORE_DEADLINE, reads)
+        .await
+        .ok()
+        .flatten();
     gauge_header(
         out,
         "jobd_store_up",
         "1 when the store answered this scrape",
     );
-    gauge_line(out, "jobd_store_up", &[], u64::from(up));
-    let (Ok(stats), Ok(running), Ok(totals)) = (stats, running, totals) else {
+    gauge_line(out, "jobd_store_up", &[], u64::from(read.is_some()));
+    let Some((stats, running, totals)) = read else {
         return;
     };
     store_counters::render(&totals, out);

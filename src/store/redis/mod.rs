@@ -13,7 +13,7 @@ mod scripts;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -107,6 +107,7 @@ impl RedisStore {
             held: Mutex::default(),
             clock,
         });
+        crate::store::vanished::spawn(Arc::downgrade(&store) as Weak<dyn Store>, bus.clone());
         pubsub::spawn(client, store.keys.clone(), bus, Arc::downgrade(&store));
         Ok(store)
     }
@@ -232,6 +233,24 @@ impl Store for RedisStore {
             bounded(redis::cmd("PING").query_async::<String>(&mut self.conn()))
                 .await
                 .map(drop)
+        })
+        .await
+    }
+
+    async fn probe_write(&self) -> StoreResult<()> {
+        crate::store::during("probe_write", async {
+            // A key of its own that expires: refused like any write when
+            // Redis is out of memory under `noeviction`.
+            let now = self.clock.now();
+            bounded(
+                redis::cmd("SET")
+                    .arg(self.keys.named("write_probe"))
+                    .arg(now)
+                    .arg("PX")
+                    .arg(60_000)
+                    .query_async::<()>(&mut self.conn()),
+            )
+            .await
         })
         .await
     }

@@ -18,7 +18,7 @@ mod tail;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -88,6 +88,7 @@ impl SqliteStore {
             bus: bus.clone(),
             clock,
         });
+        crate::store::vanished::spawn(Arc::downgrade(&store) as Weak<dyn Store>, bus.clone());
         let tail_conn = open_connection(&path, synchronous).map_err(db_err)?;
         tail::spawn(tail_conn, Arc::downgrade(&store), bus);
         let checkpoint_conn = open_connection(&path, synchronous).map_err(db_err)?;
@@ -149,6 +150,16 @@ impl Store for SqliteStore {
                 .await?;
             // A read alone would not notice a stopped writer.
             self.writer.write(|_| Ok(())).await
+        })
+        .await
+    }
+
+    async fn probe_write(&self) -> StoreResult<()> {
+        crate::store::during("probe_write", async {
+            let now = self.clock.now();
+            self.writer
+                .write(move |conn| ops::probe_write_in(conn, now))
+                .await
         })
         .await
     }

@@ -462,6 +462,17 @@ pub(super) fn end_cleanup_in(conn: &Connection, now: Millis) -> StoreResult<()> 
     .map(drop)
 }
 
+/// Records the time of the latest write probe (`/health`): a one-row
+/// write, so it fails when the file cannot grow.
+pub(super) fn probe_write_in(conn: &Connection, now: Millis) -> StoreResult<()> {
+    execute(
+        conn,
+        sql::SET_META,
+        named_params! {":key": "write_probe", ":value": now},
+    )
+    .map(drop)
+}
+
 /// Counts per status, workers active since `active_since` and stale, and
 /// the last cleanup.
 pub(super) fn stats_in(conn: &Connection, active_since: Millis) -> StoreResult<StoreStats> {
