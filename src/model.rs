@@ -301,7 +301,7 @@ impl Job {
                 total_items: self.progress.total_items,
             },
             result: self.result.clone(),
-            parameters: self.parameters.clone(),
+            parameters: Some(self.parameters.clone()),
             priority: self.priority,
             attempts: self.attempts,
             max_attempts: self.max_attempts,
@@ -363,8 +363,10 @@ pub struct JobView {
     /// The handler's result, once completed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub result: Option<Value>,
-    /// The job's input.
-    pub parameters: Value,
+    /// The job's input; left out of listings unless asked for
+    /// (`include=parameters`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parameters: Option<Value>,
     /// Priority within the user's queue.
     pub priority: i32,
     /// Attempts started.

@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody};
 use super::schema::{JobSchema, JobStatusSchema};
 use super::state::AppState;
-use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
+use crate::model::{Job, JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
 use crate::store::{ListQuery, StoreError};
 
 /// The user of a job submitted with none.
@@ -244,6 +244,39 @@ pub(crate) struct ListParams {
     /// The `next_cursor` of the previous page.
     #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
+    /// Big fields to add to each job, comma-separated: `parameters`,
+    /// `result` or both. Without it the jobs are summaries, without them.
+    #[param(example = "parameters,result")]
+    pub include: Option<String>,
+}
+
+/// Which big fields a listing carries (`include=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Include {
+    /// `parameters`.
+    pub parameters: bool,
+    /// `result`.
+    pub result: bool,
+}
+
+impl Include {
+    /// Parses `include`: names separated by commas; empty adds nothing.
+    pub(crate) fn parse(text: Option<&str>) -> Result<Include, ApiError> {
+        let mut include = Include::default();
+        for name in text.unwrap_or_default().split(',').map(str::trim) {
+            match name {
+                "" => {}
+                "parameters" => include.parameters = true,
+                "result" => include.result = true,
+                other => {
+                    return Err(validation(format!(
+                        "include: unknown field '{other}' (expected parameters, result)"
+                    )));
+                }
+            }
+        }
+        Ok(include)
+    }
 }
 
 /// A page of jobs, newest first.
@@ -265,8 +298,9 @@ pub(crate) struct JobPage {
     summary = "List jobs, newest first",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of jobs", body = JobPage),
-        (status = 400, description = "`ValidationError`: a bad status, limit, cursor or unknown parameter", body = ErrorBody),
+        (status = 200, description = "A page of jobs: summaries, without `parameters` and `result` \
+            unless `include` names them", body = JobPage),
+        (status = 400, description = "`ValidationError`: a bad status, limit, cursor, include or unknown parameter", body = ErrorBody),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -294,17 +328,30 @@ pub(crate) async fn list(
                 .map_err(|_| validation(format!("invalid cursor '{c}'")))
         })
         .transpose()?;
+    let include = Include::parse(params.include.as_deref())?;
     let query = ListQuery {
         status,
         user_id: params.user_id.filter(|u| !u.is_empty()),
         job_type: params.job_type.filter(|t| !t.is_empty()),
         limit,
         before,
+        with_parameters: include.parameters,
+        with_result: include.result,
     };
     let page = state.store.list(&query).await?;
     let now = state.store.clock().now();
+    let summary = |job: &Job| {
+        let mut view = job.view(now);
+        if !include.parameters {
+            view.parameters = None;
+        }
+        if !include.result {
+            view.result = None;
+        }
+        view
+    };
     Ok(Json(JobPage {
-        jobs: page.jobs.iter().map(|job| job.view(now)).collect(),
+        jobs: page.jobs.iter().map(summary).collect(),
         next_cursor: page.next_cursor,
     }))
 }
