@@ -317,6 +317,44 @@ impl Job {
     }
 }
 
+impl Job {
+    /// What a change of the job shows a watcher that has the whole job
+    /// already (an SSE `job_update` after the first), as of `now`.
+    pub fn update_view(&self, now: Millis) -> JobUpdate {
+        JobUpdate {
+            job_id: self.id,
+            status: self.status,
+            progress: if self.status == JobStatus::Completed {
+                1.0
+            } else {
+                self.progress.fraction
+            },
+            metrics: Metrics {
+                execution_time_seconds: self.execution_time_seconds(now),
+                items_processed: self.progress.items_processed,
+                total_items: self.progress.total_items,
+            },
+            error: self.error.clone(),
+        }
+    }
+}
+
+/// The fields of a job that change while it runs: the data of an SSE
+/// `job_update` after the first, which carries the whole [`JobView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobUpdate {
+    /// The job's id.
+    pub job_id: JobId,
+    /// Its status.
+    pub status: JobStatus,
+    /// 0.0 to 1.0; 1.0 once completed.
+    pub progress: f64,
+    /// Timing and item counts.
+    pub metrics: Metrics,
+    /// The error, for failed (and cancelled) jobs.
+    pub error: Option<String>,
+}
+
 /// The seed's `metrics` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
