@@ -419,6 +419,54 @@ async fn listings_return_summaries_unless_asked_for_more(kind: StoreKind) {
     }
 }
 
+/// A listing page that includes big fields stops before 16 MiB of jobs
+/// and gives the cursor where it stopped; the next page goes on from there.
+async fn a_listing_with_big_fields_stays_within_its_byte_budget(kind: StoreKind) {
+    let Some(app) = App::on(kind).await else {
+        return;
+    };
+    let big = "p".repeat(1_000_000);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let job = app
+            .submit(json!({"job_type": "noop", "parameters": {"big": big}}))
+            .await;
+        ids.push(job["job_id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/jobs?include=parameters&limit=100".to_owned();
+    let mut pages = 0;
+    loop {
+        let response = app
+            .send(Request::get(&path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 200);
+        let bytes = body_bytes(response).await;
+        assert!(bytes.len() <= 16 << 20, "{} bytes", bytes.len());
+        let page: Value = serde_json::from_slice(&bytes).unwrap();
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(!jobs.is_empty());
+        for job in jobs {
+            assert_eq!(
+                job["parameters"]["big"].as_str().map(str::len),
+                Some(1_000_000)
+            );
+            seen.push(job["job_id"].as_str().unwrap().to_owned());
+        }
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                assert_eq!(Some(cursor), seen.last().map(String::as_str));
+                path = format!("/api/v1/jobs?include=parameters&limit=100&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every job once, newest first");
+    assert_eq!(pages, 2, "16 jobs of 1 MB fit in the first page");
+}
+
 async fn a_job_runs_to_completed_with_result_progress_and_timings(kind: StoreKind) {
     let Some(scratch) = Scratch::new(kind) else {
         return;
@@ -699,6 +747,7 @@ crate::for_each_store!(
     submit_answers_201_with_the_job_and_its_location,
     listing_filters_and_pages_newest_first,
     listings_return_summaries_unless_asked_for_more,
+    a_listing_with_big_fields_stays_within_its_byte_budget,
     dependent_jobs_wait_for_their_dependencies,
     a_job_runs_to_completed_with_result_progress_and_timings,
     execution_time_grows_while_a_job_runs,
