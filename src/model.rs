@@ -301,7 +301,7 @@ impl Job {
                 total_items: self.progress.total_items,
             },
             result: self.result.clone(),
-            parameters: self.parameters.clone(),
+            parameters: Some(self.parameters.clone()),
             priority: self.priority,
             attempts: self.attempts,
             max_attempts: self.max_attempts,
@@ -315,6 +315,44 @@ impl Job {
             cancelled_by: self.cancelled_by,
         }
     }
+}
+
+impl Job {
+    /// What a change of the job shows a watcher that has the whole job
+    /// already (an SSE `job_update` after the first), as of `now`.
+    pub fn update_view(&self, now: Millis) -> JobUpdate {
+        JobUpdate {
+            job_id: self.id,
+            status: self.status,
+            progress: if self.status == JobStatus::Completed {
+                1.0
+            } else {
+                self.progress.fraction
+            },
+            metrics: Metrics {
+                execution_time_seconds: self.execution_time_seconds(now),
+                items_processed: self.progress.items_processed,
+                total_items: self.progress.total_items,
+            },
+            error: self.error.clone(),
+        }
+    }
+}
+
+/// The fields of a job that change while it runs: the data of an SSE
+/// `job_update` after the first, which carries the whole [`JobView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobUpdate {
+    /// The job's id.
+    pub job_id: JobId,
+    /// Its status.
+    pub status: JobStatus,
+    /// 0.0 to 1.0; 1.0 once completed.
+    pub progress: f64,
+    /// Timing and item counts.
+    pub metrics: Metrics,
+    /// The error, for failed (and cancelled) jobs.
+    pub error: Option<String>,
 }
 
 /// The seed's `metrics` object.
@@ -363,8 +401,10 @@ pub struct JobView {
     /// The handler's result, once completed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub result: Option<Value>,
-    /// The job's input.
-    pub parameters: Value,
+    /// The job's input; left out of listings unless asked for
+    /// (`include=parameters`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parameters: Option<Value>,
     /// Priority within the user's queue.
     pub priority: i32,
     /// Attempts started.

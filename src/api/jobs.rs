@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody, check_user_id};
 use super::schema::{JobSchema, JobStatusSchema};
 use super::state::AppState;
-use crate::model::{JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
+use crate::model::{Job, JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
 use crate::store::{ListQuery, StoreError};
 
 /// The user of a job submitted with none.
@@ -33,6 +33,48 @@ const MAX_DEPENDENCIES: usize = 100;
 
 /// Largest page of a listing.
 const MAX_PAGE: usize = 1000;
+
+/// Most bytes of jobs a listing page with `include` carries: once the
+/// next job would pass it, the page ends there with its `next_cursor`
+/// (a page always holds at least one job).
+pub(crate) const MAX_PAGE_BYTES: usize = 16 << 20;
+
+/// Counts what is written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The views of a listing within [`MAX_PAGE_BYTES`], and the cursor after
+/// the last one when the budget cut the page short.
+fn within_budget(views: Vec<JobView>, next_cursor: Option<JobId>) -> (Vec<JobView>, Option<JobId>) {
+    let mut kept = Vec::with_capacity(views.len());
+    let mut bytes = 0;
+    let total = views.len();
+    for view in views {
+        let mut count = ByteCount(0);
+        // Serializing a JobView cannot fail; if it did, count it as nothing.
+        let _ = serde_json::to_writer(&mut count, &view);
+        if !kept.is_empty() && bytes + count.0 > MAX_PAGE_BYTES {
+            break;
+        }
+        bytes += count.0 + 1;
+        kept.push(view);
+    }
+    if kept.len() < total {
+        let cursor = kept.last().map(|view| view.job_id);
+        return (kept, cursor);
+    }
+    (kept, next_cursor)
+}
 
 /// Body of `POST /api/v1/jobs`. Unknown fields are a 400.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -242,6 +284,39 @@ pub(crate) struct ListParams {
     /// The `next_cursor` of the previous page: a job id (a UUID).
     #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
+    /// Big fields to add to each job, comma-separated: `parameters`,
+    /// `result` or both. Without it the jobs are summaries, without them.
+    #[param(example = "parameters,result")]
+    pub include: Option<String>,
+}
+
+/// Which big fields a listing carries (`include=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Include {
+    /// `parameters`.
+    pub parameters: bool,
+    /// `result`.
+    pub result: bool,
+}
+
+impl Include {
+    /// Parses `include`: names separated by commas; empty adds nothing.
+    pub(crate) fn parse(text: Option<&str>) -> Result<Include, ApiError> {
+        let mut include = Include::default();
+        for name in text.unwrap_or_default().split(',').map(str::trim) {
+            match name {
+                "" => {}
+                "parameters" => include.parameters = true,
+                "result" => include.result = true,
+                other => {
+                    return Err(validation(format!(
+                        "include: unknown field '{other}' (expected parameters, result)"
+                    )));
+                }
+            }
+        }
+        Ok(include)
+    }
 }
 
 /// A page of jobs, newest first.
@@ -263,8 +338,10 @@ pub(crate) struct JobPage {
     summary = "List jobs, newest first",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of jobs", body = JobPage),
-        (status = 400, description = "`ValidationError`: a bad status, limit, cursor or unknown parameter", body = ErrorBody),
+        (status = 200, description = "A page of jobs: summaries, without `parameters` and `result` \
+            unless `include` names them. With `include`, a page ends early once its jobs would \
+            pass 16 MiB, with `next_cursor` where it stopped", body = JobPage),
+        (status = 400, description = "`ValidationError`: a bad status, limit, cursor, include or unknown parameter", body = ErrorBody),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -298,19 +375,35 @@ pub(crate) async fn list(
     if let Some(user) = &user_id {
         check_user_id("user_id", user)?;
     }
+    let include = Include::parse(params.include.as_deref())?;
     let query = ListQuery {
         status,
         user_id,
         job_type: params.job_type.filter(|t| !t.is_empty()),
         limit,
         before,
+        with_parameters: include.parameters,
+        with_result: include.result,
     };
     let page = state.store.list(&query).await?;
     let now = state.store.clock().now();
-    Ok(Json(JobPage {
-        jobs: page.jobs.iter().map(|job| job.view(now)).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    let summary = |job: &Job| {
+        let mut view = job.view(now);
+        if !include.parameters {
+            view.parameters = None;
+        }
+        if !include.result {
+            view.result = None;
+        }
+        view
+    };
+    let views = page.jobs.iter().map(summary).collect();
+    let (jobs, next_cursor) = if include.parameters || include.result {
+        within_budget(views, page.next_cursor)
+    } else {
+        (views, page.next_cursor)
+    };
+    Ok(Json(JobPage { jobs, next_cursor }))
 }
 
 /// Answer of cancel and restart.

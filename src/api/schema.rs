@@ -77,11 +77,13 @@ pub(crate) struct JobSchema {
     user_id: String,
     /// Timing and item counts.
     metrics: JobMetricsSchema,
-    /// The handler's result; present once completed.
+    /// The handler's result; present once completed (in a listing, only
+    /// with `include=result`).
     result: Option<Value>,
-    /// The job's input, a JSON object.
-    #[schema(value_type = Object)]
-    parameters: Value,
+    /// The job's input, a JSON object; always present except in listings
+    /// without `include=parameters`.
+    #[schema(value_type = Option<Object>)]
+    parameters: Option<Value>,
     /// Priority within the user's queue; higher first.
     priority: i32,
     /// Attempts started.

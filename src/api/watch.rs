@@ -119,13 +119,16 @@ pub(crate) async fn poll(
     tag = "watch",
     summary = "Follow a job (Server-Sent Events)",
     description = "Events `job_update` (the job now, then on every change) and one final \
-        `job_complete` once it is completed, failed or cancelled; each event's `data` is the \
-        `Job` object as JSON. Keep-alive comments every 15 s. If the job leaves the store \
-        while followed (retention cleanup, a Redis that lost its data), the stream ends with \
-        one `error` event whose `data` is the `JobNotFoundError` body.",
+        `job_complete` once it is completed, failed or cancelled. The first event's and \
+        `job_complete`'s `data` is the whole `Job` object as JSON; every later `job_update` \
+        carries only what changes: `job_id`, `status`, `progress`, `metrics` and `error`. \
+        Keep-alive comments every 15 s. If the job leaves the store while followed \
+        (retention cleanup, a Redis that lost its data), the stream ends with one `error` \
+        event whose `data` is the `JobNotFoundError` body.",
     params(JobIdParam),
     responses(
-        (status = 200, description = "An event stream whose events carry `Job` objects",
+        (status = 200, description = "An event stream whose events carry `Job` objects, \
+            later `job_update`s only their changing fields",
             content_type = "text/event-stream", body = String),
         (status = 400, description = "`InvalidJobIdError`", body = ErrorBody),
         (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
@@ -168,15 +171,22 @@ enum StreamState {
     Done,
 }
 
-/// The SSE event for a job: `job_complete` once terminal, else `job_update`.
-fn event_for(job: &Job) -> Event {
-    let name = if job.status.is_terminal() {
-        "job_complete"
+/// The SSE event for a job: `job_complete` with the whole job once
+/// terminal, else `job_update`: the whole job if `first`, else only what
+/// changes ([`crate::model::JobUpdate`]), so a job's big parameters are
+/// sent once per stream, not on every progress report.
+fn event_for(job: &Job, first: bool) -> Event {
+    let now = now_millis();
+    let (name, data) = if job.status.is_terminal() {
+        ("job_complete", serde_json::to_string(&job.view(now)))
+    } else if first {
+        ("job_update", serde_json::to_string(&job.view(now)))
     } else {
-        "job_update"
+        ("job_update", serde_json::to_string(&job.update_view(now)))
     };
-    let data = serde_json::to_string(&job.view(now_millis())).unwrap_or_else(|_| "{}".into());
-    Event::default().event(name).data(data)
+    Event::default()
+        .event(name)
+        .data(data.unwrap_or_else(|_| "{}".into()))
 }
 
 async fn next_event(current: StreamState) -> Option<(Result<Event, Infallible>, StreamState)> {
@@ -188,7 +198,7 @@ async fn next_event(current: StreamState) -> Option<(Result<Event, Infallible>, 
                 Some(latest) if latest.revision > job.revision => latest,
                 _ => job,
             };
-            Some(emit(&job, watch, state))
+            Some(emit(&job, true, watch, state))
         }
         StreamState::Following {
             last_revision,
@@ -199,7 +209,7 @@ async fn next_event(current: StreamState) -> Option<(Result<Event, Infallible>, 
             loop {
                 tokio::select! {
                     changed = watch.changed() => match changed {
-                        Some(job) if job.revision > last_revision => return Some(emit(&job, watch, state)),
+                        Some(job) if job.revision > last_revision => return Some(emit(&job, false, watch, state)),
                         Some(_) => {}
                         None => return None,
                     },
@@ -221,7 +231,12 @@ fn gone_event(id: crate::model::JobId) -> Event {
     Event::default().event("error").data(data)
 }
 
-fn emit(job: &Job, watch: JobWatch, state: AppState) -> (Result<Event, Infallible>, StreamState) {
+fn emit(
+    job: &Job,
+    first: bool,
+    watch: JobWatch,
+    state: AppState,
+) -> (Result<Event, Infallible>, StreamState) {
     let next = if job.status.is_terminal() {
         StreamState::Done
     } else {
@@ -231,5 +246,5 @@ fn emit(job: &Job, watch: JobWatch, state: AppState) -> (Result<Event, Infallibl
             state,
         }
     };
-    (Ok(event_for(job)), next)
+    (Ok(event_for(job, first)), next)
 }

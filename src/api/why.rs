@@ -109,6 +109,7 @@ pub(crate) async fn why(
             job_type: None,
             limit: (per_user_max + 1).clamp(1, 1000),
             before: None,
+            ..ListQuery::default()
         })
         .await?
         .jobs

@@ -248,6 +248,12 @@ pub struct ListQuery {
     pub limit: usize,
     /// Only jobs older than this one (the previous page's last id).
     pub before: Option<JobId>,
+    /// Read each job's `parameters`; else they are left `Null` and not
+    /// read from the store (a summary listing stays small whatever the
+    /// jobs' inputs weigh).
+    pub with_parameters: bool,
+    /// Read each job's `result`; else it is left `None`, unread.
+    pub with_result: bool,
 }
 
 /// A page of a listing.

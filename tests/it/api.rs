@@ -338,6 +338,135 @@ async fn listing_filters_and_pages_newest_first(kind: StoreKind) {
     assert_eq!(page["jobs"].as_array().unwrap().len(), 0);
 }
 
+/// A listing returns summaries: no `parameters` or `result` unless
+/// `include` names them; an unknown name is a 400.
+async fn listings_return_summaries_unless_asked_for_more(kind: StoreKind) {
+    let Some(app) = App::on(kind).await else {
+        return;
+    };
+    let big = "p".repeat(100_000);
+    let job = app
+        .submit(json!({"job_type": "noop", "parameters": {"big": big}}))
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    // A result to leave out: the store finishes the job as a worker would.
+    let claimed = app
+        .state
+        .store
+        .claim(&jobd::store::ClaimParams {
+            worker_id: "w".into(),
+            max_jobs: 1,
+            global_max: 10,
+            per_user_max: 10,
+            lease: std::time::Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    app.state
+        .store
+        .finish(
+            claimed[0].claim,
+            jobd::store::Outcome::Completed {
+                result: json!({"out": "r".repeat(100_000)}),
+            },
+        )
+        .await
+        .unwrap();
+    let listed = |page: &Value| page["jobs"][0].clone();
+    let (status, page) = app.get("/api/v1/jobs").await;
+    assert_eq!(status, 200, "{page}");
+    let summary = listed(&page);
+    assert_eq!(summary["job_id"], json!(id));
+    assert_eq!(summary["status"], "completed");
+    assert!(summary.get("parameters").is_none(), "{summary}");
+    assert!(summary.get("result").is_none(), "{summary}");
+    for field in SEED_FIELDS {
+        assert!(summary.get(field).is_some(), "field {field} missing");
+    }
+    assert!(page.to_string().len() < 10_000, "a summary page is small");
+    let (_, page) = app.get("/api/v1/jobs?include=parameters").await;
+    assert_eq!(listed(&page)["parameters"]["big"], json!(big));
+    assert!(listed(&page).get("result").is_none());
+    let (_, page) = app.get("/api/v1/jobs?include=result").await;
+    assert!(listed(&page).get("parameters").is_none());
+    assert_eq!(
+        listed(&page)["result"]["out"].as_str().map(str::len),
+        Some(100_000)
+    );
+    let (status, whole) = app.get(&format!("/api/v1/jobs/status/{id}")).await;
+    assert_eq!(status, 200);
+    for include in [
+        "parameters,result",
+        "result,parameters",
+        "result,%20parameters",
+    ] {
+        let (status, page) = app.get(&format!("/api/v1/jobs?include={include}")).await;
+        assert_eq!(status, 200, "{include}: {page}");
+        let mut listed = listed(&page);
+        let mut whole = whole.clone();
+        // Run time is measured at the answer; the rest is the same job.
+        listed["metrics"].take();
+        whole["metrics"].take();
+        assert_eq!(listed, whole, "include={include}");
+    }
+    for bad in ["params", "parameters,bogus", "PARAMETERS"] {
+        let (status, error) = app.get(&format!("/api/v1/jobs?include={bad}")).await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (400, Some("ValidationError")),
+            "include={bad}: {error}"
+        );
+    }
+}
+
+/// A listing page that includes big fields stops before 16 MiB of jobs
+/// and gives the cursor where it stopped; the next page goes on from there.
+async fn a_listing_with_big_fields_stays_within_its_byte_budget(kind: StoreKind) {
+    let Some(app) = App::on(kind).await else {
+        return;
+    };
+    let big = "p".repeat(1_000_000);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let job = app
+            .submit(json!({"job_type": "noop", "parameters": {"big": big}}))
+            .await;
+        ids.push(job["job_id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/jobs?include=parameters&limit=100".to_owned();
+    let mut pages = 0;
+    loop {
+        let response = app
+            .send(Request::get(&path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 200);
+        let bytes = body_bytes(response).await;
+        assert!(bytes.len() <= 16 << 20, "{} bytes", bytes.len());
+        let page: Value = serde_json::from_slice(&bytes).unwrap();
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(!jobs.is_empty());
+        for job in jobs {
+            assert_eq!(
+                job["parameters"]["big"].as_str().map(str::len),
+                Some(1_000_000)
+            );
+            seen.push(job["job_id"].as_str().unwrap().to_owned());
+        }
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                assert_eq!(Some(cursor), seen.last().map(String::as_str));
+                path = format!("/api/v1/jobs?include=parameters&limit=100&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every job once, newest first");
+    assert_eq!(pages, 2, "16 jobs of 1 MB fit in the first page");
+}
+
 async fn a_job_runs_to_completed_with_result_progress_and_timings(kind: StoreKind) {
     let Some(scratch) = Scratch::new(kind) else {
         return;
@@ -617,6 +746,8 @@ async fn dependent_jobs_wait_for_their_dependencies(kind: StoreKind) {
 crate::for_each_store!(
     submit_answers_201_with_the_job_and_its_location,
     listing_filters_and_pages_newest_first,
+    listings_return_summaries_unless_asked_for_more,
+    a_listing_with_big_fields_stays_within_its_byte_budget,
     dependent_jobs_wait_for_their_dependencies,
     a_job_runs_to_completed_with_result_progress_and_timings,
     execution_time_grows_while_a_job_runs,

@@ -64,8 +64,12 @@ async fn a_corrupt_job_is_an_internal_error_not_an_outage(kind: StoreKind) {
     let logged = logs.matching(&["ERROR", "InternalError", "corrupt stored data in get"]);
     assert_eq!(logged.len(), 1, "{:?}", logs.lines());
 
-    // The listing meets the same row.
+    // A summary listing does not read the parameters, so it answers; a
+    // listing that includes them meets the same row.
     let (status, body) = app.get("/api/v1/jobs").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["jobs"][0]["job_id"], json!(id));
+    let (status, body) = app.get("/api/v1/jobs?include=parameters").await;
     assert_eq!(
         (status, &body["error"]),
         (500, &Value::from("InternalError")),

@@ -261,10 +261,118 @@ async fn event_streams_declare_utf8() {
     }
 }
 
+/// The first `job_update` and `job_complete` carry the whole job; a later
+/// `job_update` only what changes (`job_id`, `status`, `progress`,
+/// `metrics`, `error`), so big parameters are not resent per progress step.
+async fn later_job_updates_carry_only_what_changes(kind: StoreKind) {
+    use futures::StreamExt;
+    use jobd::model::Progress;
+    use jobd::store::{ClaimParams, Outcome};
+
+    let Some(app) = crate::app::App::on(kind).await else {
+        return;
+    };
+    let big = "p".repeat(1_000_000);
+    let job = app
+        .submit(json!({"job_type": "noop", "parameters": {"big": big}}))
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    let response = app
+        .send(
+            axum::http::Request::get(format!("/api/v1/jobs/status/{id}/stream"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut events = Box::pin(crate::app::sse_events(response.into_body()));
+    let mut next = async || {
+        let (name, data) = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on");
+        (
+            name,
+            data.len(),
+            serde_json::from_str::<Value>(&data).unwrap(),
+        )
+    };
+    let (name, _, first) = next().await;
+    assert_eq!(name, "job_update");
+    assert_eq!(
+        first["parameters"]["big"].as_str().map(str::len),
+        Some(1_000_000)
+    );
+    let store = &app.state.store;
+    let claimed = store
+        .claim(&ClaimParams {
+            worker_id: "w".into(),
+            max_jobs: 1,
+            global_max: 10,
+            per_user_max: 10,
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    let claim = claimed[0].claim;
+    let (name, bytes, running) = next().await;
+    assert_eq!(name, "job_update");
+    assert_eq!(running["status"], "running");
+    assert!(bytes < 1000, "{bytes} bytes: {running}");
+    store
+        .report_progress(
+            claim,
+            Progress {
+                fraction: 0.5,
+                items_processed: Some(5),
+                total_items: Some(10),
+            },
+        )
+        .await
+        .unwrap();
+    let (name, bytes, update) = next().await;
+    eprintln!("a progress job_update of a job with 1 MB parameters: {bytes} bytes of data");
+    assert_eq!(name, "job_update");
+    let keys: Vec<&str> = update
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["error", "job_id", "metrics", "progress", "status"],
+        "{update}"
+    );
+    assert_eq!(update["job_id"], json!(id));
+    assert_eq!(update["progress"], 0.5);
+    assert_eq!(update["metrics"]["items_processed"], 5);
+    assert_eq!(update["metrics"]["total_items"], 10);
+    assert!(bytes < 1000, "{bytes} bytes: {update}");
+    store
+        .finish(
+            claim,
+            Outcome::Completed {
+                result: json!({"ok": true}),
+            },
+        )
+        .await
+        .unwrap();
+    let (name, _, complete) = next().await;
+    assert_eq!(name, "job_complete");
+    assert_eq!(complete["status"], "completed");
+    assert_eq!(complete["result"], json!({"ok": true}));
+    assert_eq!(
+        complete["parameters"]["big"].as_str().map(str::len),
+        Some(1_000_000)
+    );
+}
+
 crate::for_each_store!(
     sse_sends_updates_in_order_and_ends_with_job_complete,
     sse_of_a_finished_job_is_one_job_complete,
     sse_of_a_cancelled_job_ends_with_job_complete,
+    later_job_updates_carry_only_what_changes,
     poll_returns_at_once_when_the_status_differs,
     poll_returns_early_on_a_change,
     poll_times_out_with_the_job_as_it_is,

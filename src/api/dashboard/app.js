@@ -361,7 +361,11 @@
     $("job-live").textContent = "following live…";
     const onJob = (e) => {
       if (state.jobId !== id) return;
-      renderJob(JSON.parse(e.data));
+      const data = JSON.parse(e.data);
+      // A job_update after the first carries only what changes (status,
+      // progress, metrics, error): merge it into the job shown.
+      const known = state.job && state.job.job_id === data.job_id;
+      renderJob(known ? Object.assign({}, state.job, data) : data);
     };
     source.addEventListener("job_update", onJob);
     source.addEventListener("job_complete", (e) => {

@@ -129,6 +129,7 @@ async fn running_by_user(state: &AppState) -> Result<HashMap<String, u64>, ()> {
                 job_type: None,
                 limit: 1000,
                 before,
+                ..ListQuery::default()
             })
             .await
             .map_err(|_| ())?;

@@ -121,16 +121,19 @@ pub(super) fn progress(claim: ClaimRef, progress: &Progress, now: Millis) -> Vec
     ]
 }
 
-/// `list.lua`'s arguments, scanning at most `max_scan` ids.
-pub(super) fn list(query: &ListQuery, max_scan: usize) -> Vec<String> {
-    vec![
+/// `list.lua`'s arguments, scanning at most `max_scan` ids and reading
+/// `fields` of each job.
+pub(super) fn list(query: &ListQuery, max_scan: usize, fields: &[&str]) -> Vec<String> {
+    let mut args = vec![
         opt(query.before),
         query.limit.to_string(),
         opt(query.status.map(JobStatus::as_str)),
         opt(query.user_id.as_ref()),
         opt(query.job_type.as_ref()),
         max_scan.to_string(),
-    ]
+    ];
+    args.extend(fields.iter().map(|f| (*f).to_owned()));
+    args
 }
 
 /// `release.lua`'s arguments.

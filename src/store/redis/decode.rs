@@ -220,8 +220,21 @@ pub(super) const JOB_FIELDS: [&str; 25] = [
     "cancelled_by",
 ];
 
+/// The fields a listing reads: [`JOB_FIELDS`], less `parameters` and
+/// `result` unless asked for.
+pub(super) fn list_fields(with_parameters: bool, with_result: bool) -> Vec<&'static str> {
+    JOB_FIELDS
+        .into_iter()
+        .filter(|name| match *name {
+            "parameters" => with_parameters,
+            "result" => with_result,
+            _ => true,
+        })
+        .collect()
+}
+
 /// A job from the values of `names`, in order (an HMGET's reply).
-fn named_values(names: &[&'static str], value: Value) -> StoreResult<Job> {
+pub(super) fn named_values(names: &[&str], value: Value) -> StoreResult<Job> {
     let values = array(value)?;
     let fields = Fields(
         names
@@ -246,11 +259,6 @@ pub(super) fn finished_job(id: JobId, reply: Value) -> StoreResult<Job> {
         Value::Nil => Err(StoreError::ClaimLost(id)),
         other => named_values(&JOB_FIELDS, other),
     }
-}
-
-/// A job from a flat HGETALL array.
-pub(super) fn job_from(value: Value) -> StoreResult<Job> {
-    job(&Fields::of(&array(value)?))
 }
 
 /// A worker record from `workers.lua`'s `{fields, held ids}`.

@@ -318,8 +318,12 @@ impl Store for RedisStore {
 
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
         crate::store::during("list", async {
+            let fields = decode::list_fields(query.with_parameters, query.with_result);
             let reply = self
-                .run(&self.scripts.list, args::list(query, LIST_MAX_SCAN))
+                .run(
+                    &self.scripts.list,
+                    args::list(query, LIST_MAX_SCAN, &fields),
+                )
                 .await?;
             let mut items = decode::array(reply)?.into_iter();
             let cursor = items
@@ -328,7 +332,7 @@ impl Store for RedisStore {
                 .and_then(decode::text)
                 .and_then(|c| c.parse().ok());
             let jobs = items
-                .map(decode::job_from)
+                .map(|values| decode::named_values(&fields, values))
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok(ListPage {
                 jobs,

@@ -232,6 +232,8 @@ pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<Vec<J
             ":job_type": query.job_type,
             ":before": query.before.map(|id| id.to_string()),
             ":limit": query.limit as i64,
+            ":with_parameters": query.with_parameters,
+            ":with_result": query.with_result,
         },
     )
 }

@@ -504,6 +504,7 @@ store_contract!(
     a_recovered_or_restarted_job_goes_to_the_back,
     listing_filters_newest_first,
     listing_pages_by_cursor,
+    listing_reads_parameters_and_result_only_when_asked,
     retention_deletes_terminal_jobs_by_age_per_status,
     finish_and_claim_returns_what_is_stored,
     a_job_due_earlier_is_queued_earlier,

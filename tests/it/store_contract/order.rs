@@ -186,10 +186,65 @@ async fn listed(store: &dyn Store, query: ListQuery) -> Vec<JobId> {
     page.jobs.iter().map(|job| job.id).collect()
 }
 
+/// A listing of whole jobs, `limit` a page.
 fn query(limit: usize) -> ListQuery {
     ListQuery {
         limit,
+        with_parameters: true,
+        with_result: true,
         ..ListQuery::default()
+    }
+}
+
+/// Listing reads `parameters` and `result` only when asked for: by
+/// default a listed job is the stored job with `parameters` null and no
+/// `result`; either or both are added on request, the rest unchanged.
+pub async fn listing_reads_parameters_and_result_only_when_asked(backend: &dyn Backend) {
+    let handle = backend.fresh().await;
+    let store = handle.store.as_ref();
+    let new = NewJob {
+        parameters: json!({"blob": "p".repeat(10_000)}),
+        ..new_job("u")
+    };
+    let id = submit(store, new).await;
+    let claimed = claim_only(store, id).await;
+    store
+        .finish(
+            claimed.claim,
+            Outcome::Completed {
+                result: json!({"out": "r".repeat(10_000)}),
+            },
+        )
+        .await
+        .unwrap();
+    let whole = store.get(id).await.unwrap();
+    assert!(whole.result.is_some());
+    for (with_parameters, with_result) in
+        [(false, false), (true, false), (false, true), (true, true)]
+    {
+        let page = store
+            .list(&ListQuery {
+                limit: 10,
+                with_parameters,
+                with_result,
+                ..ListQuery::default()
+            })
+            .await
+            .unwrap();
+        let expected = Job {
+            parameters: if with_parameters {
+                whole.parameters.clone()
+            } else {
+                serde_json::Value::Null
+            },
+            result: whole.result.clone().filter(|_| with_result),
+            ..whole.clone()
+        };
+        assert_eq!(
+            page.jobs,
+            vec![expected],
+            "parameters {with_parameters}, result {with_result}"
+        );
     }
 }
 
