@@ -165,21 +165,27 @@ async fn two_api_nodes_and_three_workers_share_one_queue_through_a_worker_crash(
         users.insert(job["job_id"].as_str().unwrap().to_owned(), user);
     }
 
-    // Kill one worker mid-run, once it has run something.
-    let victim = workers[0].pid().to_string();
-    wait_until(
-        "the victim to run jobs",
+    // Kill one worker process mid-run, once it has run something: the
+    // first of the three seen in the run log (which process wins the first
+    // claims is a race; waiting for a chosen one could outlast the run).
+    let worker_pids: Vec<String> = workers.iter().map(|w| w.pid().to_string()).collect();
+    let victim = wait_until(
+        "a worker process to run jobs",
         Duration::from_secs(60),
         || async {
             read_runs(&log)
                 .iter()
-                .any(|r| r.worker_pid == victim)
-                .then_some(())
+                .find(|r| worker_pids.contains(&r.worker_pid))
+                .map(|r| r.worker_pid.clone())
         },
     )
     .await;
-    let mut workers = workers.into_iter();
-    workers.next().unwrap().kill9();
+    let mut workers = workers;
+    let index = worker_pids
+        .iter()
+        .position(|pid| *pid == victim)
+        .expect("the victim is one of the workers");
+    workers.remove(index).kill9();
     let killed_at = now_us();
 
     // The limits are sampled from /queue/stats until the end (the handlers'
