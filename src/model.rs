@@ -47,6 +47,11 @@ impl Clock {
             Some(manual) => manual.now(),
         }
     }
+
+    /// The time `span` before now (a cutoff such as "active since").
+    pub fn ago(&self, span: Duration) -> Millis {
+        self.now().saturating_sub(duration_millis(span))
+    }
 }
 
 /// A clock that stands still until set or advanced; its clones (and the

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
-use crate::model::{JobStatus, Millis, duration_millis, format_millis};
+use crate::model::{JobStatus, Millis, format_millis};
 use crate::store::{StoreError, StoreStats, error_chain};
 
 /// The seed's queue statistics, every field measured.
@@ -123,11 +123,7 @@ pub(crate) fn active_within(state: &AppState) -> Duration {
 
 /// Workers heartbeating since this time count as active.
 pub(crate) fn active_since(state: &AppState) -> Millis {
-    state
-        .store
-        .clock()
-        .now()
-        .saturating_sub(duration_millis(active_within(state)))
+    state.store.clock().ago(active_within(state))
 }
 
 /// `GET /api/v1/jobs/queue/stats`. When the store is unreachable: 503 with

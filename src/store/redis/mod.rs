@@ -592,10 +592,7 @@ impl Store for RedisStore {
 
     async fn stats(&self, active_within: Duration) -> StoreResult<StoreStats> {
         crate::store::during("stats", async {
-            let active_since = self
-                .clock
-                .now()
-                .saturating_sub(duration_millis(active_within));
+            let active_since = self.clock.ago(active_within);
             let workers = self.keys.named("workers");
             let (counts, active, stale, last_cleanup): (
                 Vec<(String, i64)>,

@@ -460,10 +460,7 @@ impl Store for SqliteStore {
 
     async fn stats(&self, active_within: Duration) -> StoreResult<StoreStats> {
         crate::store::during("stats", async {
-            let active_since = self
-                .clock
-                .now()
-                .saturating_sub(duration_millis(active_within));
+            let active_since = self.clock.ago(active_within);
             self.read(move |conn| stats_in(conn, active_since)).await
         })
         .await
