@@ -183,21 +183,11 @@ pub async fn work(settings: Settings, shutdown: CancellationToken) -> anyhow::Re
         ));
     }
     println!("jobd worker {} started{served}", worker.id());
-    if let Some(metrics) = metrics.as_mut() {
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            result = metrics => {
-                // The metrics server stopped on its own: an I/O error.
-                result.context("metrics server task failed")??;
-            }
-        }
-    } else {
-        shutdown.cancelled().await;
-    }
+    shutdown.cancelled().await;
     worker.shutdown().await;
     metrics_stop.cancel();
-    if let Some(metrics) = metrics.filter(|task| !task.is_finished()) {
-        metrics.await.context("metrics server task failed")??;
+    if let Some(metrics) = metrics {
+        metrics.await.context("metrics server task failed")?;
     }
     maintenance_stop.cancel();
     let _ = maintenance.await;

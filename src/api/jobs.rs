@@ -34,47 +34,11 @@ const MAX_DEPENDENCIES: usize = 100;
 /// Largest page of a listing.
 const MAX_PAGE: usize = 1000;
 
-/// Most bytes of jobs a listing page with `include` carries: once the
-/// next job would pass it, the page ends there with its `next_cursor`
-/// (a page always holds at least one job).
+/// Most bytes of `parameters`, `result` and `error` a listing page
+/// carries: once the next job would pass it, the page ends there with its
+/// `next_cursor` (a page always holds at least one job). The other fields
+/// are bounded, so this bounds the page.
 pub(crate) const MAX_PAGE_BYTES: usize = 16 << 20;
-
-/// Counts what is written to it.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The views of a listing within [`MAX_PAGE_BYTES`], and the cursor after
-/// the last one when the budget cut the page short.
-fn within_budget(views: Vec<JobView>, next_cursor: Option<JobId>) -> (Vec<JobView>, Option<JobId>) {
-    let mut kept = Vec::with_capacity(views.len());
-    let mut bytes = 0;
-    let total = views.len();
-    for view in views {
-        let mut count = ByteCount(0);
-        // Serializing a JobView cannot fail; if it did, count it as nothing.
-        let _ = serde_json::to_writer(&mut count, &view);
-        if !kept.is_empty() && bytes + count.0 > MAX_PAGE_BYTES {
-            break;
-        }
-        bytes += count.0 + 1;
-        kept.push(view);
-    }
-    if kept.len() < total {
-        let cursor = kept.last().map(|view| view.job_id);
-        return (kept, cursor);
-    }
-    (kept, next_cursor)
-}
 
 /// Body of `POST /api/v1/jobs`. Unknown fields are a 400.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -384,6 +348,7 @@ pub(crate) async fn list(
         before,
         with_parameters: include.parameters,
         with_result: include.result,
+        max_bytes: MAX_PAGE_BYTES,
     };
     let page = state.store.list(&query).await?;
     let now = state.store.clock().now();
@@ -397,13 +362,11 @@ pub(crate) async fn list(
         }
         view
     };
-    let views = page.jobs.iter().map(summary).collect();
-    let (jobs, next_cursor) = if include.parameters || include.result {
-        within_budget(views, page.next_cursor)
-    } else {
-        (views, page.next_cursor)
-    };
-    Ok(Json(JobPage { jobs, next_cursor }))
+    let jobs = page.jobs.iter().map(summary).collect();
+    Ok(Json(JobPage {
+        jobs,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Answer of cancel and restart.

@@ -236,7 +236,7 @@ pub struct Exchanged {
 }
 
 /// Filters and page of a job listing, newest first.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ListQuery {
     /// Only jobs in this status.
     pub status: Option<JobStatus>,
@@ -254,6 +254,28 @@ pub struct ListQuery {
     pub with_parameters: bool,
     /// Read each job's `result`; else it is left `None`, unread.
     pub with_result: bool,
+    /// Bytes of `parameters`, `result` and `error` (as stored) a page may
+    /// carry: the page ends before the job that would pass it, with its
+    /// `next_cursor` there, and always holds at least one job. The store
+    /// stops reading at that point, so a page's size is bounded where it
+    /// is built, not after.
+    pub max_bytes: usize,
+}
+
+impl Default for ListQuery {
+    /// Every job, summaries, no byte bound, a page of 50.
+    fn default() -> Self {
+        Self {
+            status: None,
+            user_id: None,
+            job_type: None,
+            limit: 50,
+            before: None,
+            with_parameters: false,
+            with_result: false,
+            max_bytes: usize::MAX,
+        }
+    }
 }
 
 /// A page of a listing.
@@ -404,6 +426,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads one job.
     async fn get(&self, id: JobId) -> StoreResult<Job>;
+
+    /// Which of `ids` the store does not hold, in one round trip.
+    async fn missing(&self, ids: &[JobId]) -> StoreResult<Vec<JobId>>;
 
     /// Lists jobs newest first. A page may hold fewer than `limit` jobs and
     /// still have a next one (a backend may bound the work of one call).

@@ -2,16 +2,17 @@
 //! a change anybody announces: retention cleanup deletes it (in any process
 //! sharing the store), a Redis loses its data (`FLUSHALL`, a restart without
 //! persistence) or its key is deleted by hand. Once every
-//! [`CHECK_INTERVAL`], one task per process reads the jobs somebody here
-//! watches (long-polls and SSE streams, not the workers' own jobs) and tells
-//! the watchers of each one the store no longer has ([`EventBus::vanish`]),
-//! so their poll answers 404 and their stream ends. Waiters themselves
+//! [`CHECK_INTERVAL`], one task per process asks the store, in one round
+//! trip, which of the jobs somebody here watches (long-polls and SSE
+//! streams, not the workers' own jobs) it no longer has, and tells their
+//! watchers ([`EventBus::vanish`]), so their poll answers 404 and their
+//! stream ends. Waiters themselves
 //! never touch the store.
 
 use std::sync::Weak;
 use std::time::Duration;
 
-use super::{Store, StoreError};
+use super::Store;
 use crate::events::EventBus;
 
 /// How often the watched jobs are looked for in the store.
@@ -32,10 +33,10 @@ pub(crate) fn spawn(store: Weak<dyn Store>, bus: EventBus) {
                 continue;
             }
             let Some(store) = store.upgrade() else { return };
-            for id in ids {
-                // Only a definite "no such job" counts: a store that does
-                // not answer says nothing about the job.
-                if let Err(StoreError::NotFound(_)) = store.get(id).await {
+            // Only a definite "no such job" counts: a store that does not
+            // answer says nothing about the jobs.
+            if let Ok(missing) = store.missing(&ids).await {
+                for id in missing {
                     bus.vanish(id);
                 }
             }

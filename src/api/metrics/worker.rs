@@ -4,7 +4,6 @@
 //! its job events) and its own running jobs and slots. Nothing is read
 //! from the store: the cluster's job totals are the API nodes' to export.
 
-use std::io;
 use std::time::Duration;
 
 use axum::Router;
@@ -34,13 +33,12 @@ pub(crate) struct WorkerMetrics<'a> {
 }
 
 /// Starts the job-event feed and serves `GET /metrics` on `listener` until
-/// `shutdown` fires; the task ends with the server (an I/O error, or
-/// `Ok` after shutdown).
+/// `shutdown` fires; the task ends with the server.
 pub(crate) fn serve_worker_metrics(
     listener: TcpListener,
     source: WorkerMetrics<'_>,
     shutdown: CancellationToken,
-) -> JoinHandle<io::Result<()>> {
+) -> JoinHandle<()> {
     let feed = spawn_feed(source.bus, source.job_types, shutdown.clone());
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -53,7 +51,6 @@ pub(crate) fn serve_worker_metrics(
     tokio::spawn(async move {
         listen::serve(listener, app, limits, shutdown).await;
         feed.abort();
-        Ok(())
     })
 }
 

@@ -123,7 +123,12 @@ pub(super) fn progress(claim: ClaimRef, progress: &Progress, now: Millis) -> Vec
 
 /// `list.lua`'s arguments, scanning at most `max_scan` ids and reading
 /// `fields` of each job.
-pub(super) fn list(query: &ListQuery, max_scan: usize, fields: &[&str]) -> Vec<String> {
+pub(super) fn list(
+    query: &ListQuery,
+    max_scan: usize,
+    fields: &[&str],
+    big_fields: usize,
+) -> Vec<String> {
     let mut args = vec![
         opt(query.before),
         query.limit.to_string(),
@@ -131,6 +136,9 @@ pub(super) fn list(query: &ListQuery, max_scan: usize, fields: &[&str]) -> Vec<S
         opt(query.user_id.as_ref()),
         opt(query.job_type.as_ref()),
         max_scan.to_string(),
+        // Lua reads numbers as doubles: no bound is a very large one.
+        query.max_bytes.min(1 << 52).to_string(),
+        big_fields.to_string(),
     ];
     args.extend(fields.iter().map(|f| (*f).to_owned()));
     args

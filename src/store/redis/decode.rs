@@ -221,16 +221,22 @@ pub(super) const JOB_FIELDS: [&str; 25] = [
 ];
 
 /// The fields a listing reads: [`JOB_FIELDS`], less `parameters` and
-/// `result` unless asked for.
-pub(super) fn list_fields(with_parameters: bool, with_result: bool) -> Vec<&'static str> {
-    JOB_FIELDS
+/// `result` unless asked for, with the fields of unbounded size
+/// (`parameters`, `result`, `error`) first; and how many of those lead.
+pub(super) fn list_fields(with_parameters: bool, with_result: bool) -> (Vec<&'static str>, usize) {
+    let big: Vec<&'static str> = [
+        ("parameters", with_parameters),
+        ("result", with_result),
+        ("error", true),
+    ]
+    .into_iter()
+    .filter_map(|(name, read)| read.then_some(name))
+    .collect();
+    let leading = big.len();
+    let rest = JOB_FIELDS
         .into_iter()
-        .filter(|name| match *name {
-            "parameters" => with_parameters,
-            "result" => with_result,
-            _ => true,
-        })
-        .collect()
+        .filter(|name| !matches!(*name, "parameters" | "result" | "error"));
+    (big.into_iter().chain(rest).collect(), leading)
 }
 
 /// A job from the values of `names`, in order (an HMGET's reply).

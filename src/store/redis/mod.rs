@@ -316,13 +316,32 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn missing(&self, ids: &[JobId]) -> StoreResult<Vec<JobId>> {
+        crate::store::during("missing", async {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for id in ids {
+                pipe.exists(self.keys.job(*id));
+            }
+            let found: Vec<bool> = bounded(pipe.query_async(&mut self.conn())).await?;
+            Ok(ids
+                .iter()
+                .zip(found)
+                .filter_map(|(id, found)| (!found).then_some(*id))
+                .collect())
+        })
+        .await
+    }
+
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
         crate::store::during("list", async {
-            let fields = decode::list_fields(query.with_parameters, query.with_result);
+            let (fields, big) = decode::list_fields(query.with_parameters, query.with_result);
             let reply = self
                 .run(
                     &self.scripts.list,
-                    args::list(query, LIST_MAX_SCAN, &fields),
+                    args::list(query, LIST_MAX_SCAN, &fields, big),
                 )
                 .await?;
             let mut items = decode::array(reply)?.into_iter();

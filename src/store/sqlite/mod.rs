@@ -213,15 +213,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn missing(&self, ids: &[JobId]) -> StoreResult<Vec<JobId>> {
+        crate::store::during("missing", async {
+            let ids = ids.to_vec();
+            self.read(move |conn| missing_in(conn, &ids)).await
+        })
+        .await
+    }
+
     async fn list(&self, query: &ListQuery) -> StoreResult<ListPage> {
         crate::store::during("list", async {
             let query = query.clone();
-            let limit = query.limit;
-            let jobs = self.read(move |conn| list_in(conn, &query)).await?;
-            let next_cursor = (jobs.len() == limit)
-                .then(|| jobs.last().map(|j| j.id))
-                .flatten();
-            Ok(ListPage { jobs, next_cursor })
+            self.read(move |conn| list_in(conn, &query)).await
         })
         .await
     }

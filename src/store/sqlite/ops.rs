@@ -6,12 +6,12 @@ use rusqlite::{Connection, named_params};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::rows::{db_err, json_text, query_job, query_jobs, status_of};
+use super::rows::{db_err, job_from_row, json_text, query_job, query_jobs, status_of};
 use super::sql;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, ListQuery, Outcome, RecoverParams, RecoverReport, StoreError,
-    StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    ClaimParams, ClaimRef, Claimed, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport,
+    StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// The `meta` key under which the last cleanup time is kept.
@@ -222,11 +222,10 @@ pub(super) fn finish_in(
 }
 
 /// A page of the listing (`limit` jobs at most, newest first).
-pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<Vec<Job>> {
-    query_jobs(
-        conn,
-        sql::LIST_JOBS,
-        named_params! {
+pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<ListPage> {
+    let mut stmt = conn.prepare_cached(sql::LIST_JOBS).map_err(db_err)?;
+    let mut rows = stmt
+        .query(named_params! {
             ":status": query.status.map(JobStatus::as_str),
             ":user_id": query.user_id,
             ":job_type": query.job_type,
@@ -234,8 +233,48 @@ pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<Vec<J
             ":limit": query.limit as i64,
             ":with_parameters": query.with_parameters,
             ":with_result": query.with_result,
-        },
-    )
+        })
+        .map_err(db_err)?;
+    let mut jobs = Vec::new();
+    let mut bytes = 0;
+    while let Some(row) = rows.next().map_err(db_err)? {
+        bytes +=
+            stored_len(row, "parameters")? + stored_len(row, "result")? + stored_len(row, "error")?;
+        if !jobs.is_empty() && bytes > query.max_bytes {
+            // Cut short: the next page starts at the job left out.
+            let next_cursor = jobs.last().map(|job: &Job| job.id);
+            return Ok(ListPage { jobs, next_cursor });
+        }
+        jobs.push(job_from_row(row).map_err(db_err)?);
+    }
+    let next_cursor = (jobs.len() == query.limit)
+        .then(|| jobs.last().map(|job| job.id))
+        .flatten();
+    Ok(ListPage { jobs, next_cursor })
+}
+
+/// Bytes of a text column as stored (0 when null), read without copying.
+fn stored_len(row: &rusqlite::Row<'_>, column: &str) -> StoreResult<usize> {
+    let value = row.get_ref(column).map_err(db_err)?;
+    Ok(value
+        .as_bytes_or_null()
+        .map_err(|e| db_err(e.into()))?
+        .map_or(0, <[u8]>::len))
+}
+
+/// Which of `ids` have no row.
+pub(super) fn missing_in(conn: &Connection, ids: &[JobId]) -> StoreResult<Vec<JobId>> {
+    let mut stmt = conn.prepare_cached(sql::JOB_EXISTS).map_err(db_err)?;
+    let mut missing = Vec::new();
+    for id in ids {
+        if !stmt
+            .exists(named_params! {":id": id.to_string()})
+            .map_err(db_err)?
+        {
+            missing.push(*id);
+        }
+    }
+    Ok(missing)
 }
 
 /// Records progress under the claim.

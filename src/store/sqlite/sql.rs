@@ -2,6 +2,7 @@
 pub(super) const SCHEMA: &str = include_str!("sql/schema.sql");
 pub(super) const INSERT_JOB: &str = include_str!("sql/insert_job.sql");
 pub(super) const SELECT_JOB: &str = include_str!("sql/select_job.sql");
+pub(super) const JOB_EXISTS: &str = include_str!("sql/job_exists.sql");
 pub(super) const LIST_JOBS: &str = include_str!("sql/list_jobs.sql");
 pub(super) const RUNNING_TOTAL: &str = include_str!("sql/running_total.sql");
 pub(super) const CLAIM_USERS: &str = include_str!("sql/claim_users.sql");

@@ -505,6 +505,8 @@ store_contract!(
     listing_filters_newest_first,
     listing_pages_by_cursor,
     listing_reads_parameters_and_result_only_when_asked,
+    listing_stops_at_its_byte_bound,
+    missing_names_the_jobs_not_held,
     retention_deletes_terminal_jobs_by_age_per_status,
     finish_and_claim_returns_what_is_stored,
     a_job_due_earlier_is_queued_earlier,

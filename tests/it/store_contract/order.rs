@@ -248,6 +248,83 @@ pub async fn listing_reads_parameters_and_result_only_when_asked(backend: &dyn B
     }
 }
 
+/// `missing` names exactly the ids the store does not hold.
+pub async fn missing_names_the_jobs_not_held(backend: &dyn Backend) {
+    let handle = backend.fresh().await;
+    let store = handle.store.as_ref();
+    let held = submit(store, new_job("u")).await;
+    let unknown = jobd::model::new_job_id();
+    assert_eq!(
+        store.missing(&[held, unknown]).await.unwrap(),
+        vec![unknown]
+    );
+    assert_eq!(store.missing(&[]).await.unwrap(), Vec::<JobId>::new());
+}
+
+/// A listing's byte bound: the page ends before the job whose
+/// `parameters`, `result` and `error` would pass `max_bytes` (always at
+/// least one job), with `next_cursor` at the last job kept, so following
+/// the cursors lists every job once.
+pub async fn listing_stops_at_its_byte_bound(backend: &dyn Backend) {
+    let handle = backend.fresh().await;
+    let store = handle.store.as_ref();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let new = NewJob {
+            parameters: json!({"blob": "p".repeat(1_000)}),
+            ..new_job("u")
+        };
+        ids.push(submit(store, new).await);
+    }
+    ids.reverse();
+    let mut listed = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list(&ListQuery {
+                limit: 10,
+                before,
+                with_parameters: true,
+                max_bytes: 2_500,
+                ..ListQuery::default()
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.jobs.len() <= 2, "a page of {} jobs", page.jobs.len());
+        listed.extend(page.jobs.iter().map(|job| job.id));
+        match page.next_cursor {
+            Some(cursor) if pages < 10 => before = Some(cursor),
+            _ => break,
+        }
+    }
+    assert_eq!(listed, ids);
+    assert_eq!(pages, 3);
+    // A single job over the bound still makes a page.
+    let page = store
+        .list(&ListQuery {
+            limit: 10,
+            with_parameters: true,
+            max_bytes: 10,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 1);
+    assert_eq!(page.next_cursor, Some(ids[0]));
+    // Summaries do not count what they leave out.
+    let page = store
+        .list(&ListQuery {
+            limit: 10,
+            max_bytes: 10,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 5);
+}
+
 /// Listing: newest first, filtered by status, user and job type alone or
 /// together; each listed job is whole.
 pub async fn listing_filters_newest_first(backend: &dyn Backend) {
