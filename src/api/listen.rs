@@ -1,9 +1,13 @@
 //! The HTTP server loop. HTTP/1.1 connections, at most `max_connections`
-//! at once (the next waits in the listen backlog, so the process never
-//! runs out of file descriptors); each connection has `read_timeout` to
-//! send a request's headers, idle keep-alive time included, so idle and
+//! at once, so the process never runs out of file descriptors: at the cap,
+//! a new connection makes the one that has waited longest without a
+//! request in progress give way ([`give_way`]), or, when every connection
+//! is busy, waits in the listen backlog. Each connection has `read_timeout`
+//! to send a request's headers, idle keep-alive time included. So idle and
 //! half-sent connections cannot hold the server. On shutdown, accepting
 //! stops and open requests finish.
+
+mod give_way;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use self::give_way::OpenConnections;
 
 /// How many connections, and how long a request's headers may take.
 #[derive(Debug, Clone, Copy)]
@@ -35,18 +41,12 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let open = OpenConnections::new();
     let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.read_timeout);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break, // never closed
-            },
-        };
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -57,19 +57,43 @@ pub(crate) async fn serve(
                 }
             },
         };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                open.evict_longest_waiting();
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break, // never closed
+                    },
+                }
+            }
+        };
         // No Nagle delay: SSE events and long-poll answers are small
         // writes that must leave at once.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let registered = open.register();
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            registered.track(TowerToHyperService::new(app.clone())),
+        );
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
+                // Evicted: closed at once unless a request began since it
+                // was chosen, which may finish first.
+                _ = registered.evicted() => if registered.is_busy() {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                } else {
+                    Ok(())
+                },
                 _ = shutdown.cancelled() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await

@@ -159,3 +159,71 @@ async fn a_body_that_stops_arriving_is_a_408() {
     let body: Value = serde_json::from_slice(&body_bytes(response).await).expect("JSON error");
     assert_eq!(body["error"], "RequestTimeoutError", "{body}");
 }
+
+/// At the connection cap, a new client is served at once: the connection
+/// that has waited longest without a request in progress (idle or
+/// half-sent) gives way, long before the read time-out would close it,
+/// while a connection with a request in progress (an SSE stream) is kept
+/// (before: the new client waited in the backlog for the time-out, and
+/// clients that kept reopening their idle connections locked it out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_the_longest_waiting_idle_connection_gives_way() {
+    let scratch = Scratch::new(StoreKind::Sqlite).expect("SQLite scratch");
+    let server = Server::serve(
+        &scratch,
+        &[
+            "--max-connections".into(),
+            "4".into(),
+            "--http-read-timeout-seconds".into(),
+            "60".into(),
+        ],
+    );
+    let id = server
+        .submit_id("sleep", json!({"seconds": 2, "steps": 4}))
+        .await;
+    let mut stream = server
+        .http
+        .get(server.at(&format!("/api/v1/jobs/status/{id}/stream")))
+        .send()
+        .await
+        .expect("stream")
+        .bytes_stream();
+    let address = host_port(&server);
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut idle = TcpStream::connect(&address).expect("connect");
+        if i == 1 {
+            idle.write_all(b"GET /health HTTP/1.1\r\nHost: jo")
+                .expect("half a request");
+        }
+        held.push(idle);
+    }
+    // One fresh connection after another, each past the cap.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    for _ in 0..6 {
+        let response = fresh
+            .get(server.at("/health"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("/health answered within 5 s at the cap");
+        assert_eq!(response.status(), 200);
+    }
+    // The stream was kept: it reaches the job's end.
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+            if seen.contains("event: job_complete") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "stream: {seen}");
+    drop(held);
+}
