@@ -126,11 +126,15 @@ def wait_for(check, seconds, what):
     raise SystemExit(f"{what} did not come up in {seconds} s")
 
 
+ERRORS = {}
+
+
 def timed(fn):
     start = time.monotonic()
     try:
         ok = fn()
-    except OSError:
+    except OSError as e:
+        ERRORS[type(e).__name__] = ERRORS.get(type(e).__name__, 0) + 1
         ok = False
     return time.monotonic() - start, ok
 
@@ -188,7 +192,9 @@ def probe_conns(binary, store, held):
             return (f"median {statistics.median(times):.2f} s, max {max(times):.2f} s, "
                     f"{failed}/{len(samples)} failed")
         print(f"  conns  {store:6} {held} held open (opened {len(opened)} in 35 s): "
-              f"/health {summary(health)}; submit {summary(submits)}; alive after: {alive}")
+              f"/health {summary(health)}; submit {summary(submits)}; alive after: {alive}; "
+              f"client errors {ERRORS or 'none'}")
+        ERRORS.clear()
     finally:
         server.stop()
 
