@@ -66,6 +66,14 @@ pub(crate) enum ApiError {
     /// time-out.
     #[error("The request body did not arrive in time")]
     RequestTimeout,
+    /// 414 `UriTooLongError`: the request target is longer than
+    /// [`super::head::MAX_URI_BYTES`].
+    #[error("The request URI is {0} bytes long; the limit is {limit} bytes", limit = super::head::MAX_URI_BYTES)]
+    UriTooLong(usize),
+    /// 431 `HeadersTooLargeError`: more header fields, or a bigger head,
+    /// than [`super::head`] allows; the message says which.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 404 `NotFoundError`: no such route.
     #[error("No route for {0}")]
     NoRoute(String),
@@ -103,6 +111,8 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -122,6 +132,8 @@ impl ApiError {
             ApiError::NotRestartable { .. } => "JobNotRestartableError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",
             ApiError::RequestTimeout => "RequestTimeoutError",
+            ApiError::UriTooLong(_) => "UriTooLongError",
+            ApiError::HeadersTooLarge(_) => "HeadersTooLargeError",
             ApiError::NoRoute(_) => "NotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {

@@ -4,6 +4,15 @@
 //! send a request's headers, idle keep-alive time included, so idle and
 //! half-sent connections cannot hold the server. On shutdown, accepting
 //! stops and open requests finish.
+//!
+//! hyper answers a head it cannot take itself, with an empty body: 400 for
+//! bytes that are not an HTTP/1 request, 414 for a URI over 65,534 bytes,
+//! 431 past its header-field count or its buffer (about 408 KiB). Its
+//! field count is raised here to [`HYPER_MAX_HEADERS`], far above
+//! [`super::head::MAX_HEADER_FIELDS`], and its URI and buffer limits are
+//! far above [`super::head::MAX_URI_BYTES`] and
+//! [`super::head::MAX_HEAD_BYTES`], so that a head merely over our limits
+//! is answered by `head::check_head` in the API's error shape.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +24,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Header fields hyper parses before it gives up with its own bare 431;
+/// ten times [`super::head::MAX_HEADER_FIELDS`].
+const HYPER_MAX_HEADERS: usize = 10 * super::head::MAX_HEADER_FIELDS;
 
 /// How many connections, and how long a request's headers may take.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +51,8 @@ pub(crate) async fn serve(
     let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.read_timeout);
+        .header_read_timeout(limits.read_timeout)
+        .max_headers(HYPER_MAX_HEADERS);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
