@@ -66,12 +66,16 @@ pub(crate) enum ApiError {
     /// time-out.
     #[error("The request body did not arrive in time")]
     RequestTimeout,
-    /// 414 `UriTooLongError`: the request target is longer than
-    /// [`super::head::MAX_URI_BYTES`].
-    #[error("The request URI is {0} bytes long; the limit is {limit} bytes", limit = super::head::MAX_URI_BYTES)]
-    UriTooLong(usize),
+    /// 414 `UriTooLongError`: the request target is longer than the limit.
+    #[error("The request URI is {length} bytes long; the limit is {limit} bytes")]
+    UriTooLong {
+        /// Its length.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// 431 `HeadersTooLargeError`: more header fields, or a bigger head,
-    /// than [`super::head`] allows; the message says which.
+    /// than allowed; the message says which.
     #[error("{0}")]
     HeadersTooLarge(String),
     /// 404 `NotFoundError`: no such route.
@@ -111,7 +115,7 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
@@ -132,7 +136,7 @@ impl ApiError {
             ApiError::NotRestartable { .. } => "JobNotRestartableError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",
             ApiError::RequestTimeout => "RequestTimeoutError",
-            ApiError::UriTooLong(_) => "UriTooLongError",
+            ApiError::UriTooLong { .. } => "UriTooLongError",
             ApiError::HeadersTooLarge(_) => "HeadersTooLargeError",
             ApiError::NoRoute(_) => "NotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",

@@ -38,7 +38,10 @@ pub(crate) async fn check_head(request: Request, next: Next) -> Response {
 fn over_limits(request: &Request) -> Option<ApiError> {
     let uri = uri_len(request.uri());
     if uri > MAX_URI_BYTES {
-        return Some(ApiError::UriTooLong(uri));
+        return Some(ApiError::UriTooLong {
+            length: uri,
+            limit: MAX_URI_BYTES,
+        });
     }
     let headers = request.headers();
     if headers.len() > MAX_HEADER_FIELDS {
