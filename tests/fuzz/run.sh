@@ -8,7 +8,7 @@
 # the document (status, content type, body or event schema, headers), on a
 # network error, and when a store runs past its time.
 #
-#   tests/fuzz/run.sh                  # target/debug/jobd, 70 s per store
+#   tests/fuzz/run.sh                  # target/debug/jobd, 60 s per store
 #   JOBD=target/release/jobd FUZZ_SECONDS=300 tests/fuzz/run.sh
 #   FUZZ_STORES=redis tests/fuzz/run.sh
 #
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 jobd=${JOBD:-target/debug/jobd}
-seconds=${FUZZ_SECONDS:-70}
+seconds=${FUZZ_SECONDS:-60}
 seed=${FUZZ_SEED:-1}
 stores=${FUZZ_STORES:-sqlite redis}
 venv=target/fuzz-venv
