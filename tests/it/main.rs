@@ -18,6 +18,7 @@ mod pipeline;
 mod pipeline_chain;
 mod recovery;
 mod redis_store;
+mod resources;
 mod store_contract;
 mod store_errors;
 mod store_trouble;

@@ -258,13 +258,22 @@ impl Store for RedisStore {
     async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)> {
         crate::store::during("watch", async {
             // Watch, then announce (scripts publish changes of announced jobs
-            // only), then read: no change can fall between the three.
+            // only) and read in one script: no change can fall between them,
+            // and a job that does not exist is not announced. The watch is
+            // dropped with the error, which leaves the bus as it was.
             let watch = self.bus.watch(id);
             let expiry = self.clock.now() + duration_millis(WATCH_TTL);
-            let mut conn = self.conn();
-            bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry))
+            let reply = self
+                .run(
+                    &self.scripts.watch,
+                    vec![id.to_string(), expiry.to_string()],
+                )
                 .await?;
-            Ok((watch, self.get(id).await?))
+            let values = decode::array(reply)?;
+            if values.is_empty() {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok((watch, decode::job(&decode::Fields::of(&values))?))
         })
         .await
     }
