@@ -144,3 +144,93 @@ async fn a_watch_of_an_unknown_job_leaves_nothing(kind: StoreKind) {
 }
 
 crate::for_each_store!(a_watch_of_an_unknown_job_leaves_nothing);
+
+/// The server's resident memory, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Opens an SSE stream of `id` on a connection of its own and returns it
+/// once the first event arrived.
+async fn open_stream(addr: &str, id: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET /api/v1/jobs/status/{id}/stream HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while !String::from_utf8_lossy(&seen).contains("job_update") {
+        let n = stream.read(&mut buf).await.expect("read the stream");
+        assert!(
+            n > 0,
+            "the stream closed: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    stream
+}
+
+/// Memory that thousands of SSE streams took is given back to the system
+/// once they close (glibc kept it for good before `malloc_trim`).
+#[tokio::test]
+async fn memory_the_streams_took_comes_back_after_they_close() {
+    const STREAMS: usize = 2_000;
+    let Some(scratch) = Scratch::new(StoreKind::Sqlite) else {
+        return;
+    };
+    // This test holds a descriptor per stream too.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    if limit.rlim_cur < 2 * STREAMS as u64 + 256 {
+        eprintln!("\n!!! SKIPPING: the open-file limit is below {STREAMS} streams !!!\n");
+        return;
+    }
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        ids.push(server.submit_id("noop", json!({ "n": n })).await);
+    }
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let pid = server.pid();
+    let baseline = resident_kib(pid);
+    let mut streams = Vec::new();
+    for batch in (0..STREAMS).collect::<Vec<_>>().chunks(250) {
+        let opening = batch
+            .iter()
+            .map(|n| open_stream(&addr, &ids[n % ids.len()]));
+        let opened =
+            tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(opening))
+                .await
+                .expect("the streams open");
+        streams.extend(opened);
+    }
+    let peak = resident_kib(pid);
+    let taken = peak.saturating_sub(baseline);
+    assert!(taken > 8 * 1024, "{STREAMS} streams took only {taken} KiB");
+    drop(streams);
+    // Half of it back within 30 s (it is given back every 10 s).
+    wait_until(
+        "the memory the streams took to come back",
+        Duration::from_secs(30),
+        || async { (resident_kib(pid) < baseline + taken / 2).then_some(()) },
+    )
+    .await;
+}
