@@ -8,8 +8,8 @@
 //! under a millisecond when there is little to give back, about 16 ms when
 //! it returns those 65 MiB. Jemalloc with background purging also gave the
 //! memory back, but held more at baseline and, for large listings, at peak
-//! (README, "Memory"). Other C libraries have no `malloc_trim`: there this
-//! does nothing.
+//! (README, "Memory after a burst"). Other C libraries have no
+//! `malloc_trim`: there this does nothing.
 
 use std::sync::Once;
 use std::time::Duration;
