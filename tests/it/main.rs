@@ -19,6 +19,7 @@ mod pipeline_chain;
 mod recovery;
 mod redis_store;
 mod request_head;
+mod resources;
 mod store_contract;
 mod store_errors;
 mod store_trouble;

@@ -11,6 +11,7 @@
 mod checkpoint;
 mod connection;
 mod ops;
+mod readers;
 mod retention;
 mod rows;
 mod sql;
@@ -18,15 +19,16 @@ mod tail;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
 use serde_json::Value;
 
-use self::connection::{ReaderPool, WARM_READERS, migrate, open_connection};
+use self::connection::{migrate, open_connection};
 use self::ops::*;
+use self::readers::ReaderPool;
 use self::rows::{db_err, select_job};
 use self::writer::Writer;
 use crate::config::Synchronous;
@@ -72,16 +74,10 @@ impl SqliteStore {
             .map_err(db_err)?;
         let writer =
             Writer::start(writer_conn).map_err(|e| StoreError::backend_unavailable("sqlite", e))?;
-        // Opened up front: opening one costs milliseconds, which the first
-        // requests of a busy start would otherwise wait for.
-        let idle = (0..WARM_READERS)
-            .map(|_| open_connection(&path, Synchronous::Normal))
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_err)?;
-        let readers = Arc::new(ReaderPool {
-            path: path.clone(),
-            idle: Mutex::new(idle),
-        });
+        let readers = Arc::new(
+            ReaderPool::open(&path, readers::max_readers(), readers::WARM).map_err(db_err)?,
+        );
+        readers::spawn_shrinker(Arc::downgrade(&readers));
         let store = Arc::new(SqliteStore {
             writer,
             readers,
@@ -103,8 +99,11 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        // The wait for a connection is here, on the async runtime; the
+        // blocking thread only reads.
+        let permit = self.readers.permit().await?;
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(work))
+        tokio::task::spawn_blocking(move || readers.with(permit, work))
             .await
             .map_err(|e| StoreError::backend_unavailable("sqlite", e))?
     }
@@ -498,47 +497,5 @@ impl Store for SqliteStore {
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
         crate::store::during("next_due", async { self.read(next_due_in).await }).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A read on an async thread never opens a connection there nor waits
-    /// for a lock: with no idle connection it declines, and `get` then
-    /// reads on a blocking thread.
-    #[tokio::test(flavor = "current_thread")]
-    async fn get_reads_at_once_only_on_an_idle_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(
-            dir.path(),
-            Synchronous::Normal,
-            EventBus::new(),
-            Clock::system(),
-        )
-        .await
-        .unwrap();
-        let job = store.submit(NewJob::new("noop", "u")).await.unwrap();
-        let idle: Vec<Connection> = store.readers.idle().drain(..).collect();
-        assert!(
-            store
-                .readers
-                .try_now(|conn| select_job(conn, job.id))
-                .is_none(),
-            "no idle connection: no read on this thread"
-        );
-        assert_eq!(store.get(job.id).await.unwrap().id, job.id);
-        assert_eq!(
-            store.readers.idle().len(),
-            1,
-            "the blocking read's connection is kept"
-        );
-        store.readers.idle().extend(idle);
-        let read = store.readers.try_now(|conn| select_job(conn, job.id));
-        assert!(
-            matches!(read, Some(Ok(Some(_)))),
-            "an idle connection reads at once"
-        );
     }
 }
