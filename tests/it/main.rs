@@ -8,6 +8,7 @@ mod cluster;
 mod cluster_metrics;
 mod connections;
 mod control;
+mod disk_space;
 mod input_edges;
 mod layers;
 mod limits;

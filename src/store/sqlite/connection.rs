@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::checkpoint::JOURNAL_SIZE_LIMIT;
 use super::sql;
 use crate::config::Synchronous;
 
@@ -57,7 +58,13 @@ pub(super) fn open_connection(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_handler(Some(wait_for_lock))?;
+    // Before anything writes the file's header (setting WAL does): a new
+    // file is made in incremental-vacuum mode, so that space freed by
+    // retention can be given back (`space`). On an existing file this
+    // changes nothing; one made without it converts in `space::convert`.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     let sync = match synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",

@@ -14,6 +14,7 @@ mod ops;
 mod readers;
 mod retention;
 mod rows;
+mod space;
 mod sql;
 mod tail;
 mod writer;
@@ -67,6 +68,8 @@ impl SqliteStore {
         let path = data_dir.join("jobd.sqlite3");
         let mut writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
         migrate(&mut writer_conn).map_err(db_err)?;
+        space::convert(&writer_conn, &path);
+        space::truncate_log_at_open(&path);
         // The checkpointer thread copies the log into the file, the writer
         // only its last pages (see writer::run).
         writer_conn
@@ -455,6 +458,10 @@ impl Store for SqliteStore {
             self.writer
                 .write_background(move |conn| end_cleanup_in(conn, now))
                 .await?;
+            // The deleted jobs' pages are free inside the file: give them
+            // back to the file system, in steps short enough for requests'
+            // writes to pass between them.
+            report.bytes_released = space::give_back(&self.writer).await?;
             Ok(report)
         })
         .await
