@@ -355,6 +355,7 @@ async fn listings_return_summaries_unless_asked_for_more(kind: StoreKind) {
         .store
         .claim(&jobd::store::ClaimParams {
             worker_id: "w".into(),
+            serves: jobd::store::Serves::BuiltIn,
             max_jobs: 1,
             global_max: 10,
             per_user_max: 10,

@@ -34,6 +34,7 @@ pub(super) fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> Stor
     Ok(Job {
         id: new.id,
         job_type: new.job_type,
+        remote: new.remote,
         user_id: new.user_id,
         status,
         priority: new.priority,
@@ -127,6 +128,7 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
     Ok(Job {
         id: required(map, "id")?,
         job_type: required(map, "job_type")?,
+        remote: map.get("remote") == Some("1"),
         user_id: required(map, "user_id")?,
         status: status.parse().map_err(corrupt)?,
         priority: required(map, "priority")?,
@@ -282,6 +284,7 @@ pub(super) fn worker(value: Value) -> StoreResult<WorkerRecord> {
             pid: required(&map, "pid")?,
             started_at: required(&map, "started_at")?,
             concurrency: required(&map, "concurrency")?,
+            serves: crate::store::Serves::BuiltIn,
         },
         last_heartbeat: required(&map, "last_heartbeat")?,
         running_jobs: ids(held)?,

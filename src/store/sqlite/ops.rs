@@ -566,6 +566,7 @@ pub(super) fn workers_in(conn: &Connection) -> StoreResult<Vec<WorkerRecord>> {
                         pid: row.get(2)?,
                         started_at: row.get(3)?,
                         concurrency: row.get::<_, i64>(4)?.max(0) as usize,
+                        serves: crate::store::Serves::BuiltIn,
                     },
                     last_heartbeat: row.get(5)?,
                     running_jobs: jobs

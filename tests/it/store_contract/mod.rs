@@ -206,6 +206,7 @@ pub fn dependent(user: &str, on: &[JobId]) -> NewJob {
 pub fn claim_params(worker: &str, max_jobs: usize) -> ClaimParams {
     ClaimParams {
         worker_id: worker.into(),
+        serves: jobd::store::Serves::BuiltIn,
         max_jobs,
         global_max: 1000,
         per_user_max: 1000,
