@@ -15,11 +15,12 @@ use crate::store::StoreResult;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
     sql::RETIRED,
+    sql::ROUTING,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -198,5 +199,63 @@ mod tests {
             .query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))
             .unwrap();
         assert_eq!(jobs, 1);
+    }
+
+    #[test]
+    fn a_version_4_file_keeps_its_jobs_built_in_and_their_queue_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.sqlite3");
+        let mut conn = open_connection(&path, Synchronous::Normal).unwrap();
+        let before_routing = &MIGRATIONS[..4];
+        for migration in before_routing {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO jobs (id, job_type, user_id, status, parameters, created_at, queued_at, updated_at)
+                 VALUES ('j1', 'extraction', 'u1', 'pending', '{}', 1, 1, 1);
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let remote: i64 = conn
+            .query_row("SELECT remote FROM jobs WHERE id = 'j1'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(remote, 0, "an existing job is built-in");
+        let pending: i64 = conn
+            .query_row(
+                "SELECT pending FROM queue_users WHERE user_id = 'u1'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 1, "its user's queue still counts it");
+        let names = indexes(&conn);
+        assert!(
+            names.contains(&"jobs_pending_builtin".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"jobs_pending_by_user".to_owned()),
+            "{names:?}"
+        );
+
+        // Its claim goes by the new triggers: the user's count drops.
+        conn.execute(
+            "UPDATE jobs SET status = 'running', claim_token = 't' WHERE id = 'j1'",
+            [],
+        )
+        .unwrap();
+        let (pending, running): (i64, i64) = conn
+            .query_row(
+                "SELECT pending, running FROM queue_users WHERE user_id = 'u1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((pending, running), (0, 1));
     }
 }
