@@ -4,7 +4,7 @@ use redis::Value;
 use serde_json::Value as Json;
 
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
-use crate::store::{Outcome, StoreError, StoreResult, WorkerInfo, WorkerRecord};
+use crate::store::{Outcome, Serves, StoreError, StoreResult, WorkerInfo, WorkerRecord};
 
 /// A reply or stored field that cannot be decoded. The operation is named
 /// by the adapter ([`crate::store::during`]).
@@ -165,11 +165,12 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
 /// pending: fields a pending job has no value for (a result, a worker,
 /// waiting dependencies) and those the claim sets (`Job::start_attempt`)
 /// are not read, which keeps the claim's work in Lua small.
-pub(super) const CLAIMED_FIELDS: [&str; 18] = [
+pub(super) const CLAIMED_FIELDS: [&str; 19] = [
     "attempts",
     "revision",
     "id",
     "job_type",
+    "remote",
     "user_id",
     "status",
     "priority",
@@ -194,9 +195,10 @@ pub(super) fn claimed_job(value: Value) -> StoreResult<Job> {
 
 /// Every field of a stored job that [`job`] reads, in the order scripts
 /// that return a job's values (not its whole hash) return them.
-pub(super) const JOB_FIELDS: [&str; 25] = [
+pub(super) const JOB_FIELDS: [&str; 26] = [
     "id",
     "job_type",
+    "remote",
     "user_id",
     "status",
     "priority",
@@ -284,11 +286,31 @@ pub(super) fn worker(value: Value) -> StoreResult<WorkerRecord> {
             pid: required(&map, "pid")?,
             started_at: required(&map, "started_at")?,
             concurrency: required(&map, "concurrency")?,
-            serves: crate::store::Serves::BuiltIn,
+            serves: serves_from_text(map.get("serves").unwrap_or_default())?,
         },
         last_heartbeat: required(&map, "last_heartbeat")?,
         running_jobs: ids(held)?,
     })
+}
+
+/// What a worker serves as its registration holds it: '' for a built-in
+/// worker, else the JSON array of its remote types.
+pub(super) fn serves_text(serves: &Serves) -> String {
+    match serves {
+        Serves::BuiltIn => String::new(),
+        Serves::Remote(types) => Json::from(types.clone()).to_string(),
+    }
+}
+
+/// The inverse of [`serves_text`] (a worker registered before routing has
+/// no `serves`: built-in).
+fn serves_from_text(text: &str) -> StoreResult<Serves> {
+    if text.is_empty() {
+        return Ok(Serves::BuiltIn);
+    }
+    serde_json::from_str(text)
+        .map(Serves::Remote)
+        .map_err(|e| corrupt(format!("worker serves: {e}")))
 }
 
 /// Decodes `{'ok', job...} | {'not_found'} | {'conflict', status}`.
