@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Issue 14: a backlog of remote jobs costs the built-in workers nothing.
-One jobd binary, per store: the time a `jobd worker` takes to drain N
-built-in no-op jobs, with no remote job in the store and with R remote
-jobs (type `gpu`, `remote = true`, which no worker serves) pending beside
-them, queued first, of the same users.
+"""Issue 14: a backlog of remote jobs costs the built-in workers no more
+than any other jobs they cannot take. One jobd binary, per store: the time
+a `jobd worker` takes to drain N built-in no-op jobs of 10 users
+- alone in the store (`none`),
+- beside R remote jobs of the same users (type `gpu`, `remote = true`,
+  which no worker serves), pending and queued first (`remote`),
+- beside R no-op jobs of the same users scheduled an hour ahead
+  (`scheduled`): the control, a store as big whose extra jobs no claim
+  looks at, to tell the cost of routing from the cost of a bigger store.
 
     python3 bench/probes/routing_backlog.py BINARY [--store sqlite|redis|both]
-                                            [--jobs 20000] [--remote 50000]
+                                            [--jobs 20000] [--beside 50000]
                                             [--rounds 2]
 
-Each run: a fresh data directory (and a redis-server of its own on a free
+Each round runs the three, in that order. Each run: a fresh data directory (and a redis-server of its own on a free
 port for Redis), `jobd serve --workers 0` to submit through (8 client
 threads, 10 users), then one `jobd worker --workers 64`; the drain is
 timed from the worker's start to `completed_jobs` reaching N (polled every
@@ -94,13 +98,21 @@ def submit_all(port, bodies):
         raise RuntimeError(f"submissions failed: {errors[:5]}")
 
 
-def bodies(job_type, n):
-    return [json.dumps({"job_type": job_type, "user_id": f"user{i % USERS}"}) for i in range(n)]
+def bodies(job_type, n, **extra):
+    return [json.dumps({"job_type": job_type, "user_id": f"user{i % USERS}", **extra})
+            for i in range(n)]
 
 
-def drain(binary, store, jobs, remote):
-    """Jobs/s of one worker draining `jobs` no-op jobs beside `remote`
-    pending remote jobs."""
+BESIDE = {
+    "none": lambda n: [],
+    "remote": lambda n: bodies("gpu", n),
+    "scheduled": lambda n: bodies("noop", n, delay_seconds=3600),
+}
+
+
+def drain(binary, store, jobs, beside, n_beside):
+    """Jobs/s of one worker draining `jobs` no-op jobs beside `n_beside`
+    jobs of kind `beside` that it does not take."""
     tmp = tempfile.mkdtemp(prefix="routing-backlog-")
     procs = []
     try:
@@ -123,7 +135,8 @@ def drain(binary, store, jobs, remote):
             [binary, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "0"] + common,
             stdout=subprocess.DEVNULL, env=env))
         wait_for("the API node", lambda: up(port), 30)
-        submit_all(port, bodies("gpu", remote))
+        extra = BESIDE[beside](n_beside)
+        submit_all(port, extra)
         submit_all(port, bodies("noop", jobs))
         started = time.monotonic()
         procs.append(subprocess.Popen(
@@ -134,8 +147,8 @@ def drain(binary, store, jobs, remote):
                 get_json(port, "/api/v1/jobs/queue/stats")),
             DRAIN_DEADLINE_S)
         elapsed = time.monotonic() - started
-        if stats["pending_jobs"] != remote:
-            raise RuntimeError(f"remote jobs were taken: {stats}")
+        if stats["pending_jobs"] + stats["scheduled_jobs"] != len(extra):
+            raise RuntimeError(f"jobs beside were taken: {stats}")
         return jobs / elapsed
     finally:
         for p in reversed(procs):
@@ -152,22 +165,22 @@ def main():
     parser.add_argument("binary")
     parser.add_argument("--store", default="both", choices=["sqlite", "redis", "both"])
     parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--remote", type=int, default=50_000)
+    parser.add_argument("--beside", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     binary = os.path.abspath(args.binary)
     stores = ["sqlite", "redis"] if args.store == "both" else [args.store]
     for store in stores:
-        runs = {0: [], args.remote: []}
+        runs = {beside: [] for beside in BESIDE}
         for round_ in range(1, args.rounds + 1):
-            for remote in runs:
-                rate = drain(binary, store, args.jobs, remote)
-                runs[remote].append(rate)
-                print(f"{store:6} round {round_}: {args.jobs} built-in jobs beside {remote:6} "
-                      f"remote: {rate:8.0f} jobs/s", flush=True)
-        for remote, rates in runs.items():
-            print(f"{store:6} beside {remote:6} remote: median {statistics.median(rates):8.0f} jobs/s "
-                  f"({len(rates)} runs)")
+            for beside in runs:
+                rate = drain(binary, store, args.jobs, beside, args.beside)
+                runs[beside].append(rate)
+                print(f"{store:6} round {round_}: {args.jobs} built-in jobs beside {beside:9}: "
+                      f"{rate:8.0f} jobs/s", flush=True)
+        for beside, rates in runs.items():
+            print(f"{store:6} beside {beside:9}: median {statistics.median(rates):8.0f} jobs/s "
+                  f"({len(rates)} runs: {', '.join(f'{r:.0f}' for r in rates)})")
 
 
 if __name__ == "__main__":

@@ -108,3 +108,30 @@ impl Registry {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JobTypeConfig, Settings};
+    use crate::runtime::builtin;
+
+    #[test]
+    fn a_remote_type_has_no_handler_here_even_a_built_in_one() {
+        let mut settings = Settings::default();
+        let remote = JobTypeConfig {
+            remote: Some(true),
+            max_attempts: Some(3),
+            ..JobTypeConfig::default()
+        };
+        settings.job_types.insert("gpu".into(), remote.clone());
+        settings.job_types.insert("sleep".into(), remote);
+        let registry = Registry::from_settings(&settings, builtin::handlers()).unwrap();
+        assert_eq!(registry.names(), ["gpu", "noop", "sleep"]);
+        assert_eq!(registry.remote_names(), ["gpu", "sleep"]);
+        let gpu = registry.get("gpu").unwrap();
+        assert!(gpu.is_remote() && gpu.handler.is_none());
+        assert_eq!(gpu.max_attempts, 3);
+        assert!(registry.get("sleep").unwrap().is_remote());
+        assert!(!registry.get("noop").unwrap().is_remote());
+    }
+}
