@@ -258,4 +258,40 @@ mod tests {
             .unwrap();
         assert_eq!((pending, running), (0, 1));
     }
+
+    /// The steps a statement's plan takes, as `EXPLAIN QUERY PLAN` words
+    /// them (every parameter bound to 0).
+    fn plan(conn: &Connection, statement: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap();
+        for i in 1..=stmt.parameter_count() {
+            stmt.raw_bind_parameter(i, 0).unwrap();
+        }
+        let mut rows = stmt.raw_query();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            steps.push(row.get(3).unwrap());
+        }
+        steps
+    }
+
+    #[test]
+    fn due_jobs_are_found_by_the_due_time_index_not_by_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            open_connection(&dir.path().join("jobd.sqlite3"), Synchronous::Normal).unwrap();
+        migrate(&mut conn).unwrap();
+        for statement in [sql::PROMOTE_DUE, sql::NEXT_DUE] {
+            let steps = plan(&conn, statement);
+            assert!(
+                steps.iter().any(|s| s.contains("jobs_scheduled_due")),
+                "{steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.contains("jobs_by_status")),
+                "{steps:?}"
+            );
+        }
+    }
 }

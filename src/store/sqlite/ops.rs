@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{Connection, named_params};
+use rusqlite::{Connection, OptionalExtension, named_params};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -706,6 +706,7 @@ fn corrupt_column(
 
 /// The earliest due time of a scheduled job.
 pub(super) fn next_due_in(conn: &Connection) -> StoreResult<Option<Millis>> {
-    conn.query_row(sql::NEXT_DUE, [], |row| row.get(0))
+    conn.prepare_cached(sql::NEXT_DUE)
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)).optional())
         .map_err(db_err)
 }
