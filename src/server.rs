@@ -15,7 +15,7 @@ use crate::config::{Settings, StoreConfig};
 use crate::events::EventBus;
 use crate::model::Clock;
 use crate::pipeline::{self, Dirs};
-use crate::runtime::{Registry, Worker, builtin, maintenance, process};
+use crate::runtime::{Registry, Worker, builtin, maintenance, memory, process};
 use crate::store::Store;
 use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
@@ -31,6 +31,7 @@ struct Core {
 
 async fn open(settings: &Settings) -> anyhow::Result<Core> {
     let open_files = process::raise_open_file_limit().context("cannot read the open-file limit")?;
+    memory::spawn_trimmer();
     let pipeline = pipeline::handlers(&Dirs::from_settings(settings));
     let registry = Arc::new(Registry::from_settings(
         settings,

@@ -4,11 +4,11 @@
 //! only: the live queue stream, the job list, a job's SSE stream, cancel,
 //! restart, the workers and the "why pending" hint.
 
-use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
 
 /// The page.
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
@@ -32,6 +32,22 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The name of a dashboard asset.
+// The names of `ASSETS` for the document (a test keeps them equal); never built.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) enum DashboardAsset {
+    /// The script.
+    #[schema(rename = "app.js")]
+    AppJs,
+    /// The style sheet.
+    #[schema(rename = "style.css")]
+    StyleCss,
+    /// The icon.
+    #[schema(rename = "favicon.svg")]
+    FaviconSvg,
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
@@ -51,7 +67,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     operation_id = "dashboard",
     tag = "dashboard",
     summary = "The dashboard (HTML)",
-    responses((status = 200, description = "The dashboard page", content_type = "text/html", body = String))
+    responses((status = 200, description = "The dashboard page (`charset=utf-8`)", content_type = "text/html", body = String))
 )]
 pub(crate) async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
@@ -64,13 +80,18 @@ pub(crate) async fn index() -> Response {
     operation_id = "dashboard_asset",
     tag = "dashboard",
     summary = "A dashboard asset",
-    params(("file" = String, Path, description = "`app.js`, `style.css` or `favicon.svg`")),
+    params(("file" = inline(DashboardAsset), Path, description = "`app.js`, `style.css` or `favicon.svg`")),
     responses(
-        (status = 200, description = "The asset", content_type = "text/plain", body = String),
+        (status = 200, description = "The asset; its type by its name (`charset=utf-8` on the text ones)", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 400, description = "`ValidationError`: the name is not UTF-8", body = ErrorBody),
         (status = 404, description = "`NotFoundError`: no such asset", body = ErrorBody),
     )
 )]
-pub(crate) async fn file(Path(name): Path<String>) -> Response {
+pub(crate) async fn file(ApiPath(name): ApiPath<String>) -> Response {
     match ASSETS.iter().find(|(asset_name, _, _)| *asset_name == name) {
         Some((_, content_type, body)) => asset(content_type, body),
         None => ApiError::NoRoute(format!("GET /dashboard/{name}")).into_response(),
@@ -80,6 +101,14 @@ pub(crate) async fn file(Path(name): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_names_are_the_assets() {
+        let schema = serde_json::to_value(<DashboardAsset as utoipa::PartialSchema>::schema())
+            .expect("schema");
+        let names: Vec<&str> = ASSETS.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(schema["enum"], serde_json::json!(names));
+    }
 
     #[test]
     fn the_page_references_only_embedded_assets() {

@@ -66,6 +66,18 @@ pub(crate) enum ApiError {
     /// time-out.
     #[error("The request body did not arrive in time")]
     RequestTimeout,
+    /// 414 `UriTooLongError`: the request target is longer than the limit.
+    #[error("The request URI is {length} bytes long; the limit is {limit} bytes")]
+    UriTooLong {
+        /// Its length.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// 431 `HeadersTooLargeError`: more header fields, or a bigger head,
+    /// than allowed; the message says which.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 404 `NotFoundError`: no such route.
     #[error("No route for {0}")]
     NoRoute(String),
@@ -103,6 +115,8 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -122,6 +136,8 @@ impl ApiError {
             ApiError::NotRestartable { .. } => "JobNotRestartableError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",
             ApiError::RequestTimeout => "RequestTimeoutError",
+            ApiError::UriTooLong { .. } => "UriTooLongError",
+            ApiError::HeadersTooLarge(_) => "HeadersTooLargeError",
             ApiError::NoRoute(_) => "NotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {

@@ -1,10 +1,11 @@
 //! Extractors whose rejections come out in the API's error shape: a job id
-//! path segment, query strings, JSON bodies, and the caller's identity.
+//! path segment, other path segments, query strings, JSON bodies, and the
+//! caller's identity.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -39,6 +40,21 @@ pub(crate) struct JobIdParam {
     job_id: uuid::Uuid,
 }
 
+/// A path segment, with a 400 in our shape when it does not decode (say,
+/// percent-encoded bytes that are not UTF-8).
+pub(crate) struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|e| ApiError::Validation(e.body_text()))
+    }
+}
+
 /// A query string, with a 400 in our shape when it does not parse.
 pub(crate) struct ApiQuery<T>(pub T);
 
@@ -56,13 +72,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 /// A JSON object body, whatever the Content-Type says (so `curl -d`
 /// works); an empty body or a bare `null` is `None`. Malformed JSON, or
 /// JSON that is not an object (an array would otherwise be read by
-/// position), is a 400; an oversized body a 413.
+/// position), is a 400; an oversized body a 413, at once when its
+/// `Content-Length` says so.
 pub(crate) struct JsonBody<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        // A body announced over the limit is refused at once, not after
+        // waiting for bytes that will be refused anyway.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let limit = state.settings.max_body_bytes;
+        if announced.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge(state.settings.max_body_bytes)

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody, check_user_id};
-use super::schema::{JobSchema, JobStatusSchema};
+use super::schema::{JobSchema, JobStatusSchema, status_or_empty};
 use super::state::AppState;
 use crate::model::{Job, JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
 use crate::store::{ListQuery, StoreError};
@@ -180,7 +180,7 @@ impl SubmitRequest {
     summary = "Submit a job",
     description = "Queues a job: `pending`, or `scheduled` when `run_at`/`delay_seconds` lie ahead. \
         The body is read as JSON whatever the Content-Type.",
-    params(("X-User-Id" = Option<String>, Header, description = "The caller; the job's user unless the body names one")),
+    params(("X-User-Id" = Option<String>, Header, description = "The caller; the job's user unless the body names one (1 to 128 visible ASCII characters; spaces inside)", min_length = 1, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$")),
     request_body(content = SubmitRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The job, as stored", body = JobSchema,
@@ -236,8 +236,8 @@ pub(crate) async fn status(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
-    /// Only this status.
-    #[param(value_type = Option<JobStatusSchema>)]
+    /// Only this status (empty: any).
+    #[param(schema_with = status_or_empty)]
     pub status: Option<String>,
     /// Only this user (a user id as `SubmitRequest` accepts it).
     pub user_id: Option<String>,
@@ -251,7 +251,10 @@ pub(crate) struct ListParams {
     pub cursor: Option<String>,
     /// Big fields to add to each job, comma-separated: `parameters`,
     /// `result` or both. Without it the jobs are summaries, without them.
-    #[param(example = "parameters,result")]
+    #[param(
+        example = "parameters,result",
+        pattern = r"^\s*(parameters|result)?\s*(,\s*(parameters|result)?\s*)*$"
+    )]
     pub include: Option<String>,
 }
 

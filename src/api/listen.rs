@@ -6,6 +6,17 @@
 //! to send a request's headers, idle keep-alive time included. So idle and
 //! half-sent connections cannot hold the server. On shutdown, accepting
 //! stops and open requests finish.
+//!
+//! hyper answers a head it cannot take itself, with an empty body: 400 for
+//! bytes that are not an HTTP/1 request, 414 for a URI over 65,534 bytes,
+//! 431 past its header-field count or head size. Those two are set here
+//! ([`HYPER_MAX_HEADERS`], [`HYPER_MAX_HEAD_BYTES`]) well above
+//! [`super::head::MAX_HEADER_FIELDS`] and [`super::head::MAX_HEAD_BYTES`]
+//! (and hyper's URI limit is far above [`super::head::MAX_URI_BYTES`]), so
+//! that a head merely over our limits is answered by `head::check_head` in
+//! the API's error shape. (Without a set head size, hyper's limit is its
+//! read buffer, about 408 KiB, which a fast client can overrun in one read:
+//! a 500 KB head was sometimes refused, sometimes served.)
 
 mod give_way;
 
@@ -21,6 +32,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::give_way::OpenConnections;
+
+/// Header fields hyper parses before it gives up with its own bare 431;
+/// ten times [`super::head::MAX_HEADER_FIELDS`].
+const HYPER_MAX_HEADERS: usize = 10 * super::head::MAX_HEADER_FIELDS;
+
+/// The largest head hyper reads before its own bare 431; four times
+/// [`super::head::MAX_HEAD_BYTES`]. Also what one connection may make the
+/// server buffer for a head.
+const HYPER_MAX_HEAD_BYTES: usize = 4 * super::head::MAX_HEAD_BYTES;
 
 /// How many connections, and how long a request's headers may take.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +65,9 @@ pub(crate) async fn serve(
     let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.read_timeout);
+        .header_read_timeout(limits.read_timeout)
+        .max_headers(HYPER_MAX_HEADERS)
+        .max_header_size(HYPER_MAX_HEAD_BYTES);
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,

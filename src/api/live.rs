@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::WatchStream;
 
 use super::metrics::DASHBOARD_UPDATES;
+use super::sse_schema::QueueStreamEvent;
 use super::state::AppState;
 use super::stats::{StatsError, current_stats, worker_list};
 use super::throughput::ThroughputRing;
@@ -88,8 +89,9 @@ impl LiveFeed {
         `throughput` (data: `Throughput`) and `workers` (data: `WorkerList`; left out while \
         the store is unreachable). Keep-alive comments every 15 s.",
     responses(
-        (status = 200, description = "An event stream of `stats`, `throughput` and `workers` events",
-            content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream (`text/event-stream; charset=utf-8`) of \
+            `stats`, `throughput` and `workers` events; the schema is that of one event",
+            content_type = "text/event-stream", body = QueueStreamEvent),
     )
 )]
 pub(crate) async fn queue_stream(

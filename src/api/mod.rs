@@ -6,6 +6,7 @@
 pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod extract;
+mod head;
 pub(crate) mod jobs;
 mod listen;
 pub(crate) mod live;
@@ -14,6 +15,7 @@ pub mod monitor;
 pub mod openapi;
 pub(crate) mod pipeline;
 pub(crate) mod schema;
+mod sse_schema;
 pub mod state;
 pub(crate) mod stats;
 pub(crate) mod throughput;
@@ -51,7 +53,8 @@ pub fn router(state: AppState) -> Router {
 
 /// The layers of every route, innermost first: the body limit and the
 /// time a body may take to arrive (`read_timeout`); the panic
-/// catcher (a panic becomes a 500 `InternalError`); request metrics and
+/// catcher (a panic becomes a 500 `InternalError`); the limits of the
+/// request head (414 and 431 in the error shape); request metrics and
 /// error logging, outside the catcher so that they see its 500 too; and
 /// tracing spans, whose own failure log is off (errors are logged once,
 /// with their cause, by [`error::log_errors`]).
@@ -64,6 +67,7 @@ fn with_layers<S: Clone + Send + Sync + 'static>(
         .layer(DefaultBodyLimit::max(max_body))
         .layer(RequestBodyTimeoutLayer::new(read_timeout))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(head::check_head))
         .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(axum::middleware::from_fn(error::log_errors))
         .layer(TraceLayer::new_for_http().on_failure(()))

@@ -6,17 +6,18 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use utoipa::OpenApi;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::Config;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
 use super::state::AppState;
-use super::{dashboard, jobs, live, metrics, pipeline, stats, throughput, watch, why};
+use super::{dashboard, head, jobs, live, metrics, pipeline, stats, throughput, watch, why};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -74,7 +75,61 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes().into_openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    add_head_limits(&mut doc);
     doc
+}
+
+/// Adds to every operation the answers any request can get for its head
+/// (`head::check_head`): 414 `UriTooLongError`, 431 `HeadersTooLargeError`.
+fn add_head_limits(doc: &mut utoipa::openapi::OpenApi) {
+    let error = |description: &str| {
+        let body = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+            .build();
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body)
+                .build(),
+        )
+    };
+    let limits = [
+        (
+            "414",
+            error(&format!(
+                "`UriTooLongError`: the URI is over {} bytes",
+                head::MAX_URI_BYTES
+            )),
+        ),
+        (
+            "431",
+            error(&format!(
+                "`HeadersTooLargeError`: over {} header fields, or a head over {} bytes",
+                head::MAX_HEADER_FIELDS,
+                head::MAX_HEAD_BYTES
+            )),
+        ),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, response) in &limits {
+                operation
+                    .responses
+                    .responses
+                    .insert((*status).to_owned(), response.clone());
+            }
+        }
+    }
 }
 
 /// The document as JSON, rendered once per process.
@@ -112,7 +167,8 @@ pub async fn openapi_json() -> Response {
     path = "/api/docs",
     tag = "operations",
     summary = "Interactive API documentation",
-    responses((status = 303, description = "To `/api/docs/index.html`"))
+    responses((status = 303, description = "To `/api/docs/index.html`",
+        headers(("Location" = String, description = "`/api/docs/index.html`"))))
 )]
 pub async fn docs_index() -> Redirect {
     Redirect::to("/api/docs/index.html")
@@ -141,11 +197,17 @@ fn swagger_config() -> Arc<Config<'static>> {
     summary = "A file of the interactive API documentation",
     params(("file" = String, Path, description = "e.g. `index.html`")),
     responses(
-        (status = 200, description = "The file", content_type = "text/plain", body = String),
+        (status = 200, description = "The file; its type by its name", content(
+            (String = "text/html"),
+            (String = "text/css"),
+            (String = "text/javascript"),
+            (String = "image/png"),
+        )),
+        (status = 400, description = "`ValidationError`: the name is not UTF-8", body = ErrorBody),
         (status = 404, description = "`NotFoundError`: no such file", body = ErrorBody),
     )
 )]
-pub async fn docs_file(Path(file): Path<String>) -> Response {
+pub(crate) async fn docs_file(ApiPath(file): ApiPath<String>) -> Response {
     match utoipa_swagger_ui::serve(&file, swagger_config()) {
         Ok(Some(found)) => {
             let content_type = HeaderValue::from_str(&found.content_type)

@@ -22,23 +22,50 @@ use crate::pipeline::STAGES;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PipelineRequest {
-    /// Inline documents, `[{"name", "text"}]`.
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub documents: Option<Vec<Value>>,
+    /// Inline documents.
+    pub documents: Option<Vec<InlineDocument>>,
     /// Or a file or directory under the server's documents root.
     pub path: Option<String>,
     /// Owner of the four jobs.
     pub user_id: Option<String>,
     /// Chunk size in characters, for document processing.
+    #[schema(format = "uint64")]
     pub chunk_size: Option<u64>,
     /// Chunk overlap in characters, for document processing.
+    #[schema(format = "uint64")]
     pub chunk_overlap: Option<u64>,
     /// Dataset format: `jsonl` (default) or `csv`.
     pub format: Option<String>,
     /// Seed of the train/validation shuffle.
+    #[schema(format = "uint64")]
     pub seed: Option<u64>,
     /// Share of records in the validation split.
     pub validation_fraction: Option<f64>,
+}
+
+/// A document given in the request, as `document_processing` reads it.
+/// Unknown fields are a 400, like everywhere else.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InlineDocument {
+    /// Its name, unique in the request (default `inline-{i}`); its
+    /// extension gives the format unless `format` does.
+    pub name: Option<String>,
+    /// Its text.
+    pub text: String,
+    /// `text`, `markdown` or `html`.
+    pub format: Option<String>,
+}
+
+impl InlineDocument {
+    /// The document as the job's parameters carry it.
+    fn to_value(&self) -> Value {
+        parameters(&[
+            ("name", self.name.clone().map(Value::from)),
+            ("text", Some(Value::from(self.text.clone()))),
+            ("format", self.format.clone().map(Value::from)),
+        ])
+    }
 }
 
 /// The four jobs, by stage, in order.
@@ -70,7 +97,7 @@ fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
     summary = "Submit the document pipeline",
     description = "Four jobs chained by `depends_on`: `document_processing`, \
         `taxonomy_processing`, `extraction`, `dataset_generation`. Give `documents` or `path`.",
-    params(("X-User-Id" = Option<String>, Header, description = "The caller; the jobs' user unless the body names one")),
+    params(("X-User-Id" = Option<String>, Header, description = "The caller; the jobs' user unless the body names one (1 to 128 visible ASCII characters; spaces inside)", min_length = 1, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$")),
     request_body(content = PipelineRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The four jobs", body = PipelineResponse),
@@ -94,7 +121,12 @@ pub(crate) async fn submit_pipeline(
         (
             documents,
             parameters(&[
-                ("documents", request.documents.map(Value::from)),
+                (
+                    "documents",
+                    request
+                        .documents
+                        .map(|list| list.iter().map(InlineDocument::to_value).collect()),
+                ),
                 ("path", request.path.map(Value::from)),
                 ("chunk_size", request.chunk_size.map(Value::from)),
                 ("chunk_overlap", request.chunk_overlap.map(Value::from)),

@@ -1,5 +1,6 @@
 //! OpenAPI schemas of the model types the API returns ([`crate::model::JobView`],
-//! [`crate::model::JobStatus`], [`crate::model::Metrics`]).
+//! [`crate::model::JobUpdate`], [`crate::model::JobStatus`],
+//! [`crate::model::Metrics`]).
 //!
 //! The model stays free of HTTP and documentation concerns, so these
 //! mirrors carry the `ToSchema` derive instead; they are never built, only
@@ -28,6 +29,22 @@ pub(crate) enum JobStatusSchema {
     Cancelled,
     /// Waiting for its `scheduled_for` time (delayed, or a retry after backoff).
     Scheduled,
+}
+
+/// A query parameter naming a status, where empty means none: a
+/// `JobStatus` or the empty string.
+pub(crate) fn status_or_empty() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(utoipa::openapi::Ref::from_schema_name(
+            JobStatusSchema::name(),
+        ))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([""])),
+        )
+        .into()
 }
 
 /// The seed's `metrics` object of a job.
@@ -116,6 +133,26 @@ pub(crate) struct JobSchema {
     cancelled_by: Option<Uuid>,
 }
 
+/// What changes while a job runs: the data of an SSE `job_update` after
+/// the first (which carries the whole `Job`).
+#[derive(ToSchema)]
+#[schema(as = JobUpdate)]
+#[allow(dead_code)]
+pub(crate) struct JobUpdateSchema {
+    /// The job's id.
+    job_id: Uuid,
+    /// Its status.
+    status: JobStatusSchema,
+    /// 0.0 to 1.0; 1.0 once completed.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    progress: f64,
+    /// Timing and item counts.
+    metrics: JobMetricsSchema,
+    /// The error, for failed (and cancelled) jobs.
+    #[schema(required = true)]
+    error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -177,6 +214,8 @@ mod tests {
         assert_eq!(keys(&view), properties::<JobSchema>());
         assert_eq!(keys(&view["metrics"]), properties::<JobMetricsSchema>());
         assert_eq!(JobSchema::name(), "Job");
+        let update = serde_json::to_value(job().update_view(1)).unwrap();
+        assert_eq!(keys(&update), properties::<JobUpdateSchema>());
     }
 
     #[test]

@@ -16,7 +16,8 @@ use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath};
-use super::schema::{JobSchema, JobStatusSchema};
+use super::schema::{JobSchema, status_or_empty};
+use super::sse_schema::JobStreamEvent;
 use super::state::AppState;
 use crate::events::JobWatch;
 use crate::model::{Job, JobStatus, JobView, now_millis};
@@ -30,8 +31,8 @@ const MAX_POLL_SECONDS: f64 = 300.0;
 #[into_params(parameter_in = Query)]
 pub(crate) struct PollParams {
     /// The status the client knows; answer at once if it differs
-    /// (default: the job's status when the request arrives).
-    #[param(value_type = Option<JobStatusSchema>)]
+    /// (default, or empty: the job's status when the request arrives).
+    #[param(schema_with = status_or_empty)]
     pub current_status: Option<String>,
     /// Seconds to wait at most, 0 to 300 (default 30). Kept as text so a
     /// bad value gets our own 400.
@@ -127,9 +128,9 @@ pub(crate) async fn poll(
         event whose `data` is the `JobNotFoundError` body.",
     params(JobIdParam),
     responses(
-        (status = 200, description = "An event stream whose events carry `Job` objects, \
-            later `job_update`s only their changing fields",
-            content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream (`text/event-stream; charset=utf-8`); \
+            the schema is that of one event",
+            content_type = "text/event-stream", body = JobStreamEvent),
         (status = 400, description = "`InvalidJobIdError`", body = ErrorBody),
         (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),

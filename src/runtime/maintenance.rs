@@ -116,7 +116,11 @@ async fn cleaner(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellat
             failed_retention: settings.failed_retention,
         };
         match store.cleanup(&params).await {
-            Ok(report) => tracing::info!(jobs_deleted = report.jobs_deleted, "cleanup pass"),
+            Ok(report) => tracing::info!(
+                jobs_deleted = report.jobs_deleted,
+                bytes_released = report.bytes_released,
+                "cleanup pass"
+            ),
             Err(e) => tracing::warn!(error = %error_chain(&e), "cleanup failed"),
         }
     }

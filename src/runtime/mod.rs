@@ -8,6 +8,7 @@ pub(crate) mod external;
 pub(crate) mod handler;
 mod heartbeat;
 pub(crate) mod maintenance;
+pub(crate) mod memory;
 pub(crate) mod process;
 mod registry;
 mod worker;

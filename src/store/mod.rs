@@ -385,6 +385,9 @@ pub struct CleanupParams {
 pub struct CleanupReport {
     /// Jobs deleted.
     pub jobs_deleted: usize,
+    /// Bytes the store gave back to the file system (SQLite: the free
+    /// pages truncated off its file; always 0 on Redis).
+    pub bytes_released: u64,
 }
 
 /// Exact counts and registry facts for `/queue/stats`.

@@ -118,6 +118,22 @@ impl App {
         self.redis.as_mut().expect("an app on Redis")
     }
 
+    /// A connection of its own to the app's Redis, and the app's key
+    /// prefix (without the braces of its hash tag).
+    pub async fn raw_redis(&mut self) -> (redis::aio::MultiplexedConnection, String) {
+        let url = self.redis().url.clone();
+        let StoreConfig::Redis { prefix, .. } = &self.state.settings.store else {
+            panic!("an app on Redis");
+        };
+        let prefix = prefix.clone();
+        let client = redis::Client::open(url.as_str()).expect("redis client");
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection");
+        (conn, prefix)
+    }
+
     /// Sends one request through the router.
     pub async fn send(&self, request: Request<Body>) -> Response<Body> {
         match self.router.clone().oneshot(request).await {

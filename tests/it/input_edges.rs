@@ -248,3 +248,31 @@ async fn user_ids_are_counted_in_characters_and_must_be_visible() {
     let job: Value = serde_json::from_slice(&body_bytes(response).await).expect("JSON");
     assert_eq!(job["user_id"], "bob");
 }
+
+/// The pipeline's inline documents are objects with a `text` (found by the
+/// schema-driven fuzzer: `[[null, null]]` was a 201 whose first job then
+/// failed). Each is a 400 now, and nothing is stored.
+#[tokio::test]
+async fn pipeline_documents_are_checked_at_submission() {
+    let app = app().await;
+    for documents in [
+        json!([[null, null]]),
+        json!([null]),
+        json!(["text"]),
+        json!([{"name": "a.md"}]),
+        json!([{"text": 1}]),
+        json!([{"text": "x", "txt": "y"}]),
+    ] {
+        let body = json!({"documents": documents});
+        assert_validation(
+            app.post("/api/v1/jobs/pipeline", Some(body.clone())).await,
+            "invalid JSON body",
+            &body.to_string(),
+        );
+    }
+    let (_, page) = app.get("/api/v1/jobs").await;
+    assert_eq!(page["jobs"], json!([]), "nothing stored");
+    let ok = json!({"documents": [{"name": "a.md", "text": "# A\n\nb", "format": "markdown"}]});
+    let (status, answer) = app.post("/api/v1/jobs/pipeline", Some(ok)).await;
+    assert_eq!(status, 201, "{answer}");
+}

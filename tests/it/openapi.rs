@@ -167,6 +167,119 @@ async fn the_document_and_the_router_list_the_same_routes() {
     }
 }
 
+/// True when the media type `documented` (a key of a response's
+/// `content`) covers the `Content-Type` answered: the same type, and every
+/// parameter it names (such as `version=0.0.4`) present.
+fn covers(documented: &str, answered: &str) -> bool {
+    let parts = |t: &str| -> Vec<String> {
+        t.split(';')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    let (documented, answered) = (parts(documented), parts(answered));
+    !documented.is_empty()
+        && documented.first() == answered.first()
+        && documented[1..].iter().all(|p| answered[1..].contains(p))
+}
+
+/// Every answer's `Content-Type` is one the document lists for its status
+/// (an answer without a body has none, and the document lists none):
+/// every dashboard asset and Swagger UI file, the event streams, metrics,
+/// redirects and errors of every kind, in-process.
+#[tokio::test]
+async fn every_content_type_is_documented() {
+    assert!(covers(
+        "text/event-stream",
+        "text/event-stream; charset=utf-8"
+    ));
+    assert!(covers(
+        "text/plain; version=0.0.4",
+        "text/plain; version=0.0.4; charset=utf-8"
+    ));
+    assert!(!covers("text/plain", "text/html; charset=utf-8"));
+    assert!(!covers("text/plain; version=0.0.4", "text/plain"));
+
+    let app = app().await;
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    let job = app.submit(json!({"job_type": "noop"})).await;
+    let id = job["job_id"].as_str().expect("job_id");
+    let missing = uuid::Uuid::now_v7();
+    let cases = [
+        ("get", "/", "/"),
+        ("get", "/dashboard/{file}", "/dashboard/app.js"),
+        ("get", "/dashboard/{file}", "/dashboard/style.css"),
+        ("get", "/dashboard/{file}", "/dashboard/favicon.svg"),
+        ("get", "/dashboard/{file}", "/dashboard/nothing.js"),
+        ("get", "/dashboard/{file}", "/dashboard/%FF"),
+        ("get", "/api/docs", "/api/docs"),
+        ("get", "/api/docs/{file}", "/api/docs/index.html"),
+        ("get", "/api/docs/{file}", "/api/docs/swagger-ui.css"),
+        ("get", "/api/docs/{file}", "/api/docs/swagger-ui-bundle.js"),
+        ("get", "/api/docs/{file}", "/api/docs/favicon-32x32.png"),
+        ("get", "/api/docs/{file}", "/api/docs/nothing.html"),
+        ("get", "/api/v1/openapi.json", "/api/v1/openapi.json"),
+        ("get", "/metrics", "/metrics"),
+        ("get", "/health", "/health"),
+        (
+            "get",
+            "/api/v1/jobs/queue/stream",
+            "/api/v1/jobs/queue/stream",
+        ),
+        (
+            "get",
+            "/api/v1/jobs/status/{job_id}/stream",
+            &format!("/api/v1/jobs/status/{id}/stream"),
+        ),
+        (
+            "get",
+            "/api/v1/jobs/status/{job_id}/stream",
+            &format!("/api/v1/jobs/status/{missing}/stream"),
+        ),
+        (
+            "get",
+            "/api/v1/jobs/status/{job_id}/stream",
+            "/api/v1/jobs/status/x/stream",
+        ),
+        (
+            "get",
+            "/api/v1/jobs/status/{job_id}",
+            &format!("/api/v1/jobs/status/{id}"),
+        ),
+        (
+            "get",
+            "/api/v1/jobs",
+            "/api/v1/jobs?limit=1&include=parameters&status=",
+        ),
+        ("get", "/api/v1/jobs", "/api/v1/jobs?limit=0"),
+        (
+            "get",
+            "/api/v1/jobs",
+            &format!("/api/v1/jobs?{}", "a".repeat(9000)),
+        ),
+    ];
+    for (method, path, url) in cases {
+        let (status, content_type, _) = send(&app, &method.to_uppercase(), url, None).await;
+        let response = &doc["paths"][path][method]["responses"][status.to_string()];
+        assert!(!response.is_null(), "{url}: {status} is not documented");
+        let documented: Vec<&String> = response["content"]
+            .as_object()
+            .map(|c| c.keys().collect())
+            .unwrap_or_default();
+        if content_type.is_empty() {
+            assert!(
+                documented.is_empty(),
+                "{url}: {status} without a body, documented {documented:?}"
+            );
+        } else {
+            assert!(
+                documented.iter().any(|d| covers(d, &content_type)),
+                "{url}: {status} answered {content_type}, documented {documented:?}"
+            );
+        }
+    }
+}
+
 /// Validates `value` against `schema` (resolving `$ref`s in `doc`): types,
 /// nullability, enums, formats (uuid, date-time), bounds, required and
 /// declared properties (an object schema with properties is closed unless
@@ -227,6 +340,13 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut V
     {
         errors.push(format!("{at}: {value} is not one of {options:?}"));
     }
+    if let (Some(text), Some(content)) = (value.as_str(), schema.get("contentSchema")) {
+        assert_eq!(schema["contentMediaType"], "application/json", "{at}");
+        match serde_json::from_str::<Value>(text) {
+            Ok(parsed) => validate(doc, content, &parsed, &format!("{at}(json)"), errors),
+            Err(e) => errors.push(format!("{at}: not JSON ({e}): {text}")),
+        }
+    }
     if let Some(text) = value.as_str() {
         match schema["format"].as_str() {
             Some("uuid") if uuid::Uuid::parse_str(text).is_err() => {
@@ -282,7 +402,9 @@ fn the_validator_catches_mismatches() {
             "b": {"type": ["string", "null"], "format": "uuid"},
             "s": {"$ref": "#/components/schemas/S"},
             "o": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/S"}]},
-            "l": {"type": "array", "items": {"type": "string", "format": "date-time"}}
+            "l": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+            "j": {"type": "string", "contentMediaType": "application/json",
+                  "contentSchema": {"$ref": "#/components/schemas/S"}}
         }},
         "S": {"type": "string", "enum": ["x"]}
     }}});
@@ -297,7 +419,7 @@ fn the_validator_catches_mismatches() {
         );
         errors
     };
-    let good = json!({"a": 1, "b": null, "s": "x", "o": null, "l": ["2026-01-01T00:00:00.000Z"]});
+    let good = json!({"a": 1, "b": null, "s": "x", "o": null, "l": ["2026-01-01T00:00:00.000Z"], "j": "\"x\""});
     assert_eq!(errors(good), Vec::<String>::new());
     for bad in [
         json!({"b": null}),
@@ -308,6 +430,8 @@ fn the_validator_catches_mismatches() {
         json!({"a": 1, "s": "y"}),
         json!({"a": 1, "o": "y"}),
         json!({"a": 1, "l": ["yesterday"]}),
+        json!({"a": 1, "j": "\"y\""}),
+        json!({"a": 1, "j": "x"}),
         json!([]),
     ] {
         assert!(!errors(bad.clone()).is_empty(), "accepted {bad}");
@@ -528,7 +652,8 @@ async fn real_responses_match_the_document(kind: StoreKind) {
     check("post", "/api/v1/jobs/restart/{job_id}", status, &restarted);
     assert_eq!(status, 200);
 
-    // Event data of both streams.
+    // Event data of both streams, and each event as the document's event
+    // schema of its stream describes it (`event` and JSON `data`).
     let event = first_event(
         &server,
         &format!("/api/v1/jobs/status/{id}/stream"),
@@ -536,6 +661,7 @@ async fn real_responses_match_the_document(kind: StoreKind) {
     )
     .await;
     assert_schema(&doc, "Job", &event);
+    assert_event(&doc, "JobStreamEvent", "job_complete", &event);
     for (name, schema) in [
         ("stats", "QueueStats"),
         ("throughput", "Throughput"),
@@ -543,6 +669,95 @@ async fn real_responses_match_the_document(kind: StoreKind) {
     ] {
         let data = first_event(&server, "/api/v1/jobs/queue/stream", name).await;
         assert_schema(&doc, schema, &data);
+        assert_event(&doc, "QueueStreamEvent", name, &data);
+    }
+    // A running job's stream: the whole job, then only what changes.
+    let running = server
+        .submit(json!({"job_type": "sleep", "parameters": {"seconds": 2, "steps": 4}}))
+        .await;
+    let running = running["job_id"].as_str().unwrap();
+    let events = events_until(
+        &server,
+        &format!("/api/v1/jobs/status/{running}/stream"),
+        "job_complete",
+    )
+    .await;
+    assert!(events.len() >= 3, "{events:?}");
+    assert_schema(&doc, "Job", &events[0].1);
+    assert_schema(&doc, "JobUpdate", &events[1].1);
+    for (name, data) in &events {
+        assert_event(&doc, "JobStreamEvent", name, data);
+    }
+    let gone = (
+        "error",
+        serde_json::to_value(json!({
+            "error": "JobNotFoundError", "message": "Job x not found", "job_id": running
+        }))
+        .unwrap(),
+    );
+    assert_event(&doc, "JobStreamEvent", gone.0, &gone.1);
+    let mut errors = Vec::new();
+    let schema = json!({"$ref": "#/components/schemas/JobStreamEvent"});
+    let wrong = json!({"event": "job_complete", "data": json!({"job_id": running}).to_string()});
+    validate(&doc, &schema, &wrong, "$", &mut errors);
+    assert!(
+        !errors.is_empty(),
+        "a partial job as job_complete was accepted"
+    );
+}
+
+/// Asserts that the event `name` with `data` matches the component schema
+/// `schema` of a stream's events.
+fn assert_event(doc: &Value, schema: &str, name: &str, data: &Value) {
+    let event = json!({"event": name, "data": data.to_string()});
+    assert_schema(doc, schema, &event);
+}
+
+/// The events of an SSE stream, as (name, JSON data), up to and with the
+/// first named `last`.
+async fn events_until(server: &Server, path: &str, last: &str) -> Vec<(String, Value)> {
+    let response = server
+        .http
+        .get(server.at(path))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let mut bytes = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let Some(name) = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(|n| n.trim().to_owned())
+            else {
+                continue;
+            };
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect::<Vec<_>>()
+                .join("\n");
+            let done = name == last;
+            events.push((
+                name,
+                serde_json::from_str(&data).expect("event data is JSON"),
+            ));
+            if done {
+                return events;
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, bytes.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {last} event on {path}: {events:?}"))
+            .unwrap_or_else(|| panic!("{path} ended before a {last} event"))
+            .expect("stream chunk");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
 

@@ -1,5 +1,6 @@
 //! Behaviour of the Redis store that has no SQLite counterpart: the
-//! cluster-wide cleanup lock, and clearing orphaned processing locks.
+//! cluster-wide cleanup lock, clearing orphaned processing locks, and
+//! keeping watch registrations alive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use jobd::events::EventBus;
 use jobd::model::{ManualClock, NewJob, now_millis};
 use jobd::store::{CleanupParams, Store};
 
-use crate::support::RedisServer;
+use crate::support::{RedisServer, wait_until};
 
 /// A cleanup pass that outlives its lock (another node took the lock over
 /// after it expired) must leave the other node's lock in place: the lock is
@@ -141,4 +142,55 @@ async fn cleanup_clears_orphaned_locks_past_their_age() {
         .await
         .unwrap();
     assert_eq!(left, vec!["young-ghost".to_owned()]);
+}
+
+/// A process that watches a job keeps its registration in `watched` alive
+/// by itself, workers or not. It used to be refreshed by the worker
+/// heartbeat only, so on an API node with `--workers 0` it lapsed after
+/// 60 s, the next cleanup pass removed it, and the node's streams heard of
+/// no change made elsewhere again (a stream of a 90 s job run by a
+/// `jobd worker` got its updates for 60 s, then nothing, not even
+/// `job_complete`).
+#[tokio::test]
+async fn watch_registrations_are_refreshed_without_a_worker() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let prefix = "refresh";
+    let clock = ManualClock::new(now_millis());
+    let store = jobd::store::redis::RedisStore::open(
+        &server.url,
+        prefix,
+        EventBus::new(),
+        Duration::from_secs(600),
+        clock.clock(),
+    )
+    .await
+    .unwrap();
+    let job = store.submit(NewJob::new("noop", "u")).await.unwrap();
+    let (_watch, _) = store.watch(job.id).await.unwrap();
+    let client = redis::Client::open(server.url.as_str()).unwrap();
+    let raw = client.get_multiplexed_async_connection().await.unwrap();
+    let expiry = || {
+        let mut raw = raw.clone();
+        async move {
+            let score: Option<f64> = redis::cmd("ZSCORE")
+                .arg(format!("{{{prefix}}}:watched"))
+                .arg(job.id.to_string())
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            score.unwrap_or(0.0) as i64
+        }
+    };
+    let registered = expiry().await;
+    assert!(registered > 0, "the watch is registered");
+    // Half its life later, by the store's clock.
+    clock.advance(Duration::from_secs(30));
+    wait_until(
+        "the registration to be refreshed",
+        Duration::from_secs(25),
+        || async { (expiry().await > registered).then_some(()) },
+    )
+    .await;
 }

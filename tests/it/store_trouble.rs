@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use futures::StreamExt;
-use jobd::config::StoreConfig;
 use jobd::store::CleanupParams;
 use serde_json::Value;
 use serde_json::json;
@@ -17,28 +16,13 @@ use crate::support::{StoreKind, wait_until};
 /// How long a test gives the server to notice a job is gone.
 const NOTICE: Duration = Duration::from_secs(10);
 
-/// A raw connection to the app's Redis, and the app's key prefix.
-async fn raw_redis(app: &mut App) -> (redis::aio::MultiplexedConnection, String) {
-    let url = app.redis().url.clone();
-    let StoreConfig::Redis { prefix, .. } = &app.state.settings.store else {
-        panic!("an app on Redis");
-    };
-    let prefix = prefix.clone();
-    let client = redis::Client::open(url.as_str()).expect("redis client");
-    let conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
-    (conn, prefix)
-}
-
 /// Deletes a job behind the server's back: Redis loses all its data
 /// (`FLUSHALL`); on SQLite the row goes, as another process's cleanup
 /// would delete it.
 async fn lose_job(app: &mut App, kind: StoreKind, id: &str) {
     match kind {
         StoreKind::Redis => {
-            let (mut conn, _) = raw_redis(app).await;
+            let (mut conn, _) = app.raw_redis().await;
             let _: () = redis::cmd("FLUSHALL")
                 .query_async(&mut conn)
                 .await
@@ -114,7 +98,7 @@ async fn a_poll_of_a_job_that_leaves_the_store_answers_404(kind: StoreKind) {
     let (status, _) = app.post(&format!("/api/v1/jobs/cancel/{id}"), None).await;
     assert_eq!(status, 200);
     let redis = match kind {
-        StoreKind::Redis => Some(raw_redis(&mut app).await),
+        StoreKind::Redis => Some(app.raw_redis().await),
         StoreKind::Sqlite => None,
     };
     let app = &app;
@@ -283,7 +267,7 @@ async fn health_is_503_while_redis_refuses_writes() {
     };
     let (status, body) = app.get("/health").await;
     assert_eq!(status, 200, "{body}");
-    let (mut conn, _) = raw_redis(&mut app).await;
+    let (mut conn, _) = app.raw_redis().await;
     let config = |key: &'static str, value: &'static str| {
         let mut conn = conn.clone();
         async move {

@@ -24,7 +24,7 @@
 //! | `retired` | hash | jobs that left a terminal status (cleanup, restart), per status; with `counts`, the finished totals; permanent |
 //! | `workers` | zset | worker ids by last heartbeat; stale ones removed by recover |
 //! | `worker:<id>` | hash | a worker's registration (`serves`: '' for a built-in worker, else the JSON array of its remote types); removed with it |
-//! | `watched` | zset | job ids some process watches, scored by expiry; refreshed by watchers, pruned by cleanup |
+//! | `watched` | zset | job ids some process watches, scored by expiry; added only for a job that exists (`watch.lua`), refreshed by watchers, pruned by cleanup |
 //! | `queue_seq`, `served_seq` | string | FIFO and round-robin sequences (`served_seq` numbers the turns of every rotation, so a claim for several remote types orders their users by it); permanent, one each |
 //! | `meta` | hash | `last_cleanup`; permanent |
 //! | `lock:cleanup` | string | one cleanup pass at a time; given up by compare-and-delete, expires by itself |

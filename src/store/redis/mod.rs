@@ -41,6 +41,10 @@ const LIST_MAX_SCAN: usize = 10_000;
 /// How long a watch registration lasts without refresh.
 const WATCH_TTL: Duration = Duration::from_secs(60);
 
+/// How often a process refreshes its watch registrations: a few times per
+/// [`WATCH_TTL`], so one late or failed refresh lets none lapse.
+const WATCH_REFRESH: Duration = Duration::from_secs(15);
+
 /// How long one store operation may take before it counts as failed, so a
 /// Redis outage turns into prompt errors (503s, retried claims), never into
 /// hung requests.
@@ -109,6 +113,7 @@ impl RedisStore {
         });
         crate::store::vanished::spawn(Arc::downgrade(&store) as Weak<dyn Store>, bus.clone());
         pubsub::spawn(client, store.keys.clone(), bus, Arc::downgrade(&store));
+        spawn_watch_refresher(Arc::downgrade(&store));
         Ok(store)
     }
 
@@ -220,6 +225,27 @@ impl RedisStore {
     }
 }
 
+/// Refreshes the process's watch registrations every [`WATCH_REFRESH`]
+/// until the store is dropped. A task of the store's own, not the worker
+/// heartbeat's: an API node without workers has no heartbeat, and its
+/// registrations used to lapse after [`WATCH_TTL`], after which its polls
+/// and streams heard of no change made by another process.
+fn spawn_watch_refresher(store: Weak<RedisStore>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(WATCH_REFRESH);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once; registrations are fresh then.
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            if let Err(e) = store.refresh_watches().await {
+                tracing::warn!(error = %crate::store::error_chain(&e), "could not refresh watch registrations");
+            }
+        }
+    });
+}
+
 #[async_trait]
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
@@ -260,13 +286,22 @@ impl Store for RedisStore {
     async fn watch(&self, id: JobId) -> StoreResult<(JobWatch, Job)> {
         crate::store::during("watch", async {
             // Watch, then announce (scripts publish changes of announced jobs
-            // only), then read: no change can fall between the three.
+            // only) and read in one script: no change can fall between them,
+            // and a job that does not exist is not announced. The watch is
+            // dropped with the error, which leaves the bus as it was.
             let watch = self.bus.watch(id);
             let expiry = self.clock.now() + duration_millis(WATCH_TTL);
-            let mut conn = self.conn();
-            bounded(conn.zadd::<_, _, _, ()>(self.keys.named("watched"), id.to_string(), expiry))
+            let reply = self
+                .run(
+                    &self.scripts.watch,
+                    vec![id.to_string(), expiry.to_string()],
+                )
                 .await?;
-            Ok((watch, self.get(id).await?))
+            let values = decode::array(reply)?;
+            if values.is_empty() {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok((watch, decode::job(&decode::Fields::of(&values))?))
         })
         .await
     }
@@ -480,12 +515,7 @@ impl Store for RedisStore {
             let now = self.clock.now();
             let lease_until = now.saturating_add(duration_millis(lease));
             let args = args::heartbeat(worker, held, lease_until, now);
-            let lost = decode::ids(self.run(&self.scripts.heartbeat, args).await?)?;
-            // Keep this process's watch registrations alive with the heartbeat.
-            if let Err(e) = self.refresh_watches().await {
-                tracing::warn!(error = %crate::store::error_chain(&e), "could not refresh watch registrations");
-            }
-            Ok(lost)
+            decode::ids(self.run(&self.scripts.heartbeat, args).await?)
         })
         .await
     }

@@ -32,6 +32,8 @@ pub(super) struct Scripts {
     pub list: Script,
     /// `workers.lua`.
     pub workers: Script,
+    /// `watch.lua`.
+    pub watch: Script,
 }
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -68,6 +70,7 @@ impl Scripts {
             cleanup_finish: script(include_str!("scripts/cleanup_finish.lua")),
             list: script(include_str!("scripts/list.lua")),
             workers: script(include_str!("scripts/workers.lua")),
+            watch: script(include_str!("scripts/watch.lua")),
         }
     }
 }

@@ -1,17 +1,15 @@
 //! Connections to the SQLite file: how each is opened (WAL, the busy
-//! handler, cached plans), the schema migrations, and the pool of read
-//! connections.
+//! handler, cached plans) and the schema migrations. The read connections'
+//! pool is [`super::readers`].
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::rows::db_err;
+use super::checkpoint::JOURNAL_SIZE_LIMIT;
 use super::sql;
 use crate::config::Synchronous;
-use crate::store::StoreResult;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
@@ -41,7 +39,7 @@ const LOCK_TRIES: u64 = 5_000;
 /// Busy handler: retries every 100 µs, growing to 1 ms. SQLite's own waits
 /// grow to 100 ms, so a process whose write queues behind another's busy
 /// writer would answer in hundreds of milliseconds.
-fn wait_for_lock(attempt: i32) -> bool {
+pub(super) fn wait_for_lock(attempt: i32) -> bool {
     let attempt = u64::try_from(attempt).unwrap_or(0);
     if attempt >= LOCK_TRIES {
         return false;
@@ -61,7 +59,13 @@ pub(super) fn open_connection(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_handler(Some(wait_for_lock))?;
+    // Before anything writes the file's header (setting WAL does): a new
+    // file is made in incremental-vacuum mode, so that space freed by
+    // retention can be given back (`space`). On an existing file this
+    // changes nothing; one made without it converts in `space::convert`.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     let sync = match synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
@@ -82,69 +86,6 @@ pub(super) fn open_connection(
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
-}
-
-/// Read connections opened with the store; more open on demand.
-pub(super) const WARM_READERS: usize = 8;
-
-/// Read connections, opened on demand and reused. WAL readers never block
-/// the writer nor each other.
-pub(super) struct ReaderPool {
-    pub(super) path: PathBuf,
-    pub(super) idle: Mutex<Vec<Connection>>,
-}
-
-impl ReaderPool {
-    pub(super) fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `work` on an idle connection, opening one if none is; it may
-    /// wait for a lock, so call it on a blocking thread.
-    pub(super) fn with<T>(
-        &self,
-        work: impl FnOnce(&Connection) -> StoreResult<T>,
-    ) -> StoreResult<T> {
-        let pooled = self.idle().pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_connection(&self.path, Synchronous::Normal).map_err(db_err)?,
-        };
-        let result = work(&conn);
-        self.idle().push(conn);
-        result
-    }
-
-    /// Runs `work` at once on an idle connection that does not wait for
-    /// locks: for a short read on an async thread. `None` when no
-    /// connection is idle or the file is locked; then read on a blocking
-    /// thread instead.
-    pub(super) fn try_now<T>(
-        &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Option<StoreResult<T>> {
-        let mut conn = self.idle().pop()?;
-        let result = match conn.busy_handler(None::<fn(i32) -> bool>) {
-            Ok(()) => work(&conn),
-            Err(e) => Err(e),
-        };
-        // Give the connection its waiting back for blocking reads.
-        let restored = conn.busy_handler(Some(wait_for_lock));
-        let result = match (result, restored) {
-            (Err(rusqlite::Error::SqliteFailure(e, _)), _)
-                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                None
-            }
-            (result, Ok(())) => Some(result.map_err(db_err)),
-            // A connection that cannot wait is not put back.
-            (_, Err(_)) => return None,
-        };
-        self.idle().push(conn);
-        result
-    }
 }
 
 #[cfg(test)]

@@ -11,22 +11,25 @@
 mod checkpoint;
 mod connection;
 mod ops;
+mod readers;
 mod retention;
 mod rows;
+mod space;
 mod sql;
 mod tail;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
 use serde_json::Value;
 
-use self::connection::{ReaderPool, WARM_READERS, migrate, open_connection};
+use self::connection::{migrate, open_connection};
 use self::ops::*;
+use self::readers::ReaderPool;
 use self::rows::{db_err, select_job};
 use self::writer::Writer;
 use crate::config::Synchronous;
@@ -65,6 +68,8 @@ impl SqliteStore {
         let path = data_dir.join("jobd.sqlite3");
         let mut writer_conn = open_connection(&path, synchronous).map_err(db_err)?;
         migrate(&mut writer_conn).map_err(db_err)?;
+        space::convert(&writer_conn, &path);
+        space::truncate_log_at_open(&path);
         // The checkpointer thread copies the log into the file, the writer
         // only its last pages (see writer::run).
         writer_conn
@@ -72,16 +77,10 @@ impl SqliteStore {
             .map_err(db_err)?;
         let writer =
             Writer::start(writer_conn).map_err(|e| StoreError::backend_unavailable("sqlite", e))?;
-        // Opened up front: opening one costs milliseconds, which the first
-        // requests of a busy start would otherwise wait for.
-        let idle = (0..WARM_READERS)
-            .map(|_| open_connection(&path, Synchronous::Normal))
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_err)?;
-        let readers = Arc::new(ReaderPool {
-            path: path.clone(),
-            idle: Mutex::new(idle),
-        });
+        let readers = Arc::new(
+            ReaderPool::open(&path, readers::max_readers(), readers::WARM).map_err(db_err)?,
+        );
+        readers::spawn_shrinker(Arc::downgrade(&readers));
         let store = Arc::new(SqliteStore {
             writer,
             readers,
@@ -103,8 +102,11 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        // The wait for a connection is here, on the async runtime; the
+        // blocking thread only reads.
+        let permit = self.readers.permit().await?;
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(work))
+        tokio::task::spawn_blocking(move || readers.with(permit, work))
             .await
             .map_err(|e| StoreError::backend_unavailable("sqlite", e))?
     }
@@ -456,6 +458,10 @@ impl Store for SqliteStore {
             self.writer
                 .write_background(move |conn| end_cleanup_in(conn, now))
                 .await?;
+            // The deleted jobs' pages are free inside the file: give them
+            // back to the file system, in steps short enough for requests'
+            // writes to pass between them.
+            report.bytes_released = space::give_back(&self.writer).await?;
             Ok(report)
         })
         .await
@@ -498,47 +504,5 @@ impl Store for SqliteStore {
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
         crate::store::during("next_due", async { self.read(next_due_in).await }).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A read on an async thread never opens a connection there nor waits
-    /// for a lock: with no idle connection it declines, and `get` then
-    /// reads on a blocking thread.
-    #[tokio::test(flavor = "current_thread")]
-    async fn get_reads_at_once_only_on_an_idle_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(
-            dir.path(),
-            Synchronous::Normal,
-            EventBus::new(),
-            Clock::system(),
-        )
-        .await
-        .unwrap();
-        let job = store.submit(NewJob::new("noop", "u")).await.unwrap();
-        let idle: Vec<Connection> = store.readers.idle().drain(..).collect();
-        assert!(
-            store
-                .readers
-                .try_now(|conn| select_job(conn, job.id))
-                .is_none(),
-            "no idle connection: no read on this thread"
-        );
-        assert_eq!(store.get(job.id).await.unwrap().id, job.id);
-        assert_eq!(
-            store.readers.idle().len(),
-            1,
-            "the blocking read's connection is kept"
-        );
-        store.readers.idle().extend(idle);
-        let read = store.readers.try_now(|conn| select_job(conn, job.id));
-        assert!(
-            matches!(read, Some(Ok(Some(_)))),
-            "an idle connection reads at once"
-        );
     }
 }

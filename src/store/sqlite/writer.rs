@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::copy_log;
+use super::checkpoint::{copy_log, limit_log};
 use crate::store::{StoreError, StoreResult};
 
 /// Writes committed together at most, so one transaction stays short.
@@ -193,8 +193,11 @@ fn run(conn: Connection, mut receiver: mpsc::Receiver<(Lane, Box<dyn WriteOp>)>)
             // under a steady stream of writes it never finds the log
             // complete, and a log that never starts over grows without end
             // (gigabytes in a long drain, each new page zeroed by the file
-            // system before it is written).
-            copy_log(&conn);
+            // system before it is written). The log file is cut back as it
+            // starts over, a little each time (`limit_log`).
+            if let Some(frames) = copy_log(&conn) {
+                limit_log(&conn, frames);
+            }
             last_restart = Instant::now();
         }
     }
