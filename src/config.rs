@@ -114,8 +114,14 @@ pub struct SettingsArgs {
 #[serde(deny_unknown_fields)]
 pub struct JobTypeConfig {
     /// An external command (program and arguments) that runs the job. Without
-    /// it the type must be a built-in handler, whose options this sets.
+    /// it the type must be a built-in handler, whose options this sets, or
+    /// remote.
     pub command: Option<Vec<String>>,
+    /// Served by remote workers (over the HTTP worker protocol), never by
+    /// built-in ones: submissions validate before any remote worker
+    /// connects, and a built-in type declared so is routed away from its
+    /// built-in handler.
+    pub remote: Option<bool>,
     /// Per-attempt time limit.
     pub timeout_seconds: Option<f64>,
     /// Attempts allowed.
@@ -249,6 +255,26 @@ fn seconds(name: &str, value: Option<f64>, default: f64) -> anyhow::Result<Durat
     Ok(Duration::from_secs_f64(value))
 }
 
+impl JobTypeConfig {
+    /// Whether remote workers serve this type.
+    pub fn is_remote(&self) -> bool {
+        self.remote == Some(true)
+    }
+}
+
+/// The longest name a remote job type may have.
+const MAX_REMOTE_TYPE_LEN: usize = 64;
+
+/// Whether `name` may be a remote job type's: 1 to 64 of `[A-Za-z0-9_.-]`.
+/// The name is part of Redis key names (a remote type's own queues), so it
+/// holds nothing a key or the store's separators give meaning to.
+fn valid_remote_type(name: &str) -> bool {
+    (1..=MAX_REMOTE_TYPE_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 impl Settings {
     /// Layers flags and environment (`args`) over the file named by
     /// `config` (if any) over the defaults, and validates the result.
@@ -355,6 +381,18 @@ impl Settings {
             }
             if job_type.max_attempts == Some(0) {
                 bail!("job type {name}: max_attempts must be at least 1");
+            }
+            if job_type.is_remote() && job_type.command.is_some() {
+                bail!(
+                    "job type {name}: remote = true and a command exclude each other \
+                     (remote workers run it, not a command)"
+                );
+            }
+            if job_type.is_remote() && !valid_remote_type(name) {
+                bail!(
+                    "job type {name:?}: a remote type's name must be 1 to {MAX_REMOTE_TYPE_LEN} \
+                     of A-Z a-z 0-9 _ . - (it is part of Redis key names)"
+                );
             }
         }
         Ok(settings)
@@ -465,6 +503,32 @@ mod tests {
         let error = Settings::load(SettingsArgs::default(), Some(&path))
             .expect_err("0 attempts of a job type is refused");
         assert!(error.to_string().contains("max_attempts"), "{error}");
+    }
+
+    #[test]
+    fn a_remote_type_has_no_command_and_a_key_safe_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Settings::load(SettingsArgs::default(), Some(&path))
+        };
+        let s = load("[job_types.extraction]\nremote = true\nmax_attempts = 3\n").unwrap();
+        assert!(s.job_types["extraction"].is_remote());
+        assert_eq!(s.job_types["extraction"].max_attempts, Some(3));
+
+        let error = load("[job_types.echo]\nremote = true\ncommand = [\"cat\"]\n")
+            .expect_err("remote with a command is refused");
+        assert!(error.to_string().contains("exclude"), "{error}");
+
+        let long = "x".repeat(65);
+        for name in ["\"gpu:ocr\"", "\"a b\"", "\"\"", long.as_str()] {
+            let error = load(&format!("[job_types.{name}]\nremote = true\n"))
+                .expect_err("a name unfit for a key is refused");
+            assert!(error.to_string().contains("Redis key"), "{name}: {error}");
+        }
+        // The same names are fine for a type that is not remote.
+        assert!(load("[job_types.\"a b\"]\ncommand = [\"cat\"]\n").is_ok());
     }
 
     #[test]

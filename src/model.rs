@@ -211,6 +211,10 @@ pub struct Job {
     pub id: JobId,
     /// The configured job type that runs it.
     pub job_type: String,
+    /// Served by remote workers (its type is declared `remote` in the
+    /// configuration), so only a claim for remote workers of its type
+    /// takes it; decided at submission and kept for the job's life.
+    pub remote: bool,
     /// Whose job it is; the per-user limit counts by this.
     pub user_id: String,
     /// Current status.
@@ -293,6 +297,7 @@ impl Job {
         JobView {
             job_id: self.id,
             job_type: self.job_type.clone(),
+            remote: self.remote,
             status: self.status,
             progress,
             created_at: format_millis(self.created_at),
@@ -387,6 +392,10 @@ pub struct JobView {
     pub job_id: JobId,
     /// Its job type.
     pub job_type: String,
+    /// True for a job served by remote workers; left out when false, so a
+    /// built-in job's object is the seed's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
     /// Its status.
     pub status: JobStatus,
     /// 0.0 to 1.0; 1.0 once completed.
@@ -445,6 +454,10 @@ pub struct NewJob {
     pub id: JobId,
     /// The job type; known to the configuration.
     pub job_type: String,
+    /// Served by remote workers: the API sets it from the configuration
+    /// (`[job_types.NAME] remote = true`); the store keeps it and routes
+    /// the job by it.
+    pub remote: bool,
     /// Owner.
     pub user_id: String,
     /// Input, a JSON object.
@@ -469,11 +482,13 @@ pub fn new_job_id() -> JobId {
 impl NewJob {
     /// A job of `job_type` for `user_id` with a new id, empty parameters
     /// and the defaults of a submission that says nothing else: priority 0,
-    /// due now, one attempt, no time limit, no dependencies.
+    /// due now, one attempt, no time limit, no dependencies, run by
+    /// built-in workers.
     pub fn new(job_type: &str, user_id: &str) -> NewJob {
         NewJob {
             id: new_job_id(),
             job_type: job_type.to_owned(),
+            remote: false,
             user_id: user_id.to_owned(),
             parameters: Value::Object(serde_json::Map::new()),
             priority: 0,

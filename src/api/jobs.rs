@@ -160,6 +160,7 @@ impl SubmitRequest {
         Ok(NewJob {
             id: new_job_id(),
             depends_on,
+            remote: job_type.is_remote(),
             job_type: self.job_type,
             user_id,
             parameters,

@@ -73,6 +73,9 @@ pub(crate) struct JobSchema {
     job_id: Uuid,
     /// Its job type.
     job_type: String,
+    /// Present, and true, only for a job served by remote workers (its type
+    /// is declared `remote` in the configuration).
+    remote: Option<bool>,
     /// Its status.
     status: JobStatusSchema,
     /// 0.0 to 1.0; 1.0 once completed.
@@ -172,6 +175,8 @@ mod tests {
         Job {
             id: Uuid::now_v7(),
             job_type: "noop".into(),
+            // Serialized only when true: the mirror lists it.
+            remote: true,
             user_id: "u".into(),
             status: JobStatus::Completed,
             priority: 0,

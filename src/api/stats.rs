@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
 use crate::model::{JobStatus, Millis, format_millis};
-use crate::store::{StoreError, StoreStats, error_chain};
+use crate::store::{Serves, StoreError, StoreStats, error_chain};
 
 /// The seed's queue statistics, every field measured.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -77,6 +77,12 @@ pub(crate) struct WorkerView {
     pub pid: u32,
     /// Jobs it runs at once at most.
     pub concurrency: usize,
+    /// True for a remote worker (over the HTTP worker protocol), which runs
+    /// only the remote job types it lists in `job_types`; false for a
+    /// built-in worker, which runs every type not declared remote.
+    pub remote: bool,
+    /// The remote job types it serves; empty for a built-in worker.
+    pub job_types: Vec<String>,
     /// When it registered.
     #[schema(format = DateTime)]
     pub started_at: String,
@@ -232,6 +238,11 @@ pub(crate) async fn worker_list(state: &AppState) -> Result<WorkerList, ApiError
         .into_iter()
         .map(|w| WorkerView {
             stale: w.last_heartbeat < since,
+            remote: matches!(w.info.serves, Serves::Remote(_)),
+            job_types: match w.info.serves {
+                Serves::BuiltIn => Vec::new(),
+                Serves::Remote(types) => types,
+            },
             worker_id: w.info.worker_id,
             host: w.info.host,
             pid: w.info.pid,

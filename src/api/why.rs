@@ -28,6 +28,10 @@ pub(crate) enum WaitReason {
     Dependencies,
     /// No worker has heartbeated within the lease time-out.
     NoWorkers,
+    /// Workers are alive, but none that serves the job's type: for a remote
+    /// type (`[job_types.NAME] remote = true`), no live remote worker lists
+    /// it; for any other type, only remote workers are alive.
+    NoWorkerForType,
     /// Running jobs have reached `global_max_concurrent_jobs`.
     GlobalLimit,
     /// The job's user has `per_user_max_concurrent_jobs` jobs running.
@@ -71,8 +75,8 @@ pub(crate) struct WhyPending {
     pub global_max_concurrent_jobs: usize,
     /// Workers heartbeating within the lease time-out.
     pub active_workers: usize,
-    /// Jobs the live workers may still take on (their concurrency less
-    /// what they hold).
+    /// Jobs the live workers that serve the job's type may still take on
+    /// (their concurrency less what they hold).
     pub free_worker_slots: usize,
 }
 
@@ -83,7 +87,9 @@ pub(crate) struct WhyPending {
     tag = "jobs",
     summary = "Why a job is still waiting",
     description = "For a pending job, what keeps workers from claiming it now: no live worker, \
-        the global limit, its user's limit, or every worker busy (several may apply); else \
+        no live worker that serves its type (a remote type's remote workers, or built-in \
+        workers for any other type), the global limit, its user's limit, or every worker \
+        that serves it busy (several may apply); else \
         `next_in_line`. A scheduled job answers `dependencies` while jobs it depends on have \
         not completed, else `scheduled`; any other job `not_waiting`.",
     params(JobIdParam),
@@ -115,7 +121,7 @@ pub(crate) async fn why(
         .jobs
         .len() as u64;
     let workers = state.store.workers().await?;
-    let free_slots = free_slots(&workers, active_since(&state));
+    let serving = serving(&workers, active_since(&state), &job);
     let running = stats
         .counts
         .iter()
@@ -127,7 +133,8 @@ pub(crate) async fn why(
         running,
         global_max: state.settings.global_max_concurrent_jobs,
         active_workers: stats.active_workers,
-        free_slots,
+        serving_workers: serving.workers,
+        free_slots: serving.free_slots,
         now: state.store.clock().now(),
     };
     Ok(Json(WhyPending {
@@ -140,7 +147,7 @@ pub(crate) async fn why(
         running_jobs: running,
         global_max_concurrent_jobs: figures.global_max,
         active_workers: stats.active_workers,
-        free_worker_slots: free_slots,
+        free_worker_slots: figures.free_slots,
     }))
 }
 
@@ -151,18 +158,32 @@ struct Figures {
     running: u64,
     global_max: usize,
     active_workers: usize,
+    /// Live workers that serve the job's type.
+    serving_workers: usize,
+    /// Slots free on those.
     free_slots: usize,
     /// The store's time.
     now: Millis,
 }
 
-/// Slots free on workers heartbeating since `active_since`.
-fn free_slots(workers: &[WorkerRecord], active_since: i64) -> usize {
-    workers
+/// The live workers that would run a job.
+struct Serving {
+    workers: usize,
+    free_slots: usize,
+}
+
+/// The workers heartbeating since `active_since` that serve `job` (a
+/// remote job's type, or built-in jobs), and their free slots.
+fn serving(workers: &[WorkerRecord], active_since: i64, job: &Job) -> Serving {
+    let live = workers
         .iter()
-        .filter(|w| w.last_heartbeat >= active_since)
-        .map(|w| w.info.concurrency.saturating_sub(w.running_jobs.len()))
-        .sum()
+        .filter(|w| w.last_heartbeat >= active_since && w.info.serves.takes(job));
+    Serving {
+        workers: live.clone().count(),
+        free_slots: live
+            .map(|w| w.info.concurrency.saturating_sub(w.running_jobs.len()))
+            .sum(),
+    }
 }
 
 fn reasons(job: &Job, f: &Figures) -> Vec<WaitHint> {
@@ -199,12 +220,30 @@ fn reasons(job: &Job, f: &Figures) -> Vec<WaitHint> {
         }
     }
     let mut out = Vec::new();
-    if f.active_workers == 0 {
+    if f.active_workers == 0 && !job.remote {
         out.push(hint(
             WaitReason::NoWorkers,
             "No worker is alive: none has sent a heartbeat within the lease time-out. \
              Start `jobd serve` with workers or a `jobd worker`."
                 .to_owned(),
+        ));
+    } else if f.serving_workers == 0 && job.remote {
+        out.push(hint(
+            WaitReason::NoWorkerForType,
+            format!(
+                "No live worker serves job type '{}': it is declared remote, and no remote \
+                 worker for it has sent a heartbeat within the lease time-out",
+                job.job_type
+            ),
+        ));
+    } else if f.serving_workers == 0 {
+        out.push(hint(
+            WaitReason::NoWorkerForType,
+            format!(
+                "No live worker serves job type '{}': only remote workers are alive. \
+                 Start `jobd serve` with workers or a `jobd worker`.",
+                job.job_type
+            ),
         ));
     }
     if f.running >= f.global_max as u64 {
@@ -225,12 +264,12 @@ fn reasons(job: &Job, f: &Figures) -> Vec<WaitHint> {
             ),
         ));
     }
-    if f.active_workers > 0 && f.free_slots == 0 {
+    if f.serving_workers > 0 && f.free_slots == 0 {
         out.push(hint(
             WaitReason::WorkersBusy,
             format!(
-                "All {} live worker(s) run as many jobs as they may at once",
-                f.active_workers
+                "All {} live worker(s) that serve it run as many jobs as they may at once",
+                f.serving_workers
             ),
         ));
     }

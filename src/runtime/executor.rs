@@ -59,7 +59,13 @@ enum StopReason {
 pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationToken, slot: Slot) {
     let Claimed { job, claim } = claimed;
     let job = Arc::new(job);
-    let Some(job_type) = env.registry.get(&job.job_type).cloned() else {
+    // A remote type has no handler here; a built-in claim never takes its
+    // jobs, so meeting one means the configuration changed under it.
+    let runnable = env
+        .registry
+        .get(&job.job_type)
+        .and_then(|job_type| Some((job_type.clone(), job_type.handler.clone()?)));
+    let Some((job_type, handler)) = runnable else {
         let error = format!(
             "no handler for job type '{}' on worker {}",
             job.job_type, env.worker_id
@@ -90,7 +96,7 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
         .or(job_type.timeout);
     tracing::debug!(job_id = %job.id, job_type = %job.job_type, user_id = %job.user_id, "job started");
 
-    let run = job_type.handler.run(ctx);
+    let run = handler.run(ctx);
     tokio::pin!(run);
     let deadline = sleep_for(time_limit);
     tokio::pin!(deadline);
@@ -292,6 +298,7 @@ mod tests {
         Job {
             id: uuid::Uuid::now_v7(),
             job_type: "noop".into(),
+            remote: false,
             user_id: "u".into(),
             status: JobStatus::Running,
             priority: 0,

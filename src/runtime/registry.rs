@@ -11,8 +11,9 @@ use crate::config::{JobTypeConfig, Settings};
 /// A job type as workers run it: its handler and its options.
 #[derive(Clone)]
 pub struct JobType {
-    /// The code that runs it.
-    pub handler: Arc<dyn JobHandler>,
+    /// The code that runs it here; `None` for a remote type, which only
+    /// remote workers run (built-in workers never claim its jobs).
+    pub handler: Option<Arc<dyn JobHandler>>,
     /// Per-attempt time limit, unless the job sets its own.
     pub timeout: Option<Duration>,
     /// Attempts allowed, unless the job sets its own.
@@ -27,11 +28,19 @@ pub struct Registry {
     types: BTreeMap<String, JobType>,
 }
 
+impl JobType {
+    /// Whether remote workers run it (it has no handler here).
+    pub fn is_remote(&self) -> bool {
+        self.handler.is_none()
+    }
+}
+
 impl Registry {
     /// The `builtins` (compiled-in handlers by name) plus the types of
     /// `settings.job_types`; a configured type with a `command` replaces a
     /// built-in of the same name, one without only sets the built-in's
-    /// options.
+    /// options, and one declared `remote` has no handler here (a built-in
+    /// of its name is set aside: remote workers run it).
     pub fn from_settings(
         settings: &Settings,
         builtins: impl IntoIterator<Item = (&'static str, Arc<dyn JobHandler>)>,
@@ -46,23 +55,25 @@ impl Registry {
         }
         let mut registry = Registry::default();
         for (name, config) in configured {
-            let handler: Arc<dyn JobHandler> = match (&config.command, builtins.remove(&name)) {
-                (Some(command), _) => Arc::new(ExternalCommand::new(command.clone())),
-                (None, Some(builtin)) => builtin,
-                (None, None) => {
-                    anyhow::bail!("job type {name} has no command and is not a built-in type")
-                }
+            let builtin = builtins.remove(&name);
+            let handler: Option<Arc<dyn JobHandler>> = match (&config.command, builtin) {
+                _ if config.is_remote() => None,
+                (Some(command), _) => Some(Arc::new(ExternalCommand::new(command.clone()))),
+                (None, Some(builtin)) => Some(builtin),
+                (None, None) => anyhow::bail!(
+                    "job type {name} has no command, is not a built-in type and is not remote"
+                ),
             };
             registry.insert(name, handler, &config, settings);
         }
         Ok(registry)
     }
 
-    /// Adds (or replaces) a job type.
+    /// Adds (or replaces) a job type; without a handler, a remote one.
     pub fn insert(
         &mut self,
         name: String,
-        handler: Arc<dyn JobHandler>,
+        handler: Option<Arc<dyn JobHandler>>,
         config: &JobTypeConfig,
         settings: &Settings,
     ) {
@@ -86,5 +97,41 @@ impl Registry {
     /// The names of all job types, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.types.keys().map(String::as_str).collect()
+    }
+
+    /// The names of the remote job types, sorted.
+    pub fn remote_names(&self) -> Vec<&str> {
+        self.types
+            .iter()
+            .filter(|(_, job_type)| job_type.is_remote())
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JobTypeConfig, Settings};
+    use crate::runtime::builtin;
+
+    #[test]
+    fn a_remote_type_has_no_handler_here_even_a_built_in_one() {
+        let mut settings = Settings::default();
+        let remote = JobTypeConfig {
+            remote: Some(true),
+            max_attempts: Some(3),
+            ..JobTypeConfig::default()
+        };
+        settings.job_types.insert("gpu".into(), remote.clone());
+        settings.job_types.insert("sleep".into(), remote);
+        let registry = Registry::from_settings(&settings, builtin::handlers()).unwrap();
+        assert_eq!(registry.names(), ["gpu", "noop", "sleep"]);
+        assert_eq!(registry.remote_names(), ["gpu", "sleep"]);
+        let gpu = registry.get("gpu").unwrap();
+        assert!(gpu.is_remote() && gpu.handler.is_none());
+        assert_eq!(gpu.max_attempts, 3);
+        assert!(registry.get("sleep").unwrap().is_remote());
+        assert!(!registry.get("noop").unwrap().is_remote());
     }
 }

@@ -30,7 +30,7 @@ use crate::backoff::retry_delays;
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::model::JobId;
-use crate::store::{ClaimParams, ClaimRef, Claimed, Store, WorkerInfo, error_chain};
+use crate::store::{ClaimParams, ClaimRef, Claimed, Serves, Store, WorkerInfo, error_chain};
 
 /// Longest idle wait between claim attempts; also bounds how late a due
 /// scheduled job is noticed.
@@ -70,6 +70,7 @@ impl WorkerShared {
     fn claim_for(&self, max_jobs: usize) -> ClaimParams {
         ClaimParams {
             worker_id: self.info.worker_id.clone(),
+            serves: Serves::BuiltIn,
             max_jobs,
             global_max: self.settings.global_max_concurrent_jobs,
             per_user_max: self.settings.per_user_max_concurrent_jobs,
@@ -184,6 +185,7 @@ impl Worker {
             pid,
             started_at: store.clock().now(),
             concurrency: settings.workers,
+            serves: Serves::BuiltIn,
         };
         let shared = Arc::new(WorkerShared {
             store: store.clone(),

@@ -182,11 +182,39 @@ pub struct Claimed {
     pub claim: ClaimRef,
 }
 
+/// Which jobs a worker runs, and so which jobs its claims may take: a job
+/// goes only to a worker that can run it (routing by job type).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Serves {
+    /// Every job not served by remote workers: the built-in workers of
+    /// `jobd serve` and `jobd worker`.
+    #[default]
+    BuiltIn,
+    /// Remote jobs ([`Job::remote`]) of these types only: a worker outside
+    /// the process, over the HTTP worker protocol.
+    Remote(Vec<String>),
+}
+
+impl Serves {
+    /// Whether a worker serving this runs `job`.
+    pub fn takes(&self, job: &Job) -> bool {
+        match self {
+            Serves::BuiltIn => !job.remote,
+            Serves::Remote(types) => job.remote && types.contains(&job.job_type),
+        }
+    }
+}
+
 /// What a claim asks for.
 #[derive(Debug, Clone)]
 pub struct ClaimParams {
     /// The claiming worker.
     pub worker_id: String,
+    /// The jobs it may take: a built-in worker's claim never takes a
+    /// remote job, a remote worker's only remote jobs of its types. The
+    /// limits count every running job whatever its route.
+    pub serves: Serves,
     /// How many jobs this worker can take now.
     pub max_jobs: usize,
     /// Jobs running at once across all workers, at most.
@@ -300,6 +328,9 @@ pub struct WorkerInfo {
     pub started_at: Millis,
     /// Jobs it can run at once.
     pub concurrency: usize,
+    /// The jobs it runs (what `/status/{id}/why` checks a waiting job's
+    /// type against).
+    pub serves: Serves,
 }
 
 /// A worker as the registry holds it.

@@ -355,6 +355,7 @@ async fn listings_return_summaries_unless_asked_for_more(kind: StoreKind) {
         .store
         .claim(&jobd::store::ClaimParams {
             worker_id: "w".into(),
+            serves: jobd::store::Serves::BuiltIn,
             max_jobs: 1,
             global_max: 10,
             per_user_max: 10,
@@ -743,6 +744,76 @@ async fn dependent_jobs_wait_for_their_dependencies(kind: StoreKind) {
     );
 }
 
+/// A remote type (`[job_types.NAME] remote = true`) validates at
+/// submission with its configured options, while an unknown type is still
+/// refused; built-in workers never run its jobs, even of a built-in
+/// pipeline type declared remote, and `/why` says no live worker serves it.
+async fn a_remote_type_validates_and_waits_for_a_remote_worker(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let config = scratch.write(
+        "jobd.toml",
+        "[job_types.gpu]\nremote = true\nmax_attempts = 3\n\n\
+         [job_types.extraction]\nremote = true\n",
+    );
+    let server = Server::serve(&scratch, &["--config".into(), config.display().to_string()]);
+    let gpu = server
+        .submit(json!({"job_type": "gpu", "user_id": "u"}))
+        .await;
+    assert_eq!(
+        (&gpu["status"], &gpu["remote"], &gpu["max_attempts"]),
+        (&json!("pending"), &json!(true), &json!(3)),
+        "{gpu}"
+    );
+    let extraction = server
+        .submit(json!({"job_type": "extraction", "user_id": "u"}))
+        .await;
+    assert_eq!(extraction["remote"], true, "{extraction}");
+    let (status, error) = server
+        .post("/api/v1/jobs", Some(json!({"job_type": "nope"})))
+        .await;
+    assert_eq!(
+        (status, &error["error"]),
+        (400, &json!("UnknownJobTypeError"))
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("gpu"),
+        "{error}"
+    );
+
+    // The built-in workers run a job of the same user submitted later...
+    let noop = server
+        .submit(json!({"job_type": "noop", "user_id": "u"}))
+        .await;
+    assert!(
+        noop.get("remote").is_none(),
+        "only remote jobs say so: {noop}"
+    );
+    let noop = noop["job_id"].as_str().unwrap();
+    server
+        .wait_for_status(noop, "completed", Duration::from_secs(20))
+        .await;
+    // ...and never the remote ones.
+    for job in [&gpu, &extraction] {
+        let id = job["job_id"].as_str().unwrap();
+        let now = server.job(id).await;
+        assert_eq!(
+            (&now["status"], &now["attempts"]),
+            (&json!("pending"), &json!(0)),
+            "{now}"
+        );
+        let (status, why) = server.get(&format!("/api/v1/jobs/status/{id}/why")).await;
+        assert_eq!(status, 200);
+        assert_eq!(why["reasons"][0]["reason"], "no_worker_for_type", "{why}");
+        let message = why["reasons"][0]["message"].as_str().unwrap();
+        assert!(message.contains(job["job_type"].as_str().unwrap()), "{why}");
+    }
+    let (_, workers) = server.get("/api/v1/jobs/workers").await;
+    assert_eq!(workers["workers"][0]["remote"], false, "{workers}");
+    assert_eq!(workers["workers"][0]["job_types"], json!([]), "{workers}");
+}
+
 crate::for_each_store!(
     submit_answers_201_with_the_job_and_its_location,
     listing_filters_and_pages_newest_first,
@@ -755,5 +826,6 @@ crate::for_each_store!(
     failures_retry_with_backoff_then_fail_and_timeouts_fail,
     stats_count_every_status_and_report_the_process,
     an_api_only_node_reports_no_workers,
+    a_remote_type_validates_and_waits_for_a_remote_worker,
     a_disconnected_stream_costs_nothing_afterwards,
 );

@@ -1,6 +1,6 @@
 //! Many processes on one Redis: API nodes and workers sharing one queue,
-//! a worker killed mid-run, a paused worker fenced off, key growth, and a
-//! Redis restart.
+//! a worker killed mid-run, a paused worker fenced off, key growth (with
+//! remote jobs beside built-in ones), and a Redis restart.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -392,6 +392,56 @@ async fn keys_of(redis: &RedisServer, prefix: &str) -> Vec<String> {
     }
 }
 
+/// Runs the remote jobs of `job_type` on `store` as a remote worker would
+/// (claim, complete, claim again in one call) until `stop` fires.
+async fn remote_worker(
+    store: std::sync::Arc<dyn jobd::store::Store>,
+    job_type: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> usize {
+    use jobd::store::{ClaimParams, Finish, Outcome, Serves};
+    let params = ClaimParams {
+        worker_id: "remote-test-worker".into(),
+        serves: Serves::Remote(vec![job_type.to_owned()]),
+        max_jobs: 16,
+        global_max: 50,
+        per_user_max: 50,
+        lease: Duration::from_secs(60),
+    };
+    let mut held = Vec::new();
+    let mut done = 0;
+    while !stop.is_cancelled() {
+        let finish: Vec<Finish> = held
+            .drain(..)
+            .map(|claim| Finish {
+                claim,
+                outcome: Outcome::Completed {
+                    result: json!(null),
+                },
+            })
+            .collect();
+        done += finish.len();
+        let exchanged = store
+            .finish_and_claim(&finish, Some(&params))
+            .await
+            .unwrap();
+        for claimed in &exchanged.claimed {
+            assert!(claimed.job.remote && claimed.job.job_type == job_type);
+        }
+        held.extend(exchanged.claimed.iter().map(|c| c.claim));
+        if held.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+    done
+}
+
+/// 10,000 jobs, a quarter of them of a remote type run by a remote worker
+/// beside the server's built-in workers, leave no key of a job or of a
+/// queue behind once cleanup has removed them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_leave_no_job_keys_after_cleanup() {
     let Some(redis) = RedisServer::start() else {
@@ -399,6 +449,7 @@ async fn ten_thousand_jobs_leave_no_job_keys_after_cleanup() {
     };
     let prefix = "growth";
     let scratch = Scratch::new(StoreKind::Sqlite).unwrap();
+    let config = scratch.write("jobd.toml", "[job_types.gpu]\nremote = true\n");
     let args: Vec<String> = [
         "--store",
         &redis.url,
@@ -412,12 +463,25 @@ async fn ten_thousand_jobs_leave_no_job_keys_after_cleanup() {
         "50",
         "--per-user-max-concurrent-jobs",
         "50",
+        "--config",
+        &config.display().to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     let server = Server::serve(&scratch, &args);
     let baseline = keys_of(&redis, prefix).await.len();
+    let remote_store = jobd::store::redis::RedisStore::open(
+        &redis.url,
+        prefix,
+        jobd::events::EventBus::new(),
+        Duration::from_secs(600),
+        jobd::model::Clock::system(),
+    )
+    .await
+    .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let remote = tokio::spawn(remote_worker(remote_store, "gpu", stop.clone()));
 
     let mut tasks = Vec::new();
     for t in 0..8 {
@@ -425,9 +489,10 @@ async fn ten_thousand_jobs_leave_no_job_keys_after_cleanup() {
         let url = server.at("/api/v1/jobs");
         tasks.push(tokio::spawn(async move {
             for i in 0..1250 {
+                let job_type = if i % 4 == 0 { "gpu" } else { "noop" };
                 let response = http
                     .post(&url)
-                    .json(&json!({"job_type": "noop", "user_id": format!("u{}", (t + i) % 10)}))
+                    .json(&json!({"job_type": job_type, "user_id": format!("u{}", (t + i) % 10)}))
                     .send()
                     .await
                     .unwrap();
@@ -447,14 +512,21 @@ async fn ten_thousand_jobs_leave_no_job_keys_after_cleanup() {
         },
     )
     .await;
+    stop.cancel();
+    let gpu_jobs = 8 * (0..1250).step_by(4).count();
+    assert_eq!(
+        remote.await.unwrap(),
+        gpu_jobs,
+        "the remote worker ran the gpu jobs"
+    );
     let keys = keys_of(&redis, prefix).await;
     let job_keys: Vec<&String> = keys
         .iter()
-        .filter(|k| k.contains(":job:") || k.contains(":pending:"))
+        .filter(|k| k.contains(":job:") || k.contains(":pending") || k.contains('@'))
         .collect();
     assert!(
         job_keys.is_empty(),
-        "job keys left behind: {:?}",
+        "job or queue keys left behind: {:?}",
         &job_keys[..job_keys.len().min(5)]
     );
     assert!(
@@ -471,6 +543,7 @@ async fn ten_thousand_jobs_leave_no_job_keys_after_cleanup() {
         "running",
         "scheduled",
         "ready",
+        "ready@gpu",
     ] {
         let n: usize = redis::cmd("ZCARD")
             .arg(format!("{{{prefix}}}:{index}"))

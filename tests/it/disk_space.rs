@@ -50,6 +50,7 @@ async fn retention_gives_the_deleted_jobs_disk_space_back() {
     }
     let params = ClaimParams {
         worker_id: "w".into(),
+        serves: jobd::store::Serves::BuiltIn,
         max_jobs: BATCH,
         global_max: BATCH,
         per_user_max: BATCH,

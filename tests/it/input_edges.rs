@@ -55,6 +55,7 @@ async fn a_duplicate_dependency_counts_once(kind: StoreKind) {
     let claimed = store
         .claim(&ClaimParams {
             worker_id: "w".into(),
+            serves: jobd::store::Serves::BuiltIn,
             max_jobs: 10,
             global_max: 10,
             per_user_max: 10,
@@ -86,6 +87,7 @@ async fn a_duplicate_dependency_counts_once(kind: StoreKind) {
     let claimed = store
         .claim(&ClaimParams {
             worker_id: "w".into(),
+            serves: jobd::store::Serves::BuiltIn,
             max_jobs: 10,
             global_max: 10,
             per_user_max: 10,

@@ -307,6 +307,7 @@ async fn later_job_updates_carry_only_what_changes(kind: StoreKind) {
     let claimed = store
         .claim(&ClaimParams {
             worker_id: "w".into(),
+            serves: jobd::store::Serves::BuiltIn,
             max_jobs: 1,
             global_max: 10,
             per_user_max: 10,

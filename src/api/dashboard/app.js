@@ -510,6 +510,7 @@
       el("td", { class: "mono", title: w.worker_id, text: w.worker_id }),
       el("td", { text: w.host }),
       el("td", { text: String(w.pid) }),
+      el("td", { text: w.remote ? "remote: " + w.job_types.join(", ") : "built-in types" }),
       el("td", {}, w.running_jobs.length + " / " + w.concurrency + " ",
         ...w.running_jobs.slice(0, 5).map((id) => el("a", { class: "mono", href: "#/job/" + id, title: id, text: shortId(id) + " " }))),
       el("td", { title: w.started_at, text: localTime(w.started_at) }),

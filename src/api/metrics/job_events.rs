@@ -175,6 +175,7 @@ mod tests {
         let mut job = crate::model::Job {
             id: uuid::Uuid::now_v7(),
             job_type: "t".into(),
+            remote: false,
             user_id: "u".into(),
             status: JobStatus::Running,
             priority: 0,

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::decode;
 use crate::model::{JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
-use crate::store::{ClaimParams, ClaimRef, ListQuery, Outcome, WorkerInfo};
+use crate::store::{ClaimParams, ClaimRef, ListQuery, Outcome, Serves, WorkerInfo};
 
 /// An optional value as an argument: `''` for none.
 pub(super) fn opt<T: ToString>(value: Option<T>) -> String {
@@ -25,6 +25,7 @@ pub(super) fn submit(jobs: &[NewJob], now: Millis) -> Vec<String> {
             new.max_attempts.to_string(),
             opt(new.timeout_seconds),
             opt(new.run_at.filter(|at| *at > now)),
+            if new.remote { "1" } else { "" }.to_owned(),
             new.depends_on.len().to_string(),
         ]);
         args.extend(new.depends_on.iter().map(JobId::to_string));
@@ -62,8 +63,15 @@ pub(super) fn exchange(
                 params.per_user_max.to_string(),
                 now.saturating_add(duration_millis(params.lease))
                     .to_string(),
-                decode::CLAIMED_FIELDS.len().to_string(),
             ]);
+            match &params.serves {
+                Serves::BuiltIn => args.push(String::new()),
+                Serves::Remote(types) => {
+                    args.push(types.len().to_string());
+                    args.extend(types.iter().cloned());
+                }
+            }
+            args.push(decode::CLAIMED_FIELDS.len().to_string());
             args.extend(decode::CLAIMED_FIELDS.map(String::from));
             (0..params.max_jobs).map(|_| Uuid::new_v4()).collect()
         }
@@ -169,6 +177,7 @@ pub(super) fn heartbeat(
         worker.concurrency.to_string(),
         lease_until.to_string(),
         now.to_string(),
+        decode::serves_text(&worker.serves),
     ];
     for claim in held {
         args.push(claim.job_id.to_string());

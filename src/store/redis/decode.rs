@@ -4,7 +4,7 @@ use redis::Value;
 use serde_json::Value as Json;
 
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
-use crate::store::{Outcome, StoreError, StoreResult, WorkerInfo, WorkerRecord};
+use crate::store::{Outcome, Serves, StoreError, StoreResult, WorkerInfo, WorkerRecord};
 
 /// A reply or stored field that cannot be decoded. The operation is named
 /// by the adapter ([`crate::store::during`]).
@@ -34,6 +34,7 @@ pub(super) fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> Stor
     Ok(Job {
         id: new.id,
         job_type: new.job_type,
+        remote: new.remote,
         user_id: new.user_id,
         status,
         priority: new.priority,
@@ -127,6 +128,7 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
     Ok(Job {
         id: required(map, "id")?,
         job_type: required(map, "job_type")?,
+        remote: map.get("remote") == Some("1"),
         user_id: required(map, "user_id")?,
         status: status.parse().map_err(corrupt)?,
         priority: required(map, "priority")?,
@@ -162,7 +164,10 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
 /// returns their values (it uses the first two itself). A claimed job was
 /// pending: fields a pending job has no value for (a result, a worker,
 /// waiting dependencies) and those the claim sets (`Job::start_attempt`)
-/// are not read, which keeps the claim's work in Lua small.
+/// are not read, which keeps the claim's work in Lua small. Nor is
+/// `remote`: the claim's route says it (a built-in claim reads only
+/// built-in queues), and a field a hash lacks, as a built-in job's lacks
+/// `remote`, costs a scan of the whole hash to find missing.
 pub(super) const CLAIMED_FIELDS: [&str; 18] = [
     "attempts",
     "revision",
@@ -185,16 +190,19 @@ pub(super) const CLAIMED_FIELDS: [&str; 18] = [
 ];
 
 /// A claimed job from the values of [`CLAIMED_FIELDS`], as it was before
-/// the claim.
-pub(super) fn claimed_job(value: Value) -> StoreResult<Job> {
-    named_values(&CLAIMED_FIELDS, value)
+/// the claim, by a claim for `serves`.
+pub(super) fn claimed_job(value: Value, serves: &Serves) -> StoreResult<Job> {
+    let mut job = named_values(&CLAIMED_FIELDS, value)?;
+    job.remote = matches!(serves, Serves::Remote(_));
+    Ok(job)
 }
 
 /// Every field of a stored job that [`job`] reads, in the order scripts
 /// that return a job's values (not its whole hash) return them.
-pub(super) const JOB_FIELDS: [&str; 25] = [
+pub(super) const JOB_FIELDS: [&str; 26] = [
     "id",
     "job_type",
+    "remote",
     "user_id",
     "status",
     "priority",
@@ -282,10 +290,31 @@ pub(super) fn worker(value: Value) -> StoreResult<WorkerRecord> {
             pid: required(&map, "pid")?,
             started_at: required(&map, "started_at")?,
             concurrency: required(&map, "concurrency")?,
+            serves: serves_from_text(map.get("serves").unwrap_or_default())?,
         },
         last_heartbeat: required(&map, "last_heartbeat")?,
         running_jobs: ids(held)?,
     })
+}
+
+/// What a worker serves as its registration holds it: '' for a built-in
+/// worker, else the JSON array of its remote types.
+pub(super) fn serves_text(serves: &Serves) -> String {
+    match serves {
+        Serves::BuiltIn => String::new(),
+        Serves::Remote(types) => Json::from(types.clone()).to_string(),
+    }
+}
+
+/// The inverse of [`serves_text`] (a worker registered before routing has
+/// no `serves`: built-in).
+fn serves_from_text(text: &str) -> StoreResult<Serves> {
+    if text.is_empty() {
+        return Ok(Serves::BuiltIn);
+    }
+    serde_json::from_str(text)
+        .map(Serves::Remote)
+        .map_err(|e| corrupt(format!("worker serves: {e}")))
 }
 
 /// Decodes `{'ok', job...} | {'not_found'} | {'conflict', status}`.

@@ -10,20 +10,22 @@
 //! |---|---|---|
 //! | `job:<id>` | hash | the job; created by submit, deleted by cleanup after retention |
 //! | `jobs` | zset (score 0, by id) | listing index of every job; entries removed with the job |
-//! | `pending:<user>` | zset | a user's queue (score -priority, member `<queued_at><seq>:<id>`: by the time the job became claimable, then FIFO); emptied by claim and cancel |
-//! | `ready` | zset | users with pending jobs, scored by last service (round-robin); a user leaves when their queue empties |
+//! | `pending:<user>` | zset | a user's queue of built-in jobs (score -priority, member `<queued_at><seq>:<id>`: by the time the job became claimable, then FIFO); emptied by claim and cancel |
+//! | `ready` | zset | users with built-in jobs pending, scored by last service (round-robin); a user leaves when their queue empties |
+//! | `pending@<type>:<user>`, `ready@<type>` | zset | the same for the remote jobs of remote type `<type>` (a job hash with `remote` = 1), so a built-in claim never reads them and a remote claim reads only its types'; `<type>` is a configured name of `[A-Za-z0-9_.-]` |
+//! | `remote_queues` | set | the suffixes `@<type>` of the remote types with a rotation (`ready@<type>` or `idle_served@<type>`); added when a user joins one, removed by cleanup once both are empty |
 //! | `running` | zset | running job ids scored by lease expiry (the processing locks); claim adds, finish/cancel/recover remove |
-//! | `idle_served` | hash | the rotation place of a user whose queue ran empty, for when it queues again; pruned by cleanup once it runs nothing |
-//! | `user_running` | hash | running jobs per user; a user's field is deleted at 0 |
+//! | `idle_served`, `idle_served@<type>` | hash | the rotation place of a user whose queue (built-in, or of remote type `<type>`) ran empty, for when it queues again; pruned by cleanup once it runs nothing |
+//! | `user_running` | hash | running jobs per user, built-in and remote alike (the per-user limit); a user's field is deleted at 0 |
 //! | `scheduled` | zset | delayed jobs and retries by due time; promotion removes |
 //! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |
 //! | `dependents:<id>` | set | jobs waiting for job `<id>`; created by a dependent's submit, deleted with job `<id>` |
 //! | `counts` | hash | jobs per status (exact, O(1) stats) |
 //! | `retired` | hash | jobs that left a terminal status (cleanup, restart), per status; with `counts`, the finished totals; permanent |
 //! | `workers` | zset | worker ids by last heartbeat; stale ones removed by recover |
-//! | `worker:<id>` | hash | a worker's registration; removed with it |
+//! | `worker:<id>` | hash | a worker's registration (`serves`: '' for a built-in worker, else the JSON array of its remote types); removed with it |
 //! | `watched` | zset | job ids some process watches, scored by expiry; added only for a job that exists (`watch.lua`), refreshed by watchers, pruned by cleanup |
-//! | `queue_seq`, `served_seq` | string | FIFO and round-robin sequences; permanent, one each |
+//! | `queue_seq`, `served_seq` | string | FIFO and round-robin sequences (`served_seq` numbers the turns of every rotation, so a claim for several remote types orders their users by it); permanent, one each |
 //! | `meta` | hash | `last_cleanup`; permanent |
 //! | `lock:cleanup` | string | one cleanup pass at a time; given up by compare-and-delete, expires by itself |
 //! | `changes`, `work` | channels | job change ids and "work available", published by the scripts |

@@ -171,11 +171,13 @@ impl RedisStore {
             self.bus.publish(job);
         }
         let mut claimed = Vec::new();
+        // Jobs come back only from a claim.
+        let Some(params) = claim else {
+            return Ok((finished, claimed));
+        };
         for (item, token) in claimed_items.into_iter().zip(tokens) {
-            let mut job = decode::claimed_job(item)?;
-            if let Some(params) = claim {
-                job.start_attempt(&params.worker_id, now);
-            }
+            let mut job = decode::claimed_job(item, &params.serves)?;
+            job.start_attempt(&params.worker_id, now);
             self.bus.publish(&job);
             self.held
                 .lock()

@@ -13,11 +13,12 @@ use crate::config::Synchronous;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
     sql::RETIRED,
+    sql::ROUTING,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -139,5 +140,99 @@ mod tests {
             .query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))
             .unwrap();
         assert_eq!(jobs, 1);
+    }
+
+    #[test]
+    fn a_version_4_file_keeps_its_jobs_built_in_and_their_queue_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.sqlite3");
+        let mut conn = open_connection(&path, Synchronous::Normal).unwrap();
+        let before_routing = &MIGRATIONS[..4];
+        for migration in before_routing {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO jobs (id, job_type, user_id, status, parameters, created_at, queued_at, updated_at)
+                 VALUES ('j1', 'extraction', 'u1', 'pending', '{}', 1, 1, 1);
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let remote: i64 = conn
+            .query_row("SELECT remote FROM jobs WHERE id = 'j1'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(remote, 0, "an existing job is built-in");
+        let pending: i64 = conn
+            .query_row(
+                "SELECT pending FROM queue_users WHERE user_id = 'u1'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 1, "its user's queue still counts it");
+        let names = indexes(&conn);
+        assert!(
+            names.contains(&"jobs_pending_builtin".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"jobs_pending_by_user".to_owned()),
+            "{names:?}"
+        );
+
+        // Its claim goes by the new triggers: the user's count drops.
+        conn.execute(
+            "UPDATE jobs SET status = 'running', claim_token = 't' WHERE id = 'j1'",
+            [],
+        )
+        .unwrap();
+        let (pending, running): (i64, i64) = conn
+            .query_row(
+                "SELECT pending, running FROM queue_users WHERE user_id = 'u1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((pending, running), (0, 1));
+    }
+
+    /// The steps a statement's plan takes, as `EXPLAIN QUERY PLAN` words
+    /// them (every parameter bound to 0).
+    fn plan(conn: &Connection, statement: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap();
+        for i in 1..=stmt.parameter_count() {
+            stmt.raw_bind_parameter(i, 0).unwrap();
+        }
+        let mut rows = stmt.raw_query();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            steps.push(row.get(3).unwrap());
+        }
+        steps
+    }
+
+    #[test]
+    fn due_jobs_are_found_by_the_due_time_index_not_by_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            open_connection(&dir.path().join("jobd.sqlite3"), Synchronous::Normal).unwrap();
+        migrate(&mut conn).unwrap();
+        for statement in [sql::PROMOTE_DUE, sql::NEXT_DUE] {
+            let steps = plan(&conn, statement);
+            assert!(
+                steps.iter().any(|s| s.contains("jobs_scheduled_due")),
+                "{steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.contains("jobs_by_status")),
+                "{steps:?}"
+            );
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! the adapter (`mod.rs`) inside one write or read: testable against a
 //! bare connection, and free of lanes, chunking and publishing.
 
-use rusqlite::{Connection, named_params};
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, named_params};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -11,7 +13,7 @@ use super::sql;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport,
-    StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    Serves, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// The `meta` key under which the last cleanup time is kept.
@@ -41,14 +43,29 @@ pub(super) fn claim_in(
     params: &ClaimParams,
     now: Millis,
 ) -> StoreResult<(Vec<Claimed>, Vec<Job>)> {
-    let lease_until = now.saturating_add(duration_millis(params.lease));
     let promoted = query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": now})?;
     let running: i64 = conn
         .query_row(sql::RUNNING_TOTAL, [], |row| row.get(0))
         .map_err(db_err)?;
-    let mut free = params
+    let free = params
         .max_jobs
         .min(params.global_max.saturating_sub(running.max(0) as usize));
+    let claimed = match &params.serves {
+        Serves::BuiltIn => claim_built_in(conn, params, free, now)?,
+        Serves::Remote(types) if types.is_empty() || free == 0 => Vec::new(),
+        Serves::Remote(types) => claim_remote(conn, params, types, free, now)?,
+    };
+    Ok((claimed, promoted))
+}
+
+/// The claim of a built-in worker: up to `free` jobs that are not remote.
+fn claim_built_in(
+    conn: &Connection,
+    params: &ClaimParams,
+    mut free: usize,
+    now: Millis,
+) -> StoreResult<Vec<Claimed>> {
+    let lease_until = now.saturating_add(duration_millis(params.lease));
     let mut claimed = Vec::new();
     let mut served: i64 = conn
         .query_row(sql::LAST_SERVED, [], |row| row.get(0))
@@ -100,7 +117,83 @@ pub(super) fn claim_in(
             break;
         }
     }
-    Ok((claimed, promoted))
+    Ok(claimed)
+}
+
+/// The claim of a remote worker: up to `free` remote jobs of `types`. Its
+/// round-robin turns over the queues of one type and one user (a user
+/// with jobs of two of the types has two queues), each round at most one
+/// job per user, so the per-user limit read at the round's start holds.
+fn claim_remote(
+    conn: &Connection,
+    params: &ClaimParams,
+    types: &[String],
+    mut free: usize,
+    now: Millis,
+) -> StoreResult<Vec<Claimed>> {
+    let lease_until = now.saturating_add(duration_millis(params.lease));
+    let types = serde_json::to_string(types).map_err(|e| StoreError::corrupt("claim", e))?;
+    let mut claimed = Vec::new();
+    let mut served: i64 = conn
+        .query_row(sql::REMOTE_LAST_SERVED, [], |row| row.get(0))
+        .map_err(db_err)?;
+    while free > 0 {
+        let queues: Vec<(String, String)> = conn
+            .prepare_cached(sql::CLAIM_REMOTE_QUEUES)
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    named_params! {
+                        ":types": types,
+                        ":per_user_max": params.per_user_max as i64,
+                        ":limit": free as i64,
+                    },
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?
+                .collect()
+            })
+            .map_err(db_err)?;
+        let before = claimed.len();
+        let mut users_this_round = HashSet::new();
+        for (job_type, user_id) in &queues {
+            if free == 0 {
+                break;
+            }
+            if !users_this_round.insert(user_id.as_str()) {
+                continue;
+            }
+            let token = Uuid::new_v4();
+            let job = query_job(
+                conn,
+                sql::CLAIM_NEXT_REMOTE,
+                named_params! {
+                    ":job_type": job_type,
+                    ":user_id": user_id,
+                    ":worker_id": params.worker_id,
+                    ":token": token.to_string(),
+                    ":lease_until": lease_until,
+                    ":now": now,
+                },
+            )?;
+            served += 1;
+            execute(
+                conn,
+                sql::MARK_REMOTE_SERVED,
+                named_params! {":job_type": job_type, ":user_id": user_id, ":served": served},
+            )?;
+            if let Some(job) = job {
+                let claim = ClaimRef {
+                    job_id: job.id,
+                    token,
+                };
+                claimed.push(Claimed { job, claim });
+                free -= 1;
+            }
+        }
+        if claimed.len() == before {
+            break;
+        }
+    }
+    Ok(claimed)
 }
 
 /// Inserts a new job with its dependency edges. It is pending, scheduled
@@ -147,6 +240,7 @@ pub(super) fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreR
             ":cancelled_by": settled_by.map(|(by, _)| by.to_string()),
             ":error": error,
             ":completed_at": settled_by.map(|_| now),
+            ":remote": new.remote,
         },
     )?
     .ok_or_else(|| StoreError::backend_corrupt("sqlite", "insert returned no row"))?;
@@ -373,6 +467,7 @@ pub(super) fn heartbeat_in(
             ":started_at": worker.started_at,
             ":concurrency": worker.concurrency as i64,
             ":now": now,
+            ":serves": serves_text(&worker.serves),
         },
     )?;
     let mut lost = Vec::new();
@@ -495,6 +590,7 @@ pub(super) fn delete_expired_in(
 /// Ends a cleanup pass: forgets idle users and records the pass.
 pub(super) fn end_cleanup_in(conn: &Connection, now: Millis) -> StoreResult<()> {
     execute(conn, sql::FORGET_IDLE_USERS, [])?;
+    execute(conn, sql::FORGET_IDLE_REMOTE_QUEUES, [])?;
     execute(
         conn,
         sql::SET_META,
@@ -558,7 +654,8 @@ pub(super) fn workers_in(conn: &Connection) -> StoreResult<Vec<WorkerRecord>> {
     conn.prepare_cached(sql::SELECT_WORKERS)
         .and_then(|mut stmt| {
             stmt.query_map([], |row| {
-                let jobs: Option<String> = row.get(6)?;
+                let serves: Option<String> = row.get(6)?;
+                let jobs: Option<String> = row.get(7)?;
                 Ok(WorkerRecord {
                     info: WorkerInfo {
                         worker_id: row.get(0)?,
@@ -566,6 +663,8 @@ pub(super) fn workers_in(conn: &Connection) -> StoreResult<Vec<WorkerRecord>> {
                         pid: row.get(2)?,
                         started_at: row.get(3)?,
                         concurrency: row.get::<_, i64>(4)?.max(0) as usize,
+                        serves: serves_from_text(serves.as_deref())
+                            .map_err(|e| corrupt_column(6, e))?,
                     },
                     last_heartbeat: row.get(5)?,
                     running_jobs: jobs
@@ -580,8 +679,34 @@ pub(super) fn workers_in(conn: &Connection) -> StoreResult<Vec<WorkerRecord>> {
         .map_err(db_err)
 }
 
+/// What a worker serves as the `workers.serves` column holds it: NULL for
+/// a built-in worker, else the JSON array of its remote types.
+fn serves_text(serves: &Serves) -> Option<String> {
+    match serves {
+        Serves::BuiltIn => None,
+        Serves::Remote(types) => Some(serde_json::Value::from(types.clone()).to_string()),
+    }
+}
+
+/// The inverse of [`serves_text`].
+fn serves_from_text(text: Option<&str>) -> serde_json::Result<Serves> {
+    Ok(match text {
+        None => Serves::BuiltIn,
+        Some(types) => Serves::Remote(serde_json::from_str(types)?),
+    })
+}
+
+/// A stored value of column `index` that cannot be decoded.
+fn corrupt_column(
+    index: usize,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+}
+
 /// The earliest due time of a scheduled job.
 pub(super) fn next_due_in(conn: &Connection) -> StoreResult<Option<Millis>> {
-    conn.query_row(sql::NEXT_DUE, [], |row| row.get(0))
+    conn.prepare_cached(sql::NEXT_DUE)
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)).optional())
         .map_err(db_err)
 }

@@ -45,6 +45,7 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: id.parse().map_err(|e| corrupt(row, "id", e))?,
         job_type: row.get("job_type")?,
+        remote: row.get::<_, i64>("remote")? != 0,
         user_id: row.get("user_id")?,
         status: status.parse().map_err(|e| corrupt(row, "status", e))?,
         priority: row.get("priority")?,

@@ -39,6 +39,7 @@ fn job(job_type: &str, parameters: Value) -> Job {
     Job {
         id: uuid::Uuid::now_v7(),
         job_type: job_type.into(),
+        remote: false,
         user_id: "tester".into(),
         status: JobStatus::Running,
         priority: 0,

@@ -10,6 +10,8 @@
 //! - [`order`]: claim order, where promotion queues a job, listing and
 //!   paging, retention.
 //! - [`scenarios`]: concurrency, limits, fencing, recovery, dependencies.
+//! - [`routing`]: which claims take a remote job, the limits they share,
+//!   and the ways a remote job goes back to its own queue.
 //!
 //! A backend is given as a factory of handles: on the shared state (as
 //! another process would open it) or on a fresh, empty one (so that a
@@ -18,6 +20,7 @@
 //! (leases expire, scheduled jobs come due, jobs age past retention).
 
 mod order;
+mod routing;
 mod scenarios;
 mod transitions;
 
@@ -31,6 +34,7 @@ use jobd::store::{ClaimParams, ClaimRef, Claimed, Outcome, RecoverParams, Store}
 use serde_json::json;
 
 use self::order::*;
+use self::routing::*;
 use self::scenarios::*;
 use self::transitions::*;
 
@@ -206,6 +210,7 @@ pub fn dependent(user: &str, on: &[JobId]) -> NewJob {
 pub fn claim_params(worker: &str, max_jobs: usize) -> ClaimParams {
     ClaimParams {
         worker_id: worker.into(),
+        serves: jobd::store::Serves::BuiltIn,
         max_jobs,
         global_max: 1000,
         per_user_max: 1000,
@@ -513,4 +518,10 @@ store_contract!(
     promotion_is_published_here,
     a_scheduled_job_comes_due_when_the_clock_reaches_it,
     a_job_outlives_its_retention_as_the_clock_moves,
+    // routing by job type
+    a_claim_takes_only_the_jobs_its_worker_serves,
+    a_remote_claim_serves_users_round_robin,
+    limits_are_shared_by_built_in_and_remote_claims,
+    a_remote_job_goes_back_to_its_own_queue,
+    the_registry_keeps_what_a_worker_serves,
 );

@@ -346,6 +346,7 @@ pub async fn heartbeats_extend_leases_and_report_lost_claims(backend: &dyn Backe
         pid: 1,
         started_at: store.clock().now(),
         concurrency: 2,
+        serves: jobd::store::Serves::BuiltIn,
     };
     let a = store.submit(new_job("u")).await.unwrap();
     let b = store.submit(new_job("u")).await.unwrap();
@@ -430,6 +431,7 @@ pub async fn a_dead_workers_jobs_are_recovered_at_once(backend: &dyn Backend) {
         pid: 1,
         started_at: now,
         concurrency: 1,
+        serves: jobd::store::Serves::BuiltIn,
     };
     let dead = store.submit(new_job("u")).await.unwrap();
     let alive = store.submit(new_job("v")).await.unwrap();
@@ -766,6 +768,7 @@ pub async fn a_lease_expires_when_the_clock_passes_it(backend: &dyn Backend) {
         pid: 1,
         started_at: store.clock().now(),
         concurrency: 1,
+        serves: jobd::store::Serves::BuiltIn,
     };
     backend.advance(LEASE);
     let report = store.recover_expired(&recover_params(3)).await.unwrap();

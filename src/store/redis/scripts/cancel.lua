@@ -5,13 +5,13 @@
 -- Returns {'ok', job...} | {'not_found'} | {'conflict', status}.
 local id, now = ARGV[1], ARGV[2]
 local key = job_key(id)
-local fields = redis.call('HMGET', key, 'status', 'user_id')
+local fields = redis.call('HMGET', key, 'status', 'user_id', 'remote', 'job_type')
 local status, user = fields[1], fields[2]
 if not status then
   return {'not_found'}
 end
 if status == 'pending' then
-  dequeue(id, user)
+  dequeue(id, queue_of(fields[3], fields[4]), user)
 elseif status == 'running' then
   stop_running(id, user)
   redis.call('HDEL', key, 'worker_id', 'claim_token')

@@ -5,7 +5,19 @@
 local P = KEYS[1]
 
 local function job_key(id) return P .. 'job:' .. id end
-local function pending_key(user) return P .. 'pending:' .. user end
+
+-- Queues. Built-in jobs queue under `pending:<user>`, users take turns in
+-- `ready` and `idle_served`; a remote job of type T under
+-- `pending@T:<user>`, `ready@T` and `idle_served@T`, so a claim reads only
+-- the queues of the jobs its worker serves. A queue is named by its suffix
+-- `q`: '' for the built-in queues, '@T' for remote type T.
+local function queue_of(remote, job_type)
+  if remote == '1' then return '@' .. job_type end
+  return ''
+end
+local function pending_key(q, user) return P .. 'pending' .. q .. ':' .. user end
+local function ready_key(q) return P .. 'ready' .. q end
+local function idle_served_key(q) return P .. 'idle_served' .. q end
 
 -- Moves `n` jobs into or out of a status count (the O(1) stats).
 local function count(status, n)
@@ -52,62 +64,64 @@ local function wake_workers()
   redis.call('PUBLISH', P .. 'work', '')
 end
 
--- Puts a user with pending jobs into the rotation, at the place it had
--- when its queue last ran empty, so an idle spell does not move it ahead of
--- users who were served less recently (a new user comes first).
-local function join_rotation(user)
-  if not redis.call('ZSCORE', P .. 'ready', user) then
-    local served = redis.call('HGET', P .. 'idle_served', user)
-    if served then redis.call('HDEL', P .. 'idle_served', user) end
-    redis.call('ZADD', P .. 'ready', served or 0, user)
+-- Puts a user with pending jobs into queue q's rotation, at the place it
+-- had when its queue last ran empty, so an idle spell does not move it
+-- ahead of users who were served less recently (a new user comes first).
+-- A remote type's queue suffix is listed in `remote_queues` for cleanup.
+local function join_rotation(q, user)
+  if not redis.call('ZSCORE', ready_key(q), user) then
+    local served = redis.call('HGET', idle_served_key(q), user)
+    if served then redis.call('HDEL', idle_served_key(q), user) end
+    redis.call('ZADD', ready_key(q), served or 0, user)
+    if q ~= '' then redis.call('SADD', P .. 'remote_queues', q) end
   end
 end
 
--- Takes a user whose queue ran empty out of the rotation, remembering its
--- place for when it queues again.
-local function leave_rotation(user)
-  local served = redis.call('ZSCORE', P .. 'ready', user)
+-- Takes a user whose queue ran empty out of queue q's rotation,
+-- remembering its place for when it queues again.
+local function leave_rotation(q, user)
+  local served = redis.call('ZSCORE', ready_key(q), user)
   if served then
-    redis.call('HSET', P .. 'idle_served', user, served)
-    redis.call('ZREM', P .. 'ready', user)
+    redis.call('HSET', idle_served_key(q), user, served)
+    redis.call('ZREM', ready_key(q), user)
   end
 end
 
--- Puts a pending job in its user's queue at its place: score -priority,
+-- Puts a pending job in its user's queue q at its place: score -priority,
 -- then the time it became claimable (`queued_at`: now, or the due time of a
 -- scheduled job, so a job due earlier is claimed earlier however late it
 -- was promoted), then the queue sequence (members sort by both within a
 -- score). Makes sure the user is in the round-robin rotation (new users go
 -- first).
-local function enqueue(id, user, priority, queued_at)
+local function enqueue(id, q, user, priority, queued_at)
   local seq = redis.call('INCR', P .. 'queue_seq')
   local member = string.format('%015d%016d', tonumber(queued_at), seq) .. ':' .. id
-  redis.call('ZADD', pending_key(user), -priority, member)
+  redis.call('ZADD', pending_key(q, user), -priority, member)
   redis.call('HSET', job_key(id), 'queue_member', member)
-  join_rotation(user)
+  join_rotation(q, user)
 end
 
--- Puts a claimed job back where it was in its user's queue: its queue
+-- Puts a claimed job back where it was in its user's queue q: its queue
 -- member (kept in the job since it was enqueued) orders it before every
 -- job enqueued after it.
-local function requeue_in_place(id, user, priority, now)
+local function requeue_in_place(id, q, user, priority, now)
   local member = redis.call('HGET', job_key(id), 'queue_member')
   if not member then
-    return enqueue(id, user, priority, now)
+    return enqueue(id, q, user, priority, now)
   end
-  redis.call('ZADD', pending_key(user), -priority, member)
-  join_rotation(user)
+  redis.call('ZADD', pending_key(q, user), -priority, member)
+  join_rotation(q, user)
 end
 
--- Takes a pending job out of its user's queue.
-local function dequeue(id, user)
+-- Takes a pending job out of its user's queue q.
+local function dequeue(id, q, user)
   local member = redis.call('HGET', job_key(id), 'queue_member')
   if member then
-    redis.call('ZREM', pending_key(user), member)
+    redis.call('ZREM', pending_key(q, user), member)
     redis.call('HDEL', job_key(id), 'queue_member')
   end
-  if redis.call('ZCARD', pending_key(user)) == 0 then
-    leave_rotation(user)
+  if redis.call('ZCARD', pending_key(q, user)) == 0 then
+    leave_rotation(q, user)
   end
 end
 
@@ -149,13 +163,13 @@ local function promote_due(now, limit)
   local promoted = {}
   for i = 1, #due, 2 do
     local id, due_at = due[i], due[i + 1]
-    local fields = redis.call('HMGET', job_key(id), 'user_id', 'priority')
+    local fields = redis.call('HMGET', job_key(id), 'user_id', 'priority', 'remote', 'job_type')
     redis.call('ZREM', P .. 'scheduled', id)
     if fields[1] then
       update(id, now, 'status', 'pending')
       count('scheduled', -1)
       count('pending', 1)
-      enqueue(id, fields[1], tonumber(fields[2]), due_at)
+      enqueue(id, queue_of(fields[3], fields[4]), fields[1], tonumber(fields[2]), due_at)
       changed(id)
       promoted[#promoted + 1] = id
     end
@@ -174,14 +188,15 @@ local function dependents_key(id) return P .. 'dependents:' .. id end
 -- Makes a job whose dependencies are all complete runnable: pending, or
 -- scheduled for its own time.
 local function dependencies_done(id, now)
-  local f = redis.call('HMGET', job_key(id), 'scheduled_for', 'user_id', 'priority')
+  local f = redis.call('HMGET', job_key(id), 'scheduled_for', 'user_id', 'priority', 'remote',
+    'job_type')
   if f[1] and tonumber(f[1]) > tonumber(now) then
     redis.call('ZADD', P .. 'scheduled', f[1], id)
   else
     update(id, now, 'status', 'pending')
     count('scheduled', -1)
     count('pending', 1)
-    enqueue(id, f[2], tonumber(f[3]), now)
+    enqueue(id, queue_of(f[4], f[5]), f[2], tonumber(f[3]), now)
     wake_workers()
   end
 end

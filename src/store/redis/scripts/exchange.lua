@@ -7,8 +7,9 @@
 --      then 6 * n attempt values (see finish_attempts),
 --      then the number of job fields an ended attempt returns and their
 --      names, then worker_id, max_jobs, global_max, per_user_max,
---      lease_until, the number of job fields a claim returns and their
---      names (see claim_jobs), then max_jobs claim tokens
+--      lease_until, the number of remote types served ('' for a built-in
+--      worker) and their names, the number of job fields a claim returns
+--      and their names (see claim_jobs), then max_jobs claim tokens
 -- Returns {finished, claimed, promoted}: the jobs a claim promoted first,
 -- each the values of the job fields.
 local now, reply, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -20,10 +21,17 @@ c = c + n_job_fields + 1
 local claimed, promoted = {}, {}
 local max_jobs = tonumber(ARGV[c + 1])
 if max_jobs > 0 then
-  local n_fields = tonumber(ARGV[c + 5])
-  local fields = {unpack(ARGV, c + 6, c + 5 + n_fields)}
-  claimed, promoted = claim_jobs(ARGV[c], max_jobs, tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3]),
-    ARGV[c + 4], now, fields, ARGV, c + 6 + n_fields)
+  local queues = {''}
+  local n_types = tonumber(ARGV[c + 5]) or 0
+  if ARGV[c + 5] ~= '' then
+    queues = {}
+    for t = 1, n_types do queues[t] = '@' .. ARGV[c + 5 + t] end
+  end
+  local f = c + 6 + n_types
+  local n_fields = tonumber(ARGV[f])
+  local fields = {unpack(ARGV, f + 1, f + n_fields)}
+  claimed, promoted = claim_jobs(ARGV[c], queues, max_jobs, tonumber(ARGV[c + 2]),
+    tonumber(ARGV[c + 3]), ARGV[c + 4], now, fields, ARGV, f + 1 + n_fields)
 end
 local promoted_jobs = {}
 for i, id in ipairs(promoted) do

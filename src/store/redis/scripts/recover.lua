@@ -24,7 +24,8 @@ end
 local expired = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', '(' .. now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do
   local key = job_key(id)
-  local fields = redis.call('HMGET', key, 'status', 'user_id', 'priority', 'interruptions')
+  local fields = redis.call('HMGET', key, 'status', 'user_id', 'priority', 'interruptions', 'remote',
+    'job_type')
   if fields[1] == 'running' then
     local interruptions = tonumber(fields[4] or '0')
     stop_running(id, fields[2])
@@ -43,7 +44,7 @@ for _, id in ipairs(expired) do
       redis.call('HINCRBY', key, 'attempts', -1)
       redis.call('HDEL', key, 'items_processed', 'total_items')
       count('pending', 1)
-      enqueue(id, fields[2], tonumber(fields[3]), now)
+      enqueue(id, queue_of(fields[5], fields[6]), fields[2], tonumber(fields[3]), now)
       requeued[#requeued + 1] = id
     end
     changed(id, true)

@@ -1,4 +1,5 @@
 -- release: gives claimed jobs back to the front of their users' queues
+-- (a remote job to its type's)
 -- (their place when claimed: the queue member they had) without spending
 -- an attempt (graceful shutdown). Claims no longer held are skipped.
 -- KEYS[1] prefix
@@ -9,7 +10,8 @@ local released = 0
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = job_key(id)
-  local fields = redis.call('HMGET', key, 'status', 'claim_token', 'user_id', 'priority')
+  local fields = redis.call('HMGET', key, 'status', 'claim_token', 'user_id', 'priority', 'remote',
+    'job_type')
   if fields[1] == 'running' and fields[2] == token then
     stop_running(id, fields[3])
     update(id, now, 'status', 'pending', 'progress', 0)
@@ -18,7 +20,7 @@ for i = 2, #ARGV, 2 do
       'items_processed', 'total_items')
     count('running', -1)
     count('pending', 1)
-    requeue_in_place(id, fields[3], tonumber(fields[4]), now)
+    requeue_in_place(id, queue_of(fields[5], fields[6]), fields[3], tonumber(fields[4]), now)
     changed(id)
     released = released + 1
   end

@@ -6,7 +6,7 @@
 -- Returns {'ok', job...} | {'not_found'} | {'conflict', status}.
 local id, now = ARGV[1], ARGV[2]
 local key = job_key(id)
-local fields = redis.call('HMGET', key, 'status', 'user_id', 'priority')
+local fields = redis.call('HMGET', key, 'status', 'user_id', 'priority', 'remote', 'job_type')
 local status = fields[1]
 if not status then
   return {'not_found'}
@@ -26,7 +26,7 @@ count(status, -1)
 retire(status, 1)
 count(next_status, 1)
 if next_status == 'pending' then
-  enqueue(id, fields[2], tonumber(fields[3]), now)
+  enqueue(id, queue_of(fields[4], fields[5]), fields[2], tonumber(fields[3]), now)
   wake_workers()
 end
 changed(id)

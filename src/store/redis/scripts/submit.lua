@@ -7,7 +7,8 @@
 -- KEYS[1] prefix
 -- ARGV now, count, then per job: id, job_type, user_id, priority,
 --      parameters (JSON), max_attempts, timeout_seconds ('' for none),
---      scheduled_for ('' for none), dependency count, the dependencies
+--      scheduled_for ('' for none), remote ('1', or '' for a built-in job),
+--      dependency count, the dependencies
 -- Returns per job {status, waiting_dependencies, cancelled_by or '',
 -- error or ''}; or {'missing', id} when a dependency does not exist, or
 -- {'exists', id} when a job id is taken.
@@ -15,14 +16,14 @@ local now = ARGV[1]
 local jobs, in_call = {}, {}
 local i = 3
 for j = 1, tonumber(ARGV[2]) do
-  local ndeps = tonumber(ARGV[i + 8])
+  local ndeps = tonumber(ARGV[i + 9])
   local job = {
     id = ARGV[i], job_type = ARGV[i + 1], user = ARGV[i + 2], priority = ARGV[i + 3],
     parameters = ARGV[i + 4], max_attempts = ARGV[i + 5], timeout = ARGV[i + 6],
-    scheduled_for = ARGV[i + 7], deps = {},
+    scheduled_for = ARGV[i + 7], remote = ARGV[i + 8], deps = {},
   }
   for d = 1, ndeps do
-    local dep = ARGV[i + 8 + d]
+    local dep = ARGV[i + 9 + d]
     if not in_call[dep] and redis.call('EXISTS', job_key(dep)) == 0 then
       return {'missing', dep}
     end
@@ -33,7 +34,7 @@ for j = 1, tonumber(ARGV[2]) do
   end
   in_call[job.id] = true
   jobs[j] = job
-  i = i + 9 + ndeps
+  i = i + 10 + ndeps
 end
 
 -- Stores one checked job; returns its reply.
@@ -64,6 +65,8 @@ local function store(job)
     'created_at', now, 'updated_at', now, 'revision', 1, 'waiting_dependencies', waiting)
   if job.timeout ~= '' then redis.call('HSET', key, 'timeout_seconds', job.timeout) end
   if job.scheduled_for ~= '' then redis.call('HSET', key, 'scheduled_for', job.scheduled_for) end
+  -- Kept only for a remote job: a built-in job's hash stays as it was.
+  if job.remote == '1' then redis.call('HSET', key, 'remote', '1') end
   if #job.deps > 0 then
     redis.call('HSET', key, 'depends_on', table.concat(job.deps, ','))
     for _, dep in ipairs(job.deps) do
@@ -81,7 +84,7 @@ local function store(job)
       redis.call('ZADD', P .. 'scheduled', job.scheduled_for, id)
     end
   else
-    enqueue(id, job.user, tonumber(job.priority), now)
+    enqueue(id, queue_of(job.remote, job.job_type), job.user, tonumber(job.priority), now)
     wake_workers()
   end
   return {status, waiting, cancelled_by, reason}

@@ -1,4 +1,5 @@
--- Claim, within a user: priority first, then first in, first out.
+-- Claim by a built-in worker, within a user: priority first, then first
+-- in, first out; remote jobs are not its to take.
 UPDATE jobs SET
     status = 'running',
     attempts = attempts + 1,
@@ -12,7 +13,7 @@ UPDATE jobs SET
     revision = revision + 1
 WHERE id = (
     SELECT id FROM jobs
-    WHERE status = 'pending' AND user_id = :user_id
+    WHERE status = 'pending' AND remote = 0 AND user_id = :user_id
     ORDER BY priority DESC, queued_at, id
     LIMIT 1
 )

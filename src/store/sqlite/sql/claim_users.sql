@@ -1,5 +1,5 @@
--- Claim, round-robin step: users with pending work and room under the
--- per-user limit, least recently served first.
+-- Claim by a built-in worker, round-robin step: users with built-in jobs
+-- pending and room under the per-user limit, least recently served first.
 SELECT user_id FROM queue_users
 WHERE pending > 0 AND running < :per_user_max
 ORDER BY last_served, user_id

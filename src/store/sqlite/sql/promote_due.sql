@@ -1,5 +1,8 @@
 -- Scheduled jobs whose time has come join the back of their user's queue.
-UPDATE jobs SET
+-- By the due-time index, named: left to itself the planner takes
+-- jobs_by_status (an equality beats a range) and reads every scheduled
+-- job on each claim, 50,000 delayed jobs making a drain 7x slower.
+UPDATE jobs INDEXED BY jobs_scheduled_due SET
     status = 'pending',
     queued_at = scheduled_for,
     updated_at = :now,

@@ -1,3 +1,4 @@
-INSERT INTO workers (worker_id, host, pid, started_at, concurrency, last_heartbeat)
-VALUES (:worker_id, :host, :pid, :started_at, :concurrency, :now)
-ON CONFLICT (worker_id) DO UPDATE SET last_heartbeat = :now, concurrency = :concurrency;
+INSERT INTO workers (worker_id, host, pid, started_at, concurrency, last_heartbeat, serves)
+VALUES (:worker_id, :host, :pid, :started_at, :concurrency, :now, :serves)
+ON CONFLICT (worker_id) DO UPDATE SET
+    last_heartbeat = :now, concurrency = :concurrency, serves = :serves;

@@ -1,0 +1,20 @@
+-- Claim by a remote worker, within one type's queue of one user: priority
+-- first, then first in, first out.
+UPDATE jobs SET
+    status = 'running',
+    attempts = attempts + 1,
+    started_at = :now,
+    completed_at = NULL,
+    error = NULL,
+    worker_id = :worker_id,
+    claim_token = :token,
+    lease_expires_at = :lease_until,
+    updated_at = :now,
+    revision = revision + 1
+WHERE id = (
+    SELECT id FROM jobs
+    WHERE status = 'pending' AND remote = 1 AND job_type = :job_type AND user_id = :user_id
+    ORDER BY priority DESC, queued_at, id
+    LIMIT 1
+)
+RETURNING *;
