@@ -31,13 +31,9 @@ import tempfile
 import threading
 import time
 
+from probe_support import free_port
+
 MIB = 1 << 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_bytes(pid):

@@ -27,48 +27,17 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
 
+from probe_support import free_port, get_json, up, wait_for
+
 CLIENTS = 8
 USERS = 10
 DRAIN_DEADLINE_S = 300
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, check, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def get_json(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        return json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
-
-
-def up(port):
-    try:
-        return get_json(port, "/health").get("status") == "ok"
-    except OSError:
-        return False
 
 
 def submit_all(port, bodies):
@@ -134,7 +103,7 @@ def drain(binary, store, jobs, beside, n_beside):
         procs.append(subprocess.Popen(
             [binary, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "0"] + common,
             stdout=subprocess.DEVNULL, env=env))
-        wait_for("the API node", lambda: up(port), 30)
+        wait_for("the API node", lambda: up(port), 30, every=0.02)
         extra = BESIDE[beside](n_beside)
         submit_all(port, extra)
         submit_all(port, bodies("noop", jobs))
@@ -144,8 +113,8 @@ def drain(binary, store, jobs, beside, n_beside):
         stats = wait_for(
             "the drain",
             lambda: (lambda s: s if s["completed_jobs"] >= jobs else None)(
-                get_json(port, "/api/v1/jobs/queue/stats")),
-            DRAIN_DEADLINE_S)
+                get_json(port, "/api/v1/jobs/queue/stats", timeout=10)),
+            DRAIN_DEADLINE_S, every=0.02)
         elapsed = time.monotonic() - started
         if stats["pending_jobs"] + stats["scheduled_jobs"] != len(extra):
             raise RuntimeError(f"jobs beside were taken: {stats}")

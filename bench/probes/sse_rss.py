@@ -40,13 +40,9 @@ import tempfile
 import time
 import urllib.request
 
+from probe_support import free_port
+
 MiB = 1024 * 1024
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status_kib(pid, field):
