@@ -35,7 +35,7 @@ pub(crate) struct PollParams {
     #[param(schema_with = status_or_empty)]
     pub current_status: Option<String>,
     /// Seconds to wait at most, 0 to 300 (default 30). Kept as text so a
-    /// bad value gets our own 400.
+    /// bad value (an empty one too) gets our own 400.
     #[param(value_type = Option<f64>, minimum = 0.0, maximum = 300.0)]
     pub timeout: Option<String>,
 }
@@ -66,7 +66,7 @@ pub(crate) async fn poll(
     ApiQuery(params): ApiQuery<PollParams>,
 ) -> Result<Json<JobView>, ApiError> {
     let timeout = match params.timeout.as_deref() {
-        None | Some("") => 30.0,
+        None => 30.0,
         Some(text) => text
             .parse::<f64>()
             .ok()

@@ -189,7 +189,7 @@ async fn poll_times_out_with_the_job_as_it_is(kind: StoreKind) {
     assert_eq!(status, 200);
     assert_eq!(job["status"], "pending");
     assert!(started.elapsed() >= Duration::from_millis(450));
-    for bad in ["-1", "301", "soon", "NaN"] {
+    for bad in ["-1", "301", "soon", "NaN", ""] {
         let (status, error) = server
             .get(&format!("/api/v1/jobs/status/{id}/poll?timeout={bad}"))
             .await;
