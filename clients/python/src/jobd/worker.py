@@ -27,6 +27,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -72,7 +73,13 @@ class Worker:
 
     `grace_seconds` is how long running handlers may take to finish once
     shutdown begins; the jobs still running then go back to the queue
-    without spending an attempt. `worker_id` defaults to `host:pid:n`."""
+    without spending an attempt. `worker_id` defaults to `host:pid:n`.
+    `capture_logging` copies `logging` records emitted inside a handler to
+    the job's log. `switch_interval` is the interpreter's thread switch
+    interval while `run()` runs (`sys.setswitchinterval`; None leaves it):
+    the default 5 ms makes every hand-over between the worker's threads
+    (claim → handler → result) wait while another thread runs, which
+    costs a no-op job most of its time."""
 
     _count = 0
 
@@ -85,6 +92,7 @@ class Worker:
         grace_seconds: float = 30.0,
         worker_id: Optional[str] = None,
         capture_logging: bool = True,
+        switch_interval: Optional[float] = 0.0005,
     ) -> None:
         if not 1 <= concurrency <= 1024:
             raise ValueError("concurrency must be 1 to 1024")
@@ -92,6 +100,7 @@ class Worker:
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds
         self.capture_logging = capture_logging
+        self.switch_interval = switch_interval
         self._token = token
         Worker._count += 1
         host = socket.gethostname()
@@ -115,6 +124,7 @@ class Worker:
         self._done = threading.Event()  # burst: nothing left
         self._closing = threading.Event()  # run() is over: threads end, calls give up
         self._abort = False  # a second signal: no grace
+        self._poll_reserved = 0  # slots the poller's call in flight may claim into
         self._progress_dirty: Dict[str, JobContext] = {}
         self._progress_wake = threading.Event()
         self._tasks: "queue.SimpleQueue[Optional[JobContext]]" = queue.SimpleQueue()
@@ -158,6 +168,9 @@ class Worker:
             raise ValueError("no handlers: register one with @worker.handler(job_type)")
         self._reset()
         self._burst = burst
+        switch = sys.getswitchinterval()
+        if self.switch_interval:
+            sys.setswitchinterval(self.switch_interval)
         restore = self._install_signals()
         capture = JobLogHandler(self._logs) if self.capture_logging else None
         if capture:
@@ -197,6 +210,7 @@ class Worker:
             if capture:
                 logging.getLogger().removeHandler(capture)
             restore()
+            sys.setswitchinterval(switch)
         return self.processed
 
     def _install_signals(self) -> Callable[[], None]:
@@ -250,7 +264,9 @@ class Worker:
                        {"worker": self._settings.get("worker", {}), "release": release}, retries=3)
         except Exception as e:  # noqa: BLE001 - the leases recover what is not released
             log.warning("unregister failed (%s): leases will recover the jobs held", e)
-        poller.join(timeout=2.0)
+        if self._poll_reserved:
+            # Its call may claim after the unregister: wait for it, give back.
+            poller.join(timeout=self._wait + 2.0)
         with self._lock:
             late, self._release = self._release, []
         if late:
@@ -342,7 +358,10 @@ class Worker:
                 reserve = 0 if self._stopping else self._free
                 self._free -= reserve
                 held = self._held()
-            wait = 0.0 if (self._burst and idle) else self._wait
+            # Burst: a call with wait 0 when idle; else short waits, so that
+            # the end is seen soon even if no other call wakes this one.
+            wait = 0.0 if (self._burst and idle) else min(self._wait, 0.5) if self._burst else self._wait
+            self._poll_reserved = reserve
             try:
                 answer = self._exchange(client, held, [], reserve, wait)
             except _Stop:
@@ -353,6 +372,8 @@ class Worker:
                 log.error("exchange failed: %s", e)
                 self._closing.wait(1.0)
                 continue
+            finally:
+                self._poll_reserved = 0
             claimed = self._take(answer, reserve)
             if self._burst and idle and wait == 0.0 and not claimed:
                 with self._lock:
@@ -463,7 +484,11 @@ class Worker:
                 with self._lock:
                     self._sending = 0
                     self._lock.notify_all()
-            self._take(answer, reserve)
+            claimed = self._take(answer, reserve)
+            if self._burst and reserve and not claimed:
+                with self._lock:  # asked for work with wait 0, got none
+                    if not self._running and not self._outbox:
+                        self._done.set()
 
     def _send_batch(self, client: httpx.Client, held: List[Dict[str, str]], batch: List[bytes], ids: List[str],
                     reserve: int) -> Dict[str, Any]:
