@@ -7,7 +7,10 @@
 What it does, in one run on one throw-away Redis (a `redis-server` it
 starts on a free port of 127.0.0.1, no persistence):
 
-- jobd on Redis, jobd on SQLite, BullMQ (concurrency 50), apalis
+- jobd on Redis, jobd on SQLite, jobd's Python package (one worker
+  process, `python -m jobd worker --burst`, a no-op handler, against an
+  API node on SQLite), the same no-op as an external command (a Python
+  process per job, built-in workers), BullMQ (concurrency 50), apalis
   (concurrency 50), Celery (solo pool) and RQ (SimpleWorker x2), in
   alternating order over `COMPARE_ROUNDS` rounds (even rounds in that
   order, odd rounds reversed).
@@ -34,8 +37,12 @@ the same-round ratios.
 
 Knobs (environment): COMPARE_ROUNDS, COMPARE_JOBD_JOBS, COMPARE_BULL_JOBS,
 COMPARE_APALIS_JOBS, COMPARE_CELERY_JOBS, COMPARE_RQ_JOBS, COMPARE_BENCH_JOBS
-(jobd-bench's backlog), COMPARE_POLL_MS, COMPARE_SYSTEMS (comma list of
-jobd-redis,jobd-sqlite,bullmq,apalis,celery,rq), COMPARE_SKIP_JOBD_BENCH=1,
+(jobd-bench's backlog), COMPARE_PY_JOBS and COMPARE_COMMAND_JOBS (the
+Python package's worker and the same no-op as a process per job),
+COMPARE_PY_CONCURRENCY (their slots, 16), COMPARE_CANCEL_ROUNDS (cancel →
+Python handler rounds, 200), COMPARE_POLL_MS, COMPARE_SYSTEMS (comma list of
+jobd-redis,jobd-sqlite,jobd-python,jobd-command,bullmq,apalis,celery,rq),
+COMPARE_SKIP_JOBD_BENCH=1,
 COMPARE_FRESH=1, COMPARE_CACHE, COMPARE_ANCHORS (default ../shared/bench-anchors),
 COMPARE_NO_BUILD=1 (use the jobd and jobd-bench already built).
 """
@@ -71,9 +78,15 @@ ANCHORS = os.environ.get("COMPARE_ANCHORS", os.path.join(os.path.dirname(ROOT), 
 # The versions measured in ../shared/bench-anchors/README.md.
 PIP_PINS = {"rq": "3.0.0", "celery": "5.7.0", "redis": "8.1.0"}
 NPM_PINS = {"bullmq": "6.7.0", "ioredis": "6.0.0"}
-SYSTEMS = ["jobd-redis", "jobd-sqlite", "bullmq", "apalis", "celery", "rq"]
-LABELS = {"jobd-redis": "jobd (redis)", "jobd-sqlite": "jobd (sqlite)", "bullmq": "BullMQ concurrency 50",
+SYSTEMS = ["jobd-redis", "jobd-sqlite", "jobd-python", "jobd-command", "bullmq", "apalis", "celery", "rq"]
+# The Python package's worker (clients/python): slots of its one process.
+PY_CONCURRENCY = int(os.environ.get("COMPARE_PY_CONCURRENCY", "16"))
+LABELS = {"jobd-redis": "jobd (redis)", "jobd-sqlite": "jobd (sqlite)",
+          "jobd-python": f"jobd Python worker x1 (sqlite), concurrency {PY_CONCURRENCY}",
+          "jobd-command": f"jobd external command (sqlite), {PY_CONCURRENCY} workers",
+          "bullmq": "BullMQ concurrency 50",
           "apalis": "apalis concurrency 50", "celery": "Celery solo pool", "rq": "RQ SimpleWorker x2"}
+JOBD_KEYS = ["jobd-redis", "jobd-sqlite", "jobd-python", "jobd-command"]
 PEER_KEYS = ["bullmq", "apalis", "celery", "rq"]
 JOBD_SLOTS = 64
 WIDE = ["--global-max-concurrent-jobs", "1000", "--per-user-max-concurrent-jobs", "1000"]
@@ -221,6 +234,13 @@ class RedisServer:
         stop(self.proc, grace=10)
 
 
+# The remote job type of jobd-python and the command of jobd-command: the
+# same no-op in Python, in a warm worker process or as a process per job.
+PY_NOOP_TOML = "[job_types.py_noop]\nremote = true\n[job_types.py_cancel]\nremote = true\n"
+COMMAND_TOML = ("[job_types.py_command]\ncommand = [{py}, \"-c\", "
+                "\"import json, sys; json.load(sys.stdin)\"]\n")
+
+
 # ---------------------------------------------------------------- jobd over HTTP
 
 def _request(path, body):
@@ -254,7 +274,7 @@ async def _read_response(reader):
     return status, body
 
 
-async def _http_fill(port, n, users, connections, depth):
+async def _http_fill(port, n, users, connections, depth, job_type):
     counter = iter(range(n))
 
     async def one():
@@ -264,8 +284,8 @@ async def _http_fill(port, n, users, connections, depth):
                 batch = list(itertools.islice(counter, depth))
                 if not batch:
                     return
-                writer.write(b"".join(_request(b"/api/v1/jobs", b'{"job_type":"noop","user_id":"user%d"}'
-                                               % (k % users)) for k in batch))
+                writer.write(b"".join(_request(b"/api/v1/jobs", b'{"job_type":"%s","user_id":"user%d"}'
+                                               % (job_type.encode(), k % users)) for k in batch))
                 await writer.drain()
                 for _ in batch:
                     status, body = await _read_response(reader)
@@ -277,10 +297,10 @@ async def _http_fill(port, n, users, connections, depth):
     await asyncio.wait_for(asyncio.gather(*(one() for _ in range(connections))), timeout=600)
 
 
-def http_fill(port, n, users=USERS, connections=8, depth=32):
+def http_fill(port, n, users=USERS, connections=8, depth=32, job_type="noop"):
     """Submits n no-op jobs (users round-robin) over `connections` keep-alive
     connections, `depth` requests pipelined on each."""
-    asyncio.run(_http_fill(port, n, users, connections, depth))
+    asyncio.run(_http_fill(port, n, users, connections, depth, job_type))
 
 
 class JobdNode:
@@ -433,6 +453,142 @@ class JobdSqlite(System):
     def discard(self):
         if getattr(self, "data", None):
             shutil.rmtree(self.data, ignore_errors=True)
+
+
+class JobdPython(JobdSqlite):
+    """The Python package's Worker: one process (`python -m jobd worker
+    --burst`, PY_CONCURRENCY slots, a no-op handler) against an API node
+    on SQLite (`jobd serve --workers 0`) filled over HTTP as for jobd."""
+
+    JOB_TYPE = "py_noop"
+
+    def config(self):
+        return PY_NOOP_TOML
+
+    def prepare(self, rnd):
+        c = self.ctx
+        self.data = tempfile.mkdtemp(prefix=f"{self.key}-{rnd}-", dir=c.tmp)
+        cfg = os.path.join(self.data, "jobd.toml")
+        with open(cfg, "w") as f:
+            f.write(self.config())
+        self.store = ["--data-dir", self.data, "--sqlite-synchronous", "normal", "--config", cfg]
+        self.node = JobdNode(c.jobd, ["--workers", "0"] + self.store + WIDE, self.log, c.tmp)
+        self.others = {"jobd API node": [self.node.proc.pid]}
+
+    def fill(self, rnd):
+        t = time.perf_counter()
+        http_fill(self.node.port, self.jobs, job_type=self.JOB_TYPE)
+        elapsed = time.perf_counter() - t
+        self.db = os.path.join(self.data, "jobd.sqlite3")
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
+            pending = conn.execute("SELECT n FROM status_counts WHERE status = 'pending'").fetchone()[0]
+        if pending != self.jobs:
+            raise RuntimeError(f"{self.key}: {pending} pending after the fill, not {self.jobs}")
+        return {"enqueue_s": elapsed, "method": "HTTP POST /api/v1/jobs, 8 connections x 32 pipelined"}
+
+    def start_workers(self):
+        c = self.ctx
+        self.workers = [spawn([c.py, "-m", "jobd", "worker", "jobd_python_worker:worker", "--burst", "--url",
+                               self.node.url, "--log-level", "WARNING"], log=self.log,
+                              env=dict(os.environ, PYTHONPATH=PEERS, COMPARE_PY_CONCURRENCY=str(PY_CONCURRENCY)),
+                              cwd=PEERS)]
+        return self.workers
+
+    def stop(self):
+        for w in self.workers:
+            wait_exit(w, 30)  # --burst: it exits once drained
+        if getattr(self, "node", None):
+            stop(self.node.proc)
+
+
+class JobdCommand(JobdPython):
+    """The same no-op as an external command (a Python process per job:
+    `python -c 'import json, sys; json.load(sys.stdin)'`), run by the
+    built-in workers of a second `jobd serve` on the same data dir, as for
+    jobd (sqlite), with PY_CONCURRENCY slots."""
+
+    JOB_TYPE = "py_command"
+
+    def config(self):
+        return COMMAND_TOML.format(py=json.dumps(self.ctx.py))
+
+    def start_workers(self):
+        self.drainer = JobdNode(self.ctx.jobd, ["--workers", str(PY_CONCURRENCY)] + self.store + WIDE, self.log,
+                                self.ctx.tmp)
+        self.workers = [self.drainer.proc]
+        return self.workers
+
+    def stop(self):
+        for w in self.workers:
+            stop(w)
+        if getattr(self, "node", None):
+            stop(self.node.proc)
+
+
+def cancel_latency(ctx, rounds):
+    """Cancel → Python handler: a handler that reports nothing spins on
+    `job.cancelled` (bench/peers/jobd_python_worker.py:cancel_worker); each
+    round submits a job, waits for the handler's start line, cancels, and
+    takes the time from the cancel call's return (and from its start) to
+    the handler seeing it (CLOCK_MONOTONIC in both processes)."""
+    import http.client
+    data = tempfile.mkdtemp(prefix="cancel-", dir=ctx.tmp)
+    cfg = os.path.join(data, "jobd.toml")
+    with open(cfg, "w") as f:
+        f.write(PY_NOOP_TOML)
+    log = os.path.join(ctx.tmp, "cancel-latency.log")
+    node = JobdNode(ctx.jobd, ["--workers", "0", "--data-dir", data, "--sqlite-synchronous", "normal",
+                               "--config", cfg], log, ctx.tmp)
+    worker = spawn([ctx.py, "-m", "jobd", "worker", "jobd_python_worker:cancel_worker", "--url", node.url,
+                    "--log-level", "WARNING"], log=log, stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=PEERS),
+                   cwd=PEERS)
+    lines = queue.Queue()
+
+    def read():
+        for line in worker.stdout:
+            lines.put(line.decode(errors="replace").split())
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def expect(word, job_id):
+        while True:
+            line = lines.get(timeout=30)
+            if line is None:
+                raise RuntimeError(f"the cancel worker exited:\n{tail(log)}")
+            if line[:2] == [word, job_id]:
+                return line
+
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
+
+    def post(path, body=b""):
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        out = r.read()
+        if r.status >= 300:
+            raise RuntimeError(f"POST {path}: {r.status} {out[:300]!r}")
+        return json.loads(out)
+
+    from_return, from_start = [], []
+    try:
+        for _ in range(rounds):
+            job_id = post("/api/v1/jobs", b'{"job_type": "py_cancel"}')["job_id"]
+            expect("start", job_id)
+            t0 = time.monotonic()
+            post(f"/api/v1/jobs/cancel/{job_id}")
+            t1 = time.monotonic()
+            seen = float(expect("seen", job_id)[2])
+            from_return.append((seen - t1) * 1000)
+            from_start.append((seen - t0) * 1000)
+    finally:
+        conn.close()
+        stop(worker)
+        stop(node.proc)
+    return {"rounds": rounds, "p50_ms": pct(from_return, 0.5), "p99_ms": pct(from_return, 0.99),
+            "max_ms": max(from_return), "from_call_start_p50_ms": pct(from_start, 0.5),
+            "from_call_start_p99_ms": pct(from_start, 0.99),
+            "method": "a no-report handler spinning on job.cancelled (0.5 ms sleeps); time from the cancel "
+                      "call's return to the handler seeing it, CLOCK_MONOTONIC in both processes"}
 
 
 class Producer:
@@ -592,8 +748,8 @@ class RQ(System):
             wait_exit(w, 30)
 
 
-CLASSES = {"jobd-redis": JobdRedis, "jobd-sqlite": JobdSqlite, "bullmq": BullMQ, "apalis": Apalis, "celery": Celery,
-           "rq": RQ}
+CLASSES = {"jobd-redis": JobdRedis, "jobd-sqlite": JobdSqlite, "jobd-python": JobdPython, "jobd-command": JobdCommand,
+           "bullmq": BullMQ, "apalis": Apalis, "celery": Celery, "rq": RQ}
 
 
 def measure(key, jobs, ctx, rnd):
@@ -702,6 +858,18 @@ def install_python(venv):
         run([sys.executable, "-m", "venv", venv], 300)
     pins = [f"{'celery[redis]' if k == 'celery' else k}=={v}" for k, v in PIP_PINS.items()]
     run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + pins, 900)
+
+
+def install_jobd_python(venv):
+    """This repository's Python package (clients/python), as a user installs
+    it, into the peers' venv; returns its and httpx's versions."""
+    py = os.path.join(venv, "bin", "python")
+    run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall", "--no-deps",
+         os.path.join(ROOT, "clients", "python")], 900)
+    run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", os.path.join(ROOT, "clients", "python")],
+        900)
+    check = "import importlib.metadata as m, json; print(json.dumps({n: m.version(n) for n in ['jobd', 'httpx']}))"
+    return {f"pip {k}": v for k, v in json.loads(run([py, "-c", check], 60)).items()}
 
 
 def install_node(node_dir):
@@ -854,7 +1022,7 @@ def ratios(results, agg):
     """jobd (each store) / each peer, steady drain: ratio of the medians,
     and the min-max of the ratios of the same round."""
     out = {}
-    for jobd in ("jobd-redis", "jobd-sqlite"):
+    for jobd in JOBD_KEYS:
         for peer in PEER_KEYS:
             if jobd not in agg or peer not in agg:
                 continue
@@ -928,11 +1096,11 @@ def report(doc):
         "and the observer: processes outside the run. The observer's own CPU, in cores: "
         + ", ".join(f"{LABELS[k]} {fmt(agg[k]['observer_cores'], 3)}" for k in SYSTEMS if k in agg)
         + "; each of its polls is one O(1) command or query.")
-    if "jobd-redis" in agg or "jobd-sqlite" in agg:
+    if set(JOBD_KEYS) & set(agg):
         add("")
         add("| jobd | API node CPU µs/job during the drain | worker CPU µs/job incl. startup |")
         add("|---|---:|---:|")
-        for key in ("jobd-redis", "jobd-sqlite"):
+        for key in JOBD_KEYS:
             if key in agg:
                 a = agg[key]
                 add(f"| {LABELS[key]} | {fmt(a['api_node_cpu_us_per_job'], 1)} | "
@@ -944,7 +1112,7 @@ def report(doc):
         peers = [p for p in PEER_KEYS if p in agg]
         add("| | " + " | ".join(f"× {LABELS[p]}" for p in peers) + " |")
         add("|---|" + "---:|" * len(peers))
-        for jobd in ("jobd-redis", "jobd-sqlite"):
+        for jobd in JOBD_KEYS:
             if jobd in agg:
                 cells = []
                 for p in peers:
@@ -958,6 +1126,12 @@ def report(doc):
     add("|---|---|---|")
     for g in doc["goals"]:
         add(f"| {g['goal']} | {g['figure']} | {'yes' if g['met'] else 'no'} |")
+    cancel = doc.get("cancel_latency")
+    if cancel:
+        add("")
+        add(f"Cancel → Python handler ({cancel['rounds']} rounds, {cancel['method']}): p50 {cancel['p50_ms']:.1f} ms, "
+            f"p99 {cancel['p99_ms']:.1f} ms, max {cancel['max_ms']:.1f} ms; from the cancel call's start: p50 "
+            f"{cancel['from_call_start_p50_ms']:.1f} ms, p99 {cancel['from_call_start_p99_ms']:.1f} ms.")
     add("")
     add("Submission: the fill before each drain (jobd: HTTP from this script, 8 connections × 32 pipelined requests; "
         "the peers: their client library, one call at a time), and latency of single calls (the peers: library calls "
@@ -1074,7 +1248,7 @@ def jobd_bench_table(jb):
     return "\n".join(out)
 
 
-def goals(agg, rat, bench):
+def goals(agg, rat, bench, cancel=None):
     out = []
 
     def goal(text, figure, met):
@@ -1090,6 +1264,11 @@ def goals(agg, rat, bench):
     ratio("jobd-redis/bullmq", 3, "issue 18 goal: jobd (redis) steady drain ≥ 3× BullMQ")
     ratio("jobd-redis/rq", 75, "issue 18 goal: jobd (redis) ≥ 75× RQ")
     ratio("jobd-sqlite/bullmq", 1, "issue 18 goal: jobd (sqlite) ≥ 1× BullMQ (on Redis)")
+    ratio("jobd-python/rq", 6, "issue 14: one jobd Python worker process ≥ 6× RQ SimpleWorker x2")
+    if cancel:
+        goal("issue 14: cancel → Python handler that reports nothing, p99 < 500 ms",
+             f"p50 {cancel['p50_ms']:.1f} ms, p99 {cancel['p99_ms']:.1f} ms ({cancel['rounds']} rounds)",
+             cancel["p99_ms"] < 500)
     ratio("jobd-redis/bullmq", 2, "issue 4 floor: jobd (redis) ≥ 2× BullMQ")
     ratio("jobd-redis/apalis", 2, "issue 4 floor: jobd (redis) ≥ 2× apalis")
     ratio("jobd-redis/rq", 50, "issue 4 floor: jobd (redis) ≥ 50× RQ SimpleWorker")
@@ -1170,7 +1349,7 @@ def check_one_observer(results, planned):
             problems.append(f"{r['system']} round {r['round']}: never polled")
     kinds = {r["system"]: r["count_kind"] for r in results}
     for key, kind in kinds.items():
-        want = "sqlite" if key == "jobd-sqlite" else "redis"
+        want = "redis" if CLASSES[key].uses_redis else "sqlite"
         if kind != want:
             problems.append(f"{key} counted over {kind}, not {want}")
     return problems
@@ -1224,6 +1403,11 @@ def main():
     jobs = {
         "jobd-redis": env_int("COMPARE_JOBD_JOBS", tiny if dry else 50_000),
         "jobd-sqlite": env_int("COMPARE_JOBD_JOBS", tiny if dry else 50_000),
+        # The issue's backlog for one Python worker process.
+        "jobd-python": env_int("COMPARE_PY_JOBS", tiny if dry else 20_000),
+        # A process per job: about 30 ms of CPU each, so a backlog drains
+        # in about 10 s at the ~100 jobs/s two cores allow.
+        "jobd-command": env_int("COMPARE_COMMAND_JOBS", tiny if dry else 1_000),
         "bullmq": env_int("COMPARE_BULL_JOBS", tiny if dry else 20_000),
         # apalis-redis 1.0 cannot drain a backlog above about 8,000 (one Lua
         # unpack of every due job): 5,000, as in ../shared/bench-anchors.
@@ -1261,8 +1445,9 @@ def main():
         t = time.monotonic()
         need = set(systems)
         tasks = {"jobd": lambda: build_jobd(args.profile)}
-        if need & {"celery", "rq"}:
-            tasks["python peers"] = lambda: install_python(ctx.venv)
+        if need & {"celery", "rq", "jobd-python", "jobd-command"}:
+            tasks["python peers"] = lambda: (install_python(ctx.venv),
+                                             install_jobd_python(ctx.venv) if need & {"jobd-python"} else {})[1]
         if "bullmq" in need:
             tasks["node peers"] = lambda: install_node(ctx.node_dir)
         if "apalis" in need:
@@ -1274,6 +1459,7 @@ def main():
         versions = {"redis-server": None, "python": platform.python_version(),
                     "node": run(["node", "--version"], 30).strip() if "bullmq" in need else None,
                     "rustc": run(["rustc", "--version"], 30).strip().split(" (")[0].replace("rustc ", "")}
+        versions.update(built.get("python peers") or {})
         if "apalis" in built:
             ctx.apalis, crates = built["apalis"]
             versions.update(crates)
@@ -1294,6 +1480,14 @@ def main():
                 planned.append((key, rnd))
                 results.append(measure(key, jobs[key], ctx, rnd))
         rounds_s = time.monotonic() - t_rounds
+
+        cancel = None
+        if "jobd-python" in need:
+            n = env_int("COMPARE_CANCEL_ROUNDS", 20 if dry else 200)
+            print(f"cancel → Python handler latency ({n} rounds) ...", flush=True)
+            cancel = cancel_latency(ctx, n)
+            print(f"  p50 {cancel['p50_ms']:.1f} ms, p99 {cancel['p99_ms']:.1f} ms, max {cancel['max_ms']:.1f} ms",
+                  flush=True)
 
         bench = None
         if not skip_bench and {"jobd-redis", "jobd-sqlite"} & need:
@@ -1325,7 +1519,8 @@ def main():
             "loadavg_before_rounds": load_rounds, "versions": versions, "pinned": pinned,
             "jobd": measured_code, "jobd_slots": JOBD_SLOTS, "observer_check": problems or "passed",
         },
-        "summary": agg, "ratios": rat, "goals": goals(agg, rat, bench_by), "jobd_bench": bench, "results": results,
+        "summary": agg, "ratios": rat, "goals": goals(agg, rat, bench_by, cancel), "jobd_bench": bench,
+        "cancel_latency": cancel, "results": results,
     }
     out_dir = out_dir or tempfile.mkdtemp(prefix="jobd-compare-dry-")  # a dry run's, removed below
     os.makedirs(out_dir, exist_ok=True)
