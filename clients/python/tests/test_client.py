@@ -27,7 +27,8 @@ def test_submit_schedules_and_depends(server: Server) -> None:
     c = server.client
     delayed = c.submit("noop", delay_seconds=3600)
     at = c.submit("noop", run_at=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
-    naive = c.submit("noop", run_at=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(hours=1))
+    utc_now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    naive = c.submit("noop", run_at=utc_now + datetime.timedelta(hours=1))
     for j in (delayed, at, naive):
         assert j["status"] == "scheduled" and j["scheduled_for"]
     waiting = c.submit("noop", depends_on=[delayed, at["job_id"]])

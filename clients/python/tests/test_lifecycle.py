@@ -43,7 +43,7 @@ def test_kill_9_jobs_are_recovered_and_late_results_rejected(server: Server, tmp
         p.wait(10)
     # The lease (2 s) ends, the reaper puts them back as an interruption.
     for j in jobs:
-        back = wait_for(lambda: (lambda x: x if x["status"] == "pending" else None)(c.get(j)), 15, "recovery")
+        back = wait_for(lambda j=j: (lambda x: x if x["status"] == "pending" else None)(c.get(j)), 15, "recovery")
         assert back["interruptions"] == 1 and back["attempts"] == 0 and back["worker_id"] is None
     # Another worker runs them.
     w = jobd.Worker(server.url, concurrency=2)
@@ -126,7 +126,7 @@ def test_limits_hold_with_builtin_and_python_workers(start_server, run_worker) -
 
     users = ["u1", "u2", "u3"]
     jobs = []
-    for i in range(8):
+    for _ in range(8):
         for u in users:
             jobs.append(c.submit("py_limits", user_id=u))
             jobs.append(c.submit("sleep", {"seconds": 0.15, "steps": 1}, user_id=u))

@@ -149,10 +149,10 @@ def test_cancel_reaches_a_silent_handler_within_500_ms(server: Server, run_worke
     latencies = []
     for _ in range(5):
         job = c.submit("py_cancel")
-        wait_for(lambda: job["job_id"] in started, 10, "the handler to start")
+        wait_for(lambda job=job: job["job_id"] in started, 10, "the handler to start")
         c.cancel(job)
         returned = time.monotonic()
-        wait_for(lambda: job["job_id"] in seen, 5, "the handler to see the cancel")
+        wait_for(lambda job=job: job["job_id"] in seen, 5, "the handler to see the cancel")
         latencies.append(seen[job["job_id"]] - returned)
     assert max(latencies) < 0.5, latencies
     print(f"cancel → handler: median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")

@@ -10,7 +10,8 @@ from typing import Iterable, Iterator, List, Tuple
 
 def iter_events(lines: Iterable[str]) -> Iterator[Tuple[str, str]]:
     """Yields `(event_name, data)` for each event in `lines`."""
-    name, data = "", []  # type: str, List[str]
+    name = ""
+    data: List[str] = []
     for line in lines:
         line = line.rstrip("\r\n")
         if not line:

@@ -549,7 +549,7 @@ class Worker:
                     log.debug("progress of job %s not sent: %s", job.id, e)
 
 
-def _completed(result: Any) -> bytes:
+def _completed(result: Any) -> Optional[bytes]:
     """The finished item's tail for a result (a result that is not JSON
     fails the attempt for good: retrying returns the same)."""
     try:
