@@ -1407,7 +1407,7 @@ def main():
         "jobd-python": env_int("COMPARE_PY_JOBS", tiny if dry else 20_000),
         # A process per job: about 30 ms of CPU each, so a backlog drains
         # in about 10 s at the ~100 jobs/s two cores allow.
-        "jobd-command": env_int("COMPARE_COMMAND_JOBS", tiny if dry else 1_000),
+        "jobd-command": env_int("COMPARE_COMMAND_JOBS", 100 if dry else 1_000),
         "bullmq": env_int("COMPARE_BULL_JOBS", tiny if dry else 20_000),
         # apalis-redis 1.0 cannot drain a backlog above about 8,000 (one Lua
         # unpack of every due job): 5,000, as in ../shared/bench-anchors.
