@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 from .errors import JobCancelled
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .worker import Worker
+    from .worker import _Run
 
 __all__ = ["JobContext", "current_job"]
 
@@ -38,7 +38,7 @@ class JobContext:
     - `log(message)` adds a line to the job's log (and so does `logging`
       inside the handler)."""
 
-    def __init__(self, worker: "Worker", entry: Dict[str, Any]) -> None:
+    def __init__(self, worker: "_Run", entry: Dict[str, Any]) -> None:
         job = entry.get("job") or {}
         self._worker = worker
         self.token: str = entry["token"]

@@ -108,31 +108,7 @@ class Worker:
         self.worker_id = worker_id or f"{safe_host}:{os.getpid()}:{Worker._count}"
         self.host = host
         self._handlers: Dict[str, Handler] = {}
-        self._reset()
-
-    def _reset(self) -> None:
-        """The state of one `run`."""
-        self._lock = threading.Condition()
-        self._free = self.concurrency  # slots neither running nor reserved by a call
-        self._running: Dict[str, JobContext] = {}  # claims whose handler runs
-        self._outbox: List[bytes] = []  # finished items not yet sent
-        self._outbox_ids: List[str] = []
-        self._sending = 0  # finished items in a call not yet answered
-        self._release: List[Dict[str, str]] = []  # claimed while stopping: given back
-        self._stopping = False
         self._stop_requested = threading.Event()
-        self._done = threading.Event()  # burst: nothing left
-        self._closing = threading.Event()  # run() is over: threads end, calls give up
-        self._abort = False  # a second signal: no grace
-        self._poll_reserved = 0  # slots the poller's call in flight may claim into
-        self._progress_dirty: Dict[str, JobContext] = {}
-        self._progress_wake = threading.Event()
-        self._tasks: "queue.SimpleQueue[Optional[JobContext]]" = queue.SimpleQueue()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._worker_json = b"{}"
-        self._settings: Dict[str, Any] = {}
-        self._local = threading.local()
-        self._logs = LogShipper(self._new_client)
         self.processed = 0
 
     # ------------------------------------------------------------ handlers
@@ -156,8 +132,6 @@ class Worker:
         SIGINT and SIGTERM do)."""
         self._stop_requested.set()
 
-    # ------------------------------------------------------------ run
-
     def run(self, burst: bool = False) -> int:
         """Registers, runs jobs until SIGINT/SIGTERM (or `stop()`), then
         shuts down gracefully: claims no more, lets running handlers finish
@@ -166,8 +140,53 @@ class Worker:
         the number of attempts this run ended (results sent)."""
         if not self._handlers:
             raise ValueError("no handlers: register one with @worker.handler(job_type)")
-        self._reset()
+        try:
+            self.processed = _Run(self, burst).run()
+        finally:
+            self._stop_requested.clear()
+        return self.processed
+
+
+class _Run:
+    """One `Worker.run()`: its threads and state, left behind by the next
+    run (threads of a finished run may still be ending)."""
+
+    def __init__(self, worker: Worker, burst: bool) -> None:
+        self.url = worker.url
+        self._token = worker._token
+        self.concurrency = worker.concurrency
+        self.grace_seconds = worker.grace_seconds
+        self.capture_logging = worker.capture_logging
+        self.switch_interval = worker.switch_interval
+        self.worker_id = worker.worker_id
+        self.host = worker.host
+        self._handlers = dict(worker._handlers)
+        self._stop_requested = worker._stop_requested
         self._burst = burst
+        self._lock = threading.Condition()
+        self._free = self.concurrency  # slots neither running nor reserved by a call
+        self._running: Dict[str, JobContext] = {}  # claims whose handler runs
+        self._outbox: List[bytes] = []  # finished items not yet sent
+        self._outbox_ids: List[str] = []
+        self._sending = 0  # finished items in a call not yet answered
+        self._release: List[Dict[str, str]] = []  # claimed while stopping: given back
+        self._stopping = False
+        self._done = threading.Event()  # burst: nothing left
+        self._closing = threading.Event()  # run() is over: threads end, calls give up
+        self._abort = False  # a second signal: no grace
+        self._unregistered = False
+        self._progress_dirty: Dict[str, JobContext] = {}
+        self._progress_wake = threading.Event()
+        self._tasks: "queue.SimpleQueue[Optional[JobContext]]" = queue.SimpleQueue()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._worker_json = b"{}"
+        self._settings: Dict[str, Any] = {}
+        self._local = threading.local()
+        self._logs = LogShipper(self._new_client)
+        self.processed = 0
+
+    def run(self) -> int:
+        """`Worker.run`'s body; returns the attempts ended."""
         switch = sys.getswitchinterval()
         if self.switch_interval:
             sys.setswitchinterval(self.switch_interval)
@@ -196,7 +215,7 @@ class Worker:
                 self._stop_requested.wait(0.5)
                 if self._done.is_set():
                     break
-            self._shutdown(poller)
+            self._shutdown()
         finally:
             self._closing.set()
             self._logs.stop()
@@ -236,7 +255,7 @@ class Worker:
 
         return restore
 
-    def _shutdown(self, poller: threading.Thread) -> None:
+    def _shutdown(self) -> None:
         """Stops claiming, waits for running handlers up to the grace
         period, sends their results, gives back the rest, unregisters."""
         with self._lock:
@@ -259,22 +278,18 @@ class Worker:
             self._release = []
         if release:
             log.info("giving back %d running jobs", len(release))
+        self._unregister(release)
+        with self._lock:
+            self._unregistered = True
+
+    def _unregister(self, release: List[Dict[str, str]]) -> None:
+        """Unregisters, giving `release` back to the queue (best effort:
+        leases recover what is not given back)."""
         try:
             self._call(self._client(), "/api/v1/workers/unregister",
                        {"worker": self._settings.get("worker", {}), "release": release}, retries=3)
-        except Exception as e:  # noqa: BLE001 - the leases recover what is not released
+        except Exception as e:  # noqa: BLE001
             log.warning("unregister failed (%s): leases will recover the jobs held", e)
-        if self._poll_reserved:
-            # Its call may claim after the unregister: wait for it, give back.
-            poller.join(timeout=self._wait + 2.0)
-        with self._lock:
-            late, self._release = self._release, []
-        if late:
-            try:
-                self._call(self._client(), "/api/v1/workers/unregister",
-                           {"worker": self._settings.get("worker", {}), "release": late}, retries=1)
-            except Exception:  # noqa: BLE001
-                pass
 
     # ------------------------------------------------------------ HTTP
 
@@ -361,7 +376,6 @@ class Worker:
             # Burst: a call with wait 0 when idle; else short waits, so that
             # the end is seen soon even if no other call wakes this one.
             wait = 0.0 if (self._burst and idle) else min(self._wait, 0.5) if self._burst else self._wait
-            self._poll_reserved = reserve
             try:
                 answer = self._exchange(client, held, [], reserve, wait)
             except _Stop:
@@ -372,8 +386,6 @@ class Worker:
                 log.error("exchange failed: %s", e)
                 self._closing.wait(1.0)
                 continue
-            finally:
-                self._poll_reserved = 0
             claimed = self._take(answer, reserve)
             if self._burst and idle and wait == 0.0 and not claimed:
                 with self._lock:
@@ -391,6 +403,7 @@ class Worker:
         `reserved` slots (the unused ones are freed again)."""
         jobs = answer.get("jobs") or []
         start: List[JobContext] = []
+        late: List[Dict[str, str]] = []
         with self._lock:
             for stop in answer.get("stop") or []:
                 job = self._running.get(stop.get("job_id"))
@@ -398,13 +411,15 @@ class Worker:
                     job._stop(stop.get("reason") or "stopped")
             for entry in jobs:
                 job = JobContext(self, entry)
-                if self._stopping:
-                    self._release.append({"job_id": job.id, "token": job.token})
+                if self._stopping:  # claimed by a call sent before the shutdown
+                    (late if self._unregistered else self._release).append({"job_id": job.id, "token": job.token})
                     continue
                 self._running[job.id] = job
                 start.append(job)
             self._free += reserved - len(start)
             self._lock.notify_all()
+        if late:
+            self._unregister(late)
         for job in start:
             fn = self._handlers.get(job.type)
             if fn is not None and inspect.iscoroutinefunction(fn) and self._loop is not None:
@@ -480,6 +495,13 @@ class Worker:
             except _Stop:
                 self._unreserve(reserve)
                 return
+            except Exception as e:  # noqa: BLE001 - keep the results, try again
+                log.error("sending %d results failed: %s", len(batch), e)
+                with self._lock:
+                    self._outbox[:0], self._outbox_ids[:0] = batch, ids
+                    self._free += reserve
+                self._closing.wait(1.0)
+                continue
             finally:
                 with self._lock:
                     self._sending = 0
