@@ -109,9 +109,11 @@ def test_sigterm_finishes_short_jobs_and_gives_long_ones_back(server: Server, tm
 
 
 def test_limits_hold_with_builtin_and_python_workers(start_server, run_worker) -> None:
-    s = start_server("--global-max-concurrent-jobs", "4", "--per-user-max-concurrent-jobs", "2", "--workers", "4")
+    # Two built-in slots and two Python ones: each kind can fill only half
+    # of the global limit, so both run together and the limit is reached.
+    s = start_server("--global-max-concurrent-jobs", "4", "--per-user-max-concurrent-jobs", "2", "--workers", "2")
     c = s.client
-    w = jobd.Worker(s.url, concurrency=4)
+    w = jobd.Worker(s.url, concurrency=2)
     python_running = collections.Counter()
     lock = threading.Lock()
 
@@ -124,13 +126,13 @@ def test_limits_hold_with_builtin_and_python_workers(start_server, run_worker) -
             python_running["now"] -= 1
         return None
 
+    run_worker(w)
     users = ["u1", "u2", "u3"]
     jobs = []
     for _ in range(8):
         for u in users:
             jobs.append(c.submit("py_limits", user_id=u))
             jobs.append(c.submit("sleep", {"seconds": 0.15, "steps": 1}, user_id=u))
-    run_worker(w)
     samples: List[Dict[str, int]] = []
     mixed = 0
     deadline = time.monotonic() + 60
