@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any, Dict, List
 
+import pytest
+
 import jobd
 
 from conftest import Server, read_log, wait_for, worker_subprocess
@@ -157,7 +159,7 @@ def test_worker_registers_again_when_the_server_forgets_it(start_server, run_wor
     """A Redis that lost its data forgets the worker's registration; the
     worker registers again and carries on."""
     if store != "redis":
-        return
+        pytest.skip("only a Redis store can lose its data under a running server")
     s = start_server()
     c = s.client
     w = jobd.Worker(s.url)
