@@ -159,8 +159,6 @@ def test_cancel_reaches_a_silent_handler_within_500_ms(server: Server, run_worke
     assert c.get(job)["status"] == "cancelled"
 
 
-@pytest.mark.xfail(reason="SERVER-GAP: jobd does not end a remote job's attempt at its time limit yet (no "
-                          "timed_out stop; docs/worker-protocol.md says it does)", strict=False)
 def test_time_limit_stops_the_handler(server: Server, run_worker) -> None:
     c = server.client
     w = jobd.Worker(server.url)
@@ -173,14 +171,14 @@ def test_time_limit_stops_the_handler(server: Server, run_worker) -> None:
         return "too late"
 
     run_worker(w)
-    job = c.submit("py_timeout")  # the type's limit: 1 s
-    try:
-        failed = c.wait(job, timeout=5)
-    finally:
-        c.cancel(job) if c.get(job)["status"] == "running" else None
-    assert failed["status"] == "failed" and failed["result"] is None
-    wait_for(lambda: reasons, 5, "the handler to be stopped")
-    assert reasons == ["timed_out"]
+    by_type = c.submit("py_timeout")  # the type's limit: 1 s
+    by_job = c.submit("py_timeout", timeout_seconds=0.3)  # its own
+    for job, limit in ((by_type, 1), (by_job, 0.3)):
+        failed = c.wait(job, timeout=10)
+        assert failed["status"] == "failed" and failed.get("result") is None, failed
+        assert f"timed out after {limit:g} s" in failed["error"], failed
+    wait_for(lambda: len(reasons) == 2, 5, "the handlers to be stopped")
+    assert reasons == ["timed_out", "timed_out"]
 
 
 def test_routing_by_type(server: Server, run_worker) -> None:

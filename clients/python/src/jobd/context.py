@@ -31,9 +31,10 @@ class JobContext:
       `result`), and `job`, the whole job object as claimed;
     - `progress(...)` reports progress without blocking (the latest report
       is sent, earlier unsent ones are dropped);
-    - `cancelled` is true once the server told this worker to stop the job
-      (cancelled, recovered from this worker, timed out) or the worker is
-      shutting down past its grace period; `raise_if_cancelled()` raises
+    - `cancelled` is true once the job must stop: the server told this
+      worker so (cancelled, or recovered from it), its time limit
+      (`time_limit`, seconds) passed, or the worker is shutting down past
+      its grace period (`stop_reason` says which); `raise_if_cancelled()` raises
       `jobd.JobCancelled` then. A stopped job's result is discarded;
     - `log(message)` adds a line to the job's log (and so does `logging`
       inside the handler)."""
@@ -49,6 +50,11 @@ class JobContext:
         self.user_id: Optional[str] = job.get("user_id")
         self.attempt: int = int(job.get("attempts") or 1)
         self.dependencies: List[Dict[str, Any]] = entry.get("dependencies") or []
+        limit = entry.get("time_limit_seconds")
+        #: How long this attempt may run (seconds), None: no limit. Past it
+        #: the worker fails the attempt and sets `cancelled`.
+        self.time_limit: Optional[float] = float(limit) if limit is not None else None
+        self._timer: Optional[threading.Timer] = None
         self._stopped = threading.Event()
         self.stop_reason: Optional[str] = None
         # Progress not yet sent: the latest report only (guarded by the

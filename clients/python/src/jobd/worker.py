@@ -421,6 +421,10 @@ class _Run:
         if late:
             self._unregister(late)
         for job in start:
+            if job.time_limit is not None:
+                job._timer = threading.Timer(job.time_limit, self._time_out, args=(job,))
+                job._timer.daemon = True
+                job._timer.start()
             fn = self._handlers.get(job.type)
             if fn is not None and inspect.iscoroutinefunction(fn) and self._loop is not None:
                 asyncio.run_coroutine_threadsafe(self._run_async(fn, job), self._loop)
@@ -458,9 +462,25 @@ class _Run:
         else:
             self._finish(job, outcome)
 
+    def _time_out(self, job: JobContext) -> None:
+        """The attempt's time limit passed: the job is failed now (retried as
+        any failure) and its handler told to stop; what it returns later is
+        discarded. Its slot stays taken until it does return."""
+        with self._lock:
+            if job.id not in self._running or job.cancelled:
+                return
+            job._stop("timed_out")
+            tail = b'"status":"failed","error":%s}' % json.dumps(
+                f"timed out after {job.time_limit:g} s (the attempt's time limit)").encode()
+            self._outbox.append(b'{"job_id":"%s","token":"%s",%s' % (job.id.encode(), job.token.encode(), tail))
+            self._outbox_ids.append(job.id)
+            self._lock.notify_all()
+
     def _finish(self, job: JobContext, outcome: Optional[bytes]) -> None:
         """A handler returned: frees its slot and queues its result (none
         for a job the server stopped: it is no longer ours)."""
+        if job._timer is not None:
+            job._timer.cancel()
         if job._log_lines:
             self._logs.flush_job(job)
         with self._lock:
