@@ -237,3 +237,35 @@ def test_job_logs(server: Server, run_worker) -> None:
     c.wait(job, timeout=10)
     text = str(c.logs(job))
     assert "hello from job.log" in text and "a warning via logging" in text
+
+
+def test_freed_slots_take_new_work_at_once(start_server, run_worker) -> None:
+    """A slot freed while the waiting call holds none (a job finished with
+    nothing left to claim) takes new work within moments, not after the
+    waiting call's heartbeat interval (10 s here)."""
+    s = start_server("--heartbeat-interval-seconds", "10", "--lease-timeout-seconds", "30")
+    c = s.client
+    w = jobd.Worker(s.url, concurrency=2)
+    started: Dict[str, float] = {}
+    release: Dict[str, threading.Event] = {}
+
+    @w.handler("py_b")
+    def handle(job: jobd.JobContext) -> Any:
+        started[job.id] = time.monotonic()
+        gate = release.get(job.parameters.get("gate", ""))
+        if gate is not None:
+            gate.wait(30)
+
+    release["a"], release["b"] = threading.Event(), threading.Event()
+    run_worker(w)
+    a = c.submit("py_b", {"gate": "a"}, user_id="f1")
+    b = c.submit("py_b", {"gate": "b"}, user_id="f2")
+    wait_for(lambda: len(started) == 2, 10, "both to start")  # every slot taken: the waiting call claims none
+    release["a"].set()
+    c.wait(a, timeout=10)  # its slot is free, and nothing is left to claim
+    t0 = time.monotonic()
+    more = c.submit("py_b", user_id="f3")
+    c.wait(more, timeout=15)
+    release["b"].set()
+    c.wait(b, timeout=10)
+    assert started[more["job_id"]] - t0 < 1.0, started[more["job_id"]] - t0

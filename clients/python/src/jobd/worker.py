@@ -3,9 +3,12 @@ remote job types, over the HTTP worker protocol (docs/worker-protocol.md).
 
 Shape (threads, all daemons):
 
-- the *poller* keeps one long-poll `exchange` in flight: it claims into
+- the *pollers* keep a long-poll `exchange` in flight: it claims into
   the free slots it reserves, renews the leases of the jobs held (it is the
-  heartbeat) and hears which held jobs to stop;
+  heartbeat) and hears which held jobs to stop. A second one waits with
+  slots freed while the first waits with fewer reserved (the server does
+  not answer a waiting call when the worker's other calls change what it
+  holds, so it cannot be widened);
 - the *sender* sends finished attempts at once, every result that finished
   meanwhile in one `exchange` (wait 0) that also claims their replacements;
 - handler threads (`concurrency` of them) run plain functions; one asyncio
@@ -175,6 +178,8 @@ class _Run:
         self._closing = threading.Event()  # run() is over: threads end, calls give up
         self._abort = False  # a second signal: no grace
         self._unregistered = False
+        self._waiting = 0  # waiting calls in flight
+        self._sender_slots = 0  # slots of results not yet sent: their call claims into them first
         self._progress_dirty: Dict[str, JobContext] = {}
         self._progress_wake = threading.Event()
         self._tasks: "queue.SimpleQueue[Optional[JobContext]]" = queue.SimpleQueue()
@@ -205,8 +210,8 @@ class _Run:
                 threads.append(threading.Thread(target=self._handler_thread, name=f"jobd-handler-{i}", daemon=True))
             threads.append(threading.Thread(target=self._sender, name="jobd-sender", daemon=True))
             threads.append(threading.Thread(target=self._progress_sender, name="jobd-progress", daemon=True))
-            poller = threading.Thread(target=self._poller, name="jobd-poller", daemon=True)
-            threads.append(poller)
+            for i in range(2):
+                threads.append(threading.Thread(target=self._poller, name=f"jobd-poller-{i}", daemon=True))
             for t in threads:
                 t.start()
             log.info("worker %s serving %s with %d slots", self.worker_id, ", ".join(self._handlers),
@@ -364,14 +369,25 @@ class _Run:
     # ------------------------------------------------------------ poller
 
     def _poller(self) -> None:
+        """Keeps a waiting `exchange` in flight: always one (the channel on
+        which the server names jobs to stop), and a second one for slots
+        that became free while the first waits with fewer reserved (the
+        server cannot be asked to widen a waiting call)."""
         client = self._client()
         while not self._closing.is_set():
             with self._lock:
-                if self._stopping and not self._running:
+                while not self._closing.is_set():
+                    if self._stopping and not self._running:
+                        return
+                    if self._waiting == 0 or (self._free > 0 and not self._stopping):
+                        break
+                    self._lock.wait()
+                else:
                     return
                 idle = not self._running and not self._outbox and not self._sending
                 reserve = 0 if self._stopping else self._free
                 self._free -= reserve
+                self._waiting += 1
                 held = self._held()
             # Burst: a call with wait 0 when idle; else short waits, so that
             # the end is seen soon even if no other call wakes this one.
@@ -386,6 +402,10 @@ class _Run:
                 log.error("exchange failed: %s", e)
                 self._closing.wait(1.0)
                 continue
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+                    self._lock.notify_all()
             claimed = self._take(answer, reserve)
             if self._burst and idle and wait == 0.0 and not claimed:
                 with self._lock:
@@ -486,10 +506,12 @@ class _Run:
         with self._lock:
             self._running.pop(job.id, None)
             self._progress_dirty.pop(job.id, None)
-            self._free += 1
             if outcome is not None and not job.cancelled:
                 self._outbox.append(b'{"job_id":"%s","token":"%s",%s' % (job.id.encode(), job.token.encode(), outcome))
                 self._outbox_ids.append(job.id)
+                self._sender_slots += 1  # the result's call claims the replacement
+            else:
+                self._free += 1
             self._lock.notify_all()
 
     # ------------------------------------------------------------ sender
@@ -507,6 +529,8 @@ class _Run:
                 batch, self._outbox = self._outbox, []
                 ids, self._outbox_ids = self._outbox_ids, []
                 self._sending = len(batch)
+                self._free += self._sender_slots
+                self._sender_slots = 0
                 reserve = 0 if self._stopping else self._free
                 self._free -= reserve
                 held = self._held()
