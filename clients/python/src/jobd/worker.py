@@ -5,10 +5,9 @@ Shape (threads, all daemons):
 
 - the *pollers* keep a long-poll `exchange` in flight: it claims into
   the free slots it reserves, renews the leases of the jobs held (it is the
-  heartbeat) and hears which held jobs to stop. A second one waits with
-  slots freed while the first waits with fewer reserved (the server does
-  not answer a waiting call when the worker's other calls change what it
-  holds, so it cannot be widened);
+  heartbeat) and hears which held jobs to stop. More than one at times
+  (see `_poller`): a fresh one after a waiting call claimed, and one for
+  slots freed while the others wait with fewer reserved;
 - the *sender* sends finished attempts at once, every result that finished
   meanwhile in one `exchange` (wait 0) that also claims their replacements;
 - handler threads (`concurrency` of them) run plain functions; one asyncio
@@ -179,6 +178,8 @@ class _Run:
         self._abort = False  # a second signal: no grace
         self._unregistered = False
         self._waiting = 0  # waiting calls in flight
+        self._pollers = 0  # poller threads alive
+        self._idle_pollers = 0  # of them, those not in a call
         self._sender_slots = 0  # slots of results not yet sent: their call claims into them first
         self._progress_dirty: Dict[str, JobContext] = {}
         self._progress_wake = threading.Event()
@@ -210,10 +211,10 @@ class _Run:
                 threads.append(threading.Thread(target=self._handler_thread, name=f"jobd-handler-{i}", daemon=True))
             threads.append(threading.Thread(target=self._sender, name="jobd-sender", daemon=True))
             threads.append(threading.Thread(target=self._progress_sender, name="jobd-progress", daemon=True))
-            for i in range(2):
-                threads.append(threading.Thread(target=self._poller, name=f"jobd-poller-{i}", daemon=True))
             for t in threads:
                 t.start()
+            with self._lock:
+                self._start_poller()
             log.info("worker %s serving %s with %d slots", self.worker_id, ", ".join(self._handlers),
                      self.concurrency)
             while not (self._stop_requested.is_set() or self._done.is_set()):
@@ -368,22 +369,44 @@ class _Run:
 
     # ------------------------------------------------------------ poller
 
+    def _start_poller(self) -> None:
+        """Starts a poller thread (caller holds the lock)."""
+        self._pollers += 1
+        threading.Thread(target=self._poller, name=f"jobd-poller-{self._pollers}", daemon=True).start()
+
+    def _poller_needed(self) -> None:
+        """Free slots no waiting call covers get a poller of their own when
+        none is idle (caller holds the lock)."""
+        if self._free > 0 and self._idle_pollers == 0 and not self._stopping and not self._closing.is_set() \
+                and self._pollers < self.concurrency + 2:
+            self._start_poller()
+
     def _poller(self) -> None:
-        """Keeps a waiting `exchange` in flight: always one (the channel on
-        which the server names jobs to stop), and a second one for slots
-        that became free while the first waits with fewer reserved (the
-        server cannot be asked to widen a waiting call)."""
+        """Keeps waiting `exchange` calls in flight: always one (the channel
+        on which the server names the jobs to stop), a fresh one with the
+        new `held` list right after a waiting call claimed (the worker's
+        other waiting calls may have started listening too late to hear of
+        those jobs), and one for slots freed while the others wait with
+        fewer reserved (a waiting call cannot be widened). Idle pollers
+        beyond one end."""
         client = self._client()
-        while not self._closing.is_set():
+        fresh = False
+        while True:
             with self._lock:
-                while not self._closing.is_set():
-                    if self._stopping and not self._running:
+                self._idle_pollers += 1
+                while True:
+                    if self._closing.is_set() or (self._stopping and not self._running):
+                        self._idle_pollers -= 1
+                        self._pollers -= 1
                         return
-                    if self._waiting == 0 or (self._free > 0 and not self._stopping):
+                    if fresh or self._waiting == 0 or (self._free > 0 and not self._stopping):
                         break
+                    if self._idle_pollers > 1:
+                        self._idle_pollers -= 1
+                        self._pollers -= 1
+                        return
                     self._lock.wait()
-                else:
-                    return
+                self._idle_pollers -= 1
                 idle = not self._running and not self._outbox and not self._sending
                 reserve = 0 if self._stopping else self._free
                 self._free -= reserve
@@ -395,6 +418,8 @@ class _Run:
             try:
                 answer = self._exchange(client, held, [], reserve, wait)
             except _Stop:
+                with self._lock:
+                    self._pollers -= 1
                 self._unreserve(reserve)
                 return
             except Exception as e:  # noqa: BLE001 - a bad answer must not end the worker
@@ -407,15 +432,16 @@ class _Run:
                     self._waiting -= 1
                     self._lock.notify_all()
             claimed = self._take(answer, reserve)
+            fresh = claimed > 0
             if self._burst and idle and wait == 0.0 and not claimed:
                 with self._lock:
                     if not self._running and not self._outbox and not self._sending:
                         self._done.set()
-                        return
 
     def _unreserve(self, n: int) -> None:
         with self._lock:
             self._free += n
+            self._poller_needed()
             self._lock.notify_all()
 
     def _take(self, answer: Dict[str, Any], reserved: int) -> int:
@@ -437,6 +463,7 @@ class _Run:
                 self._running[job.id] = job
                 start.append(job)
             self._free += reserved - len(start)
+            self._poller_needed()
             self._lock.notify_all()
         if late:
             self._unregister(late)
@@ -512,6 +539,7 @@ class _Run:
                 self._sender_slots += 1  # the result's call claims the replacement
             else:
                 self._free += 1
+                self._poller_needed()
             self._lock.notify_all()
 
     # ------------------------------------------------------------ sender
