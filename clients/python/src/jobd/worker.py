@@ -180,6 +180,7 @@ class _Run:
         self._waiting = 0  # waiting calls in flight
         self._pollers = 0  # poller threads alive
         self._idle_pollers = 0  # of them, those not in a call
+        self._poller_clients: List[httpx.Client] = []  # kept-alive clients of pollers that ended
         self._sender_slots = 0  # slots of results not yet sent: their call claims into them first
         self._progress_dirty: Dict[str, JobContext] = {}
         self._progress_wake = threading.Event()
@@ -389,7 +390,16 @@ class _Run:
         those jobs), and one for slots freed while the others wait with
         fewer reserved (a waiting call cannot be widened). Idle pollers
         beyond one end."""
-        client = self._client()
+        with self._lock:  # pollers come and go: their clients stay (making one costs milliseconds)
+            client = self._poller_clients.pop() if self._poller_clients else None
+        client = client or self._new_client()
+        try:
+            self._poll(client)
+        finally:
+            with self._lock:
+                self._poller_clients.append(client)
+
+    def _poll(self, client: httpx.Client) -> None:
         fresh = False
         while True:
             with self._lock:
