@@ -347,21 +347,13 @@ class _Run:
 
     def _exchange(self, client: httpx.Client, held: List[Dict[str, str]], finished: List[bytes], max_jobs: int,
                   wait: float) -> Dict[str, Any]:
-        """One `exchange` call, re-registering if the server forgot this
-        worker (a store that lost its data)."""
-        while True:
-            body = b'{"worker":%s,"held":%s,"finished":[%s],"max_jobs":%d,"wait_seconds":%s}' % (
-                self._worker_json, json.dumps(held).encode(), b",".join(finished), max_jobs,
-                repr(float(wait)).encode())
-            try:
-                return self._call(client, "/api/v1/workers/exchange", body, timeout=wait + 30.0)
-            except ApiError as e:
-                if e.error in ("WorkerNotFoundError", "UnknownWorkerError") or (
-                        e.status == 404 and e.error != "NotFoundError"):
-                    log.warning("the server forgot worker %s (%s): registering again", self.worker_id, e.message)
-                    self._register(client)
-                    continue
-                raise
+        """One `exchange` call. (A server whose store lost this worker's
+        registration, such as a Redis that lost its data, registers it
+        again from the call itself: nothing to do here.)"""
+        body = b'{"worker":%s,"held":%s,"finished":[%s],"max_jobs":%d,"wait_seconds":%s}' % (
+            self._worker_json, json.dumps(held).encode(), b",".join(finished), max_jobs,
+            repr(float(wait)).encode())
+        return self._call(client, "/api/v1/workers/exchange", body, timeout=wait + 30.0)
 
     def _held(self) -> List[Dict[str, str]]:
         """The claims whose handler runs and that were not stopped (caller
