@@ -39,7 +39,7 @@ Knobs (environment): COMPARE_ROUNDS, COMPARE_JOBD_JOBS, COMPARE_BULL_JOBS,
 COMPARE_APALIS_JOBS, COMPARE_CELERY_JOBS, COMPARE_RQ_JOBS, COMPARE_BENCH_JOBS
 (jobd-bench's backlog), COMPARE_PY_JOBS and COMPARE_COMMAND_JOBS (the
 Python package's worker and the same no-op as a process per job),
-COMPARE_PY_CONCURRENCY (their slots, 16), COMPARE_CANCEL_ROUNDS (cancel →
+COMPARE_PY_CONCURRENCY (their slots, 32), COMPARE_CANCEL_ROUNDS (cancel →
 Python handler rounds, 200), COMPARE_POLL_MS, COMPARE_SYSTEMS (comma list of
 jobd-redis,jobd-sqlite,jobd-python,jobd-command,bullmq,apalis,celery,rq),
 COMPARE_SKIP_JOBD_BENCH=1,
@@ -80,7 +80,7 @@ PIP_PINS = {"rq": "3.0.0", "celery": "5.7.0", "redis": "8.1.0"}
 NPM_PINS = {"bullmq": "6.7.0", "ioredis": "6.0.0"}
 SYSTEMS = ["jobd-redis", "jobd-sqlite", "jobd-python", "jobd-command", "bullmq", "apalis", "celery", "rq"]
 # The Python package's worker (clients/python): slots of its one process.
-PY_CONCURRENCY = int(os.environ.get("COMPARE_PY_CONCURRENCY", "16"))
+PY_CONCURRENCY = int(os.environ.get("COMPARE_PY_CONCURRENCY", "32"))
 LABELS = {"jobd-redis": "jobd (redis)", "jobd-sqlite": "jobd (sqlite)",
           "jobd-python": f"jobd Python worker x1 (sqlite), concurrency {PY_CONCURRENCY}",
           "jobd-command": f"jobd external command (sqlite), {PY_CONCURRENCY} workers",

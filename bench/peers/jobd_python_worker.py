@@ -16,7 +16,7 @@ import jobd
 
 URL = os.environ.get("JOBD_URL", "http://127.0.0.1:8000")
 
-worker = jobd.Worker(URL, concurrency=int(os.environ.get("COMPARE_PY_CONCURRENCY", "16")))
+worker = jobd.Worker(URL, concurrency=int(os.environ.get("COMPARE_PY_CONCURRENCY", "32")))
 
 
 @worker.handler("py_noop")

@@ -29,7 +29,6 @@ import os
 import queue
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -77,11 +76,7 @@ class Worker:
     shutdown begins; the jobs still running then go back to the queue
     without spending an attempt. `worker_id` defaults to `host:pid:n`.
     `capture_logging` copies `logging` records emitted inside a handler to
-    the job's log. `switch_interval` is the interpreter's thread switch
-    interval while `run()` runs (`sys.setswitchinterval`; None leaves it):
-    the default 5 ms makes every hand-over between the worker's threads
-    (claim → handler → result) wait while another thread runs, which
-    costs a no-op job most of its time."""
+    the job's log."""
 
     _count = 0
 
@@ -94,7 +89,6 @@ class Worker:
         grace_seconds: float = 30.0,
         worker_id: Optional[str] = None,
         capture_logging: bool = True,
-        switch_interval: Optional[float] = 0.0005,
     ) -> None:
         if not 1 <= concurrency <= 1024:
             raise ValueError("concurrency must be 1 to 1024")
@@ -102,7 +96,6 @@ class Worker:
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds
         self.capture_logging = capture_logging
-        self.switch_interval = switch_interval
         self._token = token
         Worker._count += 1
         host = socket.gethostname()
@@ -159,7 +152,6 @@ class _Run:
         self.concurrency = worker.concurrency
         self.grace_seconds = worker.grace_seconds
         self.capture_logging = worker.capture_logging
-        self.switch_interval = worker.switch_interval
         self.worker_id = worker.worker_id
         self.host = worker.host
         self._handlers = dict(worker._handlers)
@@ -194,9 +186,6 @@ class _Run:
 
     def run(self) -> int:
         """`Worker.run`'s body; returns the attempts ended."""
-        switch = sys.getswitchinterval()
-        if self.switch_interval:
-            sys.setswitchinterval(self.switch_interval)
         restore = self._install_signals()
         capture = JobLogHandler(self._logs) if self.capture_logging else None
         if capture:
@@ -236,7 +225,6 @@ class _Run:
             if capture:
                 logging.getLogger().removeHandler(capture)
             restore()
-            sys.setswitchinterval(switch)
         return self.processed
 
     def _install_signals(self) -> Callable[[], None]:
