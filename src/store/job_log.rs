@@ -2,7 +2,8 @@
 //! external command's stderr and non-protocol stdout, line by line. Each
 //! line is numbered per job (`seq`, from 1, never reused), stamped with
 //! the store's clock and the attempt that wrote it; a job's log is capped
-//! in bytes, oldest lines dropped, and deleted with the job.
+//! in bytes (the caller's cap, `job_log_max_bytes`), oldest lines dropped,
+//! and deleted with the job.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,10 +15,6 @@ use crate::model::Millis;
 /// Longest line kept, in bytes; a longer one is cut on a character
 /// boundary.
 pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
-
-/// A job's log is kept to this many bytes of line text unless configured
-/// otherwise (`job_log_max_bytes`); older lines are dropped first.
-pub const DEFAULT_JOB_LOG_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// Where a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -9,9 +9,7 @@ pub mod redis;
 pub mod sqlite;
 mod vanished;
 
-pub use job_log::{
-    DEFAULT_JOB_LOG_MAX_BYTES, LogEntry, LogLine, LogPage, LogStream, MAX_LOG_LINE_BYTES,
-};
+pub use job_log::{LogEntry, LogLine, LogPage, LogStream, MAX_LOG_LINE_BYTES};
 
 use std::time::Duration;
 
