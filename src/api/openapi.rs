@@ -17,7 +17,7 @@ use utoipa_swagger_ui::Config;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::state::AppState;
-use super::{dashboard, head, jobs, live, metrics, pipeline, stats, throughput, watch, why};
+use super::{dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, watch, why};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -56,6 +56,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(watch::poll))
         .routes(routes!(watch::stream))
         .routes(routes!(why::why))
+        .routes(routes!(logs::logs))
+        .routes(routes!(logs::logs_stream))
         .routes(routes!(stats::queue_stats))
         .routes(routes!(live::queue_stream))
         .routes(routes!(throughput::throughput))

@@ -154,8 +154,8 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
                     // The claim holds until the release: keep the lines.
                     log.close();
                     if log_flushing {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), &mut log_flusher)
-                            .await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(5), &mut log_flusher).await;
                     }
                     if let Err(e) = env.store.release(&[claim]).await {
                         tracing::warn!(job_id = %job.id, error = %error_chain(&e), "could not re-queue job on shutdown; its lease will expire");

@@ -244,7 +244,11 @@ async fn read_stderr(stream: impl AsyncRead + Unpin, log: Option<Arc<LogBuffer>>
         let mut rest = Vec::new();
         while !line.ends_with(b"\n") && line.len() > MAX_LOG_LINE_BYTES {
             rest.clear();
-            match (&mut reader).take(64 * 1024).read_until(b'\n', &mut rest).await {
+            match (&mut reader)
+                .take(64 * 1024)
+                .read_until(b'\n', &mut rest)
+                .await
+            {
                 Ok(0) | Err(_) => break,
                 Ok(_) => keep(&rest, &mut tail),
             }

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::model::Millis;
+use crate::model::{JobStatus, Millis};
 
 /// Longest line kept, in bytes; a longer one is cut on a character
 /// boundary.
@@ -103,17 +103,25 @@ pub struct LogEntry {
 }
 
 /// A page of a job's log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogPage {
     /// Lines after the position asked for, oldest first.
     pub lines: Vec<LogEntry>,
     /// Where the next read starts: the last line's `seq`, or the position
     /// asked for when there was none.
     pub next: u64,
-    /// The job was completed, failed or cancelled when the page was read,
-    /// so no line is written after these (until a restart): a follower
-    /// that got less than a full page is done.
-    pub terminal: bool,
+    /// The job's status when the page was read (before its lines). Once
+    /// completed, failed or cancelled, no line is written after these
+    /// (until a restart): a follower that got less than a full page is
+    /// done.
+    pub status: JobStatus,
+}
+
+impl LogPage {
+    /// True when the job was terminal as the page was read.
+    pub fn terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
 }
 
 #[cfg(test)]

@@ -388,7 +388,7 @@ pub(super) fn log_page(reply: Value, after: u64) -> StoreResult<Option<LogPage>>
     Ok(Some(LogPage {
         lines,
         next,
-        terminal: status.is_terminal(),
+        status,
     }))
 }
 

@@ -141,6 +141,6 @@ pub(super) fn read_log_in(
     Ok(LogPage {
         lines,
         next,
-        terminal: status.is_terminal(),
+        status,
     })
 }

@@ -31,7 +31,7 @@ pub async fn log_lines_are_appended_numbered_and_read_in_pages(backend: &dyn Bac
 
     let empty = store.read_log(job.id, 0, 10).await.unwrap();
     assert!(empty.lines.is_empty());
-    assert_eq!((empty.next, empty.terminal), (0, false));
+    assert_eq!((empty.next, empty.terminal()), (0, false));
 
     let mut appended = handle.bus.subscribe_logs();
     let at = store.clock().now();
@@ -62,7 +62,7 @@ pub async fn log_lines_are_appended_numbered_and_read_in_pages(backend: &dyn Bac
         vec![1, 2, 3]
     );
     assert_eq!(first.next, 3);
-    assert!(!first.terminal);
+    assert!(!first.terminal());
     for (line, sent) in first.lines.iter().zip(&written) {
         assert_eq!((line.stream, &line.text), (sent.stream, &sent.text));
         assert_eq!((line.at, line.attempt), (at, 1));
@@ -82,7 +82,7 @@ pub async fn log_lines_are_appended_numbered_and_read_in_pages(backend: &dyn Bac
         .await
         .unwrap();
     let done = store.read_log(job.id, 0, 10).await.unwrap();
-    assert!(done.terminal, "a finished job's log is complete");
+    assert!(done.terminal(), "a finished job's log is complete");
     assert_eq!(done.lines.len(), 5);
 
     let unknown = uuid::Uuid::now_v7();
@@ -177,7 +177,7 @@ pub async fn a_lost_claim_writes_no_log(backend: &dyn Backend) {
     ));
     let page = store.read_log(job.id, 0, 10).await.unwrap();
     assert_eq!(texts(&page), vec!["kept".to_string()]);
-    assert!(page.terminal);
+    assert!(page.terminal());
 }
 
 pub async fn a_retry_and_a_restart_keep_earlier_attempts_lines(backend: &dyn Backend) {
@@ -203,7 +203,7 @@ pub async fn a_retry_and_a_restart_keep_earlier_attempts_lines(backend: &dyn Bac
         )
         .await
         .unwrap();
-    assert!(!store.read_log(job.id, 0, 10).await.unwrap().terminal);
+    assert!(!store.read_log(job.id, 0, 10).await.unwrap().terminal());
     backend.advance(2 * SECOND);
     let second = claim_only(store.as_ref(), job.id).await;
     store
