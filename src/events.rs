@@ -30,6 +30,9 @@ pub struct EventBus {
 struct Inner {
     watched: Mutex<HashMap<JobId, Watched>>,
     work: Notify,
+    /// Counts work signals, for waiters that must all wake (remote
+    /// workers' long-polls), where [`Inner::work`] wakes one claimer.
+    work_seen: watch::Sender<u64>,
     all: broadcast::Sender<Arc<Job>>,
     logs: broadcast::Sender<JobId>,
 }
@@ -50,6 +53,7 @@ impl Default for EventBus {
             inner: Arc::new(Inner {
                 watched: Mutex::new(HashMap::new()),
                 work: Notify::new(),
+                work_seen: watch::channel(0).0,
                 all: broadcast::channel(FEED_CAPACITY).0,
                 logs: broadcast::channel(LOG_FEED_CAPACITY).0,
             }),
@@ -210,6 +214,16 @@ impl EventBus {
     /// Signals that a job may have become claimable.
     pub fn notify_work(&self) {
         self.inner.work.notify_one();
+        self.inner
+            .work_seen
+            .send_modify(|seen| *seen = seen.wrapping_add(1));
+    }
+
+    /// Work signals for every waiter: each receiver sees each signal sent
+    /// after it was taken (several at once may arrive as one). Take it
+    /// before trying a claim, so a signal during the claim is not missed.
+    pub fn work_signal(&self) -> watch::Receiver<u64> {
+        self.inner.work_seen.subscribe()
     }
 
     /// Waits for [`EventBus::notify_work`]. A signal sent while nobody

@@ -59,6 +59,13 @@ pub(crate) enum ApiError {
         /// Its status.
         current: JobStatus,
     },
+    /// 409 `ClaimLostError`: a worker's claim on the job is gone (the job
+    /// was cancelled, or recovered after its lease); its update changed
+    /// nothing.
+    #[error(
+        "The claim on job {0} is gone (cancelled, or recovered after its lease); the update was discarded"
+    )]
+    ClaimLost(JobId),
     /// 413 `PayloadTooLargeError`.
     #[error("Request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
@@ -110,9 +117,9 @@ impl ApiError {
             ApiError::InvalidJobId(_)
             | ApiError::Validation(_)
             | ApiError::UnknownJobType { .. } => StatusCode::BAD_REQUEST,
-            ApiError::AlreadyTerminal { .. } | ApiError::NotRestartable { .. } => {
-                StatusCode::CONFLICT
-            }
+            ApiError::AlreadyTerminal { .. }
+            | ApiError::NotRestartable { .. }
+            | ApiError::ClaimLost(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -134,6 +141,7 @@ impl ApiError {
             ApiError::UnknownJobType { .. } => "UnknownJobTypeError",
             ApiError::AlreadyTerminal { .. } => "JobAlreadyCompletedError",
             ApiError::NotRestartable { .. } => "JobNotRestartableError",
+            ApiError::ClaimLost(_) => "ClaimLostError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",
             ApiError::RequestTimeout => "RequestTimeoutError",
             ApiError::UriTooLong { .. } => "UriTooLongError",
@@ -169,6 +177,7 @@ impl ApiError {
     fn job_id(&self) -> Option<JobId> {
         match self {
             ApiError::JobNotFound(id)
+            | ApiError::ClaimLost(id)
             | ApiError::AlreadyTerminal { id, .. }
             | ApiError::NotRestartable { id, .. } => Some(*id),
             _ => None,
@@ -234,15 +243,13 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable { .. } => ApiError::StoreUnavailable(error_chain(&e)),
             // Retrying cannot cure data the store cannot decode.
             StoreError::Corrupt { .. } => ApiError::Internal(error_chain(&e)),
-            // No API operation holds a claim, and the ones that can meet a
-            // conflict map it themselves: either is a bug, not the job's
-            // absence nor "cannot cancel".
+            // The operations that can meet a conflict map it themselves:
+            // any other is a bug, not the job's absence nor "cannot cancel".
             StoreError::Conflict { id, current } => {
                 ApiError::Internal(format!("unexpected conflict: job {id} is {current}"))
             }
-            StoreError::ClaimLost(id) => {
-                ApiError::Internal(format!("unexpected lost claim on job {id}"))
-            }
+            // Only the worker protocol's calls quote claims.
+            StoreError::ClaimLost(id) => ApiError::ClaimLost(*id),
         }
     }
 }
@@ -294,13 +301,11 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_claim_is_an_internal_error_not_a_missing_job() {
-        // Only workers hold claims: an API operation that meets one has hit
-        // a bug, and the job is not missing.
+    fn a_lost_claim_is_a_conflict_not_a_missing_job() {
         let error = ApiError::from(StoreError::ClaimLost(uuid::Uuid::now_v7()));
         assert_eq!(
             (error.status_code(), error.name()),
-            (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+            (StatusCode::CONFLICT, "ClaimLostError")
         );
     }
 
@@ -335,15 +340,10 @@ mod tests {
         for error in [
             ApiError::from(StoreError::unavailable("get", cause)),
             ApiError::from(StoreError::corrupt("get", cause)),
-            ApiError::from(StoreError::ClaimLost(uuid::Uuid::now_v7())),
         ] {
             let (status, body) = body_of(error).await;
             assert!(status.is_server_error());
-            assert!(
-                !body.message.contains("disk") && !body.message.contains("claim"),
-                "{status}: {}",
-                body.message
-            );
+            assert!(!body.message.contains("disk"), "{status}: {}", body.message);
         }
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod metrics;
 pub mod monitor;
 pub mod openapi;
 pub(crate) mod pipeline;
+pub(crate) mod remote;
 pub(crate) mod schema;
 mod sse_schema;
 pub mod state;
@@ -47,7 +48,8 @@ pub fn router(state: AppState) -> Router {
     let routes = routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(Extension(live::LiveFeed::default()));
+        .layer(Extension(live::LiveFeed::default()))
+        .layer(Extension(remote::Node::default()));
     let settings = &state.settings;
     with_layers(routes, settings.max_body_bytes, settings.http_read_timeout).with_state(state)
 }

@@ -16,6 +16,7 @@ use utoipa_swagger_ui::Config;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
+use super::remote::{exchange, progress, register};
 use super::state::AppState;
 use super::{dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, watch, why};
 
@@ -40,6 +41,8 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "jobs", description = "Submit, read, list, cancel and restart jobs"),
         (name = "watch", description = "Wait for a job's changes"),
         (name = "queue", description = "The queue's state: statistics, throughput, workers"),
+        (name = "workers", description = "The HTTP worker protocol: remote workers register, \
+            claim and finish jobs of the remote job types (docs/worker-protocol.md)"),
         (name = "operations", description = "Health, metrics and this document"),
         (name = "dashboard", description = "The operators' web pages"),
     )
@@ -64,6 +67,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::workers))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::restart))
+        .routes(routes!(register::register))
+        .routes(routes!(exchange::exchange))
+        .routes(routes!(progress::progress))
+        .routes(routes!(register::unregister))
         .routes(routes!(stats::health_check))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi_json))

@@ -10,17 +10,15 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::attempt;
 use super::completer::{Completer, Slot};
-use super::handler::{JobContext, JobFailure, Retry};
+use super::handler::{JobContext, JobFailure};
 use super::job_log::{LogBuffer, flush_logs};
 use super::registry::Registry;
 use crate::backoff::retry_delays;
 use crate::events::{EventBus, JobWatch};
-use crate::model::{Job, JobStatus, Millis, Progress, duration_millis};
+use crate::model::{Job, JobStatus, Progress};
 use crate::store::{ClaimRef, Claimed, Finish, Outcome, Store, StoreError, error_chain};
-
-/// Longest retry backoff.
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// What an executor runs with: the pieces of its worker it uses, and
 /// nothing else of it.
@@ -103,12 +101,9 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
     tokio::pin!(log_flusher);
     let mut log_flushing = true;
     let ctx = JobContext::new(job.clone(), progress_tx, cancel.clone())
-        .with_dependencies(load_dependencies(env, &job).await)
+        .with_dependencies(attempt::dependencies(env.store.as_ref(), &job).await)
         .with_log(log.clone());
-    let time_limit = job
-        .timeout_seconds
-        .map(Duration::from_secs_f64)
-        .or(job_type.timeout);
+    let time_limit = attempt::time_limit(&job, Some(&job_type));
     tracing::debug!(job_id = %job.id, job_type = %job.job_type, user_id = %job.user_id, "job started");
 
     let run = handler.run(ctx);
@@ -190,21 +185,6 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
     record_with_backoff(env, &job, claim, slot, result, retry_base).await;
 }
 
-/// The job's dependencies as they are now (completed, with their results);
-/// any that cannot be read (deleted by retention) are left out.
-async fn load_dependencies(env: &ExecEnv, job: &Job) -> Vec<Arc<Job>> {
-    let mut dependencies = Vec::with_capacity(job.depends_on.len());
-    for id in &job.depends_on {
-        match env.store.get(*id).await {
-            Ok(dependency) => dependencies.push(Arc::new(dependency)),
-            Err(e) => {
-                tracing::warn!(job_id = %job.id, dependency = %id, error = %error_chain(&e), "dependency not readable")
-            }
-        }
-    }
-    dependencies
-}
-
 /// Writes the attempt's outcome, retrying while the store is unavailable
 /// (for as long as the lease lasts; after that the reaper owns the job).
 async fn record_with_backoff(
@@ -217,10 +197,11 @@ async fn record_with_backoff(
 ) {
     let outcome = match result {
         Ok(result) => Outcome::Completed { result },
-        Err(error) => Outcome::Failed {
-            retry_at: retry_time(job, retry_base, &error, env.store.clock().now()),
-            error: format!("{error:#}"),
-        },
+        Err(error) => {
+            let retry = error.downcast_ref::<JobFailure>().map(JobFailure::retry);
+            let now = env.store.clock().now();
+            attempt::failed(job, retry_base, format!("{error:#}"), retry, now)
+        }
     };
     let give_up = tokio::time::Instant::now() + env.lease_timeout;
     let mut pauses = retry_delays(Duration::from_millis(50), Duration::from_secs(2));
@@ -253,24 +234,6 @@ async fn record_with_backoff(
             }
         }
     }
-}
-
-/// When a failed attempt is retried, if attempts are left: when its
-/// [`JobFailure`] says (never, or at a time), else after
-/// `base * 2^(attempt-1)`.
-fn retry_time(job: &Job, base: Duration, error: &anyhow::Error, now: Millis) -> Option<Millis> {
-    if job.attempts >= job.max_attempts {
-        return None;
-    }
-    match error.downcast_ref::<JobFailure>().map(JobFailure::retry) {
-        Some(Retry::Never) => return None,
-        Some(Retry::At(at)) => return Some(at),
-        Some(Retry::After(delay)) => return Some(now.saturating_add(duration_millis(delay))),
-        None => {}
-    }
-    let exponent = job.attempts.saturating_sub(1).min(20);
-    let delay = base.saturating_mul(1u32 << exponent).min(MAX_BACKOFF);
-    Some(now.saturating_add(duration_millis(delay)))
 }
 
 async fn sleep_for(limit: Option<Duration>) {
@@ -323,70 +286,5 @@ async fn flush_progress(
                 tracing::warn!(job_id = %claim.job_id, error = %error_chain(&e), "progress not recorded")
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Progress;
-
-    fn job(attempts: u32, max_attempts: u32) -> Job {
-        Job {
-            id: uuid::Uuid::now_v7(),
-            job_type: "noop".into(),
-            remote: false,
-            user_id: "u".into(),
-            status: JobStatus::Running,
-            priority: 0,
-            parameters: Value::Null,
-            result: None,
-            error: None,
-            progress: Progress::default(),
-            attempts,
-            max_attempts,
-            interruptions: 0,
-            timeout_seconds: None,
-            created_at: 0,
-            scheduled_for: None,
-            started_at: None,
-            completed_at: None,
-            updated_at: 0,
-            worker_id: None,
-            revision: 1,
-            depends_on: Vec::new(),
-            waiting_dependencies: 0,
-            cancelled_by: None,
-        }
-    }
-
-    #[test]
-    fn retries_back_off_exponentially_until_attempts_run_out() {
-        let base = Duration::from_secs(5);
-        let error = anyhow::anyhow!("boom");
-        assert_eq!(retry_time(&job(1, 3), base, &error, 0), Some(5_000));
-        assert_eq!(retry_time(&job(2, 3), base, &error, 0), Some(10_000));
-        assert_eq!(retry_time(&job(3, 3), base, &error, 0), None);
-        assert_eq!(retry_time(&job(1, 1), base, &error, 0), None);
-    }
-
-    #[test]
-    fn a_job_failure_overrides_the_retry_rule() {
-        let base = Duration::from_secs(5);
-        let permanent = anyhow::Error::from(JobFailure::permanent("bad input"));
-        assert_eq!(retry_time(&job(1, 3), base, &permanent, 0), None);
-        assert_eq!(format!("{permanent:#}"), "bad input");
-        let later = anyhow::Error::from(JobFailure::retry_at("rate limited", 42_000));
-        assert_eq!(retry_time(&job(1, 3), base, &later, 0), Some(42_000));
-        let after = anyhow::Error::from(JobFailure::retry_after(
-            "rate limited",
-            Duration::from_secs(30),
-        ));
-        assert_eq!(retry_time(&job(1, 3), base, &after, 1_000), Some(31_000));
-        assert_eq!(
-            retry_time(&job(3, 3), base, &later, 0),
-            None,
-            "no attempts left"
-        );
     }
 }

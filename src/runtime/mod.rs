@@ -1,6 +1,7 @@
 //! The worker runtime: job handlers and their registry, the per-process
 //! worker (claim loop, executors, heartbeat) and store maintenance.
 
+pub(crate) mod attempt;
 pub mod builtin;
 mod completer;
 mod executor;

@@ -1,7 +1,7 @@
 //! Facts about processes on this machine: its host name (for worker ids
 //! and the registry) and whether a registered worker's process is gone.
 
-use crate::store::WorkerRecord;
+use crate::store::{Serves, WorkerRecord};
 
 /// This machine's host name.
 pub(crate) fn host_name() -> String {
@@ -23,7 +23,13 @@ pub(crate) fn is_dead_here(worker: &WorkerRecord, this_host: &str) -> bool {
     let Ok(pid) = libc::pid_t::try_from(worker.info.pid) else {
         return false;
     };
-    if worker.info.host != this_host || worker.info.pid == std::process::id() || pid <= 0 {
+    // A remote worker names its own host and process: nothing here can
+    // check them, so its jobs wait out their leases.
+    if matches!(worker.info.serves, Serves::Remote(_))
+        || worker.info.host != this_host
+        || worker.info.pid == std::process::id()
+        || pid <= 0
+    {
         return false;
     }
     // SAFETY: signal 0 only checks that the process exists.

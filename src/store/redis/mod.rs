@@ -29,7 +29,7 @@ use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, durat
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
     FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
-    Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    Serves, Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// Jobs deleted per cleanup script call.
@@ -179,10 +179,15 @@ impl RedisStore {
             let mut job = decode::claimed_job(item, &params.serves)?;
             job.start_attempt(&params.worker_id, now);
             self.bus.publish(&job);
-            self.held
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(token, job.clone());
+            // Only a built-in worker finishes its claims through this
+            // process; a remote worker's may end on another API node, which
+            // would leave the snapshot here for good.
+            if params.serves == Serves::BuiltIn {
+                self.held
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(token, job.clone());
+            }
             claimed.push(Claimed {
                 claim: ClaimRef {
                     job_id: job.id,
