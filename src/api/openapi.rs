@@ -16,7 +16,7 @@ use utoipa_swagger_ui::Config;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
-use super::remote::{exchange, progress, register};
+use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
 use super::{dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, watch, why};
 
@@ -70,6 +70,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(register::register))
         .routes(routes!(exchange::exchange))
         .routes(routes!(progress::progress))
+        .routes(routes!(worker_logs::logs))
         .routes(routes!(register::unregister))
         .routes(routes!(stats::health_check))
         .routes(routes!(metrics::metrics))

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{JobStatus, Millis};
 
@@ -17,7 +17,7 @@ use crate::model::{JobStatus, Millis};
 pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 
 /// Where a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     /// The handler's own log (`JobContext::log`, a remote worker's lines).
