@@ -11,7 +11,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::error::ErrorBody;
-use super::logs::{LogEnd, LogLineView};
+use super::log_view::{LogEnd, LogLineView};
 use super::schema::{JobSchema, JobUpdateSchema};
 use super::stats::{QueueStats, StatsUnavailable, WorkerList};
 use super::throughput::Throughput;

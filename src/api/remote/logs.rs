@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::invalid;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::JsonBody;
-use crate::api::logs::LogStreamName;
+use crate::api::log_view::LogStreamName;
 use crate::api::state::AppState;
 use crate::model::JobId;
 use crate::runtime::job_log::MAX_LINES_PER_WRITE;
