@@ -391,7 +391,7 @@
         box.append(el("span", { class: "log-gap", text: `… ${line.seq - state.logSeq - 1} older line(s) not kept` }));
       }
       state.logSeq = line.seq;
-      box.append(el("span", { class: "log-line " + line.stream, "data-seq": String(line.seq), title: `${line.stream}, attempt ${line.attempt}, line ${line.seq}` },
+      box.append(el("span", { class: "log-line stream-" + line.stream, "data-seq": String(line.seq), title: `${line.stream}, attempt ${line.attempt}, line ${line.seq}` },
         el("span", { class: "at", text: new Date(line.at).toLocaleTimeString() }),
         el("span", { class: "text", text: line.line })));
       while (box.childElementCount > LOG_LINES_SHOWN) box.firstElementChild.remove();
