@@ -32,6 +32,8 @@ pub(crate) const MAX_LINES_PER_WRITE: usize = 1_000;
 pub struct LogBuffer {
     state: Mutex<Buffered>,
     wake: Notify,
+    /// Fired by [`LogBuffer::close`]: a lingering flusher writes at once.
+    closed: CancellationToken,
 }
 
 #[derive(Default)]
@@ -77,6 +79,7 @@ impl LogBuffer {
     /// returns.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
+        self.closed.cancel();
         self.wake.notify_one();
     }
 
@@ -123,9 +126,11 @@ pub(crate) async fn flush_logs(
 ) {
     loop {
         buffer.wake.notified().await;
-        if !buffer.lock().closed {
-            // More lines of the same burst join this write.
-            tokio::time::sleep(LINGER).await;
+        // More lines of the same burst join this write; the attempt's end
+        // does not wait for the linger.
+        tokio::select! {
+            _ = tokio::time::sleep(LINGER) => {}
+            _ = buffer.closed.cancelled() => {}
         }
         loop {
             let (batch, closed) = buffer.take_batch();

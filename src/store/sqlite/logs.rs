@@ -65,20 +65,38 @@ pub(super) fn append_log_in(
     }
     let excess = bytes - i64::try_from(max_bytes).unwrap_or(i64::MAX);
     if excess > 0 {
-        let freed: i64 = conn
-            .prepare_cached(sql::TRIM_LOG)
-            .and_then(|mut stmt| {
-                stmt.query_map(
-                    named_params! {":job_id": job_id, ":excess": excess},
-                    |row| row.get::<_, i64>(0),
-                )?
-                .sum::<rusqlite::Result<i64>>()
-            })
-            .map_err(db_err)?;
-        conn.prepare_cached(sql::LOG_TRIMMED)
-            .and_then(|mut stmt| stmt.execute(named_params! {":job_id": job_id, ":freed": freed}))
-            .map_err(db_err)?;
+        trim_in(conn, &job_id, excess)?;
     }
+    Ok(())
+}
+
+/// Drops the fewest oldest lines of a job's log that free `excess` bytes
+/// of text: reads the lines it drops (and one more), not the whole log.
+fn trim_in(conn: &Connection, job_id: &str, excess: i64) -> StoreResult<()> {
+    let mut freed = 0i64;
+    let mut upto = None;
+    {
+        let mut oldest = conn.prepare_cached(sql::OLDEST_LOG_LINES).map_err(db_err)?;
+        let mut rows = oldest
+            .query(named_params! {":job_id": job_id})
+            .map_err(db_err)?;
+        while freed < excess {
+            let Some(row) = rows.next().map_err(db_err)? else {
+                break;
+            };
+            let (seq, bytes): (i64, i64) =
+                (row.get(0).map_err(db_err)?, row.get(1).map_err(db_err)?);
+            freed += bytes;
+            upto = Some(seq);
+        }
+    }
+    let Some(upto) = upto else { return Ok(()) };
+    conn.prepare_cached(sql::DROP_LOG_LINES)
+        .and_then(|mut stmt| stmt.execute(named_params! {":job_id": job_id, ":upto": upto}))
+        .map_err(db_err)?;
+    conn.prepare_cached(sql::LOG_TRIMMED)
+        .and_then(|mut stmt| stmt.execute(named_params! {":job_id": job_id, ":freed": freed}))
+        .map_err(db_err)?;
     Ok(())
 }
 
