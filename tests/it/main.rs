@@ -20,6 +20,7 @@ mod pipeline;
 mod pipeline_chain;
 mod recovery;
 mod redis_store;
+mod remote;
 mod request_head;
 mod resources;
 mod store_contract;

@@ -147,6 +147,11 @@ pub(crate) struct HandedJob {
     /// The completed jobs it depends on, with their results.
     #[schema(value_type = Vec<JobSchema>)]
     pub dependencies: Vec<JobView>,
+    /// How long the attempt may run (the job's `timeout_seconds`, else its
+    /// type's): past it the worker stops the handler and fails the attempt
+    /// ("timed out"), which retries as any failure. Absent: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_limit_seconds: Option<f64>,
 }
 
 /// A held job the worker must stop.
@@ -403,7 +408,10 @@ impl Handout {
                     .map(|job| job.view(now))
                     .collect()
             };
+            let job_type = state.registry.get(&claimed.job.job_type);
+            let time_limit = attempt::time_limit(&claimed.job, job_type);
             jobs.push(HandedJob {
+                time_limit_seconds: time_limit.map(|limit| limit.as_secs_f64()),
                 job_id: claimed.job.id,
                 token: claimed.claim.token,
                 job: claimed.job.view(now),
