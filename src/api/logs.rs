@@ -123,7 +123,7 @@ fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub(crate) async fn logs(
+pub(crate) async fn log_page(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
     ApiQuery(params): ApiQuery<LogParams>,
@@ -163,7 +163,7 @@ pub(crate) async fn logs(
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub(crate) async fn logs_stream(
+pub(crate) async fn log_stream(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
     headers: HeaderMap,

@@ -52,7 +52,7 @@ pub(crate) struct LogsRequest {
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
-pub(crate) async fn logs(
+pub(crate) async fn append_logs(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<LogsRequest>,
 ) -> Result<StatusCode, ApiError> {
