@@ -172,9 +172,11 @@ pub(crate) async fn log_stream(
     let resume = headers
         .get("last-event-id")
         .map(|value| value.to_str().unwrap_or("not text"));
+    // Both are checked; a reconnect's header wins over the query it repeats.
+    let from_query = position("after", params.after.as_deref())?;
     let after = match resume {
         Some(text) => position("Last-Event-ID", Some(text))?,
-        None => position("after", params.after.as_deref())?,
+        None => from_query,
     };
     // Listen before the first read, so no append falls between them.
     let appended = state.bus.subscribe_logs();

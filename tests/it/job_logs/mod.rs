@@ -401,6 +401,12 @@ async fn bad_requests_are_refused_in_the_error_shape() {
         .unwrap();
     let response = app.send(request).await;
     assert_eq!(response.status(), 400);
+    // A bad `after` is refused even beside a good Last-Event-ID.
+    let request = Request::get(format!("/api/v1/jobs/status/{id}/logs/stream?after=-1"))
+        .header("Last-Event-ID", "0")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(request).await.status(), 400);
     // A pending job's log: empty, and its status says why.
     let (status, page) = app.get(&format!("/api/v1/jobs/status/{id}/logs")).await;
     assert_eq!(status, 200);
