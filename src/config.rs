@@ -107,6 +107,10 @@ pub struct SettingsArgs {
     /// crash only [default: full].
     #[arg(long, env = "JOBD_SQLITE_SYNCHRONOUS", value_enum)]
     pub sqlite_synchronous: Option<Synchronous>,
+    /// Bytes of log text kept per job; older lines are dropped first
+    /// [default: 4194304, at least 65536].
+    #[arg(long, env = "JOBD_JOB_LOG_MAX_BYTES")]
+    pub job_log_max_bytes: Option<usize>,
 }
 
 /// A job type of the configuration file: `[job_types.NAME]`.
@@ -235,6 +239,8 @@ pub struct Settings {
     pub documents_root: PathBuf,
     /// SQLite durability.
     pub sqlite_synchronous: Synchronous,
+    /// Bytes of log text kept per job (oldest lines dropped first).
+    pub job_log_max_bytes: usize,
     /// Configured job types.
     pub job_types: BTreeMap<String, JobTypeConfig>,
 }
@@ -246,6 +252,12 @@ impl Default for Settings {
             .unwrap_or_else(|_| unreachable!("default settings are valid"))
     }
 }
+
+/// Bytes of log text kept per job by default: a few MiB.
+pub const DEFAULT_JOB_LOG_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The smallest per-job log cap: a few of the longest lines (16 KiB).
+const MIN_JOB_LOG_MAX_BYTES: usize = 64 * 1024;
 
 fn seconds(name: &str, value: Option<f64>, default: f64) -> anyhow::Result<Duration> {
     let value = value.unwrap_or(default);
@@ -361,8 +373,12 @@ impl Settings {
             max_connections: a.max_connections,
             documents_root: a.documents_root.unwrap_or_else(|| PathBuf::from(".")),
             sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
+            job_log_max_bytes: a.job_log_max_bytes.unwrap_or(DEFAULT_JOB_LOG_MAX_BYTES),
             job_types,
         };
+        if settings.job_log_max_bytes < MIN_JOB_LOG_MAX_BYTES {
+            bail!("job_log_max_bytes must be at least {MIN_JOB_LOG_MAX_BYTES}");
+        }
         if settings.heartbeat_interval.is_zero() || settings.lease_check_interval.is_zero() {
             bail!("heartbeat and lease-check intervals must be above 0");
         }
@@ -445,6 +461,7 @@ impl SettingsArgs {
             max_connections: self.max_connections.or(lower.max_connections),
             documents_root: self.documents_root.or(lower.documents_root),
             sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
+            job_log_max_bytes: self.job_log_max_bytes.or(lower.job_log_max_bytes),
         }
     }
 }

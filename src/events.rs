@@ -17,6 +17,10 @@ pub type Snapshot = Option<Arc<Job>>;
 /// Changes the all-jobs feed buffers per subscriber before a slow one lags.
 const FEED_CAPACITY: usize = 4096;
 
+/// Log appends the log feed buffers per subscriber before a slow one lags
+/// (a follower that lags re-reads the store, so nothing is lost).
+const LOG_FEED_CAPACITY: usize = 1024;
+
 /// Per-process fan-out of job changes. Cheap to clone.
 #[derive(Clone)]
 pub struct EventBus {
@@ -30,6 +34,7 @@ struct Inner {
     /// workers' long-polls), where [`Inner::work`] wakes one claimer.
     work_seen: watch::Sender<u64>,
     all: broadcast::Sender<Arc<Job>>,
+    logs: broadcast::Sender<JobId>,
 }
 
 /// One watched job: its channel, and whether any watcher wants changes
@@ -50,6 +55,7 @@ impl Default for EventBus {
                 work: Notify::new(),
                 work_seen: watch::channel(0).0,
                 all: broadcast::channel(FEED_CAPACITY).0,
+                logs: broadcast::channel(LOG_FEED_CAPACITY).0,
             }),
         }
     }
@@ -188,6 +194,21 @@ impl EventBus {
     /// `cache_size` of `/queue/stats`).
     pub fn cache_size(&self) -> usize {
         self.watched().len()
+    }
+
+    /// Tells this process's log followers that lines were appended to a
+    /// job's log (a log append changes no job, so watchers do not hear of
+    /// it). Appends by other processes are not announced: followers
+    /// re-read the store now and then.
+    pub fn log_appended(&self, id: JobId) {
+        if self.inner.logs.receiver_count() > 0 {
+            let _ = self.inner.logs.send(id);
+        }
+    }
+
+    /// The ids of jobs whose logs this process appended to, as it does.
+    pub fn subscribe_logs(&self) -> broadcast::Receiver<JobId> {
+        self.inner.logs.subscribe()
     }
 
     /// Signals that a job may have become claimable.

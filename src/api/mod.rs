@@ -10,6 +10,8 @@ mod head;
 pub(crate) mod jobs;
 mod listen;
 pub(crate) mod live;
+pub(crate) mod log_view;
+pub(crate) mod logs;
 pub(crate) mod metrics;
 pub mod monitor;
 pub mod openapi;

@@ -16,9 +16,9 @@ use utoipa_swagger_ui::Config;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
-use super::remote::{exchange, progress, register};
+use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
-use super::{dashboard, head, jobs, live, metrics, pipeline, stats, throughput, watch, why};
+use super::{dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, watch, why};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -59,6 +59,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(watch::poll))
         .routes(routes!(watch::stream))
         .routes(routes!(why::why))
+        .routes(routes!(logs::log_page))
+        .routes(routes!(logs::log_stream))
         .routes(routes!(stats::queue_stats))
         .routes(routes!(live::queue_stream))
         .routes(routes!(throughput::throughput))
@@ -68,6 +70,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(register::register))
         .routes(routes!(exchange::exchange))
         .routes(routes!(progress::progress))
+        .routes(routes!(worker_logs::append_logs))
         .routes(routes!(register::unregister))
         .routes(routes!(stats::health_check))
         .routes(routes!(metrics::metrics))

@@ -11,12 +11,16 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::error::ErrorBody;
+use super::log_view::{LogEnd, LogLineView};
 use super::schema::{JobSchema, JobUpdateSchema};
 use super::stats::{QueueStats, StatsUnavailable, WorkerList};
 use super::throughput::Throughput;
 
 /// An event of `GET /api/v1/jobs/status/{job_id}/stream`; never built.
 pub(crate) struct JobStreamEvent;
+
+/// An event of `GET /api/v1/jobs/status/{job_id}/logs/stream`; never built.
+pub(crate) struct LogStreamEvent;
 
 /// An event of `GET /api/v1/jobs/queue/stream`; never built.
 pub(crate) struct QueueStreamEvent;
@@ -84,6 +88,39 @@ impl ToSchema for JobStreamEvent {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         add::<JobSchema>(schemas);
         add::<JobUpdateSchema>(schemas);
+        add::<ErrorBody>(schemas);
+    }
+}
+
+impl PartialSchema for LogStreamEvent {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .description(Some(
+                "One event of a job's log stream (`data` is JSON). Comments (keep-alives) are not events.",
+            ))
+            .item(event(
+                "log",
+                "One line (its `seq` is also the event's `id`)",
+                component::<LogLineView>(),
+            ))
+            .item(event(
+                "end",
+                "The job is completed, failed or cancelled and every line was sent; the last event",
+                component::<LogEnd>(),
+            ))
+            .item(event(
+                "error",
+                "The job left the store (`JobNotFoundError`); the last event",
+                component::<ErrorBody>(),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for LogStreamEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        add::<LogLineView>(schemas);
+        add::<LogEnd>(schemas);
         add::<ErrorBody>(schemas);
     }
 }

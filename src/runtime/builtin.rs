@@ -27,8 +27,9 @@ impl JobHandler for Noop {
 }
 
 /// Sleeps `seconds` (default 1, at most 86400) in `steps` equal steps
-/// (default 10), reporting progress after each; fails with `fail_with` (a
-/// message) when given; stops at once when cancelled.
+/// (default 10), reporting progress after each (and logging a line per
+/// step with `"log": true`); fails with `fail_with` (a message) when
+/// given; stops at once when cancelled.
 pub struct Sleep;
 
 #[async_trait]
@@ -46,6 +47,7 @@ impl JobHandler for Sleep {
             .unwrap_or(10)
             .clamp(1, 100_000);
         let step = Duration::from_secs_f64(seconds / steps as f64);
+        let log = params.get("log") == Some(&Value::Bool(true));
         for done in 1..=steps {
             tokio::select! {
                 _ = tokio::time::sleep(step) => {}
@@ -56,6 +58,9 @@ impl JobHandler for Sleep {
                 items_processed: Some(done),
                 total_items: Some(steps),
             });
+            if log {
+                ctx.log(format!("step {done} of {steps} done"));
+            }
         }
         if let Some(message) = params.get("fail_with").and_then(Value::as_str) {
             anyhow::bail!("{message}");

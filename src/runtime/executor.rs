@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::attempt;
 use super::completer::{Completer, Slot};
 use super::handler::{JobContext, JobFailure};
+use super::job_log::{LogBuffer, flush_logs};
 use super::registry::Registry;
 use crate::backoff::retry_delays;
 use crate::events::{EventBus, JobWatch};
@@ -37,6 +38,8 @@ pub(crate) struct ExecEnv {
     pub(crate) default_retry_backoff: Duration,
     /// Where outcomes are recorded.
     pub(crate) completer: Completer,
+    /// Bytes of log text kept per job.
+    pub(crate) job_log_max_bytes: usize,
 }
 
 /// Why a handler was stopped before it returned.
@@ -86,8 +89,20 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
     let flusher = flush_progress(env.store.clone(), claim, progress_rx, lost.clone());
     tokio::pin!(flusher);
     let mut flushing = true;
+    // Log lines likewise: a job that logs nothing costs no store call.
+    let log = LogBuffer::new();
+    let log_flusher = flush_logs(
+        env.store.clone(),
+        claim,
+        log.clone(),
+        env.job_log_max_bytes,
+        lost.clone(),
+    );
+    tokio::pin!(log_flusher);
+    let mut log_flushing = true;
     let ctx = JobContext::new(job.clone(), progress_tx, cancel.clone())
-        .with_dependencies(attempt::dependencies(env.store.as_ref(), &job).await);
+        .with_dependencies(attempt::dependencies(env.store.as_ref(), &job).await)
+        .with_log(log.clone());
     let time_limit = attempt::time_limit(&job, Some(&job_type));
     tracing::debug!(job_id = %job.id, job_type = %job.job_type, user_id = %job.user_id, "job started");
 
@@ -101,6 +116,7 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
             reason = stop_requested(&mut watch, &lost, &env.abort, &env.worker_id) => break Ok(reason),
             _ = &mut deadline => break Ok(StopReason::TimedOut),
             _ = &mut flusher, if flushing => flushing = false,
+            _ = &mut log_flusher, if log_flushing => log_flushing = false,
         }
     };
     let result = match stopped {
@@ -108,8 +124,18 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
         Ok(reason) => {
             cancel.cancel();
             // Give the handler its grace period, then drop it (which kills
-            // an external command's process group).
-            let _ = tokio::time::timeout(env.cancel_grace, &mut run).await;
+            // an external command's process group), its log still written
+            // meanwhile.
+            let _ = tokio::time::timeout(env.cancel_grace, async {
+                tokio::select! {
+                    _ = &mut run => {}
+                    _ = &mut log_flusher, if log_flushing => {
+                        log_flushing = false;
+                        let _ = (&mut run).await;
+                    }
+                }
+            })
+            .await;
             match reason {
                 StopReason::TimedOut => Err(anyhow::anyhow!(
                     "timed out after {:.1} s",
@@ -120,6 +146,12 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
                     return;
                 }
                 StopReason::Shutdown => {
+                    // The claim holds until the release: keep the lines.
+                    log.close();
+                    if log_flushing {
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(5), &mut log_flusher).await;
+                    }
                     if let Err(e) = env.store.release(&[claim]).await {
                         tracing::warn!(job_id = %job.id, error = %error_chain(&e), "could not re-queue job on shutdown; its lease will expire");
                     }
@@ -128,9 +160,14 @@ pub(crate) async fn execute(env: &ExecEnv, claimed: Claimed, lost: CancellationT
             }
         }
     };
-    // The handler's context is gone with `run`; let the last progress land.
+    // The handler's context is gone with `run`; let the last progress and
+    // log lines land before the outcome (after it, the claim is gone).
     if flushing {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut flusher).await;
+    }
+    log.close();
+    if log_flushing {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut log_flusher).await;
     }
     // Done watching: the outcome's snapshot need not be delivered here.
     drop(watch);

@@ -7,6 +7,9 @@
 //! with the last `result`; any other exit fails it with the tail of stderr,
 //! retried by the job type's rule unless a line said otherwise:
 //! `"retry": false` (fail for good) or `"retry_after_seconds": N`.
+//! Every stderr line, and every stdout line that is not a JSON object,
+//! goes to the job's log (`stderr`, `stdout`), whether the job succeeds or
+//! fails.
 //!
 //! The command runs in its own process group, so a cancel reaches every
 //! process it started: SIGTERM at once, SIGKILL when the worker drops the
@@ -14,6 +17,7 @@
 //! worker process dies, so a recovered job never runs twice at once.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,10 +26,16 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufRead
 use tokio::process::Command;
 
 use super::handler::{JobContext, JobFailure, JobHandler, Retry};
+use super::job_log::LogBuffer;
 use crate::model::{Progress, now_millis};
+use crate::store::{LogStream, MAX_LOG_LINE_BYTES};
 
 /// Bytes of stderr kept for the error message.
 const STDERR_TAIL_BYTES: usize = 4096;
+
+/// How long the command's stderr may stay open after it exited (a child
+/// it left behind may hold it) before its reader is abandoned.
+const STDERR_DRAIN: Duration = Duration::from_secs(2);
 
 /// Longest `retry_after_seconds` honoured (a day).
 const MAX_RETRY_AFTER_SECONDS: f64 = 86_400.0;
@@ -103,7 +113,11 @@ impl JobHandler for ExternalCommand {
                 let _ = stdin.write_all(&input).await;
             });
         }
-        let stderr = child.stderr.take().map(|s| tokio::spawn(tail_of(s)));
+        let log = ctx.log_buffer();
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(read_stderr(s, log)));
         let mut lines = child.stdout.take().map(|s| BufReader::new(s).lines());
 
         let mut said = Said::default();
@@ -128,13 +142,18 @@ impl JobHandler for ExternalCommand {
             }
         };
         group.pgid = None;
+        // Its last stderr lines reach the log before the attempt ends.
+        let tail = match stderr {
+            Some(task) => tokio::time::timeout(STDERR_DRAIN, task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         if status.success() {
             return Ok(said.result);
         }
-        let tail = match stderr {
-            Some(task) => task.await.unwrap_or_default(),
-            None => String::new(),
-        };
         let tail = tail.trim();
         let message = if tail.is_empty() {
             format!("command exited with {status}")
@@ -160,9 +179,11 @@ struct Said {
     retry: Option<Retry>,
 }
 
-/// Applies one stdout line of the protocol; other lines are ignored.
+/// Applies one stdout line of the protocol; other lines go to the job's
+/// log.
 fn apply_line(ctx: &JobContext, line: &str, said: &mut Said) {
     let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(line) else {
+        ctx.log_to(LogStream::Stdout, line);
         return;
     };
     if let Some(value) = fields.get("result") {
@@ -195,17 +216,45 @@ fn apply_line(ctx: &JobContext, line: &str, said: &mut Said) {
     }
 }
 
-/// Reads a stream to its end, keeping its last [`STDERR_TAIL_BYTES`].
-async fn tail_of(mut stream: impl AsyncRead + Unpin) -> String {
+/// Reads stderr to its end: each line to the job's log (cut to the
+/// longest line kept; the rest of a longer line is read past), and the
+/// last [`STDERR_TAIL_BYTES`] kept for the error message.
+async fn read_stderr(stream: impl AsyncRead + Unpin, log: Option<Arc<LogBuffer>>) -> String {
+    let mut reader = BufReader::new(stream);
     let mut tail = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = stream.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        tail.extend_from_slice(&buf[..n]);
+    let mut line = Vec::new();
+    let keep = |bytes: &[u8], tail: &mut Vec<u8>| {
+        tail.extend_from_slice(bytes);
         if tail.len() > STDERR_TAIL_BYTES {
             tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+        }
+    };
+    loop {
+        line.clear();
+        let limit = MAX_LOG_LINE_BYTES as u64 + 1;
+        match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        keep(&line, &mut tail);
+        if let Some(log) = &log {
+            log.push(LogStream::Stderr, String::from_utf8_lossy(&line));
+        }
+        // An overlong line: the rest of it goes to the tail only.
+        let mut rest = Vec::new();
+        while !line.ends_with(b"\n") && line.len() > MAX_LOG_LINE_BYTES {
+            rest.clear();
+            match (&mut reader)
+                .take(64 * 1024)
+                .read_until(b'\n', &mut rest)
+                .await
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => keep(&rest, &mut tail),
+            }
+            if rest.ends_with(b"\n") {
+                break;
+            }
         }
     }
     String::from_utf8_lossy(&tail).into_owned()

@@ -9,7 +9,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::job_log::LogBuffer;
 use crate::model::{Job, Millis, Progress};
+use crate::store::LogStream;
 
 /// The code behind a job type. `run` returns the job's result, or an error
 /// that fails the attempt (retried by the job type's rule while attempts
@@ -82,6 +84,7 @@ pub struct JobContext {
     dependencies: Vec<Arc<Job>>,
     progress: watch::Sender<Option<Progress>>,
     cancel: CancellationToken,
+    log: Option<Arc<LogBuffer>>,
 }
 
 impl JobContext {
@@ -97,7 +100,36 @@ impl JobContext {
             dependencies: Vec::new(),
             progress,
             cancel,
+            log: None,
         }
+    }
+
+    /// The same context, its log lines going to `log` (the executor
+    /// writes them to the job's log in the store).
+    pub fn with_log(mut self, log: Arc<LogBuffer>) -> JobContext {
+        self.log = Some(log);
+        self
+    }
+
+    /// Adds a line to the job's log (`GET /status/{id}/logs`). Cheap: lines
+    /// are written in batches beside the handler, the last ones before
+    /// the attempt's outcome; a line is cut at 16 KiB.
+    pub fn log(&self, line: impl Into<String>) {
+        self.log_to(LogStream::Log, line);
+    }
+
+    /// Adds a line of `stream` to the job's log (an external command's
+    /// output).
+    pub(crate) fn log_to(&self, stream: LogStream, line: impl Into<String>) {
+        if let Some(log) = &self.log {
+            log.push(stream, line);
+        }
+    }
+
+    /// Where the job's log lines go, if anywhere: for readers that outlive
+    /// a borrow of the context (an external command's stderr task).
+    pub(crate) fn log_buffer(&self) -> Option<Arc<LogBuffer>> {
+        self.log.clone()
     }
 
     /// The same context, with the completed jobs this one depends on.

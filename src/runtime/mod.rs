@@ -8,6 +8,7 @@ mod executor;
 pub(crate) mod external;
 pub(crate) mod handler;
 mod heartbeat;
+pub(crate) mod job_log;
 pub(crate) mod maintenance;
 pub(crate) mod memory;
 pub(crate) mod process;
@@ -15,5 +16,6 @@ mod registry;
 mod worker;
 
 pub use handler::{JobContext, JobFailure, JobHandler, Retry};
+pub use job_log::LogBuffer;
 pub use registry::{JobType, Registry};
 pub use worker::{Worker, WorkerLoad};

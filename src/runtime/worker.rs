@@ -211,6 +211,7 @@ impl Worker {
             lease_timeout: settings.lease_timeout,
             default_retry_backoff: settings.retry_backoff,
             completer: completer_handle,
+            job_log_max_bytes: settings.job_log_max_bytes,
         };
         let _ = shared.env.set(Arc::new(env));
         let heartbeat = tokio::spawn(heartbeat::run(

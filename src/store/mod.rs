@@ -4,9 +4,12 @@
 //! terminal, ...). Backends: [`sqlite`] (embedded, the default) and
 //! [`redis`] (one queue for many machines).
 
+mod job_log;
 pub mod redis;
 pub mod sqlite;
 mod vanished;
+
+pub use job_log::{LogEntry, LogLine, LogPage, LogStream, MAX_LOG_LINE_BYTES};
 
 use std::time::Duration;
 
@@ -542,6 +545,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Time of the earliest scheduled job, so the scheduler can sleep until it.
     async fn next_due(&self) -> StoreResult<Option<Millis>>;
+
+    /// Appends lines to a running job's log, if the claim still holds
+    /// (else [`StoreError::ClaimLost`] and nothing is written), stamped with
+    /// the store's clock and the job's attempt, numbered on from its last
+    /// line. The log is then cut to `max_bytes` of line text, oldest lines
+    /// first, in the same atomic step. Tells this process's bus
+    /// ([`crate::events::EventBus::log_appended`]).
+    async fn append_log(
+        &self,
+        claim: ClaimRef,
+        lines: &[LogLine],
+        max_bytes: usize,
+    ) -> StoreResult<()>;
+
+    /// Reads up to `limit` lines of a job's log after line `after`, oldest
+    /// first, and whether the job is terminal (read before the lines, so
+    /// a terminal page holds every line the job will write).
+    async fn read_log(&self, id: JobId, after: u64, limit: usize) -> StoreResult<LogPage>;
 }
 
 #[cfg(test)]

@@ -193,6 +193,26 @@ describe("dashboard", () => {
     await page.screenshot({ path: path.join(OUTPUT, "dashboard-job-completed.png"), fullPage: true });
   });
 
+  test("a job's log lines appear on its page while it runs, then the log is complete", async () => {
+    const id = await submit(server, {
+      job_type: "sleep",
+      parameters: { seconds: 3, steps: 6, log: true },
+      user_id: "carol",
+    });
+    await page.evaluate((jobId) => { location.hash = "#/job/" + jobId; }, id);
+    await waitForText(page, "#job-id", id);
+    await waitForText(page, "#job-log", "step 1 of 6 done");
+    const lines = () => page.locator("#job-log .log-line").count();
+    const seen = await lines();
+    assert.ok(seen < 6, `the first lines showed while the job ran (${seen} of 6)`);
+    await page.waitForFunction((n) => document.querySelectorAll("#job-log .log-line").length > n, seen, { timeout: WAIT });
+    await waitForText(page, "#job-log-state", "complete");
+    assert.equal(await lines(), 6);
+    assert.equal(await page.locator('#job-log .log-line[data-seq="6"] .text').innerText(), "step 6 of 6 done");
+    assert.equal(await page.locator("#job-log-empty").isHidden(), true);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-job-log.png"), fullPage: true });
+  });
+
   test("cancel and restart from the job page, with the 409 answers shown", async () => {
     const id = await submit(server, {
       job_type: "sleep",

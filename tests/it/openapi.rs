@@ -110,6 +110,17 @@ async fn the_document_and_the_router_list_the_same_routes() {
     );
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().expect("paths");
+    // Tools key operations by their ids (schemathesis' inferred links):
+    // two operations with one id are a broken document.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().into_iter().flat_map(|ops| ops.values()))
+        .filter_map(|op| op.get("operationId").and_then(Value::as_str))
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "operationIds are unique: {ids:?}");
     for (method, path) in README_ROUTES {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

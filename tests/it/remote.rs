@@ -327,6 +327,13 @@ async fn bad_calls_are_refused_with_the_error_shape(kind: StoreKind) {
         "{error}"
     );
     let worker = register(&server, &["py_a"], 2).await;
+    let unknown = json!({"job_id": uuid::Uuid::now_v7(), "token": uuid::Uuid::now_v7()});
+    let (status, error) = server.post("/api/v1/workers/progress", Some(unknown)).await;
+    assert_eq!(
+        (status, &error["error"]),
+        (409, &json!("ClaimLostError")),
+        "{error}"
+    );
     for body in [
         json!({"worker": worker, "max_jobs": 3}),
         json!({"worker": worker, "wait_seconds": 2000}),

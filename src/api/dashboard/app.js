@@ -97,6 +97,8 @@
     jobId: null,
     job: null,
     jobStream: null,
+    logStream: null,    // the job's log stream while it is followed
+    logSeq: 0,          // the last log line shown
     elapsedTimer: null,
     lastCounts: "",
     lastRunning: -1,
@@ -337,6 +339,7 @@
   function closeJob() {
     if (state.jobStream) state.jobStream.close();
     state.jobStream = null;
+    closeLog();
     if (state.elapsedTimer) clearInterval(state.elapsedTimer);
     state.elapsedTimer = null;
     state.jobId = null;
@@ -350,7 +353,67 @@
     $("action-result").hidden = true;
     $("job-id").textContent = id;
     followJob(id);
+    followLog(id, 0);
     state.elapsedTimer = setInterval(() => { if (state.job) renderProgress(state.job); }, 1000);
+  }
+
+  // --- one job's log -------------------------------------------------------
+
+  // Lines kept on the page; older ones are removed as new ones come.
+  const LOG_LINES_SHOWN = 2000;
+
+  function closeLog() {
+    if (state.logStream) state.logStream.close();
+    state.logStream = null;
+  }
+
+  // Follows the job's log stream from line `after`: each `log` event adds a
+  // line, `end` closes it (the job ended and every line arrived). A lost
+  // connection is resumed by EventSource itself, after the last line it got
+  // (Last-Event-ID).
+  function followLog(id, after) {
+    closeLog();
+    const box = $("job-log");
+    if (after === 0) {
+      box.replaceChildren();
+      state.logSeq = 0;
+      $("job-log-empty").hidden = false;
+      $("job-log-empty").textContent = "No log lines yet.";
+    }
+    const source = new EventSource(API + "/status/" + encodeURIComponent(id) + "/logs/stream?after=" + after);
+    state.logStream = source;
+    $("job-log-state").textContent = "following…";
+    source.addEventListener("log", (e) => {
+      if (state.jobId !== id) return;
+      const line = JSON.parse(e.data);
+      const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
+      if (state.logSeq && line.seq > state.logSeq + 1) {
+        box.append(el("span", { class: "log-gap", text: `… ${line.seq - state.logSeq - 1} older line(s) not kept` }));
+      }
+      state.logSeq = line.seq;
+      box.append(el("span", { class: "log-line stream-" + line.stream, "data-seq": String(line.seq), title: `${line.stream}, attempt ${line.attempt}, line ${line.seq}` },
+        el("span", { class: "at", text: new Date(line.at).toLocaleTimeString() }),
+        el("span", { class: "text", text: line.line })));
+      while (box.childElementCount > LOG_LINES_SHOWN) box.firstElementChild.remove();
+      $("job-log-empty").hidden = true;
+      if (atBottom) box.scrollTop = box.scrollHeight;
+    });
+    source.addEventListener("end", () => {
+      source.close();
+      if (state.logStream === source) state.logStream = null;
+      $("job-log-state").textContent = state.logSeq ? "complete" : "";
+      if (!state.logSeq) $("job-log-empty").textContent = "The job logged nothing.";
+    });
+    source.addEventListener("error", (e) => {
+      if (e.data) {
+        // The job left the store: the stream's last event.
+        source.close();
+        if (state.logStream === source) state.logStream = null;
+        $("job-log-state").textContent = "job not found";
+      } else if (source.readyState !== EventSource.CLOSED) {
+        $("job-log-state").textContent = "reconnecting…";
+      }
+    });
   }
 
   // Follows the job's SSE stream until job_complete; shows a 404 plainly.
@@ -490,8 +553,9 @@
     if (status === 200) {
       showResult(true, status + " OK: " + body.message + " (status now " + body.status + ")");
       renderJob(body.job);
-      // A restarted job runs again: follow it anew (its old stream ended).
+      // A restarted job runs again: follow it anew (its old streams ended).
       if (action === "restart" || !state.jobStream) followJob(id);
+      if (action === "restart" && !state.logStream) followLog(id, state.logSeq || 0);
     } else {
       showResult(false, describeError(status, body));
     }

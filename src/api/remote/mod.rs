@@ -7,6 +7,7 @@
 //! answers prompter.
 
 pub(crate) mod exchange;
+pub(crate) mod logs;
 mod node;
 pub(crate) mod progress;
 pub(crate) mod register;

@@ -13,7 +13,7 @@ use crate::api::extract::JsonBody;
 use crate::api::schema::JobStatusSchema;
 use crate::api::state::AppState;
 use crate::model::{JobId, JobStatus, Progress};
-use crate::store::ClaimRef;
+use crate::store::{ClaimRef, StoreError};
 
 /// Body of `progress`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,7 +58,7 @@ pub(crate) struct ProgressReply {
         (status = 200, description = "Recorded", body = ProgressReply),
         (status = 400, description = "`ValidationError`", body = ErrorBody),
         (status = 409, description = "`ClaimLostError`: the claim is gone (the job was \
-            cancelled, or recovered after its lease); nothing was changed", body = ErrorBody),
+            cancelled, recovered after its lease, or deleted); nothing was changed", body = ErrorBody),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -86,17 +86,29 @@ pub(crate) async fn progress(
     let update = if complete {
         given
     } else {
-        let current = state.store.get(claim.job_id).await?.progress;
+        let current = state.store.get(claim.job_id).await.map_err(lost)?.progress;
         Progress {
             fraction: request.progress.unwrap_or(current.fraction),
             items_processed: given.items_processed.or(current.items_processed),
             total_items: given.total_items.or(current.total_items),
         }
     };
-    let job = state.store.report_progress(claim, update).await?;
+    let job = state
+        .store
+        .report_progress(claim, update)
+        .await
+        .map_err(lost)?;
     Ok(Json(ProgressReply {
         job_id: job.id,
         status: job.status,
         progress: job.progress.fraction,
     }))
+}
+
+/// A claim on a job that no longer exists is gone too.
+fn lost(error: StoreError) -> ApiError {
+    match error {
+        StoreError::NotFound(id) => ApiError::ClaimLost(id),
+        other => other.into(),
+    }
 }

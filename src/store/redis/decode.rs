@@ -4,7 +4,9 @@ use redis::Value;
 use serde_json::Value as Json;
 
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
-use crate::store::{Outcome, Serves, StoreError, StoreResult, WorkerInfo, WorkerRecord};
+use crate::store::{
+    LogEntry, LogPage, Outcome, Serves, StoreError, StoreResult, WorkerInfo, WorkerRecord,
+};
 
 /// A reply or stored field that cannot be decoded. The operation is named
 /// by the adapter ([`crate::store::during`]).
@@ -365,4 +367,44 @@ pub(super) fn fenced_job(id: JobId, reply: Value) -> StoreResult<Job> {
         return Err(StoreError::ClaimLost(id));
     }
     job(&Fields::of(&items))
+}
+
+/// A page of a job's log as `read_log.lua` answers it: the job's status,
+/// then entries `seq\tat\tattempt\tstream\ttext`; `None` when the job
+/// does not exist.
+pub(super) fn log_page(reply: Value, after: u64) -> StoreResult<Option<LogPage>> {
+    let mut items = array(reply)?.into_iter();
+    let Some(status) = items.next() else {
+        return Ok(None);
+    };
+    let status: JobStatus = text(&status)
+        .ok_or_else(|| corrupt("log page status"))?
+        .parse()
+        .map_err(corrupt)?;
+    let lines = items
+        .map(|item| log_entry(&text(&item).ok_or_else(|| corrupt("log entry"))?))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let next = lines.last().map_or(after, |line| line.seq);
+    Ok(Some(LogPage {
+        lines,
+        next,
+        status,
+    }))
+}
+
+fn log_entry(entry: &str) -> StoreResult<LogEntry> {
+    let mut parts = entry.splitn(5, '\t');
+    let mut next = || parts.next().ok_or_else(|| corrupt("log entry"));
+    let seq = next()?.parse().map_err(corrupt)?;
+    let at = next()?.parse().map_err(corrupt)?;
+    let attempt = next()?.parse().map_err(corrupt)?;
+    let stream = next()?.parse().map_err(corrupt)?;
+    let text = next()?.to_owned();
+    Ok(LogEntry {
+        seq,
+        at,
+        attempt,
+        stream,
+        text,
+    })
 }

@@ -19,6 +19,8 @@
 //! | `user_running` | hash | running jobs per user, built-in and remote alike (the per-user limit); a user's field is deleted at 0 |
 //! | `scheduled` | zset | delayed jobs and retries by due time; promotion removes |
 //! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |
+//! | `log:<id>` | list | job `<id>`'s log lines, oldest first (`append_log.lua`); created by its first line, cut to the cap by each append, deleted with the job |
+//! | `log_meta:<id>` | hash | the log's last line number (`seq`) and bytes of text (`bytes`); deleted with the job |
 //! | `dependents:<id>` | set | jobs waiting for job `<id>`; created by a dependent's submit, deleted with job `<id>` |
 //! | `counts` | hash | jobs per status (exact, O(1) stats) |
 //! | `retired` | hash | jobs that left a terminal status (cleanup, restart), per status; with `counts`, the finished totals; permanent |

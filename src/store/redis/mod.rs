@@ -28,8 +28,8 @@ use crate::events::{EventBus, JobWatch};
 use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
-    FinishedTotals, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport, Serves, Store,
-    StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
+    Serves, Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// Jobs deleted per cleanup script call.
@@ -724,6 +724,52 @@ impl Store for RedisStore {
             let first: Vec<(String, f64)> =
                 bounded(conn.zrange_withscores(self.keys.named("scheduled"), 0, 0)).await?;
             Ok(first.first().map(|(_, due)| *due as Millis))
+        })
+        .await
+    }
+
+    async fn append_log(
+        &self,
+        claim: ClaimRef,
+        lines: &[LogLine],
+        max_bytes: usize,
+    ) -> StoreResult<()> {
+        crate::store::during("append_log", async {
+            let mut args = Vec::with_capacity(4 + 2 * lines.len());
+            args.extend([
+                claim.job_id.to_string(),
+                claim.token.to_string(),
+                self.clock.now().to_string(),
+                max_bytes.to_string(),
+            ]);
+            for line in lines {
+                args.push(line.stream.as_str().to_owned());
+                args.push(line.text.clone());
+            }
+            let written: i64 = redis::FromRedisValue::from_redis_value(
+                self.run(&self.scripts.append_log, args).await?,
+            )
+            .map_err(decode::corrupt)?;
+            if written == 0 {
+                return Err(StoreError::ClaimLost(claim.job_id));
+            }
+            self.bus.log_appended(claim.job_id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_log(&self, id: JobId, after: u64, limit: usize) -> StoreResult<LogPage> {
+        crate::store::during("read_log", async {
+            // Lua numbers are doubles: positions beyond 2^53 read as the end.
+            let from = after.min(1 << 53);
+            let reply = self
+                .run(
+                    &self.scripts.read_log,
+                    vec![id.to_string(), from.to_string(), limit.max(1).to_string()],
+                )
+                .await?;
+            decode::log_page(reply, after)?.ok_or(StoreError::NotFound(id))
         })
         .await
     }

@@ -34,6 +34,10 @@ pub(super) struct Scripts {
     pub workers: Script,
     /// `watch.lua`.
     pub watch: Script,
+    /// `append_log.lua`.
+    pub append_log: Script,
+    /// `read_log.lua`.
+    pub read_log: Script,
 }
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -71,6 +75,8 @@ impl Scripts {
             list: script(include_str!("scripts/list.lua")),
             workers: script(include_str!("scripts/workers.lua")),
             watch: script(include_str!("scripts/watch.lua")),
+            append_log: script(include_str!("scripts/append_log.lua")),
+            read_log: script(include_str!("scripts/read_log.lua")),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod checkpoint;
 mod connection;
+mod logs;
 mod ops;
 mod readers;
 mod retention;
@@ -37,8 +38,8 @@ use crate::events::{EventBus, JobWatch};
 use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
-    FinishedTotals, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport, Store, StoreError,
-    StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
+    Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// The embedded SQLite store.
@@ -504,5 +505,33 @@ impl Store for SqliteStore {
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
         crate::store::during("next_due", async { self.read(next_due_in).await }).await
+    }
+
+    async fn append_log(
+        &self,
+        claim: ClaimRef,
+        lines: &[LogLine],
+        max_bytes: usize,
+    ) -> StoreResult<()> {
+        crate::store::during("append_log", async {
+            let now = self.clock.now();
+            let lines = lines.to_vec();
+            self.writer
+                .write_background(move |conn| {
+                    logs::append_log_in(conn, claim, &lines, max_bytes, now)
+                })
+                .await?;
+            self.bus.log_appended(claim.job_id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_log(&self, id: JobId, after: u64, limit: usize) -> StoreResult<LogPage> {
+        crate::store::during("read_log", async {
+            self.read(move |conn| logs::read_log_in(conn, id, after, limit))
+                .await
+        })
+        .await
     }
 }

@@ -10,6 +10,8 @@
 //! - [`order`]: claim order, where promotion queues a job, listing and
 //!   paging, retention.
 //! - [`scenarios`]: concurrency, limits, fencing, recovery, dependencies.
+//! - [`logs`]: per-job logs: appends under the claim, pages, the cap,
+//!   retries and restarts, cleanup.
 //! - [`routing`]: which claims take a remote job, the limits they share,
 //!   and the ways a remote job goes back to its own queue.
 //!
@@ -19,6 +21,7 @@
 //! [`ManualClock`]: no test waits for time to pass, it advances the clock
 //! (leases expire, scheduled jobs come due, jobs age past retention).
 
+mod logs;
 mod order;
 mod routing;
 mod scenarios;
@@ -33,6 +36,7 @@ use jobd::model::{Job, JobId, JobStatus, ManualClock, Millis, NewJob, now_millis
 use jobd::store::{ClaimParams, ClaimRef, Claimed, Outcome, RecoverParams, Store};
 use serde_json::json;
 
+use self::logs::*;
 use self::order::*;
 use self::routing::*;
 use self::scenarios::*;
@@ -524,4 +528,11 @@ store_contract!(
     limits_are_shared_by_built_in_and_remote_claims,
     a_remote_job_goes_back_to_its_own_queue,
     the_registry_keeps_what_a_worker_serves,
+    // per-job logs
+    log_lines_are_appended_numbered_and_read_in_pages,
+    a_long_line_is_cut_and_many_lines_go_in_one_append,
+    the_cap_drops_the_oldest_lines_and_numbers_go_on,
+    a_lost_claim_writes_no_log,
+    a_retry_and_a_restart_keep_earlier_attempts_lines,
+    cleanup_deletes_a_jobs_log_with_it,
 );

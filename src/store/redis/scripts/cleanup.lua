@@ -12,7 +12,7 @@ local function purge(index, before, limit)
     if status then
       count(status, -1)
       retired[status] = (retired[status] or 0) + 1
-      redis.call('DEL', job_key(id), dependents_key(id))
+      redis.call('DEL', job_key(id), dependents_key(id), log_key(id), log_meta_key(id))
     end
     redis.call('ZREM', P .. index, id)
     redis.call('ZREM', P .. 'jobs', id)

@@ -5,6 +5,9 @@
 local P = KEYS[1]
 
 local function job_key(id) return P .. 'job:' .. id end
+-- A job's log (append_log.lua) and its last line number and size.
+local function log_key(id) return P .. 'log:' .. id end
+local function log_meta_key(id) return P .. 'log_meta:' .. id end
 
 -- Queues. Built-in jobs queue under `pending:<user>`, users take turns in
 -- `ready` and `idle_served`; a remote job of type T under
