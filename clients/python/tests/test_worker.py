@@ -226,24 +226,32 @@ def test_burst_returns_when_nothing_is_left(server: Server) -> None:
     assert w.run(burst=True) == 0  # nothing left: returns at once
 
 
-def test_job_logs(server: Server, run_worker) -> None:
-    probe = server.http.post("/api/v1/workers/logs", json={"job_id": "x", "token": "x", "lines": []})
-    if probe.status_code == 404 and probe.json().get("error") == "NotFoundError":
-        pytest.skip("LOGS-ENDPOINT: POST /api/v1/workers/logs is not on this server yet")
+def test_job_logs(server: Server, run_worker, capsys) -> None:
     c = server.client
     w = jobd.Worker(server.url)
 
     @w.handler("py_logs")
     def handle(job: jobd.JobContext) -> Any:
         job.log("hello from job.log")
-        logging.getLogger("myapp").warning("a warning via logging")
+        logging.getLogger("myapp").warning("a warning via %s", "logging")
+        print("printed", "line")
+        print("no newline yet", end="")
+        print(" ... now")
+        if job.parameters.get("fail"):
+            raise RuntimeError("failed after logging")
         return 1
 
+    logging.getLogger("outside").warning("not a job's")
     run_worker(w)
-    job = c.submit("py_logs")
-    c.wait(job, timeout=10)
-    text = str(c.logs(job))
-    assert "hello from job.log" in text and "a warning via logging" in text
+    done = c.submit("py_logs")
+    failed = c.submit("py_logs", {"fail": True})
+    assert c.wait(done, timeout=10)["status"] == "completed"
+    assert c.wait(failed, timeout=10)["status"] == "failed"
+    for job in (done, failed):
+        lines = [(x["stream"], x["line"]) for x in c.logs(job)["lines"]]
+        assert lines == [("log", "hello from job.log"), ("log", "WARNING myapp: a warning via logging"),
+                         ("stdout", "printed line"), ("stdout", "no newline yet ... now")], lines
+    assert "printed line" in capsys.readouterr().out  # still printed where it was
 
 
 def test_freed_slots_take_new_work_at_once(start_server, run_worker) -> None:

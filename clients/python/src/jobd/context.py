@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .errors import JobCancelled
 
@@ -60,8 +60,10 @@ class JobContext:
         # Progress not yet sent: the latest report only (guarded by the
         # worker's progress lock).
         self._progress: Optional[Dict[str, Any]] = None
-        # Log lines not yet sent (guarded by the worker's log lock).
-        self._log_lines: List[str] = []
+        # Log lines not yet sent, with their stream (guarded by the
+        # worker's log lock), and a line printed in part.
+        self._log_lines: List[Tuple[str, str]] = []
+        self._stdout_partial = ""
 
     def __repr__(self) -> str:
         return f"<JobContext {self.type} {self.id} attempt {self.attempt}>"

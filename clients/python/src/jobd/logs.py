@@ -1,5 +1,7 @@
-"""Per-job logs: `job.log(...)` and `logging` inside a handler, sent to
-`POST /api/v1/workers/logs` in small batches by one background thread.
+"""Per-job logs: `job.log(...)`, `logging` and `print` inside a handler,
+sent to `POST /api/v1/workers/logs` in small batches by one background
+thread (`job.log` and `logging` as the job's `log` stream, `print` and other
+writes to `sys.stdout` as its `stdout` stream).
 
 Best effort by design: a failed post drops its lines and never fails the
 job; a server without the endpoint (404 `NotFoundError`) turns shipping off
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TextIO, Tuple
 
 import httpx
 
@@ -19,7 +21,7 @@ from .context import _current
 if TYPE_CHECKING:  # pragma: no cover
     from .context import JobContext
 
-__all__ = ["LogShipper", "JobLogHandler"]
+__all__ = ["LogShipper", "JobLogHandler", "StdoutTee"]
 
 log = logging.getLogger("jobd.worker")
 
@@ -45,10 +47,10 @@ class LogShipper:
         self._thread: Optional[threading.Thread] = None
         self._local = threading.local()
 
-    def add(self, job: "JobContext", message: str) -> None:
+    def add(self, job: "JobContext", message: str, stream: str = "log") -> None:
         if not self.enabled:
             return
-        lines = message.splitlines() or [""]
+        lines = [(stream, line) for line in (message.splitlines() or [""])]
         with self._lock:
             buf = job._log_lines
             buf.extend(lines)
@@ -97,11 +99,16 @@ class LogShipper:
                     self._send(job, lines, client)
         client.close()
 
-    def _send(self, job: "JobContext", lines: List[str], client: httpx.Client) -> None:
+    def _send(self, job: "JobContext", lines: List[Tuple[str, str]], client: httpx.Client) -> None:
         if not self.enabled:
             return
-        for i in range(0, len(lines), BATCH_LINES):
-            body = {"job_id": job.id, "token": job.token, "lines": lines[i : i + BATCH_LINES]}
+        batches: List[Tuple[str, List[str]]] = []  # runs of one stream, at most BATCH_LINES each
+        for stream, line in lines:
+            if not batches or batches[-1][0] != stream or len(batches[-1][1]) >= BATCH_LINES:
+                batches.append((stream, []))
+            batches[-1][1].append(line)
+        for stream, texts in batches:
+            body = {"job_id": job.id, "token": job.token, "lines": texts, "stream": stream}
             try:
                 response = client.post("/api/v1/workers/logs", json=body)
             except httpx.HTTPError as e:
@@ -142,3 +149,29 @@ class JobLogHandler(logging.Handler):
             self._shipper.add(job, self.format(record))
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
+
+
+class StdoutTee:
+    """`sys.stdout` while a worker runs: every write goes to the real stdout
+    as before, and what a handler writes (in its thread or asyncio task) is
+    also added to its job's log, line by line, as the `stdout` stream."""
+
+    def __init__(self, shipper: LogShipper, real: TextIO) -> None:
+        self._shipper = shipper
+        self.real = real
+
+    def write(self, text: str) -> int:
+        n = self.real.write(text)
+        job = _current.get()
+        if job is not None and text:
+            pending = job._stdout_partial + text
+            *complete, job._stdout_partial = pending.split("\n")
+            if complete:
+                self._shipper.add(job, "\n".join(complete), "stdout")
+        return n
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)

@@ -29,6 +29,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -39,7 +40,7 @@ import httpx
 from ._http import make_client
 from .context import JobContext, _current
 from .errors import ApiError, ClaimLostError, JobCancelled, PermanentError, RetryLater, raise_for
-from .logs import JobLogHandler, LogShipper
+from .logs import JobLogHandler, LogShipper, StdoutTee
 
 __all__ = ["Worker"]
 
@@ -76,7 +77,7 @@ class Worker:
     shutdown begins; the jobs still running then go back to the queue
     without spending an attempt. `worker_id` defaults to `host:pid:n`.
     `capture_logging` copies `logging` records emitted inside a handler to
-    the job's log."""
+    the job's log, `capture_print` what it prints (`sys.stdout`)."""
 
     _count = 0
 
@@ -89,6 +90,7 @@ class Worker:
         grace_seconds: float = 30.0,
         worker_id: Optional[str] = None,
         capture_logging: bool = True,
+        capture_print: bool = True,
     ) -> None:
         if not 1 <= concurrency <= 1024:
             raise ValueError("concurrency must be 1 to 1024")
@@ -96,6 +98,7 @@ class Worker:
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds
         self.capture_logging = capture_logging
+        self.capture_print = capture_print
         self._token = token
         Worker._count += 1
         host = socket.gethostname()
@@ -152,6 +155,7 @@ class _Run:
         self.concurrency = worker.concurrency
         self.grace_seconds = worker.grace_seconds
         self.capture_logging = worker.capture_logging
+        self.capture_print = worker.capture_print
         self.worker_id = worker.worker_id
         self.host = worker.host
         self._handlers = dict(worker._handlers)
@@ -190,6 +194,9 @@ class _Run:
         capture = JobLogHandler(self._logs) if self.capture_logging else None
         if capture:
             logging.getLogger().addHandler(capture)
+        tee = StdoutTee(self._logs, sys.stdout) if self.capture_print else None
+        if tee:
+            sys.stdout = tee  # type: ignore[assignment]
         threads: List[threading.Thread] = []
         try:
             self._register(self._client())
@@ -224,6 +231,8 @@ class _Run:
                 self._loop.call_soon_threadsafe(self._loop.stop)
             if capture:
                 logging.getLogger().removeHandler(capture)
+            if tee and sys.stdout is tee:
+                sys.stdout = tee.real
             restore()
         return self.processed
 
