@@ -42,6 +42,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     w.add_argument("--log-level", default=os.environ.get("JOBD_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per call otherwise
     worker = load(args.target)
     url = args.url or os.environ.get("JOBD_URL")
     if url:
