@@ -110,6 +110,26 @@ def test_sigterm_finishes_short_jobs_and_gives_long_ones_back(server: Server, tm
     c.cancel(long)
 
 
+def test_a_second_signal_gives_running_jobs_back_at_once(server: Server, tmp_root: str) -> None:
+    c = server.client
+    long = c.submit("py_shutdown", {"seconds": 60}, user_id="second-signal")
+    p = worker_subprocess(server, tmp_root, SLOW_WORKER.format(type="py_shutdown"), "--grace", "60")
+    try:
+        wait_for(lambda: c.get(long)["status"] == "running", 15, f"the job to run ({read_log(p)})")
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        wait_for(lambda: "shutting down" in read_log(p), 5, "the first signal to be heard")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(15) == 0, read_log(p)
+        assert time.monotonic() - t0 < 5  # not the 60 s grace
+    finally:
+        if p.poll() is None:
+            p.kill()
+    given_back = c.get(long)
+    assert given_back["status"] == "pending" and given_back["attempts"] == 0, (given_back, read_log(p))
+    c.cancel(long)
+
+
 def test_limits_hold_with_builtin_and_python_workers(start_server, run_worker) -> None:
     # Two built-in slots and two Python ones: each kind can fill only half
     # of the global limit, so both run together and the limit is reached.

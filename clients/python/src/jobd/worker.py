@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import httpx
 
@@ -173,6 +173,8 @@ class _Run:
         self._closing = threading.Event()  # run() is over: threads end, calls give up
         self._abort = False  # a second signal: no grace
         self._unregistered = False
+        self._late_releases = 0  # give-backs of jobs claimed after the unregister, in flight
+        self._in_flight: Set[httpx.Client] = set()  # clients of waiting calls in flight
         self._waiting = 0  # waiting calls in flight
         self._pollers = 0  # poller threads alive
         self._idle_pollers = 0  # of them, those not in a call
@@ -280,11 +282,19 @@ class _Run:
                 self._lock.wait(0.1)
             release += self._release
             self._release = []
+            # From here a call that claims gives its jobs back itself; the
+            # waiting calls in flight are abandoned (the server gives back
+            # what a call claims if its client goes away before the answer).
+            self._unregistered = True
+            for client in self._in_flight:
+                _abort(client)
         if release:
             log.info("giving back %d running jobs", len(release))
         self._unregister(release)
-        with self._lock:
-            self._unregistered = True
+        with self._lock:  # late give-backs finish before the process may exit
+            deadline = time.monotonic() + 5.0
+            while (self._late_releases or self._waiting) and time.monotonic() < deadline:
+                self._lock.wait(0.1)
 
     def _unregister(self, release: List[Dict[str, str]]) -> None:
         """Unregisters, giving `release` back to the queue (best effort:
@@ -326,7 +336,8 @@ class _Run:
             except httpx.HTTPError as e:
                 problem = e
             attempt += 1
-            if self._closing.is_set() or (retries is not None and attempt > retries):
+            abandoned = self._unregistered and path.endswith("/exchange")  # see _shutdown
+            if self._closing.is_set() or abandoned or (retries is not None and attempt > retries):
                 raise _Stop(f"{path}: {problem}")
             log.warning("%s failed (%s); retrying in %.2f s", path, problem, delay)
             if self._closing.wait(delay):
@@ -410,6 +421,7 @@ class _Run:
                 reserve = 0 if self._stopping else self._free
                 self._free -= reserve
                 self._waiting += 1
+                self._in_flight.add(client)
                 held = self._held()
             # Burst: a call with wait 0 when idle; else short waits, so that
             # the end is seen soon even if no other call wakes this one.
@@ -429,6 +441,7 @@ class _Run:
             finally:
                 with self._lock:
                     self._waiting -= 1
+                    self._in_flight.discard(client)
                     self._lock.notify_all()
             claimed = self._take(answer, reserve)
             fresh = claimed > 0
@@ -465,7 +478,14 @@ class _Run:
             self._poller_needed()
             self._lock.notify_all()
         if late:
-            self._unregister(late)
+            with self._lock:
+                self._late_releases += 1
+            try:
+                self._unregister(late)
+            finally:
+                with self._lock:
+                    self._late_releases -= 1
+                    self._lock.notify_all()
         for job in start:
             if job.time_limit is not None:
                 job._timer = threading.Timer(job.time_limit, self._time_out, args=(job,))
@@ -668,3 +688,22 @@ def _failed(e: BaseException) -> Optional[bytes]:
 def _describe(e: BaseException) -> str:
     text = str(e)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _abort(client: httpx.Client) -> None:
+    """Shuts the sockets of `client`'s connections, so that a call blocked
+    on one of them ends at once (an httpx client has no way to cancel a
+    call from another thread; this reaches into httpcore's pool, and does
+    nothing if that changes)."""
+    try:
+        connections = list(client._transport._pool.connections)  # type: ignore[attr-defined]
+    except AttributeError:
+        return
+    for connection in connections:
+        stream = getattr(getattr(connection, "_connection", None), "_network_stream", None)
+        sock = getattr(stream, "_sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
