@@ -216,10 +216,10 @@ class _Run:
                 self._start_poller()
             log.info("worker %s serving %s with %d slots", self.worker_id, ", ".join(self._handlers),
                      self.concurrency)
-            while not (self._stop_requested.is_set() or self._done.is_set()):
-                self._stop_requested.wait(0.5)
-                if self._done.is_set():
-                    break
+            # Signals are handled in this thread between waits; a burst's end
+            # is seen within 0.1 s.
+            while not (self._stop_requested.is_set() or self._done.wait(0.1)):
+                pass
             self._shutdown()
         finally:
             self._closing.set()
@@ -449,6 +449,8 @@ class _Run:
                 with self._lock:
                     if not self._running and not self._outbox and not self._sending:
                         self._done.set()
+                        self._pollers -= 1
+                        return  # no more calls: run() shuts down
 
     def _unreserve(self, n: int) -> None:
         with self._lock:
