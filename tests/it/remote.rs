@@ -91,6 +91,27 @@ async fn waiting_exchange(
     call
 }
 
+/// Cancels the job through `server` and checks that the waiting call
+/// answers with its stop, well before the call's 2 s wait ends.
+async fn cancel_stops(
+    server: &Server,
+    id: &str,
+    waiting: tokio::task::JoinHandle<(Value, Instant)>,
+) {
+    let (status, _) = server
+        .post(&format!("/api/v1/jobs/cancel/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let cancelled = Instant::now();
+    let (reply, answered) = waiting.await.unwrap();
+    assert_eq!(
+        reply["stop"],
+        json!([{"job_id": id, "reason": "cancelled"}]),
+        "{reply}"
+    );
+    assert!(answered.duration_since(cancelled) < Duration::from_millis(1500));
+}
+
 async fn a_remote_worker_takes_only_its_types_and_wakes_on_new_work(kind: StoreKind) {
     let Some(scratch) = Scratch::new(kind) else {
         return;
@@ -170,18 +191,7 @@ async fn cancel_reaches_the_waiting_call_and_late_updates_are_refused(kind: Stor
         json!({"worker": worker, "held": held, "max_jobs": 0, "wait_seconds": 2}),
     )
     .await;
-    let (status, _) = server
-        .post(&format!("/api/v1/jobs/cancel/{id}"), None)
-        .await;
-    assert_eq!(status, 200);
-    let cancelled = Instant::now();
-    let (reply, answered) = waiting.await.unwrap();
-    assert_eq!(
-        reply["stop"],
-        json!([{"job_id": id, "reason": "cancelled"}]),
-        "{reply}"
-    );
-    assert!(answered.duration_since(cancelled) < Duration::from_millis(1500));
+    cancel_stops(&server, &id, waiting).await;
 
     let late = exchange(
         &server,
@@ -377,18 +387,7 @@ async fn a_second_api_node_wakes_and_stops_a_worker_waiting_on_the_first() {
         json!({"worker": worker, "held": claims(&reply), "wait_seconds": 2}),
     )
     .await;
-    let (status, _) = second
-        .post(&format!("/api/v1/jobs/cancel/{id}"), None)
-        .await;
-    assert_eq!(status, 200);
-    let cancelled = Instant::now();
-    let (reply, answered) = waiting.await.unwrap();
-    assert_eq!(
-        reply["stop"],
-        json!([{"job_id": id, "reason": "cancelled"}]),
-        "{reply}"
-    );
-    assert!(answered.duration_since(cancelled) < Duration::from_millis(1500));
+    cancel_stops(&second, &id, waiting).await;
 }
 
 crate::for_each_store!(
