@@ -247,7 +247,17 @@ pub(crate) async fn exchange(
     let quiet = reply.finished.is_empty() && reply.stop.is_empty() && handout.is_empty();
     if let Some(mut waiting) = waiting.filter(|_| quiet) {
         match waiting.next(&state, &info, refill.as_ref()).await? {
-            Woke::Claimed(claimed) => handout.claimed = claimed,
+            Woke::Claimed(claimed) => {
+                handout.claimed = claimed;
+                // The worker's other waiting calls here watch them too.
+                node.tell(
+                    &info.worker_id,
+                    HeldChange {
+                        added: handout.ids(),
+                        removed: Vec::new(),
+                    },
+                );
+            }
             Woke::Stop(stop) => reply.stop.push(stop),
             Woke::Nothing => {}
         }
