@@ -100,7 +100,8 @@ pub struct SettingsArgs {
     #[arg(long, env = "JOBD_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Directory that document-processing jobs may read files from; paths
-    /// outside it are refused [default: the working directory].
+    /// outside it are refused. It must exist and must not contain the data
+    /// directory [default: none: jobs read no files, only inline text].
     #[arg(long, env = "JOBD_DOCUMENTS_ROOT")]
     pub documents_root: Option<PathBuf>,
     /// SQLite durability: `full` survives power loss, `normal` a process
@@ -235,8 +236,9 @@ pub struct Settings {
     pub http_read_timeout: Duration,
     /// HTTP connections at once; `None`: from the open-file limit.
     pub max_connections: Option<usize>,
-    /// Where document-processing jobs may read files.
-    pub documents_root: PathBuf,
+    /// Where document-processing jobs may read files (canonical); `None`:
+    /// they read none, only inline text.
+    pub documents_root: Option<PathBuf>,
     /// SQLite durability.
     pub sqlite_synchronous: Synchronous,
     /// Bytes of log text kept per job (oldest lines dropped first).
@@ -371,7 +373,7 @@ impl Settings {
                 10.0,
             )?,
             max_connections: a.max_connections,
-            documents_root: a.documents_root.unwrap_or_else(|| PathBuf::from(".")),
+            documents_root: a.documents_root,
             sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
             job_log_max_bytes: a.job_log_max_bytes.unwrap_or(DEFAULT_JOB_LOG_MAX_BYTES),
             job_types,
@@ -391,6 +393,14 @@ impl Settings {
         if settings.default_max_attempts == 0 {
             bail!("default_max_attempts must be at least 1");
         }
+        let settings = Settings {
+            documents_root: settings
+                .documents_root
+                .as_deref()
+                .map(|root| documents_root(root, &settings.data_dir))
+                .transpose()?,
+            ..settings
+        };
         for (name, job_type) in &settings.job_types {
             if job_type.command.as_ref().is_some_and(|c| c.is_empty()) {
                 bail!("job type {name}: command must name a program");
@@ -413,6 +423,72 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// The documents root `root`, canonical, checked to be an existing
+/// directory that neither contains the data directory nor lies inside it:
+/// a job that may read the root must not reach the store or other users'
+/// artifacts through it.
+fn documents_root(root: &Path, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let canonical = std::fs::canonicalize(root)
+        .ok()
+        .filter(|path| path.is_dir())
+        .with_context(|| {
+            format!(
+                "documents_root {} is not an existing directory",
+                root.display()
+            )
+        })?;
+    let data = resolved(data_dir)
+        .with_context(|| format!("cannot resolve data_dir {}", data_dir.display()))?;
+    if data.starts_with(&canonical) {
+        bail!(
+            "the data directory {} is inside documents_root {}: jobs could read the store \
+             and other users' artifacts; choose a documents root that does not contain it",
+            data_dir.display(),
+            root.display()
+        );
+    }
+    if canonical.starts_with(&data) {
+        bail!(
+            "documents_root {} is inside the data directory {}: jobs could read the store \
+             and other users' artifacts",
+            root.display(),
+            data_dir.display()
+        );
+    }
+    Ok(canonical)
+}
+
+/// `path` absolute, its longest existing part with symbolic links resolved
+/// and the rest (which may not exist yet, as a data directory before the
+/// first start) appended with `.` and `..` resolved lexically.
+fn resolved(path: &Path) -> std::io::Result<PathBuf> {
+    let mut existing = std::path::absolute(path)?;
+    let mut rest = Vec::new();
+    let mut base = loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(base) => break base,
+            Err(_) => match (existing.file_name(), existing.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name.to_owned());
+                    existing = parent.to_path_buf();
+                }
+                // `..` or the root itself: nothing left to resolve.
+                _ => break existing,
+            },
+        }
+    };
+    for part in rest.iter().rev() {
+        match part.to_str() {
+            Some("..") => {
+                base.pop();
+            }
+            Some(".") => {}
+            _ => base.push(part),
+        }
+    }
+    Ok(base)
 }
 
 impl SettingsArgs {
