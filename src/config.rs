@@ -4,6 +4,7 @@
 //! the seed's value where the seed names one.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -469,13 +470,15 @@ fn resolved(path: &Path) -> std::io::Result<PathBuf> {
     let mut base = loop {
         match std::fs::canonicalize(&existing) {
             Ok(base) => break base,
-            Err(_) => match (existing.file_name(), existing.parent()) {
-                (Some(name), Some(parent)) => {
+            Err(_) => match existing.parent() {
+                Some(parent) => {
+                    // `file_name` is `None` for a last part `..`.
+                    let name = existing.file_name().unwrap_or(OsStr::new(".."));
                     rest.push(name.to_owned());
                     existing = parent.to_path_buf();
                 }
-                // `..` or the root itself: nothing left to resolve.
-                _ => break existing,
+                // The file system's root: nothing left to resolve.
+                None => break existing,
             },
         }
     };
@@ -622,6 +625,56 @@ mod tests {
         }
         // The same names are fine for a type that is not remote.
         assert!(load("[job_types.\"a b\"]\ncommand = [\"cat\"]\n").is_ok());
+    }
+
+    #[test]
+    fn the_documents_root_is_off_by_default_and_never_holds_the_data_dir() {
+        assert_eq!(Settings::default().documents_root, None);
+        let dir = tempfile::tempdir().unwrap();
+        let load = |root: &Path, data: &Path| {
+            Settings::load(
+                SettingsArgs {
+                    documents_root: Some(root.to_owned()),
+                    data_dir: Some(data.to_owned()),
+                    ..SettingsArgs::default()
+                },
+                None,
+            )
+        };
+        let docs = dir.path().join("docs");
+        std::fs::create_dir(&docs).unwrap();
+        let data = dir.path().join("data");
+        let s = load(&docs, &data).unwrap();
+        assert_eq!(s.documents_root, Some(docs.canonicalize().unwrap()));
+        for (root, data, message) in [
+            (dir.path().to_owned(), data.clone(), "inside documents_root"),
+            (
+                docs.clone(),
+                docs.join("x/../data"),
+                "inside documents_root",
+            ),
+            (
+                docs.clone(),
+                dir.path().join("x/../docs/d"),
+                "inside documents_root",
+            ),
+            (
+                docs.clone(),
+                dir.path().to_owned(),
+                "inside the data directory",
+            ),
+            (
+                dir.path().join("none"),
+                data.clone(),
+                "not an existing directory",
+            ),
+        ] {
+            let error = load(&root, &data).expect_err("refused");
+            assert!(
+                error.to_string().contains(message),
+                "{root:?} {data:?}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -418,8 +418,8 @@ impl Walk<'_> {
                 if self.visited.insert(canonical.clone()) {
                     self.dir(&canonical, &child)?;
                 }
-            } else if let Some(format) = Format::of_name(name)
-                .filter(|_| metadata.is_file() && self.is_document(&canonical))
+            } else if let Some(format) =
+                Format::of_name(name).filter(|_| metadata.is_file() && self.is_document(&canonical))
             {
                 self.documents.push(Document {
                     source: display(&child),

@@ -62,9 +62,8 @@ impl Inputs {
     /// nothing about what exists, then repeated on the resolved path so a
     /// symbolic link cannot lead elsewhere.
     pub(crate) fn dependency_artifact(&self, dirs: &Dirs, path: &str) -> anyhow::Result<PathBuf> {
-        let refused = || {
-            anyhow::anyhow!("artifact {path} is not an artifact of a job this one depends on")
-        };
+        let refused =
+            || anyhow::anyhow!("artifact {path} is not an artifact of a job this one depends on");
         let root = std::path::absolute(dirs.artifacts_root())?;
         let normal = normalize(&std::path::absolute(path).map_err(|_| refused())?);
         let job_dir = normal
@@ -96,7 +95,10 @@ pub(crate) fn relative_within(root: &Path, requested: &Path) -> anyhow::Result<P
     } else {
         root.join(requested)
     };
-    let Ok(relative) = normalize(&candidate).strip_prefix(root).map(Path::to_path_buf) else {
+    let Ok(relative) = normalize(&candidate)
+        .strip_prefix(root)
+        .map(Path::to_path_buf)
+    else {
         anyhow::bail!("path {} is outside the documents root", requested.display());
     };
     if relative
