@@ -4,6 +4,7 @@
 //! the seed's value where the seed names one.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -100,7 +101,8 @@ pub struct SettingsArgs {
     #[arg(long, env = "JOBD_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Directory that document-processing jobs may read files from; paths
-    /// outside it are refused [default: the working directory].
+    /// outside it are refused. It must exist and must not contain the data
+    /// directory [default: none: jobs read no files, only inline text].
     #[arg(long, env = "JOBD_DOCUMENTS_ROOT")]
     pub documents_root: Option<PathBuf>,
     /// SQLite durability: `full` survives power loss, `normal` a process
@@ -235,8 +237,9 @@ pub struct Settings {
     pub http_read_timeout: Duration,
     /// HTTP connections at once; `None`: from the open-file limit.
     pub max_connections: Option<usize>,
-    /// Where document-processing jobs may read files.
-    pub documents_root: PathBuf,
+    /// Where document-processing jobs may read files (canonical); `None`:
+    /// they read none, only inline text.
+    pub documents_root: Option<PathBuf>,
     /// SQLite durability.
     pub sqlite_synchronous: Synchronous,
     /// Bytes of log text kept per job (oldest lines dropped first).
@@ -371,7 +374,7 @@ impl Settings {
                 10.0,
             )?,
             max_connections: a.max_connections,
-            documents_root: a.documents_root.unwrap_or_else(|| PathBuf::from(".")),
+            documents_root: a.documents_root,
             sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
             job_log_max_bytes: a.job_log_max_bytes.unwrap_or(DEFAULT_JOB_LOG_MAX_BYTES),
             job_types,
@@ -391,6 +394,14 @@ impl Settings {
         if settings.default_max_attempts == 0 {
             bail!("default_max_attempts must be at least 1");
         }
+        let settings = Settings {
+            documents_root: settings
+                .documents_root
+                .as_deref()
+                .map(|root| documents_root(root, &settings.data_dir))
+                .transpose()?,
+            ..settings
+        };
         for (name, job_type) in &settings.job_types {
             if job_type.command.as_ref().is_some_and(|c| c.is_empty()) {
                 bail!("job type {name}: command must name a program");
@@ -413,6 +424,74 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// The documents root `root`, canonical, checked to be an existing
+/// directory that neither contains the data directory nor lies inside it:
+/// a job that may read the root must not reach the store or other users'
+/// artifacts through it.
+fn documents_root(root: &Path, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let canonical = std::fs::canonicalize(root)
+        .ok()
+        .filter(|path| path.is_dir())
+        .with_context(|| {
+            format!(
+                "documents_root {} is not an existing directory",
+                root.display()
+            )
+        })?;
+    let data = resolved(data_dir)
+        .with_context(|| format!("cannot resolve data_dir {}", data_dir.display()))?;
+    if data.starts_with(&canonical) {
+        bail!(
+            "the data directory {} is inside documents_root {}: jobs could read the store \
+             and other users' artifacts; choose a documents root that does not contain it",
+            data_dir.display(),
+            root.display()
+        );
+    }
+    if canonical.starts_with(&data) {
+        bail!(
+            "documents_root {} is inside the data directory {}: jobs could read the store \
+             and other users' artifacts",
+            root.display(),
+            data_dir.display()
+        );
+    }
+    Ok(canonical)
+}
+
+/// `path` absolute, its longest existing part with symbolic links resolved
+/// and the rest (which may not exist yet, as a data directory before the
+/// first start) appended with `.` and `..` resolved lexically.
+fn resolved(path: &Path) -> std::io::Result<PathBuf> {
+    let mut existing = std::path::absolute(path)?;
+    let mut rest = Vec::new();
+    let mut base = loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(base) => break base,
+            Err(_) => match existing.parent() {
+                Some(parent) => {
+                    // `file_name` is `None` for a last part `..`.
+                    let name = existing.file_name().unwrap_or(OsStr::new(".."));
+                    rest.push(name.to_owned());
+                    existing = parent.to_path_buf();
+                }
+                // The file system's root: nothing left to resolve.
+                None => break existing,
+            },
+        }
+    };
+    for part in rest.iter().rev() {
+        match part.to_str() {
+            Some("..") => {
+                base.pop();
+            }
+            Some(".") => {}
+            _ => base.push(part),
+        }
+    }
+    Ok(base)
 }
 
 impl SettingsArgs {
@@ -546,6 +625,56 @@ mod tests {
         }
         // The same names are fine for a type that is not remote.
         assert!(load("[job_types.\"a b\"]\ncommand = [\"cat\"]\n").is_ok());
+    }
+
+    #[test]
+    fn the_documents_root_is_off_by_default_and_never_holds_the_data_dir() {
+        assert_eq!(Settings::default().documents_root, None);
+        let dir = tempfile::tempdir().unwrap();
+        let load = |root: &Path, data: &Path| {
+            Settings::load(
+                SettingsArgs {
+                    documents_root: Some(root.to_owned()),
+                    data_dir: Some(data.to_owned()),
+                    ..SettingsArgs::default()
+                },
+                None,
+            )
+        };
+        let docs = dir.path().join("docs");
+        std::fs::create_dir(&docs).unwrap();
+        let data = dir.path().join("data");
+        let s = load(&docs, &data).unwrap();
+        assert_eq!(s.documents_root, Some(docs.canonicalize().unwrap()));
+        for (root, data, message) in [
+            (dir.path().to_owned(), data.clone(), "inside documents_root"),
+            (
+                docs.clone(),
+                docs.join("x/../data"),
+                "inside documents_root",
+            ),
+            (
+                docs.clone(),
+                dir.path().join("x/../docs/d"),
+                "inside documents_root",
+            ),
+            (
+                docs.clone(),
+                dir.path().to_owned(),
+                "inside the data directory",
+            ),
+            (
+                dir.path().join("none"),
+                data.clone(),
+                "not an existing directory",
+            ),
+        ] {
+            let error = load(&root, &data).expect_err("refused");
+            assert!(
+                error.to_string().contains(message),
+                "{root:?} {data:?}: {error}"
+            );
+        }
     }
 
     #[test]

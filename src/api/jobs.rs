@@ -109,6 +109,9 @@ impl SubmitRequest {
             Some(Value::Object(map)) => Value::Object(map),
             Some(_) => return Err(validation("parameters must be a JSON object")),
         };
+        if let Some(handler) = &job_type.handler {
+            handler.check_parameters(&parameters).map_err(validation)?;
+        }
         let user_id = self
             .user_id
             .or(caller)
@@ -463,6 +466,17 @@ pub(crate) async fn restart(
         Some(Value::Object(map)) => Some(Value::Object(map)),
         Some(_) => return Err(validation("parameters must be a JSON object")),
     };
+    if let Some(parameters) = &parameters {
+        // Fresh parameters pass the job type's check, as at submission.
+        let job = state.store.get(id).await?;
+        if let Some(handler) = state
+            .registry
+            .get(&job.job_type)
+            .and_then(|job_type| job_type.handler.as_ref())
+        {
+            handler.check_parameters(parameters).map_err(validation)?;
+        }
+    }
     let job = state
         .store
         .restart(id, parameters)

@@ -24,7 +24,8 @@ use crate::pipeline::STAGES;
 pub(crate) struct PipelineRequest {
     /// Inline documents.
     pub documents: Option<Vec<InlineDocument>>,
-    /// Or a file or directory under the server's documents root.
+    /// Or a file or directory under the server's documents root (a 400
+    /// when the server has none: reading files is off by default).
     pub path: Option<String>,
     /// Owner of the four jobs.
     pub user_id: Option<String>,

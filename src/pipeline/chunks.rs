@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::dirs::Dirs;
-use super::inputs::{Inputs, readable_artifact};
+use super::inputs::Inputs;
 use super::params::array_param;
 use super::task::Task;
 
@@ -58,9 +58,10 @@ pub(crate) fn read_jsonl<T: DeserializeOwned>(
 
 /// The chunks a step works on, in order: those of `document_processing`
 /// dependencies (a result with `artifact` and `documents`), then the files
-/// of parameter `chunks_artifacts`, then the inline parameter `chunks`
-/// (strings, or objects with `text` and optional `chunk_id` and `source`).
-/// An error when none of these is given.
+/// of parameter `chunks_artifacts` (each an artifact of a job this one
+/// depends on: see [`Inputs::dependency_artifact`]), then the inline
+/// parameter `chunks` (strings, or objects with `text` and optional
+/// `chunk_id` and `source`). An error when none of these is given.
 pub(crate) fn load_chunks(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Vec<Chunk>> {
     let mut chunks = Vec::new();
     let mut given = false;
@@ -69,7 +70,7 @@ pub(crate) fn load_chunks(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::
             continue;
         };
         given = true;
-        let path = readable_artifact(dirs, path)?;
+        let path = inputs.dependency_artifact(dirs, path)?;
         read_jsonl(task, &path, |chunk: Chunk| {
             chunks.push(chunk);
             Ok(())
@@ -81,7 +82,7 @@ pub(crate) fn load_chunks(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::
             let Some(path) = path.as_str() else {
                 anyhow::bail!("parameter chunks_artifacts must list file paths, got {path}");
             };
-            let path = readable_artifact(dirs, path)?;
+            let path = inputs.dependency_artifact(dirs, path)?;
             read_jsonl(task, &path, |chunk: Chunk| {
                 chunks.push(chunk);
                 Ok(())

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::artifacts::ArtifactDir;
 use super::chunks::read_jsonl;
 use super::dirs::Dirs;
-use super::inputs::{Inputs, readable_artifact};
+use super::inputs::Inputs;
 use super::params::{array_param, bool_param, f64_param, str_param, u64_param};
 use super::stage::Stage;
 use super::task::Task;
@@ -152,7 +152,7 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
             continue;
         };
         given = true;
-        read_jsonl(task, &readable_artifact(dirs, path)?, &mut keep)?;
+        read_jsonl(task, &inputs.dependency_artifact(dirs, path)?, &mut keep)?;
     }
     if let Some(items) = inline {
         given = true;

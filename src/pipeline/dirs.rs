@@ -10,8 +10,9 @@ use crate::config::Settings;
 /// [`Settings`] so tests can point them anywhere.
 #[derive(Debug, Clone)]
 pub struct Dirs {
-    /// Where `document_processing` may read files; nothing outside it is read.
-    pub documents_root: PathBuf,
+    /// Where `document_processing` may read files; nothing outside it is
+    /// read, and nothing at all when `None` (only inline text then).
+    pub documents_root: Option<PathBuf>,
     /// The data directory; artifacts go to its `artifacts/` subdirectory.
     pub data_dir: PathBuf,
 }

@@ -15,6 +15,13 @@
 //! text-splitter does it): chunks cut at words or sentences overlap by up
 //! to `chunk_overlap` characters, chunks made of whole paragraphs or lines
 //! longer than the overlap do not.
+//!
+//! Files are read only when the server has a documents root, and only the
+//! document types (`.txt`, `.text`, `.md`, `.markdown`, `.html`, `.htm`,
+//! `.xhtml`) that are not hidden: `format` chooses how such a file is read,
+//! never whether another file is. What can be refused without the file
+//! system (reading off, a path leaving the root, a hidden or non-document
+//! name) is refused at submission ([`check`]).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -28,7 +35,7 @@ use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
 use super::artifacts::ArtifactDir;
 use super::chunks::Chunk;
 use super::dirs::Dirs;
-use super::inputs::{Inputs, resolve_within};
+use super::inputs::{Inputs, in_data_dir, relative_within, resolve_within};
 use super::params::{array_param, str_param, usize_param};
 use super::stage::Stage;
 use super::task::Task;
@@ -79,10 +86,45 @@ impl Format {
     }
 }
 
+/// The document types read from files, for messages.
+const DOCUMENT_TYPES: &str = ".txt, .md or .html";
+
 /// The `document_processing` job type: reads under `dirs.documents_root`
 /// and writes artifacts under `dirs.data_dir`.
 pub fn handler(dirs: Dirs) -> Stage {
-    Stage::new(dirs, process)
+    Stage::new(dirs, process).with_check(check)
+}
+
+/// What a submission's `path` can be refused for before the job runs:
+/// reading files is off, the path leaves the documents root or is hidden,
+/// or its name has an extension that is not a document type's.
+fn check(params: &Value, dirs: &Dirs) -> anyhow::Result<()> {
+    let Some(path) = str_param(params, "path")? else {
+        return Ok(());
+    };
+    let root = documents_root(dirs)?;
+    let relative = relative_within(root, Path::new(path))?;
+    let name = display(&relative);
+    if Path::new(&name).extension().is_some() && Format::of_name(&name).is_none() {
+        anyhow::bail!(unsupported(&name));
+    }
+    Ok(())
+}
+
+/// The documents root, or the error that reading files is off.
+fn documents_root(dirs: &Dirs) -> anyhow::Result<&Path> {
+    dirs.documents_root.as_deref().context(
+        "reading files is off: this server has no documents_root; send the text inline \
+         (text or documents)",
+    )
+}
+
+/// The message for a file that is not a document type.
+fn unsupported(name: &str) -> String {
+    format!(
+        "{name}: unsupported file type (expected {DOCUMENT_TYPES}, whatever format says; \
+         PDF is not supported)"
+    )
 }
 
 /// Where a document's content is.
@@ -233,7 +275,7 @@ fn collect_documents(
         anyhow::bail!("give exactly one of the parameters path, text or documents");
     }
     if let Some(path) = path {
-        return documents_at(task, &dirs.documents_root, Path::new(path), format);
+        return documents_at(task, dirs, Path::new(path), format);
     }
     if let Some(text) = text {
         let name = str_param(params, "name")?.unwrap_or("inline");
@@ -273,27 +315,30 @@ fn inline(name: &str, text: &str, format: Option<Format>) -> Document {
     }
 }
 
-/// The documents at `requested` under `root`: the file itself, or the
-/// supported files of the directory and its subdirectories in name order.
+/// The documents at `requested` under the documents root: the file itself,
+/// or the supported files of the directory and its subdirectories in name
+/// order. A file is read only when both its name and the name it leads to
+/// (through a link) are a document type's; `format` only says how.
 fn documents_at(
     task: &Task,
-    root: &Path,
+    dirs: &Dirs,
     requested: &Path,
     format: Option<Format>,
 ) -> anyhow::Result<(Vec<Document>, usize)> {
-    let (canonical, relative) = resolve_within(root, requested)?;
+    let root = documents_root(dirs)?;
+    let (canonical, relative) = resolve_within(root, &dirs.data_dir, requested)?;
     let metadata =
         fs::metadata(&canonical).with_context(|| format!("cannot read {}", requested.display()))?;
     if metadata.is_file() {
         let source = display(&relative);
-        let format = format.or_else(|| Format::of_name(&source)).with_context(|| {
-            format!(
-                "{source}: unsupported file type (expected .txt, .md or .html; PDF is not supported)"
-            )
-        })?;
+        let target = canonical.to_string_lossy();
+        let named = Format::of_name(&source).filter(|_| Format::of_name(&target).is_some());
+        let Some(named) = named else {
+            anyhow::bail!(unsupported(&source));
+        };
         let document = Document {
             source,
-            format,
+            format: format.unwrap_or(named),
             body: Body::File(canonical),
             bytes: metadata.len(),
         };
@@ -303,6 +348,7 @@ fn documents_at(
     let mut walk = Walk {
         task,
         root: &root,
+        data_dir: &dirs.data_dir,
         documents: Vec::new(),
         skipped: 0,
         visited: BTreeSet::new(),
@@ -311,7 +357,7 @@ fn documents_at(
     walk.dir(&canonical, &relative)?;
     if walk.documents.is_empty() {
         anyhow::bail!(
-            "no supported documents (.txt, .md, .html) under {}",
+            "no supported documents ({DOCUMENT_TYPES}) under {}",
             requested.display()
         );
     }
@@ -322,6 +368,8 @@ fn documents_at(
 struct Walk<'a> {
     task: &'a Task,
     root: &'a Path,
+    /// Never read, even if a link leads there.
+    data_dir: &'a Path,
     documents: Vec<Document>,
     skipped: usize,
     /// Directories seen, so a link back up cannot loop.
@@ -329,6 +377,15 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// Whether the file a name leads to (through links) is a document
+    /// type's and not hidden, as the name itself must be.
+    fn is_document(&self, canonical: &Path) -> bool {
+        let within = canonical
+            .strip_prefix(self.root)
+            .is_ok_and(|target| relative_within(self.root, target).is_ok());
+        within && Format::of_name(&canonical.to_string_lossy()).is_some()
+    }
+
     fn dir(&mut self, dir: &Path, relative: &Path) -> anyhow::Result<()> {
         let mut entries = fs::read_dir(dir)
             .with_context(|| format!("cannot list {}", display(relative)))?
@@ -353,12 +410,17 @@ impl Walk<'_> {
                     display(&child)
                 );
             }
+            if in_data_dir(self.data_dir, &canonical) {
+                anyhow::bail!("{} leads into the data directory", display(&child));
+            }
             let metadata = fs::metadata(&canonical)?;
             if metadata.is_dir() {
                 if self.visited.insert(canonical.clone()) {
                     self.dir(&canonical, &child)?;
                 }
-            } else if let Some(format) = Format::of_name(name).filter(|_| metadata.is_file()) {
+            } else if let Some(format) =
+                Format::of_name(name).filter(|_| metadata.is_file() && self.is_document(&canonical))
+            {
                 self.documents.push(Document {
                     source: display(&child),
                     format,

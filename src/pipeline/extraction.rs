@@ -13,8 +13,8 @@
 //! Input: the taxonomy of a `taxonomy_processing` dependency (a result with
 //! `categories`) or the parameter `taxonomy` (that result, or its list of
 //! categories); the chunks of a `document_processing` dependency,
-//! `chunks_artifacts` or inline `chunks`, else those the taxonomy was built
-//! from. Artifact `extractions.jsonl`, a line per chunk `{chunk_id, source,
+//! `chunks_artifacts` (artifacts of jobs this one depends on) or inline
+//! `chunks`. Artifact `extractions.jsonl`, a line per chunk `{chunk_id, source,
 //! text, categories: [{name, score, evidence}]}`; result `{artifact, chunks,
 //! assignments, per_category}`.
 
@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::artifacts::ArtifactDir;
-use super::chunks::{Chunk, load_chunks, read_jsonl};
+use super::chunks::load_chunks;
 use super::dirs::Dirs;
-use super::inputs::{Inputs, readable_artifact};
+use super::inputs::Inputs;
 use super::params::{f64_param, usize_param};
 use super::stage::Stage;
 use super::task::Task;
@@ -105,7 +105,7 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
     let options = Options::from_params(&inputs.params)?;
     let taxonomy = taxonomy_of(inputs)?;
     let categories = flatten(&taxonomy.categories);
-    let chunks = chunks_of(task, inputs, dirs, &taxonomy)?;
+    let chunks = load_chunks(task, inputs, dirs)?;
     let total = chunks.len() as u64;
     let artifacts = ArtifactDir::create(&dirs.artifacts_root(), inputs.job_id)
         .context("cannot create the artifact directory")?;
@@ -145,9 +145,6 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
 #[derive(Debug, Deserialize)]
 struct Taxonomy {
     categories: Vec<Category>,
-    /// The chunk artifacts the taxonomy was derived from.
-    #[serde(default)]
-    chunk_artifacts: Vec<String>,
 }
 
 /// The taxonomy of the parameter `taxonomy`, else of the first dependency
@@ -164,31 +161,6 @@ fn taxonomy_of(inputs: &Inputs) -> anyhow::Result<Taxonomy> {
     };
     serde_json::from_value(value)
         .context("taxonomy must be {\"categories\": [{\"name\", \"terms\", \"children\"?}]}")
-}
-
-/// The chunks to label: those given to this job, else those the taxonomy
-/// was derived from.
-fn chunks_of(
-    task: &Task,
-    inputs: &Inputs,
-    dirs: &Dirs,
-    taxonomy: &Taxonomy,
-) -> anyhow::Result<Vec<Chunk>> {
-    let given = !inputs.dependency_results("documents").is_empty()
-        || inputs.params.get("chunks_artifacts").is_some()
-        || inputs.params.get("chunks").is_some();
-    if given || taxonomy.chunk_artifacts.is_empty() {
-        return load_chunks(task, inputs, dirs);
-    }
-    let mut chunks = Vec::new();
-    for path in &taxonomy.chunk_artifacts {
-        let path = readable_artifact(dirs, path)?;
-        read_jsonl(task, &path, |chunk: Chunk| {
-            chunks.push(chunk);
-            Ok(())
-        })?;
-    }
-    Ok(chunks)
 }
 
 /// A category ready for matching.

@@ -12,25 +12,37 @@ use super::dirs::Dirs;
 use crate::model::{Job, JobId};
 use crate::runtime::JobContext;
 
-/// The job's id, parameters and dependencies, copied so a blocking thread
-/// can own them.
+/// The job's id, owner, parameters and dependencies, copied so a blocking
+/// thread can own them.
 pub(crate) struct Inputs {
     /// The job's id; it names the artifact directory.
     pub job_id: JobId,
     /// The job's parameters (a JSON object, or null).
     pub params: Value,
-    /// The completed jobs this one depends on.
+    /// The completed jobs this one depends on, all of the job's own user.
     pub dependencies: Vec<Arc<Job>>,
 }
 
 impl Inputs {
-    /// A copy of what `ctx` says about the job.
-    pub(crate) fn of(ctx: &JobContext) -> Inputs {
-        Inputs {
-            job_id: ctx.job().id,
+    /// A copy of what `ctx` says about the job; an error when it depends on
+    /// another user's job, whose results and artifacts it must not read.
+    pub(crate) fn of(ctx: &JobContext) -> anyhow::Result<Inputs> {
+        let job = ctx.job();
+        if let Some(other) = ctx
+            .dependencies()
+            .iter()
+            .find(|dependency| dependency.user_id != job.user_id)
+        {
+            anyhow::bail!(
+                "dependency {} belongs to another user: a step reads only its own user's jobs",
+                other.id
+            );
+        }
+        Ok(Inputs {
+            job_id: job.id,
             params: ctx.parameters().clone(),
             dependencies: ctx.dependencies().to_vec(),
-        }
+        })
     }
 
     /// The results of the dependencies that carry `marker` (a key that
@@ -42,36 +54,106 @@ impl Inputs {
             .filter(|result| result.get(marker).is_some())
             .collect()
     }
+
+    /// The artifact file at `path` (named by a parameter or a dependency's
+    /// result), checked to lie in the artifact directory of a job this one
+    /// depends on: a step reads its own user's dependencies' artifacts and
+    /// nothing else. The check is lexical first, so a refused path says
+    /// nothing about what exists, then repeated on the resolved path so a
+    /// symbolic link cannot lead elsewhere.
+    pub(crate) fn dependency_artifact(&self, dirs: &Dirs, path: &str) -> anyhow::Result<PathBuf> {
+        let refused =
+            || anyhow::anyhow!("artifact {path} is not an artifact of a job this one depends on");
+        let root = std::path::absolute(dirs.artifacts_root())?;
+        let normal = normalize(&std::path::absolute(path).map_err(|_| refused())?);
+        let job_dir = normal
+            .strip_prefix(&root)
+            .ok()
+            .and_then(|relative| relative.components().next())
+            .and_then(|first| first.as_os_str().to_str())
+            .and_then(|name| JobId::parse_str(name).ok())
+            .filter(|id| self.dependencies.iter().any(|job| job.id == *id))
+            .map(|id| root.join(id.to_string()))
+            .ok_or_else(refused)?;
+        let canonical =
+            fs::canonicalize(&normal).with_context(|| format!("cannot read artifact {path}"))?;
+        let job_dir = fs::canonicalize(job_dir)?;
+        if canonical == job_dir || !canonical.starts_with(&job_dir) {
+            return Err(refused());
+        }
+        Ok(canonical)
+    }
 }
 
-/// A path inside `root`, given absolute or relative to `root`: `(the
-/// canonical path to read, the path relative to root to show)`. Refused when
-/// it leaves `root`, lexically (`..`) or through a symbolic link.
-pub(crate) fn resolve_within(root: &Path, requested: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let root = fs::canonicalize(root)
-        .with_context(|| format!("the documents root {} is not accessible", root.display()))?;
+/// `requested` relative to `root` after `.` and `..` are resolved
+/// lexically (no file system access, so it can run at submission): refused
+/// when it leaves `root` or names a hidden file or directory (`.env`,
+/// `.git`), which a directory walk skips as well.
+pub(crate) fn relative_within(root: &Path, requested: &Path) -> anyhow::Result<PathBuf> {
     let candidate = if requested.is_absolute() {
         requested.to_path_buf()
     } else {
         root.join(requested)
     };
-    let normal = normalize(&candidate);
-    let Ok(relative) = normal.strip_prefix(&root).map(Path::to_path_buf) else {
+    let Ok(relative) = normalize(&candidate)
+        .strip_prefix(root)
+        .map(Path::to_path_buf)
+    else {
         anyhow::bail!("path {} is outside the documents root", requested.display());
     };
-    let canonical = fs::canonicalize(&normal).with_context(|| {
+    if relative
+        .components()
+        .any(|part| part.as_os_str().to_string_lossy().starts_with('.'))
+    {
+        anyhow::bail!(
+            "path {}: hidden files and directories are not read",
+            requested.display()
+        );
+    }
+    Ok(relative)
+}
+
+/// A path inside `root` (canonical), given absolute or relative to `root`:
+/// `(the canonical path to read, the path relative to root to show)`.
+/// Refused when it leaves `root` (lexically or through a symbolic link),
+/// names or leads to a hidden entry, or leads into the data directory.
+pub(crate) fn resolve_within(
+    root: &Path,
+    data_dir: &Path,
+    requested: &Path,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let root = fs::canonicalize(root)
+        .with_context(|| format!("the documents root {} is not accessible", root.display()))?;
+    let relative = relative_within(&root, requested)?;
+    let canonical = fs::canonicalize(root.join(&relative)).with_context(|| {
         format!(
             "cannot read {} under the documents root",
             requested.display()
         )
     })?;
-    if !canonical.starts_with(&root) {
+    let Ok(target) = canonical.strip_prefix(&root) else {
         anyhow::bail!(
             "path {} leads outside the documents root through a symbolic link",
             requested.display()
         );
+    };
+    relative_within(&root, target).with_context(|| {
+        format!(
+            "path {} leads to a hidden entry through a symbolic link",
+            requested.display()
+        )
+    })?;
+    if in_data_dir(data_dir, &canonical) {
+        anyhow::bail!("path {} leads into the data directory", requested.display());
     }
     Ok((canonical, relative))
+}
+
+/// Whether the canonical `path` lies in the data directory (which the
+/// settings keep out of the documents root; checked again in case a link
+/// leads there).
+pub(crate) fn in_data_dir(data_dir: &Path, path: &Path) -> bool {
+    fs::canonicalize(data_dir).is_ok_and(|data| path.starts_with(data))
 }
 
 /// `path` with `.` and `..` resolved lexically (no file system access).
@@ -87,20 +169,4 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
-}
-
-/// An artifact file named by a parameter or a dependency's result, checked
-/// to lie inside the artifacts root or the documents root, so a job cannot
-/// be made to read arbitrary files.
-pub(crate) fn readable_artifact(dirs: &Dirs, path: &str) -> anyhow::Result<PathBuf> {
-    let canonical =
-        fs::canonicalize(path).with_context(|| format!("cannot read artifact {path}"))?;
-    let allowed = [dirs.artifacts_root(), dirs.documents_root.clone()]
-        .iter()
-        .filter_map(|root| fs::canonicalize(root).ok())
-        .any(|root| canonical.starts_with(root));
-    if !allowed {
-        anyhow::bail!("artifact {path} is outside the artifacts and documents directories");
-    }
-    Ok(canonical)
 }

@@ -22,6 +22,13 @@ use crate::store::LogStream;
 pub trait JobHandler: Send + Sync {
     /// Runs one attempt of a job.
     async fn run(&self, ctx: JobContext) -> anyhow::Result<Value>;
+
+    /// Checks a submission's parameters before the job is stored, so what
+    /// the handler would refuse anyway is a 400 with this message rather
+    /// than a failed job. Accepts everything unless a handler says more.
+    fn check_parameters(&self, _parameters: &Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A failed attempt that overrides the job type's retry rule: return it as

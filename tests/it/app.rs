@@ -60,7 +60,6 @@ impl App {
         };
         let mut settings = Settings {
             data_dir: dir.path().join("data"),
-            documents_root: dir.path().to_owned(),
             // As the process-level tests run: no fsync per commit.
             sqlite_synchronous: Synchronous::Normal,
             ..Settings::default()

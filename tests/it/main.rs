@@ -9,6 +9,7 @@ mod cluster_metrics;
 mod connections;
 mod control;
 mod disk_space;
+mod document_files;
 mod input_edges;
 mod job_logs;
 mod layers;

@@ -30,12 +30,12 @@ async fn pipeline_chain_runs_fails_and_restarts(kind: StoreKind) {
     let Some(scratch) = Scratch::new(kind) else {
         return;
     };
+    // A documents root beside the data directory, never around it.
+    let documents = scratch.path().join("docs");
+    std::fs::create_dir(&documents).unwrap();
     let server = Server::serve(
         &scratch,
-        &[
-            "--documents-root".into(),
-            scratch.path().display().to_string(),
-        ],
+        &["--documents-root".into(), documents.display().to_string()],
     );
     let text = std::fs::read_to_string(sample()).unwrap();
 
@@ -63,10 +63,7 @@ async fn pipeline_chain_runs_fails_and_restarts(kind: StoreKind) {
 
     // A first stage that fails cancels the rest, naming it...
     let (status, answer) = server
-        .post(
-            "/api/v1/jobs/pipeline",
-            Some(json!({"path": "../outside.md"})),
-        )
+        .post("/api/v1/jobs/pipeline", Some(json!({"path": "missing.md"})))
         .await;
     assert_eq!(status, 201, "{answer}");
     let ids = stage_ids(&answer);

@@ -23,7 +23,7 @@ use jobd::pipeline::{dataset, documents, extraction, taxonomy};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{Running, artifact_entries, completed, dirs, start};
+use super::{Running, artifact_entries, completed_as, dirs, start};
 
 /// How long a step may take to react before the test calls it hung.
 const HANG: Duration = Duration::from_secs(120);
@@ -88,13 +88,13 @@ impl Feed {
 }
 
 /// A directory under the artifacts root, as a finished job would leave it,
-/// for an input file.
-fn input_dir(data_dir: &Path) -> PathBuf {
-    let dir = data_dir
-        .join("artifacts")
-        .join(uuid::Uuid::now_v7().to_string());
+/// for an input file; and that job's id (a step reads only the artifacts
+/// of the jobs it depends on).
+fn input_dir(data_dir: &Path) -> (PathBuf, uuid::Uuid) {
+    let id = uuid::Uuid::now_v7();
+    let dir = data_dir.join("artifacts").join(id.to_string());
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    (dir, id)
 }
 
 /// Waits for the cancelled job to end; checks that it failed with
@@ -128,11 +128,13 @@ async fn cancelled_while_reading_chunks(
     handler: Arc<dyn jobd::runtime::JobHandler>,
     mut params: Value,
 ) {
-    let path = input_dir(data_dir).join("chunks.jsonl");
+    let (dir, source) = input_dir(data_dir);
+    let path = dir.join("chunks.jsonl");
     let before: Vec<String> = artifact_entries(data_dir).into_iter().collect();
     let mut feed = Feed::start(&path, chunk_line);
     params["chunks_artifacts"] = json!([path]);
-    let running = start(handler, params, vec![]);
+    let source = completed_as(source, "document_processing", json!({}));
+    let running = start(handler, params, vec![source]);
     feed.opened().await;
     running.cancel.cancel();
     let stopped = stops_cancelled(data_dir, running, &before);
@@ -174,13 +176,15 @@ async fn extraction_stops_when_cancelled_while_reading() {
 #[tokio::test]
 async fn dataset_generation_stops_when_cancelled_on_its_first_progress_report() {
     let data = tempfile::tempdir().unwrap();
-    let path = input_dir(data.path()).join("extractions.jsonl");
+    let (dir, source) = input_dir(data.path());
+    let path = dir.join("extractions.jsonl");
     let before: Vec<String> = artifact_entries(data.path()).into_iter().collect();
     let mut feed = Feed::start(&path, |i| {
         json!({"chunk_id": format!("doc#{i}"), "source": "doc", "text": format!("Chunk {i} about the stars."),
                "categories": [{"name": "astronomy", "score": 0.5}]})
     });
-    let extraction: Arc<Job> = completed(
+    let extraction: Arc<Job> = completed_as(
+        source,
         "extraction",
         json!({"artifact": path, "chunks": 10, "assignments": 10}),
     );

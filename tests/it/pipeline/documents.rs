@@ -219,7 +219,7 @@ async fn paths_outside_the_documents_root_are_refused() {
     .unwrap();
     std::os::unix::fs::symlink(elsewhere.path(), root.path().join("sub/escape")).unwrap();
     let handler = Arc::new(documents::handler(Dirs {
-        documents_root: root.path().to_path_buf(),
+        documents_root: Some(root.path().to_path_buf()),
         data_dir: data.path().to_path_buf(),
     }));
     for path in ["link.txt", "sub/escape/secret.txt", "sub"] {
@@ -236,4 +236,52 @@ async fn paths_outside_the_documents_root_are_refused() {
     assert_eq!(fine["chunks"], 1);
     // Only the successful job left an artifact; no temporary directories.
     assert_eq!(artifact_entries(data.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn without_a_root_no_file_is_read_and_the_data_directory_never_is() {
+    let data = tempfile::tempdir().unwrap();
+    let handler = Arc::new(documents::handler(Dirs {
+        documents_root: None,
+        data_dir: data.path().to_path_buf(),
+    }));
+    for path in ["notes.txt", "/etc/passwd", "."] {
+        let error = run(handler.clone(), json!({"path": path}), vec![])
+            .await
+            .0
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("reading files is off"),
+            "{path}: {error:#}"
+        );
+    }
+
+    // A root around the data directory (which the settings refuse at
+    // start) still does not give the data directory away.
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::write(data_dir.join("stored.txt"), "stored").unwrap();
+    std::fs::write(root.path().join("fine.txt"), "fine").unwrap();
+    let handler = Arc::new(documents::handler(Dirs {
+        documents_root: Some(root.path().to_path_buf()),
+        data_dir,
+    }));
+    for path in ["data/stored.txt", "data", "."] {
+        let error = run(handler.clone(), json!({"path": path}), vec![])
+            .await
+            .0
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("into the data directory"),
+            "{path}: {error:#}"
+        );
+    }
+    let fine = ok(
+        handler,
+        json!({"path": "fine.txt", "format": "markdown"}),
+        vec![],
+    )
+    .await;
+    assert_eq!(fine["chunks"], 1);
 }

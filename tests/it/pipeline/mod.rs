@@ -30,7 +30,7 @@ fn docs_root() -> PathBuf {
 
 fn dirs(data_dir: &Path) -> Dirs {
     Dirs {
-        documents_root: docs_root(),
+        documents_root: Some(docs_root()),
         data_dir: data_dir.to_path_buf(),
     }
 }
@@ -65,8 +65,21 @@ fn job(job_type: &str, parameters: Value) -> Job {
 }
 
 /// A completed job of `job_type` with `result`, to depend on.
+/// Its id is that of the job that wrote the result's `artifact` (its
+/// directory's name), as a step reads only its dependencies' artifacts;
+/// a new one when there is none.
 fn completed(job_type: &str, result: Value) -> Arc<Job> {
+    let writer = result["artifact"]
+        .as_str()
+        .and_then(|path| Path::new(path).parent()?.file_name()?.to_str())
+        .and_then(|name| uuid::Uuid::parse_str(name).ok());
+    completed_as(writer.unwrap_or_else(uuid::Uuid::now_v7), job_type, result)
+}
+
+/// [`completed`] with the id `id` (which names its artifact directory).
+fn completed_as(id: uuid::Uuid, job_type: &str, result: Value) -> Arc<Job> {
     let mut job = job(job_type, json!({}));
+    job.id = id;
     job.status = JobStatus::Completed;
     job.result = Some(result);
     Arc::new(job)

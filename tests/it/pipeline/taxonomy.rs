@@ -6,7 +6,9 @@ use std::sync::Arc;
 use jobd::pipeline::taxonomy;
 use serde_json::{Value, json};
 
-use super::{dirs, ok, read_jsonl, run, terms_of, topic_of, topics_taxonomy, topics_taxonomy_with};
+use super::{
+    completed, dirs, ok, read_jsonl, run, terms_of, topic_of, topics_taxonomy, topics_taxonomy_with,
+};
 
 #[tokio::test]
 async fn the_taxonomy_finds_the_three_topics_and_is_the_same_every_time() {
@@ -91,7 +93,7 @@ fn check_three_topics(taxonomy: &Value) {
 }
 
 #[tokio::test]
-async fn artifacts_outside_the_allowed_directories_are_not_read() {
+async fn only_the_artifacts_of_its_own_users_dependencies_are_read() {
     let data = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let path = elsewhere.path().join("chunks.jsonl");
@@ -101,14 +103,65 @@ async fn artifacts_outside_the_allowed_directories_are_not_read() {
     )
     .unwrap();
     let handler = Arc::new(taxonomy::handler(dirs(data.path())));
-    let error = run(handler.clone(), json!({"chunks_artifacts": [path]}), vec![])
+    let (documents, _) = topics_taxonomy(data.path()).await;
+    let artifact = documents.result.as_ref().unwrap()["artifact"].clone();
+    let in_root = super::docs_root().join("notes.txt");
+    // A file outside the artifacts, one under the documents root, and a
+    // real artifact of a job this one does not depend on.
+    for named in [json!(path), json!(in_root), artifact.clone()] {
+        let error = run(
+            handler.clone(),
+            json!({"chunks_artifacts": [named]}),
+            vec![],
+        )
+        .await
+        .0
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("not an artifact of a job this one depends on"),
+            "{named}: {error:#}"
+        );
+    }
+    // Named through `..` from a dependency's directory into another's.
+    let dependency = completed("document_processing", json!({}));
+    let sneaky = data
+        .path()
+        .join("artifacts")
+        .join(dependency.id.to_string())
+        .join("..")
+        .join(documents.id.to_string())
+        .join("chunks.jsonl");
+    let error = run(
+        handler.clone(),
+        json!({"chunks_artifacts": [sneaky]}),
+        vec![dependency],
+    )
+    .await
+    .0
+    .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("not an artifact of a job this one depends on"),
+        "{error:#}"
+    );
+    // Another user's job, even as a dependency, is not read.
+    let mut theirs = (*documents).clone();
+    theirs.user_id = "someone-else".into();
+    let error = run(handler.clone(), json!({}), vec![Arc::new(theirs)])
         .await
         .0
         .unwrap_err();
     assert!(
-        format!("{error:#}").contains("outside the artifacts"),
+        format!("{error:#}").contains("belongs to another user"),
         "{error:#}"
     );
+    // The same user's dependency, named or not, is read.
+    let named = ok(
+        handler.clone(),
+        json!({"chunks_artifacts": [artifact]}),
+        vec![completed("sleep", json!({})), documents.clone()],
+    )
+    .await;
+    assert!(named["chunks"].as_u64().unwrap() > 0, "{named}");
     let error = run(handler, json!({}), vec![]).await.0.unwrap_err();
     assert!(
         format!("{error:#}").contains("no chunks given"),
