@@ -175,11 +175,10 @@ def test_limits_hold_with_builtin_and_python_workers(start_server, run_worker) -
     assert max(x["total"] for x in samples) == 4  # the limit was reached, not just respected
 
 
+@pytest.mark.parametrize("store", ["redis"], indirect=True)  # only Redis can lose its data under a server
 def test_worker_carries_on_when_the_store_forgets_it(start_server, run_worker, store: str) -> None:
     """A Redis that lost its data forgets the worker's registration; the
     worker's next call registers it again, and it carries on."""
-    if store != "redis":
-        pytest.skip("only a Redis store can lose its data under a running server")
     s = start_server()
     c = s.client
     w = jobd.Worker(s.url)
