@@ -237,6 +237,15 @@ pub(crate) async fn exchange(
     for (item, result) in request.finished.iter().zip(exchanged.finished) {
         reply.finished.push(finished_reply(item.job_id, result)?);
     }
+    let quiet = reply.finished.is_empty() && reply.stop.is_empty() && handout.is_empty();
+    if let Some(mut waiting) = waiting.filter(|_| quiet) {
+        match waiting.next(&state, &info, refill.as_ref()).await? {
+            Woke::Claimed(claimed) => handout.claimed = claimed,
+            Woke::Stop(stop) => reply.stop.push(stop),
+            Woke::Nothing => {}
+        }
+    }
+    // The worker's other waiting calls here watch what it now holds.
     node.tell(
         &info.worker_id,
         HeldChange {
@@ -244,24 +253,6 @@ pub(crate) async fn exchange(
             removed: request.finished.iter().map(|item| item.job_id).collect(),
         },
     );
-    let quiet = reply.finished.is_empty() && reply.stop.is_empty() && handout.is_empty();
-    if let Some(mut waiting) = waiting.filter(|_| quiet) {
-        match waiting.next(&state, &info, refill.as_ref()).await? {
-            Woke::Claimed(claimed) => {
-                handout.claimed = claimed;
-                // The worker's other waiting calls here watch them too.
-                node.tell(
-                    &info.worker_id,
-                    HeldChange {
-                        added: handout.ids(),
-                        removed: Vec::new(),
-                    },
-                );
-            }
-            Woke::Stop(stop) => reply.stop.push(stop),
-            Woke::Nothing => {}
-        }
-    }
     reply.jobs = handout.deliver(&state).await;
     Ok(Json(reply))
 }
