@@ -217,12 +217,12 @@ pub(crate) async fn exchange(
 
     let mut reply = ExchangeReply::default();
     let lease = state.settings.lease_timeout;
-    if waiting.is_some() || node.beat_due(&info.worker_id, state.settings.heartbeat_interval) {
+    let interval = state.settings.heartbeat_interval;
+    if node.renewal_due(&info.worker_id, waiting.is_some(), interval) {
         for job_id in state.store.heartbeat(&info, &held, lease).await? {
             let reason = why_lost(state.store.as_ref(), job_id).await;
             reply.stop.push(Stop { job_id, reason });
         }
-        node.beaten(&info.worker_id);
     }
     let finishes = outcomes(&state, &request.finished).await?;
     let exchanged = if finishes.is_empty() && refill.is_none() {

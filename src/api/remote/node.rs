@@ -50,27 +50,22 @@ impl Node {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a call of `worker_id` that does not wait should renew its
-    /// registration: when none did here for half the heartbeat interval.
-    /// Counts as renewed from now.
-    pub(crate) fn beat_due(&self, worker_id: &str, interval: Duration) -> bool {
+    /// Whether a call of `worker_id` should renew its registration: a
+    /// waiting call always does (`waits`), another only when none did here
+    /// for half the heartbeat interval. Counts as renewed from now if so.
+    pub(crate) fn renewal_due(&self, worker_id: &str, waits: bool, interval: Duration) -> bool {
         let now = Instant::now();
         let mut state = self.state();
         state.sweep(now);
         let seen = state.seen(worker_id, now);
-        let due = seen
-            .last_beat
-            .is_none_or(|at| now.duration_since(at) >= interval / 2);
+        let due = waits
+            || seen
+                .last_beat
+                .is_none_or(|at| now.duration_since(at) >= interval / 2);
         if due {
             seen.last_beat = Some(now);
         }
         due
-    }
-
-    /// Records a renewal made by a waiting call.
-    pub(crate) fn beaten(&self, worker_id: &str) {
-        let now = Instant::now();
-        self.state().seen(worker_id, now).last_beat = Some(now);
     }
 
     /// Starts hearing of `worker_id`'s held-job changes made by its other
