@@ -99,17 +99,13 @@ fn claim_built_in(
                 },
             )?;
             served += 1;
-            conn.prepare_cached(sql::MARK_USER_SERVED)
-                .and_then(|mut stmt| {
-                    stmt.execute(named_params! {":user_id": user_id, ":served": served})
-                })
-                .map_err(db_err)?;
+            execute(
+                conn,
+                sql::MARK_USER_SERVED,
+                named_params! {":user_id": user_id, ":served": served},
+            )?;
             if let Some(job) = job {
-                let claim = ClaimRef {
-                    job_id: job.id,
-                    token,
-                };
-                claimed.push(Claimed { job, claim });
+                claimed.push(claimed_under(job, token));
                 free -= 1;
             }
         }
@@ -118,6 +114,15 @@ fn claim_built_in(
         }
     }
     Ok(claimed)
+}
+
+/// A job a claim statement took, with the token it was given.
+fn claimed_under(job: Job, token: Uuid) -> Claimed {
+    let claim = ClaimRef {
+        job_id: job.id,
+        token,
+    };
+    Claimed { job, claim }
 }
 
 /// The claim of a remote worker: up to `free` remote jobs of `types`. Its
@@ -181,11 +186,7 @@ fn claim_remote(
                 named_params! {":job_type": job_type, ":user_id": user_id, ":served": served},
             )?;
             if let Some(job) = job {
-                let claim = ClaimRef {
-                    job_id: job.id,
-                    token,
-                };
-                claimed.push(Claimed { job, claim });
+                claimed.push(claimed_under(job, token));
                 free -= 1;
             }
         }
