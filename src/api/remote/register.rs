@@ -78,7 +78,7 @@ pub(crate) async fn register(
         pid: request.pid,
         started_at: state.store.clock().now(),
         job_types: request.job_types,
-        concurrency: request.concurrency.unwrap_or(1).min(MAX_CONCURRENCY + 1),
+        concurrency: request.concurrency.unwrap_or(1),
     };
     let info = worker.info(&state)?;
     let settings = &state.settings;
