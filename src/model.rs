@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
+mod token;
+
+pub use self::token::{ApiToken, Role, UnknownRole};
+
 /// A job's identifier: a UUID v7, so ids sort by creation time.
 pub type JobId = Uuid;
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::events::JobWatch;
-use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress};
+use crate::model::{ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress};
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -563,6 +563,19 @@ pub trait Store: Send + Sync + 'static {
     /// first, and whether the job is terminal (read before the lines, so
     /// a terminal page holds every line the job will write).
     async fn read_log(&self, id: JobId, after: u64, limit: usize) -> StoreResult<LogPage>;
+
+    /// Stores a new API token (ids are random and never reused).
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<()>;
+
+    /// The token with this id, revoked and expired ones included.
+    async fn token(&self, id: &str) -> StoreResult<Option<ApiToken>>;
+
+    /// Every stored token, newest first.
+    async fn tokens(&self) -> StoreResult<Vec<ApiToken>>;
+
+    /// Marks a token revoked at the store's clock (a second revocation
+    /// keeps the first time) and returns it; `None` for an unknown id.
+    async fn revoke_token(&self, id: &str) -> StoreResult<Option<ApiToken>>;
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@
 //! | `worker:<id>` | hash | a worker's registration (`serves`: '' for a built-in worker, else the JSON array of its remote types); removed with it |
 //! | `watched` | zset | job ids some process watches, scored by expiry; added only for a job that exists (`watch.lua`), refreshed by watchers, pruned by cleanup |
 //! | `queue_seq`, `served_seq` | string | FIFO and round-robin sequences (`served_seq` numbers the turns of every rotation, so a claim for several remote types orders their users by it); permanent, one each |
+//! | `token:<id>` | hash | an API token: the SHA-256 of its secret, user, role, job, creation, expiry and revocation times; created by token create, permanent |
+//! | `tokens` | zset | token ids by creation time, for listing |
 //! | `meta` | hash | `last_cleanup`; permanent |
 //! | `lock:cleanup` | string | one cleanup pass at a time; given up by compare-and-delete, expires by itself |
 //! | `changes`, `work` | channels | job change ids and "work available", published by the scripts |
@@ -56,6 +58,11 @@ impl Keys {
     /// A job's hash.
     pub(crate) fn job(&self, id: JobId) -> String {
         format!("{}job:{id}", self.prefix)
+    }
+
+    /// An API token's hash.
+    pub(crate) fn token(&self, id: &str) -> String {
+        format!("{}token:{id}", self.prefix)
     }
 
     /// Any other key or channel by its suffix.

@@ -10,6 +10,7 @@ mod decode;
 pub(crate) mod keys;
 mod pubsub;
 mod scripts;
+mod tokens;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +26,7 @@ use uuid::Uuid;
 use self::keys::Keys;
 use self::scripts::Scripts;
 use crate::events::{EventBus, JobWatch};
-use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
+use crate::model::{ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
     FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
@@ -770,6 +771,29 @@ impl Store for RedisStore {
                 )
                 .await?;
             decode::log_page(reply, after)?.ok_or(StoreError::NotFound(id))
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
+        crate::store::during("create_token", tokens::create(self.conn(), &self.keys, token)).await
+    }
+
+    async fn token(&self, id: &str) -> StoreResult<Option<ApiToken>> {
+        crate::store::during("token", tokens::get(self.conn(), &self.keys, id)).await
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        crate::store::during("tokens", tokens::list(self.conn(), &self.keys)).await
+    }
+
+    async fn revoke_token(&self, id: &str) -> StoreResult<Option<ApiToken>> {
+        crate::store::during("revoke_token", async {
+            let now = self.clock.now().to_string();
+            let reply = self
+                .run(&self.scripts.revoke_token, vec![id.to_owned(), now])
+                .await?;
+            tokens::revoked(id, reply)
         })
         .await
     }

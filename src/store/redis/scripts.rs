@@ -38,6 +38,8 @@ pub(super) struct Scripts {
     pub append_log: Script,
     /// `read_log.lua`.
     pub read_log: Script,
+    /// `revoke_token.lua`.
+    pub revoke_token: Script,
 }
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -77,6 +79,7 @@ impl Scripts {
             watch: script(include_str!("scripts/watch.lua")),
             append_log: script(include_str!("scripts/append_log.lua")),
             read_log: script(include_str!("scripts/read_log.lua")),
+            revoke_token: script(include_str!("scripts/revoke_token.lua")),
         }
     }
 }

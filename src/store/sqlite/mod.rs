@@ -18,6 +18,7 @@ mod rows;
 mod space;
 mod sql;
 mod tail;
+mod tokens;
 mod writer;
 
 use std::path::Path;
@@ -35,7 +36,9 @@ use self::rows::{db_err, select_job};
 use self::writer::Writer;
 use crate::config::Synchronous;
 use crate::events::{EventBus, JobWatch};
-use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
+use crate::model::{
+    ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
+};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
     FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
@@ -530,6 +533,40 @@ impl Store for SqliteStore {
     async fn read_log(&self, id: JobId, after: u64, limit: usize) -> StoreResult<LogPage> {
         crate::store::during("read_log", async {
             self.read(move |conn| logs::read_log_in(conn, id, after, limit))
+                .await
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
+        crate::store::during("create_token", async {
+            let token = token.clone();
+            self.writer
+                .write(move |conn| tokens::insert_token_in(conn, &token))
+                .await
+        })
+        .await
+    }
+
+    async fn token(&self, id: &str) -> StoreResult<Option<ApiToken>> {
+        crate::store::during("token", async {
+            let id = id.to_owned();
+            self.read(move |conn| tokens::select_token_in(conn, &id))
+                .await
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        crate::store::during("tokens", async { self.read(tokens::select_tokens_in).await }).await
+    }
+
+    async fn revoke_token(&self, id: &str) -> StoreResult<Option<ApiToken>> {
+        crate::store::during("revoke_token", async {
+            let id = id.to_owned();
+            let now = self.clock.now();
+            self.writer
+                .write(move |conn| tokens::revoke_token_in(conn, &id, now))
                 .await
         })
         .await
