@@ -25,6 +25,7 @@ mod logs;
 mod order;
 mod routing;
 mod scenarios;
+mod tokens;
 mod transitions;
 
 use std::collections::HashSet;
@@ -40,6 +41,7 @@ use self::logs::*;
 use self::order::*;
 use self::routing::*;
 use self::scenarios::*;
+use self::tokens::*;
 use self::transitions::*;
 
 /// A store handle with the event bus it publishes to.
@@ -535,4 +537,6 @@ store_contract!(
     a_lost_claim_writes_no_log,
     a_retry_and_a_restart_keep_earlier_attempts_lines,
     cleanup_deletes_a_jobs_log_with_it,
+    // API tokens
+    tokens_are_stored_listed_and_revoked_once,
 );
