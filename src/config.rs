@@ -113,6 +113,12 @@ pub struct SettingsArgs {
     /// [default: 4194304, at least 65536].
     #[arg(long, env = "JOBD_JOB_LOG_MAX_BYTES")]
     pub job_log_max_bytes: Option<usize>,
+    /// Who may call the API: `none` (anyone, as anyone: for loopback) or
+    /// `token` (a bearer token per caller, with a role). A server bound to
+    /// a non-loopback address refuses to start unless this is set
+    /// [default: none].
+    #[arg(long, env = "JOBD_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
 }
 
 /// A job type of the configuration file: `[job_types.NAME]`.
@@ -161,6 +167,48 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         settings,
         job_types,
     })
+}
+
+/// How callers are identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// No identities: any caller may do anything, as any user (`X-User-Id`).
+    None,
+    /// Every call but health, metrics-free pages and the documents carries
+    /// `Authorization: Bearer <token>`; the token's role decides.
+    Token,
+}
+
+/// The bootstrap admin token of `JOBD_ADMIN_TOKEN`, kept only as its
+/// SHA-256 so that no settings dump can show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub [u8; 32]);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// The environment variable of the bootstrap admin token.
+pub const ADMIN_TOKEN_ENV: &str = "JOBD_ADMIN_TOKEN";
+
+/// The shortest bootstrap admin token accepted, in characters.
+const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+impl AdminToken {
+    /// The token of `text`, which must be long enough to be a secret.
+    pub fn new(text: &str) -> anyhow::Result<AdminToken> {
+        use sha2::Digest;
+        if text.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            bail!(
+                "{ADMIN_TOKEN_ENV} must be at least {MIN_ADMIN_TOKEN_CHARS} characters \
+                 (for example the output of `openssl rand -hex 32`)"
+            );
+        }
+        Ok(AdminToken(sha2::Sha256::digest(text.as_bytes()).into()))
+    }
 }
 
 /// Which backend holds the jobs.
@@ -244,6 +292,13 @@ pub struct Settings {
     pub sqlite_synchronous: Synchronous,
     /// Bytes of log text kept per job (oldest lines dropped first).
     pub job_log_max_bytes: usize,
+    /// How callers are identified.
+    pub auth: AuthMode,
+    /// Whether `auth` was given (flag, environment or file), not defaulted:
+    /// only a chosen `none` may serve beyond loopback.
+    pub auth_chosen: bool,
+    /// The bootstrap admin token (`JOBD_ADMIN_TOKEN`), if set.
+    pub admin_token: Option<AdminToken>,
     /// Configured job types.
     pub job_types: BTreeMap<String, JobTypeConfig>,
 }
@@ -298,7 +353,25 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        Settings::from_args(args.over(file.settings), file.job_types)
+        let mut settings = Settings::from_args(args.over(file.settings), file.job_types)?;
+        if let Ok(text) = std::env::var(ADMIN_TOKEN_ENV) {
+            settings.admin_token = Some(AdminToken::new(text.trim())?);
+        }
+        Ok(settings)
+    }
+
+    /// Refuses to serve the API beyond loopback without identities, unless
+    /// `auth = "none"` was chosen explicitly (then it is only allowed).
+    pub fn check_exposure(&self) -> anyhow::Result<()> {
+        if self.bind.ip().is_loopback() || self.auth == AuthMode::Token || self.auth_chosen {
+            return Ok(());
+        }
+        bail!(
+            "refusing to serve on {} without authentication: anyone who can reach it could \
+             act as any user. Set auth = \"token\" (--auth token, JOBD_AUTH=token) and create \
+             tokens with JOBD_ADMIN_TOKEN, or pass --auth none to serve it open on purpose",
+            self.bind
+        )
     }
 
     fn from_args(
@@ -377,6 +450,9 @@ impl Settings {
             documents_root: a.documents_root,
             sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
             job_log_max_bytes: a.job_log_max_bytes.unwrap_or(DEFAULT_JOB_LOG_MAX_BYTES),
+            auth: a.auth.unwrap_or(AuthMode::None),
+            auth_chosen: a.auth.is_some(),
+            admin_token: None,
             job_types,
         };
         if settings.job_log_max_bytes < MIN_JOB_LOG_MAX_BYTES {
@@ -541,6 +617,7 @@ impl SettingsArgs {
             documents_root: self.documents_root.or(lower.documents_root),
             sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
             job_log_max_bytes: self.job_log_max_bytes.or(lower.job_log_max_bytes),
+            auth: self.auth.or(lower.auth),
         }
     }
 }

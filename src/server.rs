@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::monitor::ProcessMonitor;
 use crate::api::{self, AppState};
-use crate::config::{Settings, StoreConfig};
+use crate::config::{ADMIN_TOKEN_ENV, AuthMode, Settings, StoreConfig};
 use crate::events::EventBus;
 use crate::model::Clock;
 use crate::pipeline::{self, Dirs};
@@ -87,6 +87,16 @@ fn spawn_maintenance(
 /// Runs the API (and, unless `settings.workers` is 0, workers) until
 /// `shutdown` fires. Prints `jobd listening on http://ADDR` once bound.
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    settings.check_exposure()?;
+    if settings.auth == AuthMode::None && !settings.bind.ip().is_loopback() {
+        tracing::warn!(
+            bind = %settings.bind,
+            "auth = none on a non-loopback address: anyone who can reach it may act as any user"
+        );
+    }
+    if settings.auth == AuthMode::Token && settings.admin_token.is_none() {
+        tracing::info!("auth = token without {ADMIN_TOKEN_ENV}: only stored tokens are accepted");
+    }
     let settings = Arc::new(settings);
     let core = open(&settings).await?;
     let listener = TcpListener::bind(settings.bind)

@@ -85,6 +85,16 @@ pub(crate) enum ApiError {
     /// than allowed; the message says which.
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// 401 `UnauthorizedError`: no token, or one that is malformed,
+    /// unknown, expired or revoked — one message for all, no hint which.
+    #[error("A valid bearer token is required (Authorization: Bearer <token>)")]
+    Unauthorized,
+    /// 403 `ForbiddenError`: the caller's role or origin does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404 `TokenNotFoundError`: no token with this id.
+    #[error("Token {0} not found")]
+    TokenNotFound(String),
     /// 404 `NotFoundError`: no such route.
     #[error("No route for {0}")]
     NoRoute(String),
@@ -113,7 +123,11 @@ impl ApiError {
     /// The HTTP status of this error.
     pub(crate) fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::JobNotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::JobNotFound(_) | ApiError::NoRoute(_) | ApiError::TokenNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidJobId(_)
             | ApiError::Validation(_)
             | ApiError::UnknownJobType { .. } => StatusCode::BAD_REQUEST,
@@ -147,6 +161,9 @@ impl ApiError {
             ApiError::UriTooLong { .. } => "UriTooLongError",
             ApiError::HeadersTooLarge(_) => "HeadersTooLargeError",
             ApiError::NoRoute(_) => "NotFoundError",
+            ApiError::Unauthorized => "UnauthorizedError",
+            ApiError::Forbidden(_) => "ForbiddenError",
+            ApiError::TokenNotFound(_) => "TokenNotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
                 "StoreUnavailableError"
@@ -226,6 +243,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.body();
+        if matches!(self, ApiError::Unauthorized) {
+            let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
+            return self.respond_with((challenge, Json(body)));
+        }
         self.respond_with(Json(body))
     }
 }

@@ -1,6 +1,6 @@
 //! Extractors whose rejections come out in the API's error shape: a job id
 //! path segment, other path segments, query strings, JSON bodies, and the
-//! caller's identity.
+//! rules of a user id.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -143,27 +143,6 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
         cause = e.source();
     }
     false
-}
-
-/// Who is calling, from the `X-User-Id` header (surrounding whitespace
-/// trimmed), held to the rules of [`check_user_id`]. Read in this one place
-/// so authentication can replace it later.
-pub(crate) struct Caller(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get("x-user-id") else {
-            return Ok(Caller(None));
-        };
-        let user = value
-            .to_str()
-            .map_err(|_| ApiError::Validation("X-User-Id must be visible ASCII".into()))?
-            .trim();
-        check_user_id("X-User-Id", user)?;
-        Ok(Caller(Some(user.to_owned())))
-    }
 }
 
 /// Longest accepted user id, in characters (not bytes).

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, Caller, JobIdParam, JobIdPath, JsonBody, check_user_id};
+use super::extract::{ApiQuery, JobIdParam, JobIdPath, JsonBody, check_user_id};
 use super::schema::{JobSchema, JobStatusSchema, status_or_empty};
 use super::state::AppState;
 use crate::model::{Job, JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
@@ -93,11 +94,7 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<Millis> {
 
 impl SubmitRequest {
     /// Checks the request against the configuration and builds the job.
-    pub(crate) fn validate(
-        self,
-        caller: Option<String>,
-        state: &AppState,
-    ) -> Result<NewJob, ApiError> {
+    pub(crate) fn validate(self, caller: &Caller, state: &AppState) -> Result<NewJob, ApiError> {
         let Some(job_type) = state.registry.get(&self.job_type) else {
             return Err(ApiError::UnknownJobType {
                 given: self.job_type,
@@ -112,9 +109,8 @@ impl SubmitRequest {
         if let Some(handler) = &job_type.handler {
             handler.check_parameters(&parameters).map_err(validation)?;
         }
-        let user_id = self
-            .user_id
-            .or(caller)
+        let user_id = caller
+            .submitter(self.user_id)?
             .unwrap_or_else(|| DEFAULT_USER.to_owned());
         check_user_id("user_id", &user_id)?;
         let now = state.store.clock().now();
@@ -196,11 +192,11 @@ impl SubmitRequest {
 )]
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     JsonBody(body): JsonBody<SubmitRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = body.ok_or_else(|| validation("a JSON body with job_type is required"))?;
-    let new = request.validate(caller, &state)?;
+    let new = request.validate(&caller, &state)?;
     let job = state.store.submit(new).await?;
     let location = format!("/api/v1/jobs/status/{}", job.id);
     Ok((
@@ -226,9 +222,11 @@ pub(crate) async fn submit(
 )]
 pub(crate) async fn status(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobView>, ApiError> {
     let job = state.store.get(id).await?;
+    caller.check_sees(&job)?;
     Ok(Json(job.view(state.store.clock().now())))
 }
 
@@ -318,6 +316,7 @@ pub(crate) struct JobPage {
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<JobPage>, ApiError> {
     let status = params
@@ -346,6 +345,7 @@ pub(crate) async fn list(
     if let Some(user) = &user_id {
         check_user_id("user_id", user)?;
     }
+    let user_id = caller.listing_user(user_id)?;
     let include = Include::parse(params.include.as_deref())?;
     let query = ListQuery {
         status,
@@ -411,8 +411,10 @@ pub(crate) struct ActionResponse {
 )]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<ActionResponse>, ApiError> {
+    check_owner(&state, &caller, id).await?;
     let job = state.store.cancel(id).await.map_err(|e| match e {
         StoreError::Conflict { id, current } => ApiError::AlreadyTerminal { id, current },
         other => other.into(),
@@ -458,9 +460,11 @@ pub(crate) struct RestartRequest {
 )]
 pub(crate) async fn restart(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdPath(id): JobIdPath,
     JsonBody(body): JsonBody<RestartRequest>,
 ) -> Result<Json<ActionResponse>, ApiError> {
+    check_owner(&state, &caller, id).await?;
     let parameters = match body.and_then(|b| b.parameters) {
         None | Some(Value::Null) => None,
         Some(Value::Object(map)) => Some(Value::Object(map)),
@@ -491,6 +495,19 @@ pub(crate) async fn restart(
         message: "Job restarted and re-queued".into(),
         job: job.view(state.store.clock().now()),
     }))
+}
+
+/// `Ok` if the caller may act on job `id`: at once for a caller who sees
+/// every job, else after reading the job (another user's job is a 404).
+pub(crate) async fn check_owner(
+    state: &AppState,
+    caller: &Caller,
+    id: JobId,
+) -> Result<(), ApiError> {
+    if caller.sees_everything() {
+        return Ok(());
+    }
+    caller.check_sees(&state.store.get(id).await?)
 }
 
 #[cfg(test)]

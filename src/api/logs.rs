@@ -22,8 +22,10 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath};
+use super::jobs::check_owner;
 use super::log_view::{LogEnd, LogLineView, LogPageView};
 use super::sse_schema::LogStreamEvent;
 use super::state::AppState;
@@ -125,11 +127,13 @@ fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
 )]
 pub(crate) async fn log_page(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdPath(id): JobIdPath,
     ApiQuery(params): ApiQuery<LogParams>,
 ) -> Result<Json<LogPageView>, ApiError> {
     let after = position("after", params.after.as_deref())?;
     let limit = page_limit(params.limit.as_deref())?;
+    check_owner(&state, &caller, id).await?;
     let page = state.store.read_log(id, after, limit).await?;
     Ok(Json(LogPageView {
         job_id: id,
@@ -165,6 +169,7 @@ pub(crate) async fn log_page(
 )]
 pub(crate) async fn log_stream(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdPath(id): JobIdPath,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<LogStreamParams>,
@@ -180,7 +185,8 @@ pub(crate) async fn log_stream(
     };
     // Listen before the first read, so no append falls between them.
     let appended = state.bus.subscribe_logs();
-    let (watch, _) = state.store.watch(id).await?;
+    let (watch, job) = state.store.watch(id).await?;
+    caller.check_sees(&job)?;
     let follow = Follow {
         state,
         id,

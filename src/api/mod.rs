@@ -3,6 +3,7 @@
 //! loop with graceful shutdown. The routes themselves are listed once, in
 //! [`openapi::routes`].
 
+pub(crate) mod auth;
 pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -23,6 +24,7 @@ pub mod state;
 pub(crate) mod stats;
 pub(crate) mod throughput;
 mod throughput_feed;
+pub(crate) mod tokens;
 pub(crate) mod watch;
 pub(crate) mod why;
 
@@ -46,7 +48,15 @@ pub use self::state::AppState;
 /// fallbacks, the dashboard's shared producer, and the layers.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = openapi::routes().split_for_parts();
+    let verifier =
+        auth::verifier::Verifier::new(state.store.clone(), state.settings.admin_token.clone());
+    let gate = auth::Gate::new(state.settings.auth, verifier.clone());
     let routes = routes
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate,
+            auth::authenticate,
+        ))
+        .layer(Extension(verifier))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(live::LiveFeed::default()))

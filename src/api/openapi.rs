@@ -6,19 +6,24 @@
 
 use std::sync::{Arc, OnceLock};
 
+use axum::http::Method;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::Config;
 
+use super::auth::policy::{Access, access};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
-use super::{dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, watch, why};
+use super::{
+    dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, tokens, watch, why,
+};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -43,6 +48,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "queue", description = "The queue's state: statistics, throughput, workers"),
         (name = "workers", description = "The HTTP worker protocol: remote workers register, \
             claim and finish jobs of the remote job types (docs/worker-protocol.md)"),
+        (name = "tokens", description = "API tokens (with `auth = \"token\"`): make, list, revoke"),
         (name = "operations", description = "Health, metrics and this document"),
         (name = "dashboard", description = "The operators' web pages"),
     )
@@ -72,6 +78,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(progress::progress))
         .routes(routes!(worker_logs::append_logs))
         .routes(routes!(register::unregister))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
         .routes(routes!(stats::health_check))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi_json))
@@ -85,13 +93,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes().into_openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    add_head_limits(&mut doc);
+    add_common_answers(&mut doc);
     doc
 }
 
 /// Adds to every operation the answers any request can get for its head
-/// (`head::check_head`): 414 `UriTooLongError`, 431 `HeadersTooLargeError`.
-fn add_head_limits(doc: &mut utoipa::openapi::OpenApi) {
+/// (`head::check_head`): 414 `UriTooLongError`, 431 `HeadersTooLargeError`;
+/// and to every route that is not public (`auth::policy`), the bearer
+/// scheme and the answers of `auth = "token"`: 401 `UnauthorizedError`,
+/// 403 `ForbiddenError`.
+fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
     let error = |description: &str| {
         let body = ContentBuilder::new()
             .schema(Some(Ref::from_schema_name(ErrorBody::name())))
@@ -120,27 +131,61 @@ fn add_head_limits(doc: &mut utoipa::openapi::OpenApi) {
             )),
         ),
     ];
-    for item in doc.paths.paths.values_mut() {
+    let guarded = [
+        (
+            "401",
+            error("`UnauthorizedError`: with `auth = \"token\"`, no valid bearer token"),
+        ),
+        (
+            "403",
+            error("`ForbiddenError`: the token's role does not allow this"),
+        ),
+    ];
+    let bearer = SecurityRequirement::new(BEARER, Vec::<String>::new());
+    for (path, item) in doc.paths.paths.iter_mut() {
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::OPTIONS, &mut item.options),
+            (Method::HEAD, &mut item.head),
+            (Method::PATCH, &mut item.patch),
+            (Method::TRACE, &mut item.trace),
         ];
-        for operation in operations.into_iter().flatten() {
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let answers = &mut operation.responses.responses;
             for (status, response) in &limits {
-                operation
-                    .responses
-                    .responses
-                    .insert((*status).to_owned(), response.clone());
+                answers.insert((*status).to_owned(), response.clone());
+            }
+            if access(&method, path) != Some(Access::Public) {
+                for (status, response) in &guarded {
+                    answers
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| response.clone());
+                }
+                operation.security = Some(vec![bearer.clone()]);
             }
         }
     }
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "A token from `POST /api/v1/tokens` (or `JOBD_ADMIN_TOKEN`), with \
+                     `auth = \"token\"`; with `auth = \"none\"` none is needed",
+                ))
+                .build(),
+        ),
+    );
 }
+
+/// The name of the bearer security scheme in the document.
+const BEARER: &str = "bearer";
 
 /// The document as JSON, rendered once per process.
 fn openapi_text() -> &'static str {

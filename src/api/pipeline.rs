@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, JsonBody};
+use super::extract::JsonBody;
 use super::jobs::SubmitRequest;
 use super::state::AppState;
 use crate::model::{JobId, NewJob};
@@ -110,7 +111,7 @@ fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
 )]
 pub(crate) async fn submit_pipeline(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     JsonBody(body): JsonBody<PipelineRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = body.ok_or_else(|| ApiError::Validation("a JSON body is required".into()))?;
@@ -167,7 +168,7 @@ pub(crate) async fn submit_pipeline(
             timeout_seconds: None,
             depends_on: Some(depends_on),
         };
-        chain.push(submit.validate(caller.clone(), &state)?);
+        chain.push(submit.validate(&caller, &state)?);
     }
     // All four or none: a failure leaves no partial chain behind.
     let stored = state.store.submit_all(chain).await?;

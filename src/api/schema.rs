@@ -31,6 +31,21 @@ pub(crate) enum JobStatusSchema {
     Scheduled,
 }
 
+/// A token's role, for the document (the model's `Role`).
+#[derive(ToSchema)]
+#[schema(as = Role, rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum RoleSchema {
+    /// Everything, for every user; may submit on behalf of a user.
+    Admin,
+    /// Submits, reads, cancels and restarts its own user's jobs only.
+    User,
+    /// Reads every job and the queue; changes nothing.
+    Viewer,
+    /// The HTTP worker protocol only.
+    Worker,
+}
+
 /// A query parameter naming a status, where empty means none: a
 /// `JobStatus` or the empty string.
 pub(crate) fn status_or_empty() -> utoipa::openapi::schema::Schema {

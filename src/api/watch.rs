@@ -14,6 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath};
 use super::schema::{JobSchema, status_or_empty};
@@ -62,6 +63,7 @@ pub(crate) struct PollParams {
 )]
 pub(crate) async fn poll(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdPath(id): JobIdPath,
     ApiQuery(params): ApiQuery<PollParams>,
 ) -> Result<Json<JobView>, ApiError> {
@@ -85,6 +87,7 @@ pub(crate) async fn poll(
         .map_err(|e| ApiError::Validation(e.to_string()))?;
 
     let (mut watch, job) = state.store.watch(id).await?;
+    caller.check_sees(&job)?;
     let mut job = Arc::new(job);
     let baseline = known.unwrap_or(job.status);
     // Nothing but a restart can change a finished job: unless the client
@@ -138,9 +141,11 @@ pub(crate) async fn poll(
 )]
 pub(crate) async fn stream(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdPath(id): JobIdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let (watch, job) = state.store.watch(id).await?;
+    caller.check_sees(&job)?;
     let job = Arc::new(job);
     let stream = futures::stream::unfold(StreamState::First { job, watch, state }, next_event);
     Ok(utf8_event_stream(Sse::new(stream).keep_alive(

@@ -8,6 +8,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JobIdParam, JobIdPath};
 use super::schema::JobStatusSchema;
@@ -102,9 +103,11 @@ pub(crate) struct WhyPending {
 )]
 pub(crate) async fn why(
     State(state): State<AppState>,
+    caller: Caller,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<WhyPending>, ApiError> {
     let job = state.store.get(id).await?;
+    caller.check_sees(&job)?;
     let stats = state.store.stats(active_within(&state)).await?;
     let per_user_max = state.settings.per_user_max_concurrent_jobs;
     let user_running = state

@@ -26,7 +26,9 @@ use uuid::Uuid;
 use self::keys::Keys;
 use self::scripts::Scripts;
 use crate::events::{EventBus, JobWatch};
-use crate::model::{ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
+use crate::model::{
+    ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
+};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
     FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
@@ -776,7 +778,11 @@ impl Store for RedisStore {
     }
 
     async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
-        crate::store::during("create_token", tokens::create(self.conn(), &self.keys, token)).await
+        crate::store::during(
+            "create_token",
+            tokens::create(self.conn(), &self.keys, token),
+        )
+        .await
     }
 
     async fn token(&self, id: &str) -> StoreResult<Option<ApiToken>> {

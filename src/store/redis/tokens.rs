@@ -95,7 +95,8 @@ fn decode(id: &str, mut fields: HashMap<String, String>) -> StoreResult<Option<A
     let job_id = take("job_id")
         .map(|j| j.parse().map_err(|_| corrupt("bad job_id")))
         .transpose()?;
-    let created_at = millis(take("created_at"), "created_at")?.ok_or_else(|| corrupt("no created_at"))?;
+    let created_at =
+        millis(take("created_at"), "created_at")?.ok_or_else(|| corrupt("no created_at"))?;
     let expires_at = millis(take("expires_at"), "expires_at")?;
     let revoked_at = millis(take("revoked_at"), "revoked_at")?;
     Ok(Some(ApiToken {

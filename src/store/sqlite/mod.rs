@@ -558,7 +558,10 @@ impl Store for SqliteStore {
     }
 
     async fn tokens(&self) -> StoreResult<Vec<ApiToken>> {
-        crate::store::during("tokens", async { self.read(tokens::select_tokens_in).await }).await
+        crate::store::during("tokens", async {
+            self.read(tokens::select_tokens_in).await
+        })
+        .await
     }
 
     async fn revoke_token(&self, id: &str) -> StoreResult<Option<ApiToken>> {

@@ -30,7 +30,10 @@ pub(super) fn insert_token_in(conn: &Connection, token: &ApiToken) -> StoreResul
 pub(super) fn select_token_in(conn: &Connection, id: &str) -> StoreResult<Option<ApiToken>> {
     let row = conn
         .prepare_cached(sql::SELECT_TOKEN)
-        .and_then(|mut stmt| stmt.query_row(named_params! {":id": id}, raw_token).optional())
+        .and_then(|mut stmt| {
+            stmt.query_row(named_params! {":id": id}, raw_token)
+                .optional()
+        })
         .map_err(db_err)?;
     row.map(decode).transpose()
 }
@@ -86,7 +89,9 @@ fn decode(raw: RawToken) -> StoreResult<ApiToken> {
     let (id, secret_hash, user_id, role, job_id, created_at, expires_at, revoked_at) = raw;
     let corrupt = |e: String| StoreError::backend_corrupt("sqlite", e);
     Ok(ApiToken {
-        role: role.parse().map_err(|e: crate::model::UnknownRole| corrupt(e.to_string()))?,
+        role: role
+            .parse()
+            .map_err(|e: crate::model::UnknownRole| corrupt(e.to_string()))?,
         job_id: job_id
             .map(|id| id.parse())
             .transpose()

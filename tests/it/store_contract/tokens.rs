@@ -47,7 +47,11 @@ pub async fn tokens_are_stored_listed_and_revoked_once(backend: &dyn Backend) {
     assert!(!revoked.live_at(now));
     backend.advance(5_000);
     let again = other.revoke_token("a").await.unwrap().unwrap();
-    assert_eq!(again.revoked_at, Some(now), "the first revocation's time stays");
+    assert_eq!(
+        again.revoked_at,
+        Some(now),
+        "the first revocation's time stays"
+    );
     assert_eq!(store.revoke_token("nope").await.unwrap(), None);
     assert_eq!(other.token("b").await.unwrap().unwrap().revoked_at, None);
 }
