@@ -80,6 +80,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(register::unregister))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::me))
         .routes(routes!(stats::health_check))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi_json))

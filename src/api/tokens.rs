@@ -196,6 +196,62 @@ pub(crate) async fn create_token(
     ))
 }
 
+/// Answer of `GET /api/v1/me`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct Me {
+    /// The server's `auth` setting: `none` or `token`.
+    pub auth: String,
+    /// The user the caller acts as (with `auth = "none"`, `X-User-Id`'s).
+    #[schema(required = true)]
+    pub user_id: Option<String>,
+    /// The token's role; `admin` with `auth = "none"` (anyone may do
+    /// anything).
+    #[schema(value_type = RoleSchema)]
+    pub role: Role,
+    /// The token's id.
+    #[schema(required = true)]
+    pub token_id: Option<String>,
+    /// The one job the token is limited to, if any.
+    #[schema(value_type = Option<uuid::Uuid>, required = true)]
+    pub job_id: Option<JobId>,
+}
+
+/// `GET /api/v1/me`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "tokens",
+    summary = "Who the caller is",
+    description = "The caller's user, role and token, so that a client (the dashboard) shows \
+        only what the role allows.",
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 401, description = "`UnauthorizedError`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn me(State(state): State<AppState>, caller: Caller) -> Json<Me> {
+    let auth = match state.settings.auth {
+        AuthMode::None => "none",
+        AuthMode::Token => "token",
+    };
+    Json(match caller.grant() {
+        Some(grant) => Me {
+            auth: auth.to_owned(),
+            user_id: Some(grant.user_id.clone()),
+            role: grant.role,
+            token_id: Some(grant.token_id.clone()),
+            job_id: grant.job_id,
+        },
+        None => Me {
+            auth: auth.to_owned(),
+            user_id: caller.named_user().map(str::to_owned),
+            role: Role::Admin,
+            token_id: None,
+            job_id: None,
+        },
+    })
+}
+
 /// `GET /api/v1/tokens`.
 #[utoipa::path(
     get,

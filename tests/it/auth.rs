@@ -33,6 +33,7 @@ enum Kind {
     Work,
     Mint,
     Admin,
+    Identity,
 }
 
 /// Every route of the document with its kind. A route missing here fails
@@ -62,6 +63,7 @@ fn expected_kind(method: &str, path: &str) -> Option<Kind> {
         ("post", "/api/v1/tokens") => Mint,
         ("get", "/api/v1/tokens") | ("delete", "/api/v1/tokens/{token_id}") => Admin,
         ("get", "/api/v1/audit") => Admin,
+        ("get", "/api/v1/me") => Identity,
         _ => return None,
     })
 }
@@ -113,6 +115,16 @@ fn expected(who: Who, kind: Kind) -> Decision {
     use Kind as K;
     if kind == K::Public {
         return Allowed;
+    }
+    if kind == K::Identity {
+        return if matches!(
+            who,
+            Who::NoToken | Who::Malformed | Who::Unknown | Who::Expired | Who::Revoked
+        ) {
+            Unauthorized
+        } else {
+            Allowed
+        };
     }
     match who {
         Who::NoToken | Who::Malformed | Who::Unknown | Who::Expired | Who::Revoked => Unauthorized,

@@ -78,6 +78,11 @@ impl Caller {
         }
     }
 
+    /// The user `X-User-Id` names, if any.
+    pub(crate) fn named_user(&self) -> Option<&str> {
+        self.user_header.as_deref()
+    }
+
     /// The user a submission belongs to, given the one its body names:
     /// the body's, else `X-User-Id`'s (for an admin, else its own); a user
     /// token's own user, and naming another is a 403. `None` lets the

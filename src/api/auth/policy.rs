@@ -35,6 +35,8 @@ pub(crate) enum Access {
     MintToken,
     /// Tokens and the audit log: admin.
     Admin,
+    /// Who the caller is (`/api/v1/me`): any token.
+    Identity,
 }
 
 /// The access of the route `path` (its template, as routed) under `method`;
@@ -100,6 +102,7 @@ pub(crate) fn access(method: &Method, path: &str) -> Option<Access> {
         "/api/v1/tokens" if get => Admin,
         "/api/v1/tokens/{token_id}" if delete => Admin,
         "/api/v1/audit" if get => Admin,
+        "/api/v1/me" if get => Identity,
         _ => return None,
     })
 }
@@ -111,18 +114,17 @@ impl Access {
     pub(crate) fn admits(self, role: Role, job_scoped: bool) -> bool {
         use Access::*;
         if job_scoped {
-            return matches!(self, Public | FollowJob);
+            return matches!(self, Public | FollowJob | Identity);
         }
         match self {
             Public => true,
-            FollowJob | InspectJob | ListJobs => {
+            FollowJob | InspectJob | ListJobs | ReadQueue => {
                 matches!(role, Role::Admin | Role::Viewer | Role::User)
             }
-            ReadQueue => matches!(role, Role::Admin | Role::Viewer | Role::User),
             Operate => matches!(role, Role::Admin | Role::Viewer),
             ChangeJobs => matches!(role, Role::Admin | Role::User),
             Work => matches!(role, Role::Admin | Role::Worker),
-            MintToken => true,
+            MintToken | Identity => true,
             Admin => role == Role::Admin,
         }
     }
