@@ -23,6 +23,11 @@ struct Cli {
         default_value = "http://127.0.0.1:8000"
     )]
     url: String,
+    /// The bearer token the client commands send (servers with
+    /// `auth = "token"`); from the environment only, so that it does not
+    /// show in process listings.
+    #[arg(skip = std::env::var("JOBD_TOKEN").ok())]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -126,6 +131,6 @@ async fn main() -> ExitCode {
             init_logging(cli.log_format);
             run_server(args, false).await
         }
-        Command::Client(command) => cli::run(&cli.url, command).await,
+        Command::Client(command) => cli::run(&cli.url, cli.token, command).await,
     }
 }

@@ -39,6 +39,7 @@ pub enum ClientError {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    token: Option<String>,
 }
 
 impl Client {
@@ -47,7 +48,13 @@ impl Client {
         Client {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
+            token: None,
         }
+    }
+
+    /// The same client, sending `token` as its bearer token.
+    pub fn with_token(self, token: Option<String>) -> Client {
+        Client { token, ..self }
     }
 
     fn connection(&self, source: reqwest::Error) -> ClientError {
@@ -68,6 +75,9 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Response, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -88,6 +88,11 @@ pub enum ClientCommand {
     },
     /// Print queue statistics.
     Stats,
+    /// Manage API tokens (an admin token in JOBD_TOKEN).
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
     /// List jobs, newest first.
     List {
         /// Only jobs in this status.
@@ -105,9 +110,36 @@ pub enum ClientCommand {
     },
 }
 
-/// Runs a client command against the server at `url`.
-pub async fn run(url: &str, command: ClientCommand) -> ExitCode {
-    let client = Client::new(url);
+/// `jobd token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it (its secret is shown only now).
+    Create {
+        /// The user it acts as.
+        #[arg(long)]
+        user: Option<String>,
+        /// admin, user, viewer or worker.
+        #[arg(long)]
+        role: Option<String>,
+        /// Seconds until it stops working (default: never; a job token 900).
+        #[arg(long)]
+        expires_in: Option<f64>,
+        /// Limit it to following this job.
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// List tokens, without secrets.
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id.
+        token_id: String,
+    },
+}
+
+/// Runs a client command against the server at `url`, with `token`.
+pub async fn run(url: &str, token: Option<String>, command: ClientCommand) -> ExitCode {
+    let client = Client::new(url).with_token(token);
     match execute(&client, command).await {
         Ok(code) => code,
         Err(message) => {
@@ -129,6 +161,39 @@ fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>, String> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(format!("{what} must be a JSON object")),
         Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+/// `jobd token create|list|revoke`: the token API's answer.
+async fn token(client: &Client, action: TokenCommand) -> Result<Value, ClientError> {
+    match action {
+        TokenCommand::Create {
+            user,
+            role,
+            expires_in,
+            job,
+        } => {
+            let mut body = json!({});
+            for (key, value) in [
+                ("user_id", user.map(Value::from)),
+                ("role", role.map(Value::from)),
+                ("expires_in_seconds", expires_in.map(Value::from)),
+                ("job_id", job.map(Value::from)),
+            ] {
+                if let Some(value) = value {
+                    body[key] = value;
+                }
+            }
+            client
+                .call(Method::POST, "/api/v1/tokens", Some(&body))
+                .await
+        }
+        TokenCommand::List => client.call(Method::GET, "/api/v1/tokens", None).await,
+        TokenCommand::Revoke { token_id } => {
+            client
+                .call(Method::DELETE, &format!("/api/v1/tokens/{token_id}"), None)
+                .await
+        }
     }
 }
 
@@ -223,6 +288,7 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
                 .call(Method::GET, "/api/v1/jobs/queue/stats", None)
                 .await?
         }
+        ClientCommand::Token { action } => token(client, action).await?,
         ClientCommand::List {
             status,
             user,

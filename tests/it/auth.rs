@@ -4,7 +4,7 @@
 //! and the token API's own rules.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request};
@@ -12,7 +12,7 @@ use jobd::config::{AdminToken, AuthMode};
 use serde_json::{Value, json};
 
 use crate::app::{App, body_bytes};
-use crate::support::{StoreKind, wait_until};
+use crate::support::{Scratch, Server, StoreKind, cli, cli_env, wait_until};
 
 const ADMIN: &str = "admin-secret-for-tests-0123456789abcdef";
 
@@ -567,4 +567,61 @@ async fn tokens_are_listed_without_secrets_and_revoked(kind: StoreKind) {
         (status, body["error"].as_str()),
         (404, Some("TokenNotFoundError"))
     );
+}
+
+/// Two API nodes on one Redis, tokens managed with the CLI on one: a token
+/// revoked there is refused by the other within a second.
+#[tokio::test]
+async fn a_revocation_on_one_node_is_refused_by_the_other_within_a_second() {
+    let Some(scratch) = Scratch::new(StoreKind::Redis) else {
+        return;
+    };
+    let flags: Vec<String> = ["--auth", "token", "--workers", "0"]
+        .map(String::from)
+        .to_vec();
+    let env = [("JOBD_ADMIN_TOKEN", ADMIN)];
+    let a = Server::serve_env(&scratch, &flags, &env);
+    let b = Server::serve_env(&scratch, &flags, &env);
+    let admin_env = [("JOBD_TOKEN", ADMIN)];
+
+    let (code, out, err) = cli_env(
+        &a.url,
+        &["token", "create", "--user", "alice", "--role", "user"],
+        &admin_env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    let token = made["token"].as_str().unwrap().to_owned();
+    let id = made["token_id"].as_str().unwrap().to_owned();
+    let (code, out, _) = cli_env(&a.url, &["token", "list"], &admin_env);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && !out.contains(&token[20..]));
+    // The CLI's other commands send the token too.
+    let (code, _, err) = cli_env(&b.url, &["list"], &[("JOBD_TOKEN", &token)]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = cli(&b.url, &["list"]);
+    assert_ne!(code, 0, "no token, no listing");
+
+    let on_b = || async {
+        b.http
+            .get(b.at("/api/v1/jobs"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(on_b().await, 200, "b knows the token (and caches it)");
+    let (code, _, err) = cli_env(&a.url, &["token", "revoke", &id], &admin_env);
+    assert_eq!(code, 0, "{err}");
+    let revoked = Instant::now();
+    wait_until(
+        "b refuses the revoked token",
+        Duration::from_secs(5),
+        || async { (on_b().await == 401).then_some(()) },
+    )
+    .await;
+    let took = revoked.elapsed();
+    assert!(took < Duration::from_secs(1), "b accepted it for {took:?}");
 }

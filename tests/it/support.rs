@@ -496,9 +496,15 @@ impl Drop for Server {
 
 /// Runs the `jobd` CLI against `url`; returns (exit code, stdout, stderr).
 pub fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    cli_env(url, args, &[])
+}
+
+/// [`cli`] with extra environment variables.
+pub fn cli_env(url: &str, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(jobd_bin())
         .args(args)
         .env("JOBD_URL", url)
+        .envs(envs.iter().copied())
         .output()
         .expect("run jobd cli");
     (
