@@ -354,8 +354,9 @@ impl Settings {
             None => FileConfig::default(),
         };
         let mut settings = Settings::from_args(args.over(file.settings), file.job_types)?;
-        if let Ok(text) = std::env::var(ADMIN_TOKEN_ENV) {
-            settings.admin_token = Some(AdminToken::new(text.trim())?);
+        let admin = std::env::var(ADMIN_TOKEN_ENV).unwrap_or_default();
+        if !admin.trim().is_empty() {
+            settings.admin_token = Some(AdminToken::new(admin.trim())?);
         }
         Ok(settings)
     }

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use axum::extract::State;
 use axum::http::Method;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -24,6 +25,7 @@ use super::state::AppState;
 use super::{
     dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, tokens, watch, why,
 };
+use crate::config::AuthMode;
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -90,20 +92,28 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dashboard::file))
 }
 
-/// The OpenAPI document of [`routes`], with the version of this build.
+/// The OpenAPI document of [`routes`] as a server with `auth = "none"`
+/// serves it, with the version of this build.
 pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi_for(AuthMode::None)
+}
+
+/// The document as a server with `auth` serves it: with `token`, every
+/// route that is not public needs the bearer scheme and may answer 401 and
+/// 403; with `none`, no route asks for a token.
+pub fn openapi_for(auth: AuthMode) -> utoipa::openapi::OpenApi {
     let mut doc = routes().into_openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    add_common_answers(&mut doc);
+    add_common_answers(&mut doc, auth == AuthMode::Token);
     doc
 }
 
 /// Adds to every operation the answers any request can get for its head
 /// (`head::check_head`): 414 `UriTooLongError`, 431 `HeadersTooLargeError`;
-/// and to every route that is not public (`auth::policy`), the bearer
-/// scheme and the answers of `auth = "token"`: 401 `UnauthorizedError`,
-/// 403 `ForbiddenError`.
-fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+/// and, if `guarded`, to every route that is not public (`auth::policy`),
+/// the bearer scheme and the answers of `auth = "token"`: 401
+/// `UnauthorizedError`, 403 `ForbiddenError`.
+fn add_common_answers(doc: &mut utoipa::openapi::OpenApi, guarded_routes: bool) {
     let error = |description: &str| {
         let body = ContentBuilder::new()
             .schema(Some(Ref::from_schema_name(ErrorBody::name())))
@@ -160,7 +170,7 @@ fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
             for (status, response) in &limits {
                 answers.insert((*status).to_owned(), response.clone());
             }
-            if access(&method, path) != Some(Access::Public) {
+            if guarded_routes && access(&method, path) != Some(Access::Public) {
                 for (status, response) in &guarded {
                     answers
                         .entry((*status).to_owned())
@@ -169,6 +179,9 @@ fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
                 operation.security = Some(vec![bearer.clone()]);
             }
         }
+    }
+    if !guarded_routes {
+        return;
     }
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -189,10 +202,15 @@ fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
 const BEARER: &str = "bearer";
 
 /// The document as JSON, rendered once per process.
-fn openapi_text() -> &'static str {
-    static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| {
-        openapi()
+fn openapi_text(auth: AuthMode) -> &'static str {
+    static OPEN: OnceLock<String> = OnceLock::new();
+    static GUARDED: OnceLock<String> = OnceLock::new();
+    let text = match auth {
+        AuthMode::None => &OPEN,
+        AuthMode::Token => &GUARDED,
+    };
+    text.get_or_init(|| {
+        openapi_for(auth)
             .to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
     })
@@ -206,13 +224,13 @@ fn openapi_text() -> &'static str {
     summary = "This OpenAPI document",
     responses((status = 200, description = "OpenAPI 3.1 document of every route", content_type = "application/json", body = Object))
 )]
-pub async fn openapi_json() -> Response {
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        openapi_text(),
+        openapi_text(state.settings.auth),
     )
         .into_response()
 }

@@ -4,22 +4,26 @@
 # and reused while the pins are unchanged) reads /api/v1/openapi.json from a
 # running `jobd serve` and sends what the document allows and what it does
 # not, first on SQLite, then on Redis (its own redis-server on a free port,
-# nothing persisted). It fails on any response that is a 5xx or contradicts
+# nothing persisted), each with `auth = "none"` and with `auth = "token"`
+# (schemathesis then sends the bootstrap admin token, so it reaches every
+# route; the authorization matrix test covers the other roles). It fails on
+# any response that is a 5xx or contradicts
 # the document (status, content type, body or event schema, headers), on a
 # network error, and when a store runs past its time.
 #
-#   tests/fuzz/run.sh                  # target/debug/jobd, 60 s per store
+#   tests/fuzz/run.sh                  # target/debug/jobd, 45 s per store and mode
 #   JOBD=target/release/jobd FUZZ_SECONDS=300 tests/fuzz/run.sh
-#   FUZZ_STORES=redis tests/fuzz/run.sh
+#   FUZZ_STORES=redis FUZZ_AUTH=token tests/fuzz/run.sh
 #
 # FUZZ_SEED fixes the generator's seed (default 1, so CI runs repeat).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 jobd=${JOBD:-target/debug/jobd}
-seconds=${FUZZ_SECONDS:-60}
+seconds=${FUZZ_SECONDS:-45}
 seed=${FUZZ_SEED:-1}
 stores=${FUZZ_STORES:-sqlite redis}
+auth_modes=${FUZZ_AUTH:-none token}
 venv=target/fuzz-venv
 [ -x "$jobd" ] || { echo "no $jobd: build it first (cargo build)" >&2; exit 1; }
 
@@ -55,7 +59,13 @@ wait_for() {
 }
 
 fuzz() {
-  local store=$1 dir=$scratch/$1 store_args=()
+  local store=$1 auth=$2 dir=$scratch/$1-$2 store_args=() auth_args=() headers=()
+  if [ "$auth" = token ]; then
+    # A fresh admin secret per run, given to jobd and schemathesis only.
+    local admin; admin=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+    auth_args=(--auth token)
+    headers=(-H "Authorization: Bearer $admin")
+  fi
   mkdir -p "$dir/docs"
   if [ "$store" = redis ]; then
     local redis_port; redis_port=$(free_port)
@@ -77,24 +87,24 @@ fuzz() {
 [job_types.sleep]
 timeout_seconds = 2
 EOF
-  "$jobd" serve --bind "127.0.0.1:$port" --data-dir "$dir/data" \
-    --documents-root "$dir/docs" --config "$dir/jobd.toml" "${store_args[@]}" \
+  JOBD_ADMIN_TOKEN=${admin:-} "$jobd" serve --bind "127.0.0.1:$port" --data-dir "$dir/data" \
+    --documents-root "$dir/docs" --config "$dir/jobd.toml" "${store_args[@]}" "${auth_args[@]}" \
     >"$dir/serve.log" 2>&1 &
   pids+=($!)
   wait_for "http://127.0.0.1:$port/health" "$dir/serve.log"
 
-  echo "== schemathesis on $store (at most $seconds s)"
+  echo "== schemathesis on $store, auth $auth (at most $seconds s)"
   local started=$SECONDS status=0
   # --max-time is a budget that fuzzing and stateful testing spend in
   # full; `timeout` bounds the whole command in case a phase overruns it.
   timeout $((seconds + 60)) "$venv/bin/st" --config-file tests/fuzz/schemathesis.toml run \
-    "http://127.0.0.1:$port/api/v1/openapi.json" \
+    "http://127.0.0.1:$port/api/v1/openapi.json" "${headers[@]}" \
     --checks all --exclude-checks positive_data_acceptance \
     --max-time "$seconds" --seed "$seed" --generation-database none \
     --no-color || status=$?
   # The server's own count of what it answered, by status class.
   local answered
-  answered=$(curl -sf "http://127.0.0.1:$port/metrics" | python3 -c '
+  answered=$(curl -sf "${headers[@]}" "http://127.0.0.1:$port/metrics" | python3 -c '
 import collections, re, sys
 counts = collections.Counter()
 for line in sys.stdin:
@@ -105,15 +115,17 @@ print(sum(counts.values()), "responses:", ", ".join(f"{k} {v}" for k, v in sorte
 if counts["5xx"]:
     sys.exit(1)
 ') || status=1
-  echo "== schemathesis on $store: exit $status after $((SECONDS - started)) s; jobd answered $answered"
+  echo "== schemathesis on $store, auth $auth: exit $status after $((SECONDS - started)) s; jobd answered $answered"
   if grep -q 'panicked' "$dir/serve.log"; then
-    echo "jobd on $store logged a panic:" >&2; grep -m5 'panicked' "$dir/serve.log" >&2; status=1
+    echo "jobd on $store (auth $auth) logged a panic:" >&2; grep -m5 'panicked' "$dir/serve.log" >&2; status=1
   fi
   return "$status"
 }
 
 failed=0
 for store in $stores; do
-  fuzz "$store" || failed=1
+  for auth in $auth_modes; do
+    fuzz "$store" "$auth" || failed=1
+  done
 done
 exit "$failed"
