@@ -113,6 +113,21 @@ pub struct SettingsArgs {
     /// [default: 4194304, at least 65536].
     #[arg(long, env = "JOBD_JOB_LOG_MAX_BYTES")]
     pub job_log_max_bytes: Option<usize>,
+    /// Origins (`https://app.example.com`) besides the server's own whose
+    /// pages may submit, cancel and restart: a browser's POST, PUT, PATCH
+    /// or DELETE from any other origin is a 403 [default: none].
+    #[arg(long, env = "JOBD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Host names the server answers to besides loopback ones, any port;
+    /// `*` for any, `*.example.com` for its subdomains. Another `Host` is
+    /// a 403 [default: loopback names only when bound to a loopback
+    /// address, else any].
+    #[arg(long, env = "JOBD_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins whose pages may read the API's answers (CORS) [default:
+    /// none: CORS is off].
+    #[arg(long, env = "JOBD_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// A job type of the configuration file: `[job_types.NAME]`.
@@ -244,6 +259,14 @@ pub struct Settings {
     pub sqlite_synchronous: Synchronous,
     /// Bytes of log text kept per job (oldest lines dropped first).
     pub job_log_max_bytes: usize,
+    /// Origins besides the server's own allowed to mutate from a browser
+    /// (`scheme://host[:port]`, lower case, default port left out).
+    pub allowed_origins: Vec<String>,
+    /// Host names answered besides loopback ones (lower case; `*` any,
+    /// `*.domain` its subdomains); `None`: the default for the bind address.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins CORS is open to, as [`Settings::allowed_origins`]; empty: off.
+    pub cors_allowed_origins: Vec<String>,
     /// Configured job types.
     pub job_types: BTreeMap<String, JobTypeConfig>,
 }
@@ -377,6 +400,9 @@ impl Settings {
             documents_root: a.documents_root,
             sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
             job_log_max_bytes: a.job_log_max_bytes.unwrap_or(DEFAULT_JOB_LOG_MAX_BYTES),
+            allowed_origins: origins("allowed_origins", a.allowed_origins)?,
+            allowed_hosts: a.allowed_hosts.map(hosts).transpose()?,
+            cors_allowed_origins: origins("cors_allowed_origins", a.cors_allowed_origins)?,
             job_types,
         };
         if settings.job_log_max_bytes < MIN_JOB_LOG_MAX_BYTES {
@@ -424,6 +450,88 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// The origins of setting `name`, each checked to be `http` or `https`
+/// `://` a host and an optional port, nothing more, and normalised as a
+/// browser sends its `Origin`: lower case, the scheme's default port left
+/// out. Empty entries (from an empty environment variable) are skipped.
+fn origins(name: &str, given: Option<Vec<String>>) -> anyhow::Result<Vec<String>> {
+    let mut normalised = Vec::new();
+    for entry in given.unwrap_or_default() {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let origin = normalise_origin(entry).with_context(|| {
+            format!(
+                "{name}: '{entry}' is not an origin such as https://app.example.com \
+                 (a scheme, http or https, and a host with an optional port; no path)"
+            )
+        })?;
+        if !normalised.contains(&origin) {
+            normalised.push(origin);
+        }
+    }
+    Ok(normalised)
+}
+
+/// `origin` as a browser would send it in `Origin` (lower case, no default
+/// port), or `None` if it is not an `http`/`https` origin.
+pub(crate) fn normalise_origin(origin: &str) -> Option<String> {
+    let uri: axum::http::Uri = origin.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let authority = uri.authority()?;
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    if !(path.is_empty() || path == "/") || authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority.host().to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// The host names of `allowed_hosts`, lower case: `*`, `*.domain`, or a
+/// name or address without a port (brackets around an IPv6 address).
+fn hosts(given: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in given {
+        let name = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        let bare = name.strip_prefix("*.").unwrap_or(&name);
+        let valid = name == "*"
+            || (bare.starts_with('[')
+                && bare.ends_with(']')
+                && bare[1..bare.len() - 1]
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok())
+            || (!bare.is_empty()
+                && bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+        if !valid {
+            bail!(
+                "allowed_hosts: '{entry}' is not a host name (such as jobs.example.com, \
+                 *.example.com or *; no scheme, port or path)"
+            );
+        }
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// The documents root `root`, canonical, checked to be an existing
@@ -541,6 +649,9 @@ impl SettingsArgs {
             documents_root: self.documents_root.or(lower.documents_root),
             sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
             job_log_max_bytes: self.job_log_max_bytes.or(lower.job_log_max_bytes),
+            allowed_origins: self.allowed_origins.or(lower.allowed_origins),
+            allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
+            cors_allowed_origins: self.cors_allowed_origins.or(lower.cors_allowed_origins),
         }
     }
 }

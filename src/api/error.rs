@@ -85,6 +85,11 @@ pub(crate) enum ApiError {
     /// than allowed; the message says which.
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// 403 `ForbiddenError`: the caller may not make this request (such as
+    /// a browser's cross-site mutation, or a `Host` this server does not
+    /// answer to); the message says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404 `NotFoundError`: no such route.
     #[error("No route for {0}")]
     NoRoute(String),
@@ -125,6 +130,7 @@ impl ApiError {
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -148,6 +154,7 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => "HeadersTooLargeError",
             ApiError::NoRoute(_) => "NotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
+            ApiError::Forbidden(_) => "ForbiddenError",
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
                 "StoreUnavailableError"
             }

@@ -89,8 +89,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// Adds to every operation the answers any request can get for its head
-/// (`head::check_head`): 414 `UriTooLongError`, 431 `HeadersTooLargeError`.
+/// Adds to every operation the answers any request can get for its head:
+/// 403 `ForbiddenError` (`guard`: a `Host` not answered to, a browser's
+/// mutation from another origin), 414 `UriTooLongError` and 431
+/// `HeadersTooLargeError` (`head::check_head`).
 fn add_head_limits(doc: &mut utoipa::openapi::OpenApi) {
     let error = |description: &str| {
         let body = ContentBuilder::new()
@@ -104,6 +106,14 @@ fn add_head_limits(doc: &mut utoipa::openapi::OpenApi) {
         )
     };
     let limits = [
+        (
+            "403",
+            error(
+                "`ForbiddenError`: a `Host` this server does not answer to (`allowed_hosts`), \
+                 or a browser's POST, PUT, PATCH or DELETE from an origin not allowed \
+                 (`allowed_origins`)",
+            ),
+        ),
         (
             "414",
             error(&format!(
