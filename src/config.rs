@@ -789,6 +789,83 @@ mod tests {
     }
 
     #[test]
+    fn origins_and_hosts_are_lists_checked_and_normalised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        std::fs::write(
+            &path,
+            "allowed_origins = [\"https://App.Example.com:443\", \"http://localhost:3000/\"]\n\
+             allowed_hosts = [\"Jobs.Example.com.\", \"*.internal\"]\n\
+             cors_allowed_origins = [\"https://app.example.com\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(SettingsArgs::default(), Some(&path)).unwrap();
+        assert_eq!(
+            s.allowed_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(
+            s.allowed_hosts,
+            Some(vec!["jobs.example.com".to_owned(), "*.internal".to_owned()])
+        );
+        assert_eq!(s.cors_allowed_origins, ["https://app.example.com"]);
+        let d = Settings::default();
+        assert!(d.allowed_origins.is_empty() && d.cors_allowed_origins.is_empty());
+        assert_eq!(d.allowed_hosts, None);
+
+        // Flags (and their environment variables) are comma-separated.
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            settings: SettingsArgs,
+        }
+        let parsed = <Command as clap::Parser>::try_parse_from([
+            "jobd",
+            "--allowed-hosts",
+            "a.example,b.example",
+            "--cors-allowed-origins",
+            "https://a.example",
+        ])
+        .unwrap();
+        let s = Settings::load(parsed.settings, None).unwrap();
+        assert_eq!(
+            s.allowed_hosts,
+            Some(vec!["a.example".to_owned(), "b.example".to_owned()])
+        );
+        assert_eq!(s.cors_allowed_origins, ["https://a.example"]);
+
+        for origins in [
+            "*",
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://app.example.com/path",
+            "https://user@app.example.com",
+            "null",
+        ] {
+            for set in [
+                |a: &mut SettingsArgs, v: Vec<String>| a.allowed_origins = Some(v),
+                |a: &mut SettingsArgs, v: Vec<String>| a.cors_allowed_origins = Some(v),
+            ] {
+                let mut args = SettingsArgs::default();
+                set(&mut args, vec![origins.to_owned()]);
+                assert!(Settings::load(args, None).is_err(), "{origins}");
+            }
+        }
+        for hosts in [
+            "https://jobs.example.com",
+            "jobs.example.com:8000",
+            "a/b",
+            "*x",
+        ] {
+            let args = SettingsArgs {
+                allowed_hosts: Some(vec![hosts.to_owned()]),
+                ..SettingsArgs::default()
+            };
+            assert!(Settings::load(args, None).is_err(), "{hosts}");
+        }
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jobd.toml");
