@@ -119,6 +119,21 @@ pub struct SettingsArgs {
     /// [default: none].
     #[arg(long, env = "JOBD_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
+    /// Origins (`https://app.example.com`) besides the server's own whose
+    /// pages may submit, cancel and restart: a browser's POST, PUT, PATCH
+    /// or DELETE from any other origin is a 403 [default: none].
+    #[arg(long, env = "JOBD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Host names the server answers to besides loopback ones, any port;
+    /// `*` for any, `*.example.com` for its subdomains. Another `Host` is
+    /// a 403 [default: loopback names only when bound to a loopback
+    /// address, else any].
+    #[arg(long, env = "JOBD_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins whose pages may read the API's answers (CORS) [default:
+    /// none: CORS is off].
+    #[arg(long, env = "JOBD_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// A job type of the configuration file: `[job_types.NAME]`.
@@ -299,6 +314,14 @@ pub struct Settings {
     pub auth_chosen: bool,
     /// The bootstrap admin token (`JOBD_ADMIN_TOKEN`), if set.
     pub admin_token: Option<AdminToken>,
+    /// Origins besides the server's own allowed to mutate from a browser
+    /// (`scheme://host[:port]`, lower case, default port left out).
+    pub allowed_origins: Vec<String>,
+    /// Host names answered besides loopback ones (lower case; `*` any,
+    /// `*.domain` its subdomains); `None`: the default for the bind address.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins CORS is open to, as [`Settings::allowed_origins`]; empty: off.
+    pub cors_allowed_origins: Vec<String>,
     /// Configured job types.
     pub job_types: BTreeMap<String, JobTypeConfig>,
 }
@@ -454,6 +477,9 @@ impl Settings {
             auth: a.auth.unwrap_or(AuthMode::None),
             auth_chosen: a.auth.is_some(),
             admin_token: None,
+            allowed_origins: origins("allowed_origins", a.allowed_origins)?,
+            allowed_hosts: a.allowed_hosts.map(hosts).transpose()?,
+            cors_allowed_origins: origins("cors_allowed_origins", a.cors_allowed_origins)?,
             job_types,
         };
         if settings.job_log_max_bytes < MIN_JOB_LOG_MAX_BYTES {
@@ -501,6 +527,88 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// The origins of setting `name`, each checked to be `http` or `https`
+/// `://` a host and an optional port, nothing more, and normalised as a
+/// browser sends its `Origin`: lower case, the scheme's default port left
+/// out. Empty entries (from an empty environment variable) are skipped.
+fn origins(name: &str, given: Option<Vec<String>>) -> anyhow::Result<Vec<String>> {
+    let mut normalised = Vec::new();
+    for entry in given.unwrap_or_default() {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let origin = normalise_origin(entry).with_context(|| {
+            format!(
+                "{name}: '{entry}' is not an origin such as https://app.example.com \
+                 (a scheme, http or https, and a host with an optional port; no path)"
+            )
+        })?;
+        if !normalised.contains(&origin) {
+            normalised.push(origin);
+        }
+    }
+    Ok(normalised)
+}
+
+/// `origin` as a browser would send it in `Origin` (lower case, no default
+/// port), or `None` if it is not an `http`/`https` origin.
+pub(crate) fn normalise_origin(origin: &str) -> Option<String> {
+    let uri: axum::http::Uri = origin.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let authority = uri.authority()?;
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    if !(path.is_empty() || path == "/") || authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority.host().to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// The host names of `allowed_hosts`, lower case: `*`, `*.domain`, or a
+/// name or address without a port (brackets around an IPv6 address).
+fn hosts(given: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in given {
+        let name = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        let bare = name.strip_prefix("*.").unwrap_or(&name);
+        let valid = name == "*"
+            || (bare.starts_with('[')
+                && bare.ends_with(']')
+                && bare[1..bare.len() - 1]
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok())
+            || (!bare.is_empty()
+                && bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+        if !valid {
+            bail!(
+                "allowed_hosts: '{entry}' is not a host name (such as jobs.example.com, \
+                 *.example.com or *; no scheme, port or path)"
+            );
+        }
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// The documents root `root`, canonical, checked to be an existing
@@ -619,6 +727,9 @@ impl SettingsArgs {
             sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
             job_log_max_bytes: self.job_log_max_bytes.or(lower.job_log_max_bytes),
             auth: self.auth.or(lower.auth),
+            allowed_origins: self.allowed_origins.or(lower.allowed_origins),
+            allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
+            cors_allowed_origins: self.cors_allowed_origins.or(lower.cors_allowed_origins),
         }
     }
 }
@@ -752,6 +863,83 @@ mod tests {
                 error.to_string().contains(message),
                 "{root:?} {data:?}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn origins_and_hosts_are_lists_checked_and_normalised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        std::fs::write(
+            &path,
+            "allowed_origins = [\"https://App.Example.com:443\", \"http://localhost:3000/\"]\n\
+             allowed_hosts = [\"Jobs.Example.com.\", \"*.internal\"]\n\
+             cors_allowed_origins = [\"https://app.example.com\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(SettingsArgs::default(), Some(&path)).unwrap();
+        assert_eq!(
+            s.allowed_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(
+            s.allowed_hosts,
+            Some(vec!["jobs.example.com".to_owned(), "*.internal".to_owned()])
+        );
+        assert_eq!(s.cors_allowed_origins, ["https://app.example.com"]);
+        let d = Settings::default();
+        assert!(d.allowed_origins.is_empty() && d.cors_allowed_origins.is_empty());
+        assert_eq!(d.allowed_hosts, None);
+
+        // Flags (and their environment variables) are comma-separated.
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            settings: SettingsArgs,
+        }
+        let parsed = <Command as clap::Parser>::try_parse_from([
+            "jobd",
+            "--allowed-hosts",
+            "a.example,b.example",
+            "--cors-allowed-origins",
+            "https://a.example",
+        ])
+        .unwrap();
+        let s = Settings::load(parsed.settings, None).unwrap();
+        assert_eq!(
+            s.allowed_hosts,
+            Some(vec!["a.example".to_owned(), "b.example".to_owned()])
+        );
+        assert_eq!(s.cors_allowed_origins, ["https://a.example"]);
+
+        for origins in [
+            "*",
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://app.example.com/path",
+            "https://user@app.example.com",
+            "null",
+        ] {
+            for set in [
+                |a: &mut SettingsArgs, v: Vec<String>| a.allowed_origins = Some(v),
+                |a: &mut SettingsArgs, v: Vec<String>| a.cors_allowed_origins = Some(v),
+            ] {
+                let mut args = SettingsArgs::default();
+                set(&mut args, vec![origins.to_owned()]);
+                assert!(Settings::load(args, None).is_err(), "{origins}");
+            }
+        }
+        for hosts in [
+            "https://jobs.example.com",
+            "jobs.example.com:8000",
+            "a/b",
+            "*x",
+        ] {
+            let args = SettingsArgs {
+                allowed_hosts: Some(vec![hosts.to_owned()]),
+                ..SettingsArgs::default()
+            };
+            assert!(Settings::load(args, None).is_err(), "{hosts}");
         }
     }
 

@@ -89,7 +89,9 @@ pub(crate) enum ApiError {
     /// unknown, expired or revoked — one message for all, no hint which.
     #[error("A valid bearer token is required (Authorization: Bearer <token>)")]
     Unauthorized,
-    /// 403 `ForbiddenError`: the caller's role or origin does not allow it.
+    /// 403 `ForbiddenError`: the caller may not make this request (its
+    /// token's role, a browser's cross-site mutation, a `Host` this server
+    /// does not answer to); the message says why.
     #[error("{0}")]
     Forbidden(String),
     /// 404 `TokenNotFoundError`: no token with this id.

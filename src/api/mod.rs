@@ -7,6 +7,7 @@ pub(crate) mod auth;
 pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod extract;
+mod guard;
 mod head;
 pub(crate) mod jobs;
 mod listen;
@@ -17,6 +18,7 @@ pub(crate) mod metrics;
 pub mod monitor;
 pub mod openapi;
 pub(crate) mod pipeline;
+mod redact;
 pub(crate) mod remote;
 pub(crate) mod schema;
 mod sse_schema;
@@ -29,6 +31,7 @@ pub(crate) mod watch;
 pub(crate) mod why;
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -62,29 +65,48 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(live::LiveFeed::default()))
         .layer(Extension(remote::Node::default()));
     let settings = &state.settings;
-    with_layers(routes, settings.max_body_bytes, settings.http_read_timeout).with_state(state)
+    let guard = guard::Guard::from_settings(settings);
+    with_layers(
+        routes,
+        settings.max_body_bytes,
+        settings.http_read_timeout,
+        guard,
+    )
+    .with_state(state)
 }
 
 /// The layers of every route, innermost first: the body limit and the
 /// time a body may take to arrive (`read_timeout`); the panic
 /// catcher (a panic becomes a 500 `InternalError`); the limits of the
-/// request head (414 and 431 in the error shape); request metrics and
-/// error logging, outside the catcher so that they see its 500 too; and
-/// tracing spans, whose own failure log is off (errors are logged once,
-/// with their cause, by [`error::log_errors`]).
+/// request head (414 and 431 in the error shape); the browser checks
+/// (`Host`, `Origin`, CORS) and security headers of [`guard`], outside the
+/// head limits so that their answers get the headers too; request metrics
+/// and error logging, outside the catcher and the guard so that they see
+/// their 500s and 403s too; and tracing spans without secrets
+/// ([`redact::request_span`]), whose own failure log is off (errors are
+/// logged once, with their cause, by [`error::log_errors`]).
 fn with_layers<S: Clone + Send + Sync + 'static>(
     routes: Router<S>,
     max_body: usize,
     read_timeout: Duration,
+    guard: guard::Guard,
 ) -> Router<S> {
     routes
         .layer(DefaultBodyLimit::max(max_body))
         .layer(RequestBodyTimeoutLayer::new(read_timeout))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(head::check_head))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            guard::guard,
+        ))
         .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(axum::middleware::from_fn(error::log_errors))
-        .layer(TraceLayer::new_for_http().on_failure(()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(redact::request_span)
+                .on_failure(()),
+        )
 }
 
 /// The answer to a handler's panic; the panic's message goes to the log.
@@ -179,6 +201,7 @@ mod tests {
             Router::new().route("/boom/{n}", get(boom)),
             1024,
             Duration::from_secs(30),
+            guard::Guard::from_settings(&crate::config::Settings::default()),
         );
         let request = Request::get("/boom/1")
             .body(Body::empty())

@@ -110,9 +110,10 @@ pub fn openapi_for(auth: AuthMode) -> utoipa::openapi::OpenApi {
 
 /// Adds to every operation the answers any request can get for its head
 /// (`head::check_head`): 414 `UriTooLongError`, 431 `HeadersTooLargeError`;
-/// and, if `guarded`, to every route that is not public (`auth::policy`),
-/// the bearer scheme and the answers of `auth = "token"`: 401
-/// `UnauthorizedError`, 403 `ForbiddenError`.
+/// 403 `ForbiddenError` (`guard`: a `Host` not answered to, a browser's
+/// mutation from another origin; with tokens, a role not allowed); and, if
+/// `guarded_routes`, to every route that is not public (`auth::policy`),
+/// the bearer scheme and 401 `UnauthorizedError`.
 fn add_common_answers(doc: &mut utoipa::openapi::OpenApi, guarded_routes: bool) {
     let error = |description: &str| {
         let body = ContentBuilder::new()
@@ -126,6 +127,15 @@ fn add_common_answers(doc: &mut utoipa::openapi::OpenApi, guarded_routes: bool) 
         )
     };
     let limits = [
+        (
+            "403",
+            error(
+                "`ForbiddenError`: a `Host` this server does not answer to (`allowed_hosts`), \
+                 a browser's POST, PUT, PATCH or DELETE from an origin not allowed \
+                 (`allowed_origins`), or (with `auth = \"token\"`) a token whose role does \
+                 not allow this",
+            ),
+        ),
         (
             "414",
             error(&format!(
@@ -142,16 +152,10 @@ fn add_common_answers(doc: &mut utoipa::openapi::OpenApi, guarded_routes: bool) 
             )),
         ),
     ];
-    let guarded = [
-        (
-            "401",
-            error("`UnauthorizedError`: with `auth = \"token\"`, no valid bearer token"),
-        ),
-        (
-            "403",
-            error("`ForbiddenError`: the token's role does not allow this"),
-        ),
-    ];
+    let guarded = [(
+        "401",
+        error("`UnauthorizedError`: with `auth = \"token\"`, no valid bearer token"),
+    )];
     let bearer = SecurityRequirement::new(BEARER, Vec::<String>::new());
     for (path, item) in doc.paths.paths.iter_mut() {
         let operations = [

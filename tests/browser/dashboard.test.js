@@ -8,6 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import http from "node:http";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -153,7 +154,10 @@ describe("dashboard", () => {
   });
 
   test("the overview shows the live queue figures and limits", async () => {
-    await page.goto(server.url + "/");
+    const response = await page.goto(server.url + "/");
+    // Under a policy without inline script: a violation would be a console
+    // error, which the last test reports.
+    assert.match(response.headers()["content-security-policy"] || "", /script-src 'self';/);
     await waitForText(page, "#live", "live");
     await page.waitForFunction(() => /^\d+$/.test(document.querySelector("#stat-total").textContent), null, { timeout: WAIT });
     assert.match(await text(page, "#global-text"), /^0 \/ 10 running$/);
@@ -338,14 +342,57 @@ describe("dashboard", () => {
 
   test("the interactive API docs load offline from the server", async () => {
     const docs = await context.newPage();
+    docs.on("console", (message) => {
+      if (message.type() === "error") problems.push(`docs console error: ${message.text()}`);
+    });
     try {
-      await docs.goto(server.url + "/api/docs");
+      const response = await docs.goto(server.url + "/api/docs");
+      assert.match(response.headers()["content-security-policy"] || "", /script-src 'self';/);
       await docs.waitForSelector(".swagger-ui .info .title", { timeout: WAIT });
       assert.match(await docs.locator(".swagger-ui .info .title").innerText(), /jobd/);
       await docs.waitForSelector(".opblock", { timeout: WAIT });
       assert.ok(await docs.locator(".opblock").count() >= 18);
     } finally {
       await docs.close();
+    }
+  });
+
+  test("a page of another origin cannot submit jobs, the server's own can", async () => {
+    // What a malicious page an operator opens would do: a page served
+    // elsewhere (here a bare HTTP server of the test's own) posting to jobd.
+    const elsewhere = http.createServer((_, response) => {
+      response.writeHead(200, { "Content-Type": "text/html" });
+      response.end("<!doctype html><title>elsewhere</title>");
+    });
+    await new Promise((resolve) => elsewhere.listen(0, "127.0.0.1", resolve));
+    const otherOrigin = `http://127.0.0.1:${elsewhere.address().port}`;
+    // http://localhost:PORT is jobd too, under another name than the tests'.
+    const ownOtherName = `http://localhost:${new URL(server.url).port}`;
+    origins.add(otherOrigin);
+    origins.add(ownOtherName);
+    const page2 = await context.newPage();
+    const post = (target) => page2.evaluate(async (url) => {
+      // A "simple" request: no preflight, so the browser sends it as is.
+      await fetch(url, {
+        method: "POST",
+        mode: "no-cors",
+        headers: { "Content-Type": "text/plain" },
+        body: JSON.stringify({ job_type: "noop", user_id: "mallory" }),
+      });
+    }, target);
+    const mallorysJobs = async () =>
+      (await api(server, "GET", "/api/v1/jobs?user_id=mallory")).body.jobs.length;
+    try {
+      await page2.goto(otherOrigin + "/");
+      await post(server.url + "/api/v1/jobs");
+      await post(ownOtherName + "/api/v1/jobs");
+      assert.equal(await mallorysJobs(), 0, "a page of another origin submitted a job");
+      await page2.goto(ownOtherName + "/dashboard/favicon.svg");
+      await post(ownOtherName + "/api/v1/jobs");
+      assert.equal(await mallorysJobs(), 1, "a same-origin submission was refused");
+    } finally {
+      await page2.close();
+      elsewhere.close();
     }
   });
 

@@ -231,12 +231,18 @@ pub struct Logs {
 impl Logs {
     /// Starts capturing (INFO and above, without colours).
     pub fn capture() -> Logs {
+        Logs::capture_at(tracing::Level::INFO)
+    }
+
+    /// Starts capturing `level` and above (without colours), events with
+    /// the fields of the spans they happen in.
+    pub fn capture_at(level: tracing::Level) -> Logs {
         let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || LogWriter(sink.clone()))
             .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
+            .with_max_level(level)
             .finish();
         Logs {
             buffer,

@@ -52,7 +52,7 @@ async fn idle_and_half_sent_connections_do_not_lock_out_clients() {
         let mut stream = TcpStream::connect(&address).expect("connect");
         if i % 2 == 1 {
             stream
-                .write_all(b"POST /api/v1/jobs HTTP/1.1\r\nHost: jobd\r\nContent-Type: app")
+                .write_all(b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: app")
                 .expect("half a request");
         }
         held.push(stream);
@@ -95,7 +95,7 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_read_timeout() {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("read timeout");
         stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: jobd\r\n\r\n")
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .expect("request");
         // Read the response, then wait for the end of the stream.
         let mut seen = Vec::new();

@@ -11,6 +11,7 @@ mod connections;
 mod control;
 mod disk_space;
 mod document_files;
+mod guard;
 mod input_edges;
 mod job_logs;
 mod layers;

@@ -103,7 +103,7 @@ fn exchange(server: &Server, request: &[u8]) -> Answer {
 
 /// `GET path` with `fields` extra header lines.
 fn get_with(path: &str, fields: &[String]) -> Vec<u8> {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: jobd\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
     for field in fields {
         request.push_str(field);
         request.push_str("\r\n");
