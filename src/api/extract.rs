@@ -166,6 +166,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+impl Caller {
+    /// Whose streams and long-polls these are, for
+    /// `max_open_streams_per_caller`: the `X-User-Id` header, or
+    /// `anonymous`. Once authentication resolves callers, this is the one
+    /// place to key them by their token's id instead.
+    pub(crate) fn stream_key(&self) -> &str {
+        self.0.as_deref().unwrap_or("anonymous")
+    }
+}
+
 /// Longest accepted user id, in characters (not bytes).
 pub(crate) const MAX_USER_ID_CHARS: usize = 128;
 

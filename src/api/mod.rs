@@ -3,6 +3,7 @@
 //! loop with graceful shutdown. The routes themselves are listed once, in
 //! [`openapi::routes`].
 
+pub mod backpressure;
 pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod extract;

@@ -56,3 +56,6 @@ pub(super) const DROP_LOG_LINES: &str = include_str!("sql/drop_log_lines.sql");
 pub(super) const LOG_TRIMMED: &str = include_str!("sql/log_trimmed.sql");
 pub(super) const SELECT_LOG: &str = include_str!("sql/select_log.sql");
 pub(super) const JOB_STATUS: &str = include_str!("sql/job_status.sql");
+pub(super) const QUEUED_COUNTS: &str = include_str!("sql/queued_counts.sql");
+pub(super) const QUEUED_OF_USER: &str = include_str!("sql/queued_of_user.sql");
+pub(super) const RESTARTABLE_USER: &str = include_str!("sql/restartable_user.sql");
