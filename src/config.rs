@@ -788,21 +788,42 @@ max_open_streams_per_caller = 5
                 burst: 3
             })
         );
-        assert_eq!((s.max_open_streams, s.max_open_streams_per_caller), (50, Some(5)));
+        assert_eq!(
+            (s.max_open_streams, s.max_open_streams_per_caller),
+            (50, Some(5))
+        );
         for (text, name) in [
-            ("max_queued_jobs_per_user = 0
-", "max_queued_jobs_per_user"),
-            ("submit_rate_per_user = 0.0
-", "submit_rate_per_user"),
-            ("submit_burst_per_user = 4
-", "submit_burst_per_user"),
-            ("submit_rate_per_user = 1.0
+            (
+                "max_queued_jobs_per_user = 0
+",
+                "max_queued_jobs_per_user",
+            ),
+            (
+                "submit_rate_per_user = 0.0
+",
+                "submit_rate_per_user",
+            ),
+            (
+                "submit_burst_per_user = 4
+",
+                "submit_burst_per_user",
+            ),
+            (
+                "submit_rate_per_user = 1.0
 submit_burst_per_user = 0
-", "submit_burst_per_user"),
-            ("max_open_streams = 0
-", "max_open_streams"),
-            ("max_open_streams_per_caller = 0
-", "max_open_streams_per_caller"),
+",
+                "submit_burst_per_user",
+            ),
+            (
+                "max_open_streams = 0
+",
+                "max_open_streams",
+            ),
+            (
+                "max_open_streams_per_caller = 0
+",
+                "max_open_streams_per_caller",
+            ),
         ] {
             let error = load(text).expect_err(text);
             assert!(error.to_string().contains(name), "{text}: {error}");

@@ -110,9 +110,9 @@ pub(crate) async fn queue_stream(
         .flat_map(|update| futures::stream::iter(update.as_ref().clone()))
         .map(Ok::<Event, Infallible>)
         .take_until(state.shutdown.clone().cancelled_owned());
-    Ok(utf8_event_stream(
-        Sse::new(slot.hold(updates)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
-    ))
+    Ok(utf8_event_stream(Sse::new(slot.hold(updates)).keep_alive(
+        KeepAlive::new().interval(Duration::from_secs(15)),
+    )))
 }
 
 /// Builds updates until no stream listens or the server shuts down.

@@ -3,6 +3,7 @@
 
 mod api;
 mod app;
+mod backpressure;
 mod cli;
 mod cluster;
 mod cluster_metrics;

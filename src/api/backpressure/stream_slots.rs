@@ -125,10 +125,7 @@ impl FromRequestParts<AppState> for StreamSlot {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        state
-            .backpressure
-            .stream_slots
-            .acquire(caller.stream_key())
+        state.backpressure.stream_slots.acquire(caller.stream_key())
     }
 }
 

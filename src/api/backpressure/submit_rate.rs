@@ -148,7 +148,11 @@ mod tests {
         limiter
             .take_at("u", 1, t0 + Duration::from_millis(500))
             .unwrap();
-        assert!(limiter.take_at("u", 1, t0 + Duration::from_millis(600)).is_err());
+        assert!(
+            limiter
+                .take_at("u", 1, t0 + Duration::from_millis(600))
+                .is_err()
+        );
     }
 
     #[test]
@@ -161,7 +165,9 @@ mod tests {
         limiter.take_at("u", 5, t0).unwrap();
         // 3 tokens of debt: the next job waits 4 seconds.
         assert_eq!(retry_after(limiter.take_at("u", 1, t0)), 4);
-        limiter.take_at("u", 1, t0 + Duration::from_secs(4)).unwrap();
+        limiter
+            .take_at("u", 1, t0 + Duration::from_secs(4))
+            .unwrap();
     }
 
     #[test]
