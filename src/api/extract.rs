@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use utoipa::IntoParams;
 
+use super::backpressure::stream_slots::StreamSlot;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::model::JobId;
@@ -173,6 +174,21 @@ impl Caller {
     /// place to key them by their token's id instead.
     pub(crate) fn stream_key(&self) -> &str {
         self.0.as_deref().unwrap_or("anonymous")
+    }
+}
+
+/// A slot under the caps on open streams and long-polls, taken for the
+/// caller ([`Caller::stream_key`]) before the handler runs: a 429
+/// `TooManyStreamsError` when none is free.
+impl FromRequestParts<AppState> for StreamSlot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        state.backpressure.stream_slots.acquire(caller.stream_key())
     }
 }
 

@@ -11,13 +11,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use futures::{Stream, StreamExt};
 
 use crate::api::error::ApiError;
-use crate::api::extract::Caller;
-use crate::api::state::AppState;
 
 /// The open streams and long-polls of this process, in total and per
 /// caller (a caller with none has no entry, so the map holds at most as
@@ -93,8 +89,8 @@ impl StreamSlots {
 }
 
 /// One open stream or long-poll's place under the caps, given back on drop.
-/// As an extractor it takes the place for the request's caller
-/// ([`Caller::stream_key`]) before the handler runs.
+/// As an extractor (`api::extract`) it takes the place for the request's
+/// caller before the handler runs.
 #[derive(Debug)]
 pub(crate) struct StreamSlot {
     slots: Arc<StreamSlots>,
@@ -114,18 +110,6 @@ impl StreamSlot {
             let _held = &self;
             item
         })
-    }
-}
-
-impl FromRequestParts<AppState> for StreamSlot {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        state.backpressure.stream_slots.acquire(caller.stream_key())
     }
 }
 
