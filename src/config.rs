@@ -134,6 +134,27 @@ pub struct SettingsArgs {
     /// none: CORS is off].
     #[arg(long, env = "JOBD_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// Queued jobs (pending or scheduled) one user may have, across every
+    /// process sharing the store; a submission or restart past it is a 429
+    /// [default: none].
+    #[arg(long, env = "JOBD_MAX_QUEUED_JOBS_PER_USER")]
+    pub max_queued_jobs_per_user: Option<u64>,
+    /// Jobs per second one user may submit through this API node, on
+    /// average (a token bucket; a chain of N jobs costs N) [default: none].
+    #[arg(long, env = "JOBD_SUBMIT_RATE_PER_USER")]
+    pub submit_rate_per_user: Option<f64>,
+    /// Jobs one user may submit at once through this API node before
+    /// `submit_rate_per_user` paces them (the bucket's size) [default: the
+    /// rate, rounded up].
+    #[arg(long, env = "JOBD_SUBMIT_BURST_PER_USER")]
+    pub submit_burst_per_user: Option<u32>,
+    /// SSE streams and long-polls open at once in this process [default: 10000].
+    #[arg(long, env = "JOBD_MAX_OPEN_STREAMS")]
+    pub max_open_streams: Option<usize>,
+    /// SSE streams and long-polls one caller may have open at once in this
+    /// process [default: none].
+    #[arg(long, env = "JOBD_MAX_OPEN_STREAMS_PER_CALLER")]
+    pub max_open_streams_per_caller: Option<usize>,
 }
 
 /// A job type of the configuration file: `[job_types.NAME]`.
@@ -322,6 +343,14 @@ pub struct Settings {
     pub allowed_hosts: Option<Vec<String>>,
     /// Origins CORS is open to, as [`Settings::allowed_origins`]; empty: off.
     pub cors_allowed_origins: Vec<String>,
+    /// Queued jobs per user, at most (the store checks it); `None`: no quota.
+    pub max_queued_jobs_per_user: Option<u64>,
+    /// Per-user submission rate of this node; `None`: none.
+    pub submit_rate: Option<SubmitRate>,
+    /// SSE streams and long-polls open at once in this process, at most.
+    pub max_open_streams: usize,
+    /// The same per caller; `None`: no limit per caller.
+    pub max_open_streams_per_caller: Option<usize>,
     /// Configured job types.
     pub job_types: BTreeMap<String, JobTypeConfig>,
 }
@@ -333,6 +362,19 @@ impl Default for Settings {
             .unwrap_or_else(|_| unreachable!("default settings are valid"))
     }
 }
+
+/// A per-user token bucket: `per_second` jobs on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SubmitRate {
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// The bucket's size: jobs a user may submit at once.
+    pub burst: u32,
+}
+
+/// SSE streams and long-polls open at once per process by default: well
+/// above the 5,000 the memory probe holds (about 13 KiB each).
+pub const DEFAULT_MAX_OPEN_STREAMS: usize = 10_000;
 
 /// Bytes of log text kept per job by default: a few MiB.
 pub const DEFAULT_JOB_LOG_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -480,8 +522,18 @@ impl Settings {
             allowed_origins: origins("allowed_origins", a.allowed_origins)?,
             allowed_hosts: a.allowed_hosts.map(hosts).transpose()?,
             cors_allowed_origins: origins("cors_allowed_origins", a.cors_allowed_origins)?,
+            max_queued_jobs_per_user: a.max_queued_jobs_per_user,
+            submit_rate: submit_rate(a.submit_rate_per_user, a.submit_burst_per_user)?,
+            max_open_streams: a.max_open_streams.unwrap_or(DEFAULT_MAX_OPEN_STREAMS),
+            max_open_streams_per_caller: a.max_open_streams_per_caller,
             job_types,
         };
+        if settings.max_queued_jobs_per_user == Some(0) {
+            bail!("max_queued_jobs_per_user must be at least 1 (leave it out for no quota)");
+        }
+        if settings.max_open_streams == 0 || settings.max_open_streams_per_caller == Some(0) {
+            bail!("max_open_streams and max_open_streams_per_caller must be at least 1");
+        }
         if settings.job_log_max_bytes < MIN_JOB_LOG_MAX_BYTES {
             bail!("job_log_max_bytes must be at least {MIN_JOB_LOG_MAX_BYTES}");
         }
@@ -611,6 +663,26 @@ fn hosts(given: Vec<String>) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The submission rate from its two settings: a rate above 0 (at most a
+/// million a second), and a burst of at least 1, by default the rate
+/// rounded up. A burst without a rate is an error, not ignored.
+fn submit_rate(rate: Option<f64>, burst: Option<u32>) -> anyhow::Result<Option<SubmitRate>> {
+    let Some(per_second) = rate else {
+        if burst.is_some() {
+            bail!("submit_burst_per_user needs submit_rate_per_user");
+        }
+        return Ok(None);
+    };
+    if !(per_second > 0.0 && per_second <= 1e6) {
+        bail!("submit_rate_per_user must be above 0 and at most 1000000, got {per_second}");
+    }
+    let burst = burst.unwrap_or(per_second.ceil() as u32);
+    if burst == 0 {
+        bail!("submit_burst_per_user must be at least 1");
+    }
+    Ok(Some(SubmitRate { per_second, burst }))
+}
+
 /// The documents root `root`, canonical, checked to be an existing
 /// directory that neither contains the data directory nor lies inside it:
 /// a job that may read the root must not reach the store or other users'
@@ -730,6 +802,15 @@ impl SettingsArgs {
             allowed_origins: self.allowed_origins.or(lower.allowed_origins),
             allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
             cors_allowed_origins: self.cors_allowed_origins.or(lower.cors_allowed_origins),
+            max_queued_jobs_per_user: self
+                .max_queued_jobs_per_user
+                .or(lower.max_queued_jobs_per_user),
+            submit_rate_per_user: self.submit_rate_per_user.or(lower.submit_rate_per_user),
+            submit_burst_per_user: self.submit_burst_per_user.or(lower.submit_burst_per_user),
+            max_open_streams: self.max_open_streams.or(lower.max_open_streams),
+            max_open_streams_per_caller: self
+                .max_open_streams_per_caller
+                .or(lower.max_open_streams_per_caller),
         }
     }
 }
@@ -940,6 +1021,78 @@ mod tests {
                 ..SettingsArgs::default()
             };
             assert!(Settings::load(args, None).is_err(), "{hosts}");
+        }
+    }
+
+    #[test]
+    fn backpressure_settings_are_off_or_generous_by_default_and_validated() {
+        let s = Settings::default();
+        assert_eq!(s.max_queued_jobs_per_user, None);
+        assert_eq!(s.submit_rate, None);
+        assert_eq!(s.max_open_streams, DEFAULT_MAX_OPEN_STREAMS);
+        assert_eq!(s.max_open_streams_per_caller, None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Settings::load(SettingsArgs::default(), Some(&path))
+        };
+        let s = load(
+            "max_queued_jobs_per_user = 100
+submit_rate_per_user = 2.5
+             max_open_streams = 50
+max_open_streams_per_caller = 5
+",
+        )
+        .unwrap();
+        assert_eq!(s.max_queued_jobs_per_user, Some(100));
+        assert_eq!(
+            s.submit_rate,
+            Some(SubmitRate {
+                per_second: 2.5,
+                burst: 3
+            })
+        );
+        assert_eq!(
+            (s.max_open_streams, s.max_open_streams_per_caller),
+            (50, Some(5))
+        );
+        for (text, name) in [
+            (
+                "max_queued_jobs_per_user = 0
+",
+                "max_queued_jobs_per_user",
+            ),
+            (
+                "submit_rate_per_user = 0.0
+",
+                "submit_rate_per_user",
+            ),
+            (
+                "submit_burst_per_user = 4
+",
+                "submit_burst_per_user",
+            ),
+            (
+                "submit_rate_per_user = 1.0
+submit_burst_per_user = 0
+",
+                "submit_burst_per_user",
+            ),
+            (
+                "max_open_streams = 0
+",
+                "max_open_streams",
+            ),
+            (
+                "max_open_streams_per_caller = 0
+",
+                "max_open_streams_per_caller",
+            ),
+        ] {
+            let error = load(text).expect_err(text);
+            assert!(error.to_string().contains(name), "{text}: {error}");
         }
     }
 

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::backpressure::Backpressure;
 use crate::api::monitor::ProcessMonitor;
 use crate::api::{self, AppState};
 use crate::config::{ADMIN_TOKEN_ENV, AuthMode, Settings, StoreConfig};
@@ -44,6 +45,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Core> {
             settings.sqlite_synchronous,
             bus.clone(),
             Clock::system(),
+            settings.max_queued_jobs_per_user,
         )
         .await
         .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?,
@@ -53,6 +55,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Core> {
             bus.clone(),
             settings.orphaned_lock_after,
             Clock::system(),
+            settings.max_queued_jobs_per_user,
         )
         .await
         .with_context(|| format!("cannot connect to {url}"))?,
@@ -122,6 +125,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         registry: core.registry.clone(),
         monitor: Arc::new(ProcessMonitor::new()),
         shutdown: http_stop.clone(),
+        backpressure: Arc::new(Backpressure::new(&settings)),
     };
     let mut http = tokio::spawn(api::serve(
         listener,

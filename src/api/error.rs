@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -21,6 +21,11 @@ use super::schema::JobStatusSchema;
 
 use crate::model::{JobId, JobStatus};
 use crate::store::{StoreError, error_chain};
+
+/// `Retry-After` of a 429 whose cause ends when other work does (a queued
+/// job starting, a stream closing): a few seconds, a guess the server
+/// cannot make better, short enough not to leave room unused for long.
+pub(crate) const BACKPRESSURE_RETRY_AFTER: u64 = 5;
 
 /// Everything a request can fail with, each variant with its status code.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +102,40 @@ pub(crate) enum ApiError {
     /// 404 `TokenNotFoundError`: no token with this id.
     #[error("Token {0} not found")]
     TokenNotFound(String),
+    /// 429 `QuotaExceededError`: the submission or restart would leave the
+    /// user with more queued jobs than `max_queued_jobs_per_user`; nothing
+    /// was stored.
+    #[error(
+        "User '{user_id}' would have more than {limit} queued (pending or scheduled) jobs; \
+         nothing was stored. Retry once some of them have started or been cancelled"
+    )]
+    QuotaExceeded {
+        /// The user.
+        user_id: String,
+        /// The quota.
+        limit: u64,
+    },
+    /// 429 `RateLimitedError`: the user submitted faster than
+    /// `submit_rate_per_user` allows on this node; nothing was stored.
+    #[error(
+        "User '{user_id}' is submitting faster than this server allows \
+         ({per_second} jobs per second, {burst} at once); nothing was stored. \
+         Retry after {retry_after} s"
+    )]
+    RateLimited {
+        /// The user.
+        user_id: String,
+        /// The rate allowed.
+        per_second: f64,
+        /// The burst allowed.
+        burst: u32,
+        /// Whole seconds until the submission would be accepted.
+        retry_after: u64,
+    },
+    /// 429 `TooManyStreamsError`: the process, or the caller, has as many
+    /// SSE streams and long-polls open as allowed; the message says which.
+    #[error("{0}; close a stream or long-poll, or retry later")]
+    TooManyStreams(String),
     /// 404 `NotFoundError`: no such route.
     #[error("No route for {0}")]
     NoRoute(String),
@@ -141,6 +180,9 @@ impl ApiError {
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::QuotaExceeded { .. }
+            | ApiError::RateLimited { .. }
+            | ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -167,6 +209,9 @@ impl ApiError {
             ApiError::Forbidden(_) => "ForbiddenError",
             ApiError::TokenNotFound(_) => "TokenNotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
+            ApiError::QuotaExceeded { .. } => "QuotaExceededError",
+            ApiError::RateLimited { .. } => "RateLimitedError",
+            ApiError::TooManyStreams(_) => "TooManyStreamsError",
             ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
                 "StoreUnavailableError"
             }
@@ -185,10 +230,29 @@ impl ApiError {
         }
     }
 
+    /// Seconds a client should wait before trying again (`Retry-After`),
+    /// for the 429s. A quota or stream slot frees when other work ends,
+    /// which the server cannot foresee: [`BACKPRESSURE_RETRY_AFTER`] then.
+    /// The rate limit knows when its bucket will hold enough.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::QuotaExceeded { .. } | ApiError::TooManyStreams(_) => {
+                Some(BACKPRESSURE_RETRY_AFTER)
+            }
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// Renders `body` with this error's status, the error itself attached
     /// for [`log_errors`].
     pub(crate) fn respond_with(self, body: impl IntoResponse) -> Response {
         let mut response = (self.status_code(), body).into_response();
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response.extensions_mut().insert(Arc::new(self));
         response
     }
@@ -263,6 +327,10 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownDependency(id) => {
                 ApiError::Validation(format!("depends_on: job {id} not found"))
             }
+            StoreError::QuotaExceeded { user_id, limit } => ApiError::QuotaExceeded {
+                user_id: user_id.clone(),
+                limit: *limit,
+            },
             StoreError::Unavailable { .. } => ApiError::StoreUnavailable(error_chain(&e)),
             // Retrying cannot cure data the store cannot decode.
             StoreError::Corrupt { .. } => ApiError::Internal(error_chain(&e)),

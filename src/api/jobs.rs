@@ -187,6 +187,11 @@ impl SubmitRequest {
         (status = 400, description = "`ValidationError` or `UnknownJobTypeError`", body = ErrorBody),
         (status = 413, description = "`PayloadTooLargeError`: body over `max_body_bytes`", body = ErrorBody),
         (status = 408, description = "`RequestTimeoutError`: the body did not arrive within `http_read_timeout_seconds`", body = ErrorBody),
+        (status = 429, description = "`QuotaExceededError`: the user would have more than \
+            `max_queued_jobs_per_user` queued jobs, nothing stored; or `RateLimitedError`: the \
+            user submits faster than `submit_rate_per_user` allows on this node. `Retry-After` in \
+            seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -197,6 +202,7 @@ pub(crate) async fn submit(
 ) -> Result<impl IntoResponse, ApiError> {
     let request = body.ok_or_else(|| validation("a JSON body with job_type is required"))?;
     let new = request.validate(&caller, &state)?;
+    state.backpressure.submit_rate.take(&new.user_id, 1)?;
     let job = state.store.submit(new).await?;
     let location = format!("/api/v1/jobs/status/{}", job.id);
     Ok((
@@ -455,6 +461,10 @@ pub(crate) struct RestartRequest {
             `current_status` says what it is", body = ErrorBody),
         (status = 413, description = "`PayloadTooLargeError`", body = ErrorBody),
         (status = 408, description = "`RequestTimeoutError`: the body did not arrive within `http_read_timeout_seconds`", body = ErrorBody),
+        (status = 429, description = "`QuotaExceededError`: the job's user already has \
+            `max_queued_jobs_per_user` queued jobs; nothing changed. `Retry-After` in seconds",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]

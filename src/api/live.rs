@@ -26,6 +26,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_stream::wrappers::WatchStream;
 
+use super::backpressure::stream_slots::StreamSlot;
+use super::error::{ApiError, ErrorBody};
 use super::metrics::DASHBOARD_UPDATES;
 use super::sse_schema::QueueStreamEvent;
 use super::state::AppState;
@@ -92,21 +94,25 @@ impl LiveFeed {
         (status = 200, description = "An event stream (`text/event-stream; charset=utf-8`) of \
             `stats`, `throughput` and `workers` events; the schema is that of one event",
             content_type = "text/event-stream", body = QueueStreamEvent),
+        (status = 429, description = "`TooManyStreamsError`: `max_open_streams` or \
+            `max_open_streams_per_caller` reached; `Retry-After` in seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub(crate) async fn queue_stream(
     State(state): State<AppState>,
     Extension(feed): Extension<LiveFeed>,
-) -> impl IntoResponse {
+    slot: StreamSlot,
+) -> Result<impl IntoResponse, ApiError> {
     // The newest update at once (if there is one yet), then each new one.
     let updates = WatchStream::new(feed.subscribe(&state))
         .filter_map(futures::future::ready)
         .flat_map(|update| futures::stream::iter(update.as_ref().clone()))
         .map(Ok::<Event, Infallible>)
         .take_until(state.shutdown.clone().cancelled_owned());
-    utf8_event_stream(
-        Sse::new(updates).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
-    )
+    Ok(utf8_event_stream(Sse::new(slot.hold(updates)).keep_alive(
+        KeepAlive::new().interval(Duration::from_secs(15)),
+    )))
 }
 
 /// Builds updates until no stream listens or the server shuts down.
@@ -210,9 +216,11 @@ mod tests {
             settings.sqlite_synchronous,
             bus.clone(),
             crate::model::Clock::system(),
+            None,
         )
         .await
         .expect("store");
+        let backpressure = Arc::new(crate::api::backpressure::Backpressure::new(&settings));
         AppState {
             store,
             bus,
@@ -220,6 +228,7 @@ mod tests {
             registry: Arc::new(Registry::default()),
             monitor: Arc::new(ProcessMonitor::new()),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            backpressure,
         }
     }
 

@@ -23,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
 use super::auth::Caller;
+use super::backpressure::stream_slots::StreamSlot;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath};
 use super::jobs::check_owner;
@@ -164,6 +165,9 @@ pub(crate) async fn log_page(
             content_type = "text/event-stream", body = LogStreamEvent),
         (status = 400, description = "`InvalidJobIdError` or `ValidationError`", body = ErrorBody),
         (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 429, description = "`TooManyStreamsError`: `max_open_streams` or \
+            `max_open_streams_per_caller` reached; `Retry-After` in seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -173,6 +177,7 @@ pub(crate) async fn log_stream(
     JobIdPath(id): JobIdPath,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<LogStreamParams>,
+    slot: StreamSlot,
 ) -> Result<impl IntoResponse, ApiError> {
     let resume = headers
         .get("last-event-id")
@@ -196,7 +201,7 @@ pub(crate) async fn log_stream(
         unsent: VecDeque::new(),
         done: false,
     };
-    let stream = futures::stream::unfold(follow, next_event);
+    let stream = slot.hold(futures::stream::unfold(follow, next_event));
     Ok(utf8_event_stream(Sse::new(stream).keep_alive(
         KeepAlive::new().interval(Duration::from_secs(15)),
     )))

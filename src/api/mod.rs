@@ -4,6 +4,7 @@
 //! [`openapi::routes`].
 
 pub(crate) mod auth;
+pub mod backpressure;
 pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod extract;

@@ -106,6 +106,11 @@ fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
         (status = 400, description = "`ValidationError` or `UnknownJobTypeError`", body = ErrorBody),
         (status = 413, description = "`PayloadTooLargeError`", body = ErrorBody),
         (status = 408, description = "`RequestTimeoutError`: the body did not arrive within `http_read_timeout_seconds`", body = ErrorBody),
+        (status = 429, description = "`QuotaExceededError`: the four jobs would take the user \
+            past `max_queued_jobs_per_user`, none stored; or `RateLimitedError`: the four cost \
+            four of the user's `submit_rate_per_user` tokens on this node. `Retry-After` in \
+            seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -170,7 +175,16 @@ pub(crate) async fn submit_pipeline(
         };
         chain.push(submit.validate(&caller, &state)?);
     }
-    // All four or none: a failure leaves no partial chain behind.
+    // Every stage counts for the rate (the four are one user's): N jobs,
+    // N tokens.
+    if let Some(first) = chain.first() {
+        state
+            .backpressure
+            .submit_rate
+            .take(&first.user_id, chain.len())?;
+    }
+    // All four or none: a failure (the quota's too) leaves no partial
+    // chain behind.
     let stored = state.store.submit_all(chain).await?;
     let job_ids: Vec<JobId> = stored.iter().map(|job| job.id).collect();
     let jobs: Map<String, Value> = stored

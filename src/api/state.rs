@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::backpressure::Backpressure;
 use super::monitor::ProcessMonitor;
 use crate::config::Settings;
 use crate::events::EventBus;
@@ -25,4 +26,6 @@ pub struct AppState {
     pub monitor: Arc<ProcessMonitor>,
     /// Fired on shutdown: long-polls answer and streams end.
     pub shutdown: CancellationToken,
+    /// This node's submission rate and caps on open streams.
+    pub backpressure: Arc<Backpressure>,
 }

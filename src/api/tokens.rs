@@ -165,7 +165,7 @@ pub(crate) async fn create_token(
     };
     check_user_id("user_id", &user_id)?;
     let lifetime = match (request.expires_in_seconds, request.job_id) {
-        (Some(seconds), _) if seconds >= 1.0 && seconds <= MAX_TOKEN_SECONDS => Some(seconds),
+        (Some(seconds), _) if (1.0..=MAX_TOKEN_SECONDS).contains(&seconds) => Some(seconds),
         (Some(seconds), _) => {
             return Err(ApiError::Validation(format!(
                 "expires_in_seconds must be between 1 and {MAX_TOKEN_SECONDS}, got {seconds}"

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::Caller;
+use super::backpressure::stream_slots::StreamSlot;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath};
 use super::schema::{JobSchema, status_or_empty};
@@ -58,6 +59,9 @@ pub(crate) struct PollParams {
         (status = 200, description = "The job", body = JobSchema),
         (status = 400, description = "`InvalidJobIdError` or `ValidationError`", body = ErrorBody),
         (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 429, description = "`TooManyStreamsError`: `max_open_streams` or \
+            `max_open_streams_per_caller` reached; `Retry-After` in seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -66,6 +70,8 @@ pub(crate) async fn poll(
     caller: Caller,
     JobIdPath(id): JobIdPath,
     ApiQuery(params): ApiQuery<PollParams>,
+    // Held until the poll answers or its client goes away.
+    _slot: StreamSlot,
 ) -> Result<Json<JobView>, ApiError> {
     let timeout = match params.timeout.as_deref() {
         None => 30.0,
@@ -136,6 +142,9 @@ pub(crate) async fn poll(
             content_type = "text/event-stream", body = JobStreamEvent),
         (status = 400, description = "`InvalidJobIdError`", body = ErrorBody),
         (status = 404, description = "`JobNotFoundError`", body = ErrorBody),
+        (status = 429, description = "`TooManyStreamsError`: `max_open_streams` or \
+            `max_open_streams_per_caller` reached; `Retry-After` in seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`StoreUnavailableError`", body = ErrorBody),
     )
 )]
@@ -143,11 +152,13 @@ pub(crate) async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     JobIdPath(id): JobIdPath,
+    slot: StreamSlot,
 ) -> Result<impl IntoResponse, ApiError> {
     let (watch, job) = state.store.watch(id).await?;
     caller.check_sees(&job)?;
     let job = Arc::new(job);
     let stream = futures::stream::unfold(StreamState::First { job, watch, state }, next_event);
+    let stream = slot.hold(stream);
     Ok(utf8_event_stream(Sse::new(stream).keep_alive(
         KeepAlive::new().interval(Duration::from_secs(15)),
     )))

@@ -43,6 +43,16 @@ pub enum StoreError {
     /// A submitted job names a dependency that does not exist.
     #[error("dependency {0} not found")]
     UnknownDependency(JobId),
+    /// The submission or restart would leave a user with more queued jobs
+    /// (pending or scheduled) than the store's quota allows; nothing was
+    /// stored or changed.
+    #[error("user {user_id} would pass the quota of {limit} queued jobs")]
+    QuotaExceeded {
+        /// The user.
+        user_id: String,
+        /// The quota: queued jobs per user, at most.
+        limit: u64,
+    },
     /// The backend failed or is unreachable (maps to 503: try again).
     #[error("store unavailable in {op}")]
     Unavailable {
@@ -430,6 +440,10 @@ pub struct FinishedTotals {
 /// processes).
 ///
 /// Every operation takes its time from the store's [`Clock`], read once.
+///
+/// The per-user quota of queued jobs is the API's policy, given to a
+/// backend when it is opened (`max_queued_per_user`; `None` for none): a
+/// worker process, which never submits, opens its store without one.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `redis`, as `/queue/stats` reports it.
@@ -448,7 +462,8 @@ pub trait Store: Send + Sync + 'static {
     async fn probe_write(&self) -> StoreResult<()>;
 
     /// Stores a new job: pending, or scheduled when `run_at` is in the
-    /// future or it waits for dependencies.
+    /// future or it waits for dependencies. Refused as
+    /// [`Store::submit_all`] refuses.
     async fn submit(&self, job: NewJob) -> StoreResult<Job> {
         let mut stored = self.submit_all(vec![job]).await?;
         stored
@@ -459,6 +474,13 @@ pub trait Store: Send + Sync + 'static {
     /// Stores new jobs, all or none, in order: a job may depend on jobs
     /// stored before or earlier in `jobs` (a chain, such as the document
     /// pipeline). An unknown dependency stores nothing.
+    ///
+    /// The per-user quota the store was opened with (queued jobs, that is
+    /// pending or scheduled, per user, across every process sharing the
+    /// store) is checked in the same atomic step: if the call would leave
+    /// any of its users above it, nothing is stored and the answer is
+    /// [`StoreError::QuotaExceeded`]. A job cancelled at once (its
+    /// dependency already failed) does not count.
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>>;
 
     /// Reads one job.
@@ -508,6 +530,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Puts a failed or cancelled job back to pending, with its progress,
     /// error and attempts reset, and `parameters` replacing its own if given.
+    /// The restarted job counts against its user's quota: when the user
+    /// already has as many queued jobs as the quota allows, nothing changes
+    /// and the answer is [`StoreError::QuotaExceeded`] (checked after the
+    /// job's own status, so a job that cannot restart is still a conflict).
+    /// The dependents a restart revives are not checked: they were counted
+    /// when submitted.
     async fn restart(&self, id: JobId, parameters: Option<Value>) -> StoreResult<Job>;
 
     /// Registers or refreshes a worker and extends the lease of the jobs it

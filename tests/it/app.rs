@@ -11,6 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, Response};
 use futures::StreamExt;
 use jobd::api::AppState;
+use jobd::api::backpressure::Backpressure;
 use jobd::api::monitor::ProcessMonitor;
 use jobd::config::Synchronous;
 use jobd::config::{Settings, StoreConfig};
@@ -72,6 +73,7 @@ impl App {
                 settings.sqlite_synchronous,
                 bus.clone(),
                 Clock::system(),
+                settings.max_queued_jobs_per_user,
             )
             .await
             .expect("open SQLite store"),
@@ -87,6 +89,7 @@ impl App {
                     bus.clone(),
                     settings.orphaned_lock_after,
                     Clock::system(),
+                    settings.max_queued_jobs_per_user,
                 )
                 .await
                 .expect("open Redis store")
@@ -96,6 +99,7 @@ impl App {
             .into_iter()
             .chain(pipeline::handlers(&Dirs::from_settings(&settings)));
         let registry = Registry::from_settings(&settings, builtins).expect("registry");
+        let backpressure = Arc::new(Backpressure::new(&settings));
         let state = AppState {
             store,
             bus,
@@ -103,6 +107,7 @@ impl App {
             registry: Arc::new(registry),
             monitor: Arc::new(ProcessMonitor::new()),
             shutdown: CancellationToken::new(),
+            backpressure,
         };
         Some(App {
             router: jobd::api::router(state.clone()),

@@ -477,6 +477,7 @@ async fn ten_thousand_jobs_leave_no_job_keys_after_cleanup() {
         jobd::events::EventBus::new(),
         Duration::from_secs(600),
         jobd::model::Clock::system(),
+        None,
     )
     .await
     .unwrap();

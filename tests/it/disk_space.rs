@@ -35,6 +35,7 @@ async fn retention_gives_the_deleted_jobs_disk_space_back() {
         Synchronous::Normal,
         EventBus::new(),
         clock.clock(),
+        None,
     )
     .await
     .unwrap();

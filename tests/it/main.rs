@@ -4,6 +4,7 @@
 mod api;
 mod app;
 mod auth;
+mod backpressure;
 mod cli;
 mod cluster;
 mod cluster_metrics;

@@ -28,6 +28,7 @@ async fn cleanup_never_deletes_another_nodes_lock() {
         EventBus::new(),
         Duration::from_secs(600),
         clock.clock(),
+        None,
     )
     .await
     .unwrap();
@@ -110,6 +111,7 @@ async fn cleanup_clears_orphaned_locks_past_their_age() {
         EventBus::new(),
         Duration::from_secs(600),
         ManualClock::new(now).clock(),
+        None,
     )
     .await
     .unwrap();
@@ -164,6 +166,7 @@ async fn watch_registrations_are_refreshed_without_a_worker() {
         EventBus::new(),
         Duration::from_secs(600),
         clock.clock(),
+        None,
     )
     .await
     .unwrap();

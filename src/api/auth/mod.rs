@@ -23,24 +23,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use self::policy::Access;
+pub(crate) use self::verifier::Grant;
 use self::verifier::Verifier;
+use super::backpressure::stream_slots::StreamSlot;
 use super::error::ApiError;
 use super::extract::check_user_id;
+use super::state::AppState;
 use crate::config::AuthMode;
-use crate::model::{Job, JobId, Role};
-
-/// What a verified token grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Grant {
-    /// The token's id (never its secret).
-    pub(crate) token_id: String,
-    /// The user it acts as.
-    pub(crate) user_id: String,
-    /// Its role.
-    pub(crate) role: Role,
-    /// The one job it is limited to, if any.
-    pub(crate) job_id: Option<JobId>,
-}
+use crate::model::{Job, Role};
 
 /// Who is calling, as the handlers see it.
 #[derive(Debug, Clone)]
@@ -180,6 +170,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             Some(caller) => Ok(caller.clone()),
             None => Err(ApiError::Internal("the route was not authenticated".into())),
         }
+    }
+}
+
+/// A slot under the caps on open streams and long-polls, taken for the
+/// caller ([`Caller::limit_key`]: its token, else its `X-User-Id`) before
+/// the handler runs: a 429 `TooManyStreamsError` when none is free.
+impl FromRequestParts<AppState> for StreamSlot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        state.backpressure.stream_slots.acquire(caller.limit_key())
     }
 }
 

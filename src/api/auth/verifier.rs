@@ -10,12 +10,24 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use super::Grant;
 use super::secret::{secret_matches, sha256, split};
 use crate::api::error::ApiError;
 use crate::config::AdminToken;
-use crate::model::{ApiToken, Role};
+use crate::model::{ApiToken, JobId, Role};
 use crate::store::Store;
+
+/// What a verified token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// The token's id (never its secret).
+    pub(crate) token_id: String,
+    /// The user it acts as.
+    pub(crate) user_id: String,
+    /// Its role.
+    pub(crate) role: Role,
+    /// The one job it is limited to, if any.
+    pub(crate) job_id: Option<JobId>,
+}
 
 /// How long a stored token read is trusted before it is read again.
 pub(crate) const CACHE_FOR: Duration = Duration::from_millis(500);

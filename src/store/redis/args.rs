@@ -13,8 +13,8 @@ pub(super) fn opt<T: ToString>(value: Option<T>) -> String {
 }
 
 /// `submit.lua`'s arguments for `jobs`, submitted at `now`.
-pub(super) fn submit(jobs: &[NewJob], now: Millis) -> Vec<String> {
-    let mut args = vec![now.to_string(), jobs.len().to_string()];
+pub(super) fn submit(jobs: &[NewJob], quota: Option<u64>, now: Millis) -> Vec<String> {
+    let mut args = vec![now.to_string(), jobs.len().to_string(), opt(quota)];
     for new in jobs {
         args.extend([
             new.id.to_string(),

@@ -334,8 +334,23 @@ pub(super) fn checked_job(id: JobId, reply: Value) -> StoreResult<Job> {
                 .ok_or_else(|| corrupt("conflict reply"))?;
             Err(StoreError::Conflict { id, current })
         }
+        "quota" => Err(quota_refusal(&items)?),
         other => Err(corrupt(format!("reply tag {other:?}"))),
     }
+}
+
+/// A script's `{'quota', user, quota}` refusal as the store's error.
+pub(super) fn quota_refusal(items: &[Value]) -> StoreResult<StoreError> {
+    let user_id = items
+        .get(1)
+        .and_then(text)
+        .ok_or_else(|| corrupt("quota reply"))?;
+    let limit = items
+        .get(2)
+        .and_then(text)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| corrupt("quota reply"))?;
+    Ok(StoreError::QuotaExceeded { user_id, limit })
 }
 
 /// A completed job as `finish_attempts.lua` left it, from the job as its

@@ -16,6 +16,7 @@
 //! | `remote_queues` | set | the suffixes `@<type>` of the remote types with a rotation (`ready@<type>` or `idle_served@<type>`); added when a user joins one, removed by cleanup once both are empty |
 //! | `running` | zset | running job ids scored by lease expiry (the processing locks); claim adds, finish/cancel/recover remove |
 //! | `idle_served`, `idle_served@<type>` | hash | the rotation place of a user whose queue (built-in, or of remote type `<type>`) ran empty, for when it queues again; pruned by cleanup once it runs nothing |
+//! | `user_scheduled` | hash | scheduled jobs per user (delayed, retrying or waiting for dependencies); with the sizes of the user's pending queues, the user's queued jobs for the quota, so the claim path keeps no count of its own; a user's field is deleted at 0 |
 //! | `user_running` | hash | running jobs per user, built-in and remote alike (the per-user limit); a user's field is deleted at 0 |
 //! | `scheduled` | zset | delayed jobs and retries by due time; promotion removes |
 //! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |

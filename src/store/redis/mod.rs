@@ -79,6 +79,9 @@ pub struct RedisStore {
     orphaned_lock_after: Duration,
     held: Mutex<HashMap<Uuid, Job>>,
     clock: Clock,
+    /// Queued jobs (pending or scheduled) per user, at most, across every
+    /// process sharing the store; `None`: no quota.
+    max_queued_per_user: Option<u64>,
 }
 
 impl RedisStore {
@@ -86,13 +89,16 @@ impl RedisStore {
     /// and starts the change subscription and the watch refresher. Cleanup
     /// clears processing locks left `orphaned_lock_after` past their lease
     /// by a job that no longer runs. Every operation takes its time from
-    /// `clock` (the scripts are given it).
+    /// `clock` (the scripts are given it). Submissions and restarts keep
+    /// each user within `max_queued_per_user` queued jobs, if given,
+    /// checked inside their scripts.
     pub async fn open(
         url: &str,
         name: &str,
         bus: EventBus,
         orphaned_lock_after: Duration,
         clock: Clock,
+        max_queued_per_user: Option<u64>,
     ) -> StoreResult<Arc<RedisStore>> {
         let client = redis::Client::open(url).map_err(redis_err)?;
         // A few quick reconnection attempts per failure; while Redis stays
@@ -113,6 +119,7 @@ impl RedisStore {
             orphaned_lock_after,
             held: Mutex::default(),
             clock,
+            max_queued_per_user,
         });
         crate::store::vanished::spawn(Arc::downgrade(&store) as Weak<dyn Store>, bus.clone());
         pubsub::spawn(client, store.keys.clone(), bus, Arc::downgrade(&store));
@@ -317,9 +324,12 @@ impl Store for RedisStore {
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
         crate::store::during("submit_all", async {
             let now = self.clock.now();
-            let args = args::submit(&jobs, now);
+            let args = args::submit(&jobs, self.max_queued_per_user, now);
             let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
             if let Some(refusal) = replies.first().and_then(decode::text) {
+                if refusal == "quota" {
+                    return Err(decode::quota_refusal(&replies)?);
+                }
                 let id = replies
                     .get(1)
                     .and_then(decode::text)
@@ -502,7 +512,12 @@ impl Store for RedisStore {
             let reply = self
                 .run(
                     &self.scripts.restart,
-                    vec![id.to_string(), now.to_string(), args::opt(parameters)],
+                    vec![
+                        id.to_string(),
+                        now.to_string(),
+                        args::opt(parameters),
+                        args::opt(self.max_queued_per_user),
+                    ],
                 )
                 .await?;
             let job = decode::checked_job(id, reply)?;

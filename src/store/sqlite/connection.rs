@@ -13,7 +13,7 @@ use crate::config::Synchronous;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
@@ -21,6 +21,7 @@ const MIGRATIONS: [&str; 7] = [
     sql::ROUTING,
     sql::JOB_LOGS,
     sql::TOKENS,
+    sql::QUEUED_COUNTS,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -200,6 +201,45 @@ mod tests {
             )
             .unwrap();
         assert_eq!((pending, running), (0, 1));
+    }
+
+    #[test]
+    fn a_version_6_file_counts_its_queued_jobs_per_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.sqlite3");
+        let mut conn = open_connection(&path, Synchronous::Normal).unwrap();
+        for migration in &MIGRATIONS[..6] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO jobs (id, job_type, user_id, status, parameters, created_at, queued_at, updated_at)
+                 VALUES ('j1', 'noop', 'u1', 'pending', '{}', 1, 1, 1),
+                        ('j2', 'noop', 'u1', 'scheduled', '{}', 1, 1, 1),
+                        ('j3', 'noop', 'u1', 'failed', '{}', 1, 1, 1),
+                        ('j4', 'noop', 'u2', 'scheduled', '{}', 1, 1, 1);
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let queued = |user: &str| -> i64 {
+            conn.query_row(sql::QUEUED_OF_USER, [user], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!((queued("u1"), queued("u2"), queued("u3")), (2, 1, 0));
+        // From now on the triggers keep it: a claim and a restart.
+        conn.execute(
+            "UPDATE jobs SET status = 'running', claim_token = 't' WHERE id = 'j1'",
+            [],
+        )
+        .unwrap();
+        conn.execute("UPDATE jobs SET status = 'pending' WHERE id = 'j3'", [])
+            .unwrap();
+        assert_eq!(queued("u1"), 2);
+        conn.execute("DELETE FROM jobs WHERE id = 'j2'", [])
+            .unwrap();
+        assert_eq!(queued("u1"), 1);
     }
 
     /// The steps a statement's plan takes, as `EXPLAIN QUERY PLAN` words

@@ -51,17 +51,22 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
     bus: EventBus,
     clock: Clock,
+    /// Queued jobs (pending or scheduled) per user, at most; `None`: no
+    /// quota.
+    max_queued_per_user: Option<u64>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/jobd.sqlite3`, applies the
     /// schema and starts the writer thread and the change tailer. Every
-    /// operation takes its time from `clock`.
+    /// operation takes its time from `clock`. Submissions and restarts
+    /// keep each user within `max_queued_per_user` queued jobs, if given.
     pub async fn open(
         data_dir: &Path,
         synchronous: Synchronous,
         bus: EventBus,
         clock: Clock,
+        max_queued_per_user: Option<u64>,
     ) -> StoreResult<Arc<SqliteStore>> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::backend_unavailable(
@@ -90,6 +95,7 @@ impl SqliteStore {
             readers,
             bus: bus.clone(),
             clock,
+            max_queued_per_user,
         });
         crate::store::vanished::spawn(Arc::downgrade(&store) as Weak<dyn Store>, bus.clone());
         let tail_conn = open_connection(&path, synchronous).map_err(db_err)?;
@@ -173,14 +179,12 @@ impl Store for SqliteStore {
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
         crate::store::during("submit_all", async {
             let now = self.clock.now();
-            // One write, one savepoint: an error undoes every insert of the call.
+            let quota = self.max_queued_per_user;
+            // One write, one savepoint: an error (the quota's too) undoes
+            // every insert of the call.
             let stored = self
                 .writer
-                .write(move |conn| {
-                    jobs.iter()
-                        .map(|new| insert_job(conn, new, now))
-                        .collect::<StoreResult<Vec<Job>>>()
-                })
+                .write(move |conn| insert_jobs(conn, &jobs, quota, now))
                 .await?;
             self.publish_all(&stored);
             if stored.iter().any(|job| job.status == JobStatus::Pending) {
@@ -364,9 +368,10 @@ impl Store for SqliteStore {
     async fn restart(&self, id: JobId, parameters: Option<Value>) -> StoreResult<Job> {
         crate::store::during("restart", async {
             let now = self.clock.now();
+            let quota = self.max_queued_per_user;
             let job = self
                 .writer
-                .write(move |conn| restart_in(conn, id, parameters.as_ref(), now))
+                .write(move |conn| restart_in(conn, id, parameters.as_ref(), quota, now))
                 .await?;
             self.bus.publish(&job);
             self.bus.notify_work();

@@ -200,7 +200,7 @@ fn claim_remote(
 /// Inserts a new job with its dependency edges. It is pending, scheduled
 /// (for `run_at`, or waiting for unfinished dependencies), or cancelled at
 /// once when a dependency already failed or was cancelled.
-pub(super) fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreResult<Job> {
+fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreResult<Job> {
     let id = new.id;
     let mut waiting = 0u32;
     let mut settled_by: Option<(JobId, JobStatus)> = None;
@@ -253,6 +253,43 @@ pub(super) fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreR
         )?;
     }
     Ok(job)
+}
+
+/// Inserts new jobs, all or none (the caller's write undoes every insert
+/// on an error), then checks each of their users against `quota`: a user
+/// left with more queued jobs than it allows refuses the whole call. The
+/// count is kept by triggers, so the check reads one row per user.
+pub(super) fn insert_jobs(
+    conn: &Connection,
+    jobs: &[NewJob],
+    quota: Option<u64>,
+    now: Millis,
+) -> StoreResult<Vec<Job>> {
+    let stored = jobs
+        .iter()
+        .map(|new| insert_job(conn, new, now))
+        .collect::<StoreResult<Vec<Job>>>()?;
+    if let Some(limit) = quota {
+        let users: HashSet<&str> = jobs.iter().map(|job| job.user_id.as_str()).collect();
+        for user_id in users {
+            if queued_of(conn, user_id)? > limit {
+                return Err(StoreError::QuotaExceeded {
+                    user_id: user_id.to_owned(),
+                    limit,
+                });
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// A user's queued jobs (pending or scheduled), as the triggers keep them.
+fn queued_of(conn: &Connection, user_id: &str) -> StoreResult<u64> {
+    let queued: i64 = conn
+        .prepare_cached(sql::QUEUED_OF_USER)
+        .and_then(|mut stmt| stmt.query_row(named_params! {":user_id": user_id}, |row| row.get(0)))
+        .map_err(db_err)?;
+    Ok(u64::try_from(queued).unwrap_or(0))
 }
 
 /// The error of a job cancelled because of `dependency`.
@@ -425,13 +462,18 @@ pub(super) fn cancel_in(conn: &Connection, id: JobId, now: Millis) -> StoreResul
     .ok_or_else(|| not_applicable(conn, id))
 }
 
-/// Puts a failed or cancelled job back to pending.
+/// Puts a failed or cancelled job back to pending, unless its user already
+/// has `quota` queued jobs.
 pub(super) fn restart_in(
     conn: &Connection,
     id: JobId,
     parameters: Option<&Value>,
+    quota: Option<u64>,
     now: Millis,
 ) -> StoreResult<Job> {
+    if let Some(limit) = quota {
+        check_restart_quota(conn, id, limit)?;
+    }
     let parameters = parameters.map(json_text);
     query_job(
         conn,
@@ -447,6 +489,25 @@ pub(super) fn restart_in(
         named_params! {":id": id.to_string()},
     )?
     .ok_or(StoreError::NotFound(id))
+}
+
+/// Refuses the restart of job `id` when its user already has `limit`
+/// queued jobs; a job that does not exist or cannot restart is left to the
+/// restart itself to report.
+fn check_restart_quota(conn: &Connection, id: JobId, limit: u64) -> StoreResult<()> {
+    let user_id: Option<String> = conn
+        .prepare_cached(sql::RESTARTABLE_USER)
+        .and_then(|mut stmt| {
+            stmt.query_row(named_params! {":id": id.to_string()}, |row| row.get(0))
+                .optional()
+        })
+        .map_err(db_err)?;
+    match user_id {
+        Some(user_id) if queued_of(conn, &user_id)? >= limit => {
+            Err(StoreError::QuotaExceeded { user_id, limit })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Registers or refreshes a worker and extends its leases; returns the held

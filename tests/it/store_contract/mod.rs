@@ -12,6 +12,8 @@
 //! - [`scenarios`]: concurrency, limits, fencing, recovery, dependencies.
 //! - [`logs`]: per-job logs: appends under the claim, pages, the cap,
 //!   retries and restarts, cleanup.
+//! - [`quota`]: the per-user quota of queued jobs, checked in the
+//!   submission's and the restart's atomic step.
 //! - [`routing`]: which claims take a remote job, the limits they share,
 //!   and the ways a remote job goes back to its own queue.
 //!
@@ -23,6 +25,7 @@
 
 mod logs;
 mod order;
+mod quota;
 mod routing;
 mod scenarios;
 mod tokens;
@@ -39,6 +42,7 @@ use serde_json::json;
 
 use self::logs::*;
 use self::order::*;
+use self::quota::*;
 use self::routing::*;
 use self::scenarios::*;
 use self::tokens::*;
@@ -59,6 +63,11 @@ pub trait Backend: Send + Sync {
     /// A handle on a new, empty store of this backend (a new file, a new
     /// key prefix), with its own event bus.
     async fn fresh(&self) -> Handle;
+
+    /// A handle on a new, empty store opened with a per-user quota of
+    /// `max_queued_per_user` queued jobs, and a second handle on that same
+    /// store (as another process would open it, with the same quota).
+    async fn fresh_with_quota(&self, max_queued_per_user: u64) -> (Handle, Handle);
 
     /// The clock every handle reads, shared and fresh alike.
     fn clock(&self) -> &ManualClock;
@@ -97,13 +106,14 @@ impl Sqlite {
         }
     }
 
-    async fn open_dir(&self, dir: &std::path::Path) -> Handle {
+    async fn open_dir(&self, dir: &std::path::Path, quota: Option<u64>) -> Handle {
         let bus = EventBus::new();
         let store = jobd::store::sqlite::SqliteStore::open(
             dir,
             jobd::config::Synchronous::Normal,
             bus.clone(),
             self.clock.clock(),
+            quota,
         )
         .await
         .unwrap();
@@ -118,14 +128,22 @@ impl Backend for Sqlite {
     }
 
     async fn open_with_bus(&self) -> Handle {
-        self.open_dir(self.dir.path()).await
+        self.open_dir(self.dir.path(), None).await
     }
 
     async fn fresh(&self) -> Handle {
         let dir = tempfile::tempdir().unwrap();
-        let handle = self.open_dir(dir.path()).await;
+        let handle = self.open_dir(dir.path(), None).await;
         self.fresh.lock().unwrap().push(dir);
         handle
+    }
+
+    async fn fresh_with_quota(&self, max_queued_per_user: u64) -> (Handle, Handle) {
+        let dir = tempfile::tempdir().unwrap();
+        let one = self.open_dir(dir.path(), Some(max_queued_per_user)).await;
+        let two = self.open_dir(dir.path(), Some(max_queued_per_user)).await;
+        self.fresh.lock().unwrap().push(dir);
+        (one, two)
     }
 }
 
@@ -145,7 +163,7 @@ impl Redis {
         }
     }
 
-    async fn open_prefix(&self, prefix: &str) -> Handle {
+    async fn open_prefix(&self, prefix: &str, quota: Option<u64>) -> Handle {
         let server = self.server.as_ref().expect("checked by the caller");
         let bus = EventBus::new();
         let store = jobd::store::redis::RedisStore::open(
@@ -154,6 +172,7 @@ impl Redis {
             bus.clone(),
             ORPHANED_LOCK_AFTER,
             self.clock.clock(),
+            quota,
         )
         .await
         .unwrap();
@@ -176,11 +195,18 @@ impl Backend for Redis {
     }
 
     async fn open_with_bus(&self) -> Handle {
-        self.open_prefix(&self.prefix).await
+        self.open_prefix(&self.prefix, None).await
     }
 
     async fn fresh(&self) -> Handle {
-        self.open_prefix(&new_prefix()).await
+        self.open_prefix(&new_prefix(), None).await
+    }
+
+    async fn fresh_with_quota(&self, max_queued_per_user: u64) -> (Handle, Handle) {
+        let prefix = new_prefix();
+        let one = self.open_prefix(&prefix, Some(max_queued_per_user)).await;
+        let two = self.open_prefix(&prefix, Some(max_queued_per_user)).await;
+        (one, two)
     }
 }
 
@@ -539,4 +565,9 @@ store_contract!(
     cleanup_deletes_a_jobs_log_with_it,
     // API tokens
     tokens_are_stored_listed_and_revoked_once,
+    // the per-user quota of queued jobs
+    the_quota_counts_pending_and_scheduled_jobs_of_each_user,
+    a_chain_past_the_quota_stores_nothing,
+    leaving_the_queue_frees_room_and_coming_back_takes_it,
+    the_quota_holds_for_submissions_racing_from_two_processes,
 );

@@ -17,6 +17,7 @@ elseif status == 'running' then
   redis.call('HDEL', key, 'worker_id', 'claim_token')
 elseif status == 'scheduled' then
   redis.call('ZREM', P .. 'scheduled', id)
+  count_scheduled(user, -1)
 else
   return {'conflict', status}
 end

@@ -27,6 +27,16 @@ local function count(status, n)
   redis.call('HINCRBY', P .. 'counts', status, n)
 end
 
+-- Moves `n` of `user`'s jobs into or out of status scheduled. With the
+-- sizes of the user's pending queues, `user_scheduled` gives the user's
+-- queued jobs for the quota ([`queued_of`]) without a command on the claim
+-- path; a field is deleted at 0.
+local function count_scheduled(user, n)
+  if redis.call('HINCRBY', P .. 'user_scheduled', user, n) <= 0 then
+    redis.call('HDEL', P .. 'user_scheduled', user)
+  end
+end
+
 -- Tallies `n` jobs that left terminal `status` (deleted by cleanup,
 -- restarted): `counts` plus `retired` is how many ever ended so, which
 -- never goes down (the finished totals).
@@ -116,6 +126,18 @@ local function requeue_in_place(id, q, user, priority, now)
   join_rotation(q, user)
 end
 
+-- A user's queued jobs (the quota's count): scheduled, plus pending in the
+-- built-in queue and in each remote type's queue (every remote type with a
+-- pending job is in `remote_queues`).
+local function queued_of(user)
+  local n = tonumber(redis.call('HGET', P .. 'user_scheduled', user) or '0')
+    + redis.call('ZCARD', pending_key('', user))
+  for _, q in ipairs(redis.call('SMEMBERS', P .. 'remote_queues')) do
+    n = n + redis.call('ZCARD', pending_key(q, user))
+  end
+  return n
+end
+
 -- Takes a pending job out of its user's queue q.
 local function dequeue(id, q, user)
   local member = redis.call('HGET', job_key(id), 'queue_member')
@@ -172,6 +194,7 @@ local function promote_due(now, limit)
       update(id, now, 'status', 'pending')
       count('scheduled', -1)
       count('pending', 1)
+      count_scheduled(fields[1], -1)
       enqueue(id, queue_of(fields[3], fields[4]), fields[1], tonumber(fields[2]), due_at)
       changed(id)
       promoted[#promoted + 1] = id
@@ -199,6 +222,7 @@ local function dependencies_done(id, now)
     update(id, now, 'status', 'pending')
     count('scheduled', -1)
     count('pending', 1)
+    count_scheduled(f[2], -1)
     enqueue(id, queue_of(f[4], f[5]), f[2], tonumber(f[3]), now)
     wake_workers()
   end
@@ -226,11 +250,13 @@ local function cancel_dependents(id, status, now)
     local cur, how = unpack(table.remove(todo))
     local reason = 'dependency ' .. cur .. (how == 'failed' and ' failed' or ' was cancelled')
     for _, dep in ipairs(redis.call('SMEMBERS', dependents_key(cur))) do
-      if redis.call('HGET', job_key(dep), 'status') == 'scheduled' then
+      local f = redis.call('HMGET', job_key(dep), 'status', 'user_id')
+      if f[1] == 'scheduled' then
         redis.call('ZREM', P .. 'scheduled', dep)
         update(dep, now, 'status', 'cancelled', 'cancelled_by', cur, 'error', reason, 'completed_at', now)
         count('scheduled', -1)
         count('cancelled', 1)
+        count_scheduled(f[2], -1)
         retain(dep, 'cancelled', now)
         changed(dep, true)
         todo[#todo + 1] = {dep, 'cancelled'}
@@ -258,7 +284,7 @@ local function revive_dependents(id, now)
   while #todo > 0 do
     local cur = table.remove(todo)
     for _, dep in ipairs(redis.call('SMEMBERS', dependents_key(cur))) do
-      local f = redis.call('HMGET', job_key(dep), 'status', 'cancelled_by')
+      local f = redis.call('HMGET', job_key(dep), 'status', 'cancelled_by', 'user_id')
       if f[1] == 'cancelled' and f[2] == cur then
         redis.call('ZREM', P .. 'done:failed', dep)
         redis.call('HDEL', job_key(dep), 'cancelled_by', 'error', 'completed_at')
@@ -266,6 +292,7 @@ local function revive_dependents(id, now)
         count('cancelled', -1)
         retire('cancelled', 1)
         count('scheduled', 1)
+        count_scheduled(f[3], 1)
         changed(dep)
         todo[#todo + 1] = dep
       end

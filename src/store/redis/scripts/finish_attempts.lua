@@ -39,6 +39,7 @@ local function finish_attempts(now, reply, fields, args, first, n)
           'updated_at', now, 'revision', revision)
         redis.call('HDEL', key, 'worker_id', 'claim_token')
         redis.call('ZADD', P .. 'scheduled', args[i + 5], id)
+        count_scheduled(f[3], 1)
       else
         redis.call('HSET', key, 'status', status, 'error', args[i + 4], 'completed_at', now,
           'updated_at', now, 'revision', revision)

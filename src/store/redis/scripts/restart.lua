@@ -2,8 +2,11 @@
 -- its unfinished dependencies) with its runs reset, parameters replaced when
 -- given; the dependents it cancelled wait again.
 -- KEYS[1] prefix
--- ARGV id, now, parameters (JSON, or '' to keep)
--- Returns {'ok', job...} | {'not_found'} | {'conflict', status}.
+-- ARGV id, now, parameters (JSON, or '' to keep), quota (queued jobs per
+--      user at most, or '' for none)
+-- Returns {'ok', job...} | {'not_found'} | {'conflict', status} |
+-- {'quota', user, quota} when the job's user already has `quota` queued
+-- jobs (nothing changed).
 local id, now = ARGV[1], ARGV[2]
 local key = job_key(id)
 local fields = redis.call('HMGET', key, 'status', 'user_id', 'priority', 'remote', 'job_type')
@@ -13,6 +16,9 @@ if not status then
 end
 if status ~= 'failed' and status ~= 'cancelled' then
   return {'conflict', status}
+end
+if ARGV[4] ~= '' and queued_of(fields[2]) >= tonumber(ARGV[4]) then
+  return {'quota', fields[2], ARGV[4]}
 end
 redis.call('ZREM', P .. 'done:failed', id)
 local waiting = unfinished_dependencies(id)
@@ -25,7 +31,9 @@ redis.call('HDEL', key, 'result', 'error', 'items_processed', 'total_items', 'sc
 count(status, -1)
 retire(status, 1)
 count(next_status, 1)
-if next_status == 'pending' then
+if next_status == 'scheduled' then
+  count_scheduled(fields[2], 1)
+else
   enqueue(id, queue_of(fields[4], fields[5]), fields[2], tonumber(fields[3]), now)
   wake_workers()
 end

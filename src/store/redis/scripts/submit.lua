@@ -5,16 +5,19 @@
 -- (a chain). Every id and dependency is checked before anything is
 -- written, so a bad one leaves no job behind.
 -- KEYS[1] prefix
--- ARGV now, count, then per job: id, job_type, user_id, priority,
+-- ARGV now, count, quota (queued jobs per user at most, or '' for none),
+--      then per job: id, job_type, user_id, priority,
 --      parameters (JSON), max_attempts, timeout_seconds ('' for none),
 --      scheduled_for ('' for none), remote ('1', or '' for a built-in job),
 --      dependency count, the dependencies
 -- Returns per job {status, waiting_dependencies, cancelled_by or '',
 -- error or ''}; or {'missing', id} when a dependency does not exist, or
--- {'exists', id} when a job id is taken.
+-- {'exists', id} when a job id is taken; or {'quota', user, quota} when
+-- the call would leave a user with more queued (pending or scheduled) jobs
+-- than the quota.
 local now = ARGV[1]
 local jobs, in_call = {}, {}
-local i = 3
+local i = 4
 for j = 1, tonumber(ARGV[2]) do
   local ndeps = tonumber(ARGV[i + 9])
   local job = {
@@ -35,6 +38,32 @@ for j = 1, tonumber(ARGV[2]) do
   in_call[job.id] = true
   jobs[j] = job
   i = i + 10 + ndeps
+end
+
+-- The quota: each job of the call that will be queued (not cancelled at
+-- once for a dependency that failed or was cancelled, before the call or
+-- in it) counts for its user.
+if ARGV[3] ~= '' then
+  local quota = tonumber(ARGV[3])
+  local dead, adding = {}, {}
+  for _, job in ipairs(jobs) do
+    local cancelled = false
+    for _, dep in ipairs(job.deps) do
+      if in_call[dep] then
+        cancelled = cancelled or dead[dep] == true
+      else
+        local status = redis.call('HGET', job_key(dep), 'status')
+        cancelled = cancelled or status == 'failed' or status == 'cancelled'
+      end
+    end
+    dead[job.id] = cancelled
+    if not cancelled then adding[job.user] = (adding[job.user] or 0) + 1 end
+  end
+  for user, n in pairs(adding) do
+    if queued_of(user) + n > quota then
+      return {'quota', user, ARGV[3]}
+    end
+  end
 end
 
 -- Stores one checked job; returns its reply.
@@ -80,6 +109,7 @@ local function store(job)
     redis.call('HSET', key, 'cancelled_by', cancelled_by, 'error', reason, 'completed_at', now)
     retain(id, 'cancelled', now)
   elseif status == 'scheduled' then
+    count_scheduled(job.user, 1)
     if waiting == 0 then
       redis.call('ZADD', P .. 'scheduled', job.scheduled_for, id)
     end
