@@ -344,6 +344,34 @@ describe("dashboard", () => {
     assert.equal(await page.evaluate(() => window.__sameLoad), true, "the page was reloaded");
   });
 
+  test("the stream reader parses CRLF, CR, comments and multi-line data, and resumes with Last-Event-ID", async () => {
+    const stats = (await api(server, "GET", "/api/v1/jobs/queue/stats")).body;
+    // One event's data over many lines (pretty-printed JSON), lines ended
+    // by CRLF, CR and LF in turn, a comment, a retry time and an id.
+    const event = (pending, id, ends) => {
+      const lines = [": a keep-alive comment", "retry: 50", "event: stats", `id: ${id}`,
+        ...JSON.stringify({ ...stats, pending_jobs: pending }, null, 1).split("\n").map((l) => "data: " + l), ""];
+      return lines.map((l, i) => l + ends[i % ends.length]).join("");
+    };
+    const requests = [];
+    const other = await context.newPage();
+    try {
+      await other.route("**/api/v1/jobs/queue/stream", (route) => {
+        requests.push(route.request().headers()["last-event-id"] ?? null);
+        const body = requests.length === 1 ? event(41, "7", ["\r\n", "\r", "\n"]) : event(42, "8", ["\n"]);
+        return route.fulfill({ status: 200, headers: { "Content-Type": "text/event-stream" }, body });
+      });
+      await other.goto(server.url + "/");
+      await waitForText(other, "#stat-pending", "41");
+      // The body ended: the reader reconnects after the stream's retry time,
+      // sending the last id it saw.
+      await other.waitForFunction(() => document.querySelector("#stat-pending").textContent === "42", null, { timeout: WAIT });
+      assert.deepEqual(requests.slice(0, 2), [null, "7"]);
+    } finally {
+      await other.close();
+    }
+  });
+
   test("the interactive API docs load offline from the server", async () => {
     const docs = await context.newPage();
     try {
