@@ -264,6 +264,7 @@
     jobsQuery: null,
     cursors: [],        // cursors of the pages before the current one
     cursor: null,       // the current page's cursor
+    jobsLoad: 0,        // the newest request for the jobs table
     jobId: null,
     job: null,
     jobStream: null,
@@ -446,7 +447,11 @@
   async function loadJobs() {
     const query = new URLSearchParams(state.jobsQuery || "");
     if (state.cursor) query.set("cursor", state.cursor);
+    // Only the newest request's answer is shown: a refresh of the first
+    // page answered after a click on "Older" must not replace that page.
+    const load = ++state.jobsLoad;
     const { status, body } = await call("GET", API + "?" + query.toString());
+    if (load !== state.jobsLoad) return;
     const error = $("jobs-error");
     if (status !== 200) {
       error.hidden = false;
@@ -812,7 +817,10 @@
     session.me = me;
     const signedIn = session.auth === "token";
     const mayChange = me.role === "admin" || me.role === "user";
-    for (const node of document.querySelectorAll(".mutate")) node.hidden = !mayChange;
+    for (const node of document.querySelectorAll(".mutate")) {
+      node.hidden = !mayChange;
+      node.disabled = false; // an action cut short by a sign out never answered
+    }
     document.querySelector("header nav").hidden = false;
     // A link cannot carry the token, and /metrics needs one.
     $("nav-metrics").hidden = signedIn;
