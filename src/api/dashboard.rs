@@ -2,7 +2,10 @@
 //! binary (no build step, nothing fetched from elsewhere), served at `/`
 //! with its assets under `/dashboard/`. The page talks to the public API
 //! only: the live queue stream, the job list, a job's SSE stream, cancel,
-//! restart, the workers and the "why pending" hint.
+//! restart, the workers and the "why pending" hint. With `auth = "token"`
+//! it asks for a token and sends it as `Authorization: Bearer` on every
+//! call, streams included (read with `fetch`, not `EventSource`, so that no
+//! token travels in a URL); the files themselves are public.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -25,12 +25,12 @@ const OUTPUT = path.join(ROOT, "test-output");
 const WAIT = 30_000;
 
 /** A `jobd serve` of the test's own, on a free port and a fresh data dir. */
-async function startServer(extraArgs = []) {
+async function startServer(extraArgs = [], extraEnv = {}) {
   const dataDir = await mkdtemp(path.join(tmpdir(), "jobd-browser-"));
   const child = spawn(
     JOBD_BIN,
     ["serve", "--bind", "127.0.0.1:0", "--data-dir", dataDir, ...extraArgs],
-    { env: { ...process.env, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] },
+    { env: { ...process.env, RUST_LOG: "warn", ...extraEnv }, stdio: ["ignore", "pipe", "inherit"] },
   );
   const lines = readline.createInterface({ input: child.stdout });
   const first = await new Promise((resolve, reject) => {
@@ -61,28 +61,30 @@ async function startServer(extraArgs = []) {
   };
 }
 
-/** JSON over HTTP: {status, body}. */
-async function api(server, method, route, body) {
+/** JSON over HTTP, with a bearer token if given: {status, body}. */
+async function api(server, method, route, body, token) {
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(server.url + route, {
     method,
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(20_000),
   });
   return { status: response.status, body: await response.json() };
 }
 
-async function submit(server, job) {
-  const { status, body } = await api(server, "POST", "/api/v1/jobs", job);
+async function submit(server, job, token) {
+  const { status, body } = await api(server, "POST", "/api/v1/jobs", job, token);
   assert.equal(status, 201, JSON.stringify(body));
   return body.job_id;
 }
 
 /** Waits until the job has `status` in the API (not the page). */
-async function waitForStatus(server, id, status) {
+async function waitForStatus(server, id, status, token) {
   const deadline = Date.now() + WAIT;
   for (;;) {
-    const { body } = await api(server, "GET", `/api/v1/jobs/status/${id}`);
+    const { body } = await api(server, "GET", `/api/v1/jobs/status/${id}`, undefined, token);
     if (body.status === status) return body;
     assert.ok(Date.now() < deadline, `job ${id} did not become ${status}: ${JSON.stringify(body)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -103,6 +105,27 @@ async function waitForText(page, selector, expected) {
   );
 }
 
+/** Headless Chromium with a fresh profile: {context, userDataDir}. */
+async function launchBrowser() {
+  const userDataDir = await mkdtemp(path.join(tmpdir(), "jobd-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM_BIN,
+    headless: true,
+    chromiumSandbox: false,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 900 },
+  });
+  return { context, userDataDir };
+}
+
 describe("dashboard", () => {
   let server;
   let context;
@@ -115,22 +138,7 @@ describe("dashboard", () => {
     await mkdir(OUTPUT, { recursive: true });
     server = await startServer();
     origins.add(new URL(server.url).origin);
-    userDataDir = await mkdtemp(path.join(tmpdir(), "jobd-chromium-"));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM_BIN,
-      headless: true,
-      chromiumSandbox: false,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-      viewport: { width: 1280, height: 900 },
-    });
+    ({ context, userDataDir } = await launchBrowser());
     page = context.pages()[0] || (await context.newPage());
     page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
     page.on("console", (message) => {
@@ -340,6 +348,34 @@ describe("dashboard", () => {
     assert.equal(await page.evaluate(() => window.__sameLoad), true, "the page was reloaded");
   });
 
+  test("the stream reader parses CRLF, CR, comments and multi-line data, and resumes with Last-Event-ID", async () => {
+    const stats = (await api(server, "GET", "/api/v1/jobs/queue/stats")).body;
+    // One event's data over many lines (pretty-printed JSON), lines ended
+    // by CRLF, CR and LF in turn, a comment, a retry time and an id.
+    const event = (pending, id, ends) => {
+      const lines = [": a keep-alive comment", "retry: 50", "event: stats", `id: ${id}`,
+        ...JSON.stringify({ ...stats, pending_jobs: pending }, null, 1).split("\n").map((l) => "data: " + l), ""];
+      return lines.map((l, i) => l + ends[i % ends.length]).join("");
+    };
+    const requests = [];
+    const other = await context.newPage();
+    try {
+      await other.route("**/api/v1/jobs/queue/stream", (route) => {
+        requests.push(route.request().headers()["last-event-id"] ?? null);
+        const body = requests.length === 1 ? event(41, "7", ["\r\n", "\r", "\n"]) : event(42, "8", ["\n"]);
+        return route.fulfill({ status: 200, headers: { "Content-Type": "text/event-stream" }, body });
+      });
+      await other.goto(server.url + "/");
+      await waitForText(other, "#stat-pending", "41");
+      // The body ended: the reader reconnects after the stream's retry time,
+      // sending the last id it saw.
+      await other.waitForFunction(() => document.querySelector("#stat-pending").textContent === "42", null, { timeout: WAIT });
+      assert.deepEqual(requests.slice(0, 2), [null, "7"]);
+    } finally {
+      await other.close();
+    }
+  });
+
   test("the interactive API docs load offline from the server", async () => {
     const docs = await context.newPage();
     docs.on("console", (message) => {
@@ -397,6 +433,189 @@ describe("dashboard", () => {
   });
 
   test("nothing failed in the page and nothing was fetched from elsewhere", () => {
+    assert.deepEqual(problems, []);
+  });
+});
+
+// With auth = "token": a bootstrap admin token on the server process, and
+// viewer, user and worker tokens made with it through the API.
+describe("dashboard with auth = token", () => {
+  const ADMIN = "browser-test-admin-token-0123456789abcdef";
+  let server;
+  let context;
+  let page;
+  let userDataDir;
+  const tokens = {};
+  const jobs = { alice: [], bob: [] };
+  let aliceLong; // alice's job that runs all along
+  const problems = [];
+  const streams = []; // the SSE requests the page made: url and Authorization
+
+  /** A token made by the admin: its secret. */
+  async function mint(userId, role) {
+    const { status, body } = await api(server, "POST", "/api/v1/tokens", { user_id: userId, role }, ADMIN);
+    assert.equal(status, 201, JSON.stringify(body));
+    return body.token;
+  }
+
+  /** Signs in with `token` through the form. */
+  async function signIn(token) {
+    await page.waitForSelector("#view-signin:not([hidden])", { timeout: WAIT });
+    await page.fill("#signin-token", token);
+    await page.click("#btn-signin");
+  }
+
+  /** The visible buttons that would change a job. */
+  const mutateButtons = () => page.getByRole("button", { name: /submit|cancel|restart/i }).count();
+
+  /** The ids of the rows the jobs table shows. */
+  const listedIds = () => page.locator("#jobs-table tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.jobId));
+
+  before(async () => {
+    await mkdir(OUTPUT, { recursive: true });
+    server = await startServer(["--auth", "token"], { JOBD_ADMIN_TOKEN: ADMIN });
+    tokens.viewer = await mint("vera", "viewer");
+    tokens.alice = await mint("alice", "user");
+    tokens.bob = await mint("bob", "user");
+    tokens.worker = await mint("w1", "worker");
+    for (let i = 0; i < 3; i++) jobs.alice.push(await submit(server, { job_type: "noop" }, tokens.alice));
+    for (let i = 0; i < 3; i++) jobs.bob.push(await submit(server, { job_type: "noop" }, tokens.bob));
+    aliceLong = await submit(server, { job_type: "sleep", parameters: { seconds: 60, steps: 60 } }, tokens.alice);
+    jobs.alice.push(aliceLong);
+    await waitForStatus(server, aliceLong, "running", ADMIN);
+
+    ({ context, userDataDir } = await launchBrowser());
+    page = context.pages()[0] || (await context.newPage());
+    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    page.on("console", (message) => {
+      // 401s (no token yet, a revoked one) and the forced request's 403 are
+      // the answers these tests ask for.
+      if (message.type() === "error" && !/status of (401|403) /.test(message.text())) {
+        problems.push(`console error: ${message.text()}`);
+      }
+    });
+    context.on("request", (request) => {
+      const url = request.url();
+      if (/\/stream(\?|$)/.test(url)) streams.push({ url, authorization: request.headers().authorization });
+      for (const [name, token] of Object.entries({ ADMIN, ...tokens })) {
+        if (url.includes(token)) problems.push(`the ${name} token in a URL: ${url}`);
+      }
+    });
+  });
+
+  after(async () => {
+    if (server && aliceLong) await api(server, "POST", `/api/v1/jobs/cancel/${aliceLong}`, undefined, ADMIN);
+    await context?.close();
+    await server?.stop();
+    if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+  });
+
+  test("without a token the dashboard asks for one; a worker token is told it needs another", async () => {
+    await page.goto(server.url + "/");
+    await page.waitForSelector("#view-signin:not([hidden])", { timeout: WAIT });
+    assert.equal(await page.locator("#view-overview").isHidden(), true);
+    assert.equal(await page.locator("header nav").isHidden(), true);
+
+    await signIn(tokens.worker);
+    await waitForText(page, "#signin-error", "the dashboard needs an admin, user or viewer token");
+    assert.equal(await page.evaluate(() => sessionStorage.length + localStorage.length), 0);
+
+    await signIn("jobd_nosuchtoken_0123456789");
+    await waitForText(page, "#signin-error", "refused this token");
+    assert.equal(await page.locator("#view-overview").isHidden(), true);
+  });
+
+  test("a viewer sees every job but no submit, cancel or restart button, and a forced cancel is a 403", async () => {
+    await signIn(tokens.viewer);
+    await waitForText(page, "#whoami", "vera · viewer");
+    await waitForText(page, "#live", "live");
+    assert.equal(await mutateButtons(), 0);
+
+    await page.evaluate(() => { location.hash = "#/jobs"; });
+    const all = [...jobs.alice, ...jobs.bob];
+    await page.waitForFunction((n) => document.querySelectorAll("#jobs-table tbody tr").length === n, all.length, { timeout: WAIT });
+    assert.deepEqual(new Set(await listedIds()), new Set(all));
+    assert.equal(await mutateButtons(), 0);
+
+    // The job page of alice's running job: no cancel or restart either.
+    await page.evaluate((id) => { location.hash = "#/job/" + id; }, aliceLong);
+    await waitForText(page, "#job-status", "running");
+    await page.waitForFunction(() => document.querySelector("#job-progress").value > 0, null, { timeout: WAIT });
+    assert.equal(await mutateButtons(), 0);
+    assert.equal(await page.locator("#btn-cancel").isHidden(), true);
+    assert.equal(await page.locator("#btn-restart").isHidden(), true);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-viewer-job.png"), fullPage: true });
+
+    // The server refuses anyway: a cancel forced from the page.
+    const forced = await page.evaluate(async ([id, token]) => {
+      const response = await fetch("/api/v1/jobs/cancel/" + id, { method: "POST", headers: { Authorization: "Bearer " + token } });
+      return { status: response.status, body: await response.json() };
+    }, [aliceLong, tokens.viewer]);
+    assert.equal(forced.status, 403, JSON.stringify(forced.body));
+    assert.equal(forced.body.error, "ForbiddenError");
+    assert.equal((await api(server, "GET", `/api/v1/jobs/status/${aliceLong}`, undefined, ADMIN)).body.status, "running");
+  });
+
+  test("signing out forgets the token: none left in sessionStorage or localStorage, the form shows", async () => {
+    const kept = await page.evaluate(() => ({ session: Object.values(sessionStorage), local: localStorage.length }));
+    assert.deepEqual(kept, { session: [tokens.viewer], local: 0 }, "while signed in, the token is in this tab's sessionStorage only");
+    await page.click("#btn-signout");
+    await page.waitForSelector("#view-signin:not([hidden])", { timeout: WAIT });
+    assert.equal(await page.locator("#view-job").isHidden(), true);
+    const left = await page.evaluate(() => ({ session: sessionStorage.length, local: localStorage.length }));
+    assert.deepEqual(left, { session: 0, local: 0 });
+    // A reload does not bring the session back.
+    await page.reload();
+    await page.waitForSelector("#view-signin:not([hidden])", { timeout: WAIT });
+  });
+
+  test("a user sees only its own jobs, and its job page streams live progress with the token in a header", async () => {
+    await signIn(tokens.alice);
+    await waitForText(page, "#whoami", "alice · user");
+    await page.evaluate(() => { location.hash = "#/jobs"; });
+    await page.waitForFunction((n) => document.querySelectorAll("#jobs-table tbody tr").length === n, jobs.alice.length, { timeout: WAIT });
+    const listed = await listedIds();
+    assert.deepEqual(new Set(listed), new Set(jobs.alice));
+    for (const id of jobs.bob) assert.ok(!listed.includes(id), `bob's job ${id} is listed for alice`);
+    assert.deepEqual(await page.locator("#jobs-table tbody tr td:nth-child(3)").allInnerTexts(), listed.map(() => "alice"));
+
+    // Her own job page: cancel and restart are there, and the progress bar
+    // follows the job's stream.
+    const id = await submit(server, { job_type: "sleep", parameters: { seconds: 4, steps: 8 } }, tokens.alice);
+    const seen = streams.length;
+    await page.evaluate((jobId) => { location.hash = "#/job/" + jobId; }, id);
+    await waitForText(page, "#job-id", id);
+    assert.equal(await page.locator("#btn-cancel").isVisible(), true);
+    assert.equal(await page.locator("#btn-restart").isVisible(), true);
+    await page.waitForFunction(() => {
+      const v = document.querySelector("#job-progress").value;
+      return v > 0 && v < 1;
+    }, null, { timeout: WAIT });
+    const first = await page.locator("#job-progress").evaluate((bar) => bar.value);
+    await page.waitForFunction((was) => document.querySelector("#job-progress").value > was, first, { timeout: WAIT });
+    await waitForText(page, "#job-status", "completed");
+    assert.match(await text(page, "#job-progress-text"), /100% · 8 \/ 8 items/);
+    const jobStream = streams.slice(seen).find((s) => s.url.endsWith(`/status/${id}/stream`));
+    assert.ok(jobStream, "the page opened the job's stream");
+    assert.equal(jobStream.authorization, `Bearer ${tokens.alice}`);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-user-job.png"), fullPage: true });
+  });
+
+  test("a token revoked mid-session sends the page back to the sign-in form", async () => {
+    await page.evaluate(() => { location.hash = "#/jobs"; });
+    await page.waitForSelector("#jobs-table tbody tr", { timeout: WAIT });
+    const { body } = await api(server, "GET", "/api/v1/me", undefined, tokens.alice);
+    assert.equal((await api(server, "DELETE", `/api/v1/tokens/${body.token_id}`, undefined, ADMIN)).status, 200);
+    // The next change of the queue makes the page reload the list: refused.
+    await waitForStatus(server, await submit(server, { job_type: "noop" }, tokens.bob), "completed", ADMIN);
+    await page.waitForSelector("#view-signin:not([hidden])", { timeout: WAIT });
+    await waitForText(page, "#signin-error", "no longer accepts this token");
+    assert.equal(await page.evaluate(() => sessionStorage.length + localStorage.length), 0);
+  });
+
+  test("every stream was read with the token in a header, none in a URL, and nothing failed", () => {
+    assert.ok(streams.length >= 3, `streams: ${JSON.stringify(streams.map((s) => s.url))}`);
+    for (const stream of streams) assert.match(stream.authorization || "", /^Bearer jobd_/, stream.url);
     assert.deepEqual(problems, []);
   });
 });

@@ -2,6 +2,11 @@
 // comes from the public API: the live queue stream (SSE), the job list, a
 // job's SSE stream, cancel and restart, the worker registry and the "why
 // pending" hint. Data is always inserted as text, never as HTML.
+//
+// With auth = "token" the page asks for a token, keeps it in this tab's
+// sessionStorage (never localStorage, never a URL), sends it as
+// `Authorization: Bearer` on every call and stream, and shows only what the
+// token's role allows (the server refuses the rest anyway).
 (function () {
   "use strict";
 
@@ -61,21 +66,186 @@
     return Math.floor(m / 60) + " h " + (m % 60) + " min";
   }
 
+  // --- who is signed in ---------------------------------------------------
+
+  // The tab's copy of the token: sessionStorage ends with the tab and is not
+  // shared with other tabs; a reload keeps the session.
+  const TOKEN_KEY = "jobd.token";
+
+  const session = {
+    auth: null,           // the server's auth setting: "none" or "token"
+    token: null,          // the bearer token (auth = "token" only)
+    me: null,             // GET /api/v1/me of the signed-in caller
+    epoch: 0,             // bumped at sign in and out: older answers are dropped
+    streams: new Set(),   // the open SSE readers, all closed at sign out
+  };
+
+  function storedToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY); } catch (_) { return null; }
+  }
+
+  function storeToken(token) {
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) { /* storage off: the token lives in memory only */ }
+  }
+
+  function authHeaders(token) {
+    return token ? { Authorization: "Bearer " + token } : {};
+  }
+
   // Fetches JSON; resolves to {status, body} whatever the status, so
-  // callers can show 4xx answers plainly.
+  // callers can show 4xx answers plainly. A 401 for the session's token
+  // (revoked or expired meanwhile) ends the session. An answer that arrives
+  // after sign in or out never resolves: it belongs to another session.
   async function call(method, path, body) {
-    const init = { method, headers: {} };
+    const epoch = session.epoch;
+    const token = session.token;
+    const init = { method, headers: authHeaders(token) };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
+    let answer;
     try {
       const response = await fetch(path, init);
       let data = null;
       try { data = await response.json(); } catch (_) { data = null; }
-      return { status: response.status, body: data };
+      answer = { status: response.status, body: data };
     } catch (e) {
-      return { status: 0, body: { error: "NetworkError", message: String(e) } };
+      answer = { status: 0, body: { error: "NetworkError", message: String(e) } };
+    }
+    if (epoch !== session.epoch) return new Promise(() => {});
+    if (answer.status === 401 && token) tokenRefused(token);
+    return answer;
+  }
+
+  // --- Server-Sent Events over fetch ---------------------------------------
+
+  // Every stream the page follows is read with fetch(), not EventSource:
+  // EventSource cannot send an Authorization header, and a user's token in
+  // the URL would be a long-lived secret in server and proxy logs and the
+  // browser's history. The reader parses the event stream format of the
+  // HTML standard (event, data, id and retry fields; data over several
+  // lines; comments; CRLF, LF or CR line ends), reconnects after a lost or
+  // ended connection with a backoff, sending Last-Event-ID, and stops for
+  // good when closed (its fetch is aborted) or refused with a 4xx.
+  //
+  // `on` maps event types to handlers (data, id); `onOpen`, `onRetry` and
+  // `onFail(status, body)` report the connection's state.
+  function openStream(path, { on = {}, onOpen, onRetry, onFail } = {}) {
+    const controller = new AbortController();
+    const stream = { closed: false, lastEventId: "", retryMs: 1000, close };
+    let failures = 0;
+    session.streams.add(stream);
+
+    function close() {
+      if (stream.closed) return;
+      stream.closed = true;
+      session.streams.delete(stream);
+      controller.abort();
+    }
+
+    function dispatch(type, data, id) {
+      const handler = on[type];
+      if (!handler || stream.closed) return;
+      // A handler's fault is reported, and the stream goes on.
+      try { handler(data, id); } catch (e) { setTimeout(() => { throw e; }); }
+    }
+
+    (async () => {
+      while (!stream.closed) {
+        const token = session.token;
+        const headers = { Accept: "text/event-stream", ...authHeaders(token) };
+        if (stream.lastEventId) headers["Last-Event-ID"] = stream.lastEventId;
+        let response = null;
+        try {
+          response = await fetch(path, { headers, cache: "no-store", signal: controller.signal });
+        } catch (_) { response = null; }
+        if (stream.closed) return;
+        let wait = 0;
+        if (response && response.ok && response.body) {
+          failures = 0;
+          if (onOpen) onOpen();
+          try { await readEvents(response.body, stream, dispatch); } catch (_) { /* connection lost */ }
+          if (stream.closed) return;
+        } else if (response && response.status === 401 && token) {
+          close();
+          tokenRefused(token);
+          return;
+        } else if (response && response.status >= 400 && response.status < 500 &&
+                   response.status !== 408 && response.status !== 429) {
+          let body = null;
+          try { body = await response.json(); } catch (_) { body = null; }
+          close();
+          if (onFail) onFail(response.status, body);
+          return;
+        } else if (response) {
+          const after = Number(response.headers.get("Retry-After"));
+          if (after > 0) wait = after * 1000;
+          if (response.body) response.body.cancel().catch(() => {});
+        }
+        // Lost, ended, or refused for now (5xx, 408, 429): again after the
+        // server's retry time, doubled per failure in a row up to 30 s.
+        failures += 1;
+        wait = Math.max(wait, Math.min(30000, stream.retryMs * 2 ** Math.min(failures - 1, 5)));
+        if (onRetry) onRetry();
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, wait);
+          controller.signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+        });
+      }
+    })();
+    return stream;
+  }
+
+  // Reads one connection's events until it ends. An event left unfinished
+  // at the end is dropped, as the standard says.
+  async function readEvents(body, stream, dispatch) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder(); // UTF-8 across reads; drops a leading BOM
+    const lineEnd = /\r\n|\r|\n/g;
+    let buffer = "";
+    let type = "";
+    let data = "";
+    let idBuffer = stream.lastEventId;
+    const line = (text) => {
+      if (text === "") {
+        stream.lastEventId = idBuffer;
+        if (data !== "") dispatch(type || "message", data.endsWith("\n") ? data.slice(0, -1) : data, idBuffer);
+        type = "";
+        data = "";
+        return;
+      }
+      if (text[0] === ":") return; // a comment (keep-alive)
+      const colon = text.indexOf(":");
+      const field = colon < 0 ? text : text.slice(0, colon);
+      let value = colon < 0 ? "" : text.slice(colon + 1);
+      if (value[0] === " ") value = value.slice(1);
+      if (field === "event") type = value;
+      else if (field === "data") data += value + "\n";
+      else if (field === "id") { if (!value.includes("\0")) idBuffer = value; }
+      else if (field === "retry") { if (/^[0-9]+$/.test(value)) stream.retryMs = Number(value); }
+    };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
+        let start = 0;
+        lineEnd.lastIndex = 0;
+        for (let m = lineEnd.exec(buffer); m; m = lineEnd.exec(buffer)) {
+          // A CR at the end may be the first half of a CRLF: wait for more.
+          if (m[0] === "\r" && m.index === buffer.length - 1 && !done) break;
+          line(buffer.slice(start, m.index));
+          start = m.index + m[0].length;
+          if (stream.closed) return;
+        }
+        buffer = buffer.slice(start);
+        if (done) return;
+      }
+    } finally {
+      reader.cancel().catch(() => {});
     }
   }
 
@@ -94,6 +264,7 @@
     jobsQuery: null,
     cursors: [],        // cursors of the pages before the current one
     cursor: null,       // the current page's cursor
+    jobsLoad: 0,        // the newest request for the jobs table
     jobId: null,
     job: null,
     jobStream: null,
@@ -113,6 +284,7 @@
   }
 
   function route() {
+    if (!session.me) return; // the sign-in form is shown
     const { path, params } = parseHash();
     let view = "overview";
     if (path.startsWith("/job/")) view = "job";
@@ -135,23 +307,29 @@
 
   function connectQueueStream() {
     const live = $("live");
-    const source = new EventSource(API + "/queue/stream");
-    source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
-    source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
-    source.addEventListener("stats", (e) => {
-      live.textContent = "live"; live.className = "live on";
-      const stats = JSON.parse(e.data);
-      state.stats = stats;
-      renderStats(stats);
-      onStatsForViews(stats);
+    live.hidden = false;
+    live.textContent = "connecting…"; live.className = "live off";
+    openStream(API + "/queue/stream", {
+      onOpen: () => { live.textContent = "live"; live.className = "live on"; },
+      onRetry: () => { live.textContent = "reconnecting…"; live.className = "live off"; },
+      onFail: (status, body) => { live.textContent = describeError(status, body); live.className = "live off"; },
+      on: {
+        stats: (data) => {
+          live.textContent = "live"; live.className = "live on";
+          const stats = JSON.parse(data);
+          state.stats = stats;
+          renderStats(stats);
+          onStatsForViews(stats);
+        },
+        stats_error: (data) => {
+          const body = JSON.parse(data);
+          live.textContent = "store unavailable"; live.className = "live off";
+          $("stat-health").replaceWith(Object.assign(badge("store_unavailable"), { id: "stat-health", title: body.message }));
+        },
+        throughput: (data) => renderThroughput(JSON.parse(data)),
+        workers: (data) => renderWorkers(JSON.parse(data)),
+      },
     });
-    source.addEventListener("stats_error", (e) => {
-      const body = JSON.parse(e.data);
-      live.textContent = "store unavailable"; live.className = "live off";
-      $("stat-health").replaceWith(Object.assign(badge("store_unavailable"), { id: "stat-health", title: body.message }));
-    });
-    source.addEventListener("throughput", (e) => renderThroughput(JSON.parse(e.data)));
-    source.addEventListener("workers", (e) => renderWorkers(JSON.parse(e.data)));
   }
 
   function renderStats(s) {
@@ -269,7 +447,11 @@
   async function loadJobs() {
     const query = new URLSearchParams(state.jobsQuery || "");
     if (state.cursor) query.set("cursor", state.cursor);
+    // Only the newest request's answer is shown: a refresh of the first
+    // page answered after a click on "Older" must not replace that page.
+    const load = ++state.jobsLoad;
     const { status, body } = await call("GET", API + "?" + query.toString());
+    if (load !== state.jobsLoad) return;
     const error = $("jobs-error");
     if (status !== 200) {
       error.hidden = false;
@@ -369,8 +551,8 @@
 
   // Follows the job's log stream from line `after`: each `log` event adds a
   // line, `end` closes it (the job ended and every line arrived). A lost
-  // connection is resumed by EventSource itself, after the last line it got
-  // (Last-Event-ID).
+  // connection is resumed by the stream reader after the last line it got
+  // (Last-Event-ID, which the server prefers to `after`).
   function followLog(id, after) {
     closeLog();
     const box = $("job-log");
@@ -380,12 +562,20 @@
       $("job-log-empty").hidden = false;
       $("job-log-empty").textContent = "No log lines yet.";
     }
-    const source = new EventSource(API + "/status/" + encodeURIComponent(id) + "/logs/stream?after=" + after);
-    state.logStream = source;
     $("job-log-state").textContent = "following…";
-    source.addEventListener("log", (e) => {
+    const source = openStream(API + "/status/" + encodeURIComponent(id) + "/logs/stream?after=" + after, {
+      onOpen: () => { $("job-log-state").textContent = "following…"; },
+      onRetry: () => { $("job-log-state").textContent = "reconnecting…"; },
+      onFail: (status, body) => {
+        if (state.logStream === source) state.logStream = null;
+        $("job-log-state").textContent = describeError(status, body);
+      },
+      on: { log: onLine, end: onEnd, error: onGone },
+    });
+    state.logStream = source;
+    function onLine(data) {
       if (state.jobId !== id) return;
-      const line = JSON.parse(e.data);
+      const line = JSON.parse(data);
       const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
       if (state.logSeq && line.seq > state.logSeq + 1) {
         box.append(el("span", { class: "log-gap", text: `… ${line.seq - state.logSeq - 1} older line(s) not kept` }));
@@ -397,51 +587,52 @@
       while (box.childElementCount > LOG_LINES_SHOWN) box.firstElementChild.remove();
       $("job-log-empty").hidden = true;
       if (atBottom) box.scrollTop = box.scrollHeight;
-    });
-    source.addEventListener("end", () => {
+    }
+    function onEnd() {
       source.close();
       if (state.logStream === source) state.logStream = null;
       $("job-log-state").textContent = state.logSeq ? "complete" : "";
       if (!state.logSeq) $("job-log-empty").textContent = "The job logged nothing.";
-    });
-    source.addEventListener("error", (e) => {
-      if (e.data) {
-        // The job left the store: the stream's last event.
-        source.close();
-        if (state.logStream === source) state.logStream = null;
-        $("job-log-state").textContent = "job not found";
-      } else if (source.readyState !== EventSource.CLOSED) {
-        $("job-log-state").textContent = "reconnecting…";
-      }
-    });
+    }
+    // The job left the store: the stream's last event.
+    function onGone() {
+      source.close();
+      if (state.logStream === source) state.logStream = null;
+      $("job-log-state").textContent = "job not found";
+    }
   }
 
   // Follows the job's SSE stream until job_complete; shows a 404 plainly.
   function followJob(id) {
     if (state.jobStream) state.jobStream.close();
-    const source = new EventSource(API + "/status/" + encodeURIComponent(id) + "/stream");
-    state.jobStream = source;
     $("job-live").textContent = "following live…";
-    const onJob = (e) => {
+    const onJob = (text) => {
       if (state.jobId !== id) return;
-      const data = JSON.parse(e.data);
+      const data = JSON.parse(text);
       // A job_update after the first carries only what changes (status,
       // progress, metrics, error): merge it into the job shown.
       const known = state.job && state.job.job_id === data.job_id;
       renderJob(known ? Object.assign({}, state.job, data) : data);
     };
-    source.addEventListener("job_update", onJob);
-    source.addEventListener("job_complete", (e) => {
-      onJob(e);
-      source.close();
-      if (state.jobStream === source) state.jobStream = null;
-      $("job-live").textContent = "finished; stream closed";
+    const source = openStream(API + "/status/" + encodeURIComponent(id) + "/stream", {
+      onOpen: () => { $("job-live").textContent = "following live…"; },
+      onRetry: () => { $("job-live").textContent = "reconnecting…"; },
+      onFail: () => ended(),
+      on: {
+        job_update: onJob,
+        job_complete: (text) => {
+          onJob(text);
+          source.close();
+          if (state.jobStream === source) state.jobStream = null;
+          $("job-live").textContent = "finished; stream closed";
+        },
+        // The job left the store: the stream's last event.
+        error: () => { source.close(); ended(); },
+      },
     });
-    source.onerror = async () => {
-      if (source.readyState !== EventSource.CLOSED) {
-        $("job-live").textContent = "reconnecting…";
-        return;
-      }
+    state.jobStream = source;
+    // The stream was refused or ended for good: show the job as it is now.
+    async function ended() {
       if (state.jobStream === source) state.jobStream = null;
       const { status, body } = await call("GET", API + "/status/" + encodeURIComponent(id));
       if (state.jobId !== id) return;
@@ -453,7 +644,7 @@
         showResult(false, describeError(status, body));
         $("job-status").replaceWith(Object.assign(badge("not found", "failed"), { id: "job-status" }));
       }
-    };
+    }
   }
 
   function renderJob(job) {
@@ -584,15 +775,147 @@
     $("workers-empty").hidden = rows.length > 0;
   }
 
+  // --- signing in and out ---------------------------------------------------
+
+  // GET /api/v1/me with `token` (or none): {status, body}.
+  async function whoIs(token) {
+    try {
+      const response = await fetch("/api/v1/me", { headers: authHeaders(token), cache: "no-store" });
+      let body = null;
+      try { body = await response.json(); } catch (_) { body = null; }
+      return { status: response.status, body };
+    } catch (e) {
+      return { status: 0, body: { error: "NetworkError", message: String(e) } };
+    }
+  }
+
+  // Why `me` cannot use the dashboard, or null if it can: worker tokens
+  // and job tokens cannot list jobs or read the queue.
+  function unfit(me) {
+    if (me.job_id) return "This is a job token (one job's status only): the dashboard needs an admin, user or viewer token.";
+    if (!["admin", "user", "viewer"].includes(me.role)) {
+      return "This is a " + me.role + " token: the dashboard needs an admin, user or viewer token.";
+    }
+    return null;
+  }
+
+  // Shows the sign-in form, with `message` if any.
+  function showSignIn(message) {
+    for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== "view-signin";
+    document.querySelector("header nav").hidden = true;
+    $("live").hidden = true;
+    $("whoami").hidden = true;
+    $("btn-signout").hidden = true;
+    $("signin-error").hidden = !message;
+    $("signin-error").textContent = message || "";
+    $("signin-token").focus();
+  }
+
+  // Starts the dashboard for `me`, showing what its role allows.
+  function begin(me) {
+    session.epoch += 1;
+    session.me = me;
+    const signedIn = session.auth === "token";
+    const mayChange = me.role === "admin" || me.role === "user";
+    for (const node of document.querySelectorAll(".mutate")) {
+      node.hidden = !mayChange;
+      node.disabled = false; // an action cut short by a sign out never answered
+    }
+    document.querySelector("header nav").hidden = false;
+    // A link cannot carry the token, and /metrics needs one.
+    $("nav-metrics").hidden = signedIn;
+    $("whoami").hidden = !signedIn;
+    $("whoami").textContent = signedIn ? me.user_id + " · " + me.role : "";
+    $("btn-signout").hidden = !signedIn;
+    // A user sees only its own jobs: the server filters them.
+    const userFilter = $("filters").elements.user_id;
+    userFilter.disabled = me.role === "user";
+    userFilter.placeholder = me.role === "user" ? me.user_id : "any";
+    $("signin-error").hidden = true;
+    connectQueueStream();
+    state.view = null;
+    route();
+  }
+
+  // Forgets the token and everything shown with it, and asks for a token.
+  function signOut(message) {
+    session.epoch += 1;
+    for (const stream of [...session.streams]) stream.close();
+    closeJob();
+    session.token = null;
+    session.me = null;
+    storeToken(null);
+    Object.assign(state, {
+      view: null, stats: null, jobsQuery: null, cursors: [], cursor: null,
+      lastCounts: "", lastRunning: -1, knownTypes: new Set(), throughput: null,
+    });
+    for (const id of ["jobs-table", "workers-table"]) $(id).tBodies[0].replaceChildren();
+    for (const id of ["user-meters", "throughput", "job-fields", "job-log", "known-types"]) $(id).replaceChildren();
+    for (const id of ["job-parameters", "job-result", "job-error", "job-id"]) $(id).textContent = "";
+    showSignIn(message);
+  }
+
+  // A call or stream was answered 401 for `token`: revoked or expired.
+  function tokenRefused(token) {
+    if (token !== session.token) return;
+    signOut("The server no longer accepts this token (revoked or expired): sign in again.");
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    const input = $("signin-token");
+    const token = input.value.trim();
+    if (!token) return;
+    const button = $("btn-signin");
+    button.disabled = true;
+    const { status, body } = await whoIs(token);
+    button.disabled = false;
+    if (status !== 200) {
+      showSignIn(status === 401 ? "The server refused this token (unknown, expired or revoked)." : describeError(status, body));
+      return;
+    }
+    const refusal = unfit(body);
+    if (refusal) { showSignIn(refusal); return; }
+    input.value = "";
+    session.auth = body.auth;
+    session.token = body.auth === "token" ? token : null;
+    storeToken(session.token);
+    begin(body);
+  }
+
+  // On load: who are we? auth = "none" answers without a token; with
+  // auth = "token", the tab's token if it still works, else the form.
+  async function start() {
+    const token = storedToken();
+    const { status, body } = await whoIs(token);
+    if (status === 200 && body.auth === "none") {
+      storeToken(null);
+      session.auth = "none";
+      begin(body);
+      return;
+    }
+    session.auth = "token";
+    if (status === 200 && !unfit(body)) {
+      session.token = token;
+      begin(body);
+      return;
+    }
+    storeToken(null);
+    if (status === 200) showSignIn(unfit(body));
+    else if (status === 401) showSignIn(token ? "The server no longer accepts the token of this tab: sign in again." : "");
+    else showSignIn(describeError(status, body));
+  }
+
   // --- start -------------------------------------------------------------------
 
   $("btn-cancel").addEventListener("click", () => act("cancel"));
   $("btn-restart").addEventListener("click", () => act("restart"));
+  $("signin").addEventListener("submit", signIn);
+  $("btn-signout").addEventListener("click", () => signOut(""));
   setupJobsControls();
   window.addEventListener("hashchange", route);
   window.addEventListener("resize", () => {
     if (state.view === "overview" && state.throughput) renderThroughput(state.throughput);
   });
-  connectQueueStream();
-  route();
+  start();
 })();
