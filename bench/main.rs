@@ -8,7 +8,9 @@
 //! per-user limit across 100 users), worker and server peak RSS, idle
 //! worker RSS, Redis CPU time and commands per job, server RSS with 1,000
 //! open SSE streams, and the wake-up latency from a job's completion to the
-//! waiting stream's event. Results go to stdout as a table and, with
+//! waiting stream's event, and what `auth = "token"` costs submissions and
+//! status reads against `auth = "none"` (two nodes on one store, measured in
+//! alternating rounds). Results go to stdout as a table and, with
 //! `--json`, to a file.
 
 use std::path::{Path, PathBuf};
@@ -50,7 +52,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Measurements to run (default: all): latency, idle, drain,
-    /// drain_per_user_limit, drain_under_load, sse, wakeup.
+    /// drain_per_user_limit, drain_under_load, sse, wakeup, auth.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -72,10 +74,15 @@ struct Proc {
 
 impl Proc {
     fn start(program: &Path, args: &[String]) -> anyhow::Result<Proc> {
+        Proc::start_env(program, args, &[])
+    }
+
+    fn start_env(program: &Path, args: &[String], envs: &[(&str, &str)]) -> anyhow::Result<Proc> {
         use std::io::BufRead;
         let mut child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "error")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -278,6 +285,17 @@ fn serve(
     workers: usize,
     extra: &[&str],
 ) -> anyhow::Result<(Proc, Api)> {
+    serve_env(jobd, store_args, workers, extra, &[])
+}
+
+/// [`serve`] with extra environment variables.
+fn serve_env(
+    jobd: &Path,
+    store_args: &[String],
+    workers: usize,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> anyhow::Result<(Proc, Api)> {
     let mut args = vec![
         "serve".to_string(),
         "--bind".into(),
@@ -287,7 +305,7 @@ fn serve(
     ];
     args.extend(store_args.iter().cloned());
     args.extend(extra.iter().map(|s| s.to_string()));
-    let node = Proc::start(jobd, &args)?;
+    let node = Proc::start_env(jobd, &args, envs)?;
     let url = node
         .first_line
         .strip_prefix("jobd listening on ")
@@ -296,7 +314,14 @@ fn serve(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    Ok((node, Api { url, http }))
+    Ok((
+        node,
+        Api {
+            url,
+            http,
+            token: None,
+        },
+    ))
 }
 
 /// One API node, and the calls the benchmark makes to it.
@@ -304,13 +329,23 @@ fn serve(
 struct Api {
     url: String,
     http: reqwest::Client,
+    /// The bearer token sent, for a node with `auth = "token"`.
+    token: Option<String>,
 }
 
 impl Api {
+    /// A request with the token, if any.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     async fn submit(&self, user: &str) -> anyhow::Result<String> {
         let job: Value = self
-            .http
-            .post(format!("{}/api/v1/jobs", self.url))
+            .request(reqwest::Method::POST, "/api/v1/jobs")
             .json(&json!({"job_type": "noop", "user_id": user}))
             .send()
             .await?
@@ -324,8 +359,7 @@ impl Api {
     }
 
     async fn status(&self, id: &str) -> anyhow::Result<()> {
-        self.http
-            .get(format!("{}/api/v1/jobs/status/{id}", self.url))
+        self.request(reqwest::Method::GET, &format!("/api/v1/jobs/status/{id}"))
             .send()
             .await?
             .error_for_status()?
@@ -343,6 +377,99 @@ impl Api {
             .json()
             .await?)
     }
+}
+
+/// Submissions and status reads through a node with `auth = "none"` and
+/// one with `auth = "token"` (a user token) on the same store, in
+/// alternating rounds (which mode goes first alternates too): per mode, the
+/// median over rounds of throughput (calls a second, all clients) and of
+/// each round's p50, and token over none.
+async fn auth_overhead(deployment: &Deployment, args: &Args) -> anyhow::Result<Value> {
+    const ROUNDS: usize = 5;
+    const ADMIN: &str = "jobd-bench-admin-token-0123456789abcdef";
+    let (_open_node, open) = deployment.node(0, &[])?;
+    let (_guarded_node, mut guarded) = serve_env(
+        &deployment.jobd,
+        &deployment.store_args,
+        0,
+        &["--auth", "token"],
+        &[("JOBD_ADMIN_TOKEN", ADMIN)],
+    )?;
+    guarded.token = Some(ADMIN.to_owned());
+    let made: Value = guarded
+        .request(reqwest::Method::POST, "/api/v1/tokens")
+        .json(&json!({"user_id": "bench", "role": "user"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    guarded.token = Some(made["token"].as_str().context("no token")?.to_owned());
+    // Both read the token's own user's jobs (another user's would be 404s).
+    let mut own = Vec::new();
+    for _ in 0..200 {
+        own.push(guarded.submit("bench").await?);
+    }
+    let own = Arc::new(own);
+    let mut rounds: [Vec<(f64, f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for mode in order {
+            let api = if mode == 0 {
+                open.clone()
+            } else {
+                guarded.clone()
+            };
+            let reads = own.clone();
+            let calls = (args.clients * args.requests) as f64;
+            let started = Instant::now();
+            let a = api.clone();
+            let submit = timed(args.clients, args.requests, move |_| {
+                let a = a.clone();
+                async move { a.submit("bench").await.map(drop) }
+            })
+            .await?;
+            let submit_rate = calls / started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let status = timed(args.clients, args.requests, move |i| {
+                let api = api.clone();
+                let reads = reads.clone();
+                async move { api.status(&reads[i % reads.len()]).await }
+            })
+            .await?;
+            let status_rate = calls / started.elapsed().as_secs_f64();
+            let p50 = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                percentile(&v, 50.0)
+            };
+            rounds[mode].push((submit_rate, p50(submit), status_rate, p50(status)));
+        }
+    }
+    let median = |mode: usize, pick: fn(&(f64, f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = rounds[mode].iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let side = |mode: usize| {
+        json!({
+            "submit_per_s": median(mode, |r| r.0),
+            "submit_p50_ms": median(mode, |r| r.1),
+            "status_per_s": median(mode, |r| r.2),
+            "status_p50_ms": median(mode, |r| r.3),
+        })
+    };
+    let ratio = |pick: fn(&(f64, f64, f64, f64)) -> f64| median(1, pick) / median(0, pick);
+    Ok(json!({
+        "rounds": ROUNDS,
+        "none": side(0),
+        "token": side(1),
+        "token_over_none": {
+            "submit_per_s": ratio(|r| r.0),
+            "submit_p50_ms": ratio(|r| r.1),
+            "status_per_s": ratio(|r| r.2),
+            "status_p50_ms": ratio(|r| r.3),
+        },
+    }))
 }
 
 /// `clients` tasks each running `per_client` timed calls of `call`.
@@ -664,6 +791,9 @@ async fn bench_store(args: &Args, jobd: &Path, store: &str) -> anyhow::Result<Va
     }
     if args.runs("wakeup") {
         out["wakeup_latency"] = wakeup(&deployment, 200).await?;
+    }
+    if args.runs("auth") {
+        out["auth"] = auth_overhead(&deployment, args).await?;
     }
     Ok(out)
 }
