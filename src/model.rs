@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub mod audit;
+
 /// A job's identifier: a UUID v7, so ids sort by creation time.
 pub type JobId = Uuid;
 

@@ -214,6 +214,7 @@ mod tests {
         .await
         .expect("store");
         AppState {
+            audit: crate::api::audit::AuditLog::start(store.clone()),
             store,
             bus,
             settings: Arc::new(settings),

@@ -18,7 +18,9 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
-use super::{dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, watch, why};
+use super::{
+    audit_page, dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, watch, why,
+};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -44,6 +46,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "workers", description = "The HTTP worker protocol: remote workers register, \
             claim and finish jobs of the remote job types (docs/worker-protocol.md)"),
         (name = "operations", description = "Health, metrics and this document"),
+        (name = "audit", description = "The audit log: who changed what, when, from where"),
         (name = "dashboard", description = "The operators' web pages"),
     )
 )]
@@ -72,6 +75,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(progress::progress))
         .routes(routes!(worker_logs::append_logs))
         .routes(routes!(register::unregister))
+        .routes(routes!(audit_page::list_audit))
         .routes(routes!(stats::health_check))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi_json))

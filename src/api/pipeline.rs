@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::audit::Requester;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::jobs::SubmitRequest;
 use super::state::AppState;
+use crate::model::audit::AuditAction;
 use crate::model::{JobId, NewJob};
 use crate::pipeline::STAGES;
 
@@ -111,6 +113,7 @@ fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
 pub(crate) async fn submit_pipeline(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    requester: Requester,
     JsonBody(body): JsonBody<PipelineRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = body.ok_or_else(|| ApiError::Validation("a JSON body is required".into()))?;
@@ -172,6 +175,14 @@ pub(crate) async fn submit_pipeline(
     // All four or none: a failure leaves no partial chain behind.
     let stored = state.store.submit_all(chain).await?;
     let job_ids: Vec<JobId> = stored.iter().map(|job| job.id).collect();
+    for id in &job_ids {
+        state.audit.record(
+            &requester,
+            AuditAction::PipelineSubmit,
+            Some(id.to_string()),
+            StatusCode::CREATED.as_u16(),
+        );
+    }
     let jobs: Map<String, Value> = stored
         .iter()
         .map(|job| (job.job_type.clone(), Value::from(job.id.to_string())))

@@ -97,6 +97,7 @@ impl App {
             .chain(pipeline::handlers(&Dirs::from_settings(&settings)));
         let registry = Registry::from_settings(&settings, builtins).expect("registry");
         let state = AppState {
+            audit: jobd::api::audit::AuditLog::start(store.clone()),
             store,
             bus,
             settings: Arc::new(settings),

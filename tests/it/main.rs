@@ -3,6 +3,7 @@
 
 mod api;
 mod app;
+mod audit;
 mod cli;
 mod cluster;
 mod cluster_metrics;

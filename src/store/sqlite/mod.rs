@@ -8,6 +8,7 @@
 //! `jobd worker`): each learns of the others' writes by tailing the
 //! `job_changes` log ([`tail`]).
 
+mod audit;
 mod checkpoint;
 mod connection;
 mod logs;
@@ -35,11 +36,12 @@ use self::rows::{db_err, select_job};
 use self::writer::Writer;
 use crate::config::Synchronous;
 use crate::events::{EventBus, JobWatch};
+use crate::model::audit::AuditEntry;
 use crate::model::{Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
-    FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
-    Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
+    Finish, FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams,
+    RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// The embedded SQLite store.
@@ -452,6 +454,19 @@ impl Store for SqliteStore {
                     break;
                 }
             }
+            let audit_before = now.saturating_sub(duration_millis(params.audit_retention));
+            loop {
+                let deleted = self
+                    .writer
+                    .write_background(move |conn| {
+                        audit::delete_expired_audit_in(conn, audit_before)
+                    })
+                    .await?;
+                report.audit_deleted += deleted;
+                if deleted == 0 {
+                    break;
+                }
+            }
             // Orphaned processing locks cannot exist here: the schema's CHECK
             // ties the lock to the running status, and every transition out of
             // running clears it in the same statement (the Redis backend has
@@ -530,6 +545,28 @@ impl Store for SqliteStore {
     async fn read_log(&self, id: JobId, after: u64, limit: usize) -> StoreResult<LogPage> {
         crate::store::during("read_log", async {
             self.read(move |conn| logs::read_log_in(conn, id, after, limit))
+                .await
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        crate::store::during("append_audit", async {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let entries = entries.to_vec();
+            self.writer
+                .write_background(move |conn| audit::append_audit_in(conn, &entries))
+                .await
+        })
+        .await
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<AuditPage> {
+        crate::store::during("list_audit", async {
+            let query = query.clone();
+            self.read(move |conn| audit::list_audit_in(conn, &query))
                 .await
         })
         .await

@@ -56,3 +56,7 @@ pub(super) const DROP_LOG_LINES: &str = include_str!("sql/drop_log_lines.sql");
 pub(super) const LOG_TRIMMED: &str = include_str!("sql/log_trimmed.sql");
 pub(super) const SELECT_LOG: &str = include_str!("sql/select_log.sql");
 pub(super) const JOB_STATUS: &str = include_str!("sql/job_status.sql");
+pub(super) const AUDIT_LOG: &str = include_str!("sql/audit_log.sql");
+pub(super) const INSERT_AUDIT: &str = include_str!("sql/insert_audit.sql");
+pub(super) const LIST_AUDIT: &str = include_str!("sql/list_audit.sql");
+pub(super) const DELETE_EXPIRED_AUDIT: &str = include_str!("sql/delete_expired_audit.sql");
