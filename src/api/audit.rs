@@ -15,12 +15,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use tokio::sync::Notify;
 
-use super::error::ApiError;
-use super::extract::Caller;
 use crate::model::audit::{Actor, AuditAction, AuditEntry, AuditIds};
 use crate::store::{Store, StoreResult, error_chain};
 
@@ -39,34 +35,16 @@ const MAX_PER_WRITE: usize = 256;
 /// for long under a flood of mutations).
 const MAX_WAITING: usize = 100_000;
 
-/// Who made a request and from where, as the audit log records them. The
-/// actor is the caller's `X-User-Id` today (none without it); with tokens,
-/// the token's user, id and role.
+/// Who made a request and from where, as the audit log records them
+/// (read from the request by `extract`). The actor is the caller's
+/// `X-User-Id` today (none without it); with tokens, the token's user, id
+/// and role.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Requester {
     /// Who.
     pub actor: Actor,
     /// The TCP peer (`api::listen` puts it on every request), when known.
     pub remote_addr: Option<SocketAddr>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Requester {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Caller(user_id) = Caller::from_request_parts(parts, state).await?;
-        let remote_addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| *peer);
-        Ok(Requester {
-            actor: Actor {
-                user_id,
-                ..Actor::default()
-            },
-            remote_addr,
-        })
-    }
 }
 
 /// The process's audit recorder: the buffer and its writer. Shared by

@@ -3,16 +3,20 @@
 //! caller's identity.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use utoipa::IntoParams;
 
+use super::audit::Requester;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::model::JobId;
+use crate::model::audit::Actor;
 
 /// The `{job_id}` path segment, which must be a UUID (400 otherwise).
 pub(crate) struct JobIdPath(pub JobId);
@@ -163,6 +167,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .trim();
         check_user_id("X-User-Id", user)?;
         Ok(Caller(Some(user.to_owned())))
+    }
+}
+
+/// Who made the request and from where, for the audit log: the caller as
+/// [`Caller`] reads it, and the TCP peer that `api::listen` puts on every
+/// request as axum's `ConnectInfo`.
+impl<S: Send + Sync> FromRequestParts<S> for Requester {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Caller(user_id) = Caller::from_request_parts(parts, state).await?;
+        let remote_addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| *peer);
+        Ok(Requester {
+            actor: Actor {
+                user_id,
+                ..Actor::default()
+            },
+            remote_addr,
+        })
     }
 }
 
