@@ -1,5 +1,5 @@
 //! The audit log on SQLite (`sql/audit_log.sql`): appends in one write,
-//! pages newest first by id, deletion by age in bounded batches.
+//! pages newest first by id, deletion by age (by id) in bounded batches.
 
 use rusqlite::{Connection, named_params};
 
@@ -7,7 +7,7 @@ use super::ops::execute;
 use super::rows::db_err;
 use super::sql;
 use crate::model::Millis;
-use crate::model::audit::{Actor, AuditEntry};
+use crate::model::audit::{Actor, AuditEntry, id_prefix_at};
 use crate::store::{AuditPage, AuditQuery, StoreError, StoreResult};
 
 /// Inserts `entries` (one already there is skipped). Runs inside one write.
@@ -73,11 +73,12 @@ pub(super) fn list_audit_in(conn: &Connection, query: &AuditQuery) -> StoreResul
     })
 }
 
-/// Deletes up to one batch of entries older than `before`; how many.
+/// Deletes up to one batch of entries made before `before` (found by id,
+/// which carries the time); how many.
 pub(super) fn delete_expired_audit_in(conn: &Connection, before: Millis) -> StoreResult<usize> {
     execute(
         conn,
         sql::DELETE_EXPIRED_AUDIT,
-        named_params! {":before": before},
+        named_params! {":below": id_prefix_at(before)},
     )
 }
