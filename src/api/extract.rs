@@ -1,10 +1,10 @@
 //! Extractors whose rejections come out in the API's error shape: a job id
-//! path segment, other path segments, query strings, JSON bodies, and the
-//! caller's identity.
+//! path segment, other path segments, query strings, JSON bodies, the
+//! caller's identity, and who and from where for the audit log.
 
-use axum::body::Bytes;
 use std::net::SocketAddr;
 
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
