@@ -71,6 +71,9 @@ pub struct SettingsArgs {
     /// Seconds failed and cancelled jobs are kept [default: 7200].
     #[arg(long, env = "JOBD_FAILED_RETENTION_SECONDS")]
     pub failed_retention_seconds: Option<f64>,
+    /// Seconds audit log entries are kept [default: 2592000, 30 days].
+    #[arg(long, env = "JOBD_AUDIT_RETENTION_SECONDS")]
+    pub audit_retention_seconds: Option<f64>,
     /// Seconds after which an orphaned processing lock is cleared [default: 600].
     #[arg(long, env = "JOBD_ORPHANED_LOCK_SECONDS")]
     pub orphaned_lock_seconds: Option<f64>,
@@ -305,6 +308,8 @@ pub struct Settings {
     pub completed_retention: Duration,
     /// Retention of failed and cancelled jobs.
     pub failed_retention: Duration,
+    /// Retention of audit log entries.
+    pub audit_retention: Duration,
     /// Age at which an orphaned processing lock is cleared.
     pub orphaned_lock_after: Duration,
     /// Time a stopped handler gets before it is aborted.
@@ -378,6 +383,9 @@ pub const DEFAULT_MAX_OPEN_STREAMS: usize = 10_000;
 
 /// Bytes of log text kept per job by default: a few MiB.
 pub const DEFAULT_JOB_LOG_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Audit log entries are kept this long unless configured: 30 days.
+const DEFAULT_AUDIT_RETENTION_SECONDS: f64 = 30.0 * 86400.0;
 
 /// The smallest per-job log cap: a few of the longest lines (16 KiB).
 const MIN_JOB_LOG_MAX_BYTES: usize = 64 * 1024;
@@ -500,6 +508,11 @@ impl Settings {
                 "failed_retention_seconds",
                 a.failed_retention_seconds,
                 7200.0,
+            )?,
+            audit_retention: seconds(
+                "audit_retention_seconds",
+                a.audit_retention_seconds,
+                DEFAULT_AUDIT_RETENTION_SECONDS,
             )?,
             orphaned_lock_after: seconds("orphaned_lock_seconds", a.orphaned_lock_seconds, 600.0)?,
             cancel_grace: seconds("cancel_grace_seconds", a.cancel_grace_seconds, 10.0)?,
@@ -785,6 +798,9 @@ impl SettingsArgs {
             failed_retention_seconds: self
                 .failed_retention_seconds
                 .or(lower.failed_retention_seconds),
+            audit_retention_seconds: self
+                .audit_retention_seconds
+                .or(lower.audit_retention_seconds),
             orphaned_lock_seconds: self.orphaned_lock_seconds.or(lower.orphaned_lock_seconds),
             cancel_grace_seconds: self.cancel_grace_seconds.or(lower.cancel_grace_seconds),
             shutdown_grace_seconds: self.shutdown_grace_seconds.or(lower.shutdown_grace_seconds),
@@ -827,6 +843,7 @@ mod tests {
         assert_eq!(s.cleanup_interval, Duration::from_secs(600));
         assert_eq!(s.completed_retention, Duration::from_secs(86400));
         assert_eq!(s.failed_retention, Duration::from_secs(7200));
+        assert_eq!(s.audit_retention, Duration::from_secs(30 * 86400));
         assert_eq!(s.stale_worker_after, Duration::from_secs(300));
         assert_eq!(s.workers, 10);
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub mod audit;
 mod token;
 
 pub use self::token::{ApiToken, Role, UnknownRole};

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::audit::AuditLog;
 use crate::api::backpressure::Backpressure;
 use crate::api::monitor::ProcessMonitor;
 use crate::api::{self, AppState};
@@ -118,7 +119,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         )
     });
     let http_stop = CancellationToken::new();
+    let audit = AuditLog::start(core.store.clone());
     let state = AppState {
+        audit: audit.clone(),
         store: core.store.clone(),
         bus: core.bus.clone(),
         settings: settings.clone(),
@@ -150,6 +153,10 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     http_stop.cancel();
     if !http.is_finished() {
         http.await.context("HTTP server task failed")??;
+    }
+    // The API is closed: no entry comes after these.
+    if let Err(e) = audit.flush().await {
+        tracing::error!(error = %crate::store::error_chain(&e), "audit entries lost at shutdown");
     }
     maintenance_stop.cancel();
     let _ = maintenance.await;

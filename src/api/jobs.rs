@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::audit::Requester;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath, JsonBody, check_user_id};
 use super::schema::{JobSchema, JobStatusSchema, status_or_empty};
 use super::state::AppState;
+use crate::model::audit::AuditAction;
 use crate::model::{Job, JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
 use crate::store::{ListQuery, StoreError};
 
@@ -198,12 +200,19 @@ impl SubmitRequest {
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
+    requester: Requester,
     JsonBody(body): JsonBody<SubmitRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = body.ok_or_else(|| validation("a JSON body with job_type is required"))?;
     let new = request.validate(&caller, &state)?;
     state.backpressure.submit_rate.take(&new.user_id, 1)?;
     let job = state.store.submit(new).await?;
+    state.audit.record(
+        &requester,
+        AuditAction::JobSubmit,
+        Some(job.id.to_string()),
+        StatusCode::CREATED.as_u16(),
+    );
     let location = format!("/api/v1/jobs/status/{}", job.id);
     Ok((
         StatusCode::CREATED,
@@ -419,12 +428,19 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     JobIdPath(id): JobIdPath,
+    requester: Requester,
 ) -> Result<Json<ActionResponse>, ApiError> {
     check_owner(&state, &caller, id).await?;
     let job = state.store.cancel(id).await.map_err(|e| match e {
         StoreError::Conflict { id, current } => ApiError::AlreadyTerminal { id, current },
         other => other.into(),
     })?;
+    state.audit.record(
+        &requester,
+        AuditAction::JobCancel,
+        Some(job.id.to_string()),
+        StatusCode::OK.as_u16(),
+    );
     Ok(Json(ActionResponse {
         job_id: job.id,
         status: job.status,
@@ -472,6 +488,7 @@ pub(crate) async fn restart(
     State(state): State<AppState>,
     caller: Caller,
     JobIdPath(id): JobIdPath,
+    requester: Requester,
     JsonBody(body): JsonBody<RestartRequest>,
 ) -> Result<Json<ActionResponse>, ApiError> {
     check_owner(&state, &caller, id).await?;
@@ -499,6 +516,12 @@ pub(crate) async fn restart(
             StoreError::Conflict { id, current } => ApiError::NotRestartable { id, current },
             other => other.into(),
         })?;
+    state.audit.record(
+        &requester,
+        AuditAction::JobRestart,
+        Some(job.id.to_string()),
+        StatusCode::OK.as_u16(),
+    );
     Ok(Json(ActionResponse {
         job_id: job.id,
         status: job.status,

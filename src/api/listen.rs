@@ -24,12 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::add_extension::AddExtension;
 
 use self::give_way::OpenConnections;
 
@@ -69,10 +71,10 @@ pub(crate) async fn serve(
         .max_headers(HYPER_MAX_HEADERS)
         .max_header_size(HYPER_MAX_HEAD_BYTES);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     pause_after(&error, &shutdown).await;
                     continue;
@@ -100,7 +102,12 @@ pub(crate) async fn serve(
         let registered = open.register();
         let connection = http.serve_connection(
             TokioIo::new(stream),
-            registered.track(TowerToHyperService::new(app.clone())),
+            // Each request carries the TCP peer, as axum's `ConnectInfo`
+            // (the audit log's remote address).
+            registered.track(TowerToHyperService::new(AddExtension::new(
+                app.clone(),
+                ConnectInfo(peer),
+            ))),
         );
         let shutdown = shutdown.clone();
         connections.spawn(async move {

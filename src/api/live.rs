@@ -222,6 +222,7 @@ mod tests {
         .expect("store");
         let backpressure = Arc::new(crate::api::backpressure::Backpressure::new(&settings));
         AppState {
+            audit: crate::api::audit::AuditLog::start(store.clone()),
             store,
             bus,
             settings: Arc::new(settings),

@@ -23,7 +23,8 @@ use super::extract::ApiPath;
 use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
 use super::{
-    dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, tokens, watch, why,
+    audit_page, dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, tokens,
+    watch, why,
 };
 use crate::config::AuthMode;
 
@@ -52,6 +53,7 @@ pub const DOCS_PATH: &str = "/api/docs";
             claim and finish jobs of the remote job types (docs/worker-protocol.md)"),
         (name = "tokens", description = "API tokens (with `auth = \"token\"`): make, list, revoke"),
         (name = "operations", description = "Health, metrics and this document"),
+        (name = "audit", description = "The audit log: who changed what, when, from where"),
         (name = "dashboard", description = "The operators' web pages"),
     )
 )]
@@ -83,6 +85,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::me))
+        .routes(routes!(audit_page::list_audit))
         .routes(routes!(stats::health_check))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi_json))

@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::audit::Requester;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::jobs::SubmitRequest;
 use super::state::AppState;
+use crate::model::audit::AuditAction;
 use crate::model::{JobId, NewJob};
 use crate::pipeline::STAGES;
 
@@ -117,6 +119,7 @@ fn parameters(fields: &[(&str, Option<Value>)]) -> Value {
 pub(crate) async fn submit_pipeline(
     State(state): State<AppState>,
     caller: Caller,
+    requester: Requester,
     JsonBody(body): JsonBody<PipelineRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = body.ok_or_else(|| ApiError::Validation("a JSON body is required".into()))?;
@@ -187,6 +190,14 @@ pub(crate) async fn submit_pipeline(
     // chain behind.
     let stored = state.store.submit_all(chain).await?;
     let job_ids: Vec<JobId> = stored.iter().map(|job| job.id).collect();
+    for id in &job_ids {
+        state.audit.record(
+            &requester,
+            AuditAction::PipelineSubmit,
+            Some(id.to_string()),
+            StatusCode::CREATED.as_u16(),
+        );
+    }
     let jobs: Map<String, Value> = stored
         .iter()
         .map(|job| (job.job_type.clone(), Value::from(job.id.to_string())))

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::audit::AuditLog;
 use super::backpressure::Backpressure;
 use super::monitor::ProcessMonitor;
 use crate::config::Settings;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// CPU and memory sampling for stats.
     pub monitor: Arc<ProcessMonitor>,
+    /// The audit recorder (`AuditLog::start` on the same store).
+    pub audit: Arc<AuditLog>,
     /// Fired on shutdown: long-polls answer and streams end.
     pub shutdown: CancellationToken,
     /// This node's submission rate and caps on open streams.

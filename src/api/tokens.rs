@@ -11,6 +11,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::audit::Requester;
 use super::auth::Caller;
 use super::auth::secret::mint;
 use super::auth::verifier::Verifier;
@@ -19,6 +20,7 @@ use super::extract::{ApiPath, JsonBody, check_user_id};
 use super::schema::RoleSchema;
 use super::state::AppState;
 use crate::config::AuthMode;
+use crate::model::audit::AuditAction;
 use crate::model::{ApiToken, JobId, Role, format_millis};
 
 /// Lifetime of a job token unless the request says otherwise: 15 minutes.
@@ -122,6 +124,7 @@ pub(crate) struct TokenList {
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
+    requester: Requester,
     JsonBody(body): JsonBody<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     if state.settings.auth == AuthMode::None {
@@ -187,6 +190,12 @@ pub(crate) async fn create_token(
         revoked_at: None,
     };
     state.store.create_token(&token).await?;
+    state.audit.record(
+        &requester,
+        AuditAction::TokenCreate,
+        Some(token.id.clone()),
+        StatusCode::CREATED.as_u16(),
+    );
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -295,6 +304,7 @@ pub(crate) async fn list_tokens(
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Extension(verifier): Extension<Verifier>,
+    requester: Requester,
     ApiPath(token_id): ApiPath<String>,
 ) -> Result<Json<TokenView>, ApiError> {
     let token = state
@@ -303,5 +313,11 @@ pub(crate) async fn revoke_token(
         .await?
         .ok_or(ApiError::TokenNotFound(token_id))?;
     verifier.forget(&token.id);
+    state.audit.record(
+        &requester,
+        AuditAction::TokenRevoke,
+        Some(token.id.clone()),
+        StatusCode::OK.as_u16(),
+    );
     Ok(Json(TokenView::from(&token)))
 }

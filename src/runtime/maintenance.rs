@@ -114,10 +114,12 @@ async fn cleaner(store: Arc<dyn Store>, settings: Arc<Settings>, stop: Cancellat
         let params = CleanupParams {
             completed_retention: settings.completed_retention,
             failed_retention: settings.failed_retention,
+            audit_retention: settings.audit_retention,
         };
         match store.cleanup(&params).await {
             Ok(report) => tracing::info!(
                 jobs_deleted = report.jobs_deleted,
+                audit_deleted = report.audit_deleted,
                 bytes_released = report.bytes_released,
                 "cleanup pass"
             ),

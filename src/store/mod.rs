@@ -4,11 +4,13 @@
 //! terminal, ...). Backends: [`sqlite`] (embedded, the default) and
 //! [`redis`] (one queue for many machines).
 
+mod audit;
 mod job_log;
 pub mod redis;
 pub mod sqlite;
 mod vanished;
 
+pub use audit::{AuditPage, AuditQuery};
 pub use job_log::{LogEntry, LogLine, LogPage, LogStream, MAX_LOG_LINE_BYTES};
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::events::JobWatch;
+use crate::model::audit::AuditEntry;
 use crate::model::{ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress};
 
 /// What a store operation can fail with.
@@ -391,6 +394,8 @@ pub struct CleanupParams {
     pub completed_retention: Duration,
     /// Failed and cancelled jobs finished longer ago than this are deleted.
     pub failed_retention: Duration,
+    /// Audit entries older than this are deleted.
+    pub audit_retention: Duration,
 }
 
 /// What cleanup did.
@@ -398,6 +403,8 @@ pub struct CleanupParams {
 pub struct CleanupReport {
     /// Jobs deleted.
     pub jobs_deleted: usize,
+    /// Audit entries deleted.
+    pub audit_deleted: usize,
     /// Bytes the store gave back to the file system (SQLite: the free
     /// pages truncated off its file; always 0 on Redis).
     pub bytes_released: u64,
@@ -604,6 +611,15 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a token revoked at the store's clock (a second revocation
     /// keeps the first time) and returns it; `None` for an unknown id.
     async fn revoke_token(&self, id: &str) -> StoreResult<Option<ApiToken>>;
+
+    /// Appends entries to the audit log, all or none. An entry whose id
+    /// is already there is not stored twice (a retried append).
+    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()>;
+
+    /// Lists audit entries newest first (by id). A page may hold fewer
+    /// than `limit` entries and still have a next one (a backend may bound
+    /// the work of one call).
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<AuditPage>;
 }
 
 #[cfg(test)]

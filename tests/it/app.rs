@@ -101,6 +101,7 @@ impl App {
         let registry = Registry::from_settings(&settings, builtins).expect("registry");
         let backpressure = Arc::new(Backpressure::new(&settings));
         let state = AppState {
+            audit: jobd::api::audit::AuditLog::start(store.clone()),
             store,
             bus,
             settings: Arc::new(settings),

@@ -82,6 +82,7 @@ async fn retention_gives_the_deleted_jobs_disk_space_back() {
         .cleanup(&CleanupParams {
             completed_retention: Duration::from_secs(24 * 3600),
             failed_retention: Duration::from_secs(24 * 3600),
+            audit_retention: std::time::Duration::MAX,
         })
         .await
         .unwrap();

@@ -47,6 +47,7 @@ async fn cleanup_never_deletes_another_nodes_lock() {
         let params = CleanupParams {
             completed_retention: Duration::from_secs(3_600),
             failed_retention: Duration::from_secs(3_600),
+            audit_retention: std::time::Duration::MAX,
         };
         let pass = {
             let store = store.clone();
@@ -134,6 +135,7 @@ async fn cleanup_clears_orphaned_locks_past_their_age() {
     let params = CleanupParams {
         completed_retention: Duration::MAX,
         failed_retention: Duration::MAX,
+        audit_retention: std::time::Duration::MAX,
     };
     store.cleanup(&params).await.unwrap();
     let left: Vec<String> = redis::cmd("ZRANGE")

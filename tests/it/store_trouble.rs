@@ -148,6 +148,7 @@ async fn a_poll_of_a_job_that_leaves_the_store_answers_404(kind: StoreKind) {
                         .cleanup(&CleanupParams {
                             completed_retention: Duration::ZERO,
                             failed_retention: Duration::ZERO,
+                            audit_retention: std::time::Duration::MAX,
                         })
                         .await
                         .expect("cleanup");

@@ -16,7 +16,9 @@ pub(crate) mod policy;
 pub(crate) mod secret;
 pub(crate) mod verifier;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri, header};
 use axum::middleware::Next;
@@ -25,11 +27,13 @@ use axum::response::{IntoResponse, Response};
 use self::policy::Access;
 pub(crate) use self::verifier::Grant;
 use self::verifier::Verifier;
+use super::audit::Requester;
 use super::backpressure::stream_slots::StreamSlot;
 use super::error::ApiError;
 use super::extract::check_user_id;
 use super::state::AppState;
 use crate::config::AuthMode;
+use crate::model::audit::Actor;
 use crate::model::{Job, Role};
 
 /// Who is calling, as the handlers see it.
@@ -185,6 +189,33 @@ impl FromRequestParts<AppState> for StreamSlot {
     ) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
         state.backpressure.stream_slots.acquire(caller.limit_key())
+    }
+}
+
+/// Who made the request and from where, for the audit log: the caller's
+/// user, token id and role, and the TCP peer that `api::listen` puts on
+/// every request as axum's `ConnectInfo`.
+impl<S: Send + Sync> FromRequestParts<S> for Requester {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let actor = match caller.grant() {
+            Some(grant) => Actor {
+                user_id: Some(grant.user_id.clone()),
+                token_id: Some(grant.token_id.clone()),
+                role: Some(grant.role.as_str().to_owned()),
+            },
+            None => Actor {
+                user_id: caller.named_user().map(str::to_owned),
+                ..Actor::default()
+            },
+        };
+        let remote_addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| *peer);
+        Ok(Requester { actor, remote_addr })
     }
 }
 

@@ -6,6 +6,7 @@
 //! process, fanned out in memory by the [`EventBus`].
 
 mod args;
+mod audit;
 mod decode;
 pub(crate) mod keys;
 mod pubsub;
@@ -26,13 +27,14 @@ use uuid::Uuid;
 use self::keys::Keys;
 use self::scripts::Scripts;
 use crate::events::{EventBus, JobWatch};
+use crate::model::audit::AuditEntry;
 use crate::model::{
     ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
 };
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
-    FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
-    Serves, Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
+    Finish, FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams,
+    RecoverReport, Serves, Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// Jobs deleted per cleanup script call.
@@ -645,6 +647,9 @@ impl Store for RedisStore {
                     break;
                 }
             }
+            report.audit_deleted = self
+                .delete_expired_audit(now.saturating_sub(duration_millis(params.audit_retention)))
+                .await?;
             let orphaned_before = now.saturating_sub(duration_millis(self.orphaned_lock_after));
             let cleared = self
                 .run(
@@ -817,5 +822,13 @@ impl Store for RedisStore {
             tokens::revoked(id, reply)
         })
         .await
+    }
+
+    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        crate::store::during("append_audit", self.append_audit_entries(entries)).await
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<AuditPage> {
+        crate::store::during("list_audit", self.audit_page(query)).await
     }
 }

@@ -13,7 +13,7 @@ use crate::config::Synchronous;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
@@ -22,6 +22,7 @@ const MIGRATIONS: [&str; 8] = [
     sql::JOB_LOGS,
     sql::TOKENS,
     sql::QUEUED_COUNTS,
+    sql::AUDIT_LOG,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -8,6 +8,7 @@
 //! `jobd worker`): each learns of the others' writes by tailing the
 //! `job_changes` log ([`tail`]).
 
+mod audit;
 mod checkpoint;
 mod connection;
 mod logs;
@@ -36,13 +37,14 @@ use self::rows::{db_err, select_job};
 use self::writer::Writer;
 use crate::config::Synchronous;
 use crate::events::{EventBus, JobWatch};
+use crate::model::audit::AuditEntry;
 use crate::model::{
     ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
 };
 use crate::store::{
-    ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged, Finish,
-    FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams, RecoverReport,
-    Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
+    Finish, FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams,
+    RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
 };
 
 /// The embedded SQLite store.
@@ -460,6 +462,19 @@ impl Store for SqliteStore {
                     break;
                 }
             }
+            let audit_before = now.saturating_sub(duration_millis(params.audit_retention));
+            loop {
+                let deleted = self
+                    .writer
+                    .write_background(move |conn| {
+                        audit::delete_expired_audit_in(conn, audit_before)
+                    })
+                    .await?;
+                report.audit_deleted += deleted;
+                if deleted == 0 {
+                    break;
+                }
+            }
             // Orphaned processing locks cannot exist here: the schema's CHECK
             // ties the lock to the running status, and every transition out of
             // running clears it in the same statement (the Redis backend has
@@ -553,6 +568,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        crate::store::during("append_audit", async {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let entries = entries.to_vec();
+            self.writer
+                .write_background(move |conn| audit::append_audit_in(conn, &entries))
+                .await
+        })
+        .await
+    }
+
     async fn token(&self, id: &str) -> StoreResult<Option<ApiToken>> {
         crate::store::during("token", async {
             let id = id.to_owned();
@@ -575,6 +603,15 @@ impl Store for SqliteStore {
             let now = self.clock.now();
             self.writer
                 .write(move |conn| tokens::revoke_token_in(conn, &id, now))
+                .await
+        })
+        .await
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<AuditPage> {
+        crate::store::during("list_audit", async {
+            let query = query.clone();
+            self.read(move |conn| audit::list_audit_in(conn, &query))
                 .await
         })
         .await

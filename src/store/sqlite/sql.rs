@@ -64,3 +64,7 @@ pub(super) const REVOKE_TOKEN: &str = include_str!("sql/revoke_token.sql");
 pub(super) const QUEUED_COUNTS: &str = include_str!("sql/queued_counts.sql");
 pub(super) const QUEUED_OF_USER: &str = include_str!("sql/queued_of_user.sql");
 pub(super) const RESTARTABLE_USER: &str = include_str!("sql/restartable_user.sql");
+pub(super) const AUDIT_LOG: &str = include_str!("sql/audit_log.sql");
+pub(super) const INSERT_AUDIT: &str = include_str!("sql/insert_audit.sql");
+pub(super) const LIST_AUDIT: &str = include_str!("sql/list_audit.sql");
+pub(super) const DELETE_EXPIRED_AUDIT: &str = include_str!("sql/delete_expired_audit.sql");

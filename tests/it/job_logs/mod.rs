@@ -277,6 +277,7 @@ async fn the_log_goes_with_its_job(kind: StoreKind) {
         .cleanup(&jobd::store::CleanupParams {
             completed_retention: Duration::ZERO,
             failed_retention: Duration::ZERO,
+            audit_retention: std::time::Duration::MAX,
         })
         .await
         .unwrap();

@@ -267,6 +267,7 @@ pub async fn cleanup_deletes_a_jobs_log_with_it(backend: &dyn Backend) {
         .cleanup(&CleanupParams {
             completed_retention: span(HOUR),
             failed_retention: span(HOUR),
+            audit_retention: std::time::Duration::MAX,
         })
         .await
         .unwrap();

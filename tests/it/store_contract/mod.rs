@@ -14,6 +14,8 @@
 //!   retries and restarts, cleanup.
 //! - [`quota`]: the per-user quota of queued jobs, checked in the
 //!   submission's and the restart's atomic step.
+//! - [`audit`]: the audit log: appends, pages newest first, filters,
+//!   retention.
 //! - [`routing`]: which claims take a remote job, the limits they share,
 //!   and the ways a remote job goes back to its own queue.
 //!
@@ -23,6 +25,7 @@
 //! [`ManualClock`]: no test waits for time to pass, it advances the clock
 //! (leases expire, scheduled jobs come due, jobs age past retention).
 
+mod audit;
 mod logs;
 mod order;
 mod quota;
@@ -40,6 +43,7 @@ use jobd::model::{Job, JobId, JobStatus, ManualClock, Millis, NewJob, now_millis
 use jobd::store::{ClaimParams, ClaimRef, Claimed, Outcome, RecoverParams, Store};
 use serde_json::json;
 
+use self::audit::*;
 use self::logs::*;
 use self::order::*;
 use self::quota::*;
@@ -556,6 +560,10 @@ store_contract!(
     limits_are_shared_by_built_in_and_remote_claims,
     a_remote_job_goes_back_to_its_own_queue,
     the_registry_keeps_what_a_worker_serves,
+    // the audit log
+    audit_entries_are_listed_newest_first_in_pages,
+    audit_listing_filters_by_actor_action_and_target,
+    audit_retention_deletes_old_entries_as_the_clock_moves,
     // per-job logs
     log_lines_are_appended_numbered_and_read_in_pages,
     a_long_line_is_cut_and_many_lines_go_in_one_append,

@@ -487,6 +487,7 @@ pub async fn retention_deletes_terminal_jobs_by_age_per_status(backend: &dyn Bac
             .cleanup(&CleanupParams {
                 completed_retention: span(completed),
                 failed_retention: span(failed),
+                audit_retention: std::time::Duration::MAX,
             })
             .await
     };
@@ -573,6 +574,7 @@ pub async fn a_job_outlives_its_retention_as_the_clock_moves(backend: &dyn Backe
     let retention = CleanupParams {
         completed_retention: span(2 * HOUR),
         failed_retention: span(HOUR),
+        audit_retention: std::time::Duration::MAX,
     };
     backend.advance(HOUR);
     let report = store.cleanup(&retention).await.unwrap();

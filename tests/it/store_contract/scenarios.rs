@@ -493,6 +493,7 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
         .cleanup(&CleanupParams {
             completed_retention: span(DAY),
             failed_retention: span(HOUR),
+            audit_retention: std::time::Duration::MAX,
         })
         .await
         .unwrap();
@@ -505,6 +506,7 @@ pub async fn cleanup_removes_only_expired_terminal_jobs(backend: &dyn Backend) {
         .cleanup(&CleanupParams {
             completed_retention: span(HOUR),
             failed_retention: span(HOUR),
+            audit_retention: std::time::Duration::MAX,
         })
         .await
         .unwrap();
@@ -748,6 +750,7 @@ pub async fn finished_totals_count_every_end_and_never_go_down(backend: &dyn Bac
         .cleanup(&CleanupParams {
             completed_retention: Duration::ZERO,
             failed_retention: Duration::ZERO,
+            audit_retention: std::time::Duration::MAX,
         })
         .await
         .unwrap();
