@@ -343,7 +343,8 @@ async fn every_route_decides_for_every_caller() {
             }
         }
     }
-    assert!(tried > 200, "only {tried} requests");
+    eprintln!("authorization matrix: {tried} requests");
+    assert!(tried > 300, "only {tried} requests");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
