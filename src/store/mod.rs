@@ -405,6 +405,9 @@ pub struct CleanupReport {
     pub jobs_deleted: usize,
     /// Audit entries deleted.
     pub audit_deleted: usize,
+    /// API tokens deleted: expired or revoked longer than the failed
+    /// jobs' retention ago.
+    pub tokens_deleted: usize,
     /// Bytes the store gave back to the file system (SQLite: the free
     /// pages truncated off its file; always 0 on Redis).
     pub bytes_released: u64,
@@ -564,8 +567,10 @@ pub trait Store: Send + Sync + 'static {
     /// Recovers running jobs whose lease expired and removes stale workers.
     async fn recover_expired(&self, params: &RecoverParams) -> StoreResult<RecoverReport>;
 
-    /// Deletes terminal jobs past retention (and whatever else the backend
-    /// keeps for a limited time) and records the pass.
+    /// Deletes terminal jobs past retention, audit entries past theirs,
+    /// API tokens expired or revoked longer than the failed jobs' retention
+    /// ago (and whatever else the backend keeps for a limited time), and
+    /// records the pass.
     async fn cleanup(&self, params: &CleanupParams) -> StoreResult<CleanupReport>;
 
     /// Counts per status and registry facts. Workers that heartbeat within

@@ -30,8 +30,9 @@
 //! | `worker:<id>` | hash | a worker's registration (`serves`: '' for a built-in worker, else the JSON array of its remote types); removed with it |
 //! | `watched` | zset | job ids some process watches, scored by expiry; added only for a job that exists (`watch.lua`), refreshed by watchers, pruned by cleanup |
 //! | `queue_seq`, `served_seq` | string | FIFO and round-robin sequences (`served_seq` numbers the turns of every rotation, so a claim for several remote types orders their users by it); permanent, one each |
-//! | `token:<id>` | hash | an API token: the SHA-256 of its secret, user, role, job, creation, expiry and revocation times; created by token create, permanent |
+//! | `token:<id>` | hash | an API token: the SHA-256 of its secret, user, role, job, creation, expiry and revocation times; created by token create, deleted by cleanup once it has been expired or revoked for `failed_retention_seconds` |
 //! | `tokens` | zset | token ids by creation time, for listing |
+//! | `tokens_ending` | zset | ids of tokens with an end, scored by when they stop working (expiry, or an earlier revocation); cleanup deletes those ended longer than `failed_retention_seconds` ago (`cleanup_tokens.lua`) |
 //! | `meta` | hash | `last_cleanup`; permanent |
 //! | `lock:cleanup` | string | one cleanup pass at a time; given up by compare-and-delete, expires by itself |
 //! | `changes`, `work` | channels | job change ids and "work available", published by the scripts |

@@ -650,6 +650,21 @@ impl Store for RedisStore {
             report.audit_deleted = self
                 .delete_expired_audit(now.saturating_sub(duration_millis(params.audit_retention)))
                 .await?;
+            let tokens_before = now.saturating_sub(duration_millis(params.failed_retention));
+            loop {
+                let deleted: usize = redis::from_redis_value(
+                    self.run(
+                        &self.scripts.cleanup_tokens,
+                        vec![tokens_before.to_string(), CLEANUP_BATCH.to_string()],
+                    )
+                    .await?,
+                )
+                .map_err(decode::corrupt)?;
+                report.tokens_deleted += deleted;
+                if deleted < CLEANUP_BATCH {
+                    break;
+                }
+            }
             let orphaned_before = now.saturating_sub(duration_millis(self.orphaned_lock_after));
             let cleared = self
                 .run(

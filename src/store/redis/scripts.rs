@@ -40,6 +40,8 @@ pub(super) struct Scripts {
     pub read_log: Script,
     /// `revoke_token.lua`.
     pub revoke_token: Script,
+    /// `cleanup_tokens.lua`.
+    pub cleanup_tokens: Script,
 }
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -80,6 +82,7 @@ impl Scripts {
             append_log: script(include_str!("scripts/append_log.lua")),
             read_log: script(include_str!("scripts/read_log.lua")),
             revoke_token: script(include_str!("scripts/revoke_token.lua")),
+            cleanup_tokens: script(include_str!("scripts/cleanup_tokens.lua")),
         }
     }
 }

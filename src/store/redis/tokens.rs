@@ -35,6 +35,10 @@ pub(super) async fn create(
         .ignore()
         .zadd(keys.named("tokens"), &token.id, token.created_at)
         .ignore();
+    if let Some(at) = token.expires_at {
+        pipe.zadd(keys.named("tokens_ending"), &token.id, at)
+            .ignore();
+    }
     bounded(pipe.query_async::<()>(&mut conn)).await
 }
 

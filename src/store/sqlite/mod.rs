@@ -475,6 +475,11 @@ impl Store for SqliteStore {
                     break;
                 }
             }
+            let tokens_before = now.saturating_sub(duration_millis(params.failed_retention));
+            report.tokens_deleted = self
+                .writer
+                .write_background(move |conn| tokens::delete_ended_tokens_in(conn, tokens_before))
+                .await?;
             // Orphaned processing locks cannot exist here: the schema's CHECK
             // ties the lock to the running status, and every transition out of
             // running clears it in the same statement (the Redis backend has

@@ -61,6 +61,7 @@ pub(super) const INSERT_TOKEN: &str = include_str!("sql/insert_token.sql");
 pub(super) const SELECT_TOKEN: &str = include_str!("sql/select_token.sql");
 pub(super) const SELECT_TOKENS: &str = include_str!("sql/select_tokens.sql");
 pub(super) const REVOKE_TOKEN: &str = include_str!("sql/revoke_token.sql");
+pub(super) const DELETE_ENDED_TOKENS: &str = include_str!("sql/delete_ended_tokens.sql");
 pub(super) const QUEUED_COUNTS: &str = include_str!("sql/queued_counts.sql");
 pub(super) const QUEUED_OF_USER: &str = include_str!("sql/queued_of_user.sql");
 pub(super) const RESTARTABLE_USER: &str = include_str!("sql/restartable_user.sql");

@@ -60,6 +60,14 @@ pub(super) fn revoke_token_in(
     select_token_in(conn, id)
 }
 
+/// Deletes the tokens that stopped working (expired or revoked) before
+/// `before`; how many.
+pub(super) fn delete_ended_tokens_in(conn: &Connection, before: Millis) -> StoreResult<usize> {
+    conn.prepare_cached(sql::DELETE_ENDED_TOKENS)
+        .and_then(|mut stmt| stmt.execute(named_params! {":before": before}))
+        .map_err(db_err)
+}
+
 /// A row's columns, undecoded.
 type RawToken = (
     String,

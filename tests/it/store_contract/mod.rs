@@ -573,6 +573,7 @@ store_contract!(
     cleanup_deletes_a_jobs_log_with_it,
     // API tokens
     tokens_are_stored_listed_and_revoked_once,
+    cleanup_deletes_tokens_that_ended_long_enough_ago,
     // the per-user quota of queued jobs
     the_quota_counts_pending_and_scheduled_jobs_of_each_user,
     a_chain_past_the_quota_stores_nothing,

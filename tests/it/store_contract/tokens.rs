@@ -2,6 +2,7 @@
 //! newest first, revoked once (a second revocation keeps the first time).
 
 use jobd::model::{ApiToken, Role};
+use jobd::store::CleanupParams;
 
 use super::*;
 
@@ -54,4 +55,42 @@ pub async fn tokens_are_stored_listed_and_revoked_once(backend: &dyn Backend) {
     );
     assert_eq!(store.revoke_token("nope").await.unwrap(), None);
     assert_eq!(other.token("b").await.unwrap().unwrap().revoked_at, None);
+}
+
+pub async fn cleanup_deletes_tokens_that_ended_long_enough_ago(backend: &dyn Backend) {
+    let store = backend.fresh().await.store;
+    let now = store.clock().now();
+    let mut expired = token("gone-expired", Role::User, now - 10 * HOUR);
+    expired.expires_at = Some(now - 5 * HOUR);
+    let revoked = token("gone-revoked", Role::Admin, now - 10 * HOUR);
+    let mut recent = token("recently-expired", Role::Viewer, now - 10 * HOUR);
+    recent.expires_at = Some(now + 3 * HOUR / 2);
+    let mut live = token("live", Role::User, now);
+    live.expires_at = Some(now + 3 * HOUR);
+    let forever = token("forever", Role::Worker, now);
+    for t in [&expired, &revoked, &recent, &live, &forever] {
+        store.create_token(t).await.unwrap();
+    }
+    store.revoke_token("gone-revoked").await.unwrap();
+    backend.advance(2 * HOUR);
+
+    let report = store
+        .cleanup(&CleanupParams {
+            completed_retention: span(HOUR),
+            failed_retention: span(HOUR),
+            audit_retention: std::time::Duration::MAX,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.tokens_deleted, 2);
+    let mut left: Vec<String> = store
+        .tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["forever", "live", "recently-expired"]);
+    assert_eq!(store.token("gone-expired").await.unwrap(), None);
 }

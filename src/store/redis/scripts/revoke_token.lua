@@ -5,4 +5,6 @@ if redis.call('EXISTS', key) == 0 then
     return nil
 end
 redis.call('HSETNX', key, 'revoked_at', ARGV[2])
+-- It stops working at the earlier of its revocation and its expiry.
+redis.call('ZADD', KEYS[1] .. 'tokens_ending', 'LT', redis.call('HGET', key, 'revoked_at'), ARGV[1])
 return redis.call('HGETALL', key)
