@@ -121,6 +121,23 @@ impl Drop for Proc {
     }
 }
 
+/// CPU seconds (user and system) process `pid` has used, from
+/// `/proc/PID/stat` (clock ticks of 1/100 s); 0 if it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime, fields 14 and 15 of stat (the first after ')' is 3).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -385,10 +402,10 @@ impl Api {
 /// median over rounds of throughput (calls a second, all clients) and of
 /// each round's p50, and token over none.
 async fn auth_overhead(deployment: &Deployment, args: &Args) -> anyhow::Result<Value> {
-    const ROUNDS: usize = 5;
+    const ROUNDS: usize = 7;
     const ADMIN: &str = "jobd-bench-admin-token-0123456789abcdef";
-    let (_open_node, open) = deployment.node(0, &[])?;
-    let (_guarded_node, mut guarded) = serve_env(
+    let (open_node, open) = deployment.node(0, &[])?;
+    let (guarded_node, mut guarded) = serve_env(
         &deployment.jobd,
         &deployment.store_args,
         0,
@@ -411,7 +428,10 @@ async fn auth_overhead(deployment: &Deployment, args: &Args) -> anyhow::Result<V
         own.push(guarded.submit("bench").await?);
     }
     let own = Arc::new(own);
+    let pids = [open_node.pid(), guarded_node.pid()];
     let mut rounds: [Vec<(f64, f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    // The serving node's CPU seconds over every call of each mode.
+    let mut cpu = [0.0f64; 2];
     for round in 0..ROUNDS {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for mode in order {
@@ -422,6 +442,7 @@ async fn auth_overhead(deployment: &Deployment, args: &Args) -> anyhow::Result<V
             };
             let reads = own.clone();
             let calls = (args.clients * args.requests) as f64;
+            let cpu_before = cpu_seconds(pids[mode]);
             let started = Instant::now();
             let a = api.clone();
             let submit = timed(args.clients, args.requests, move |_| {
@@ -438,9 +459,10 @@ async fn auth_overhead(deployment: &Deployment, args: &Args) -> anyhow::Result<V
             })
             .await?;
             let status_rate = calls / started.elapsed().as_secs_f64();
+            cpu[mode] += cpu_seconds(pids[mode]) - cpu_before;
             let p50 = |mut v: Vec<f64>| {
                 v.sort_by(f64::total_cmp);
-                percentile(&v, 50.0)
+                percentile(&v, 0.5)
             };
             rounds[mode].push((submit_rate, p50(submit), status_rate, p50(status)));
         }
@@ -450,8 +472,11 @@ async fn auth_overhead(deployment: &Deployment, args: &Args) -> anyhow::Result<V
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let calls_per_mode = (2 * ROUNDS * args.clients * args.requests) as f64;
+    let cpu_us = |mode: usize| cpu[mode] / calls_per_mode * 1e6;
     let side = |mode: usize| {
         json!({
+            "node_cpu_us_per_call": cpu_us(mode),
             "submit_per_s": median(mode, |r| r.0),
             "submit_p50_ms": median(mode, |r| r.1),
             "status_per_s": median(mode, |r| r.2),
@@ -464,6 +489,7 @@ async fn auth_overhead(deployment: &Deployment, args: &Args) -> anyhow::Result<V
         "none": side(0),
         "token": side(1),
         "token_over_none": {
+            "node_cpu_us_per_call": cpu_us(1) / cpu_us(0),
             "submit_per_s": ratio(|r| r.0),
             "submit_p50_ms": ratio(|r| r.1),
             "status_per_s": ratio(|r| r.2),

@@ -42,10 +42,22 @@ pub(crate) fn split(token: &str) -> Option<(&str, &str)> {
     (hex_of(id, 24) && hex_of(secret, 64)).then_some((id, secret))
 }
 
-/// Whether `secret` hashes to `stored_hash` (hex), in constant time.
-pub(crate) fn secret_matches(secret: &str, stored_hash: &str) -> bool {
-    let computed = hex(&sha256(secret));
-    computed.as_bytes().ct_eq(stored_hash.as_bytes()).into()
+/// Whether `secret` hashes to `stored_hash`, in constant time.
+pub(crate) fn secret_matches(secret: &str, stored_hash: &[u8; 32]) -> bool {
+    sha256(secret).ct_eq(stored_hash).into()
+}
+
+/// The 32 bytes of a hex SHA-256 as stored; `None` if it is not one.
+pub(crate) fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let mut hash = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (byte, pair) in hash.iter_mut().zip(text.as_bytes().chunks(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(hash)
 }
 
 /// SHA-256 of `text`.
@@ -73,8 +85,12 @@ mod tests {
         assert_ne!(a.token, b.token);
         let (id, secret) = split(&a.token).unwrap();
         assert_eq!(id, a.id);
-        assert!(secret_matches(secret, &a.secret_hash));
-        assert!(!secret_matches(secret, &b.secret_hash));
+        assert!(secret_matches(secret, &parse_hash(&a.secret_hash).unwrap()));
+        assert!(!secret_matches(
+            secret,
+            &parse_hash(&b.secret_hash).unwrap()
+        ));
+        assert_eq!(parse_hash("xyz"), None);
         assert_eq!(split("jobd_short_secret"), None);
         assert_eq!(split("Bearer x"), None);
     }

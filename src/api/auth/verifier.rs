@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use super::secret::{secret_matches, sha256, split};
+use super::secret::{parse_hash, secret_matches, sha256, split};
 use crate::api::error::ApiError;
 use crate::config::AdminToken;
 use crate::model::{ApiToken, JobId, Role};
@@ -43,7 +43,16 @@ pub(crate) const ADMIN_TOKEN_ID: &str = "bootstrap-admin";
 pub(crate) struct Verifier {
     store: Arc<dyn Store>,
     admin: Option<AdminToken>,
-    cache: Arc<Mutex<HashMap<String, (ApiToken, Instant)>>>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+/// Stored tokens by id, with when each was read.
+type Cache = HashMap<String, (Arc<Known>, Instant)>;
+
+/// A stored token and its secret's hash as bytes, decoded once.
+struct Known {
+    token: ApiToken,
+    hash: [u8; 32],
 }
 
 impl Verifier {
@@ -69,23 +78,22 @@ impl Verifier {
             });
         }
         let (id, secret) = split(token).ok_or(ApiError::Unauthorized)?;
-        let stored = match self.cached(id) {
-            Some(stored) => stored,
+        let known = match self.cached(id) {
+            Some(known) => known,
             None => {
                 let stored = self.store.token(id).await?.ok_or(ApiError::Unauthorized)?;
-                self.remember(stored.clone());
-                stored
+                self.remember(stored)
             }
         };
-        if !secret_matches(secret, &stored.secret_hash) || !stored.live_at(self.store.clock().now())
-        {
+        let Known { token, hash } = known.as_ref();
+        if !secret_matches(secret, hash) || !token.live_at(self.store.clock().now()) {
             return Err(ApiError::Unauthorized);
         }
         Ok(Grant {
-            token_id: stored.id,
-            user_id: stored.user_id,
-            role: stored.role,
-            job_id: stored.job_id,
+            token_id: token.id.clone(),
+            user_id: token.user_id.clone(),
+            role: token.role,
+            job_id: token.job_id,
         })
     }
 
@@ -94,21 +102,25 @@ impl Verifier {
         self.lock().remove(id);
     }
 
-    fn cached(&self, id: &str) -> Option<ApiToken> {
+    fn cached(&self, id: &str) -> Option<Arc<Known>> {
         let cache = self.lock();
-        let (token, at) = cache.get(id)?;
-        (at.elapsed() < CACHE_FOR).then(|| token.clone())
+        let (known, at) = cache.get(id)?;
+        (at.elapsed() < CACHE_FOR).then(|| known.clone())
     }
 
-    fn remember(&self, token: ApiToken) {
+    /// Caches `token` (a stored hash that is not one matches no secret).
+    fn remember(&self, token: ApiToken) -> Arc<Known> {
+        let hash = parse_hash(&token.secret_hash).unwrap_or([0; 32]);
+        let known = Arc::new(Known { token, hash });
         let mut cache = self.lock();
         if cache.len() >= CACHE_PRUNE_AT {
             cache.retain(|_, (_, at)| at.elapsed() < CACHE_FOR);
         }
-        cache.insert(token.id.clone(), (token, Instant::now()));
+        cache.insert(known.token.id.clone(), (known.clone(), Instant::now()));
+        known
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ApiToken, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         // Only map operations run under the lock: never poisoned midway.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
