@@ -167,8 +167,8 @@ impl Caller {
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    /// The caller [`authenticate`] found; an open caller on a route it did
-    /// not run for (none: every route is under it).
+    /// The caller [`authenticate`] found. Every route is under it, so a
+    /// handler without one is a bug, answered 500.
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Caller>() {
             Some(caller) => Ok(caller.clone()),
@@ -233,21 +233,23 @@ impl Gate {
 
     /// The caller of `request`, if the route admits them.
     async fn caller(&self, request: &mut Request) -> Result<Caller, ApiError> {
+        let access = request
+            .extensions()
+            .get::<MatchedPath>()
+            .and_then(|path| policy::access(request.method(), path.as_str()));
+        // Public routes act for no user: their X-User-Id is not read.
+        if access == Some(Access::Public) {
+            return Ok(Caller {
+                who: Who::Anonymous,
+                user_header: None,
+            });
+        }
         let user_header = user_header(request.headers())?;
         if self.mode == AuthMode::None {
             return Ok(Caller::open(user_header));
         }
-        let access = request
-            .extensions()
-            .get::<MatchedPath>()
-            .and_then(|path| policy::access(request.method(), path.as_str()))
-            .ok_or_else(|| ApiError::Forbidden("no access rule covers this route".into()))?;
-        if access == Access::Public {
-            return Ok(Caller {
-                who: Who::Anonymous,
-                user_header,
-            });
-        }
+        let access =
+            access.ok_or_else(|| ApiError::Forbidden("no access rule covers this route".into()))?;
         let from_query = if access == Access::FollowJob {
             take_query_token(request.uri_mut())
         } else {
