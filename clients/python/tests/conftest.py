@@ -30,7 +30,7 @@ if not os.path.isabs(JOBD_BIN):
 
 #: The remote job types every test server declares; each test uses its own
 #: so that jobs one test leaves behind never reach another's worker.
-REMOTE_TYPES = ["py_a", "py_b", "py_async", "py_fail", "py_progress", "py_cancel", "py_burst", "py_routing",
+REMOTE_TYPES = ["py_auth", "py_a", "py_b", "py_async", "py_fail", "py_progress", "py_cancel", "py_burst", "py_routing",
                 "py_orphan", "py_kill", "py_raw", "py_shutdown", "py_logs", "py_limits", "py_forget"]
 
 CONFIG = """\
@@ -99,7 +99,8 @@ class Server:
 
     _ids = itertools.count()
 
-    def __init__(self, store: str, tmp: str, redis: Optional[Redis], extra: List[str] = ()) -> None:
+    def __init__(self, store: str, tmp: str, redis: Optional[Redis], extra: List[str] = (),
+                 env_extra: Optional[Dict[str, str]] = None) -> None:
         if not os.access(JOBD_BIN, os.X_OK):
             pytest.fail(f"no jobd binary at {JOBD_BIN}: run `cargo build` (or set JOBD_BIN)")
         n = next(self._ids)
@@ -119,6 +120,7 @@ class Server:
         self.log_path = os.path.join(self.dir, "serve.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBD_")}
         env.setdefault("RUST_LOG", "warn")
+        env.update(env_extra or {})
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"), env=env)
         wait_for(self._healthy, 30, f"jobd serve on {store} ({self.log()})")
         self.client = jobd.Client(self.url)
@@ -171,9 +173,10 @@ def store(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def _start(store: str, request: pytest.FixtureRequest, tmp_root: str, extra: List[str]) -> Server:
+def _start(store: str, request: pytest.FixtureRequest, tmp_root: str, extra: List[str],
+           env_extra: Optional[Dict[str, str]] = None) -> Server:
     redis = request.getfixturevalue("redis_server") if store == "redis" else None
-    return Server(store, tmp_root, redis, extra)
+    return Server(store, tmp_root, redis, extra, env_extra)
 
 
 @pytest.fixture(scope="session")
@@ -190,8 +193,8 @@ def start_server(store: str, request: pytest.FixtureRequest, tmp_root: str) -> I
     """Starts a server of the test's own (other flags), stopped after it."""
     started: List[Server] = []
 
-    def start(*extra: str) -> Server:
-        s = _start(store, request, tmp_root, list(extra))
+    def start(*extra: str, env: Optional[Dict[str, str]] = None) -> Server:
+        s = _start(store, request, tmp_root, list(extra), env)
         started.append(s)
         return s
 
