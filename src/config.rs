@@ -1042,6 +1042,32 @@ mod tests {
     }
 
     #[test]
+    fn only_loopback_or_a_chosen_mode_may_serve() {
+        let on = |bind: &str, auth: Option<AuthMode>| {
+            Settings::from_args(
+                SettingsArgs {
+                    bind: Some(bind.parse().unwrap()),
+                    auth,
+                    ..SettingsArgs::default()
+                },
+                BTreeMap::new(),
+            )
+            .unwrap()
+            .check_exposure()
+        };
+        assert!(on("127.0.0.1:8000", None).is_ok());
+        assert!(on("[::1]:8000", None).is_ok());
+        assert!(on("0.0.0.0:8000", None).is_err());
+        assert!(on("0.0.0.0:8000", Some(AuthMode::None)).is_ok());
+        assert!(on("0.0.0.0:8000", Some(AuthMode::Token)).is_ok());
+        assert!(AdminToken::new("short").is_err());
+        assert_eq!(
+            format!("{:?}", AdminToken::new(&"x".repeat(40)).unwrap()),
+            "AdminToken(..)"
+        );
+    }
+
+    #[test]
     fn backpressure_settings_are_off_or_generous_by_default_and_validated() {
         let s = Settings::default();
         assert_eq!(s.max_queued_jobs_per_user, None);

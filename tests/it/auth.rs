@@ -626,3 +626,29 @@ async fn a_revocation_on_one_node_is_refused_by_the_other_within_a_second() {
     let took = revoked.elapsed();
     assert!(took < Duration::from_secs(1), "b accepted it for {took:?}");
 }
+
+/// Beyond loopback without identities, `serve` refuses to start and says
+/// how to go on; it never binds.
+#[tokio::test]
+async fn serving_beyond_loopback_needs_auth_token_or_an_explicit_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(crate::support::jobd_bin())
+        .args([
+            "serve",
+            "--bind",
+            "0.0.0.0:0",
+            "--workers",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env_remove("JOBD_AUTH")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("without authentication") && stderr.contains("--auth none"),
+        "{stderr}"
+    );
+}
