@@ -50,8 +50,10 @@ use tower_http::trace::TraceLayer;
 use self::error::ApiError;
 pub use self::state::AppState;
 
-/// The whole HTTP application: the documented routes, the error-shaped
-/// fallbacks, the dashboard's shared producer, and the layers.
+/// The whole HTTP application: the documented routes behind the
+/// identities gate ([`auth::authenticate`], a route layer, so that it knows
+/// which route matched), the error-shaped fallbacks, the dashboard's shared
+/// producer, and the layers.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = openapi::routes().split_for_parts();
     let verifier =
