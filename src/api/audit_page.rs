@@ -7,14 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::ApiQuery;
+use super::extract::{ApiQuery, page_params};
 use super::state::AppState;
 use crate::model::audit::AuditEntry;
 use crate::model::format_millis;
 use crate::store::AuditQuery;
-
-/// Largest page.
-const MAX_PAGE: usize = 1000;
 
 /// Query of `GET /api/v1/audit`. An empty filter is no filter; unknown
 /// parameters are a 400.
@@ -100,10 +97,6 @@ pub(crate) struct AuditPageView {
     pub next_cursor: Option<String>,
 }
 
-fn validation(message: impl Into<String>) -> ApiError {
-    ApiError::Validation(message.into())
-}
-
 /// `GET /api/v1/audit`.
 #[utoipa::path(
     get,
@@ -124,28 +117,13 @@ pub(crate) async fn list_audit(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPageView>, ApiError> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(validation(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let before = params
-        .cursor
-        .map(|c| {
-            c.parse::<uuid::Uuid>().map_err(|_| {
-                validation(format!(
-                    "invalid cursor '{c}': give the next_cursor of the previous page (an entry id)"
-                ))
-            })
-        })
-        .transpose()?;
+    let (limit, before) = page_params(params.limit, params.cursor, "an entry")?;
     let action = params
         .action
         .filter(|a| !a.is_empty())
         .map(|a| a.parse())
         .transpose()
-        .map_err(validation)?;
+        .map_err(ApiError::Validation)?;
     let query = AuditQuery {
         user_id: params.actor.filter(|a| !a.is_empty()),
         action,

@@ -145,6 +145,35 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Largest page of a listing (jobs, audit entries).
+pub(crate) const MAX_PAGE: usize = 1000;
+
+/// A listing's `limit` (1 to [`MAX_PAGE`], 50 if absent) and `cursor`
+/// (the previous page's `next_cursor`: the id, a UUID, of the `item` it
+/// stopped at), or the 400 that says what is wrong.
+pub(crate) fn page_params(
+    limit: Option<usize>,
+    cursor: Option<String>,
+    item: &str,
+) -> Result<(usize, Option<uuid::Uuid>), ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Validation(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let cursor = cursor
+        .map(|c| {
+            c.parse().map_err(|_| {
+                ApiError::Validation(format!(
+                    "invalid cursor '{c}': give the next_cursor of the previous page ({item} id)"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok((limit, cursor))
+}
+
 /// Longest accepted user id, in characters (not bytes).
 pub(crate) const MAX_USER_ID_CHARS: usize = 128;
 

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::audit::Requester;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, JobIdParam, JobIdPath, JsonBody, check_user_id};
+use super::extract::{ApiQuery, JobIdParam, JobIdPath, JsonBody, check_user_id, page_params};
 use super::schema::{JobSchema, JobStatusSchema, status_or_empty};
 use super::state::AppState;
 use crate::model::audit::AuditAction;
@@ -33,9 +33,6 @@ const MAX_ATTEMPTS: u32 = 100;
 
 /// Most dependencies a job may have.
 const MAX_DEPENDENCIES: usize = 100;
-
-/// Largest page of a listing.
-const MAX_PAGE: usize = 1000;
 
 /// Most bytes of `parameters`, `result` and `error` a listing page
 /// carries: once the next job would pass it, the page ends there with its
@@ -340,22 +337,7 @@ pub(crate) async fn list(
         .map(|s| s.parse::<JobStatus>())
         .transpose()
         .map_err(|e| validation(e.to_string()))?;
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(validation(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let before = params
-        .cursor
-        .map(|c| {
-            c.parse::<JobId>().map_err(|_| {
-                validation(format!(
-                    "invalid cursor '{c}': give the next_cursor of the previous page (a job id)"
-                ))
-            })
-        })
-        .transpose()?;
+    let (limit, before) = page_params(params.limit, params.cursor, "a job")?;
     let user_id = params.user_id.filter(|u| !u.is_empty());
     if let Some(user) = &user_id {
         check_user_id("user_id", user)?;
@@ -491,20 +473,21 @@ pub(crate) async fn restart(
     requester: Requester,
     JsonBody(body): JsonBody<RestartRequest>,
 ) -> Result<Json<ActionResponse>, ApiError> {
-    check_owner(&state, &caller, id).await?;
     let parameters = match body.and_then(|b| b.parameters) {
         None | Some(Value::Null) => None,
         Some(Value::Object(map)) => Some(Value::Object(map)),
         Some(_) => return Err(validation("parameters must be a JSON object")),
     };
-    if let Some(parameters) = &parameters {
-        // Fresh parameters pass the job type's check, as at submission.
+    // The job is read once, if its owner or fresh parameters need it.
+    if parameters.is_some() || !caller.sees_everything() {
         let job = state.store.get(id).await?;
-        if let Some(handler) = state
+        caller.check_sees(&job)?;
+        // Fresh parameters pass the job type's check, as at submission.
+        let handler = state
             .registry
             .get(&job.job_type)
-            .and_then(|job_type| job_type.handler.as_ref())
-        {
+            .and_then(|job_type| job_type.handler.as_ref());
+        if let (Some(handler), Some(parameters)) = (handler, &parameters) {
             handler.check_parameters(parameters).map_err(validation)?;
         }
     }

@@ -26,7 +26,11 @@ async fn post_as(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.expect("POST");
+    answer(request.send().await.expect("POST")).await
+}
+
+/// The status, `Retry-After` and body of `response`, read whole.
+async fn answer(response: reqwest::Response) -> (u16, Option<String>, Value) {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -246,17 +250,7 @@ async fn open_as(server: &Server, user: &str, path: &str) -> reqwest::Response {
 
 /// The status, `Retry-After` and body of a GET as `user`, read whole.
 async fn get_as(server: &Server, user: &str, path: &str) -> (u16, Option<String>, Value) {
-    let response = open_as(server, user, path).await;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().expect("ASCII").to_owned());
-    (
-        status,
-        retry_after,
-        response.json().await.unwrap_or(Value::Null),
-    )
+    answer(open_as(server, user, path).await).await
 }
 
 #[tokio::test]
