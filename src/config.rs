@@ -108,6 +108,12 @@ pub struct SettingsArgs {
     /// directory [default: none: jobs read no files, only inline text].
     #[arg(long, env = "JOBD_DOCUMENTS_ROOT")]
     pub documents_root: Option<PathBuf>,
+    /// Where pipeline artifacts are kept: a directory, a `file://` URL, or
+    /// an S3-compatible bucket `s3://BUCKET/PREFIX` (credentials and
+    /// endpoint from the `AWS_*` environment variables) [default:
+    /// DATA_DIR/artifacts, which on Redis no other machine can read].
+    #[arg(long, env = "JOBD_ARTIFACTS")]
+    pub artifacts: Option<String>,
     /// SQLite durability: `full` survives power loss, `normal` a process
     /// crash only [default: full].
     #[arg(long, env = "JOBD_SQLITE_SYNCHRONOUS", value_enum)]
@@ -275,6 +281,39 @@ pub enum StoreConfig {
     },
 }
 
+/// Where pipeline artifacts are kept (the setting `artifacts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ArtifactLocation {
+    /// `DATA_DIR/artifacts`: this machine's disk only.
+    #[default]
+    Default,
+    /// A directory named by the setting, shared by every node that uses it
+    /// (a shared file system in a cluster).
+    Directory(PathBuf),
+    /// An S3-compatible bucket and key prefix, `s3://BUCKET/PREFIX`.
+    S3(String),
+}
+
+impl ArtifactLocation {
+    /// Reads the setting: a path, a `file://` URL or an `s3://` URL.
+    pub fn parse(text: &str) -> anyhow::Result<ArtifactLocation> {
+        if text.starts_with("s3://") {
+            return Ok(ArtifactLocation::S3(text.to_owned()));
+        }
+        let path = match text.split_once("://") {
+            Some(("file", path)) => path,
+            Some((scheme, _)) => bail!(
+                "artifacts = {text}: {scheme}:// is not supported (a directory, file:// or s3://)"
+            ),
+            None => text,
+        };
+        if path.is_empty() {
+            bail!("artifacts must name a directory, a file:// URL or an s3:// URL");
+        }
+        Ok(ArtifactLocation::Directory(PathBuf::from(path)))
+    }
+}
+
 /// Validated settings, as every part of jobd receives them.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -329,6 +368,8 @@ pub struct Settings {
     /// Where document-processing jobs may read files (canonical); `None`:
     /// they read none, only inline text.
     pub documents_root: Option<PathBuf>,
+    /// Where pipeline artifacts are kept.
+    pub artifacts: ArtifactLocation,
     /// SQLite durability.
     pub sqlite_synchronous: Synchronous,
     /// Bytes of log text kept per job (oldest lines dropped first).
@@ -527,6 +568,12 @@ impl Settings {
             )?,
             max_connections: a.max_connections,
             documents_root: a.documents_root,
+            artifacts: a
+                .artifacts
+                .as_deref()
+                .map(ArtifactLocation::parse)
+                .transpose()?
+                .unwrap_or_default(),
             sqlite_synchronous: a.sqlite_synchronous.unwrap_or(Synchronous::Full),
             job_log_max_bytes: a.job_log_max_bytes.unwrap_or(DEFAULT_JOB_LOG_MAX_BYTES),
             auth: a.auth.unwrap_or(AuthMode::None),
@@ -812,6 +859,7 @@ impl SettingsArgs {
                 .or(lower.http_read_timeout_seconds),
             max_connections: self.max_connections.or(lower.max_connections),
             documents_root: self.documents_root.or(lower.documents_root),
+            artifacts: self.artifacts.or(lower.artifacts),
             sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
             job_log_max_bytes: self.job_log_max_bytes.or(lower.job_log_max_bytes),
             auth: self.auth.or(lower.auth),

@@ -4,6 +4,7 @@
 //! stop maintenance.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::config::{ADMIN_TOKEN_ENV, AuthMode, Settings, StoreConfig};
 use crate::events::EventBus;
 use crate::model::Clock;
+use crate::pipeline::artifacts::ArtifactStore;
 use crate::pipeline::{self, Dirs};
 use crate::runtime::{Registry, Worker, builtin, maintenance, memory, process};
 use crate::store::Store;
@@ -27,6 +29,8 @@ struct Core {
     store: Arc<dyn Store>,
     bus: EventBus,
     registry: Arc<Registry>,
+    /// Where the pipeline keeps artifacts.
+    artifacts: ArtifactStore,
     /// The process's open-file limit, raised to its hard limit.
     open_files: u64,
 }
@@ -34,7 +38,8 @@ struct Core {
 async fn open(settings: &Settings) -> anyhow::Result<Core> {
     let open_files = process::raise_open_file_limit().context("cannot read the open-file limit")?;
     memory::spawn_trimmer();
-    let pipeline = pipeline::handlers(&Dirs::from_settings(settings));
+    let dirs = Dirs::from_settings(settings)?;
+    let pipeline = pipeline::handlers(&dirs);
     let registry = Arc::new(Registry::from_settings(
         settings,
         builtin::handlers().into_iter().chain(pipeline),
@@ -65,6 +70,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Core> {
         store,
         bus,
         registry,
+        artifacts: dirs.artifacts,
         open_files,
     })
 }
@@ -77,10 +83,16 @@ fn spawn_maintenance(
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let store = maintenance::spawn(core.store.clone(), settings.clone(), stop.clone());
+    // An artifact younger than a minute may be the input of a job being
+    // submitted; with a shorter retention, no job lives that long anyway.
+    let grace = Duration::from_secs(60)
+        .min(settings.completed_retention)
+        .min(settings.failed_retention);
     let artifacts = pipeline::artifacts::spawn_sweeper(
         core.store.clone(),
-        Dirs::from_settings(settings).artifacts_root(),
+        core.artifacts.clone(),
         settings.cleanup_interval,
+        grace,
         stop.clone(),
     );
     tokio::spawn(async move {
@@ -126,6 +138,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         bus: core.bus.clone(),
         settings: settings.clone(),
         registry: core.registry.clone(),
+        artifacts: core.artifacts.clone(),
         monitor: Arc::new(ProcessMonitor::new()),
         shutdown: http_stop.clone(),
         backpressure: Arc::new(Backpressure::new(&settings)),

@@ -139,6 +139,25 @@ pub(crate) enum ApiError {
     /// 404 `NotFoundError`: no such route.
     #[error("No route for {0}")]
     NoRoute(String),
+    /// 404 `ArtifactNotFoundError`: the job has no artifact of this name.
+    #[error("Job {job_id} has no artifact {name}")]
+    ArtifactNotFound {
+        /// The job.
+        job_id: JobId,
+        /// The name asked for.
+        name: String,
+    },
+    /// 416 `RangeNotSatisfiableError`: the `Range` header asks for bytes
+    /// the artifact does not have.
+    #[error("The requested range is not satisfiable: the artifact has {size} bytes")]
+    RangeNotSatisfiable {
+        /// The artifact's size, for `Content-Range: bytes */SIZE`.
+        size: u64,
+    },
+    /// 503 `ArtifactStoreUnavailableError`: the artifact store failed; the
+    /// cause is logged, not shown.
+    #[error("The artifact store is unavailable; try again later")]
+    ArtifactStoreUnavailable(String),
     /// 405 `MethodNotAllowedError`.
     #[error("Method not allowed")]
     MethodNotAllowed,
@@ -164,9 +183,11 @@ impl ApiError {
     /// The HTTP status of this error.
     pub(crate) fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::JobNotFound(_) | ApiError::NoRoute(_) | ApiError::TokenNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::JobNotFound(_)
+            | ApiError::NoRoute(_)
+            | ApiError::TokenNotFound(_)
+            | ApiError::ArtifactNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidJobId(_)
@@ -183,9 +204,9 @@ impl ApiError {
             ApiError::QuotaExceeded { .. }
             | ApiError::RateLimited { .. }
             | ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::StoreUnavailable(_) | ApiError::StoreWritesFailing(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::StoreUnavailable(_)
+            | ApiError::StoreWritesFailing(_)
+            | ApiError::ArtifactStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -209,6 +230,9 @@ impl ApiError {
             ApiError::Forbidden(_) => "ForbiddenError",
             ApiError::TokenNotFound(_) => "TokenNotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
+            ApiError::ArtifactNotFound { .. } => "ArtifactNotFoundError",
+            ApiError::RangeNotSatisfiable { .. } => "RangeNotSatisfiableError",
+            ApiError::ArtifactStoreUnavailable(_) => "ArtifactStoreUnavailableError",
             ApiError::QuotaExceeded { .. } => "QuotaExceededError",
             ApiError::RateLimited { .. } => "RateLimitedError",
             ApiError::TooManyStreams(_) => "TooManyStreamsError",
@@ -225,6 +249,7 @@ impl ApiError {
         match self {
             ApiError::StoreUnavailable(cause)
             | ApiError::StoreWritesFailing(cause)
+            | ApiError::ArtifactStoreUnavailable(cause)
             | ApiError::Internal(cause) => Some(cause),
             _ => None,
         }
@@ -248,6 +273,11 @@ impl ApiError {
     /// for [`log_errors`].
     pub(crate) fn respond_with(self, body: impl IntoResponse) -> Response {
         let mut response = (self.status_code(), body).into_response();
+        if let ApiError::RangeNotSatisfiable { size } = self {
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+        }
         if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()

@@ -203,6 +203,7 @@ pub(crate) async fn submit(
     let request = body.ok_or_else(|| validation("a JSON body with job_type is required"))?;
     let new = request.validate(&caller, &state)?;
     state.backpressure.submit_rate.take(&new.user_id, 1)?;
+    let new = prepare(&state, new).await?;
     let job = state.store.submit(new).await?;
     state.audit.record(
         &requester,
@@ -511,6 +512,24 @@ pub(crate) async fn restart(
         message: "Job restarted and re-queued".into(),
         job: job.view(state.store.clock().now()),
     }))
+}
+
+/// `job` with its parameters as its type stores them (see
+/// `JobHandler::prepare_parameters`: the pipeline's inline documents become
+/// the job's input artifact here), just before it is stored.
+pub(crate) async fn prepare(state: &AppState, mut job: NewJob) -> Result<NewJob, ApiError> {
+    let handler = state
+        .registry
+        .get(&job.job_type)
+        .and_then(|job_type| job_type.handler.as_ref());
+    if let Some(handler) = handler {
+        let parameters = std::mem::take(&mut job.parameters);
+        job.parameters = handler
+            .prepare_parameters(job.id, parameters)
+            .await
+            .map_err(|e| ApiError::ArtifactStoreUnavailable(format!("{e:#}")))?;
+    }
+    Ok(job)
 }
 
 /// `Ok` if the caller may act on job `id`: at once for a caller who sees

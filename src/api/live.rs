@@ -227,6 +227,11 @@ mod tests {
             bus,
             settings: Arc::new(settings),
             registry: Arc::new(Registry::default()),
+            artifacts: crate::pipeline::artifacts::ArtifactStore::in_directory(
+                &dir.join("artifacts"),
+                dir.join("scratch"),
+            )
+            .expect("artifacts"),
             monitor: Arc::new(ProcessMonitor::new()),
             shutdown: tokio_util::sync::CancellationToken::new(),
             backpressure,

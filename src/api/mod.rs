@@ -4,6 +4,7 @@
 //! [`openapi::routes`].
 
 pub mod audit;
+pub(crate) mod artifacts;
 pub(crate) mod audit_page;
 pub(crate) mod auth;
 pub mod backpressure;

@@ -23,7 +23,7 @@ use super::extract::ApiPath;
 use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
 use super::{
-    audit_page, dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, tokens,
+    artifacts, audit_page, dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, tokens,
     watch, why,
 };
 use crate::config::AuthMode;
@@ -69,6 +69,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(watch::poll))
         .routes(routes!(watch::stream))
         .routes(routes!(why::why))
+        .routes(routes!(artifacts::list_artifacts))
+        .routes(routes!(artifacts::download_artifact))
         .routes(routes!(logs::log_page))
         .routes(routes!(logs::log_stream))
         .routes(routes!(stats::queue_stats))

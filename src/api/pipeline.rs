@@ -15,7 +15,7 @@ use super::audit::Requester;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
-use super::jobs::SubmitRequest;
+use super::jobs::{SubmitRequest, prepare};
 use super::state::AppState;
 use crate::model::audit::AuditAction;
 use crate::model::{JobId, NewJob};
@@ -186,9 +186,13 @@ pub(crate) async fn submit_pipeline(
             .submit_rate
             .take(&first.user_id, chain.len())?;
     }
+    let mut prepared = Vec::with_capacity(chain.len());
+    for job in chain {
+        prepared.push(prepare(&state, job).await?);
+    }
     // All four or none: a failure (the quota's too) leaves no partial
     // chain behind.
-    let stored = state.store.submit_all(chain).await?;
+    let stored = state.store.submit_all(prepared).await?;
     let job_ids: Vec<JobId> = stored.iter().map(|job| job.id).collect();
     for id in &job_ids {
         state.audit.record(

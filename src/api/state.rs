@@ -8,6 +8,7 @@ use super::audit::AuditLog;
 use super::backpressure::Backpressure;
 use super::monitor::ProcessMonitor;
 use crate::config::Settings;
+use crate::pipeline::artifacts::ArtifactStore;
 use crate::events::EventBus;
 use crate::runtime::Registry;
 use crate::store::Store;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Known job types (submissions of other types are refused).
     pub registry: Arc<Registry>,
+    /// Where the pipeline keeps artifacts, which the API lists and serves.
+    pub artifacts: ArtifactStore,
     /// CPU and memory sampling for stats.
     pub monitor: Arc<ProcessMonitor>,
     /// The audit recorder (`AuditLog::start` on the same store).

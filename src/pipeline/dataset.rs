@@ -179,7 +179,7 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
             *per_category.entry(category).or_default() += 1;
         }
     }
-    let artifacts = ArtifactDir::create(&dirs.artifacts_root(), inputs.job_id)
+    let artifacts = ArtifactDir::create(&dirs.artifacts, inputs.job_id)
         .context("cannot create the artifact directory")?;
     let total = records.len() as u64;
     let mut written = 0u64;
@@ -198,10 +198,9 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
             });
         }
         out.finish()?;
-        paths.push(artifacts.final_path(&name));
+        paths.push(artifacts.reference(&name));
     }
-    task.check()?;
-    artifacts.commit().context("cannot store the artifact")?;
+    artifacts.commit(task)?;
     Ok(json!({
         "train": paths[0],
         "validation": paths[1],

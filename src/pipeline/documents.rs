@@ -29,16 +29,18 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
 
-use super::artifacts::ArtifactDir;
+use super::artifacts::{ArtifactDir, INPUT_FILE, reference};
 use super::chunks::Chunk;
 use super::dirs::Dirs;
 use super::inputs::{Inputs, in_data_dir, relative_within, resolve_within};
 use super::params::{array_param, str_param, usize_param};
 use super::stage::Stage;
 use super::task::Task;
+use crate::model::{JobId, Progress};
 use super::text::html_to_text;
 
 /// Chunk size when the job does not give one, in characters.
@@ -92,13 +94,104 @@ const DOCUMENT_TYPES: &str = ".txt, .md or .html";
 /// The `document_processing` job type: reads under `dirs.documents_root`
 /// and writes artifacts under `dirs.data_dir`.
 pub fn handler(dirs: Dirs) -> Stage {
-    Stage::new(dirs, process).with_check(check)
+    Stage::new(dirs, process)
+        .with_check(check)
+        .with_input(take_inline_documents)
+}
+
+/// The parameter that marks a job whose inline documents were moved to
+/// its input artifact: `{"artifact", "documents", "bytes"}`.
+const INPUT_PARAM: &str = "input";
+
+/// A document given inline, as the input artifact keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+struct InlineDocument {
+    name: String,
+    text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
+}
+
+/// The input artifact: the inline documents of a submission.
+#[derive(Debug, Serialize, Deserialize)]
+struct InlineInput {
+    documents: Vec<InlineDocument>,
+}
+
+/// The inline documents of `params` (`text` with its `name`, or
+/// `documents`), named and checked; `None` when there are none.
+fn inline_documents(params: &Value) -> anyhow::Result<Option<Vec<InlineDocument>>> {
+    if let Some(text) = str_param(params, "text")? {
+        let name = str_param(params, "name")?.unwrap_or("inline");
+        return Ok(Some(vec![InlineDocument {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            format: None,
+        }]));
+    }
+    let Some(list) = array_param(params, "documents")? else {
+        return Ok(None);
+    };
+    let mut names = BTreeSet::new();
+    let mut documents = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let text = item
+            .get("text")
+            .and_then(Value::as_str)
+            .with_context(|| format!("documents[{i}] must be an object with a text field"))?;
+        let name = match str_param(item, "name")? {
+            Some(name) => name.to_owned(),
+            None => format!("inline-{i}"),
+        };
+        if !names.insert(name.clone()) {
+            anyhow::bail!("documents[{i}]: the name {name} is used twice");
+        }
+        let format = str_param(item, "format")?;
+        if let Some(format) = format {
+            Format::parse(format)?;
+        }
+        documents.push(InlineDocument {
+            name,
+            text: text.to_owned(),
+            format: format.map(str::to_owned),
+        });
+    }
+    Ok(Some(documents))
+}
+
+/// Moves a submission's inline documents out of its parameters, into the
+/// input artifact's content: the job, its status, its events and the
+/// listings then carry a short note instead of the documents.
+fn take_inline_documents(
+    job_id: JobId,
+    mut params: Value,
+) -> anyhow::Result<(Value, Option<Vec<u8>>)> {
+    let Some(documents) = inline_documents(&params)? else {
+        return Ok((params, None));
+    };
+    let note = json!({
+        "artifact": reference(job_id, INPUT_FILE),
+        "documents": documents.len(),
+        "bytes": documents.iter().map(|d| d.text.len()).sum::<usize>(),
+    });
+    let content = serde_json::to_vec(&InlineInput { documents })?;
+    if let Some(fields) = params.as_object_mut() {
+        for field in ["text", "name", "documents"] {
+            fields.remove(field);
+        }
+        fields.insert(INPUT_PARAM.to_owned(), note);
+    }
+    Ok((params, Some(content)))
 }
 
 /// What a submission's `path` can be refused for before the job runs:
 /// reading files is off, the path leaves the documents root or is hidden,
 /// or its name has an extension that is not a document type's.
 fn check(params: &Value, dirs: &Dirs) -> anyhow::Result<()> {
+    if params.get(INPUT_PARAM).is_some() {
+        anyhow::bail!("parameter {INPUT_PARAM} is set by the server; give text or documents");
+    }
+    inline_documents(params)?;
     let Some(path) = str_param(params, "path")? else {
         return Ok(());
     };
@@ -157,16 +250,25 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
     let text_splitter = TextSplitter::new(config()?);
     let markdown_splitter = MarkdownSplitter::new(config()?);
 
-    let (documents, skipped_files) = collect_documents(task, params, dirs)?;
+    let (documents, skipped_files) = collect_documents(task, inputs, dirs)?;
     let document_count = documents.len();
     let total: u64 = documents.iter().map(|d| d.bytes).sum();
-    let artifacts = ArtifactDir::create(&dirs.artifacts_root(), inputs.job_id)
+    let artifacts = ArtifactDir::create(&dirs.artifacts, inputs.job_id)
         .context("cannot create the artifact directory")?;
     let mut out = artifacts.jsonl(CHUNKS_FILE)?;
     let mut done = 0u64;
     let mut chunks = 0u64;
-    task.progress(0, total);
-    for document in documents {
+    // Progress counts documents; its fraction follows the bytes chunked,
+    // so one large document still moves it.
+    let report = |bytes_done: u64, documents_done: usize| {
+        task.report(Progress {
+            fraction: bytes_done as f64 / total.max(1) as f64,
+            items_processed: Some(documents_done as u64),
+            total_items: Some(document_count as u64),
+        })
+    };
+    report(0, 0);
+    for (number, document) in documents.into_iter().enumerate() {
         task.check()?;
         let raw = match document.body {
             Body::File(path) => {
@@ -201,16 +303,15 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
                 chunks += 1;
                 let within = (offset + piece.len()) as u128 * u128::from(document.bytes)
                     / text.len().max(1) as u128;
-                task.progress(done + within.min(u128::from(document.bytes)) as u64, total);
+                report(done + within.min(u128::from(document.bytes)) as u64, number);
             }
         }
         done += document.bytes;
-        task.progress(done, total);
+        report(done, number + 1);
     }
     out.finish()?;
-    let artifact = artifacts.final_path(CHUNKS_FILE);
-    task.check()?;
-    artifacts.commit().context("cannot store the artifact")?;
+    let artifact = artifacts.reference(CHUNKS_FILE);
+    artifacts.commit(task)?;
     Ok(json!({
         "artifact": artifact,
         "chunks": chunks,
@@ -260,58 +361,54 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
 /// were skipped for an unsupported type.
 fn collect_documents(
     task: &Task,
-    params: &Value,
+    inputs: &Inputs,
     dirs: &Dirs,
 ) -> anyhow::Result<(Vec<Document>, usize)> {
+    let params = &inputs.params;
     let path = str_param(params, "path")?;
-    let text = str_param(params, "text")?;
-    let list = array_param(params, "documents")?;
     let format = str_param(params, "format")?
         .map(Format::parse)
         .transpose()?;
-    let given =
-        usize::from(path.is_some()) + usize::from(text.is_some()) + usize::from(list.is_some());
+    let input = params.get(INPUT_PARAM).filter(|v| !v.is_null());
+    let inline = inline_documents(params)?;
+    let given = usize::from(path.is_some())
+        + usize::from(input.is_some())
+        + usize::from(inline.is_some());
     if given != 1 {
         anyhow::bail!("give exactly one of the parameters path, text or documents");
     }
     if let Some(path) = path {
         return documents_at(task, dirs, Path::new(path), format);
     }
-    if let Some(text) = text {
-        let name = str_param(params, "name")?.unwrap_or("inline");
-        return Ok((vec![inline(name, text, format)], 0));
-    }
-    let mut documents = Vec::new();
-    let mut names = BTreeSet::new();
-    for (i, item) in list.into_iter().flatten().enumerate() {
-        let text = item
-            .get("text")
-            .and_then(Value::as_str)
-            .with_context(|| format!("documents[{i}] must be an object with a text field"))?;
-        let name = match str_param(item, "name")? {
-            Some(name) => name.to_owned(),
-            None => format!("inline-{i}"),
-        };
-        if !names.insert(name.clone()) {
-            anyhow::bail!("documents[{i}]: the name {name} is used twice");
+    let inline = match inline {
+        Some(documents) => documents,
+        None => {
+            let file = inputs.own_artifact(dirs, INPUT_FILE)?;
+            let content = fs::read(&file).context("cannot read the input artifact")?;
+            serde_json::from_slice::<InlineInput>(&content)
+                .context("the input artifact is not a list of documents")?
+                .documents
         }
-        let format = match str_param(item, "format")? {
+    };
+    let mut documents = Vec::with_capacity(inline.len());
+    for document in inline {
+        let format = match document.format.as_deref() {
             Some(f) => Some(Format::parse(f)?),
             None => format,
         };
-        documents.push(inline(&name, text, format));
+        documents.push(inline_document(&document.name, document.text, format));
     }
     Ok((documents, 0))
 }
 
-fn inline(name: &str, text: &str, format: Option<Format>) -> Document {
+fn inline_document(name: &str, text: String, format: Option<Format>) -> Document {
     Document {
         source: name.to_owned(),
         format: format
             .or_else(|| Format::of_name(name))
             .unwrap_or(Format::Text),
         bytes: text.len() as u64,
-        body: Body::Inline(text.to_owned()),
+        body: Body::Inline(text),
     }
 }
 

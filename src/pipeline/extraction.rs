@@ -107,7 +107,7 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
     let categories = flatten(&taxonomy.categories);
     let chunks = load_chunks(task, inputs, dirs)?;
     let total = chunks.len() as u64;
-    let artifacts = ArtifactDir::create(&dirs.artifacts_root(), inputs.job_id)
+    let artifacts = ArtifactDir::create(&dirs.artifacts, inputs.job_id)
         .context("cannot create the artifact directory")?;
     let mut out = artifacts.jsonl(EXTRACTIONS_FILE)?;
     let mut per_category: BTreeMap<String, u64> =
@@ -130,9 +130,8 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
         task.progress(i as u64 + 1, total);
     }
     out.finish()?;
-    let artifact = artifacts.final_path(EXTRACTIONS_FILE);
-    task.check()?;
-    artifacts.commit().context("cannot store the artifact")?;
+    let artifact = artifacts.reference(EXTRACTIONS_FILE);
+    artifacts.commit(task)?;
     Ok(json!({
         "artifact": artifact,
         "chunks": total,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::Value;
 
+use super::artifacts::parse_reference;
 use super::dirs::Dirs;
 use crate::model::{Job, JobId};
 use crate::runtime::JobContext;
@@ -21,12 +22,15 @@ pub(crate) struct Inputs {
     pub params: Value,
     /// The completed jobs this one depends on, all of the job's own user.
     pub dependencies: Vec<Arc<Job>>,
+    /// Where artifacts read by this attempt are copied; deleted with it.
+    downloads: tempfile::TempDir,
 }
 
 impl Inputs {
-    /// A copy of what `ctx` says about the job; an error when it depends on
-    /// another user's job, whose results and artifacts it must not read.
-    pub(crate) fn of(ctx: &JobContext) -> anyhow::Result<Inputs> {
+    /// A copy of what `ctx` says about the job, with a download directory
+    /// under `dirs`' scratch directory; an error when it depends on another
+    /// user's job, whose results and artifacts it must not read.
+    pub(crate) fn of(ctx: &JobContext, dirs: &Dirs) -> anyhow::Result<Inputs> {
         let job = ctx.job();
         if let Some(other) = ctx
             .dependencies()
@@ -42,6 +46,7 @@ impl Inputs {
             job_id: job.id,
             params: ctx.parameters().clone(),
             dependencies: ctx.dependencies().to_vec(),
+            downloads: dirs.artifacts.scratch_dir(&format!("in-{}-", job.id))?,
         })
     }
 
@@ -55,33 +60,28 @@ impl Inputs {
             .collect()
     }
 
-    /// The artifact file at `path` (named by a parameter or a dependency's
-    /// result), checked to lie in the artifact directory of a job this one
-    /// depends on: a step reads its own user's dependencies' artifacts and
-    /// nothing else. The check is lexical first, so a refused path says
-    /// nothing about what exists, then repeated on the resolved path so a
-    /// symbolic link cannot lead elsewhere.
-    pub(crate) fn dependency_artifact(&self, dirs: &Dirs, path: &str) -> anyhow::Result<PathBuf> {
-        let refused =
-            || anyhow::anyhow!("artifact {path} is not an artifact of a job this one depends on");
-        let root = std::path::absolute(dirs.artifacts_root())?;
-        let normal = normalize(&std::path::absolute(path).map_err(|_| refused())?);
-        let job_dir = normal
-            .strip_prefix(&root)
-            .ok()
-            .and_then(|relative| relative.components().next())
-            .and_then(|first| first.as_os_str().to_str())
-            .and_then(|name| JobId::parse_str(name).ok())
-            .filter(|id| self.dependencies.iter().any(|job| job.id == *id))
-            .map(|id| root.join(id.to_string()))
-            .ok_or_else(refused)?;
-        let canonical =
-            fs::canonicalize(&normal).with_context(|| format!("cannot read artifact {path}"))?;
-        let job_dir = fs::canonicalize(job_dir)?;
-        if canonical == job_dir || !canonical.starts_with(&job_dir) {
-            return Err(refused());
-        }
-        Ok(canonical)
+    /// The artifact a parameter or a dependency's result names
+    /// (`<job_id>/<name>`), copied to a local file to read: a step reads
+    /// its own user's dependencies' artifacts and nothing else.
+    pub(crate) fn dependency_artifact(&self, dirs: &Dirs, named: &str) -> anyhow::Result<PathBuf> {
+        let (job_id, name) = parse_reference(named)
+            .filter(|(id, _)| self.dependencies.iter().any(|job| job.id == *id))
+            .ok_or_else(|| {
+                anyhow::anyhow!("artifact {named} is not an artifact of a job this one depends on")
+            })?;
+        self.fetch(dirs, job_id, name)
+    }
+
+    /// The job's own artifact `name` (its input), copied to a local file.
+    pub(crate) fn own_artifact(&self, dirs: &Dirs, name: &str) -> anyhow::Result<PathBuf> {
+        self.fetch(dirs, self.job_id, name)
+    }
+
+    /// Copies an artifact into this attempt's download directory.
+    fn fetch(&self, dirs: &Dirs, job_id: JobId, name: &str) -> anyhow::Result<PathBuf> {
+        let local = self.downloads.path().join(format!("{job_id}-{name}"));
+        dirs.artifacts.fetch(job_id, name, &local)?;
+        Ok(local)
     }
 }
 

@@ -15,7 +15,7 @@
 //! [`artifacts::ArtifactDir`], which appears under
 //! `data_dir/artifacts/<job_id>` only when the job succeeds.
 
-pub(crate) mod artifacts;
+pub mod artifacts;
 pub(crate) mod chunks;
 pub mod dataset;
 mod dirs;

@@ -119,14 +119,13 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
         "chunks": chunks.len(),
         "chunk_artifacts": chunk_artifacts,
     });
-    let artifacts = ArtifactDir::create(&dirs.artifacts_root(), inputs.job_id)
+    let artifacts = ArtifactDir::create(&dirs.artifacts, inputs.job_id)
         .context("cannot create the artifact directory")?;
     let mut file = artifacts.create_file(TAXONOMY_FILE)?;
     serde_json::to_writer_pretty(&mut file, &taxonomy)?;
     file.sync_all()?;
-    task.check()?;
-    taxonomy["artifact"] = json!(artifacts.final_path(TAXONOMY_FILE));
-    artifacts.commit().context("cannot store the artifact")?;
+    taxonomy["artifact"] = json!(artifacts.reference(TAXONOMY_FILE));
+    artifacts.commit(task)?;
     Ok(taxonomy)
 }
 

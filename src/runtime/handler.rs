@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::job_log::LogBuffer;
-use crate::model::{Job, Millis, Progress};
+use crate::model::{Job, JobId, Millis, Progress};
 use crate::store::LogStream;
 
 /// The code behind a job type. `run` returns the job's result, or an error
@@ -28,6 +28,14 @@ pub trait JobHandler: Send + Sync {
     /// than a failed job. Accepts everything unless a handler says more.
     fn check_parameters(&self, _parameters: &Value) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Moves what a submission carries inline to where the job reads it at
+    /// run time (the pipeline keeps documents as an input artifact), and
+    /// returns the parameters to store. Runs after `check_parameters`, once
+    /// the job's id is known; an error is the storage's, not the caller's.
+    async fn prepare_parameters(&self, _job_id: JobId, parameters: Value) -> anyhow::Result<Value> {
+        Ok(parameters)
     }
 }
 

@@ -14,7 +14,7 @@ use jobd::api::AppState;
 use jobd::api::backpressure::Backpressure;
 use jobd::api::monitor::ProcessMonitor;
 use jobd::config::Synchronous;
-use jobd::config::{Settings, StoreConfig};
+use jobd::config::{ArtifactLocation, Settings, StoreConfig};
 use jobd::events::EventBus;
 use jobd::model::Clock;
 use jobd::pipeline::{self, Dirs};
@@ -83,6 +83,11 @@ impl App {
                     url: server.url.clone(),
                     prefix: prefix.clone(),
                 };
+                // One process: its own directory is every node's.
+                if settings.artifacts == ArtifactLocation::Default {
+                    settings.artifacts =
+                        ArtifactLocation::Directory(settings.data_dir.join("artifacts"));
+                }
                 RedisStore::open(
                     &server.url,
                     &prefix,
@@ -95,9 +100,10 @@ impl App {
                 .expect("open Redis store")
             }
         };
+        let dirs = Dirs::from_settings(&settings).expect("artifact store");
         let builtins = builtin::handlers()
             .into_iter()
-            .chain(pipeline::handlers(&Dirs::from_settings(&settings)));
+            .chain(pipeline::handlers(&dirs));
         let registry = Registry::from_settings(&settings, builtins).expect("registry");
         let backpressure = Arc::new(Backpressure::new(&settings));
         let state = AppState {
@@ -106,6 +112,7 @@ impl App {
             bus,
             settings: Arc::new(settings),
             registry: Arc::new(registry),
+            artifacts: dirs.artifacts,
             monitor: Arc::new(ProcessMonitor::new()),
             shutdown: CancellationToken::new(),
             backpressure,

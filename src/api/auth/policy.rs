@@ -13,7 +13,7 @@ pub(crate) enum Access {
     /// Anyone, without a token: health, the API document, the dashboard's
     /// files (its data comes from the other routes).
     Public,
-    /// Follow one job (status, poll, stream): admin and viewer any job, a
+    /// Follow one job (status, poll, stream, artifacts): admin and viewer any job, a
     /// user its own, a job-scoped token its job.
     FollowJob,
     /// Look into one job (why it waits, its log): admin and viewer any job,
@@ -60,6 +60,8 @@ pub(crate) fn access(method: &Method, path: &str) -> Option<Access> {
         "/api/v1/jobs/status/{job_id}"
         | "/api/v1/jobs/status/{job_id}/poll"
         | "/api/v1/jobs/status/{job_id}/stream"
+        | "/api/v1/jobs/status/{job_id}/artifacts"
+        | "/api/v1/jobs/status/{job_id}/artifacts/{name}"
             if get =>
         {
             FollowJob

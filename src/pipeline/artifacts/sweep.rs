@@ -1,0 +1,108 @@
+//! Retention of artifacts: those of jobs the store no longer has are
+//! deleted, and so are staging files an interrupted attempt left behind.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::ArtifactStore;
+use crate::model::JobId;
+use crate::store::{Store, StoreError};
+
+/// Staging files older than this belong to an attempt that cannot still be
+/// running (its process died): they are removed.
+const STALE_STAGING: Duration = Duration::from_secs(24 * 3600);
+
+/// Every `interval` (the first at once), until `stop` fires, deletes the
+/// artifacts of jobs the store no longer has, if written more than `grace`
+/// ago: a submission stores its input artifact just before its job, so a
+/// younger artifact may belong to a job being stored.
+pub(crate) fn spawn_sweeper(
+    store: Arc<dyn Store>,
+    artifacts: ArtifactStore,
+    interval: Duration,
+    grace: Duration,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match sweep(store.as_ref(), &artifacts, grace).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(artifacts_removed = n, "removed artifacts of deleted jobs"),
+                Err(e) => tracing::warn!(error = %e, "artifact cleanup failed"),
+            }
+            let scratch = artifacts.scratch.clone();
+            let _ = tokio::task::spawn_blocking(move || remove_stale_staging(&scratch)).await;
+        }
+    })
+}
+
+/// One pass of [`spawn_sweeper`]: returns how many artifacts it deleted.
+async fn sweep(
+    store: &dyn Store,
+    artifacts: &ArtifactStore,
+    grace: Duration,
+) -> anyhow::Result<usize> {
+    let cutoff = Utc::now() - grace;
+    // The oldest artifact of each job: a job none of whose artifacts is
+    // older than the cutoff is left for a later pass.
+    let mut oldest: BTreeMap<JobId, DateTime<Utc>> = BTreeMap::new();
+    let mut listed = artifacts.objects.list(None);
+    while let Some(meta) = listed.try_next().await? {
+        let Some(job_id) = meta
+            .location
+            .parts()
+            .next()
+            .and_then(|part| JobId::parse_str(part.as_ref()).ok())
+        else {
+            continue;
+        };
+        let entry = oldest.entry(job_id).or_insert(meta.last_modified);
+        *entry = (*entry).min(meta.last_modified);
+    }
+    let mut removed = 0;
+    for (job_id, written) in oldest {
+        if written >= cutoff {
+            continue;
+        }
+        // Only jobs confirmed gone: a store error keeps their artifacts.
+        if matches!(store.get(job_id).await, Err(StoreError::NotFound(_))) {
+            removed += artifacts.delete_job(job_id, Some(cutoff)).await?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes the entries of the scratch directory not modified for
+/// [`STALE_STAGING`]; a missing directory is no error.
+fn remove_stale_staging(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| {
+                now.duration_since(modified)
+                    .is_ok_and(|age| age > STALE_STAGING)
+            });
+        if stale {
+            let path = entry.path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
+}
