@@ -149,7 +149,12 @@ pub(crate) async fn download_artifact(
         },
         other => unavailable(other),
     };
-    let size = state.artifacts.head(id, &name).await.map_err(not_found)?.size;
+    let size = state
+        .artifacts
+        .head(id, &name)
+        .await
+        .map_err(not_found)?
+        .size;
     let range = requested_range(&headers, size)?;
     let got = state
         .artifacts
@@ -169,9 +174,10 @@ pub(crate) async fn download_artifact(
         .into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if let Ok(disposition) =
-        HeaderValue::from_str(&format!("attachment; filename=\"{}\"", name.replace('"', "")))
-    {
+    if let Ok(disposition) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        name.replace('"', "")
+    )) {
         headers.insert(header::CONTENT_DISPOSITION, disposition);
     }
     if let Some(range) = range {

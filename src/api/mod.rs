@@ -3,8 +3,8 @@
 //! loop with graceful shutdown. The routes themselves are listed once, in
 //! [`openapi::routes`].
 
-pub mod audit;
 pub(crate) mod artifacts;
+pub mod audit;
 pub(crate) mod audit_page;
 pub(crate) mod auth;
 pub mod backpressure;

@@ -23,8 +23,8 @@ use super::extract::ApiPath;
 use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
 use super::{
-    artifacts, audit_page, dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput, tokens,
-    watch, why,
+    artifacts, audit_page, dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput,
+    tokens, watch, why,
 };
 use crate::config::AuthMode;
 

@@ -8,8 +8,8 @@ use super::audit::AuditLog;
 use super::backpressure::Backpressure;
 use super::monitor::ProcessMonitor;
 use crate::config::Settings;
-use crate::pipeline::artifacts::ArtifactStore;
 use crate::events::EventBus;
+use crate::pipeline::artifacts::ArtifactStore;
 use crate::runtime::Registry;
 use crate::store::Store;
 

@@ -70,7 +70,7 @@ pub(crate) fn load_chunks(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::
             continue;
         };
         given = true;
-        let path = inputs.dependency_artifact(dirs, path)?;
+        let path = inputs.dependency_artifact(task, dirs, path)?;
         read_jsonl(task, &path, |chunk: Chunk| {
             chunks.push(chunk);
             Ok(())
@@ -82,7 +82,7 @@ pub(crate) fn load_chunks(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::
             let Some(path) = path.as_str() else {
                 anyhow::bail!("parameter chunks_artifacts must list file paths, got {path}");
             };
-            let path = inputs.dependency_artifact(dirs, path)?;
+            let path = inputs.dependency_artifact(task, dirs, path)?;
             read_jsonl(task, &path, |chunk: Chunk| {
                 chunks.push(chunk);
                 Ok(())

@@ -152,7 +152,11 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
             continue;
         };
         given = true;
-        read_jsonl(task, &inputs.dependency_artifact(dirs, path)?, &mut keep)?;
+        read_jsonl(
+            task,
+            &inputs.dependency_artifact(task, dirs, path)?,
+            &mut keep,
+        )?;
     }
     if let Some(items) = inline {
         given = true;

@@ -40,8 +40,8 @@ use super::inputs::{Inputs, in_data_dir, relative_within, resolve_within};
 use super::params::{array_param, str_param, usize_param};
 use super::stage::Stage;
 use super::task::Task;
-use crate::model::{JobId, Progress};
 use super::text::html_to_text;
+use crate::model::{JobId, Progress};
 
 /// Chunk size when the job does not give one, in characters.
 pub const DEFAULT_CHUNK_SIZE: usize = 1000;
@@ -371,9 +371,8 @@ fn collect_documents(
         .transpose()?;
     let input = params.get(INPUT_PARAM).filter(|v| !v.is_null());
     let inline = inline_documents(params)?;
-    let given = usize::from(path.is_some())
-        + usize::from(input.is_some())
-        + usize::from(inline.is_some());
+    let given =
+        usize::from(path.is_some()) + usize::from(input.is_some()) + usize::from(inline.is_some());
     if given != 1 {
         anyhow::bail!("give exactly one of the parameters path, text or documents");
     }
@@ -383,7 +382,7 @@ fn collect_documents(
     let inline = match inline {
         Some(documents) => documents,
         None => {
-            let file = inputs.own_artifact(dirs, INPUT_FILE)?;
+            let file = inputs.own_artifact(task, dirs, INPUT_FILE)?;
             let content = fs::read(&file).context("cannot read the input artifact")?;
             serde_json::from_slice::<InlineInput>(&content)
                 .context("the input artifact is not a list of documents")?

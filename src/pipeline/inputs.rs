@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::artifacts::parse_reference;
 use super::dirs::Dirs;
+use super::task::Task;
 use crate::model::{Job, JobId};
 use crate::runtime::JobContext;
 
@@ -63,24 +64,40 @@ impl Inputs {
     /// The artifact a parameter or a dependency's result names
     /// (`<job_id>/<name>`), copied to a local file to read: a step reads
     /// its own user's dependencies' artifacts and nothing else.
-    pub(crate) fn dependency_artifact(&self, dirs: &Dirs, named: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn dependency_artifact(
+        &self,
+        task: &Task,
+        dirs: &Dirs,
+        named: &str,
+    ) -> anyhow::Result<PathBuf> {
         let (job_id, name) = parse_reference(named)
             .filter(|(id, _)| self.dependencies.iter().any(|job| job.id == *id))
             .ok_or_else(|| {
                 anyhow::anyhow!("artifact {named} is not an artifact of a job this one depends on")
             })?;
-        self.fetch(dirs, job_id, name)
+        self.fetch(task, dirs, job_id, name)
     }
 
     /// The job's own artifact `name` (its input), copied to a local file.
-    pub(crate) fn own_artifact(&self, dirs: &Dirs, name: &str) -> anyhow::Result<PathBuf> {
-        self.fetch(dirs, self.job_id, name)
+    pub(crate) fn own_artifact(
+        &self,
+        task: &Task,
+        dirs: &Dirs,
+        name: &str,
+    ) -> anyhow::Result<PathBuf> {
+        self.fetch(task, dirs, self.job_id, name)
     }
 
     /// Copies an artifact into this attempt's download directory.
-    fn fetch(&self, dirs: &Dirs, job_id: JobId, name: &str) -> anyhow::Result<PathBuf> {
+    fn fetch(
+        &self,
+        task: &Task,
+        dirs: &Dirs,
+        job_id: JobId,
+        name: &str,
+    ) -> anyhow::Result<PathBuf> {
         let local = self.downloads.path().join(format!("{job_id}-{name}"));
-        dirs.artifacts.fetch(job_id, name, &local)?;
+        dirs.artifacts.fetch(task, job_id, name, &local)?;
         Ok(local)
     }
 }

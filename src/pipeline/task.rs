@@ -25,7 +25,13 @@ impl Task {
         Ok(())
     }
 
-    /// Reports `done` of `total` items (files, bytes, chunks or records).
+    /// Resolves once the job should stop, for async work the step awaits
+    /// (an artifact's download).
+    pub(crate) async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// Reports `done` of `total` items (documents, chunks or records).
     pub fn progress(&self, done: u64, total: u64) {
         let fraction = if total == 0 {
             0.0

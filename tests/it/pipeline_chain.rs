@@ -55,7 +55,13 @@ async fn pipeline_chain_runs_fails_and_restarts(kind: StoreKind) {
     }
     let dataset = server.job(&ids[3]).await;
     let train = dataset["result"]["train"].as_str().unwrap();
-    assert!(Path::new(train).exists(), "dataset file {train} exists");
+    let (status, _) = server
+        .get(&format!(
+            "/api/v1/jobs/status/{}/artifacts/train.jsonl",
+            ids[3]
+        ))
+        .await;
+    assert_eq!(status, 200, "dataset file {train} is served");
     assert!(
         dataset["result"]["records"].as_u64().unwrap() > 0,
         "{dataset}"
@@ -146,14 +152,23 @@ async fn artifacts_go_with_their_jobs(kind: StoreKind) {
     let job = server
         .wait_for_status(&id, "completed", Duration::from_secs(30))
         .await;
-    let artifact = PathBuf::from(job["result"]["artifact"].as_str().unwrap());
-    assert!(artifact.exists());
+    let artifacts = match kind {
+        StoreKind::Sqlite => scratch.path().join("data/artifacts"),
+        StoreKind::Redis => scratch.path().join("artifacts"),
+    };
+    let artifact = artifacts.join(job["result"]["artifact"].as_str().unwrap());
+    assert!(artifact.exists(), "{}", artifact.display());
+    let input = artifacts.join(&id).join("input.json");
+    assert!(
+        input.exists(),
+        "the inline text is the job's input artifact"
+    );
     wait_until(
-        "the job and its artifact to be cleaned up",
+        "the job and its artifacts to be cleaned up",
         Duration::from_secs(30),
         || async {
             let (status, _) = server.get(&format!("/api/v1/jobs/status/{id}")).await;
-            (status == 404 && !artifact.exists()).then_some(())
+            (status == 404 && !artifact.exists() && !input.exists()).then_some(())
         },
     )
     .await;

@@ -83,9 +83,12 @@ impl Scratch {
                 redis.url.clone(),
                 "--redis-prefix".into(),
                 self.prefix.clone(),
-                // Artifacts still go to the local data directory.
                 "--data-dir".into(),
                 self.dir.path().join("data").display().to_string(),
+                // The pipeline on Redis needs an artifact store every
+                // process reaches: the scratch directory's, shared.
+                "--artifacts".into(),
+                self.dir.path().join("artifacts").display().to_string(),
             ],
         }
     }

@@ -30,6 +30,7 @@ use utoipa::ToSchema;
 
 use crate::config::{ArtifactLocation, Settings, StoreConfig};
 use crate::model::JobId;
+use crate::pipeline::task::Task;
 
 pub(crate) use staging::ArtifactDir;
 pub(crate) use sweep::spawn_sweeper;
@@ -81,10 +82,8 @@ impl ArtifactStore {
         let scratch = settings.data_dir.join("scratch");
         match &settings.artifacts {
             ArtifactLocation::Default => {
-                let mut store = ArtifactStore::in_directory(
-                    &settings.data_dir.join("artifacts"),
-                    scratch,
-                )?;
+                let mut store =
+                    ArtifactStore::in_directory(&settings.data_dir.join("artifacts"), scratch)?;
                 // One machine's disk: the other machines of a Redis
                 // deployment cannot read it.
                 store.shared = settings.store == StoreConfig::Sqlite;
@@ -270,11 +269,23 @@ impl ArtifactStore {
         Ok(runtime.block_on(future))
     }
 
-    /// From a blocking thread: copies the artifact `name` of `job_id` into
-    /// the local file `to`.
-    pub(crate) fn fetch(&self, job_id: JobId, name: &str, to: &Path) -> anyhow::Result<()> {
-        self.block_on(self.download(job_id, name, to))?
-            .with_context(|| format!("cannot read the artifact {}", reference(job_id, name)))
+    /// From a step's blocking thread: copies the artifact `name` of
+    /// `job_id` into the local file `to`, unless the job is cancelled first.
+    pub(crate) fn fetch(
+        &self,
+        task: &Task,
+        job_id: JobId,
+        name: &str,
+        to: &Path,
+    ) -> anyhow::Result<()> {
+        self.block_on(async {
+            tokio::select! {
+                copied = self.download(job_id, name, to) => copied.with_context(|| {
+                    format!("cannot read the artifact {}", reference(job_id, name))
+                }),
+                () = task.cancelled() => anyhow::bail!("cancelled"),
+            }
+        })?
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jobd::pipeline::{dataset, extraction};
 use serde_json::{Value, json};
 
-use super::{completed, dirs, ok, read_jsonl, topics_taxonomy};
+use super::{artifact_file, completed, dirs, ok, read_jsonl, topics_taxonomy};
 
 /// The rows of a CSV text, the header included.
 fn parse_csv(text: &str) -> Vec<Vec<String>> {
@@ -29,7 +29,7 @@ async fn the_dataset_holds_every_labelled_chunk_split_by_the_seed() {
         vec![documents, taxonomy],
     )
     .await;
-    let labelled: Vec<Value> = read_jsonl(&extraction["artifact"])
+    let labelled: Vec<Value> = read_jsonl(data.path(), &extraction["artifact"])
         .into_iter()
         .filter(|l| !l["categories"].as_array().unwrap().is_empty())
         .collect();
@@ -43,8 +43,8 @@ async fn the_dataset_holds_every_labelled_chunk_split_by_the_seed() {
     assert_eq!(result["records"], n);
     assert_eq!(result["validation_records"], validation_records);
     assert_eq!(result["train_records"], n - validation_records);
-    let train = read_jsonl(&result["train"]);
-    let validation = read_jsonl(&result["validation"]);
+    let train = read_jsonl(data.path(), &result["train"]);
+    let validation = read_jsonl(data.path(), &result["validation"]);
     assert_eq!(
         (train.len(), validation.len()),
         (n - validation_records, validation_records)
@@ -96,14 +96,14 @@ async fn the_dataset_holds_every_labelled_chunk_split_by_the_seed() {
         vec![extraction.clone()],
     )
     .await;
-    assert_eq!(read_jsonl(&again["train"]), train);
+    assert_eq!(read_jsonl(data.path(), &again["train"]), train);
     let other = ok(
         handler.clone(),
         json!({"seed": 7}),
         vec![extraction.clone()],
     )
     .await;
-    assert_ne!(read_jsonl(&other["train"]), train);
+    assert_ne!(read_jsonl(data.path(), &other["train"]), train);
 
     // CSV: a header and the same records, quoted where needed.
     let csv = ok(
@@ -113,7 +113,8 @@ async fn the_dataset_holds_every_labelled_chunk_split_by_the_seed() {
     )
     .await;
     assert!(csv["train"].as_str().unwrap().ends_with("train.csv"));
-    let rows = parse_csv(&std::fs::read_to_string(csv["train"].as_str().unwrap()).unwrap());
+    let rows =
+        parse_csv(&std::fs::read_to_string(artifact_file(data.path(), &csv["train"])).unwrap());
     assert_eq!(rows[0], ["text", "categories", "source", "chunk_id"]);
     assert_eq!(rows.len() - 1, n - (n as f64 * 0.5).round() as usize);
     for row in &rows[1..] {
@@ -162,13 +163,14 @@ async fn the_csv_is_rfc_4180_with_crlf_and_quoted_fields() {
         vec![],
     )
     .await;
-    let train = std::fs::read_to_string(result["train"].as_str().unwrap()).unwrap();
+    let train = std::fs::read_to_string(artifact_file(data.path(), &result["train"])).unwrap();
     assert_eq!(
         train,
         "text,categories,source,chunk_id\r\n\
          \"He said \"\"stop\"\", then left.\nNext line\",x;y,\"a, b.md\",a#0\r\n"
     );
-    let validation = std::fs::read_to_string(result["validation"].as_str().unwrap()).unwrap();
+    let validation =
+        std::fs::read_to_string(artifact_file(data.path(), &result["validation"])).unwrap();
     assert_eq!(validation, "text,categories,source,chunk_id\r\n");
     assert_eq!(
         parse_csv(&train),

@@ -67,19 +67,21 @@ async fn markdown_and_text_are_chunked_within_size_with_overlap_and_nothing_lost
         let source = std::fs::read_to_string(docs_root().join(file)).unwrap();
         assert_eq!(result["documents"], 1);
         assert_eq!(result["bytes"], source.len());
-        let chunks = read_jsonl(&result["artifact"]);
+        let chunks = read_jsonl(data.path(), &result["artifact"]);
         assert_eq!(result["chunks"], chunks.len());
         assert!(chunks.iter().all(|c| c["source"] == file));
         assert_eq!(chunks[1]["chunk_id"], format!("{file}#1"));
         check_chunks(&source, &chunks, size);
+        // Progress counts documents, not bytes.
         let progress = progress.unwrap();
-        assert_eq!(progress.items_processed, Some(source.len() as u64));
-        assert_eq!(progress.total_items, Some(source.len() as u64));
+        assert_eq!(progress.items_processed, Some(1));
+        assert_eq!(progress.total_items, Some(1));
+        assert_eq!(progress.fraction, 1.0);
     }
     // The Markdown splitter keeps headings with their sections' text: no
     // chunk ends with a heading line.
     let params = json!({"path": "topics.md", "chunk_size": 300, "chunk_overlap": 0});
-    let chunks = read_jsonl(&ok(handler, params, vec![]).await["artifact"]);
+    let chunks = read_jsonl(data.path(), &ok(handler, params, vec![]).await["artifact"]);
     for chunk in &chunks {
         let text = chunk["text"].as_str().unwrap();
         let last_line = text.lines().last().unwrap();
@@ -97,7 +99,7 @@ async fn a_directory_is_walked_in_order_and_html_is_reduced_to_text() {
     let result = ok(handler, json!({"path": "."}), vec![]).await;
     assert_eq!(result["documents"], 4);
     assert_eq!(result["skipped_files"], 1, "the .rst file is skipped");
-    let chunks = read_jsonl(&result["artifact"]);
+    let chunks = read_jsonl(data.path(), &result["artifact"]);
     let sources: Vec<&str> = chunks
         .iter()
         .map(|c| c["source"].as_str().unwrap())
@@ -138,7 +140,7 @@ async fn inline_documents_are_chunked_by_their_format() {
     ]});
     let result = ok(handler.clone(), params, vec![]).await;
     assert_eq!(result["documents"], 3);
-    let texts: Vec<(String, String)> = read_jsonl(&result["artifact"])
+    let texts: Vec<(String, String)> = read_jsonl(data.path(), &result["artifact"])
         .iter()
         .map(|c| {
             (
@@ -161,7 +163,10 @@ async fn inline_documents_are_chunked_by_their_format() {
         vec![],
     )
     .await;
-    assert_eq!(read_jsonl(&single["artifact"])[0]["chunk_id"], "x.txt#0");
+    assert_eq!(
+        read_jsonl(data.path(), &single["artifact"])[0]["chunk_id"],
+        "x.txt#0"
+    );
 
     for (params, message) in [
         (
@@ -218,10 +223,9 @@ async fn paths_outside_the_documents_root_are_refused() {
     )
     .unwrap();
     std::os::unix::fs::symlink(elsewhere.path(), root.path().join("sub/escape")).unwrap();
-    let handler = Arc::new(documents::handler(Dirs {
-        documents_root: Some(root.path().to_path_buf()),
-        data_dir: data.path().to_path_buf(),
-    }));
+    let handler = Arc::new(documents::handler(
+        Dirs::local(Some(root.path().to_path_buf()), data.path().to_path_buf()).unwrap(),
+    ));
     for path in ["link.txt", "sub/escape/secret.txt", "sub"] {
         let error = run(handler.clone(), json!({"path": path}), vec![])
             .await
@@ -241,10 +245,9 @@ async fn paths_outside_the_documents_root_are_refused() {
 #[tokio::test]
 async fn without_a_root_no_file_is_read_and_the_data_directory_never_is() {
     let data = tempfile::tempdir().unwrap();
-    let handler = Arc::new(documents::handler(Dirs {
-        documents_root: None,
-        data_dir: data.path().to_path_buf(),
-    }));
+    let handler = Arc::new(documents::handler(
+        Dirs::local(None, data.path().to_path_buf()).unwrap(),
+    ));
     for path in ["notes.txt", "/etc/passwd", "."] {
         let error = run(handler.clone(), json!({"path": path}), vec![])
             .await
@@ -263,10 +266,9 @@ async fn without_a_root_no_file_is_read_and_the_data_directory_never_is() {
     std::fs::create_dir(&data_dir).unwrap();
     std::fs::write(data_dir.join("stored.txt"), "stored").unwrap();
     std::fs::write(root.path().join("fine.txt"), "fine").unwrap();
-    let handler = Arc::new(documents::handler(Dirs {
-        documents_root: Some(root.path().to_path_buf()),
-        data_dir,
-    }));
+    let handler = Arc::new(documents::handler(
+        Dirs::local(Some(root.path().to_path_buf()), data_dir).unwrap(),
+    ));
     for path in ["data/stored.txt", "data", "."] {
         let error = run(handler.clone(), json!({"path": path}), vec![])
             .await

@@ -34,8 +34,8 @@ async fn extraction_assigns_each_section_its_topic_with_evidence() {
         .collect();
 
     let source = std::fs::read_to_string(docs_root().join("topics.md")).unwrap();
-    let chunks = read_jsonl(&documents.result.as_ref().unwrap()["artifact"]);
-    let labelled = read_jsonl(&result["artifact"]);
+    let chunks = read_jsonl(data.path(), &documents.result.as_ref().unwrap()["artifact"]);
+    let labelled = read_jsonl(data.path(), &result["artifact"]);
     assert_eq!(labelled.len(), chunks.len());
     assert_eq!(result["chunks"], chunks.len());
     let mut assignments = 0;
@@ -99,7 +99,7 @@ async fn extraction_assigns_each_section_its_topic_with_evidence() {
         vec![],
     )
     .await;
-    let lines = read_jsonl(&inline["artifact"]);
+    let lines = read_jsonl(data.path(), &inline["artifact"]);
     assert_eq!(lines[0]["categories"][0]["name"], "space");
     assert_eq!(
         lines[0]["categories"][0]["evidence"][0],

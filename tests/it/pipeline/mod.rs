@@ -29,10 +29,7 @@ fn docs_root() -> PathBuf {
 }
 
 fn dirs(data_dir: &Path) -> Dirs {
-    Dirs {
-        documents_root: Some(docs_root()),
-        data_dir: data_dir.to_path_buf(),
-    }
+    Dirs::local(Some(docs_root()), data_dir.to_path_buf()).unwrap()
 }
 
 fn job(job_type: &str, parameters: Value) -> Job {
@@ -71,8 +68,8 @@ fn job(job_type: &str, parameters: Value) -> Job {
 fn completed(job_type: &str, result: Value) -> Arc<Job> {
     let writer = result["artifact"]
         .as_str()
-        .and_then(|path| Path::new(path).parent()?.file_name()?.to_str())
-        .and_then(|name| uuid::Uuid::parse_str(name).ok());
+        .and_then(|reference| reference.split_once('/'))
+        .and_then(|(job, _)| uuid::Uuid::parse_str(job).ok());
     completed_as(writer.unwrap_or_else(uuid::Uuid::now_v7), job_type, result)
 }
 
@@ -128,9 +125,16 @@ async fn ok(handler: Arc<dyn JobHandler>, params: Value, deps: Vec<Arc<Job>>) ->
     }
 }
 
-fn read_jsonl(path: &Value) -> Vec<Value> {
-    let path = path.as_str().expect("artifact path");
-    std::fs::read_to_string(path)
+/// Where the artifact a result names (`<job_id>/<name>`) is kept in
+/// `data_dir`'s default artifact directory.
+fn artifact_file(data_dir: &Path, reference: &Value) -> PathBuf {
+    data_dir
+        .join("artifacts")
+        .join(reference.as_str().expect("artifact reference"))
+}
+
+fn read_jsonl(data_dir: &Path, reference: &Value) -> Vec<Value> {
+    std::fs::read_to_string(artifact_file(data_dir, reference))
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())

@@ -7,7 +7,8 @@ use jobd::pipeline::taxonomy;
 use serde_json::{Value, json};
 
 use super::{
-    completed, dirs, ok, read_jsonl, run, terms_of, topic_of, topics_taxonomy, topics_taxonomy_with,
+    artifact_file, completed, dirs, ok, read_jsonl, run, terms_of, topic_of, topics_taxonomy,
+    topics_taxonomy_with,
 };
 
 #[tokio::test]
@@ -27,7 +28,7 @@ async fn the_taxonomy_finds_the_three_topics_and_is_the_same_every_time() {
         "each job has its own artifact"
     );
     let stored: Value = serde_json::from_str(
-        &std::fs::read_to_string(first["artifact"].as_str().unwrap()).unwrap(),
+        &std::fs::read_to_string(artifact_file(data.path(), &first["artifact"])).unwrap(),
     )
     .unwrap();
     assert_eq!(stored["categories"], first["categories"]);
@@ -39,10 +40,11 @@ async fn the_taxonomy_finds_the_three_topics_and_is_the_same_every_time() {
     check_three_topics(&first);
 
     // The same chunks given inline give the same taxonomy.
-    let chunks: Vec<Value> = read_jsonl(&documents.result.as_ref().unwrap()["artifact"])
-        .into_iter()
-        .map(|c| c["text"].clone())
-        .collect();
+    let chunks: Vec<Value> =
+        read_jsonl(data.path(), &documents.result.as_ref().unwrap()["artifact"])
+            .into_iter()
+            .map(|c| c["text"].clone())
+            .collect();
     let inline = ok(
         Arc::new(taxonomy::handler(dirs(data.path()))),
         json!({"chunks": chunks}),
@@ -124,13 +126,7 @@ async fn only_the_artifacts_of_its_own_users_dependencies_are_read() {
     }
     // Named through `..` from a dependency's directory into another's.
     let dependency = completed("document_processing", json!({}));
-    let sneaky = data
-        .path()
-        .join("artifacts")
-        .join(dependency.id.to_string())
-        .join("..")
-        .join(documents.id.to_string())
-        .join("chunks.jsonl");
+    let sneaky = format!("{}/../{}/chunks.jsonl", dependency.id, documents.id);
     let error = run(
         handler.clone(),
         json!({"chunks_artifacts": [sneaky]}),
