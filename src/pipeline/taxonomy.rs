@@ -32,7 +32,8 @@ use super::inputs::Inputs;
 use super::params::{f64_param, usize_param};
 use super::stage::Stage;
 use super::task::Task;
-use super::text::tokens;
+use super::labels::{self, Matcher};
+use super::text::{Surfaces, words};
 
 /// The artifact's file name.
 pub const TAXONOMY_FILE: &str = "taxonomy.json";
@@ -130,7 +131,8 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
     Ok(taxonomy)
 }
 
-/// A candidate term: its text, score, and TF-IDF weight per chunk.
+/// A candidate term: how it is shown, its score, and its TF-IDF weight per
+/// chunk.
 struct Term {
     text: String,
     score: f64,
@@ -139,49 +141,121 @@ struct Term {
     norm: f64,
 }
 
+/// Fewest uses of a two-word phrase, in all chunks, for it to be a term.
+const MIN_PHRASE_COUNT: u32 = 3;
+
+/// Fewest uses of a phrase as a share of the uses of its rarer word: a
+/// phrase that is mostly how that word is used is a collocation, one that
+/// is a rare pairing is not.
+const MIN_PHRASE_SHARE: f64 = 0.25;
+
+/// Term counts of one chunk, keyed by stem (a phrase by its two stems,
+/// space-separated), and how many words it has.
+struct ChunkTerms {
+    counts: BTreeMap<String, u32>,
+    words: usize,
+}
+
 /// Derives the taxonomy of `chunks`; see the module documentation.
 /// Reports progress per chunk analysed and checks for cancellation between
 /// chunks and between merges.
 pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Result<Vec<Category>> {
     let total = chunks.len() as u64;
-    // Term counts per chunk, in how many chunks each term occurs, and how
-    // often in all.
-    let mut counts: Vec<(BTreeMap<String, u32>, usize)> = Vec::with_capacity(chunks.len());
-    let mut document_frequency: BTreeMap<String, usize> = BTreeMap::new();
-    let mut collection_frequency: BTreeMap<String, u32> = BTreeMap::new();
+    // Word and phrase counts per chunk, and how each stem is written.
+    let mut surfaces = Surfaces::default();
+    let mut per_chunk: Vec<(ChunkTerms, BTreeMap<String, u32>)> = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
         task.check()?;
-        let words = tokens(&chunk.text);
-        let mut these: BTreeMap<String, u32> = BTreeMap::new();
-        for word in &words {
-            *these.entry(word.clone()).or_default() += 1;
+        let found = words(&chunk.text);
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        let mut phrases: BTreeMap<String, u32> = BTreeMap::new();
+        for word in &found {
+            *counts.entry(word.stem.clone()).or_default() += 1;
+            surfaces.add(&word.stem, &word.surface);
         }
-        for (term, &count) in &these {
-            *document_frequency.entry(term.clone()).or_default() += 1;
-            *collection_frequency.entry(term.clone()).or_default() += count;
+        for pair in found.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if b.joined && a.stem != b.stem {
+                let key = format!("{} {}", a.stem, b.stem);
+                surfaces.add(&key, &format!("{} {}", a.surface, b.surface));
+                *phrases.entry(key).or_default() += 1;
+            }
         }
-        counts.push((these, words.len()));
+        let words = found.len();
+        per_chunk.push((ChunkTerms { counts, words }, phrases));
         task.progress(i as u64 + 1, total);
     }
+    let mut word_total: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut phrase_total: BTreeMap<&str, (u32, usize)> = BTreeMap::new();
+    for (terms, phrases) in &per_chunk {
+        for (stem, &count) in &terms.counts {
+            *word_total.entry(stem).or_default() += count;
+        }
+        for (key, &count) in phrases {
+            let entry = phrase_total.entry(key).or_default();
+            entry.0 += count;
+            entry.1 += 1;
+        }
+    }
+    // Phrases used often, in two chunks or more, and for a good share of
+    // their rarer word's uses, count as terms too.
+    let collocation = |key: &str, count: u32, chunks_with: usize| {
+        let rarer = key
+            .split(' ')
+            .map(|stem| word_total.get(stem).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        count >= MIN_PHRASE_COUNT
+            && chunks_with >= 2
+            && f64::from(count) >= MIN_PHRASE_SHARE * f64::from(rarer)
+    };
+    let phrases: BTreeSet<String> = phrase_total
+        .iter()
+        .filter(|(key, (count, chunks_with))| collocation(key, *count, *chunks_with))
+        .map(|(key, _)| (*key).to_owned())
+        .collect();
+    let counts: Vec<ChunkTerms> = per_chunk
+        .into_iter()
+        .map(|(mut terms, chunk_phrases)| {
+            for (key, count) in chunk_phrases {
+                if phrases.contains(&key) {
+                    terms.counts.insert(key, count);
+                }
+            }
+            terms
+        })
+        .collect();
+
+    let mut document_frequency: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut collection_frequency: BTreeMap<&str, u32> = BTreeMap::new();
+    for terms in &counts {
+        for (term, &count) in &terms.counts {
+            *document_frequency.entry(term).or_default() += 1;
+            *collection_frequency.entry(term).or_default() += count;
+        }
+    }
     let n = chunks.len();
-    // A term must recur to say something about a topic (a word used once
-    // in all the text is noise), and one in almost every chunk (with enough
-    // chunks to tell) says nothing that tells chunks apart.
+    // A term must recur, in two chunks (or all, with fewer), to say
+    // something about a topic that two chunks can support; one in almost
+    // every chunk (with enough chunks to tell) says nothing that tells
+    // chunks apart.
     let max_df = if n >= 4 { (n * 9).div_ceil(10) } else { n };
+    let min_df = n.min(2);
     let eligible = |term: &str, df: usize| {
-        df <= max_df && collection_frequency.get(term).is_some_and(|&cf| cf >= 2)
+        (min_df..=max_df).contains(&df)
+            && collection_frequency.get(term).is_some_and(|&cf| cf >= 2)
     };
     let idf = |df: usize| ((1 + n) as f64 / (1 + df) as f64).ln() + 1.0;
 
     // Score every eligible term by its summed TF-IDF, in chunk order.
     let mut scores: BTreeMap<&str, f64> = BTreeMap::new();
-    for (these, length) in &counts {
+    for terms in &counts {
         task.check()?;
-        for (term, &count) in these {
-            let df = document_frequency.get(term).copied().unwrap_or(0);
+        for (term, &count) in &terms.counts {
+            let df = document_frequency.get(term.as_str()).copied().unwrap_or(0);
             if eligible(term, df) {
                 *scores.entry(term.as_str()).or_default() +=
-                    f64::from(count) / (*length).max(1) as f64 * idf(df);
+                    f64::from(count) / terms.words.max(1) as f64 * idf(df);
             }
         }
     }
@@ -195,19 +269,19 @@ pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Resul
         .collect();
     let mut terms: Vec<Term> = ranked
         .iter()
-        .map(|(text, score)| Term {
-            text: (*text).to_owned(),
+        .map(|(key, score)| Term {
+            text: surfaces.best(key),
             score: *score,
             weights: Vec::new(),
             norm: 0.0,
         })
         .collect();
-    for (chunk, (these, length)) in counts.iter().enumerate() {
+    for (chunk, chunk_terms) in counts.iter().enumerate() {
         task.check()?;
-        for (term, &count) in these {
+        for (term, &count) in &chunk_terms.counts {
             if let Some(&i) = index.get(term.as_str()) {
-                let df = document_frequency.get(term).copied().unwrap_or(0);
-                let weight = f64::from(count) / (*length).max(1) as f64 * idf(df);
+                let df = document_frequency.get(term.as_str()).copied().unwrap_or(0);
+                let weight = f64::from(count) / chunk_terms.words.max(1) as f64 * idf(df);
                 terms[i].weights.push((chunk, weight));
             }
         }
@@ -216,7 +290,8 @@ pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Resul
         term.norm = term.weights.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
     }
     let clusters = cluster(task, &terms, options)?;
-    Ok(categories(&terms, clusters, options))
+    let candidates = categories(&terms, clusters, options);
+    supported(task, chunks, candidates, options)
 }
 
 /// Cosine similarity of two terms' chunk vectors.
@@ -303,8 +378,8 @@ fn cluster(task: &Task, terms: &[Term], options: &Options) -> anyhow::Result<Clu
     Ok((parents, children))
 }
 
-/// Categories from term groups: groups of two or more terms (or, if there
-/// are none, single terms), best-scoring first, each with its
+/// Candidate categories from term groups: groups of two or more terms (or,
+/// if there are none, single terms), best-scoring first, each with its
 /// subcategories when it has at least two of two or more terms.
 fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) -> Vec<Category> {
     let by_rank = |group: &[usize]| {
@@ -327,7 +402,6 @@ fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) 
             .total_cmp(&score(a))
             .then_with(|| terms[a[0]].text.cmp(&terms[b[0]].text))
     });
-    groups.truncate(options.max_categories);
     let names = |group: &[usize]| -> Vec<String> {
         group
             .iter()
@@ -374,4 +448,54 @@ fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) 
             }
         })
         .collect()
+}
+
+/// The best `max_categories` of `candidates` that at least two chunks
+/// support under extraction's default thresholds ([`labels`]), so that
+/// every category can be found in the labelled chunks. Subcategories fewer
+/// than two chunks support are dropped, and with them a lone remaining one.
+/// Dropping a category only raises the others' share of a chunk's best
+/// score, so what is kept stays supported.
+fn supported(
+    task: &Task,
+    chunks: &[Chunk],
+    candidates: Vec<Category>,
+    options: &Options,
+) -> anyhow::Result<Vec<Category>> {
+    let mut matchers = Vec::new();
+    for category in &candidates {
+        let parent = matchers.len();
+        matchers.push(Matcher::new(category.name.clone(), &category.terms, None));
+        for child in &category.children {
+            matchers.push(Matcher::new(
+                format!("{}/{}", category.name, child.name),
+                &child.terms,
+                Some(parent),
+            ));
+        }
+    }
+    let thresholds = labels::Options::default();
+    let mut support: BTreeMap<String, usize> = BTreeMap::new();
+    for chunk in chunks {
+        task.check()?;
+        for assignment in labels::label(&matchers, &chunk.text, &thresholds) {
+            *support.entry(assignment.name).or_default() += 1;
+        }
+    }
+    let supported = |name: &str| support.get(name).is_some_and(|&n| n >= 2);
+    let mut out: Vec<Category> = candidates
+        .into_iter()
+        .filter(|category| supported(&category.name))
+        .take(options.max_categories)
+        .collect();
+    for category in &mut out {
+        let parent = category.name.clone();
+        category
+            .children
+            .retain(|child| supported(&format!("{parent}/{}", child.name)));
+        if category.children.len() < 2 {
+            category.children.clear();
+        }
+    }
+    Ok(out)
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jobd::pipeline::{Dirs, documents, extraction, taxonomy};
+use rust_stemmers::{Algorithm, Stemmer};
 use serde_json::{Value, json};
 
 use super::{completed, ok, read_jsonl};
@@ -99,23 +100,18 @@ fn check(document: &str, taxonomy: &Value, lines: &[Value]) {
             }
         }
     }
-    // Singular and plural never make two categories: no two top-level
-    // names, nor two names among a category's children, differ by a plural
-    // ending.
+    // Singular and plural never make two categories, nor two terms of
+    // one: no two names among the top level, or among a category's
+    // children or terms, have the same English (Snowball) stems.
+    let stemmer = Stemmer::create(Algorithm::English);
     let plural_free = |names: &[&str]| {
-        let singular = |w: &str| -> String {
-            let w = w.to_lowercase();
-            w.strip_suffix("ies")
-                .map(|s| format!("{s}y"))
-                .or_else(|| w.strip_suffix("es").map(str::to_owned))
-                .or_else(|| w.strip_suffix('s').map(str::to_owned))
-                .unwrap_or(w)
-        };
         let mut seen: BTreeMap<String, &str> = BTreeMap::new();
         for name in names {
-            let key = name.split(' ').map(singular).collect::<Vec<_>>().join(" ");
-            // "class" and "classes" both map to "class".
-            let key = key.trim_end_matches('s').to_owned();
+            let key = name
+                .split(' ')
+                .map(|w| stemmer.stem(&w.to_lowercase()).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
             if let Some(other) = seen.insert(key, name) {
                 panic!("{document}: {other:?} and {name:?} are one term");
             }
