@@ -139,6 +139,8 @@ struct Term {
     /// `(chunk index, weight)`, by chunk index.
     weights: Vec<(usize, f64)>,
     norm: f64,
+    /// `(chunk index, uses)`, by chunk index.
+    uses: Vec<(usize, u32)>,
 }
 
 /// Fewest uses of a two-word phrase, in all chunks, for it to be a term.
@@ -274,6 +276,7 @@ pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Resul
             score: *score,
             weights: Vec::new(),
             norm: 0.0,
+            uses: Vec::new(),
         })
         .collect();
     for (chunk, chunk_terms) in counts.iter().enumerate() {
@@ -283,6 +286,7 @@ pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Resul
                 let df = document_frequency.get(term.as_str()).copied().unwrap_or(0);
                 let weight = f64::from(count) / chunk_terms.words.max(1) as f64 * idf(df);
                 terms[i].weights.push((chunk, weight));
+                terms[i].uses.push((chunk, count));
             }
         }
     }
@@ -290,8 +294,8 @@ pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Resul
         term.norm = term.weights.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
     }
     let clusters = cluster(task, &terms, options)?;
-    let candidates = categories(&terms, clusters, options);
-    supported(task, chunks, candidates, options)
+    let candidates = candidates(&terms, clusters);
+    supported(task, chunks, &terms, candidates, options)
 }
 
 /// Cosine similarity of two terms' chunk vectors.
@@ -378,10 +382,17 @@ fn cluster(task: &Task, terms: &[Term], options: &Options) -> anyhow::Result<Clu
     Ok((parents, children))
 }
 
+/// A candidate category: its terms (indices into the ranked terms, best
+/// first) and those of its subcategories.
+struct Candidate {
+    terms: Vec<usize>,
+    children: Vec<Vec<usize>>,
+}
+
 /// Candidate categories from term groups: groups of two or more terms (or,
 /// if there are none, single terms), best-scoring first, each with its
 /// subcategories when it has at least two of two or more terms.
-fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) -> Vec<Category> {
+fn candidates(terms: &[Term], (parents, children): Clusters) -> Vec<Candidate> {
     let by_rank = |group: &[usize]| {
         let mut sorted = group.to_vec();
         // Terms are indexed by rank (score, then text), so the index orders them.
@@ -402,17 +413,9 @@ fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) 
             .total_cmp(&score(a))
             .then_with(|| terms[a[0]].text.cmp(&terms[b[0]].text))
     });
-    let names = |group: &[usize]| -> Vec<String> {
-        group
-            .iter()
-            .take(options.terms_per_category)
-            .map(|&i| terms[i].text.clone())
-            .collect()
-    };
     groups
-        .iter()
+        .into_iter()
         .map(|group| {
-            let name = terms[group[0]].text.clone();
             let inside: BTreeSet<usize> = group.iter().copied().collect();
             let mut subgroups: Vec<Vec<usize>> = children
                 .iter()
@@ -420,50 +423,69 @@ fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) 
                 .map(|c| by_rank(c))
                 .collect();
             subgroups.sort_by(|a, b| score(b).total_cmp(&score(a)).then_with(|| a[0].cmp(&b[0])));
-            subgroups.truncate(options.max_categories);
-            let children = if subgroups.len() >= 2 {
-                subgroups
-                    .iter()
-                    .map(|sub| {
-                        let terms_of = names(sub);
-                        let child_name = terms_of
-                            .iter()
-                            .find(|t| **t != name)
-                            .cloned()
-                            .unwrap_or_else(|| name.clone());
-                        Category {
-                            name: child_name,
-                            terms: terms_of,
-                            children: Vec::new(),
-                        }
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            if subgroups.len() < 2 {
+                subgroups.clear();
+            }
+            Candidate {
+                terms: group,
+                children: subgroups,
+            }
+        })
+        .collect()
+}
+
+/// The categories of `candidates`: each named after its best term, with at
+/// most `terms_per_category` terms; a subcategory is named after its best
+/// term other than its parent's name.
+fn named(terms: &[Term], candidates: &[Candidate], options: &Options) -> Vec<Category> {
+    let texts = |group: &[usize]| -> Vec<String> {
+        group
+            .iter()
+            .take(options.terms_per_category)
+            .map(|&i| terms[i].text.clone())
+            .collect()
+    };
+    candidates
+        .iter()
+        .filter(|c| !c.terms.is_empty())
+        .map(|candidate| {
+            let name = terms[candidate.terms[0]].text.clone();
+            let children = candidate
+                .children
+                .iter()
+                .filter(|sub| !sub.is_empty())
+                .map(|sub| {
+                    let terms_of = texts(sub);
+                    let child_name = terms_of
+                        .iter()
+                        .find(|t| **t != name)
+                        .cloned()
+                        .unwrap_or_else(|| name.clone());
+                    Category {
+                        name: child_name,
+                        terms: terms_of,
+                        children: Vec::new(),
+                    }
+                })
+                .collect();
             Category {
+                terms: texts(&candidate.terms),
                 name,
-                terms: names(group),
                 children,
             }
         })
         .collect()
 }
 
-/// The best `max_categories` of `candidates` that at least two chunks
-/// support under extraction's default thresholds ([`labels`]), so that
-/// every category can be found in the labelled chunks. Subcategories fewer
-/// than two chunks support are dropped, and with them a lone remaining one.
-/// Dropping a category only raises the others' share of a chunk's best
-/// score, so what is kept stays supported.
-fn supported(
+/// The chunks that support each category (subcategories named
+/// `parent/child`) under extraction's default thresholds ([`labels`]).
+fn support(
     task: &Task,
     chunks: &[Chunk],
-    candidates: Vec<Category>,
-    options: &Options,
-) -> anyhow::Result<Vec<Category>> {
+    categories: &[Category],
+) -> anyhow::Result<BTreeMap<String, BTreeSet<usize>>> {
     let mut matchers = Vec::new();
-    for category in &candidates {
+    for category in categories {
         let parent = matchers.len();
         matchers.push(Matcher::new(category.name.clone(), &category.terms, None));
         for child in &category.children {
@@ -475,15 +497,61 @@ fn supported(
         }
     }
     let thresholds = labels::Options::default();
-    let mut support: BTreeMap<String, usize> = BTreeMap::new();
-    for chunk in chunks {
+    let mut out: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for (i, chunk) in chunks.iter().enumerate() {
         task.check()?;
         for assignment in labels::label(&matchers, &chunk.text, &thresholds) {
-            *support.entry(assignment.name).or_default() += 1;
+            out.entry(assignment.name).or_default().insert(i);
         }
     }
-    let supported = |name: &str| support.get(name).is_some_and(|&n| n >= 2);
-    let mut out: Vec<Category> = candidates
+    Ok(out)
+}
+
+/// The taxonomy from `candidates`, in two rounds. First, each category
+/// keeps only the terms used mostly (more than half their uses) in the
+/// chunks that support it, which sheds words that merely recur in two
+/// topics; a subcategory left with one term goes. Then it keeps the best `max_categories` categories at least two
+/// chunks support, so that every category can be found in the labelled
+/// chunks; subcategories fewer than two chunks support are dropped, and
+/// with them a lone remaining one. Dropping a category only raises the
+/// others' share of a chunk's best score, so what is kept stays supported.
+fn supported(
+    task: &Task,
+    chunks: &[Chunk],
+    terms: &[Term],
+    mut candidates: Vec<Candidate>,
+    options: &Options,
+) -> anyhow::Result<Vec<Category>> {
+    let first = named(terms, &candidates, options);
+    let chunks_of = support(task, chunks, &first)?;
+    let mostly_within = |term: usize, within: Option<&BTreeSet<usize>>| {
+        let Some(within) = within else { return true };
+        let (inside, all) = terms[term]
+            .uses
+            .iter()
+            .fold((0, 0), |(inside, all), &(chunk, count)| {
+                let here = if within.contains(&chunk) { count } else { 0 };
+                (inside + here, all + count)
+            });
+        inside * 2 > all
+    };
+    for (candidate, category) in candidates.iter_mut().zip(&first) {
+        candidate
+            .terms
+            .retain(|&t| mostly_within(t, chunks_of.get(&category.name)));
+        for (sub, child) in candidate.children.iter_mut().zip(&category.children) {
+            let name = format!("{}/{}", category.name, child.name);
+            sub.retain(|&t| mostly_within(t, chunks_of.get(&name)));
+        }
+    }
+    // A subcategory is a group of terms (a lone one is its parent's term).
+    for candidate in &mut candidates {
+        candidate.children.retain(|sub| sub.len() >= 2);
+    }
+    let second = named(terms, &candidates, options);
+    let chunks_of = support(task, chunks, &second)?;
+    let supported = |name: &str| chunks_of.get(name).is_some_and(|c| c.len() >= 2);
+    let mut out: Vec<Category> = second
         .into_iter()
         .filter(|category| supported(&category.name))
         .take(options.max_categories)

@@ -4,7 +4,7 @@
 //!
 //! Left out before stemming: links, e-mail addresses, `@` mentions, file
 //! paths, dot files and dotted names (`redis.io`, `e.g.`), shell variables,
-//! fenced code blocks of Markdown, words with a digit or an underscore
+//! Markdown code (fenced blocks and inline spans), words with a digit or an underscore
 //! (numbers, versions, identifiers), words shorter than three letters,
 //! contractions, the English stop words of the Stopwords ISO list (crate
 //! `stop-words`; also every word with the stem of one, so `values` goes with
@@ -75,24 +75,37 @@ pub(crate) fn words(text: &str) -> Vec<Word> {
         if in_code {
             continue;
         }
-        for piece in line.split_whitespace() {
-            let (kept, cut) = before_link(piece);
-            // A separator (or the piece's start after a cut) precedes every
-            // run but the first.
-            for (i, run) in kept.split(|c: char| !is_word_char(c)).enumerate() {
-                if i > 0 {
-                    joined = false;
-                }
-                push_run(&mut out, run, &mut joined);
-            }
-            if cut {
+        // Between paired backticks is inline code, no prose.
+        let spans: Vec<&str> = line.split('`').collect();
+        for (k, span) in spans.iter().enumerate() {
+            if k % 2 == 1 && k + 1 < spans.len() {
                 joined = false;
+                continue;
             }
+            push_prose(&mut out, span, &mut joined);
         }
         // A line break inside a paragraph joins; a heading or list item
         // line ends with no punctuation, but that is rare enough to accept.
     }
     out
+}
+
+/// Pushes the terms of a stretch of prose.
+fn push_prose(out: &mut Vec<Word>, prose: &str, joined: &mut bool) {
+    for piece in prose.split_whitespace() {
+        let (kept, cut) = before_link(piece);
+        // A separator (or the piece's start after a cut) precedes every
+        // run but the first.
+        for (i, run) in kept.split(|c: char| !is_word_char(c)).enumerate() {
+            if i > 0 {
+                *joined = false;
+            }
+            push_run(out, run, joined);
+        }
+        if cut {
+            *joined = false;
+        }
+    }
 }
 
 /// Letters, digits, and what may sit inside a word: apostrophes, hyphens
@@ -140,13 +153,16 @@ fn push_run(out: &mut Vec<Word>, run: &str, joined: &mut bool) {
 /// The part of a whitespace-free `piece` before anything that is no prose
 /// (a link, address, path or dotted name), and whether something was cut.
 fn before_link(piece: &str) -> (&str, bool) {
-    if let Some(at) = piece.find("://") {
-        // Back over the scheme ("https", "git+ssh").
-        let start = piece[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
-            .map_or(0, |i| i + 1);
-        return (&piece[..start], true);
-    }
+    let (piece, cut) = match piece.find("://") {
+        Some(at) => {
+            // Back over the scheme ("https", "git+ssh").
+            let start = piece[..at]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+                .map_or(0, |i| i + 1);
+            (&piece[..start], true)
+        }
+        None => (piece, false),
+    };
     let bare = piece.trim_start_matches(['(', '[', '<', '"', '\'', '*', '`', '“', '‘']);
     let lower = bare.to_ascii_lowercase();
     let dotted = bare
@@ -161,7 +177,7 @@ fn before_link(piece: &str) -> (&str, bool) {
         || bare.contains('@')
         || bare.starts_with(['/', '~', '.', '$', '%'])
         || dotted;
-    if not_prose { ("", true) } else { (piece, false) }
+    if not_prose { ("", true) } else { (piece, cut) }
 }
 
 /// Counts of the surface words (or phrases) of each term, to show a term
@@ -217,6 +233,7 @@ mod tests {
     #[test]
     fn links_addresses_paths_and_code_are_no_terms() {
         let text = "See [the docs](https://redis.io/topics/intro) or www.example.org, \
+                    by [@someone](https://github.com/someone)) `load_dotenv(str)` \
                     mail me@example.com, thanks @someone; edit /etc/redis/redis.conf or \
                     redis.conf, set $DOMAIN and .env, e.g. this.\n\
                     ```python\nimport dotenv\n```\nGraceful shutdown&nbsp;here";

@@ -190,6 +190,7 @@ async fn categories_of_real_documents_are_terms_each_supported_by_two_chunks() {
     // All names first, for a reader comparing runs, then the checks.
     for (document, (taxonomy, _)) in &derived {
         eprintln!("{document}: {:?}", names(&taxonomy["categories"]));
+        eprintln!("TMP {}", taxonomy["categories"]);
     }
     for (document, (taxonomy, lines)) in &derived {
         check(document, taxonomy, lines);
