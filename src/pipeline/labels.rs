@@ -243,7 +243,11 @@ mod tests {
     fn terms_match_by_stem_and_phrases_only_as_written() {
         let categories = [matcher("jobs", &["job", "worker queue"], None)];
         let options = Options::default();
-        let found = label(&categories, "Two jobs wait. The worker queue holds jobs.", &options);
+        let found = label(
+            &categories,
+            "Two jobs wait. The worker queue holds jobs.",
+            &options,
+        );
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(
             found[0].evidence,

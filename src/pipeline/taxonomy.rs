@@ -1,16 +1,25 @@
 //! `taxonomy_processing`: derives a small hierarchy of categories, each with
 //! its key terms, from term statistics over chunks.
 //!
-//! How: every chunk's content words are counted; terms used at least twice
-//! (and, with four chunks or more, in at most 90% of them) are scored by
-//! their summed TF-IDF over the chunks, and the best `max_terms` become
-//! candidates. Each candidate is a vector of its TF-IDF weights per chunk;
-//! terms whose vectors point the same way (cosine) co-occur. Average-linkage
-//! agglomerative clustering then merges the most similar groups of terms:
-//! the groups formed while similarity is still above `child_similarity` are
-//! subcategories, those formed down to `min_similarity` are categories.
-//! Every step iterates in a fixed order and breaks ties by term, so the same
-//! chunks always give the same taxonomy.
+//! How: every chunk's terms are counted (`text/terms.rs`: stemmed words
+//! without stop words, links, numbers or code, shown as most often
+//! written, so `job` and `jobs` are one term). Two-word phrases are terms
+//! too when they are collocations: used at least three times, in two chunks
+//! or more, and for at least a quarter of the uses of their rarer word
+//! (a plain count, chosen over YAKE, which scores a whole document rather
+//! than chunks and would add six crates). Terms used at least twice, in at
+//! least two chunks (and, with four chunks or more, in at most 90% of them)
+//! are scored by their summed TF-IDF over the chunks, and the best
+//! `max_terms` become candidates. Each candidate is a vector of its TF-IDF
+//! weights per chunk; terms whose vectors point the same way (cosine)
+//! co-occur. Average-linkage agglomerative clustering then merges the most
+//! similar groups of terms: the groups formed while similarity is still
+//! above `child_similarity` are subcategories, those formed down to
+//! `min_similarity` are categories. Finally every category keeps only the
+//! terms used mostly in the chunks that support it, and only categories
+//! that at least two chunks support under extraction's default rule
+//! (`labels.rs`) are kept. Every step iterates in a fixed order and breaks
+//! ties by term, so the same chunks always give the same taxonomy.
 //!
 //! Input: the chunk artifacts of `document_processing` dependencies, the
 //! files of `chunks_artifacts`, or inline `chunks`. Parameters:
@@ -29,10 +38,10 @@ use super::artifacts::ArtifactDir;
 use super::chunks::{Chunk, load_chunks};
 use super::dirs::Dirs;
 use super::inputs::Inputs;
+use super::labels::{self, Matcher};
 use super::params::{f64_param, usize_param};
 use super::stage::Stage;
 use super::task::Task;
-use super::labels::{self, Matcher};
 use super::text::{Surfaces, words};
 
 /// The artifact's file name.
@@ -244,8 +253,7 @@ pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Resul
     let max_df = if n >= 4 { (n * 9).div_ceil(10) } else { n };
     let min_df = n.min(2);
     let eligible = |term: &str, df: usize| {
-        (min_df..=max_df).contains(&df)
-            && collection_frequency.get(term).is_some_and(|&cf| cf >= 2)
+        (min_df..=max_df).contains(&df) && collection_frequency.get(term).is_some_and(|&cf| cf >= 2)
     };
     let idf = |df: usize| ((1 + n) as f64 / (1 + df) as f64).ln() + 1.0;
 
@@ -510,7 +518,7 @@ fn support(
 /// The taxonomy from `candidates`, in two rounds. First, each category
 /// keeps only the terms used mostly (more than half their uses) in the
 /// chunks that support it, which sheds words that merely recur in two
-/// topics; a subcategory left with one term goes. Then it keeps the best `max_categories` categories at least two
+/// topics; a category or subcategory left with one term goes. Then it keeps the best `max_categories` categories at least two
 /// chunks support, so that every category can be found in the labelled
 /// chunks; subcategories fewer than two chunks support are dropped, and
 /// with them a lone remaining one. Dropping a category only raises the
@@ -526,25 +534,31 @@ fn supported(
     let chunks_of = support(task, chunks, &first)?;
     let mostly_within = |term: usize, within: Option<&BTreeSet<usize>>| {
         let Some(within) = within else { return true };
-        let (inside, all) = terms[term]
-            .uses
-            .iter()
-            .fold((0, 0), |(inside, all), &(chunk, count)| {
-                let here = if within.contains(&chunk) { count } else { 0 };
-                (inside + here, all + count)
-            });
+        let (inside, all) =
+            terms[term]
+                .uses
+                .iter()
+                .fold((0, 0), |(inside, all), &(chunk, count)| {
+                    let here = if within.contains(&chunk) { count } else { 0 };
+                    (inside + here, all + count)
+                });
         inside * 2 > all
     };
     for (candidate, category) in candidates.iter_mut().zip(&first) {
+        let group = candidate.terms.len() >= 2;
         candidate
             .terms
             .retain(|&t| mostly_within(t, chunks_of.get(&category.name)));
+        // A group of terms left with one is no longer a topic of its own.
+        if group && candidate.terms.len() < 2 {
+            candidate.terms.clear();
+        }
         for (sub, child) in candidate.children.iter_mut().zip(&category.children) {
             let name = format!("{}/{}", category.name, child.name);
             sub.retain(|&t| mostly_within(t, chunks_of.get(&name)));
         }
     }
-    // A subcategory is a group of terms (a lone one is its parent's term).
+    candidates.retain(|candidate| !candidate.terms.is_empty());
     for candidate in &mut candidates {
         candidate.children.retain(|sub| sub.len() >= 2);
     }

@@ -245,7 +245,9 @@ mod tests {
 
     #[test]
     fn stop_words_come_from_the_list_with_their_inflections() {
-        for word in ["about", "whereas", "inside", "the", "value", "values", "https", "nbsp"] {
+        for word in [
+            "about", "whereas", "inside", "the", "value", "values", "https", "nbsp",
+        ] {
             assert!(is_stop_word(word), "{word}");
         }
         for word in ["telescope", "job", "jobs", "redis", "memory"] {

@@ -164,7 +164,9 @@ fn check(document: &str, taxonomy: &Value, lines: &[Value]) {
             }
         }
     }
-    eprintln!("{document}: chunks per category {chunks_of:?}, labels per chunk {labels_per_chunk:?}");
+    eprintln!(
+        "{document}: chunks per category {chunks_of:?}, labels per chunk {labels_per_chunk:?}"
+    );
     for name in &all {
         let support = chunks_of.get(name).copied().unwrap_or(0);
         assert!(
@@ -190,7 +192,6 @@ async fn categories_of_real_documents_are_terms_each_supported_by_two_chunks() {
     // All names first, for a reader comparing runs, then the checks.
     for (document, (taxonomy, _)) in &derived {
         eprintln!("{document}: {:?}", names(&taxonomy["categories"]));
-        eprintln!("TMP {}", taxonomy["categories"]);
     }
     for (document, (taxonomy, lines)) in &derived {
         check(document, taxonomy, lines);

@@ -170,4 +170,3 @@ async fn only_the_artifacts_of_its_own_users_dependencies_are_read() {
         "{error:#}"
     );
 }
-
