@@ -55,12 +55,6 @@ pub(crate) fn stem(word: &str) -> String {
     STEMMER.stem(word).into_owned()
 }
 
-/// True for a lowercase word that is no term: a stop word, a URL or markup
-/// leftover, or an inflection of one.
-pub(crate) fn is_stop_word(word: &str) -> bool {
-    STOP_STEMS.contains(&stem(word)) || STOP_STEMS.contains(word)
-}
-
 /// The terms of `text`, in order; see the module documentation.
 pub(crate) fn words(text: &str) -> Vec<Word> {
     let mut out = Vec::new();
@@ -133,16 +127,16 @@ fn push_run(out: &mut Vec<Word>, run: &str, joined: &mut bool) {
         if let Some(stripped) = word.strip_suffix("'s") {
             word = stripped.to_owned();
         }
-        let is_term = !word.contains('\'')
+        let is_word = !word.contains('\'')
             && word.chars().all(char::is_alphabetic)
-            && word.chars().count() >= 3
-            && !is_stop_word(&word);
-        if !is_term {
+            && word.chars().count() >= 3;
+        let stem = stem(&word);
+        if !is_word || STOP_STEMS.contains(&stem) || STOP_STEMS.contains(&word) {
             *joined = false;
             continue;
         }
         out.push(Word {
-            stem: stem(&word),
+            stem,
             surface: word,
             joined: *joined,
         });
@@ -217,6 +211,12 @@ impl Surfaces {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// True for a lowercase word that is no term: a stop word, a URL or
+    /// markup leftover, or an inflection of one.
+    fn is_stop_word(word: &str) -> bool {
+        words(word).is_empty()
+    }
 
     fn surfaces(text: &str) -> Vec<String> {
         words(text).into_iter().map(|w| w.surface).collect()
