@@ -67,7 +67,7 @@ fn names(categories: &Value) -> Vec<String> {
 /// Words no category may be named after or contain besides the English
 /// stop words: URL pieces and markup leftovers.
 const NOT_TERMS: &[&str] = &[
-    "http", "https", "www", "com", "org", "io", "html", "amp", "nbsp", "quot", "href", "inside",
+    "http", "https", "www", "com", "org", "io", "html", "amp", "nbsp", "quot", "href",
 ];
 
 /// Checks the categories of one document and its labels.
