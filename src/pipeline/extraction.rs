@@ -1,14 +1,11 @@
-//! `extraction`: assigns each chunk the taxonomy categories it is about,
-//! with a score, and extracts the sentences that support each assignment.
-//!
-//! A category's score in a chunk is the mean over its terms of
-//! `1 - e^-count` (so a term counts fully from about three mentions and
-//! one-off mentions weigh less), in 0..=1. A chunk gets a category when the
-//! score reaches `min_score` (0.1) and at least `min_hits` (2) of its terms
-//! occur (all of them, for a category with fewer terms). Subcategories are
-//! scored the same way, named `parent/child`, and only within an assigned
-//! parent. The evidence is up to `max_evidence` (3) sentences of the chunk
-//! holding the most of the category's terms, in text order.
+//! `extraction`: assigns each chunk the taxonomy categories it really
+//! supports, with a score, and extracts the sentences that support each
+//! assignment. The rule and its thresholds (parameters `min_score` (0.15),
+//! `min_share` (0.5), `min_hits` (2) and `max_evidence` (3)) are in
+//! [`labels`](super::labels): a category needs two of its terms (matched by
+//! stem), a score of its own, a score near the chunk's best, and a sentence
+//! that mentions it. Subcategories are named `parent/child` and assigned
+//! only within an assigned parent.
 //!
 //! Input: the taxonomy of a `taxonomy_processing` dependency (a result with
 //! `categories`) or the parameter `taxonomy` (that result, or its list of
@@ -18,7 +15,7 @@
 //! text, categories: [{name, score, evidence}]}`; result `{artifact, chunks,
 //! assignments, per_category}`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -28,26 +25,14 @@ use super::artifacts::ArtifactDir;
 use super::chunks::load_chunks;
 use super::dirs::Dirs;
 use super::inputs::Inputs;
-use super::params::{f64_param, usize_param};
 use super::stage::Stage;
 use super::task::Task;
 use super::taxonomy::Category;
-use super::text::{sentences, tokens};
+
+pub use super::labels::{Assignment, Matcher, Options, label};
 
 /// The artifact's file name.
 pub const EXTRACTIONS_FILE: &str = "extractions.jsonl";
-
-/// A category assigned to a chunk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Assignment {
-    /// The category (`parent/child` for a subcategory).
-    pub name: String,
-    /// How strongly the chunk is about it, 0 to 1.
-    pub score: f64,
-    /// The chunk's sentences that mention the category's terms most.
-    #[serde(default)]
-    pub evidence: Vec<String>,
-}
 
 /// A chunk with its categories: a line of the `extractions.jsonl` artifact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,39 +45,6 @@ pub struct Labelled {
     pub text: String,
     /// Its categories, in taxonomy order.
     pub categories: Vec<Assignment>,
-}
-
-/// Thresholds of [`label`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    /// Lowest score that assigns a category.
-    pub min_score: f64,
-    /// Fewest distinct category terms a chunk must contain.
-    pub min_hits: usize,
-    /// Most evidence sentences per assignment.
-    pub max_evidence: usize,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            min_score: 0.1,
-            min_hits: 2,
-            max_evidence: 3,
-        }
-    }
-}
-
-impl Options {
-    /// The options a job's parameters give, defaults for the rest.
-    pub fn from_params(params: &Value) -> anyhow::Result<Options> {
-        let d = Options::default();
-        Ok(Options {
-            min_score: f64_param(params, "min_score", d.min_score, 0.0..=1.0)?,
-            min_hits: usize_param(params, "min_hits", d.min_hits, 1..=100)?,
-            max_evidence: usize_param(params, "max_evidence", d.max_evidence, 0..=100)?,
-        })
-    }
 }
 
 /// The `extraction` job type: reads artifacts under `dirs` and writes its
@@ -162,130 +114,17 @@ fn taxonomy_of(inputs: &Inputs) -> anyhow::Result<Taxonomy> {
         .context("taxonomy must be {\"categories\": [{\"name\", \"terms\", \"children\"?}]}")
 }
 
-/// A category ready for matching.
-#[derive(Debug)]
-pub struct Matcher {
-    /// Its name in assignments.
-    pub name: String,
-    /// Its terms, each as content-word tokens (a phrase has several).
-    terms: Vec<Vec<String>>,
-    /// Index of its parent among the flattened categories.
-    parent: Option<usize>,
-}
-
 /// The categories and their subcategories, parents first, subcategories
 /// named `parent/child`.
 pub fn flatten(categories: &[Category]) -> Vec<Matcher> {
     let mut out = Vec::new();
     for category in categories {
         let parent = out.len();
-        out.push(matcher(category.name.clone(), &category.terms, None));
+        out.push(Matcher::new(category.name.clone(), &category.terms, None));
         for child in &category.children {
             let name = format!("{}/{}", category.name, child.name);
-            out.push(matcher(name, &child.terms, Some(parent)));
+            out.push(Matcher::new(name, &child.terms, Some(parent)));
         }
     }
     out
-}
-
-fn matcher(name: String, terms: &[String], parent: Option<usize>) -> Matcher {
-    let terms = terms
-        .iter()
-        .map(|t| tokens(t))
-        .filter(|t| !t.is_empty())
-        .collect();
-    Matcher {
-        name,
-        terms,
-        parent,
-    }
-}
-
-/// The content words of a text, with their counts.
-struct Words {
-    list: Vec<String>,
-    counts: HashMap<String, u32>,
-}
-
-impl Words {
-    fn of(text: &str) -> Words {
-        let list = tokens(text);
-        let mut counts = HashMap::new();
-        for word in &list {
-            *counts.entry(word.clone()).or_default() += 1;
-        }
-        Words { list, counts }
-    }
-
-    /// Occurrences of `term`, a token sequence (a phrase has several).
-    fn occurrences(&self, term: &[String]) -> u32 {
-        match term {
-            [single] => self.counts.get(single).copied().unwrap_or(0),
-            _ => self.list.windows(term.len()).filter(|w| *w == term).count() as u32,
-        }
-    }
-}
-
-/// The categories `text` is about, with scores and evidence; see the module
-/// documentation.
-pub fn label(categories: &[Matcher], text: &str, options: &Options) -> Vec<Assignment> {
-    let words = Words::of(text);
-    let sentences: Vec<(String, Words)> = sentences(text)
-        .into_iter()
-        .map(|s| {
-            let words = Words::of(&s);
-            (s, words)
-        })
-        .collect();
-    let mut assigned = vec![false; categories.len()];
-    let mut out = Vec::new();
-    for (i, category) in categories.iter().enumerate() {
-        if category.terms.is_empty() || category.parent.is_some_and(|p| !assigned[p]) {
-            continue;
-        }
-        let mut hits = 0;
-        let mut sum = 0.0;
-        for term in &category.terms {
-            let count = words.occurrences(term);
-            if count > 0 {
-                hits += 1;
-                sum += 1.0 - (-f64::from(count)).exp();
-            }
-        }
-        let score = sum / category.terms.len() as f64;
-        if hits < options.min_hits.min(category.terms.len()) || score < options.min_score {
-            continue;
-        }
-        assigned[i] = true;
-        out.push(Assignment {
-            name: category.name.clone(),
-            score: (score * 10_000.0).round() / 10_000.0,
-            evidence: evidence(category, &sentences, options.max_evidence),
-        });
-    }
-    out
-}
-
-/// The sentences with the most distinct terms of `category` (at least one),
-/// at most `max`, in text order.
-fn evidence(category: &Matcher, sentences: &[(String, Words)], max: usize) -> Vec<String> {
-    let mut scored: Vec<(usize, usize)> = sentences
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, words))| {
-            let hits = category
-                .terms
-                .iter()
-                .filter(|term| words.occurrences(term) > 0)
-                .count();
-            (hits > 0).then_some((hits, i))
-        })
-        .collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    scored.truncate(max);
-    scored.sort_by_key(|&(_, i)| i);
-    scored
-        .into_iter()
-        .map(|(_, i)| sentences[i].0.clone())
-        .collect()
 }

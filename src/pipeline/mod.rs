@@ -22,6 +22,7 @@ mod dirs;
 pub mod documents;
 pub mod extraction;
 mod inputs;
+mod labels;
 mod params;
 mod stage;
 pub(crate) mod task;

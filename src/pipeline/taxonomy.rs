@@ -1,16 +1,25 @@
 //! `taxonomy_processing`: derives a small hierarchy of categories, each with
 //! its key terms, from term statistics over chunks.
 //!
-//! How: every chunk's content words are counted; terms used at least twice
-//! (and, with four chunks or more, in at most 90% of them) are scored by
-//! their summed TF-IDF over the chunks, and the best `max_terms` become
-//! candidates. Each candidate is a vector of its TF-IDF weights per chunk;
-//! terms whose vectors point the same way (cosine) co-occur. Average-linkage
-//! agglomerative clustering then merges the most similar groups of terms:
-//! the groups formed while similarity is still above `child_similarity` are
-//! subcategories, those formed down to `min_similarity` are categories.
-//! Every step iterates in a fixed order and breaks ties by term, so the same
-//! chunks always give the same taxonomy.
+//! How: every chunk's terms are counted (`text/terms.rs`: stemmed words
+//! without stop words, links, numbers or code, shown as most often
+//! written, so `job` and `jobs` are one term). Two-word phrases are terms
+//! too when they are collocations: used at least three times, in two chunks
+//! or more, and for at least a quarter of the uses of their rarer word
+//! (a plain count, chosen over YAKE, which scores a whole document rather
+//! than chunks and would add six crates). Terms used at least twice, in at
+//! least two chunks (and, with four chunks or more, in at most 90% of them)
+//! are scored by their summed TF-IDF over the chunks, and the best
+//! `max_terms` become candidates. Each candidate is a vector of its TF-IDF
+//! weights per chunk; terms whose vectors point the same way (cosine)
+//! co-occur. Average-linkage agglomerative clustering then merges the most
+//! similar groups of terms: the groups formed while similarity is still
+//! above `child_similarity` are subcategories, those formed down to
+//! `min_similarity` are categories. Finally every category keeps only the
+//! terms used mostly in the chunks that support it, and only categories
+//! that at least two chunks support under extraction's default rule
+//! (`labels.rs`) are kept. Every step iterates in a fixed order and breaks
+//! ties by term, so the same chunks always give the same taxonomy.
 //!
 //! Input: the chunk artifacts of `document_processing` dependencies, the
 //! files of `chunks_artifacts`, or inline `chunks`. Parameters:
@@ -29,10 +38,11 @@ use super::artifacts::ArtifactDir;
 use super::chunks::{Chunk, load_chunks};
 use super::dirs::Dirs;
 use super::inputs::Inputs;
+use super::labels::{self, Matcher};
 use super::params::{f64_param, usize_param};
 use super::stage::Stage;
 use super::task::Task;
-use super::text::tokens;
+use super::text::{Surfaces, words};
 
 /// The artifact's file name.
 pub const TAXONOMY_FILE: &str = "taxonomy.json";
@@ -129,13 +139,31 @@ fn process(task: &Task, inputs: &Inputs, dirs: &Dirs) -> anyhow::Result<Value> {
     Ok(taxonomy)
 }
 
-/// A candidate term: its text, score, and TF-IDF weight per chunk.
+/// A candidate term: how it is shown, its score, and its TF-IDF weight per
+/// chunk.
 struct Term {
     text: String,
     score: f64,
     /// `(chunk index, weight)`, by chunk index.
     weights: Vec<(usize, f64)>,
     norm: f64,
+    /// `(chunk index, uses)`, by chunk index.
+    uses: Vec<(usize, u32)>,
+}
+
+/// Fewest uses of a two-word phrase, in all chunks, for it to be a term.
+const MIN_PHRASE_COUNT: u32 = 3;
+
+/// Fewest uses of a phrase as a share of the uses of its rarer word: a
+/// phrase that is mostly how that word is used is a collocation, one that
+/// is a rare pairing is not.
+const MIN_PHRASE_SHARE: f64 = 0.25;
+
+/// Term counts of one chunk, keyed by stem (a phrase by its two stems,
+/// space-separated), and how many words it has.
+struct ChunkTerms {
+    counts: BTreeMap<String, u32>,
+    words: usize,
 }
 
 /// Derives the taxonomy of `chunks`; see the module documentation.
@@ -143,44 +171,100 @@ struct Term {
 /// chunks and between merges.
 pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Result<Vec<Category>> {
     let total = chunks.len() as u64;
-    // Term counts per chunk, in how many chunks each term occurs, and how
-    // often in all.
-    let mut counts: Vec<(BTreeMap<String, u32>, usize)> = Vec::with_capacity(chunks.len());
-    let mut document_frequency: BTreeMap<String, usize> = BTreeMap::new();
-    let mut collection_frequency: BTreeMap<String, u32> = BTreeMap::new();
+    // Word and phrase counts per chunk, and how each stem is written.
+    let mut surfaces = Surfaces::default();
+    let mut per_chunk: Vec<(ChunkTerms, BTreeMap<String, u32>)> = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
         task.check()?;
-        let words = tokens(&chunk.text);
-        let mut these: BTreeMap<String, u32> = BTreeMap::new();
-        for word in &words {
-            *these.entry(word.clone()).or_default() += 1;
+        let found = words(&chunk.text);
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        let mut phrases: BTreeMap<String, u32> = BTreeMap::new();
+        for word in &found {
+            *counts.entry(word.stem.clone()).or_default() += 1;
+            surfaces.add(&word.stem, &word.surface);
         }
-        for (term, &count) in &these {
-            *document_frequency.entry(term.clone()).or_default() += 1;
-            *collection_frequency.entry(term.clone()).or_default() += count;
+        for pair in found.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if b.joined && a.stem != b.stem {
+                let key = format!("{} {}", a.stem, b.stem);
+                surfaces.add(&key, &format!("{} {}", a.surface, b.surface));
+                *phrases.entry(key).or_default() += 1;
+            }
         }
-        counts.push((these, words.len()));
+        let words = found.len();
+        per_chunk.push((ChunkTerms { counts, words }, phrases));
         task.progress(i as u64 + 1, total);
     }
+    let mut word_total: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut phrase_total: BTreeMap<&str, (u32, usize)> = BTreeMap::new();
+    for (terms, phrases) in &per_chunk {
+        for (stem, &count) in &terms.counts {
+            *word_total.entry(stem).or_default() += count;
+        }
+        for (key, &count) in phrases {
+            let entry = phrase_total.entry(key).or_default();
+            entry.0 += count;
+            entry.1 += 1;
+        }
+    }
+    // Phrases used often, in two chunks or more, and for a good share of
+    // their rarer word's uses, count as terms too.
+    let collocation = |key: &str, count: u32, chunks_with: usize| {
+        let rarer = key
+            .split(' ')
+            .map(|stem| word_total.get(stem).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        count >= MIN_PHRASE_COUNT
+            && chunks_with >= 2
+            && f64::from(count) >= MIN_PHRASE_SHARE * f64::from(rarer)
+    };
+    let phrases: BTreeSet<String> = phrase_total
+        .iter()
+        .filter(|(key, (count, chunks_with))| collocation(key, *count, *chunks_with))
+        .map(|(key, _)| (*key).to_owned())
+        .collect();
+    let counts: Vec<ChunkTerms> = per_chunk
+        .into_iter()
+        .map(|(mut terms, chunk_phrases)| {
+            for (key, count) in chunk_phrases {
+                if phrases.contains(&key) {
+                    terms.counts.insert(key, count);
+                }
+            }
+            terms
+        })
+        .collect();
+
+    let mut document_frequency: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut collection_frequency: BTreeMap<&str, u32> = BTreeMap::new();
+    for terms in &counts {
+        for (term, &count) in &terms.counts {
+            *document_frequency.entry(term).or_default() += 1;
+            *collection_frequency.entry(term).or_default() += count;
+        }
+    }
     let n = chunks.len();
-    // A term must recur to say something about a topic (a word used once
-    // in all the text is noise), and one in almost every chunk (with enough
-    // chunks to tell) says nothing that tells chunks apart.
+    // A term must recur, in two chunks (or all, with fewer), to say
+    // something about a topic that two chunks can support; one in almost
+    // every chunk (with enough chunks to tell) says nothing that tells
+    // chunks apart.
     let max_df = if n >= 4 { (n * 9).div_ceil(10) } else { n };
+    let min_df = n.min(2);
     let eligible = |term: &str, df: usize| {
-        df <= max_df && collection_frequency.get(term).is_some_and(|&cf| cf >= 2)
+        (min_df..=max_df).contains(&df) && collection_frequency.get(term).is_some_and(|&cf| cf >= 2)
     };
     let idf = |df: usize| ((1 + n) as f64 / (1 + df) as f64).ln() + 1.0;
 
     // Score every eligible term by its summed TF-IDF, in chunk order.
     let mut scores: BTreeMap<&str, f64> = BTreeMap::new();
-    for (these, length) in &counts {
+    for terms in &counts {
         task.check()?;
-        for (term, &count) in these {
-            let df = document_frequency.get(term).copied().unwrap_or(0);
+        for (term, &count) in &terms.counts {
+            let df = document_frequency.get(term.as_str()).copied().unwrap_or(0);
             if eligible(term, df) {
                 *scores.entry(term.as_str()).or_default() +=
-                    f64::from(count) / (*length).max(1) as f64 * idf(df);
+                    f64::from(count) / terms.words.max(1) as f64 * idf(df);
             }
         }
     }
@@ -194,20 +278,22 @@ pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Resul
         .collect();
     let mut terms: Vec<Term> = ranked
         .iter()
-        .map(|(text, score)| Term {
-            text: (*text).to_owned(),
+        .map(|(key, score)| Term {
+            text: surfaces.best(key),
             score: *score,
             weights: Vec::new(),
             norm: 0.0,
+            uses: Vec::new(),
         })
         .collect();
-    for (chunk, (these, length)) in counts.iter().enumerate() {
+    for (chunk, chunk_terms) in counts.iter().enumerate() {
         task.check()?;
-        for (term, &count) in these {
+        for (term, &count) in &chunk_terms.counts {
             if let Some(&i) = index.get(term.as_str()) {
-                let df = document_frequency.get(term).copied().unwrap_or(0);
-                let weight = f64::from(count) / (*length).max(1) as f64 * idf(df);
+                let df = document_frequency.get(term.as_str()).copied().unwrap_or(0);
+                let weight = f64::from(count) / chunk_terms.words.max(1) as f64 * idf(df);
                 terms[i].weights.push((chunk, weight));
+                terms[i].uses.push((chunk, count));
             }
         }
     }
@@ -215,7 +301,8 @@ pub fn derive(task: &Task, chunks: &[Chunk], options: &Options) -> anyhow::Resul
         term.norm = term.weights.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
     }
     let clusters = cluster(task, &terms, options)?;
-    Ok(categories(&terms, clusters, options))
+    let candidates = candidates(&terms, clusters);
+    supported(task, chunks, &terms, candidates, options)
 }
 
 /// Cosine similarity of two terms' chunk vectors.
@@ -302,10 +389,17 @@ fn cluster(task: &Task, terms: &[Term], options: &Options) -> anyhow::Result<Clu
     Ok((parents, children))
 }
 
-/// Categories from term groups: groups of two or more terms (or, if there
-/// are none, single terms), best-scoring first, each with its
+/// A candidate category: its terms (indices into the ranked terms, best
+/// first) and those of its subcategories.
+struct Candidate {
+    terms: Vec<usize>,
+    children: Vec<Vec<usize>>,
+}
+
+/// Candidate categories from term groups: groups of two or more terms (or,
+/// if there are none, single terms), best-scoring first, each with its
 /// subcategories when it has at least two of two or more terms.
-fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) -> Vec<Category> {
+fn candidates(terms: &[Term], (parents, children): Clusters) -> Vec<Candidate> {
     let by_rank = |group: &[usize]| {
         let mut sorted = group.to_vec();
         // Terms are indexed by rank (score, then text), so the index orders them.
@@ -326,18 +420,9 @@ fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) 
             .total_cmp(&score(a))
             .then_with(|| terms[a[0]].text.cmp(&terms[b[0]].text))
     });
-    groups.truncate(options.max_categories);
-    let names = |group: &[usize]| -> Vec<String> {
-        group
-            .iter()
-            .take(options.terms_per_category)
-            .map(|&i| terms[i].text.clone())
-            .collect()
-    };
     groups
-        .iter()
+        .into_iter()
         .map(|group| {
-            let name = terms[group[0]].text.clone();
             let inside: BTreeSet<usize> = group.iter().copied().collect();
             let mut subgroups: Vec<Vec<usize>> = children
                 .iter()
@@ -345,32 +430,153 @@ fn categories(terms: &[Term], (parents, children): Clusters, options: &Options) 
                 .map(|c| by_rank(c))
                 .collect();
             subgroups.sort_by(|a, b| score(b).total_cmp(&score(a)).then_with(|| a[0].cmp(&b[0])));
-            subgroups.truncate(options.max_categories);
-            let children = if subgroups.len() >= 2 {
-                subgroups
-                    .iter()
-                    .map(|sub| {
-                        let terms_of = names(sub);
-                        let child_name = terms_of
-                            .iter()
-                            .find(|t| **t != name)
-                            .cloned()
-                            .unwrap_or_else(|| name.clone());
-                        Category {
-                            name: child_name,
-                            terms: terms_of,
-                            children: Vec::new(),
-                        }
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            if subgroups.len() < 2 {
+                subgroups.clear();
+            }
+            Candidate {
+                terms: group,
+                children: subgroups,
+            }
+        })
+        .collect()
+}
+
+/// The categories of `candidates`: each named after its best term, with at
+/// most `terms_per_category` terms; a subcategory is named after its best
+/// term other than its parent's name.
+fn named(terms: &[Term], candidates: &[Candidate], options: &Options) -> Vec<Category> {
+    let texts = |group: &[usize]| -> Vec<String> {
+        group
+            .iter()
+            .take(options.terms_per_category)
+            .map(|&i| terms[i].text.clone())
+            .collect()
+    };
+    candidates
+        .iter()
+        .filter(|c| !c.terms.is_empty())
+        .map(|candidate| {
+            let name = terms[candidate.terms[0]].text.clone();
+            let children = candidate
+                .children
+                .iter()
+                .filter(|sub| !sub.is_empty())
+                .map(|sub| {
+                    let terms_of = texts(sub);
+                    let child_name = terms_of
+                        .iter()
+                        .find(|t| **t != name)
+                        .cloned()
+                        .unwrap_or_else(|| name.clone());
+                    Category {
+                        name: child_name,
+                        terms: terms_of,
+                        children: Vec::new(),
+                    }
+                })
+                .collect();
             Category {
+                terms: texts(&candidate.terms),
                 name,
-                terms: names(group),
                 children,
             }
         })
         .collect()
+}
+
+/// The chunks that support each category (subcategories named
+/// `parent/child`) under extraction's default thresholds ([`labels`]).
+fn support(
+    task: &Task,
+    chunks: &[Chunk],
+    categories: &[Category],
+) -> anyhow::Result<BTreeMap<String, BTreeSet<usize>>> {
+    let mut matchers = Vec::new();
+    for category in categories {
+        let parent = matchers.len();
+        matchers.push(Matcher::new(category.name.clone(), &category.terms, None));
+        for child in &category.children {
+            matchers.push(Matcher::new(
+                format!("{}/{}", category.name, child.name),
+                &child.terms,
+                Some(parent),
+            ));
+        }
+    }
+    let thresholds = labels::Options::default();
+    let mut out: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        task.check()?;
+        for assignment in labels::label(&matchers, &chunk.text, &thresholds) {
+            out.entry(assignment.name).or_default().insert(i);
+        }
+    }
+    Ok(out)
+}
+
+/// The taxonomy from `candidates`, in two rounds. First, each category
+/// keeps only the terms used mostly (more than half their uses) in the
+/// chunks that support it, which sheds words that merely recur in two
+/// topics; a category or subcategory left with one term goes. Then it keeps the best `max_categories` categories at least two
+/// chunks support, so that every category can be found in the labelled
+/// chunks; subcategories fewer than two chunks support are dropped, and
+/// with them a lone remaining one. Dropping a category only raises the
+/// others' share of a chunk's best score, so what is kept stays supported.
+fn supported(
+    task: &Task,
+    chunks: &[Chunk],
+    terms: &[Term],
+    mut candidates: Vec<Candidate>,
+    options: &Options,
+) -> anyhow::Result<Vec<Category>> {
+    let first = named(terms, &candidates, options);
+    let chunks_of = support(task, chunks, &first)?;
+    let mostly_within = |term: usize, within: Option<&BTreeSet<usize>>| {
+        let Some(within) = within else { return true };
+        let (inside, all) =
+            terms[term]
+                .uses
+                .iter()
+                .fold((0, 0), |(inside, all), &(chunk, count)| {
+                    let here = if within.contains(&chunk) { count } else { 0 };
+                    (inside + here, all + count)
+                });
+        inside * 2 > all
+    };
+    for (candidate, category) in candidates.iter_mut().zip(&first) {
+        let group = candidate.terms.len() >= 2;
+        candidate
+            .terms
+            .retain(|&t| mostly_within(t, chunks_of.get(&category.name)));
+        // A group of terms left with one is no longer a topic of its own.
+        if group && candidate.terms.len() < 2 {
+            candidate.terms.clear();
+        }
+        for (sub, child) in candidate.children.iter_mut().zip(&category.children) {
+            let name = format!("{}/{}", category.name, child.name);
+            sub.retain(|&t| mostly_within(t, chunks_of.get(&name)));
+        }
+    }
+    candidates.retain(|candidate| !candidate.terms.is_empty());
+    for candidate in &mut candidates {
+        candidate.children.retain(|sub| sub.len() >= 2);
+    }
+    let second = named(terms, &candidates, options);
+    let chunks_of = support(task, chunks, &second)?;
+    let supported = |name: &str| chunks_of.get(name).is_some_and(|c| c.len() >= 2);
+    let mut out: Vec<Category> = second
+        .into_iter()
+        .filter(|category| supported(&category.name))
+        .take(options.max_categories)
+        .collect();
+    for category in &mut out {
+        let parent = category.name.clone();
+        category
+            .children
+            .retain(|child| supported(&format!("{parent}/{}", child.name)));
+        if category.children.len() < 2 {
+            category.children.clear();
+        }
+    }
+    Ok(out)
 }

@@ -1,13 +1,12 @@
-//! Text handling shared by the pipeline steps, one tool per file: word
-//! tokens for term statistics (`words.rs`, with its word list in
-//! `stopwords.txt`), sentences for evidence (`sentences.rs`) and HTML to
-//! text (`html.rs`). Rule-based on purpose: deterministic, and good enough
-//! for English prose.
+//! Text handling shared by the pipeline steps, one tool per file: terms
+//! for topic statistics, stemmed and without stop words (`terms.rs`),
+//! sentences for evidence (`sentences.rs`) and HTML to text (`html.rs`).
+//! Rule-based on purpose: deterministic, and good enough for English prose.
 
 mod html;
 mod sentences;
-mod words;
+mod terms;
 
 pub(crate) use html::html_to_text;
 pub(crate) use sentences::sentences;
-pub(crate) use words::tokens;
+pub(crate) use terms::{Surfaces, words};

@@ -10,6 +10,7 @@ mod cancel;
 mod dataset;
 mod documents;
 mod extraction;
+mod real_documents;
 mod taxonomy;
 
 use std::collections::BTreeSet;
