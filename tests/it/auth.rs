@@ -45,7 +45,9 @@ fn expected_kind(method: &str, path: &str) -> Option<Kind> {
         | ("get", "/api/docs" | "/api/docs/{file}") => Public,
         ("get", "/api/v1/jobs/status/{job_id}")
         | ("get", "/api/v1/jobs/status/{job_id}/poll")
-        | ("get", "/api/v1/jobs/status/{job_id}/stream") => Follow,
+        | ("get", "/api/v1/jobs/status/{job_id}/stream")
+        | ("get", "/api/v1/jobs/status/{job_id}/artifacts")
+        | ("get", "/api/v1/jobs/status/{job_id}/artifacts/{name}") => Follow,
         ("get", "/api/v1/jobs/status/{job_id}/why")
         | ("get", "/api/v1/jobs/status/{job_id}/logs")
         | ("get", "/api/v1/jobs/status/{job_id}/logs/stream") => Inspect,
@@ -305,6 +307,7 @@ async fn every_route_decides_for_every_caller() {
             let concrete = path
                 .replace("{job_id}", &job)
                 .replace("{file}", "app.js")
+                .replace("{name}", "input.json")
                 .replace("{token_id}", &doomed_id);
             let concrete = if concrete.ends_with("/poll") {
                 format!("{concrete}?timeout=0")

@@ -23,10 +23,7 @@ fn real_root() -> PathBuf {
 /// its taxonomy and labels its chunks; returns the taxonomy result and the
 /// extraction artifact's lines.
 async fn taxonomy_and_labels(data_dir: &Path, path: &str) -> (Value, Vec<Value>) {
-    let dirs = Dirs {
-        documents_root: Some(real_root()),
-        data_dir: data_dir.to_path_buf(),
-    };
+    let dirs = Dirs::local(Some(real_root()), data_dir.to_path_buf()).unwrap();
     let chunks = ok(
         Arc::new(documents::handler(dirs.clone())),
         json!({"path": path}),
@@ -47,7 +44,7 @@ async fn taxonomy_and_labels(data_dir: &Path, path: &str) -> (Value, Vec<Value>)
         vec![chunks, taxonomy.clone()],
     )
     .await;
-    let lines = read_jsonl(&labels["artifact"]);
+    let lines = read_jsonl(data_dir, &labels["artifact"]);
     (taxonomy.result.clone().unwrap(), lines)
 }
 
