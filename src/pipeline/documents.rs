@@ -132,6 +132,9 @@ fn inline_documents(params: &Value) -> anyhow::Result<Option<Vec<InlineDocument>
     let Some(list) = array_param(params, "documents")? else {
         return Ok(None);
     };
+    if list.is_empty() {
+        anyhow::bail!("documents must list at least one document");
+    }
     let mut names = BTreeSet::new();
     let mut documents = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {

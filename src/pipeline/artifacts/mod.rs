@@ -57,6 +57,9 @@ pub struct ArtifactInfo {
 pub struct ArtifactStore {
     objects: Arc<dyn ObjectStore>,
     scratch: PathBuf,
+    /// The directory, for a store in one: what it writes is synced to disk
+    /// (the object store renames files into place but does not sync them).
+    directory: Option<PathBuf>,
     /// The setting as given, for messages.
     described: String,
     /// Whether every node of the deployment reaches the same artifacts:
@@ -104,6 +107,7 @@ impl ArtifactStore {
                 Ok(ArtifactStore {
                     objects,
                     scratch,
+                    directory: None,
                     described: url.clone(),
                     shared: true,
                 })
@@ -121,6 +125,7 @@ impl ArtifactStore {
         Ok(ArtifactStore {
             objects: Arc::new(local),
             scratch,
+            directory: Some(dir.to_path_buf()),
             described: dir.display().to_string(),
             shared: true,
         })
@@ -188,16 +193,9 @@ impl ArtifactStore {
     }
 
     /// Stores `bytes` as the artifact `name` of `job_id`, replacing any.
-    pub(crate) async fn put(
-        &self,
-        job_id: JobId,
-        name: &str,
-        bytes: Vec<u8>,
-    ) -> object_store::Result<()> {
-        self.objects
-            .put(&key(job_id, name), bytes.into())
-            .await
-            .map(|_| ())
+    pub(crate) async fn put(&self, job_id: JobId, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.objects.put(&key(job_id, name), bytes.into()).await?;
+        Ok(self.sync(job_id, name).await?)
     }
 
     /// Deletes the artifact `name` of `job_id`; gone already is no error.
@@ -220,7 +218,27 @@ impl ArtifactStore {
         writer
             .shutdown()
             .await
-            .with_context(|| format!("cannot upload the artifact {name}"))
+            .with_context(|| format!("cannot upload the artifact {name}"))?;
+        self.sync(job_id, name)
+            .await
+            .with_context(|| format!("cannot sync the artifact {name}"))
+    }
+
+    /// In a directory store, syncs the artifact `name` of `job_id` and its
+    /// directory to disk, so an acknowledged job's input and a completed
+    /// job's output survive a power loss as the job does (SQLite with
+    /// `synchronous = full`). A bucket's PUT is durable when it answers.
+    async fn sync(&self, job_id: JobId, name: &str) -> std::io::Result<()> {
+        let Some(directory) = &self.directory else {
+            return Ok(());
+        };
+        let job_dir = directory.join(job_id.to_string());
+        let file = job_dir.join(name);
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(file)?.sync_all()?;
+            std::fs::File::open(job_dir)?.sync_all()
+        })
+        .await?
     }
 
     /// Copies the artifact `name` of `job_id` into the local file `to`.
