@@ -116,7 +116,9 @@ class Server:
                 "--config", config] + list(extra)
         if store == "redis":
             assert redis is not None
-            args += ["--store", redis.url(), "--redis-prefix", f"t{n}"]
+            # The pipeline on Redis needs an artifact store set explicitly.
+            args += ["--store", redis.url(), "--redis-prefix", f"t{n}",
+                     "--artifacts", os.path.join(self.dir, "artifacts")]
         self.log_path = os.path.join(self.dir, "serve.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBD_")}
         env.setdefault("RUST_LOG", "warn")

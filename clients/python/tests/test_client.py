@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 
 import pytest
@@ -123,3 +124,24 @@ def test_token_is_sent(server: Server) -> None:
     c.stats()
     assert seen == ["Bearer s3cret"]
     c.close()
+
+
+def test_artifacts_list_and_download(server: Server, tmp_path) -> None:
+    c = server.client
+    text = "The telescope tracked the planets. " * 200
+    job = c.submit("document_processing", {"text": text, "name": "stars.txt", "chunk_size": 400})
+    assert "text" not in job["parameters"] and job["parameters"]["input"]["documents"] == 1
+    done = c.wait(job, timeout=30)
+    assert done["status"] == "completed", done
+    listed = {a["name"]: a for a in c.artifacts(job)}
+    assert set(listed) == {"chunks.jsonl", "input.json"}
+    assert listed["chunks.jsonl"]["media_type"] == "application/jsonl"
+    path = c.download(job, "chunks.jsonl", tmp_path / "chunks.jsonl")
+    assert path.stat().st_size == listed["chunks.jsonl"]["size"]
+    chunks = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(chunks) == done["result"]["chunks"] and chunks[0]["source"] == "stars.txt"
+    assert not list(tmp_path.glob(".*.part"))
+    with pytest.raises(jobd.ApiError) as missing:
+        c.download(job, "train.jsonl", tmp_path / "train.jsonl")
+    assert missing.value.status == 404 and missing.value.error == "ArtifactNotFoundError"
+    assert not (tmp_path / "train.jsonl").exists()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import pathlib
 import time
-from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import httpx
 
@@ -200,6 +202,31 @@ class Client:
             if not cursor or not page["jobs"]:
                 return
             params["cursor"] = cursor
+
+    def artifacts(self, job_id: JobRef) -> List[Dict[str, Any]]:
+        """The job's artifacts (`name`, `size`, `media_type`, `url`): a
+        pipeline stage's output files, a document job's `input.json`."""
+        return self._call("GET", f"/api/v1/jobs/status/{_job_id(job_id)}/artifacts")["artifacts"]
+
+    def download(self, job_id: JobRef, name: str, path: Union[str, os.PathLike]) -> pathlib.Path:
+        """Streams the job's artifact `name` into the file `path` (written
+        beside it under a temporary name, renamed when complete) and
+        returns the path."""
+        target = pathlib.Path(path)
+        partial = target.with_name(f".{target.name}.part")
+        url = f"/api/v1/jobs/status/{_job_id(job_id)}/artifacts/{name}"
+        with self._http.stream("GET", url) as response:
+            if response.is_error:
+                response.read()
+                raise_for(response)
+            try:
+                with open(partial, "wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+        return target
 
     def logs(self, job_id: JobRef) -> Any:
         """The job's log lines (`GET /api/v1/jobs/status/{id}/logs`), as the
