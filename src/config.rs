@@ -108,6 +108,10 @@ pub struct SettingsArgs {
     /// directory [default: none: jobs read no files, only inline text].
     #[arg(long, env = "JOBD_DOCUMENTS_ROOT")]
     pub documents_root: Option<PathBuf>,
+    /// Seconds an idempotency key holds the job its first submission
+    /// stored [default: 86400].
+    #[arg(long, env = "JOBD_IDEMPOTENCY_TTL_SECONDS")]
+    pub idempotency_ttl_seconds: Option<f64>,
     /// Where pipeline artifacts are kept: a directory, a `file://` URL, or
     /// an S3-compatible bucket `s3://BUCKET/PREFIX` (credentials and
     /// endpoint from the `AWS_*` environment variables) [default:
@@ -370,6 +374,8 @@ pub struct Settings {
     pub documents_root: Option<PathBuf>,
     /// Where pipeline artifacts are kept.
     pub artifacts: ArtifactLocation,
+    /// How long an idempotency key holds its job.
+    pub idempotency_ttl: Duration,
     /// SQLite durability.
     pub sqlite_synchronous: Synchronous,
     /// Bytes of log text kept per job (oldest lines dropped first).
@@ -568,6 +574,11 @@ impl Settings {
             )?,
             max_connections: a.max_connections,
             documents_root: a.documents_root,
+            idempotency_ttl: seconds(
+                "idempotency_ttl_seconds",
+                a.idempotency_ttl_seconds,
+                86400.0,
+            )?,
             artifacts: a
                 .artifacts
                 .as_deref()
@@ -860,6 +871,9 @@ impl SettingsArgs {
             max_connections: self.max_connections.or(lower.max_connections),
             documents_root: self.documents_root.or(lower.documents_root),
             artifacts: self.artifacts.or(lower.artifacts),
+            idempotency_ttl_seconds: self
+                .idempotency_ttl_seconds
+                .or(lower.idempotency_ttl_seconds),
             sqlite_synchronous: self.sqlite_synchronous.or(lower.sqlite_synchronous),
             job_log_max_bytes: self.job_log_max_bytes.or(lower.job_log_max_bytes),
             auth: self.auth.or(lower.auth),

@@ -13,8 +13,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub mod audit;
+mod idempotency;
 mod token;
 
+pub use self::idempotency::{IdempotencyKey, Submitted};
 pub use self::token::{ApiToken, Role, UnknownRole};
 
 /// A job's identifier: a UUID v7, so ids sort by creation time.

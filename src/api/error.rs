@@ -139,6 +139,18 @@ pub(crate) enum ApiError {
     /// 404 `NotFoundError`: no such route.
     #[error("No route for {0}")]
     NoRoute(String),
+    /// 422 `IdempotencyKeyMismatchError`: the idempotency key holds a job
+    /// submitted with another body; nothing was stored.
+    #[error(
+        "Idempotency key {key:?} was used for a different request (job {job_id}); use a new key \
+         for a new request"
+    )]
+    IdempotencyKeyMismatch {
+        /// The key.
+        key: String,
+        /// The job it holds.
+        job_id: JobId,
+    },
     /// 404 `ArtifactNotFoundError`: the job has no artifact of this name.
     #[error("Job {job_id} has no artifact {name}")]
     ArtifactNotFound {
@@ -188,6 +200,7 @@ impl ApiError {
             | ApiError::TokenNotFound(_)
             | ApiError::ArtifactNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::IdempotencyKeyMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidJobId(_)
@@ -231,6 +244,7 @@ impl ApiError {
             ApiError::TokenNotFound(_) => "TokenNotFoundError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::ArtifactNotFound { .. } => "ArtifactNotFoundError",
+            ApiError::IdempotencyKeyMismatch { .. } => "IdempotencyKeyMismatchError",
             ApiError::RangeNotSatisfiable { .. } => "RangeNotSatisfiableError",
             ApiError::ArtifactStoreUnavailable(_) => "ArtifactStoreUnavailableError",
             ApiError::QuotaExceeded { .. } => "QuotaExceededError",
@@ -273,10 +287,10 @@ impl ApiError {
     /// for [`log_errors`].
     pub(crate) fn respond_with(self, body: impl IntoResponse) -> Response {
         let mut response = (self.status_code(), body).into_response();
-        if let ApiError::RangeNotSatisfiable { size } = self {
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
+        if let ApiError::RangeNotSatisfiable { size } = self
+            && let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
         }
         if let Some(seconds) = self.retry_after() {
             response
@@ -371,6 +385,10 @@ impl From<StoreError> for ApiError {
             }
             // Only the worker protocol's calls quote claims.
             StoreError::ClaimLost(id) => ApiError::ClaimLost(*id),
+            StoreError::IdempotencyMismatch { key, job_id } => ApiError::IdempotencyKeyMismatch {
+                key: key.clone(),
+                job_id: *job_id,
+            },
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,10 +13,11 @@ use super::audit::Requester;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath, JsonBody, check_user_id, page_params};
+use super::idempotency::{REPLAYED_HEADER, idempotency_key};
 use super::schema::{JobSchema, JobStatusSchema, status_or_empty};
 use super::state::AppState;
 use crate::model::audit::AuditAction;
-use crate::model::{Job, JobId, JobStatus, JobView, Millis, NewJob, new_job_id};
+use crate::model::{Job, JobId, JobStatus, JobView, Millis, NewJob, Submitted, new_job_id};
 use crate::store::{ListQuery, StoreError};
 
 /// The user of a job submitted with none.
@@ -41,7 +42,7 @@ const MAX_DEPENDENCIES: usize = 100;
 pub(crate) const MAX_PAGE_BYTES: usize = 16 << 20;
 
 /// Body of `POST /api/v1/jobs`. Unknown fields are a 400.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"job_type": "sleep", "parameters": {"seconds": 5, "steps": 10}, "user_id": "alice"}))]
 pub(crate) struct SubmitRequest {
@@ -74,6 +75,13 @@ pub(crate) struct SubmitRequest {
     /// named twice counts once (the first occurrence is kept).
     #[schema(value_type = Option<Vec<uuid::Uuid>>, max_items = 100)]
     pub depends_on: Option<Vec<JobId>>,
+    /// Makes retries of this submission safe: a repeat with the same key
+    /// and the same body, by the same user, within
+    /// `idempotency_ttl_seconds`, answers 200 with the job the first one
+    /// stored; with another body, 422. Or the `Idempotency-Key` header.
+    #[serde(skip_serializing)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+    pub idempotency_key: Option<String>,
 }
 
 fn validation(message: impl Into<String>) -> ApiError {
@@ -178,12 +186,19 @@ impl SubmitRequest {
     summary = "Submit a job",
     description = "Queues a job: `pending`, or `scheduled` when `run_at`/`delay_seconds` lie ahead. \
         The body is read as JSON whatever the Content-Type.",
-    params(("X-User-Id" = Option<String>, Header, description = "The caller; the job's user unless the body names one (1 to 128 visible ASCII characters; spaces inside)", min_length = 1, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$")),
+    params(("X-User-Id" = Option<String>, Header, description = "The caller; the job's user unless the body names one (1 to 128 visible ASCII characters; spaces inside)", min_length = 1, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "As the body's `idempotency_key`: a repeat with this key and the same body answers 200 with the first submission's job", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body(content = SubmitRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The job, as stored", body = JobSchema,
             headers(("Location" = String, description = "`/api/v1/jobs/status/{job_id}`"))),
+        (status = 200, description = "A repeat of an idempotent submission: the job its key \
+            holds, whatever its status now", body = JobSchema,
+            headers(("Location" = String, description = "`/api/v1/jobs/status/{job_id}`"),
+                ("Idempotent-Replayed" = String, description = "`true`"))),
         (status = 400, description = "`ValidationError` or `UnknownJobTypeError`", body = ErrorBody),
+        (status = 422, description = "`IdempotencyKeyMismatchError`: the key holds a job \
+            submitted with another body; nothing stored", body = ErrorBody),
         (status = 413, description = "`PayloadTooLargeError`: body over `max_body_bytes`", body = ErrorBody),
         (status = 408, description = "`RequestTimeoutError`: the body did not arrive within `http_read_timeout_seconds`", body = ErrorBody),
         (status = 429, description = "`QuotaExceededError`: the user would have more than \
@@ -198,25 +213,45 @@ pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     requester: Requester,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitRequest>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let request = body.ok_or_else(|| validation("a JSON body with job_type is required"))?;
+    let key = idempotency_key(
+        &headers,
+        request.idempotency_key.as_deref(),
+        &request,
+        state.settings.idempotency_ttl,
+    )?;
     let new = request.validate(&caller, &state)?;
     state.backpressure.submit_rate.take(&new.user_id, 1)?;
     let new = prepare(&state, new).await?;
-    let job = state.store.submit(new).await?;
+    let (status, job) = match key {
+        None => (StatusCode::CREATED, state.store.submit(new).await?),
+        Some(key) => match state.store.submit_once(new, &key).await? {
+            Submitted::Created(job) => (StatusCode::CREATED, job),
+            Submitted::Existing(job) => (StatusCode::OK, job),
+        },
+    };
     state.audit.record(
         &requester,
         AuditAction::JobSubmit,
         Some(job.id.to_string()),
-        StatusCode::CREATED.as_u16(),
+        status.as_u16(),
     );
     let location = format!("/api/v1/jobs/status/{}", job.id);
-    Ok((
-        StatusCode::CREATED,
+    let mut response = (
+        status,
         [(header::LOCATION, location)],
         Json(job.view(state.store.clock().now())),
-    ))
+    )
+        .into_response();
+    if status == StatusCode::OK {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// `GET /api/v1/jobs/status/{job_id}`.

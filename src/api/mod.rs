@@ -13,6 +13,7 @@ pub(crate) mod error;
 pub(crate) mod extract;
 mod guard;
 mod head;
+pub(crate) mod idempotency;
 pub(crate) mod jobs;
 mod listen;
 pub(crate) mod live;

@@ -175,6 +175,7 @@ pub(crate) async fn submit_pipeline(
             max_attempts: None,
             timeout_seconds: None,
             depends_on: Some(depends_on),
+            idempotency_key: None,
         };
         chain.push(submit.validate(&caller, &state)?);
     }

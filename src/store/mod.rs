@@ -22,7 +22,9 @@ use uuid::Uuid;
 
 use crate::events::JobWatch;
 use crate::model::audit::AuditEntry;
-use crate::model::{ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress};
+use crate::model::{
+    ApiToken, Clock, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress, Submitted,
+};
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,15 @@ pub enum StoreError {
         user_id: String,
         /// The quota: queued jobs per user, at most.
         limit: u64,
+    },
+    /// An idempotent submission's key holds a job stored for another body
+    /// (maps to 422); nothing was stored.
+    #[error("idempotency key {key} was used for another request (job {job_id})")]
+    IdempotencyMismatch {
+        /// The key.
+        key: String,
+        /// The job the key holds.
+        job_id: JobId,
     },
     /// The backend failed or is unreachable (maps to 503: try again).
     #[error("store unavailable in {op}")]
@@ -492,6 +503,15 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::QuotaExceeded`]. A job cancelled at once (its
     /// dependency already failed) does not count.
     async fn submit_all(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>>;
+
+    /// Stores `job` unless a job of its user holds the idempotency key
+    /// `key` (submitted less than `key.ttl_millis` ago and still in the
+    /// store): then answers that job, whatever its status, when the
+    /// fingerprints match, and [`StoreError::IdempotencyMismatch`] when they
+    /// do not, storing nothing. Check and store are one atomic step: of
+    /// any number of concurrent calls with one key, on any process, exactly
+    /// one stores a job. The quota applies as in [`Store::submit_all`].
+    async fn submit_once(&self, job: NewJob, key: &IdempotencyKey) -> StoreResult<Submitted>;
 
     /// Reads one job.
     async fn get(&self, id: JobId) -> StoreResult<Job>;

@@ -193,7 +193,12 @@ impl ArtifactStore {
     }
 
     /// Stores `bytes` as the artifact `name` of `job_id`, replacing any.
-    pub(crate) async fn put(&self, job_id: JobId, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+    pub(crate) async fn put(
+        &self,
+        job_id: JobId,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<()> {
         self.objects.put(&key(job_id, name), bytes.into()).await?;
         Ok(self.sync(job_id, name).await?)
     }

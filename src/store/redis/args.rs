@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::decode;
-use crate::model::{JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
+use crate::model::{IdempotencyKey, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{ClaimParams, ClaimRef, ListQuery, Outcome, Serves, WorkerInfo};
 
 /// An optional value as an argument: `''` for none.
@@ -30,6 +30,22 @@ pub(super) fn submit(jobs: &[NewJob], quota: Option<u64>, now: Millis) -> Vec<St
         ]);
         args.extend(new.depends_on.iter().map(JobId::to_string));
     }
+    args
+}
+
+/// `submit.lua`'s arguments for one job under an idempotency key.
+pub(super) fn submit_once(
+    job: &NewJob,
+    key: &IdempotencyKey,
+    quota: Option<u64>,
+    now: Millis,
+) -> Vec<String> {
+    let mut args = submit(std::slice::from_ref(job), quota, now);
+    args.extend([
+        key.key.clone(),
+        key.fingerprint.clone(),
+        key.ttl_millis.max(1).to_string(),
+    ]);
     args
 }
 

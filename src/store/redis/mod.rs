@@ -29,7 +29,8 @@ use self::scripts::Scripts;
 use crate::events::{EventBus, JobWatch};
 use crate::model::audit::AuditEntry;
 use crate::model::{
-    ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
+    ApiToken, Clock, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress, Submitted,
+    duration_millis,
 };
 use crate::store::{
     AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
@@ -86,7 +87,58 @@ pub struct RedisStore {
     max_queued_per_user: Option<u64>,
 }
 
+/// What `submit.lua` answered, refusals other than a key's aside.
+enum SubmitReply {
+    /// The jobs, stored.
+    Stored(Vec<Job>),
+    /// The idempotency key holds this job, for the same body.
+    Existing(JobId),
+    /// The idempotency key holds this job, for another body.
+    Mismatch(JobId),
+}
+
 impl RedisStore {
+    /// Runs `submit.lua` with `args` (made from `jobs`) and publishes what
+    /// it stored.
+    async fn run_submit(
+        &self,
+        jobs: Vec<NewJob>,
+        args: Vec<String>,
+        now: Millis,
+    ) -> StoreResult<SubmitReply> {
+        let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
+        if let Some(refusal) = replies.first().and_then(decode::text) {
+            if refusal == "quota" {
+                return Err(decode::quota_refusal(&replies)?);
+            }
+            let id = replies
+                .get(1)
+                .and_then(decode::text)
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| decode::corrupt("submit reply"))?;
+            return match refusal.as_str() {
+                "missing" => Err(StoreError::UnknownDependency(id)),
+                "existing" => Ok(SubmitReply::Existing(id)),
+                "mismatch" => Ok(SubmitReply::Mismatch(id)),
+                _ => Err(StoreError::unavailable(
+                    "submit",
+                    format!("job id {id} is taken"),
+                )),
+            };
+        }
+        let mut submitted = Vec::with_capacity(jobs.len());
+        for (new, reply) in jobs.into_iter().zip(replies) {
+            submitted.push(decode::submitted_job(new, now, decode::array(reply)?)?);
+        }
+        for job in &submitted {
+            self.bus.publish(job);
+        }
+        if submitted.iter().any(|job| job.status == JobStatus::Pending) {
+            self.bus.notify_work();
+        }
+        Ok(SubmitReply::Stored(submitted))
+    }
+
     /// Connects to `url` (`redis://HOST:PORT/DB`) with keys under `{name}:`,
     /// and starts the change subscription and the watch refresher. Cleanup
     /// clears processing locks left `orphaned_lock_after` past their lease
@@ -327,32 +379,31 @@ impl Store for RedisStore {
         crate::store::during("submit_all", async {
             let now = self.clock.now();
             let args = args::submit(&jobs, self.max_queued_per_user, now);
-            let replies = decode::array(self.run(&self.scripts.submit, args).await?)?;
-            if let Some(refusal) = replies.first().and_then(decode::text) {
-                if refusal == "quota" {
-                    return Err(decode::quota_refusal(&replies)?);
+            match self.run_submit(jobs, args, now).await? {
+                SubmitReply::Stored(stored) => Ok(stored),
+                SubmitReply::Existing(_) | SubmitReply::Mismatch(_) => {
+                    Err(decode::corrupt("submit reply: a key without a key"))
                 }
-                let id = replies
-                    .get(1)
-                    .and_then(decode::text)
-                    .and_then(|id| id.parse().ok())
-                    .ok_or_else(|| decode::corrupt("submit reply"))?;
-                return Err(match refusal.as_str() {
-                    "missing" => StoreError::UnknownDependency(id),
-                    _ => StoreError::unavailable("submit", format!("job id {id} is taken")),
-                });
             }
-            let mut submitted = Vec::with_capacity(jobs.len());
-            for (new, reply) in jobs.into_iter().zip(replies) {
-                submitted.push(decode::submitted_job(new, now, decode::array(reply)?)?);
+        })
+        .await
+    }
+
+    async fn submit_once(&self, job: NewJob, key: &IdempotencyKey) -> StoreResult<Submitted> {
+        crate::store::during("submit_once", async {
+            let now = self.clock.now();
+            let args = args::submit_once(&job, key, self.max_queued_per_user, now);
+            match self.run_submit(vec![job], args, now).await? {
+                SubmitReply::Stored(mut stored) => stored
+                    .pop()
+                    .map(Submitted::Created)
+                    .ok_or_else(|| decode::corrupt("submit reply")),
+                SubmitReply::Existing(id) => self.get(id).await.map(Submitted::Existing),
+                SubmitReply::Mismatch(job_id) => Err(StoreError::IdempotencyMismatch {
+                    key: key.key.clone(),
+                    job_id,
+                }),
             }
-            for job in &submitted {
-                self.bus.publish(job);
-            }
-            if submitted.iter().any(|job| job.status == JobStatus::Pending) {
-                self.bus.notify_work();
-            }
-            Ok(submitted)
         })
         .await
     }

@@ -13,7 +13,7 @@ use crate::config::Synchronous;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
@@ -23,6 +23,7 @@ const MIGRATIONS: [&str; 9] = [
     sql::TOKENS,
     sql::QUEUED_COUNTS,
     sql::AUDIT_LOG,
+    sql::IDEMPOTENCY_KEYS,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -11,6 +11,7 @@
 mod audit;
 mod checkpoint;
 mod connection;
+mod idempotency;
 mod logs;
 mod ops;
 mod readers;
@@ -39,7 +40,8 @@ use crate::config::Synchronous;
 use crate::events::{EventBus, JobWatch};
 use crate::model::audit::AuditEntry;
 use crate::model::{
-    ApiToken, Clock, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
+    ApiToken, Clock, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress, Submitted,
+    duration_millis,
 };
 use crate::store::{
     AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
@@ -193,6 +195,28 @@ impl Store for SqliteStore {
                 self.bus.notify_work();
             }
             Ok(stored)
+        })
+        .await
+    }
+
+    async fn submit_once(&self, job: NewJob, key: &IdempotencyKey) -> StoreResult<Submitted> {
+        crate::store::during("submit_once", async {
+            let now = self.clock.now();
+            let quota = self.max_queued_per_user;
+            let key = key.clone();
+            // One write transaction: the key's check and the job's insert
+            // cannot interleave with another process's.
+            let submitted = self
+                .writer
+                .write(move |conn| idempotency::submit_once_in(conn, job, &key, quota, now))
+                .await?;
+            if let Submitted::Created(job) = &submitted {
+                self.publish_all(std::slice::from_ref(job));
+                if job.status == JobStatus::Pending {
+                    self.bus.notify_work();
+                }
+            }
+            Ok(submitted)
         })
         .await
     }
@@ -475,6 +499,9 @@ impl Store for SqliteStore {
                     break;
                 }
             }
+            self.writer
+                .write_background(move |conn| idempotency::delete_expired_keys_in(conn, now))
+                .await?;
             let tokens_before = now.saturating_sub(duration_millis(params.failed_retention));
             report.tokens_deleted = self
                 .writer

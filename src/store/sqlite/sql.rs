@@ -69,3 +69,8 @@ pub(super) const AUDIT_LOG: &str = include_str!("sql/audit_log.sql");
 pub(super) const INSERT_AUDIT: &str = include_str!("sql/insert_audit.sql");
 pub(super) const LIST_AUDIT: &str = include_str!("sql/list_audit.sql");
 pub(super) const DELETE_EXPIRED_AUDIT: &str = include_str!("sql/delete_expired_audit.sql");
+pub(super) const IDEMPOTENCY_KEYS: &str = include_str!("sql/idempotency_keys.sql");
+pub(super) const SELECT_IDEMPOTENCY_KEY: &str = include_str!("sql/select_idempotency_key.sql");
+pub(super) const UPSERT_IDEMPOTENCY_KEY: &str = include_str!("sql/upsert_idempotency_key.sql");
+pub(super) const DELETE_EXPIRED_IDEMPOTENCY_KEYS: &str =
+    include_str!("sql/delete_expired_idempotency_keys.sql");

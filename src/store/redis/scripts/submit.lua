@@ -9,12 +9,15 @@
 --      then per job: id, job_type, user_id, priority,
 --      parameters (JSON), max_attempts, timeout_seconds ('' for none),
 --      scheduled_for ('' for none), remote ('1', or '' for a built-in job),
---      dependency count, the dependencies
+--      dependency count, the dependencies; then, for an idempotent call of
+--      one job: the key, its fingerprint, its lifetime in ms
 -- Returns per job {status, waiting_dependencies, cancelled_by or '',
 -- error or ''}; or {'missing', id} when a dependency does not exist, or
 -- {'exists', id} when a job id is taken; or {'quota', user, quota} when
 -- the call would leave a user with more queued (pending or scheduled) jobs
--- than the quota.
+-- than the quota; or, for an idempotent call whose key holds a job of the
+-- same user still stored, {'existing', id} (same fingerprint) or
+-- {'mismatch', id} (another), storing nothing.
 local now = ARGV[1]
 local jobs, in_call = {}, {}
 local i = 4
@@ -38,6 +41,19 @@ for j = 1, tonumber(ARGV[2]) do
   in_call[job.id] = true
   jobs[j] = job
   i = i + 10 + ndeps
+end
+
+-- The idempotency key: one hash per user and key, expiring with the key.
+local idempotency = ARGV[i] and {
+  key = P .. 'idem:' .. redis.sha1hex(jobs[1].user .. '\n' .. ARGV[i]),
+  fingerprint = ARGV[i + 1], ttl = ARGV[i + 2],
+}
+if idempotency then
+  local held = redis.call('HMGET', idempotency.key, 'fingerprint', 'job')
+  -- A key whose job retention deleted holds nothing any more.
+  if held[2] and redis.call('EXISTS', job_key(held[2])) == 1 then
+    return {held[1] == idempotency.fingerprint and 'existing' or 'mismatch', held[2]}
+  end
 end
 
 -- The quota: each job of the call that will be queued (not cancelled at
@@ -123,5 +139,9 @@ end
 local replies = {}
 for j, job in ipairs(jobs) do
   replies[j] = store(job)
+end
+if idempotency then
+  redis.call('HSET', idempotency.key, 'fingerprint', idempotency.fingerprint, 'job', jobs[1].id)
+  redis.call('PEXPIRE', idempotency.key, idempotency.ttl)
 end
 return replies

@@ -1,0 +1,2 @@
+-- Retention: keys past their lifetime.
+DELETE FROM idempotency_keys WHERE expires_at <= :now;
