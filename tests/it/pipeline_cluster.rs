@@ -133,7 +133,12 @@ impl Cluster {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(response.status(), 200, "train.jsonl of {id} at {}", node.url);
+                assert_eq!(
+                    response.status(),
+                    200,
+                    "train.jsonl of {id} at {}",
+                    node.url
+                );
                 bodies.push(response.text().await.unwrap());
             }
             assert_eq!(bodies[0], bodies[1], "both nodes serve the same file");
@@ -194,7 +199,14 @@ async fn run_pipelines(cluster: &Cluster) -> Vec<[String; 4]> {
     assert_eq!(per_worker.len(), 2, "both workers ran jobs: {ran_on:?}");
     let split = pipelines
         .iter()
-        .filter(|stages| stages.iter().map(|id| ran_on[id]).collect::<HashSet<_>>().len() > 1)
+        .filter(|stages| {
+            stages
+                .iter()
+                .map(|id| ran_on[id])
+                .collect::<HashSet<_>>()
+                .len()
+                > 1
+        })
         .count();
     assert!(split > 0, "no pipeline's stages ran on both workers");
     cluster.check_datasets(&pipelines).await;
@@ -212,7 +224,11 @@ async fn a_cluster_runs_pipelines_over_a_shared_artifact_directory() {
     let pipelines = run_pipelines(&cluster).await;
     for stages in &pipelines {
         let train = shared.join(&stages[3]).join("train.jsonl");
-        assert!(train.is_file(), "{} is in the shared directory", train.display());
+        assert!(
+            train.is_file(),
+            "{} is in the shared directory",
+            train.display()
+        );
     }
 }
 
