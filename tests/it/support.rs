@@ -93,6 +93,25 @@ impl Scratch {
         }
     }
 
+    /// The flags for this test's Redis with a data directory and an
+    /// artifact store of the caller's choosing (`None`: the default, the
+    /// data directory's own), as a process on a host of its own has them.
+    pub fn redis_args_with(&self, data_dir: &Path, artifacts: Option<&str>) -> Vec<String> {
+        let redis = self.redis.as_ref().expect("a Redis scratch");
+        let mut args = vec![
+            "--store".into(),
+            redis.url.clone(),
+            "--redis-prefix".into(),
+            self.prefix.clone(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        if let Some(artifacts) = artifacts {
+            args.extend(["--artifacts".into(), artifacts.to_owned()]);
+        }
+        args
+    }
+
     /// Writes a file into the scratch directory and returns its path.
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
@@ -322,7 +341,33 @@ impl Server {
         ];
         args.extend(scratch.store_args());
         args.extend(with_fast_args(extra));
-        Server::start_program("sh", &args, &[], "jobd listening on ")
+        Server::start_program("sh", &args, &[], "jobd listening on ", Stdio::inherit())
+    }
+
+    /// `jobd serve` on a free port with the store flags given whole
+    /// (rather than the scratch's), extra flags and environment variables.
+    pub fn serve_on(store_args: &[String], extra: &[String], envs: &[(&str, &str)]) -> Server {
+        let mut args = vec!["serve".to_string(), "--bind".into(), "127.0.0.1:0".into()];
+        args.extend(store_args.iter().cloned());
+        args.extend(with_fast_args(extra));
+        Server::start(&args, envs, "jobd listening on ")
+    }
+
+    /// `jobd worker` with the store flags given whole, whose log (`info`,
+    /// as JSON lines) goes to the file `log`.
+    pub fn worker_logged(
+        store_args: &[String],
+        extra: &[String],
+        envs: &[(&str, &str)],
+        log: &Path,
+    ) -> Server {
+        let mut args = vec!["worker".to_string(), "--log-format".into(), "json".into()];
+        args.extend(store_args.iter().cloned());
+        args.extend(with_fast_args(extra));
+        let file = std::fs::File::create(log).expect("create the worker's log");
+        let mut envs = envs.to_vec();
+        envs.push(("RUST_LOG", "info"));
+        Server::start_program(jobd_bin(), &args, &envs, "jobd worker ", file.into())
     }
 
     /// Starts `jobd worker` on the test's store, with extra flags.
@@ -339,7 +384,7 @@ impl Server {
     }
 
     fn start(args: &[String], envs: &[(&str, &str)], ready_prefix: &str) -> Server {
-        Server::start_program(jobd_bin(), args, envs, ready_prefix)
+        Server::start_program(jobd_bin(), args, envs, ready_prefix, Stdio::inherit())
     }
 
     fn start_program(
@@ -347,14 +392,16 @@ impl Server {
         args: &[String],
         envs: &[(&str, &str)],
         ready_prefix: &str,
+        stderr: Stdio,
     ) -> Server {
+        // `envs` may set RUST_LOG over the quiet default.
         let mut child = Command::new(program)
             .args(args)
-            .envs(envs.iter().copied())
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .env_remove("JOBD_URL")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start jobd");
         let stdout = child.stdout.take().expect("stdout");
