@@ -1,9 +1,14 @@
-//! A thin HTTP client of the jobd API, with a Server-Sent Events reader.
+//! A thin HTTP client of the jobd API, with a Server-Sent Events reader
+//! and a streaming download to a file.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::StreamExt;
 use reqwest::{Method, Response};
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,22 @@ pub enum ClientError {
         url: String,
         /// What was wrong.
         message: String,
+    },
+    /// The server answered, but not with what the API promises.
+    #[error("unexpected answer from jobd at {url}: {message}")]
+    Answer {
+        /// The server.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A download could not be written to its file.
+    #[error("cannot write {}: {source}", path.display())]
+    Save {
+        /// The file (or directory) being written.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// The server answered with an error body.
     #[error("{status}: {body}")]
@@ -55,6 +76,19 @@ impl Client {
     /// The same client, sending `token` as its bearer token.
     pub fn with_token(self, token: Option<String>) -> Client {
         Client { token, ..self }
+    }
+
+    /// The absolute URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An [`ClientError::Answer`] saying what was wrong with an answer.
+    pub fn unexpected(&self, message: String) -> ClientError {
+        ClientError::Answer {
+            url: self.base.clone(),
+            message,
+        }
     }
 
     fn connection(&self, source: reqwest::Error) -> ClientError {
@@ -119,6 +153,48 @@ impl Client {
             .json()
             .await
             .map_err(|e| self.connection(e))
+    }
+
+    /// Downloads `path` into the file `name` in `dir`, streaming: the body
+    /// goes to a temporary `.NAME.*.part` in `dir`, renamed to `name` only
+    /// once complete and synced, so `dir/name` is never a partial file (a
+    /// failed download leaves nothing behind). `name` comes from the server
+    /// and must be a plain file name. Returns the file's path and size.
+    pub async fn download(
+        &self,
+        path: &str,
+        dir: &Path,
+        name: &str,
+    ) -> Result<(PathBuf, u64), ClientError> {
+        if name.starts_with('.') || Path::new(name).file_name() != Some(name.as_ref()) {
+            return Err(self.unexpected(format!("{name:?} is not a plain file name")));
+        }
+        let response = self.send(Method::GET, path, &[], None).await?;
+        let target = dir.join(name);
+        let save = |source: std::io::Error| ClientError::Save {
+            path: target.clone(),
+            source,
+        };
+        let part = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".part")
+            // As any new file: readable per the umask, not tempfile's 0600.
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(save)?;
+        let mut file = tokio::fs::File::from_std(part.as_file().try_clone().map_err(save)?);
+        let mut body = response.bytes_stream();
+        let mut size = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.connection(e))?;
+            file.write_all(&chunk).await.map_err(save)?;
+            size += chunk.len() as u64;
+        }
+        file.flush().await.map_err(save)?;
+        file.sync_all().await.map_err(save)?;
+        drop(file);
+        part.persist(&target).map_err(|e| save(e.error))?;
+        Ok((target, size))
     }
 
     /// Follows an SSE stream, calling `on_event(name, data)` for each event
