@@ -273,10 +273,10 @@ impl ApiError {
     /// for [`log_errors`].
     pub(crate) fn respond_with(self, body: impl IntoResponse) -> Response {
         let mut response = (self.status_code(), body).into_response();
-        if let ApiError::RangeNotSatisfiable { size } = self {
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
+        if let ApiError::RangeNotSatisfiable { size } = self
+            && let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
         }
         if let Some(seconds) = self.retry_after() {
             response

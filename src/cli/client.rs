@@ -316,6 +316,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_download_named_other_than_a_plain_file_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing listens there: the name is refused before any request.
+        let client = Client::new("http://127.0.0.1:9");
+        for name in ["../x", "a/b", "/etc/passwd", ".hidden", "..", ""] {
+            let e = client.download("/x", dir.path(), name).await.unwrap_err();
+            assert!(matches!(e, ClientError::Answer { .. }), "{name:?}: {e}");
+        }
+    }
+
+    /// Answers one request with a body shorter than its Content-Length,
+    /// then closes the connection.
+    async fn serve_cut_body(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (socket, _) = listener.accept().await?;
+        let mut socket = BufReader::new(socket);
+        let mut line = String::new();
+        while socket.read_line(&mut line).await? > 2 {
+            line.clear();
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"cut\": ")
+            .await?;
+        socket.flush().await
+    }
+
+    #[tokio::test]
+    async fn a_download_cut_short_leaves_no_file() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve_cut_body(listener));
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::new(&format!("http://{address}"));
+        let e = client
+            .download("/train.jsonl", dir.path(), "train.jsonl")
+            .await
+            .unwrap_err();
+        server.await.unwrap().unwrap();
+        assert!(matches!(e, ClientError::Connection { .. }), "{e}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
     async fn query_values_are_percent_encoded() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
