@@ -3,8 +3,7 @@
 //!
 //! Exit codes: 0 success; 1 the server answered with an error or could not
 //! be reached; 2 bad local input (or a download that cannot be written);
-//! 3 a watched job (or pipeline stage)
-//! failed; 4 it was cancelled.
+//! 3 a watched job (or pipeline stage) failed; 4 it was cancelled.
 
 pub mod client;
 
