@@ -1,9 +1,14 @@
-//! A thin HTTP client of the jobd API, with a Server-Sent Events reader.
+//! A thin HTTP client of the jobd API, with a Server-Sent Events reader
+//! and a streaming download to a file.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::StreamExt;
 use reqwest::{Method, Response};
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,22 @@ pub enum ClientError {
         url: String,
         /// What was wrong.
         message: String,
+    },
+    /// The server answered, but not with what the API promises.
+    #[error("unexpected answer from jobd at {url}: {message}")]
+    Answer {
+        /// The server.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A download could not be written to its file.
+    #[error("cannot write {}: {source}", path.display())]
+    Save {
+        /// The file (or directory) being written.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// The server answered with an error body.
     #[error("{status}: {body}")]
@@ -55,6 +76,19 @@ impl Client {
     /// The same client, sending `token` as its bearer token.
     pub fn with_token(self, token: Option<String>) -> Client {
         Client { token, ..self }
+    }
+
+    /// The absolute URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An [`ClientError::Answer`] saying what was wrong with an answer.
+    pub fn unexpected(&self, message: String) -> ClientError {
+        ClientError::Answer {
+            url: self.base.clone(),
+            message,
+        }
     }
 
     fn connection(&self, source: reqwest::Error) -> ClientError {
@@ -119,6 +153,48 @@ impl Client {
             .json()
             .await
             .map_err(|e| self.connection(e))
+    }
+
+    /// Downloads `path` into the file `name` in `dir`, streaming: the body
+    /// goes to a temporary `.NAME.*.part` in `dir`, renamed to `name` only
+    /// once complete and synced, so `dir/name` is never a partial file (a
+    /// failed download leaves nothing behind). `name` comes from the server
+    /// and must be a plain file name. Returns the file's path and size.
+    pub async fn download(
+        &self,
+        path: &str,
+        dir: &Path,
+        name: &str,
+    ) -> Result<(PathBuf, u64), ClientError> {
+        if name.starts_with('.') || Path::new(name).file_name() != Some(name.as_ref()) {
+            return Err(self.unexpected(format!("{name:?} is not a plain file name")));
+        }
+        let response = self.send(Method::GET, path, &[], None).await?;
+        let target = dir.join(name);
+        let save = |source: std::io::Error| ClientError::Save {
+            path: target.clone(),
+            source,
+        };
+        let part = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".part")
+            // As any new file: readable per the umask, not tempfile's 0600.
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(save)?;
+        let mut file = tokio::fs::File::from_std(part.as_file().try_clone().map_err(save)?);
+        let mut body = response.bytes_stream();
+        let mut size = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.connection(e))?;
+            file.write_all(&chunk).await.map_err(save)?;
+            size += chunk.len() as u64;
+        }
+        file.flush().await.map_err(save)?;
+        file.sync_all().await.map_err(save)?;
+        drop(file);
+        part.persist(&target).map_err(|e| save(e.error))?;
+        Ok((target, size))
     }
 
     /// Follows an SSE stream, calling `on_event(name, data)` for each event
@@ -237,6 +313,50 @@ mod tests {
         );
         socket.write_all(response.as_bytes()).await?;
         socket.flush().await
+    }
+
+    #[tokio::test]
+    async fn a_download_named_other_than_a_plain_file_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing listens there: the name is refused before any request.
+        let client = Client::new("http://127.0.0.1:9");
+        for name in ["../x", "a/b", "/etc/passwd", ".hidden", "..", ""] {
+            let e = client.download("/x", dir.path(), name).await.unwrap_err();
+            assert!(matches!(e, ClientError::Answer { .. }), "{name:?}: {e}");
+        }
+    }
+
+    /// Answers one request with a body shorter than its Content-Length,
+    /// then closes the connection.
+    async fn serve_cut_body(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (socket, _) = listener.accept().await?;
+        let mut socket = BufReader::new(socket);
+        let mut line = String::new();
+        while socket.read_line(&mut line).await? > 2 {
+            line.clear();
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"cut\": ")
+            .await?;
+        socket.flush().await
+    }
+
+    #[tokio::test]
+    async fn a_download_cut_short_leaves_no_file() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve_cut_body(listener));
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::new(&format!("http://{address}"));
+        let e = client
+            .download("/train.jsonl", dir.path(), "train.jsonl")
+            .await
+            .unwrap_err();
+        server.await.unwrap().unwrap();
+        assert!(matches!(e, ClientError::Connection { .. }), "{e}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[tokio::test]

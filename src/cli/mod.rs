@@ -2,12 +2,12 @@
 //! HTTP only (`--url`, env `JOBD_URL`), so they work against a remote one.
 //!
 //! Exit codes: 0 success; 1 the server answered with an error or could not
-//! be reached; 2 bad local input; 3 a watched job (or pipeline stage)
-//! failed; 4 it was cancelled.
+//! be reached; 2 bad local input (or a download that cannot be written);
+//! 3 a watched job (or pipeline stage) failed; 4 it was cancelled.
 
 pub mod client;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -77,7 +77,8 @@ pub enum ClientCommand {
         params_json: Option<String>,
     },
     /// Run the document pipeline (processing, taxonomy, extraction, dataset)
-    /// on files, following every stage; prints where the dataset is.
+    /// on files, following every stage; prints the dataset's download URLs,
+    /// or with --out downloads it.
     Pipeline {
         /// Text, Markdown or HTML files, sent inline.
         #[arg(required = true)]
@@ -85,6 +86,19 @@ pub enum ClientCommand {
         /// The jobs' user.
         #[arg(long)]
         user: Option<String>,
+        /// Download the dataset's files (train.jsonl, ...) into this
+        /// directory, created if missing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print the download URLs of a job's artifacts, or with --out
+    /// download them.
+    Artifacts {
+        /// The job id.
+        job_id: String,
+        /// Download them into this directory, created if missing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Print queue statistics.
     Stats,
@@ -142,6 +156,10 @@ pub async fn run(url: &str, token: Option<String>, command: ClientCommand) -> Ex
     let client = Client::new(url).with_token(token);
     match execute(&client, command).await {
         Ok(code) => code,
+        Err(e @ ClientError::Save { .. }) => {
+            eprintln!("jobd: {e}");
+            ExitCode::from(2)
+        }
         Err(message) => {
             eprintln!("jobd: {message}");
             ExitCode::FAILURE
@@ -254,7 +272,13 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
                 .await?
         }
         ClientCommand::Watch { job_id } => return watch(client, &job_id).await,
-        ClientCommand::Pipeline { files, user } => return pipeline(client, &files, user).await,
+        ClientCommand::Pipeline { files, user, out } => {
+            return pipeline(client, &files, user, out.as_deref()).await;
+        }
+        ClientCommand::Artifacts { job_id, out } => {
+            artifacts(client, &job_id, out.as_deref()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         ClientCommand::Cancel { job_id } => {
             client
                 .call(Method::POST, &format!("/api/v1/jobs/cancel/{job_id}"), None)
@@ -398,13 +422,58 @@ async fn watch(client: &Client, job_id: &str) -> Result<ExitCode, ClientError> {
     Ok(report_end(job_id, &job))
 }
 
+/// Creates the download directory `dir` and any missing parents.
+async fn create_out_dir(dir: &Path) -> Result<(), ClientError> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|source| ClientError::Save {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Prints the absolute download URL of each of a job's artifacts, one a
+/// line; or, with `out`, downloads each into `out` (created if missing)
+/// and prints its path and size. Over HTTP only, so it works wherever the
+/// server keeps its artifacts.
+async fn artifacts(client: &Client, job_id: &str, out: Option<&Path>) -> Result<(), ClientError> {
+    let listed = client
+        .call(
+            Method::GET,
+            &format!("/api/v1/jobs/status/{job_id}/artifacts"),
+            None,
+        )
+        .await?;
+    let Some(items) = listed["artifacts"].as_array() else {
+        return Err(client.unexpected(format!("no artifact list in {listed}")));
+    };
+    if let Some(dir) = out {
+        create_out_dir(dir).await?;
+    }
+    for item in items {
+        let (Some(name), Some(url)) = (item["name"].as_str(), item["url"].as_str()) else {
+            return Err(client.unexpected(format!("an artifact without name or url: {item}")));
+        };
+        match out {
+            Some(dir) => {
+                let (path, size) = client.download(url, dir, name).await?;
+                println!("{} ({size} bytes)", path.display());
+            }
+            None => println!("{}", client.url(url)),
+        }
+    }
+    Ok(())
+}
+
 /// Submits the document pipeline for `files` (their content inline, so it
-/// works against a remote server), follows every stage, and prints where
-/// the dataset is. Exits 3 or 4 when a stage failed or was cancelled.
+/// works against a remote server), follows every stage, prints the
+/// dataset's result and its download URLs, or with `out` downloads its
+/// files there. Exits 3 or 4 when a stage failed or was cancelled.
 async fn pipeline(
     client: &Client,
     files: &[PathBuf],
     user: Option<String>,
+    out: Option<&Path>,
 ) -> Result<ExitCode, ClientError> {
     let mut documents = Vec::new();
     for file in files {
@@ -415,6 +484,10 @@ async fn pipeline(
                 return Ok(ExitCode::from(2));
             }
         }
+    }
+    // An --out that cannot be made fails now, not after the whole run.
+    if let Some(dir) = out {
+        create_out_dir(dir).await?;
     }
     let mut body = json!({ "documents": documents });
     if let Some(user) = user {
@@ -448,6 +521,11 @@ async fn pipeline(
         } else if *stage == pipeline::STAGES[3] {
             println!("dataset ready:");
             print_json(&job["result"]);
+            match out {
+                Some(dir) => println!("downloading to {}:", dir.display()),
+                None => println!("download:"),
+            }
+            artifacts(client, id, out).await?;
         }
     }
     Ok(code)

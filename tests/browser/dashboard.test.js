@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import http from "node:http";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -103,6 +103,41 @@ async function waitForText(page, selector, expected) {
     [selector, expected],
     { timeout: WAIT },
   );
+}
+
+/** Runs the document pipeline on the sample document; the dataset job's id once it completed. */
+async function runPipeline(server, token) {
+  const sample = await readFile(path.join(ROOT, "tests", "data", "docs", "topics.md"), "utf8");
+  const { status, body } = await api(server, "POST", "/api/v1/jobs/pipeline", { documents: [{ name: "topics.md", text: sample }] }, token);
+  assert.equal(status, 201, JSON.stringify(body));
+  const id = body.jobs.dataset_generation;
+  await waitForStatus(server, id, "completed", token);
+  return id;
+}
+
+/**
+ * Opens the dataset job's page: train.jsonl is listed with its size and
+ * media type, and following its link downloads the bytes the API serves.
+ */
+async function downloadTrainFromJobPage(page, server, id, token) {
+  await page.evaluate((jobId) => { location.hash = "#/job/" + jobId; }, id);
+  const row = page.locator('#job-artifacts tr[data-artifact="train.jsonl"]');
+  await row.waitFor({ timeout: WAIT });
+  const served = await fetch(`${server.url}/api/v1/jobs/status/${id}/artifacts/train.jsonl`, {
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+    signal: AbortSignal.timeout(20_000),
+  });
+  assert.equal(served.status, 200);
+  const expected = Buffer.from(await served.arrayBuffer());
+  assert.ok(expected.length > 0);
+  assert.equal(await row.locator("td:nth-child(2)").getAttribute("title"), `${expected.length} bytes`);
+  assert.equal(await row.locator("td:nth-child(3)").innerText(), "application/jsonl");
+  const link = row.locator("a");
+  assert.equal(await link.innerText(), "train.jsonl");
+  const [download] = await Promise.all([page.waitForEvent("download", { timeout: WAIT }), link.click()]);
+  assert.equal(download.suggestedFilename(), "train.jsonl");
+  const saved = await readFile(await download.path());
+  assert.ok(saved.equals(expected), "the downloaded file is the served one, byte for byte");
 }
 
 /** Headless Chromium with a fresh profile: {context, userDataDir}. */
@@ -432,6 +467,12 @@ describe("dashboard", () => {
     }
   });
 
+  test("a pipeline's dataset job page lists train.jsonl, and its link downloads the file", async () => {
+    const id = await runPipeline(server);
+    await downloadTrainFromJobPage(page, server, id);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-artifacts.png"), fullPage: true });
+  });
+
   test("nothing failed in the page and nothing was fetched from elsewhere", () => {
     assert.deepEqual(problems, []);
   });
@@ -450,6 +491,7 @@ describe("dashboard with auth = token", () => {
   let aliceLong; // alice's job that runs all along
   const problems = [];
   const streams = []; // the SSE requests the page made: url and Authorization
+  const downloads = []; // the artifact requests the page made: url and Authorization
 
   /** A token made by the admin: its secret. */
   async function mint(userId, role) {
@@ -497,6 +539,7 @@ describe("dashboard with auth = token", () => {
     context.on("request", (request) => {
       const url = request.url();
       if (/\/stream(\?|$)/.test(url)) streams.push({ url, authorization: request.headers().authorization });
+      if (/\/artifacts\/[^/]+$/.test(url)) downloads.push({ url, authorization: request.headers().authorization });
       for (const [name, token] of Object.entries({ ADMIN, ...tokens })) {
         if (url.includes(token)) problems.push(`the ${name} token in a URL: ${url}`);
       }
@@ -599,6 +642,15 @@ describe("dashboard with auth = token", () => {
     assert.ok(jobStream, "the page opened the job's stream");
     assert.equal(jobStream.authorization, `Bearer ${tokens.alice}`);
     await page.screenshot({ path: path.join(OUTPUT, "dashboard-user-job.png"), fullPage: true });
+  });
+
+  test("a user's dataset downloads from its job page with the token in a header, not in a URL", async () => {
+    const id = await runPipeline(server, tokens.alice);
+    const seen = downloads.length;
+    await downloadTrainFromJobPage(page, server, id, tokens.alice);
+    const fetched = downloads.slice(seen).find((d) => d.url.endsWith(`/status/${id}/artifacts/train.jsonl`));
+    assert.ok(fetched, `the page fetched the file: ${JSON.stringify(downloads.slice(seen))}`);
+    assert.equal(fetched.authorization, `Bearer ${tokens.alice}`);
   });
 
   test("a token revoked mid-session sends the page back to the sign-in form", async () => {

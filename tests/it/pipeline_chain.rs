@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Scratch, Server, StoreKind, cli, wait_until};
+use crate::support::{Scratch, Server, StoreKind, cli, cli_in, wait_until};
 
 const STAGES: [&str; 4] = [
     "document_processing",
@@ -187,10 +187,87 @@ async fn the_cli_runs_the_pipeline_on_a_file(kind: StoreKind) {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("dataset ready"), "{out}");
     assert!(out.contains("\"train\""), "{out}");
+    let download = out
+        .lines()
+        .find(|line| line.ends_with("/artifacts/train.jsonl"))
+        .unwrap_or_else(|| panic!("no download URL in {out}"));
+    let answer = server.http.get(download).send().await.unwrap();
+    assert_eq!(answer.status(), 200, "{download}");
+}
+
+/// `jobd pipeline --out DIR` fetches the dataset over HTTP alone: the
+/// client runs in a directory of its own, told nothing of the server's data
+/// or artifact directories, and its files are the server's, byte for byte.
+async fn the_cli_downloads_the_dataset_it_cannot_see(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
+    let client_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(sample(), client_dir.path().join("topics.md")).unwrap();
+    let (url, cwd) = (server.url.clone(), client_dir.path().to_owned());
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        cli_in(
+            &cwd,
+            &url,
+            &["pipeline", "topics.md", "--out", "dataset/run-1"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let out_dir = client_dir.path().join("dataset/run-1");
+    assert!(out.contains("dataset/run-1/train.jsonl"), "{out}");
+
+    let (_, listed) = server
+        .get("/api/v1/jobs?job_type=dataset_generation&limit=1")
+        .await;
+    let id = listed["jobs"][0]["job_id"].as_str().unwrap();
+    let (status, artifacts) = server
+        .get(&format!("/api/v1/jobs/status/{id}/artifacts"))
+        .await;
+    assert_eq!(status, 200, "{artifacts}");
+    let mut served = Vec::new();
+    for artifact in artifacts["artifacts"].as_array().unwrap() {
+        let name = artifact["name"].as_str().unwrap().to_owned();
+        let url = format!("{}{}", server.url, artifact["url"].as_str().unwrap());
+        let bytes = server.http.get(url).send().await.unwrap();
+        assert_eq!(bytes.status(), 200);
+        served.push((name, bytes.bytes().await.unwrap().to_vec()));
+    }
+    served.sort();
+    let mut saved: Vec<(String, Vec<u8>)> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect();
+    saved.sort();
+    let names = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&saved),
+        names(&served),
+        "every artifact, no partial file"
+    );
+    assert!(saved == served, "the files are the server's, byte for byte");
+
+    let train = &saved.iter().find(|f| f.0 == "train.jsonl").unwrap().1;
+    let lines: Vec<Value> = std::str::from_utf8(train)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.iter().all(Value::is_object),
+        "{lines:?}"
+    );
 }
 
 crate::for_each_store!(
     pipeline_chain_runs_fails_and_restarts,
     artifacts_go_with_their_jobs,
     the_cli_runs_the_pipeline_on_a_file,
+    the_cli_downloads_the_dataset_it_cannot_see,
 );

@@ -551,7 +551,23 @@ pub fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
 
 /// [`cli`] with extra environment variables.
 pub fn cli_env(url: &str, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let output = Command::new(jobd_bin())
+    run_cli(Command::new(jobd_bin()), url, args, envs)
+}
+
+/// [`cli`] run in the directory `dir` (its relative paths are there).
+pub fn cli_in(dir: &Path, url: &str, args: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new(jobd_bin());
+    command.current_dir(dir);
+    run_cli(command, url, args, &[])
+}
+
+fn run_cli(
+    mut command: Command,
+    url: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (i32, String, String) {
+    let output = command
         .args(args)
         .env("JOBD_URL", url)
         .envs(envs.iter().copied())

@@ -1,7 +1,7 @@
 // jobd dashboard. Plain JavaScript, no framework, no build step. Everything
 // comes from the public API: the live queue stream (SSE), the job list, a
-// job's SSE stream, cancel and restart, the worker registry and the "why
-// pending" hint. Data is always inserted as text, never as HTML.
+// job's SSE stream, its artifacts, cancel and restart, the worker registry
+// and the "why pending" hint. Data is always inserted as text, never as HTML.
 //
 // With auth = "token" the page asks for a token, keeps it in this tab's
 // sessionStorage (never localStorage, never a URL), sends it as
@@ -56,6 +56,15 @@
     if (seconds < 60) return seconds + " s ago";
     if (seconds < 3600) return Math.floor(seconds / 60) + " min ago";
     return Math.floor(seconds / 3600) + " h ago";
+  }
+
+  function byteSize(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    const units = ["KiB", "MiB", "GiB", "TiB"];
+    let value = bytes / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return value.toFixed(value < 10 ? 1 : 0) + " " + units[unit];
   }
 
   function duration(seconds) {
@@ -268,6 +277,7 @@
     jobId: null,
     job: null,
     jobStream: null,
+    artifactsLoad: 0,   // the newest request for the job's artifact list
     logStream: null,    // the job's log stream while it is followed
     logSeq: 0,          // the last log line shown
     elapsedTimer: null,
@@ -533,6 +543,8 @@
     closeJob();
     state.jobId = id;
     $("action-result").hidden = true;
+    $("job-artifacts-panel").hidden = true;
+    $("job-artifacts").tBodies[0].replaceChildren();
     $("job-id").textContent = id;
     followJob(id);
     followLog(id, 0);
@@ -689,7 +701,10 @@
     $("job-error").textContent = job.error || "";
 
     const waiting = ["pending", "scheduled"].includes(job.status);
-    if (waiting && (!previous || previous.status !== job.status)) loadWhy();
+    const changed = !previous || previous.job_id !== job.job_id || previous.status !== job.status;
+    if (waiting && changed) loadWhy();
+    // Steps write their artifacts when they succeed: look again at each change.
+    if (changed) loadArtifacts();
     if (!waiting) $("why").hidden = true;
   }
 
@@ -708,6 +723,72 @@
     if (elapsed !== null && elapsed !== undefined) parts.push(duration(elapsed) + " elapsed");
     parts.push(job.status);
     $("job-progress-text").textContent = parts.join(" · ");
+  }
+
+  // The job's artifacts, each a download link. Without auth a plain link
+  // does (same origin, Content-Disposition: attachment); with a token the
+  // link would go without the Authorization header, so a click fetches the
+  // file with it and saves the Blob (in memory, as big as the file).
+  async function loadArtifacts() {
+    const id = state.jobId;
+    if (!id) return;
+    const load = ++state.artifactsLoad;
+    const { status, body } = await call("GET", API + "/status/" + encodeURIComponent(id) + "/artifacts");
+    if (state.jobId !== id || load !== state.artifactsLoad) return;
+    const panel = $("job-artifacts-panel");
+    if (status !== 200) {
+      panel.hidden = status === 404;
+      $("job-artifacts").tBodies[0].replaceChildren();
+      $("job-artifacts-state").textContent = describeError(status, body);
+      return;
+    }
+    panel.hidden = body.artifacts.length === 0;
+    $("job-artifacts-state").textContent = "";
+    $("job-artifacts").tBodies[0].replaceChildren(...body.artifacts.map((a) => {
+      const link = el("a", { href: a.url, download: a.name, class: "mono", text: a.name });
+      link.addEventListener("click", (event) => {
+        if (!session.token) return;
+        event.preventDefault();
+        downloadWithToken(a);
+      });
+      return el("tr", { "data-artifact": a.name },
+        el("td", {}, link),
+        el("td", { title: a.size + " bytes", text: byteSize(a.size) }),
+        el("td", { class: "mono", text: a.media_type }));
+    }));
+  }
+
+  // Downloads an artifact with the session's token in the header and hands
+  // the browser the Blob as a file named like the artifact.
+  async function downloadWithToken(artifact) {
+    const epoch = session.epoch;
+    const token = session.token;
+    $("job-artifacts-state").textContent = "downloading " + artifact.name + "…";
+    let response;
+    let blob = null;
+    try {
+      response = await fetch(artifact.url, { headers: authHeaders(token), cache: "no-store" });
+      if (response.ok) blob = await response.blob();
+    } catch (e) {
+      if (epoch === session.epoch) $("job-artifacts-state").textContent = "NetworkError: " + String(e);
+      return;
+    }
+    if (epoch !== session.epoch) return;
+    if (!blob) {
+      let data = null;
+      try { data = await response.json(); } catch (_) { data = null; }
+      if (response.status === 401 && token) tokenRefused(token);
+      $("job-artifacts-state").textContent = describeError(response.status, data);
+      return;
+    }
+    const url = URL.createObjectURL(blob);
+    const save = el("a", { href: url, download: artifact.name, hidden: "" });
+    document.body.append(save);
+    save.click();
+    save.remove();
+    // The download has taken the Blob by now; free it a little later.
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    $("job-artifacts-state").textContent = "";
   }
 
   async function loadWhy() {
