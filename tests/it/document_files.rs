@@ -145,7 +145,13 @@ async fn under_a_documents_root_only_visible_document_files_are_read() {
         .wait_for_status(job["job_id"].as_str().unwrap(), "completed", WAIT)
         .await;
     assert_eq!(job["result"]["documents"], 1, "{job}");
-    let chunks = std::fs::read_to_string(job["result"]["artifact"].as_str().unwrap()).unwrap();
+    let id = job["job_id"].as_str().unwrap();
+    assert_eq!(job["result"]["artifact"], format!("{id}/chunks.jsonl"));
+    let (status, chunks) = server
+        .get_bytes(&format!("/api/v1/jobs/status/{id}/artifacts/chunks.jsonl"))
+        .await;
+    assert_eq!(status, 200);
+    let chunks = String::from_utf8(chunks).unwrap();
     assert!(chunks.contains("Telescopes"), "{chunks}");
     assert!(!chunks.contains(SECRET), "{chunks}");
 
@@ -289,11 +295,7 @@ async fn another_users_artifacts_are_not_read(kind: StoreKind) {
     )
     .await;
     let bobs_id = bobs["job_id"].as_str().unwrap();
-    let bobs_dir = Path::new(bobs["result"]["artifact"].as_str().unwrap())
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let sneaky = bobs_dir.join("..").join(alices_id).join("chunks.jsonl");
+    let sneaky = format!("{bobs_id}/../{alices_id}/chunks.jsonl");
     let job = run_as(
         &server,
         "bob",

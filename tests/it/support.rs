@@ -466,6 +466,13 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET returning (status, body bytes), for what is not JSON.
+    pub async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let response = self.http.get(self.at(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.bytes().await.expect("body").to_vec())
+    }
+
     /// POST with an optional JSON body, returning (status, JSON body).
     pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.http.post(self.at(path));
