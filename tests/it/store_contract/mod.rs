@@ -16,6 +16,8 @@
 //!   submission's and the restart's atomic step.
 //! - [`audit`]: the audit log: appends, pages newest first, filters,
 //!   retention.
+//! - [`idempotency`]: idempotent submission: one job per key, its
+//!   lifetime, racing processes.
 //! - [`routing`]: which claims take a remote job, the limits they share,
 //!   and the ways a remote job goes back to its own queue.
 //!
@@ -26,6 +28,7 @@
 //! (leases expire, scheduled jobs come due, jobs age past retention).
 
 mod audit;
+mod idempotency;
 mod logs;
 mod order;
 mod quota;
@@ -44,6 +47,7 @@ use jobd::store::{ClaimParams, ClaimRef, Claimed, Outcome, RecoverParams, Store}
 use serde_json::json;
 
 use self::audit::*;
+use self::idempotency::*;
 use self::logs::*;
 use self::order::*;
 use self::quota::*;
@@ -579,4 +583,9 @@ store_contract!(
     a_chain_past_the_quota_stores_nothing,
     leaving_the_queue_frees_room_and_coming_back_takes_it,
     the_quota_holds_for_submissions_racing_from_two_processes,
+    // idempotent submission
+    a_key_stores_one_job_and_answers_it_to_repeats,
+    a_key_holds_for_its_lifetime_only,
+    a_key_past_its_lifetime_stores_a_new_job,
+    racing_submissions_with_one_key_store_one_job,
 );

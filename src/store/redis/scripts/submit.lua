@@ -49,9 +49,11 @@ local idempotency = ARGV[i] and {
   fingerprint = ARGV[i + 1], ttl = ARGV[i + 2],
 }
 if idempotency then
-  local held = redis.call('HMGET', idempotency.key, 'fingerprint', 'job')
-  -- A key whose job retention deleted holds nothing any more.
-  if held[2] and redis.call('EXISTS', job_key(held[2])) == 1 then
+  local held = redis.call('HMGET', idempotency.key, 'fingerprint', 'job', 'expires_at')
+  -- Past its lifetime (by the callers' clock; the key's own expiry only
+  -- collects it), or whose job retention deleted, a key holds nothing.
+  if held[2] and tonumber(held[3]) > tonumber(now)
+      and redis.call('EXISTS', job_key(held[2])) == 1 then
     return {held[1] == idempotency.fingerprint and 'existing' or 'mismatch', held[2]}
   end
 end
@@ -141,7 +143,8 @@ for j, job in ipairs(jobs) do
   replies[j] = store(job)
 end
 if idempotency then
-  redis.call('HSET', idempotency.key, 'fingerprint', idempotency.fingerprint, 'job', jobs[1].id)
+  redis.call('HSET', idempotency.key, 'fingerprint', idempotency.fingerprint, 'job', jobs[1].id,
+    'expires_at', tonumber(now) + tonumber(idempotency.ttl))
   redis.call('PEXPIRE', idempotency.key, idempotency.ttl)
 end
 return replies
