@@ -15,6 +15,7 @@ mod control;
 mod disk_space;
 mod document_files;
 mod guard;
+mod idempotency;
 mod input_edges;
 mod job_logs;
 mod layers;
