@@ -145,3 +145,14 @@ def test_artifacts_list_and_download(server: Server, tmp_path) -> None:
         c.download(job, "train.jsonl", tmp_path / "train.jsonl")
     assert missing.value.status == 404 and missing.value.error == "ArtifactNotFoundError"
     assert not (tmp_path / "train.jsonl").exists()
+
+
+def test_idempotent_submit(server: Server) -> None:
+    c = server.client
+    key = f"order-{uuid.uuid4()}"
+    first = c.submit("noop", {"order": 1}, user_id="alice", idempotency_key=key)
+    again = c.submit("noop", {"order": 1}, user_id="alice", idempotency_key=key)
+    assert again["job_id"] == first["job_id"]
+    with pytest.raises(jobd.ApiError) as mismatch:
+        c.submit("noop", {"order": 2}, user_id="alice", idempotency_key=key)
+    assert mismatch.value.status == 422 and mismatch.value.error == "IdempotencyKeyMismatchError"

@@ -73,13 +73,16 @@ class Client:
         depends_on: Optional[Iterable[JobRef]] = None,
         max_attempts: Optional[int] = None,
         timeout_seconds: Optional[float] = None,
+        idempotency_key: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Submits a job and returns it (the job object, `job_id` first).
 
         `run_at` (a datetime, or RFC 3339 text; naive means UTC) or
         `delay_seconds` schedules it for later (not both); `depends_on`
         (ids or job dicts) makes it wait until those jobs completed;
-        `max_attempts` and `timeout_seconds` override the job type's."""
+        `max_attempts` and `timeout_seconds` override the job type's.
+        With `idempotency_key`, a repeat of the same submission returns the
+        job the first one stored (an `ApiError` 422 for another body)."""
         body: Dict[str, Any] = {"job_type": job_type}
         if parameters is not None:
             body["parameters"] = parameters
@@ -97,7 +100,8 @@ class Client:
             body["max_attempts"] = max_attempts
         if timeout_seconds is not None:
             body["timeout_seconds"] = timeout_seconds
-        return self._call("POST", "/api/v1/jobs", json=body)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        return self._call("POST", "/api/v1/jobs", json=body, headers=headers)
 
     def get(self, job_id: JobRef) -> Dict[str, Any]:
         """The job now (`GET /api/v1/jobs/status/{id}`)."""
