@@ -22,7 +22,7 @@ pub(crate) struct AuditParams {
     /// Only entries whose actor acted as this user id.
     pub actor: Option<String>,
     /// Only this action: `job.submit`, `job.cancel`, `job.restart`,
-    /// `pipeline.submit`, `token.create` or `token.revoke`.
+    /// `pipeline.submit`, `batch.submit`, `token.create` or `token.revoke`.
     #[param(
         pattern = r"^(job\.submit|job\.cancel|job\.restart|pipeline\.submit|token\.create|token\.revoke)?$"
     )]
@@ -103,7 +103,7 @@ pub(crate) struct AuditPageView {
     path = "/api/v1/audit",
     tag = "audit",
     summary = "Read the audit log, newest first",
-    description = "Every successful mutation (job submit, cancel and restart, pipeline submit, token \
+    description = "Every successful mutation (job submit, cancel and restart, pipeline and batch submit, token \
         create and revoke): who, what, when, from where. This process's entries not yet written \
         are written first, so its own changes are there; other nodes' within a fraction of a second.",
     params(AuditParams),

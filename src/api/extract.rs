@@ -104,11 +104,25 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             |e: serde_json::Error| ApiError::Validation(format!("invalid JSON body: {e}"));
         match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
             None => Ok(JsonBody(None)),
-            // An object: read by name. (serde would also read an array into
-            // a struct, by position, so anything else is settled below.)
-            Some(b'{') => serde_json::from_slice(&bytes)
-                .map(|value| JsonBody(Some(value)))
-                .map_err(invalid),
+            // An object: read by name, and a field of the wrong type is
+            // named by its path (`jobs[1].priority`), so a batch's bad entry
+            // says which it is. (serde would also read an array into a
+            // struct, by position, so anything else is settled below.)
+            Some(b'{') => {
+                let mut reader = serde_json::Deserializer::from_slice(&bytes);
+                let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+                    let path = e.path().to_string();
+                    match path.as_str() {
+                        "." => invalid(e.into_inner()),
+                        _ => ApiError::Validation(format!(
+                            "invalid JSON body at {path}: {}",
+                            e.into_inner()
+                        )),
+                    }
+                })?;
+                reader.end().map_err(invalid)?;
+                Ok(JsonBody(Some(value)))
+            }
             Some(_) => match serde_json::from_slice::<Value>(&bytes).map_err(invalid)? {
                 Value::Null => Ok(JsonBody(None)),
                 other => Err(ApiError::Validation(format!(

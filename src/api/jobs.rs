@@ -72,9 +72,11 @@ pub(crate) struct SubmitRequest {
     pub timeout_seconds: Option<f64>,
     /// Jobs that must complete first (at most 100); the job waits as
     /// `scheduled` until they have, and is cancelled if one fails. A job
-    /// named twice counts once (the first occurrence is kept).
-    #[schema(value_type = Option<Vec<uuid::Uuid>>, max_items = 100)]
-    pub depends_on: Option<Vec<JobId>>,
+    /// named twice counts once (the first occurrence is kept). In a batch,
+    /// an entry may also be the position (from 0) of an earlier job of
+    /// the same batch.
+    #[schema(max_items = 100)]
+    pub depends_on: Option<Vec<Dependency>>,
     /// Makes retries of this submission safe: a repeat with the same key
     /// and the same body, by the same user, within
     /// `idempotency_ttl_seconds`, answers 200 with the job the first one
@@ -82,6 +84,19 @@ pub(crate) struct SubmitRequest {
     #[serde(skip_serializing)]
     #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     pub idempotency_key: Option<String>,
+}
+
+/// A job to wait for: its id, or, in a batch, the position of an earlier
+/// job of the same batch.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Dependency {
+    /// A stored job.
+    #[schema(value_type = uuid::Uuid)]
+    Job(JobId),
+    /// An earlier job of the same batch, by position from 0.
+    #[schema(value_type = u32)]
+    Position(u32),
 }
 
 fn validation(message: impl Into<String>) -> ApiError {
@@ -102,6 +117,17 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<Millis> {
 impl SubmitRequest {
     /// Checks the request against the configuration and builds the job.
     pub(crate) fn validate(self, caller: &Caller, state: &AppState) -> Result<NewJob, ApiError> {
+        self.validate_in(caller, state, &[])
+    }
+
+    /// [`SubmitRequest::validate`] as an entry of a batch whose earlier
+    /// jobs are `earlier`: a position in `depends_on` names one of them.
+    pub(crate) fn validate_in(
+        self,
+        caller: &Caller,
+        state: &AppState,
+        earlier: &[NewJob],
+    ) -> Result<NewJob, ApiError> {
         let Some(job_type) = state.registry.get(&self.job_type) else {
             return Err(ApiError::UnknownJobType {
                 given: self.job_type,
@@ -155,7 +181,22 @@ impl SubmitRequest {
         }
         // A duplicate would be counted twice by the store's waiting count
         // but released once: keep each job's first occurrence.
-        let mut depends_on = self.depends_on.unwrap_or_default();
+        let mut depends_on = self
+            .depends_on
+            .unwrap_or_default()
+            .into_iter()
+            .map(|dependency| match dependency {
+                Dependency::Job(id) => Ok(id),
+                Dependency::Position(at) => {
+                    earlier.get(at as usize).map(|job| job.id).ok_or_else(|| {
+                        validation(format!(
+                            "depends_on: {at} is not the position of an earlier job of this \
+                             batch (positions name jobs of the same POST /api/v1/jobs/batch)"
+                        ))
+                    })
+                }
+            })
+            .collect::<Result<Vec<JobId>, ApiError>>()?;
         let mut seen = std::collections::HashSet::with_capacity(depends_on.len());
         depends_on.retain(|id| seen.insert(*id));
         if depends_on.len() > MAX_DEPENDENCIES {

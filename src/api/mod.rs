@@ -8,6 +8,7 @@ pub mod audit;
 pub(crate) mod audit_page;
 pub(crate) mod auth;
 pub mod backpressure;
+pub(crate) mod batch;
 pub(crate) mod dashboard;
 pub(crate) mod error;
 pub(crate) mod extract;

@@ -23,8 +23,8 @@ use super::extract::ApiPath;
 use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
 use super::{
-    artifacts, audit_page, dashboard, head, jobs, live, logs, metrics, pipeline, stats, throughput,
-    tokens, watch, why,
+    artifacts, audit_page, batch, dashboard, head, jobs, live, logs, metrics, pipeline, stats,
+    throughput, tokens, watch, why,
 };
 use crate::config::AuthMode;
 
@@ -65,6 +65,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(jobs::submit, jobs::list))
         .routes(routes!(pipeline::submit_pipeline))
+        .routes(routes!(batch::submit_batch))
         .routes(routes!(jobs::status))
         .routes(routes!(watch::poll))
         .routes(routes!(watch::stream))

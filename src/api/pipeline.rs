@@ -15,7 +15,7 @@ use super::audit::Requester;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
-use super::jobs::{SubmitRequest, prepare};
+use super::jobs::{Dependency, SubmitRequest, prepare};
 use super::state::AppState;
 use crate::model::audit::AuditAction;
 use crate::model::{JobId, NewJob};
@@ -174,7 +174,7 @@ pub(crate) async fn submit_pipeline(
             delay_seconds: None,
             max_attempts: None,
             timeout_seconds: None,
-            depends_on: Some(depends_on),
+            depends_on: Some(depends_on.into_iter().map(Dependency::Job).collect()),
             idempotency_key: None,
         };
         chain.push(submit.validate(&caller, &state)?);

@@ -52,6 +52,10 @@ pub enum ClientCommand {
         /// Per-attempt time limit in seconds.
         #[arg(long)]
         timeout: Option<f64>,
+        /// An idempotency key: run again with the same key and arguments,
+        /// the command prints the job the first run stored.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Print a job.
     Status {
@@ -90,6 +94,13 @@ pub enum ClientCommand {
         /// directory, created if missing.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Submit many jobs in one call, all or none: FILE (or `-` for stdin)
+    /// holds one submission per line, as `submit`'s JSON body; a line's
+    /// `depends_on` may name an earlier line by its position from 0.
+    Batch {
+        /// JSON Lines of submissions.
+        file: PathBuf,
     },
     /// Print the download URLs of a job's artifacts, or with --out
     /// download them.
@@ -242,6 +253,7 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
             delay,
             max_attempts,
             timeout,
+            idempotency_key,
         } => {
             let parameters = match build_parameters(params_json.as_deref(), &params) {
                 Ok(p) => p,
@@ -257,6 +269,7 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
                 ("delay_seconds", delay.map(Value::from)),
                 ("max_attempts", max_attempts.map(Value::from)),
                 ("timeout_seconds", timeout.map(Value::from)),
+                ("idempotency_key", idempotency_key.map(Value::from)),
             ] {
                 if let Some(value) = value {
                     body[key] = value;
@@ -274,6 +287,22 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
         ClientCommand::Watch { job_id } => return watch(client, &job_id).await,
         ClientCommand::Pipeline { files, user, out } => {
             return pipeline(client, &files, user, out.as_deref()).await;
+        }
+        ClientCommand::Batch { file } => {
+            let jobs = match read_submissions(&file) {
+                Ok(jobs) => jobs,
+                Err(message) => {
+                    eprintln!("jobd: {message}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            client
+                .call(
+                    Method::POST,
+                    "/api/v1/jobs/batch",
+                    Some(&json!({ "jobs": jobs })),
+                )
+                .await?
         }
         ClientCommand::Artifacts { job_id, out } => {
             artifacts(client, &job_id, out.as_deref()).await?;
@@ -529,6 +558,24 @@ async fn pipeline(
         }
     }
     Ok(code)
+}
+
+/// The submissions of a JSON Lines file (`-`: stdin), blank lines skipped.
+fn read_submissions(file: &Path) -> Result<Vec<Value>, String> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(number, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| format!("{} line {}: {e}", file.display(), number + 1))
+        })
+        .collect()
 }
 
 #[cfg(test)]

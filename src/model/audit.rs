@@ -39,6 +39,9 @@ pub enum AuditAction {
     /// `POST /api/v1/jobs/pipeline`: one entry per job of the chain.
     #[serde(rename = "pipeline.submit")]
     PipelineSubmit,
+    /// `POST /api/v1/jobs/batch`: one entry per job of the batch.
+    #[serde(rename = "batch.submit")]
+    BatchSubmit,
     /// A token created.
     #[serde(rename = "token.create")]
     TokenCreate,
@@ -49,11 +52,12 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 6] = [
+    pub const ALL: [AuditAction; 7] = [
         AuditAction::JobSubmit,
         AuditAction::JobCancel,
         AuditAction::JobRestart,
         AuditAction::PipelineSubmit,
+        AuditAction::BatchSubmit,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
     ];
@@ -65,6 +69,7 @@ impl AuditAction {
             AuditAction::JobCancel => "job.cancel",
             AuditAction::JobRestart => "job.restart",
             AuditAction::PipelineSubmit => "pipeline.submit",
+            AuditAction::BatchSubmit => "batch.submit",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
         }

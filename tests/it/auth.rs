@@ -57,7 +57,9 @@ fn expected_kind(method: &str, path: &str) -> Option<Kind> {
         | ("get", "/api/v1/jobs/queue/throughput")
         | ("get", "/api/v1/jobs/workers") => Queue,
         ("get", "/metrics") => Metrics,
-        ("post", "/api/v1/jobs") | ("post", "/api/v1/jobs/pipeline") => Submit,
+        ("post", "/api/v1/jobs")
+        | ("post", "/api/v1/jobs/pipeline")
+        | ("post", "/api/v1/jobs/batch") => Submit,
         ("post", "/api/v1/jobs/cancel/{job_id}") | ("post", "/api/v1/jobs/restart/{job_id}") => {
             Change
         }
@@ -287,6 +289,9 @@ async fn every_route_decides_for_every_caller() {
             ("post", "/api/v1/jobs/pipeline") => Some(json!({
                 "documents": [{"name": "a.txt", "text": "One sentence about jobs."}],
                 "user_id": "alice"
+            })),
+            ("post", "/api/v1/jobs/batch") => Some(json!({
+                "jobs": [{"job_type": "noop", "user_id": "alice"}]
             })),
             ("post", "/api/v1/tokens") => Some(json!({"job_id": job})),
             ("post", _) => Some(json!({})),

@@ -110,6 +110,37 @@ async fn every_client_command_works_against_a_server(kind: StoreKind) {
     assert!(err.contains("InvalidJobIdError"), "{err}");
     let (code, _, _) = run(vec!["submit", "noop", "--params-json", "[1]"]).await;
     assert_eq!(code, 2, "bad local input is a usage error");
+
+    // An idempotent submission, twice: one job.
+    let submit_once = vec![
+        "submit",
+        "noop",
+        "--idempotency-key",
+        "cli-once",
+        "--user",
+        "dave",
+    ];
+    let (code, first, err) = run(submit_once.clone()).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, again, err) = run(submit_once).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_of(&first)["job_id"], json_of(&again)["job_id"]);
+
+    // A batch from JSON Lines, the second line depending on the first.
+    let lines = scratch.write(
+        "batch.jsonl",
+        "{\"job_type\": \"noop\", \"user_id\": \"erin\"}\n\n\
+         {\"job_type\": \"noop\", \"user_id\": \"erin\", \"depends_on\": [0]}\n",
+    );
+    let (code, out, err) = run(vec!["batch", lines.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    let jobs = json_of(&out)["jobs"].as_array().unwrap().clone();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[1]["depends_on"][0], jobs[0]["job_id"]);
+    let bad = scratch.write("bad.jsonl", "{\"job_type\": \"noop\"}\nnot json\n");
+    let (code, _, err) = run(vec!["batch", bad.to_str().unwrap()]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 2"), "{err}");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod artifacts;
 mod audit;
 mod auth;
 mod backpressure;
+mod batch;
 mod cli;
 mod cluster;
 mod cluster_metrics;

@@ -156,3 +156,17 @@ def test_idempotent_submit(server: Server) -> None:
     with pytest.raises(jobd.ApiError) as mismatch:
         c.submit("noop", {"order": 2}, user_id="alice", idempotency_key=key)
     assert mismatch.value.status == 422 and mismatch.value.error == "IdempotencyKeyMismatchError"
+
+
+def test_submit_batch(server: Server) -> None:
+    c = server.client
+    jobs = c.submit_batch([
+        {"job_type": "noop", "parameters": {"i": 0}, "user_id": "alice"},
+        {"job_type": "noop", "parameters": {"i": 1}, "user_id": "alice", "depends_on": [0]},
+    ])
+    assert [j["parameters"]["i"] for j in jobs] == [0, 1]
+    assert jobs[1]["depends_on"] == [jobs[0]["job_id"]]
+    assert c.wait(jobs[1], timeout=10)["status"] == "completed"
+    with pytest.raises(jobd.ApiError) as bad:
+        c.submit_batch([{"job_type": "noop"}, {"job_type": "no-such-type"}])
+    assert bad.value.status == 400 and "jobs[1]" in bad.value.message

@@ -85,6 +85,7 @@ pub(crate) fn access(method: &Method, path: &str) -> Option<Access> {
         "/metrics" if get => Operate,
         "/api/v1/jobs"
         | "/api/v1/jobs/pipeline"
+        | "/api/v1/jobs/batch"
         | "/api/v1/jobs/cancel/{job_id}"
         | "/api/v1/jobs/restart/{job_id}"
             if post =>
