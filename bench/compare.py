@@ -1239,6 +1239,9 @@ def jobd_bench_table(jb):
         ("idle worker RSS MiB", lambda r: num(get(r, "idle_worker_rss_mib"), 1)),
         ("API node RSS MiB with 1,000 SSE streams", lambda r: num(get(r, "sse", "server_rss_with_streams_mib"), 1)),
         ("completion → stream event p50 / p99 ms", lambda r: lat(r, "wakeup_latency")),
+        ("submissions over HTTP, jobs/s: one a call / 1,000 a batch (16 clients)",
+         lambda r: f"{num(get(r, 'batch', 'single_jobs_per_s'))} / {num(get(r, 'batch', 'batch_jobs_per_s'))}"
+         if get(r, "batch") else "-"),
     ]
     out = [f"jobd-bench (bench/main.rs), once, `jobd-bench {jb['command']}` ({jb['seconds']:.0f} s): its own "
            f"timings, a cross-check, and what only it measures.", "",
@@ -1279,6 +1282,11 @@ def goals(agg, rat, bench, cancel=None):
         s = agg["jobd-sqlite"]["steady_jobs_per_s"]["median"]
         goal("issue 4 floor: jobd (sqlite) steady drain ≥ 10,000 jobs/s", f"{s:,.0f}", s >= 10_000)
     for store, r in sorted(bench.items()):
+        if r.get("batch"):
+            b = r["batch"]
+            goal(f"issue 17 ({store}, jobd-bench): batch submission over HTTP ≥ 5× single submissions",
+                 f"{b['ratio']:.1f}× ({b['batch_jobs_per_s']:,.0f} / {b['single_jobs_per_s']:,.0f} jobs/s)",
+                 b["ratio"] >= 5)
         load = r.get("drain_under_load")
         if load:
             worst = max(load["status_under_load"]["p99_ms"], load["submit_under_load"]["p99_ms"])

@@ -52,7 +52,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Measurements to run (default: all): latency, idle, drain,
-    /// drain_per_user_limit, drain_under_load, sse, wakeup, auth.
+    /// drain_per_user_limit, drain_under_load, sse, wakeup, auth, batch.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -821,7 +821,64 @@ async fn bench_store(args: &Args, jobd: &Path, store: &str) -> anyhow::Result<Va
     if args.runs("auth") {
         out["auth"] = auth_overhead(&deployment, args).await?;
     }
+    if args.runs("batch") {
+        out["batch"] = batch_against_single(&deployment, args).await?;
+    }
     Ok(out)
+}
+
+/// Jobs submitted in each half of [`batch_against_single`].
+const BATCH_JOBS: usize = 20_000;
+/// Jobs per call of its batched half (the API's largest batch).
+const BATCH_SIZE: usize = 1_000;
+
+/// Submission throughput over HTTP: [`BATCH_JOBS`] jobs one call each,
+/// then as many in batches of [`BATCH_SIZE`], both from `args.clients`
+/// concurrent clients against the API node (no workers take them, so
+/// neither half competes with a drain). Jobs per second of each, timed by
+/// the wall clock around all calls, and their ratio.
+async fn batch_against_single(deployment: &Deployment, args: &Args) -> anyhow::Result<Value> {
+    let clients = args.clients.max(1);
+    let single_per_client = BATCH_JOBS / clients;
+    let api = Arc::new(deployment.api.clone());
+    let started = Instant::now();
+    let single_api = api.clone();
+    timed(clients, single_per_client, move |i| {
+        let api = single_api.clone();
+        async move { api.submit(&format!("user{}", i % 10)).await.map(drop) }
+    })
+    .await?;
+    let single = (single_per_client * clients) as f64 / started.elapsed().as_secs_f64();
+
+    let calls = BATCH_JOBS / BATCH_SIZE;
+    let batch_clients = clients.min(calls);
+    let per_client = calls / batch_clients;
+    let batch: Vec<Value> = (0..BATCH_SIZE)
+        .map(|i| json!({"job_type": "noop", "user_id": format!("user{}", i % 10)}))
+        .collect();
+    let body = Arc::new(json!({ "jobs": batch }));
+    let started = Instant::now();
+    timed(batch_clients, per_client, move |_| {
+        let api = api.clone();
+        let body = body.clone();
+        async move {
+            api.request(reqwest::Method::POST, "/api/v1/jobs/batch")
+                .json(&*body)
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok(())
+        }
+    })
+    .await?;
+    let batched =
+        (per_client * batch_clients * BATCH_SIZE) as f64 / started.elapsed().as_secs_f64();
+    Ok(json!({
+        "single_jobs_per_s": single.round(),
+        "batch_jobs_per_s": batched.round(),
+        "batch_size": BATCH_SIZE,
+        "ratio": (batched / single * 10.0).round() / 10.0,
+    }))
 }
 
 #[tokio::main]
