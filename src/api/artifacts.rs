@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::ApiPath;
+use super::extract::{ApiPath, JobIdParam, JobIdPath};
 use super::state::AppState;
 use crate::model::JobId;
 use crate::pipeline::artifacts::{ArtifactInfo, media_type, valid_name};
@@ -51,18 +51,6 @@ pub(crate) struct ArtifactPath {
     name: String,
 }
 
-/// The path of a job's artifact list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct ArtifactsPath {
-    /// The job's id, a UUID (anything else is a 400 `InvalidJobIdError`).
-    job_id: String,
-}
-
-fn job_id(raw: String) -> Result<JobId, ApiError> {
-    raw.parse().map_err(|_| ApiError::InvalidJobId(raw))
-}
-
 fn unavailable(e: object_store::Error) -> ApiError {
     ApiError::ArtifactStoreUnavailable(e.to_string())
 }
@@ -73,7 +61,7 @@ fn unavailable(e: object_store::Error) -> ApiError {
     path = "/api/v1/jobs/status/{job_id}/artifacts",
     tag = "jobs",
     summary = "List a job's artifacts",
-    params(ArtifactsPath),
+    params(JobIdParam),
     responses(
         (status = 200, description = "Name, size and media type of each", body = ArtifactList),
         (status = 400, description = "`InvalidJobIdError`", body = ErrorBody),
@@ -84,9 +72,8 @@ fn unavailable(e: object_store::Error) -> ApiError {
 pub(crate) async fn list_artifacts(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(path): ApiPath<ArtifactsPath>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Json<ArtifactList>, ApiError> {
-    let id = job_id(path.job_id)?;
     // Read even for a caller who sees every job: a deleted job's
     // artifacts may linger until the sweep, and are not shown.
     caller.check_sees(&state.store.get(id).await?)?;
@@ -138,7 +125,10 @@ pub(crate) async fn download_artifact(
     ApiPath(path): ApiPath<ArtifactPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = job_id(path.job_id)?;
+    let id: JobId = path
+        .job_id
+        .parse()
+        .map_err(|_| ApiError::InvalidJobId(path.job_id.clone()))?;
     let name = path.name;
     if !valid_name(&name) {
         return Err(ApiError::Validation(format!(

@@ -17,6 +17,14 @@ fn key(key: &str, fingerprint: &str) -> IdempotencyKey {
     }
 }
 
+/// Submits a job of `user` under `key` with `fingerprint`.
+async fn once(store: &dyn Store, user: &str, key_name: &str, fingerprint: &str) -> Submitted {
+    store
+        .submit_once(new_job(user), &key(key_name, fingerprint))
+        .await
+        .unwrap()
+}
+
 fn created(submitted: Submitted) -> jobd::model::Job {
     match submitted {
         Submitted::Created(job) => job,
@@ -34,21 +42,11 @@ fn existing(submitted: Submitted) -> jobd::model::Job {
 pub async fn a_key_stores_one_job_and_answers_it_to_repeats(backend: &dyn Backend) {
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
-    let first = created(
-        store
-            .submit_once(new_job("u"), &key("k", "a"))
-            .await
-            .unwrap(),
-    );
+    let first = created(once(store, "u", "k", "a").await);
     assert_eq!(first.status, JobStatus::Pending);
 
     // A repeat: the first job, not a new one.
-    let again = existing(
-        store
-            .submit_once(new_job("u"), &key("k", "a"))
-            .await
-            .unwrap(),
-    );
+    let again = existing(once(store, "u", "k", "a").await);
     assert_eq!(again.id, first.id);
     assert_eq!(count(store, JobStatus::Pending).await, 1);
 
@@ -64,12 +62,7 @@ pub async fn a_key_stores_one_job_and_answers_it_to_repeats(backend: &dyn Backen
         )
         .await
         .unwrap();
-    let done = existing(
-        store
-            .submit_once(new_job("u"), &key("k", "a"))
-            .await
-            .unwrap(),
-    );
+    let done = existing(once(store, "u", "k", "a").await);
     assert_eq!((done.id, done.status), (first.id, JobStatus::Completed));
 
     // Another body under the key: refused, nothing stored.
@@ -80,18 +73,8 @@ pub async fn a_key_stores_one_job_and_answers_it_to_repeats(backend: &dyn Backen
         other => panic!("expected a mismatch, got {other:?}"),
     }
     // Keys are per user; another key is another job.
-    let theirs = created(
-        store
-            .submit_once(new_job("v"), &key("k", "b"))
-            .await
-            .unwrap(),
-    );
-    let other = created(
-        store
-            .submit_once(new_job("u"), &key("k2", "a"))
-            .await
-            .unwrap(),
-    );
+    let theirs = created(once(store, "v", "k", "b").await);
+    let other = created(once(store, "u", "k2", "a").await);
     assert_ne!(theirs.id, first.id);
     assert_ne!(other.id, first.id);
     assert_eq!(count(store, JobStatus::Pending).await, 2);
@@ -101,19 +84,9 @@ pub async fn a_key_stores_one_job_and_answers_it_to_repeats(backend: &dyn Backen
 pub async fn a_key_holds_for_its_lifetime_only(backend: &dyn Backend) {
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
-    let first = created(
-        store
-            .submit_once(new_job("u"), &key("k", "a"))
-            .await
-            .unwrap(),
-    );
+    let first = created(once(store, "u", "k", "a").await);
     backend.advance(HOUR - SECOND);
-    let held = existing(
-        store
-            .submit_once(new_job("u"), &key("k", "a"))
-            .await
-            .unwrap(),
-    );
+    let held = existing(once(store, "u", "k", "a").await);
     assert_eq!(held.id, first.id);
     assert!(matches!(
         store.submit_once(new_job("u"), &key("k", "b")).await,
@@ -124,27 +97,12 @@ pub async fn a_key_holds_for_its_lifetime_only(backend: &dyn Backend) {
 pub async fn a_key_past_its_lifetime_stores_a_new_job(backend: &dyn Backend) {
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
-    let first = created(
-        store
-            .submit_once(new_job("u"), &key("k", "a"))
-            .await
-            .unwrap(),
-    );
+    let first = created(once(store, "u", "k", "a").await);
     backend.advance(HOUR + SECOND);
     // Past it, the key is free, for any body, and holds the new job.
-    let second = created(
-        store
-            .submit_once(new_job("u"), &key("k", "b"))
-            .await
-            .unwrap(),
-    );
+    let second = created(once(store, "u", "k", "b").await);
     assert_ne!(second.id, first.id);
-    let again = existing(
-        store
-            .submit_once(new_job("u"), &key("k", "b"))
-            .await
-            .unwrap(),
-    );
+    let again = existing(once(store, "u", "k", "b").await);
     assert_eq!(again.id, second.id);
 }
 
