@@ -628,6 +628,20 @@ impl Settings {
                 .transpose()?,
             ..settings
         };
+        if let (Some(root), ArtifactLocation::Directory(dir)) =
+            (&settings.documents_root, &settings.artifacts)
+        {
+            let dir = resolved(dir)
+                .with_context(|| format!("cannot resolve artifacts {}", dir.display()))?;
+            if dir.starts_with(root) || root.starts_with(&dir) {
+                bail!(
+                    "the artifacts directory {} and documents_root {} overlap: jobs could read \
+                     other users' artifacts; keep them apart",
+                    dir.display(),
+                    root.display()
+                );
+            }
+        }
         for (name, job_type) in &settings.job_types {
             if job_type.command.as_ref().is_some_and(|c| c.is_empty()) {
                 bail!("job type {name}: command must name a program");
@@ -974,6 +988,29 @@ mod tests {
         }
         // The same names are fine for a type that is not remote.
         assert!(load("[job_types.\"a b\"]\ncommand = [\"cat\"]\n").is_ok());
+    }
+
+    #[test]
+    fn an_artifacts_directory_and_the_documents_root_never_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = dir.path().join("docs");
+        std::fs::create_dir(&docs).unwrap();
+        let with = |artifacts: &Path| {
+            Settings::from_args(
+                SettingsArgs {
+                    data_dir: Some(dir.path().join("data")),
+                    documents_root: Some(docs.clone()),
+                    artifacts: Some(artifacts.display().to_string()),
+                    ..SettingsArgs::default()
+                },
+                BTreeMap::new(),
+            )
+        };
+        for inside in [docs.join("artifacts"), dir.path().to_path_buf()] {
+            let error = with(&inside).unwrap_err().to_string();
+            assert!(error.contains("overlap"), "{error}");
+        }
+        assert!(with(&dir.path().join("artifacts")).is_ok());
     }
 
     #[test]
