@@ -133,15 +133,17 @@ local function store(job)
     end
   else
     enqueue(id, queue_of(job.remote, job.job_type), job.user, tonumber(job.priority), now)
-    wake_workers()
   end
   return {status, waiting, cancelled_by, reason}
 end
 
-local replies = {}
+local replies, queued = {}, false
 for j, job in ipairs(jobs) do
   replies[j] = store(job)
+  queued = queued or replies[j][1] == 'pending'
 end
+-- One wake-up for the call, not one per job: every process hears it.
+if queued then wake_workers() end
 if idempotency then
   redis.call('HSET', idempotency.key, 'fingerprint', idempotency.fingerprint, 'job', jobs[1].id,
     'expires_at', tonumber(now) + tonumber(idempotency.ttl))
