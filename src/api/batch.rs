@@ -3,8 +3,6 @@
 //! pipeline's chain), answered in order. An entry may depend on an earlier
 //! one by its position.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +13,7 @@ use super::audit::Requester;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
-use super::jobs::{SubmitRequest, prepare};
+use super::jobs::{SubmitRequest, submit_together};
 use super::schema::JobSchema;
 use super::state::AppState;
 use crate::model::JobView;
@@ -97,19 +95,7 @@ pub(crate) async fn submit_batch(
         let job = entry.validate_in(&caller, &state, &batch).map_err(at)?;
         batch.push(job);
     }
-    // N jobs, N tokens of each user's rate.
-    let mut per_user: BTreeMap<&str, usize> = BTreeMap::new();
-    for job in &batch {
-        *per_user.entry(job.user_id.as_str()).or_default() += 1;
-    }
-    for (user, count) in per_user {
-        state.backpressure.submit_rate.take(user, count)?;
-    }
-    let mut prepared = Vec::with_capacity(batch.len());
-    for job in batch {
-        prepared.push(prepare(&state, job).await?);
-    }
-    let stored = state.store.submit_all(prepared).await?;
+    let stored = submit_together(&state, batch).await?;
     for job in &stored {
         state.audit.record(
             &requester,

@@ -608,6 +608,28 @@ pub(crate) async fn prepare(state: &AppState, mut job: NewJob) -> Result<NewJob,
     Ok(job)
 }
 
+/// Stores validated jobs all or none (`Store::submit_all`), for the calls
+/// that submit several (the pipeline, a batch): N jobs take N of their
+/// users' submission-rate tokens, each is prepared, then one store
+/// operation stores them, so a failure (the quota's too) leaves none.
+pub(crate) async fn submit_together(
+    state: &AppState,
+    jobs: Vec<NewJob>,
+) -> Result<Vec<Job>, ApiError> {
+    let mut per_user: std::collections::BTreeMap<&str, usize> = Default::default();
+    for job in &jobs {
+        *per_user.entry(job.user_id.as_str()).or_default() += 1;
+    }
+    for (user, count) in per_user {
+        state.backpressure.submit_rate.take(user, count)?;
+    }
+    let mut prepared = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        prepared.push(prepare(state, job).await?);
+    }
+    Ok(state.store.submit_all(prepared).await?)
+}
+
 /// `Ok` if the caller may act on job `id`: at once for a caller who sees
 /// every job, else after reading the job (another user's job is a 404).
 pub(crate) async fn check_owner(

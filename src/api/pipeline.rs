@@ -15,7 +15,7 @@ use super::audit::Requester;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
-use super::jobs::{Dependency, SubmitRequest, prepare};
+use super::jobs::{Dependency, SubmitRequest, submit_together};
 use super::state::AppState;
 use crate::model::audit::AuditAction;
 use crate::model::{JobId, NewJob};
@@ -179,21 +179,9 @@ pub(crate) async fn submit_pipeline(
         };
         chain.push(submit.validate(&caller, &state)?);
     }
-    // Every stage counts for the rate (the four are one user's): N jobs,
-    // N tokens.
-    if let Some(first) = chain.first() {
-        state
-            .backpressure
-            .submit_rate
-            .take(&first.user_id, chain.len())?;
-    }
-    let mut prepared = Vec::with_capacity(chain.len());
-    for job in chain {
-        prepared.push(prepare(&state, job).await?);
-    }
-    // All four or none: a failure (the quota's too) leaves no partial
-    // chain behind.
-    let stored = state.store.submit_all(prepared).await?;
+    // All four or none, each counting for the rate: a failure (the
+    // quota's too) leaves no partial chain behind.
+    let stored = submit_together(&state, chain).await?;
     let job_ids: Vec<JobId> = stored.iter().map(|job| job.id).collect();
     for id in &job_ids {
         state.audit.record(
