@@ -106,3 +106,54 @@ fn remove_stale_staging(scratch: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+    use crate::events::EventBus;
+    use crate::model::{Clock, NewJob};
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn only_the_artifacts_of_gone_jobs_written_before_the_grace_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("data"),
+            Synchronous::Normal,
+            EventBus::new(),
+            Clock::system(),
+            None,
+        )
+        .await
+        .unwrap();
+        let kept = store.submit(NewJob::new("noop", "u")).await.unwrap().id;
+        let gone = uuid::Uuid::now_v7();
+        let artifacts =
+            ArtifactStore::in_directory(&dir.path().join("artifacts"), dir.path().join("scratch"))
+                .unwrap();
+        for job in [kept, gone] {
+            artifacts
+                .put(job, "input.json", b"{}".to_vec())
+                .await
+                .unwrap();
+        }
+        // Younger than the grace: it may be the input of a job being
+        // submitted, so nothing goes.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(sweep(store.as_ref(), &artifacts, hour).await.unwrap(), 0);
+        // Past it: the gone job's artifact, not the stored job's.
+        assert_eq!(
+            sweep(store.as_ref(), &artifacts, Duration::ZERO)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(artifacts.list(gone).await.unwrap().is_empty());
+        assert_eq!(artifacts.list(kept).await.unwrap().len(), 1);
+        assert!(
+            !dir.path().join("artifacts").join(gone.to_string()).exists(),
+            "its directory goes too"
+        );
+    }
+}
