@@ -143,18 +143,25 @@ pub(crate) async fn download_artifact(
         },
         other => unavailable(other),
     };
-    let size = state
-        .artifacts
-        .head(id, &name)
-        .await
-        .map_err(not_found)?
-        .size;
-    let range = requested_range(&headers, size)?;
+    // One store request unless a range is asked for: its bounds need the
+    // size first.
+    let range = if headers.contains_key(header::RANGE) {
+        let size = state
+            .artifacts
+            .head(id, &name)
+            .await
+            .map_err(not_found)?
+            .size;
+        requested_range(&headers, size)?
+    } else {
+        None
+    };
     let got = state
         .artifacts
         .get(id, &name, range.clone())
         .await
         .map_err(not_found)?;
+    let size = got.meta.size;
     let media_type = media_type(&name);
     let length = got.range.end - got.range.start;
     let body = Body::from_stream(got.into_stream().map_err(std::io::Error::other));

@@ -205,7 +205,12 @@ impl ArtifactStore {
 
     /// Deletes the artifact `name` of `job_id`; gone already is no error.
     async fn remove(&self, job_id: JobId, name: &str) -> object_store::Result<()> {
-        match self.objects.delete(&key(job_id, name)).await {
+        self.delete(&key(job_id, name)).await
+    }
+
+    /// Deletes the object at `location`; gone already is no error.
+    async fn delete(&self, location: &ObjectPath) -> object_store::Result<()> {
+        match self.objects.delete(location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -255,33 +260,6 @@ impl ArtifactStore {
         }
         file.flush().await?;
         Ok(())
-    }
-
-    /// Deletes the artifacts of `job_id` written before `before` (all when
-    /// `None`); returns how many.
-    pub(crate) async fn delete_job(
-        &self,
-        job_id: JobId,
-        before: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> object_store::Result<usize> {
-        let prefix = ObjectPath::from(job_id.to_string());
-        let doomed: Vec<ObjectPath> = self
-            .objects
-            .list(Some(&prefix))
-            .try_filter_map(|meta| async move {
-                Ok(before
-                    .is_none_or(|before| meta.last_modified < before)
-                    .then_some(meta.location))
-            })
-            .try_collect()
-            .await?;
-        for location in &doomed {
-            match self.objects.delete(location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(doomed.len())
     }
 
     /// Runs `future` to its end from a blocking thread (a pipeline step's

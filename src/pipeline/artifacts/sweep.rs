@@ -6,14 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::ArtifactStore;
 use crate::model::JobId;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// Staging files older than this belong to an attempt that cannot still be
 /// running (its process died): they are removed.
@@ -49,37 +50,41 @@ pub(crate) fn spawn_sweeper(
     })
 }
 
+/// Jobs asked about in one `Store::missing` call.
+const MISSING_BATCH: usize = 1_000;
+
 /// One pass of [`spawn_sweeper`]: returns how many artifacts it deleted.
+/// One listing of the store, one existence check per [`MISSING_BATCH`]
+/// jobs, one delete per artifact that goes.
 async fn sweep(
     store: &dyn Store,
     artifacts: &ArtifactStore,
     grace: Duration,
 ) -> anyhow::Result<usize> {
     let cutoff = Utc::now() - grace;
-    // The oldest artifact of each job: a job none of whose artifacts is
-    // older than the cutoff is left for a later pass.
-    let mut oldest: BTreeMap<JobId, DateTime<Utc>> = BTreeMap::new();
+    // The artifacts written before the cutoff, by job: younger ones wait
+    // for a later pass.
+    let mut old: BTreeMap<JobId, Vec<ObjectPath>> = BTreeMap::new();
     let mut listed = artifacts.objects.list(None);
     while let Some(meta) = listed.try_next().await? {
-        let Some(job_id) = meta
+        let job_id = meta
             .location
             .parts()
             .next()
-            .and_then(|part| JobId::parse_str(part.as_ref()).ok())
-        else {
-            continue;
-        };
-        let entry = oldest.entry(job_id).or_insert(meta.last_modified);
-        *entry = (*entry).min(meta.last_modified);
-    }
-    let mut removed = 0;
-    for (job_id, written) in oldest {
-        if written >= cutoff {
-            continue;
+            .and_then(|part| JobId::parse_str(part.as_ref()).ok());
+        if let Some(job_id) = job_id.filter(|_| meta.last_modified < cutoff) {
+            old.entry(job_id).or_default().push(meta.location);
         }
+    }
+    let jobs: Vec<JobId> = old.keys().copied().collect();
+    let mut removed = 0;
+    for batch in jobs.chunks(MISSING_BATCH) {
         // Only jobs confirmed gone: a store error keeps their artifacts.
-        if matches!(store.get(job_id).await, Err(StoreError::NotFound(_))) {
-            removed += artifacts.delete_job(job_id, Some(cutoff)).await?;
+        for job_id in store.missing(batch).await? {
+            for location in old.get(&job_id).into_iter().flatten() {
+                artifacts.delete(location).await?;
+                removed += 1;
+            }
         }
     }
     Ok(removed)
