@@ -13,9 +13,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub mod audit;
+mod debounce;
 mod idempotency;
 mod token;
 
+pub use self::debounce::Debounce;
 pub use self::idempotency::{IdempotencyKey, Submitted};
 pub use self::token::{ApiToken, Role, UnknownRole};
 

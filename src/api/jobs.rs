@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::audit::Requester;
 use super::auth::Caller;
+use super::debounce::{DEBOUNCED_HEADER, DebounceRequest};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, JobIdParam, JobIdPath, JsonBody, check_user_id, page_params};
 use super::idempotency::{REPLAYED_HEADER, idempotency_key};
@@ -84,6 +85,15 @@ pub(crate) struct SubmitRequest {
     #[serde(skip_serializing)]
     #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     pub idempotency_key: Option<String>,
+    /// Collapses bursts: while the job stored by an earlier submission of
+    /// the same user and job type with this key still waits (scheduled,
+    /// not started), a submission answers 200 with that job, whose
+    /// parameters, priority, max_attempts and timeout_seconds become this
+    /// submission's; it starts `period_seconds` after the last submission
+    /// but never later than `max_wait_seconds` after the first. Only in
+    /// `POST /api/v1/jobs`, and not with `run_at`, `delay_seconds`,
+    /// `depends_on` or an idempotency key.
+    pub debounce: Option<DebounceRequest>,
 }
 
 /// A job to wait for: its id, or, in a batch, the position of an earlier
@@ -128,6 +138,11 @@ impl SubmitRequest {
         state: &AppState,
         earlier: &[NewJob],
     ) -> Result<NewJob, ApiError> {
+        if self.debounce.is_some() {
+            return Err(validation(
+                "debounce is accepted only by POST /api/v1/jobs, one job at a time",
+            ));
+        }
         let Some(job_type) = state.registry.get(&self.job_type) else {
             return Err(ApiError::UnknownJobType {
                 given: self.job_type,
@@ -234,9 +249,12 @@ impl SubmitRequest {
         (status = 201, description = "The job, as stored", body = JobSchema,
             headers(("Location" = String, description = "`/api/v1/jobs/status/{job_id}`"))),
         (status = 200, description = "A repeat of an idempotent submission: the job its key \
-            holds, whatever its status now", body = JobSchema,
+            holds, whatever its status now (`Idempotent-Replayed: true`); or a debounced \
+            submission that collapsed into the waiting job of its key, now with this \
+            submission's parameters and due time (`Debounced: true`)", body = JobSchema,
             headers(("Location" = String, description = "`/api/v1/jobs/status/{job_id}`"),
-                ("Idempotent-Replayed" = String, description = "`true`"))),
+                ("Idempotent-Replayed" = String, description = "`true` for a repeat of an idempotent submission"),
+                ("Debounced" = String, description = "`true` for a debounced submission that collapsed"))),
         (status = 400, description = "`ValidationError` or `UnknownJobTypeError`", body = ErrorBody),
         (status = 422, description = "`IdempotencyKeyMismatchError`: the key holds a job \
             submitted with another body; nothing stored", body = ErrorBody),
@@ -257,23 +275,43 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitRequest>,
 ) -> Result<Response, ApiError> {
-    let request = body.ok_or_else(|| validation("a JSON body with job_type is required"))?;
+    let mut request = body.ok_or_else(|| validation("a JSON body with job_type is required"))?;
+    let debounce = request.debounce.take();
     let key = idempotency_key(
         &headers,
         request.idempotency_key.as_deref(),
         &request,
         state.settings.idempotency_ttl,
     )?;
+    let debounce = match debounce {
+        None => None,
+        Some(_) if key.is_some() => {
+            return Err(validation("give debounce or an idempotency key, not both"));
+        }
+        Some(_) if request.run_at.is_some() || request.delay_seconds.is_some() => {
+            return Err(validation(
+                "debounce sets when the job runs: not with run_at or delay_seconds",
+            ));
+        }
+        Some(_) if request.depends_on.as_ref().is_some_and(|d| !d.is_empty()) => {
+            return Err(validation("debounce is not accepted with depends_on"));
+        }
+        Some(debounce) => Some(debounce.validate()?),
+    };
+    let debounce_given = debounce.is_some();
     let new = request.validate(&caller, &state)?;
     state.backpressure.submit_rate.take(&new.user_id, 1)?;
     let new = prepare(&state, new).await?;
-    let (status, job) = match key {
-        None => (StatusCode::CREATED, state.store.submit(new).await?),
-        Some(key) => match state.store.submit_once(new, &key).await? {
-            Submitted::Created(job) => (StatusCode::CREATED, job),
-            Submitted::Existing(job) => (StatusCode::OK, job),
-        },
+    let submitted = match (key, debounce) {
+        (Some(key), _) => state.store.submit_once(new, &key).await?,
+        (None, Some(debounce)) => state.store.submit_debounced(new, &debounce).await?,
+        (None, None) => Submitted::Created(state.store.submit(new).await?),
     };
+    let (status, job) = match submitted {
+        Submitted::Created(job) => (StatusCode::CREATED, job),
+        Submitted::Existing(job) => (StatusCode::OK, job),
+    };
+    let debounced = status == StatusCode::OK && debounce_given;
     state.audit.record(
         &requester,
         AuditAction::JobSubmit,
@@ -288,9 +326,14 @@ pub(crate) async fn submit(
     )
         .into_response();
     if status == StatusCode::OK {
+        let header = if debounced {
+            DEBOUNCED_HEADER
+        } else {
+            REPLAYED_HEADER
+        };
         response
             .headers_mut()
-            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            .insert(header, HeaderValue::from_static("true"));
     }
     Ok(response)
 }

@@ -10,6 +10,7 @@ pub(crate) mod auth;
 pub mod backpressure;
 pub(crate) mod batch;
 pub(crate) mod dashboard;
+pub(crate) mod debounce;
 pub(crate) mod error;
 pub(crate) mod extract;
 mod guard;

@@ -176,6 +176,7 @@ pub(crate) async fn submit_pipeline(
             timeout_seconds: None,
             depends_on: Some(depends_on.into_iter().map(Dependency::Job).collect()),
             idempotency_key: None,
+            debounce: None,
         };
         chain.push(submit.validate(&caller, &state)?);
     }

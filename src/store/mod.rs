@@ -23,7 +23,8 @@ use uuid::Uuid;
 use crate::events::JobWatch;
 use crate::model::audit::AuditEntry;
 use crate::model::{
-    ApiToken, Clock, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress, Submitted,
+    ApiToken, Clock, Debounce, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress,
+    Submitted,
 };
 
 /// What a store operation can fail with.
@@ -512,6 +513,18 @@ pub trait Store: Send + Sync + 'static {
     /// any number of concurrent calls with one key, on any process, exactly
     /// one stores a job. The quota applies as in [`Store::submit_all`].
     async fn submit_once(&self, job: NewJob, key: &IdempotencyKey) -> StoreResult<Submitted>;
+
+    /// Stores `job` debounced under `debounce` (scoped to its user and job
+    /// type): if the key's job is still scheduled and has not started (no
+    /// attempt yet), that job takes `job`'s parameters, priority, attempts
+    /// and time limit, is due at [`Debounce::due`] and is answered as
+    /// [`Submitted::Existing`]; else `job` is stored scheduled for
+    /// [`Debounce::first_due`] (its own `run_at` is ignored), the key now
+    /// holding it. Check and change are one atomic step: of any number of
+    /// concurrent calls with one key, on any process, at most one stores a
+    /// job while the key's job waits. The quota applies to a stored job as
+    /// in [`Store::submit_all`]. `job` must have no dependencies.
+    async fn submit_debounced(&self, job: NewJob, debounce: &Debounce) -> StoreResult<Submitted>;
 
     /// Reads one job.
     async fn get(&self, id: JobId) -> StoreResult<Job>;

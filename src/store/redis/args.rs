@@ -4,7 +4,9 @@
 use uuid::Uuid;
 
 use super::decode;
-use crate::model::{IdempotencyKey, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
+use crate::model::{
+    Debounce, IdempotencyKey, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
+};
 use crate::store::{ClaimParams, ClaimRef, ListQuery, Outcome, Serves, WorkerInfo};
 
 /// An optional value as an argument: `''` for none.
@@ -42,9 +44,32 @@ pub(super) fn submit_once(
 ) -> Vec<String> {
     let mut args = submit(std::slice::from_ref(job), quota, now);
     args.extend([
+        "idem".to_owned(),
         key.key.clone(),
         key.fingerprint.clone(),
         key.ttl_millis.max(1).to_string(),
+    ]);
+    args
+}
+
+/// `submit.lua`'s arguments for one job under a debounce key: the job
+/// due at its first due time, should the call store it.
+pub(super) fn submit_debounced(
+    job: &NewJob,
+    debounce: &Debounce,
+    quota: Option<u64>,
+    now: Millis,
+) -> Vec<String> {
+    let first = NewJob {
+        run_at: Some(debounce.first_due(now)),
+        ..job.clone()
+    };
+    let mut args = submit(std::slice::from_ref(&first), quota, now);
+    args.extend([
+        "debounce".to_owned(),
+        debounce.key.clone(),
+        debounce.period_millis.max(0).to_string(),
+        debounce.max_wait_millis.max(0).to_string(),
     ]);
     args
 }

@@ -29,8 +29,8 @@ use self::scripts::Scripts;
 use crate::events::{EventBus, JobWatch};
 use crate::model::audit::AuditEntry;
 use crate::model::{
-    ApiToken, Clock, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress, Submitted,
-    duration_millis,
+    ApiToken, Clock, Debounce, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress,
+    Submitted, duration_millis,
 };
 use crate::store::{
     AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
@@ -95,6 +95,8 @@ enum SubmitReply {
     Existing(JobId),
     /// The idempotency key holds this job, for another body.
     Mismatch(JobId),
+    /// The debounce key's waiting job took the submission.
+    Debounced(JobId),
 }
 
 impl RedisStore {
@@ -120,6 +122,7 @@ impl RedisStore {
                 "missing" => Err(StoreError::UnknownDependency(id)),
                 "existing" => Ok(SubmitReply::Existing(id)),
                 "mismatch" => Ok(SubmitReply::Mismatch(id)),
+                "debounced" => Ok(SubmitReply::Debounced(id)),
                 _ => Err(StoreError::unavailable(
                     "submit",
                     format!("job id {id} is taken"),
@@ -381,7 +384,7 @@ impl Store for RedisStore {
             let args = args::submit(&jobs, self.max_queued_per_user, now);
             match self.run_submit(jobs, args, now).await? {
                 SubmitReply::Stored(stored) => Ok(stored),
-                SubmitReply::Existing(_) | SubmitReply::Mismatch(_) => {
+                SubmitReply::Existing(_) | SubmitReply::Mismatch(_) | SubmitReply::Debounced(_) => {
                     Err(decode::corrupt("submit reply: a key without a key"))
                 }
             }
@@ -403,6 +406,33 @@ impl Store for RedisStore {
                     key: key.key.clone(),
                     job_id,
                 }),
+                SubmitReply::Debounced(_) => Err(decode::corrupt("submit reply: not debounced")),
+            }
+        })
+        .await
+    }
+
+    async fn submit_debounced(&self, job: NewJob, debounce: &Debounce) -> StoreResult<Submitted> {
+        crate::store::during("submit_debounced", async {
+            let now = self.clock.now();
+            let args = args::submit_debounced(&job, debounce, self.max_queued_per_user, now);
+            let first = NewJob {
+                run_at: Some(debounce.first_due(now)),
+                ..job
+            };
+            match self.run_submit(vec![first], args, now).await? {
+                SubmitReply::Stored(mut stored) => stored
+                    .pop()
+                    .map(Submitted::Created)
+                    .ok_or_else(|| decode::corrupt("submit reply")),
+                SubmitReply::Debounced(id) => {
+                    let job = self.get(id).await?;
+                    self.bus.publish(&job);
+                    Ok(Submitted::Existing(job))
+                }
+                SubmitReply::Existing(_) | SubmitReply::Mismatch(_) => {
+                    Err(decode::corrupt("submit reply: an idempotency key"))
+                }
             }
         })
         .await

@@ -11,6 +11,7 @@
 mod audit;
 mod checkpoint;
 mod connection;
+mod debounce;
 mod idempotency;
 mod logs;
 mod ops;
@@ -40,8 +41,8 @@ use crate::config::Synchronous;
 use crate::events::{EventBus, JobWatch};
 use crate::model::audit::AuditEntry;
 use crate::model::{
-    ApiToken, Clock, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress, Submitted,
-    duration_millis,
+    ApiToken, Clock, Debounce, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress,
+    Submitted, duration_millis,
 };
 use crate::store::{
     AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
@@ -216,6 +217,23 @@ impl Store for SqliteStore {
                     self.bus.notify_work();
                 }
             }
+            Ok(submitted)
+        })
+        .await
+    }
+
+    async fn submit_debounced(&self, job: NewJob, debounce: &Debounce) -> StoreResult<Submitted> {
+        crate::store::during("submit_debounced", async {
+            let now = self.clock.now();
+            let quota = self.max_queued_per_user;
+            let debounce = debounce.clone();
+            // One write transaction: the key's check and the collapse or
+            // insert cannot interleave with another process's.
+            let submitted = self
+                .writer
+                .write(move |conn| debounce::submit_debounced_in(conn, job, &debounce, quota, now))
+                .await?;
+            self.bus.publish(submitted.job());
             Ok(submitted)
         })
         .await
@@ -501,6 +519,9 @@ impl Store for SqliteStore {
             }
             self.writer
                 .write_background(move |conn| idempotency::delete_expired_keys_in(conn, now))
+                .await?;
+            self.writer
+                .write_background(move |conn| debounce::delete_expired_keys_in(conn, now))
                 .await?;
             let tokens_before = now.saturating_sub(duration_millis(params.failed_retention));
             report.tokens_deleted = self

@@ -16,6 +16,9 @@
 //!   submission's and the restart's atomic step.
 //! - [`audit`]: the audit log: appends, pages newest first, filters,
 //!   retention.
+//! - [`debounce`]: debounced submission: collapse into the waiting job,
+//!   its period and longest wait, a new job once it is due, racing
+//!   processes.
 //! - [`idempotency`]: idempotent submission: one job per key, its
 //!   lifetime, racing processes.
 //! - [`routing`]: which claims take a remote job, the limits they share,
@@ -28,6 +31,7 @@
 //! (leases expire, scheduled jobs come due, jobs age past retention).
 
 mod audit;
+mod debounce;
 mod idempotency;
 mod logs;
 mod order;
@@ -47,6 +51,7 @@ use jobd::store::{ClaimParams, ClaimRef, Claimed, Outcome, RecoverParams, Store}
 use serde_json::json;
 
 use self::audit::*;
+use self::debounce::*;
 use self::idempotency::*;
 use self::logs::*;
 use self::order::*;
@@ -588,4 +593,9 @@ store_contract!(
     a_key_holds_for_its_lifetime_only,
     a_key_past_its_lifetime_stores_a_new_job,
     racing_submissions_with_one_key_store_one_job,
+    // debounced submission
+    debounced_submissions_collapse_into_the_waiting_job,
+    a_debounced_job_waits_no_longer_than_max_wait,
+    once_the_debounced_job_is_due_the_key_stores_a_new_job,
+    racing_debounced_submissions_store_one_job,
 );

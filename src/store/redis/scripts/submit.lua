@@ -10,14 +10,18 @@
 --      parameters (JSON), max_attempts, timeout_seconds ('' for none),
 --      scheduled_for ('' for none), remote ('1', or '' for a built-in job),
 --      dependency count, the dependencies; then, for an idempotent call of
---      one job: the key, its fingerprint, its lifetime in ms
+--      one job: 'idem', the key, its fingerprint, its lifetime in ms; or
+--      for a debounced call of one job (without dependencies): 'debounce',
+--      the key, the period in ms, the longest wait in ms
 -- Returns per job {status, waiting_dependencies, cancelled_by or '',
 -- error or ''}; or {'missing', id} when a dependency does not exist, or
 -- {'exists', id} when a job id is taken; or {'quota', user, quota} when
 -- the call would leave a user with more queued (pending or scheduled) jobs
 -- than the quota; or, for an idempotent call whose key holds a job of the
 -- same user still stored, {'existing', id} (same fingerprint) or
--- {'mismatch', id} (another), storing nothing.
+-- {'mismatch', id} (another), storing nothing; or, for a debounced call
+-- whose key holds a job still waiting (scheduled, no attempt yet),
+-- {'debounced', id}: that job took the call's input and settings.
 local now = ARGV[1]
 local jobs, in_call = {}, {}
 local i = 4
@@ -44,10 +48,36 @@ for j = 1, tonumber(ARGV[2]) do
 end
 
 -- The idempotency key: one hash per user and key, expiring with the key.
-local idempotency = ARGV[i] and {
-  key = P .. 'idem:' .. redis.sha1hex(jobs[1].user .. '\n' .. ARGV[i]),
-  fingerprint = ARGV[i + 1], ttl = ARGV[i + 2],
+local idempotency = ARGV[i] == 'idem' and {
+  key = P .. 'idem:' .. redis.sha1hex(jobs[1].user .. '\n' .. ARGV[i + 1]),
+  fingerprint = ARGV[i + 2], ttl = ARGV[i + 3],
 }
+-- The debounce key: one hash per user, job type and key, holding the job
+-- its first submission stored and when; it expires past the longest wait.
+local debounce = ARGV[i] == 'debounce' and {
+  key = P .. 'debounce:' .. redis.sha1hex(jobs[1].user .. '\n' .. jobs[1].job_type .. '\n'
+    .. ARGV[i + 1]),
+  period = tonumber(ARGV[i + 2]), max_wait = tonumber(ARGV[i + 3]),
+}
+if debounce then
+  local held = redis.call('HMGET', debounce.key, 'job', 'first_at')
+  local id = held[1]
+  local f = id and redis.call('HMGET', job_key(id), 'status', 'attempts', 'waiting_dependencies')
+  if f and f[1] == 'scheduled' and tonumber(f[2] or '0') == 0 and tonumber(f[3] or '0') == 0 then
+    local job = jobs[1]
+    local due = math.min(tonumber(now) + debounce.period, tonumber(held[2]) + debounce.max_wait)
+    update(id, now, 'parameters', job.parameters, 'priority', job.priority,
+      'max_attempts', job.max_attempts, 'scheduled_for', due)
+    if job.timeout ~= '' then
+      redis.call('HSET', job_key(id), 'timeout_seconds', job.timeout)
+    else
+      redis.call('HDEL', job_key(id), 'timeout_seconds')
+    end
+    redis.call('ZADD', P .. 'scheduled', due, id)
+    changed(id)
+    return {'debounced', id}
+  end
+end
 if idempotency then
   local held = redis.call('HMGET', idempotency.key, 'fingerprint', 'job', 'expires_at')
   -- Past its lifetime (by the callers' clock; the key's own expiry only
@@ -148,5 +178,9 @@ if idempotency then
   redis.call('HSET', idempotency.key, 'fingerprint', idempotency.fingerprint, 'job', jobs[1].id,
     'expires_at', tonumber(now) + tonumber(idempotency.ttl))
   redis.call('PEXPIRE', idempotency.key, idempotency.ttl)
+end
+if debounce then
+  redis.call('HSET', debounce.key, 'job', jobs[1].id, 'first_at', now)
+  redis.call('PEXPIRE', debounce.key, math.max(debounce.max_wait, 1))
 end
 return replies
