@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_metrics;
 mod connections;
 mod control;
+mod debounce;
 mod disk_space;
 mod document_files;
 mod guard;
