@@ -189,6 +189,9 @@ pub struct JobTypeConfig {
     pub max_attempts: Option<u32>,
     /// Base of this type's exponential retry backoff.
     pub retry_backoff_seconds: Option<f64>,
+    /// Default deadline of this type's jobs, in seconds from submission: a
+    /// job not started by then is cancelled with the error `expired`.
+    pub expires_in_seconds: Option<f64>,
 }
 
 /// The TOML file: the settings at top level plus `[job_types.*]`.
@@ -654,6 +657,12 @@ impl Settings {
                     "job type {name}: remote = true and a command exclude each other \
                      (remote workers run it, not a command)"
                 );
+            }
+            if job_type
+                .expires_in_seconds
+                .is_some_and(|s| !(s > 0.0 && s <= 366.0 * 86400.0))
+            {
+                bail!("job type {name}: expires_in_seconds must be above 0 and at most a year");
             }
             if job_type.is_remote() && !valid_remote_type(name) {
                 bail!(

@@ -268,6 +268,9 @@ pub struct Job {
     pub waiting_dependencies: u32,
     /// The dependency whose failure or cancellation cancelled this job.
     pub cancelled_by: Option<JobId>,
+    /// The deadline to start by: a job still pending or scheduled then,
+    /// never started, is cancelled with the error `expired`.
+    pub expires_at: Option<Millis>,
 }
 
 impl Job {
@@ -332,6 +335,7 @@ impl Job {
             depends_on: self.depends_on.clone(),
             waiting_dependencies: self.waiting_dependencies,
             cancelled_by: self.cancelled_by,
+            expires_at: self.expires_at.map(format_millis),
         }
     }
 }
@@ -453,6 +457,9 @@ pub struct JobView {
     /// The dependency whose failure or cancellation cancelled this job.
     #[serde(default)]
     pub cancelled_by: Option<JobId>,
+    /// The deadline to start by (`expires_in_seconds`); left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// A job to be created, as validated by the API.
@@ -481,6 +488,8 @@ pub struct NewJob {
     pub timeout_seconds: Option<f64>,
     /// Jobs that must complete before this one runs.
     pub depends_on: Vec<JobId>,
+    /// The deadline to start by, if any (see [`Job::expires_at`]).
+    pub expires_at: Option<Millis>,
 }
 
 /// A new job id: a UUID v7, so ids sort by creation time.
@@ -505,6 +514,7 @@ impl NewJob {
             max_attempts: 1,
             timeout_seconds: None,
             depends_on: Vec::new(),
+            expires_at: None,
         }
     }
 }

@@ -94,6 +94,12 @@ pub(crate) struct SubmitRequest {
     /// `POST /api/v1/jobs`, and not with `run_at`, `delay_seconds`,
     /// `depends_on` or an idempotency key.
     pub debounce: Option<DebounceRequest>,
+    /// Seconds from now to start by (above 0, at most a year; default: the
+    /// job type's `expires_in_seconds`, else none): a job still pending or
+    /// scheduled then is cancelled with the error `expired`, and its
+    /// dependents with it. A job that has started never expires.
+    #[schema(minimum = 0.0)]
+    pub expires_in_seconds: Option<f64>,
 }
 
 /// A job to wait for: its id, or, in a batch, the position of an earlier
@@ -219,7 +225,16 @@ impl SubmitRequest {
                 "depends_on may name at most {MAX_DEPENDENCIES} jobs"
             )));
         }
+        let expires_in = self
+            .expires_in_seconds
+            .or(job_type.expires_in.map(|d| d.as_secs_f64()));
+        if expires_in.is_some_and(|s| !(s > 0.0 && s <= MAX_DELAY_SECONDS)) {
+            return Err(validation(format!(
+                "expires_in_seconds must be above 0 and at most {MAX_DELAY_SECONDS}"
+            )));
+        }
         Ok(NewJob {
+            expires_at: expires_in.map(|s| now.saturating_add((s * 1000.0).ceil() as Millis)),
             id: new_job_id(),
             depends_on,
             remote: job_type.is_remote(),

@@ -177,6 +177,7 @@ pub(crate) async fn submit_pipeline(
             depends_on: Some(depends_on.into_iter().map(Dependency::Job).collect()),
             idempotency_key: None,
             debounce: None,
+            expires_in_seconds: None,
         };
         chain.push(submit.validate(&caller, &state)?);
     }

@@ -146,6 +146,10 @@ pub(crate) struct JobSchema {
     /// The dependency whose failure or cancellation cancelled this job.
     #[schema(required = true)]
     cancelled_by: Option<Uuid>,
+    /// The deadline to start by, UTC RFC 3339 (`expires_in_seconds`): a job
+    /// still pending or scheduled then is cancelled with the error
+    /// `expired`. Left out when the job has none.
+    expires_at: Option<String>,
 }
 
 /// What changes while a job runs: the data of an SSE `job_update` after
@@ -213,6 +217,7 @@ mod tests {
             depends_on: vec![Uuid::now_v7()],
             waiting_dependencies: 0,
             cancelled_by: None,
+            expires_at: None,
         }
     }
 

@@ -98,6 +98,7 @@ mod tests {
             depends_on: Vec::new(),
             waiting_dependencies: 0,
             cancelled_by: None,
+            expires_at: None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Periodic store maintenance run by every process: promoting due
-//! scheduled jobs, recovering the jobs of workers whose lease expired
+//! scheduled jobs, expiring jobs past their deadline to start by, recovering the jobs of workers whose lease expired
 //! (and removing stale worker registrations), and retention cleanup at
 //! start-up and every cleanup interval. Each pass is one atomic store
 //! operation, so several processes may run it at once.
@@ -17,6 +17,10 @@ use crate::store::{CleanupParams, RecoverParams, Store, error_chain};
 /// Longest sleep of the scheduler between looks at the next due job.
 const SCHEDULER_POLL: Duration = Duration::from_secs(1);
 
+/// Time between expiry passes: a job past its deadline is cancelled within
+/// this (plus the pass itself) of it, well inside the promised second.
+const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Starts the maintenance loops; they end when `stop` fires.
 pub(crate) fn spawn(
     store: Arc<dyn Store>,
@@ -26,6 +30,7 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         tokio::join!(
             scheduler(store.clone(), stop.clone()),
+            expirer(store.clone(), stop.clone()),
             reaper(store.clone(), settings.clone(), stop.clone()),
             cleaner(store, settings, stop),
         );
@@ -46,6 +51,27 @@ async fn scheduler(store: Arc<dyn Store>, stop: CancellationToken) {
         }
         if let Err(e) = store.promote_due().await {
             tracing::warn!(error = %error_chain(&e), "promoting scheduled jobs failed");
+        }
+    }
+}
+
+/// Cancels jobs past their deadline to start by, every [`EXPIRY_INTERVAL`]
+/// (each pass one atomic store operation; the store arbitrates between
+/// processes).
+async fn expirer(store: Arc<dyn Store>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(EXPIRY_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match store.expire_due().await {
+            Ok(expired) if !expired.is_empty() => {
+                tracing::info!(count = expired.len(), "expired jobs past their deadline");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %error_chain(&e), "expiring jobs failed"),
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct JobType {
     pub max_attempts: u32,
     /// Base of the exponential retry backoff.
     pub retry_backoff: Duration,
+    /// Default deadline to start by, from submission, unless the job sets
+    /// its own `expires_in_seconds`.
+    pub expires_in: Option<Duration>,
 }
 
 /// The known job types: built-ins, overridden or joined by the configured ones.
@@ -85,6 +88,7 @@ impl Registry {
                 .retry_backoff_seconds
                 .map(Duration::from_secs_f64)
                 .unwrap_or(settings.retry_backoff),
+            expires_in: config.expires_in_seconds.map(Duration::from_secs_f64),
         };
         self.types.insert(name, job_type);
     }

@@ -594,6 +594,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a worker's registration (clean shutdown).
     async fn unregister_worker(&self, worker_id: &str) -> StoreResult<()>;
 
+    /// Cancels the jobs past their deadline to start by (`expires_at`) that
+    /// are still pending or scheduled and never started, with the error
+    /// `expired`; their waiting dependents are cancelled as for any
+    /// cancellation. Returns the expired jobs (a bounded number per call).
+    /// Every claim does the same first, so no claim starts such a job.
+    async fn expire_due(&self) -> StoreResult<Vec<Job>>;
+
     /// Makes scheduled jobs whose time has come pending. Returns how many.
     async fn promote_due(&self) -> StoreResult<usize>;
 

@@ -197,6 +197,7 @@ mod tests {
             depends_on: Vec::new(),
             waiting_dependencies: 0,
             cancelled_by: None,
+            expires_at: None,
         };
         let progress = job.clone();
         job.status = JobStatus::Cancelled;

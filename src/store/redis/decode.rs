@@ -58,6 +58,7 @@ pub(super) fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> Stor
         depends_on: new.depends_on,
         waiting_dependencies: field(1).parse().unwrap_or(0),
         cancelled_by,
+        expires_at: new.expires_at,
     })
 }
 
@@ -159,6 +160,7 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
             .unwrap_or_default(),
         waiting_dependencies: num(map, "waiting_dependencies").unwrap_or(0),
         cancelled_by: num(map, "cancelled_by"),
+        expires_at: num(map, "expires_at"),
     })
 }
 
@@ -170,7 +172,7 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
 /// `remote`: the claim's route says it (a built-in claim reads only
 /// built-in queues), and a field a hash lacks, as a built-in job's lacks
 /// `remote`, costs a scan of the whole hash to find missing.
-pub(super) const CLAIMED_FIELDS: [&str; 18] = [
+pub(super) const CLAIMED_FIELDS: [&str; 19] = [
     "attempts",
     "revision",
     "id",
@@ -189,6 +191,7 @@ pub(super) const CLAIMED_FIELDS: [&str; 18] = [
     "progress",
     "items_processed",
     "total_items",
+    "expires_at",
 ];
 
 /// A claimed job from the values of [`CLAIMED_FIELDS`], as it was before
@@ -201,7 +204,7 @@ pub(super) fn claimed_job(value: Value, serves: &Serves) -> StoreResult<Job> {
 
 /// Every field of a stored job that [`job`] reads, in the order scripts
 /// that return a job's values (not its whole hash) return them.
-pub(super) const JOB_FIELDS: [&str; 26] = [
+pub(super) const JOB_FIELDS: [&str; 27] = [
     "id",
     "job_type",
     "remote",
@@ -228,6 +231,7 @@ pub(super) const JOB_FIELDS: [&str; 26] = [
     "depends_on",
     "waiting_dependencies",
     "cancelled_by",
+    "expires_at",
 ];
 
 /// The fields a listing reads: [`JOB_FIELDS`], less `parameters` and

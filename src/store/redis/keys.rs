@@ -18,6 +18,7 @@
 //! | `idle_served`, `idle_served@<type>` | hash | the rotation place of a user whose queue (built-in, or of remote type `<type>`) ran empty, for when it queues again; pruned by cleanup once it runs nothing |
 //! | `user_scheduled` | hash | scheduled jobs per user (delayed, retrying or waiting for dependencies); with the sizes of the user's pending queues, the user's queued jobs for the quota, so the claim path keeps no count of its own; a user's field is deleted at 0 |
 //! | `user_running` | hash | running jobs per user, built-in and remote alike (the per-user limit); a user's field is deleted at 0 |
+//! | `expiring` | zset | jobs with a deadline to start by (`expires_at`), scored by it; submit adds, the expiry pass (and every claim) removes entries as their deadline passes, cancelling those still pending or scheduled and never started |
 //! | `scheduled` | zset | delayed jobs and retries by due time; promotion removes |
 //! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |
 //! | `log:<id>` | list | job `<id>`'s log lines, oldest first (`append_log.lua`); created by its first line, cut to the cap by each append, deleted with the job |

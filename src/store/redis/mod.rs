@@ -640,6 +640,22 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn expire_due(&self) -> StoreResult<Vec<Job>> {
+        crate::store::during("expire_due", async {
+            let mut args = vec![self.clock.now().to_string()];
+            args.extend(decode::JOB_FIELDS.map(String::from));
+            let expired = decode::array(self.run(&self.scripts.expire, args).await?)?
+                .into_iter()
+                .map(decode::job_values)
+                .collect::<StoreResult<Vec<Job>>>()?;
+            for job in &expired {
+                self.bus.publish(job);
+            }
+            Ok(expired)
+        })
+        .await
+    }
+
     async fn promote_due(&self) -> StoreResult<usize> {
         crate::store::during("promote_due", async {
             let mut args = vec![self.clock.now().to_string()];

@@ -22,6 +22,8 @@ pub(super) struct Scripts {
     pub heartbeat: Script,
     /// `promote.lua`.
     pub promote: Script,
+    /// `expire.lua`.
+    pub expire: Script,
     /// `recover.lua`.
     pub recover: Script,
     /// `cleanup.lua`.
@@ -73,6 +75,7 @@ impl Scripts {
             restart: script(include_str!("scripts/restart.lua")),
             heartbeat: script(include_str!("scripts/heartbeat.lua")),
             promote: script(include_str!("scripts/promote.lua")),
+            expire: script(include_str!("scripts/expire.lua")),
             recover: script(include_str!("scripts/recover.lua")),
             cleanup: script(include_str!("scripts/cleanup.lua")),
             cleanup_finish: script(include_str!("scripts/cleanup_finish.lua")),

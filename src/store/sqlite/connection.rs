@@ -13,7 +13,7 @@ use crate::config::Synchronous;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
@@ -25,6 +25,7 @@ const MIGRATIONS: [&str; 11] = [
     sql::AUDIT_LOG,
     sql::IDEMPOTENCY_KEYS,
     sql::DEBOUNCE_KEYS,
+    sql::EXPIRY,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

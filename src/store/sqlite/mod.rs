@@ -452,6 +452,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn expire_due(&self) -> StoreResult<Vec<Job>> {
+        crate::store::during("expire_due", async {
+            let now = self.clock.now();
+            // A read first: the pass runs often, and mostly finds nothing.
+            match self.read(next_expiry_in).await? {
+                Some(at) if at <= now => {}
+                _ => return Ok(Vec::new()),
+            }
+            let expired = self
+                .writer
+                .write_background(move |conn| expire_in(conn, now))
+                .await?;
+            self.publish_all(&expired);
+            Ok(expired)
+        })
+        .await
+    }
+
     async fn promote_due(&self) -> StoreResult<usize> {
         crate::store::during("promote_due", async {
             let now = self.clock.now();

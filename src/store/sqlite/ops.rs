@@ -43,7 +43,13 @@ pub(super) fn claim_in(
     params: &ClaimParams,
     now: Millis,
 ) -> StoreResult<(Vec<Claimed>, Vec<Job>)> {
-    let promoted = query_jobs(conn, sql::PROMOTE_DUE, named_params! {":now": now})?;
+    // A claim never starts a job past its deadline: those expire first.
+    let mut promoted = expire_in(conn, now)?;
+    promoted.extend(query_jobs(
+        conn,
+        sql::PROMOTE_DUE,
+        named_params! {":now": now},
+    )?);
     let running: i64 = conn
         .query_row(sql::RUNNING_TOTAL, [], |row| row.get(0))
         .map_err(db_err)?;
@@ -242,6 +248,7 @@ fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreResult<Job> 
             ":error": error,
             ":completed_at": settled_by.map(|_| now),
             ":remote": new.remote,
+            ":expires_at": new.expires_at,
         },
     )?
     .ok_or_else(|| StoreError::backend_corrupt("sqlite", "insert returned no row"))?;
@@ -558,6 +565,19 @@ pub(super) fn unregister_in(conn: &Connection, worker_id: &str) -> StoreResult<(
         named_params! {":worker_id": worker_id},
     )
     .map(drop)
+}
+
+/// Cancels the jobs past their deadline that never started, with the
+/// error `expired`; returns them (their dependents follow by trigger).
+pub(super) fn expire_in(conn: &Connection, now: Millis) -> StoreResult<Vec<Job>> {
+    query_jobs(conn, sql::EXPIRE_DUE, named_params! {":now": now})
+}
+
+/// The earliest deadline of a job that may still expire.
+pub(super) fn next_expiry_in(conn: &Connection) -> StoreResult<Option<Millis>> {
+    conn.prepare_cached(sql::NEXT_EXPIRY)
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)).optional())
+        .map_err(db_err)
 }
 
 /// Makes due scheduled jobs pending; returns them.

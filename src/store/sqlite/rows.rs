@@ -77,6 +77,7 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             .get::<_, Option<String>>("cancelled_by")?
             .map(|id| id.parse().map_err(|e| corrupt(row, "cancelled_by", e)))
             .transpose()?,
+        expires_at: row.get("expires_at")?,
     })
 }
 

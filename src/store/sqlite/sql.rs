@@ -74,6 +74,9 @@ pub(super) const SELECT_IDEMPOTENCY_KEY: &str = include_str!("sql/select_idempot
 pub(super) const UPSERT_IDEMPOTENCY_KEY: &str = include_str!("sql/upsert_idempotency_key.sql");
 pub(super) const DELETE_EXPIRED_IDEMPOTENCY_KEYS: &str =
     include_str!("sql/delete_expired_idempotency_keys.sql");
+pub(super) const EXPIRY: &str = include_str!("sql/expiry.sql");
+pub(super) const EXPIRE_DUE: &str = include_str!("sql/expire_due.sql");
+pub(super) const NEXT_EXPIRY: &str = include_str!("sql/next_expiry.sql");
 pub(super) const DEBOUNCE_KEYS: &str = include_str!("sql/debounce_keys.sql");
 pub(super) const SELECT_DEBOUNCE_KEY: &str = include_str!("sql/select_debounce_key.sql");
 pub(super) const UPSERT_DEBOUNCE_KEY: &str = include_str!("sql/upsert_debounce_key.sql");

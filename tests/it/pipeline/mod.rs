@@ -59,6 +59,7 @@ fn job(job_type: &str, parameters: Value) -> Job {
         depends_on: Vec::new(),
         waiting_dependencies: 0,
         cancelled_by: None,
+        expires_at: None,
     }
 }
 

@@ -19,6 +19,8 @@
 //! - [`debounce`]: debounced submission: collapse into the waiting job,
 //!   its period and longest wait, a new job once it is due, racing
 //!   processes.
+//! - [`expiry`]: deadlines to start by: pending and scheduled jobs
+//!   expire, running ones do not, dependents follow, claims skip them.
 //! - [`idempotency`]: idempotent submission: one job per key, its
 //!   lifetime, racing processes.
 //! - [`routing`]: which claims take a remote job, the limits they share,
@@ -32,6 +34,7 @@
 
 mod audit;
 mod debounce;
+mod expiry;
 mod idempotency;
 mod logs;
 mod order;
@@ -52,6 +55,7 @@ use serde_json::json;
 
 use self::audit::*;
 use self::debounce::*;
+use self::expiry::*;
 use self::idempotency::*;
 use self::logs::*;
 use self::order::*;
@@ -598,4 +602,9 @@ store_contract!(
     a_debounced_job_waits_no_longer_than_max_wait,
     once_the_debounced_job_is_due_the_key_stores_a_new_job,
     racing_debounced_submissions_store_one_job,
+    // expiry
+    pending_and_scheduled_jobs_expire_at_their_deadline,
+    a_running_job_does_not_expire,
+    an_expired_jobs_dependents_are_cancelled,
+    a_claim_never_starts_a_job_past_its_deadline,
 );

@@ -52,7 +52,10 @@ end
 -- `queues` are the queue suffixes the worker serves: {''} for a built-in
 -- worker, {'@T', ...} for a remote one (see common.lua).
 local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, lease_until, now, fields, tokens, first_token)
-  local promoted = promote_due(now, 1000)
+  -- A claim never starts a job past its deadline: those expire first
+  -- (listed with the promoted jobs, as jobs that changed).
+  local promoted = expire_due(now, 1000)
+  for _, id in ipairs(promote_due(now, 1000)) do promoted[#promoted + 1] = id end
   local free = math.min(max_jobs, global_max - redis.call('ZCARD', P .. 'running'))
   local claimed, leases = {}, {}
   -- Counts kept locally and written once at the end: fewer commands per job.

@@ -299,3 +299,34 @@ local function revive_dependents(id, now)
     end
   end
 end
+
+-- Expiry. `expiring` holds jobs with a deadline to start by, scored by it.
+-- Cancels, with the error 'expired', up to `limit` jobs past their
+-- deadline that are still pending or scheduled and never started; their
+-- waiting dependents follow. Entries of jobs that started, ended or are
+-- gone are dropped as their deadline passes. Returns the expired ids.
+local function expire_due(now, limit)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'expiring', '-inf', now, 'LIMIT', 0, limit)
+  local expired = {}
+  for _, id in ipairs(due) do
+    redis.call('ZREM', P .. 'expiring', id)
+    local f = redis.call('HMGET', job_key(id), 'status', 'user_id', 'remote', 'job_type',
+      'started_at')
+    if (f[1] == 'pending' or f[1] == 'scheduled') and not f[5] then
+      if f[1] == 'pending' then
+        dequeue(id, queue_of(f[3], f[4]), f[2])
+      else
+        redis.call('ZREM', P .. 'scheduled', id)
+        count_scheduled(f[2], -1)
+      end
+      update(id, now, 'status', 'cancelled', 'error', 'expired', 'completed_at', now)
+      count(f[1], -1)
+      count('cancelled', 1)
+      retain(id, 'cancelled', now)
+      changed(id, true)
+      cancel_dependents(id, 'cancelled', now)
+      expired[#expired + 1] = id
+    end
+  end
+  return expired
+end

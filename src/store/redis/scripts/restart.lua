@@ -27,7 +27,8 @@ update(id, now, 'status', next_status, 'progress', 0, 'attempts', 0, 'interrupti
   'waiting_dependencies', waiting)
 if ARGV[3] ~= '' then redis.call('HSET', key, 'parameters', ARGV[3]) end
 redis.call('HDEL', key, 'result', 'error', 'items_processed', 'total_items', 'scheduled_for',
-  'started_at', 'completed_at', 'cancelled_by')
+  'started_at', 'completed_at', 'cancelled_by', 'expires_at')
+redis.call('ZREM', P .. 'expiring', id)
 count(status, -1)
 retire(status, 1)
 count(next_status, 1)

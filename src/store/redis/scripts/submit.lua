@@ -9,7 +9,7 @@
 --      then per job: id, job_type, user_id, priority,
 --      parameters (JSON), max_attempts, timeout_seconds ('' for none),
 --      scheduled_for ('' for none), remote ('1', or '' for a built-in job),
---      dependency count, the dependencies; then, for an idempotent call of
+--      expires_at ('' for none), dependency count, the dependencies; then, for an idempotent call of
 --      one job: 'idem', the key, its fingerprint, its lifetime in ms; or
 --      for a debounced call of one job (without dependencies): 'debounce',
 --      the key, the period in ms, the longest wait in ms
@@ -26,14 +26,14 @@ local now = ARGV[1]
 local jobs, in_call = {}, {}
 local i = 4
 for j = 1, tonumber(ARGV[2]) do
-  local ndeps = tonumber(ARGV[i + 9])
+  local ndeps = tonumber(ARGV[i + 10])
   local job = {
     id = ARGV[i], job_type = ARGV[i + 1], user = ARGV[i + 2], priority = ARGV[i + 3],
     parameters = ARGV[i + 4], max_attempts = ARGV[i + 5], timeout = ARGV[i + 6],
-    scheduled_for = ARGV[i + 7], remote = ARGV[i + 8], deps = {},
+    scheduled_for = ARGV[i + 7], remote = ARGV[i + 8], expires_at = ARGV[i + 9], deps = {},
   }
   for d = 1, ndeps do
-    local dep = ARGV[i + 9 + d]
+    local dep = ARGV[i + 10 + d]
     if not in_call[dep] and redis.call('EXISTS', job_key(dep)) == 0 then
       return {'missing', dep}
     end
@@ -44,7 +44,7 @@ for j = 1, tonumber(ARGV[2]) do
   end
   in_call[job.id] = true
   jobs[j] = job
-  i = i + 10 + ndeps
+  i = i + 11 + ndeps
 end
 
 -- The idempotency key: one hash per user and key, expiring with the key.
@@ -144,6 +144,10 @@ local function store(job)
   if job.scheduled_for ~= '' then redis.call('HSET', key, 'scheduled_for', job.scheduled_for) end
   -- Kept only for a remote job: a built-in job's hash stays as it was.
   if job.remote == '1' then redis.call('HSET', key, 'remote', '1') end
+  if job.expires_at ~= '' then
+    redis.call('HSET', key, 'expires_at', job.expires_at)
+    if status ~= 'cancelled' then redis.call('ZADD', P .. 'expiring', job.expires_at, id) end
+  end
   if #job.deps > 0 then
     redis.call('HSET', key, 'depends_on', table.concat(job.deps, ','))
     for _, dep in ipairs(job.deps) do

@@ -1,6 +1,6 @@
 -- Restart a failed or cancelled job: back to the queue (or, while some of
 -- its dependencies are unfinished, to waiting for them) with everything of
--- its previous runs reset, parameters replaced when given.
+-- its previous runs reset (its deadline too), parameters replaced when given.
 UPDATE jobs SET
     waiting_dependencies = (
         SELECT COUNT(*) FROM job_dependencies d JOIN jobs p ON p.id = d.depends_on_id
@@ -16,6 +16,7 @@ UPDATE jobs SET
     interruptions = 0,
     scheduled_for = NULL,
     started_at = NULL,
+    expires_at = NULL,
     completed_at = NULL,
     queued_at = :now,
     updated_at = :now,
