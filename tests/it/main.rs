@@ -16,6 +16,7 @@ mod control;
 mod debounce;
 mod disk_space;
 mod document_files;
+mod expiry;
 mod guard;
 mod idempotency;
 mod input_edges;
