@@ -88,8 +88,8 @@ pub(crate) struct SubmitRequest {
     /// Collapses bursts: while the job stored by an earlier submission of
     /// the same user and job type with this key still waits (scheduled,
     /// not started), a submission answers 200 with that job, whose
-    /// parameters, priority, max_attempts and timeout_seconds become this
-    /// submission's; it starts `period_seconds` after the last submission
+    /// parameters, priority, max_attempts, timeout_seconds and deadline
+    /// (`expires_in_seconds`) become this submission's; it starts `period_seconds` after the last submission
     /// but never later than `max_wait_seconds` after the first. Only in
     /// `POST /api/v1/jobs`, and not with `run_at`, `delay_seconds`,
     /// `depends_on` or an idempotency key.

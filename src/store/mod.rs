@@ -516,8 +516,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores `job` debounced under `debounce` (scoped to its user and job
     /// type): if the key's job is still scheduled and has not started (no
-    /// attempt yet), that job takes `job`'s parameters, priority, attempts
-    /// and time limit, is due at [`Debounce::due`] and is answered as
+    /// attempt yet), that job takes `job`'s parameters, priority, attempts,
+    /// time limit and deadline (`expires_at`), is due at [`Debounce::due`] and is answered as
     /// [`Submitted::Existing`]; else `job` is stored scheduled for
     /// [`Debounce::first_due`] (its own `run_at` is ignored), the key now
     /// holding it. Check and change are one atomic step: of any number of

@@ -57,6 +57,7 @@ pub async fn debounced_submissions_collapse_into_the_waiting_job(backend: &dyn B
     latest.priority = 7;
     latest.max_attempts = 3;
     latest.timeout_seconds = Some(4.5);
+    latest.expires_at = Some(t0 + HOUR);
     let again = existing(submit(store, latest, &d).await);
     assert_eq!(again.id, first.id);
     assert_eq!(again.status, JobStatus::Scheduled);
@@ -65,6 +66,7 @@ pub async fn debounced_submissions_collapse_into_the_waiting_job(backend: &dyn B
         (again.priority, again.max_attempts, again.timeout_seconds),
         (7, 3, Some(4.5))
     );
+    assert_eq!(again.expires_at, Some(t0 + HOUR), "the latest deadline");
     assert_eq!(
         again.scheduled_for,
         Some(t0 + 13 * SECOND),

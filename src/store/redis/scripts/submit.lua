@@ -74,6 +74,13 @@ if debounce then
       redis.call('HDEL', job_key(id), 'timeout_seconds')
     end
     redis.call('ZADD', P .. 'scheduled', due, id)
+    if job.expires_at ~= '' then
+      redis.call('HSET', job_key(id), 'expires_at', job.expires_at)
+      redis.call('ZADD', P .. 'expiring', job.expires_at, id)
+    else
+      redis.call('HDEL', job_key(id), 'expires_at')
+      redis.call('ZREM', P .. 'expiring', id)
+    end
     changed(id)
     return {'debounced', id}
   end
