@@ -217,7 +217,8 @@ mod tests {
             depends_on: vec![Uuid::now_v7()],
             waiting_dependencies: 0,
             cancelled_by: None,
-            expires_at: None,
+            // Serialized only when set: the mirror lists it.
+            expires_at: Some(2),
         }
     }
 
