@@ -56,6 +56,18 @@ pub enum ClientCommand {
         /// the command prints the job the first run stored.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Cancel the job as expired unless it starts within this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        expires_in: Option<f64>,
+        /// A debounce key: submissions with it collapse into one waiting job.
+        #[arg(long, requires = "debounce_period")]
+        debounce_key: Option<String>,
+        /// With --debounce-key: start this many seconds after the last submission...
+        #[arg(long, value_name = "SECONDS", requires = "debounce_key")]
+        debounce_period: Option<f64>,
+        /// ... but no later than this many seconds after the first.
+        #[arg(long, value_name = "SECONDS", requires = "debounce_key")]
+        debounce_max_wait: Option<f64>,
     },
     /// Print a job.
     Status {
@@ -254,6 +266,10 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
             max_attempts,
             timeout,
             idempotency_key,
+            expires_in,
+            debounce_key,
+            debounce_period,
+            debounce_max_wait,
         } => {
             let parameters = match build_parameters(params_json.as_deref(), &params) {
                 Ok(p) => p,
@@ -270,6 +286,14 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<ExitCode, Cl
                 ("max_attempts", max_attempts.map(Value::from)),
                 ("timeout_seconds", timeout.map(Value::from)),
                 ("idempotency_key", idempotency_key.map(Value::from)),
+                ("expires_in_seconds", expires_in.map(Value::from)),
+                (
+                    "debounce",
+                    debounce_key.map(|key| {
+                        json!({"key": key, "period_seconds": debounce_period,
+                               "max_wait_seconds": debounce_max_wait})
+                    }),
+                ),
             ] {
                 if let Some(value) = value {
                     body[key] = value;

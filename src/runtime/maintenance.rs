@@ -61,17 +61,25 @@ async fn scheduler(store: Arc<dyn Store>, stop: CancellationToken) {
 async fn expirer(store: Arc<dyn Store>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(EXPIRY_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While the store is down, one warning, not four a second.
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
         match store.expire_due().await {
-            Ok(expired) if !expired.is_empty() => {
-                tracing::info!(count = expired.len(), "expired jobs past their deadline");
+            Ok(expired) => {
+                failing = false;
+                if !expired.is_empty() {
+                    tracing::info!(count = expired.len(), "expired jobs past their deadline");
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %error_chain(&e), "expiring jobs failed"),
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %error_chain(&e), "expiring jobs failed");
+            }
+            Err(e) => tracing::debug!(error = %error_chain(&e), "expiring jobs failed"),
         }
     }
 }

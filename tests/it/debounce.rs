@@ -186,3 +186,41 @@ crate::for_each_store!(
     a_burst_of_ten_thousand_submissions_runs_once_within_max_wait,
     bad_debounce_objects_are_refused
 );
+
+/// `jobd submit --debounce-key ... --expires-in ...`: the second run
+/// prints the first run's job, now with its parameters.
+#[tokio::test]
+async fn the_cli_submits_debounced_and_expiring_jobs() {
+    let Some(scratch) = Scratch::new(StoreKind::Sqlite) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &["--workers".into(), "0".into()]);
+    let run = |n: &'static str| {
+        let url = server.url.clone();
+        async move {
+            let args = [
+                "submit",
+                "noop",
+                "--param",
+                n,
+                "--debounce-key",
+                "k",
+                "--debounce-period",
+                "60",
+                "--expires-in",
+                "600",
+            ];
+            let (code, out, err) =
+                tokio::task::spawn_blocking(move || crate::support::cli(&url, &args))
+                    .await
+                    .unwrap();
+            assert_eq!(code, 0, "{out} {err}");
+            serde_json::from_str::<Value>(&out).expect("the job as JSON")
+        }
+    };
+    let first = run("n=1").await;
+    let second = run("n=2").await;
+    assert_eq!(first["job_id"], second["job_id"]);
+    assert_eq!(second["parameters"], json!({"n": 2}));
+    assert!(second["expires_at"].is_string(), "{second}");
+}

@@ -24,7 +24,7 @@
 //! | `log:<id>` | list | job `<id>`'s log lines, oldest first (`append_log.lua`); created by its first line, cut to the cap by each append, deleted with the job |
 //! | `log_meta:<id>` | hash | the log's last line number (`seq`) and bytes of text (`bytes`); deleted with the job |
 //! | `audit` | zset (score 0, by text) | the audit log: members `<entry id>\t<entry as JSON>`, in time order since ids are UUID v7 (`audit.rs`); added by the API's audit flusher, removed by cleanup after `audit_retention_seconds` |
-//! | `debounce:<sha1>` | hash | a debounce key (SHA-1 of user, job type and key): the `job` its first submission stored and `first_at`; replaced when a submission stores a new job, expires `max_wait` after `first_at` (its job is due by then) |
+//! | `debounce:<sha1>` | hash | a debounce key (SHA-1 of user, job type and key): the `job` its first submission stored and `first_at`; replaced when a submission stores a new job; expires a minute after its job is due (each collapse moves that) |
 //! | `dependents:<id>` | set | jobs waiting for job `<id>`; created by a dependent's submit, deleted with job `<id>` |
 //! | `counts` | hash | jobs per status (exact, O(1) stats) |
 //! | `retired` | hash | jobs that left a terminal status (cleanup, restart), per status; with `counts`, the finished totals; permanent |

@@ -53,7 +53,9 @@ local idempotency = ARGV[i] == 'idem' and {
   fingerprint = ARGV[i + 2], ttl = ARGV[i + 3],
 }
 -- The debounce key: one hash per user, job type and key, holding the job
--- its first submission stored and when; it expires past the longest wait.
+-- its first submission stored and when; it expires a minute after its job
+-- is due (past that it would collapse nothing: the job is no longer
+-- waiting).
 local debounce = ARGV[i] == 'debounce' and {
   key = P .. 'debounce:' .. redis.sha1hex(jobs[1].user .. '\n' .. jobs[1].job_type .. '\n'
     .. ARGV[i + 1]),
@@ -74,6 +76,7 @@ if debounce then
       redis.call('HDEL', job_key(id), 'timeout_seconds')
     end
     redis.call('ZADD', P .. 'scheduled', due, id)
+    redis.call('PEXPIRE', debounce.key, math.max(due - tonumber(now), 0) + 60000)
     if job.expires_at ~= '' then
       redis.call('HSET', job_key(id), 'expires_at', job.expires_at)
       redis.call('ZADD', P .. 'expiring', job.expires_at, id)
@@ -192,6 +195,7 @@ if idempotency then
 end
 if debounce then
   redis.call('HSET', debounce.key, 'job', jobs[1].id, 'first_at', now)
-  redis.call('PEXPIRE', debounce.key, math.max(debounce.max_wait, 1))
+  redis.call('PEXPIRE', debounce.key,
+    math.max((tonumber(jobs[1].scheduled_for) or tonumber(now)) - tonumber(now), 0) + 60000)
 end
 return replies
