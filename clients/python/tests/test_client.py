@@ -158,6 +158,15 @@ def test_idempotent_submit(server: Server) -> None:
     assert mismatch.value.status == 422 and mismatch.value.error == "IdempotencyKeyMismatchError"
 
 
+def test_debounced_and_expiring_submit(server: Server) -> None:
+    c = server.client
+    debounce = {"key": f"d-{uuid.uuid4()}", "period_seconds": 60}
+    first = c.submit("noop", {"n": 1}, user_id="alice", debounce=debounce, expires_in_seconds=600)
+    again = c.submit("noop", {"n": 2}, user_id="alice", debounce=debounce, expires_in_seconds=600)
+    assert again["job_id"] == first["job_id"] and again["parameters"] == {"n": 2}
+    assert first["status"] == "scheduled" and "expires_at" in again
+
+
 def test_submit_batch(server: Server) -> None:
     c = server.client
     jobs = c.submit_batch([

@@ -74,6 +74,8 @@ class Client:
         max_attempts: Optional[int] = None,
         timeout_seconds: Optional[float] = None,
         idempotency_key: Optional[str] = None,
+        expires_in_seconds: Optional[float] = None,
+        debounce: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
         """Submits a job and returns it (the job object, `job_id` first).
 
@@ -82,7 +84,11 @@ class Client:
         (ids or job dicts) makes it wait until those jobs completed;
         `max_attempts` and `timeout_seconds` override the job type's.
         With `idempotency_key`, a repeat of the same submission returns the
-        job the first one stored (an `ApiError` 422 for another body)."""
+        job the first one stored (an `ApiError` 422 for another body).
+        `expires_in_seconds`: cancel the job as `expired` unless it starts
+        by then. `debounce` (`{"key", "period_seconds", "max_wait_seconds"}`):
+        while the job an earlier submission with the key stored still
+        waits, this one returns that job, now with these parameters."""
         body: Dict[str, Any] = {"job_type": job_type}
         if parameters is not None:
             body["parameters"] = parameters
@@ -100,6 +106,10 @@ class Client:
             body["max_attempts"] = max_attempts
         if timeout_seconds is not None:
             body["timeout_seconds"] = timeout_seconds
+        if expires_in_seconds is not None:
+            body["expires_in_seconds"] = expires_in_seconds
+        if debounce is not None:
+            body["debounce"] = debounce
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         return self._call("POST", "/api/v1/jobs", json=body, headers=headers)
 

@@ -17,6 +17,7 @@ local function purge(index, before, limit)
     redis.call('ZREM', P .. index, id)
     redis.call('ZREM', P .. 'jobs', id)
     redis.call('ZREM', P .. 'watched', id)
+    redis.call('ZREM', P .. 'expiring', id)
     deleted = deleted + 1
   end
 end
