@@ -2,7 +2,7 @@
 //! the adapter (`mod.rs`) inside one write or read: testable against a
 //! bare connection, and free of lanes, chunking and publishing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, named_params};
 use serde_json::Value;
@@ -203,15 +203,25 @@ fn claim_remote(
     Ok(claimed)
 }
 
-/// Inserts a new job with its dependency edges. It is pending, scheduled
-/// (for `run_at`, or waiting for unfinished dependencies), or cancelled at
-/// once when a dependency already failed or was cancelled.
-fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreResult<Job> {
-    let id = new.id;
+/// The row a new job is stored as: pending, scheduled (for `run_at`, or
+/// waiting for unfinished dependencies), or cancelled at once when a
+/// dependency already failed or was cancelled. `earlier` holds the
+/// statuses of the jobs inserted before it in the same call, which it may
+/// depend on.
+fn job_row(
+    conn: &Connection,
+    new: &NewJob,
+    earlier: &HashMap<JobId, JobStatus>,
+    now: Millis,
+) -> StoreResult<(JobStatus, Value)> {
     let mut waiting = 0u32;
     let mut settled_by: Option<(JobId, JobStatus)> = None;
     for dependency in &new.depends_on {
-        match status_of(conn, *dependency)? {
+        let status = match earlier.get(dependency) {
+            Some(status) => Some(*status),
+            None => status_of(conn, *dependency)?,
+        };
+        match status {
             None => return Err(StoreError::UnknownDependency(*dependency)),
             Some(JobStatus::Completed) => {}
             Some(status @ (JobStatus::Failed | JobStatus::Cancelled)) => {
@@ -228,42 +238,31 @@ fn insert_job(conn: &Connection, new: &NewJob, now: Millis) -> StoreResult<Job> 
     };
     let depends_on = (!new.depends_on.is_empty())
         .then(|| serde_json::to_string(&new.depends_on).unwrap_or_default());
-    let job = query_job(
-        conn,
-        sql::INSERT_JOB,
-        named_params! {
-            ":id": id.to_string(),
-            ":job_type": new.job_type,
-            ":user_id": new.user_id,
-            ":status": status.as_str(),
-            ":priority": new.priority,
-            ":parameters": json_text(&new.parameters),
-            ":max_attempts": new.max_attempts,
-            ":timeout_seconds": new.timeout_seconds,
-            ":now": now,
-            ":scheduled_for": scheduled_for,
-            ":depends_on": depends_on,
-            ":waiting_dependencies": waiting,
-            ":cancelled_by": settled_by.map(|(by, _)| by.to_string()),
-            ":error": error,
-            ":completed_at": settled_by.map(|_| now),
-            ":remote": new.remote,
-            ":expires_at": new.expires_at,
-        },
-    )?
-    .ok_or_else(|| StoreError::backend_corrupt("sqlite", "insert returned no row"))?;
-    for dependency in &new.depends_on {
-        execute(
-            conn,
-            sql::INSERT_DEPENDENCY,
-            named_params! {":job_id": id.to_string(), ":depends_on_id": dependency.to_string()},
-        )?;
-    }
-    Ok(job)
+    let row = serde_json::json!({
+        "id": new.id,
+        "job_type": new.job_type,
+        "user_id": new.user_id,
+        "status": status.as_str(),
+        "priority": new.priority,
+        "parameters": json_text(&new.parameters),
+        "max_attempts": new.max_attempts,
+        "timeout_seconds": new.timeout_seconds,
+        "scheduled_for": scheduled_for,
+        "depends_on": depends_on,
+        "waiting_dependencies": waiting,
+        "cancelled_by": settled_by.map(|(by, _)| by),
+        "error": error,
+        "completed_at": settled_by.map(|_| now),
+        "remote": new.remote,
+        "expires_at": new.expires_at,
+    });
+    Ok((status, row))
 }
 
-/// Inserts new jobs, all or none (the caller's write undoes every insert
-/// on an error), then checks each of their users against `quota`: a user
+/// Inserts new jobs with their dependency edges, all or none (the caller's
+/// write undoes every insert on an error), in two statements whatever
+/// their number (a statement's journal, not a row, is what a write pays
+/// most for); then checks each of their users against `quota`: a user
 /// left with more queued jobs than it allows refuses the whole call. The
 /// count is kept by triggers, so the check reads one row per user.
 pub(super) fn insert_jobs(
@@ -272,10 +271,32 @@ pub(super) fn insert_jobs(
     quota: Option<u64>,
     now: Millis,
 ) -> StoreResult<Vec<Job>> {
-    let stored = jobs
-        .iter()
-        .map(|new| insert_job(conn, new, now))
-        .collect::<StoreResult<Vec<Job>>>()?;
+    let mut statuses = HashMap::with_capacity(jobs.len());
+    let mut rows = Vec::with_capacity(jobs.len());
+    let mut edges = Vec::new();
+    for new in jobs {
+        let (status, row) = job_row(conn, new, &statuses, now)?;
+        statuses.insert(new.id, status);
+        rows.push(row);
+        edges.extend(new.depends_on.iter().map(|dep| [new.id, *dep]));
+    }
+    let rows = Value::Array(rows).to_string();
+    let mut stored = query_jobs(
+        conn,
+        sql::INSERT_JOBS,
+        named_params! {":jobs": rows, ":now": now},
+    )?;
+    // RETURNING's order is not the insert's: back to the call's.
+    let position: HashMap<JobId, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id, i)).collect();
+    stored.sort_by_key(|job| position.get(&job.id).copied());
+    if !edges.is_empty() {
+        let edges = serde_json::to_string(&edges).unwrap_or_default();
+        execute(
+            conn,
+            sql::INSERT_DEPENDENCIES,
+            named_params! {":edges": edges},
+        )?;
+    }
     if let Some(limit) = quota {
         let users: HashSet<&str> = jobs.iter().map(|job| job.user_id.as_str()).collect();
         for user_id in users {

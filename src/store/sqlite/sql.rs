@@ -1,6 +1,6 @@
 //! The SQL statements, one file each in `sql/`.
 pub(super) const SCHEMA: &str = include_str!("sql/schema.sql");
-pub(super) const INSERT_JOB: &str = include_str!("sql/insert_job.sql");
+pub(super) const INSERT_JOBS: &str = include_str!("sql/insert_jobs.sql");
 pub(super) const SELECT_JOB: &str = include_str!("sql/select_job.sql");
 pub(super) const JOB_EXISTS: &str = include_str!("sql/job_exists.sql");
 pub(super) const LIST_JOBS: &str = include_str!("sql/list_jobs.sql");
@@ -23,7 +23,7 @@ pub(super) const RESTART: &str = include_str!("sql/restart.sql");
 pub(super) const RESTART_STATUS: &str = include_str!("sql/restart_status.sql");
 pub(super) const DEPENDENCIES: &str = include_str!("sql/dependencies.sql");
 pub(super) const DROP_RUNNING_INDEXES: &str = include_str!("sql/drop_running_indexes.sql");
-pub(super) const INSERT_DEPENDENCY: &str = include_str!("sql/insert_dependency.sql");
+pub(super) const INSERT_DEPENDENCIES: &str = include_str!("sql/insert_dependencies.sql");
 pub(super) const UPSERT_WORKER: &str = include_str!("sql/upsert_worker.sql");
 pub(super) const EXTEND_LEASE: &str = include_str!("sql/extend_lease.sql");
 pub(super) const DELETE_WORKER: &str = include_str!("sql/delete_worker.sql");

@@ -106,9 +106,12 @@ end
 -- was promoted), then the queue sequence (members sort by both within a
 -- score). Makes sure the user is in the round-robin rotation (new users go
 -- first).
+local function queue_member(queued_at, seq, id)
+  return string.format('%015d%016d', tonumber(queued_at), seq) .. ':' .. id
+end
 local function enqueue(id, q, user, priority, queued_at)
   local seq = redis.call('INCR', P .. 'queue_seq')
-  local member = string.format('%015d%016d', tonumber(queued_at), seq) .. ':' .. id
+  local member = queue_member(queued_at, seq, id)
   redis.call('ZADD', pending_key(q, user), -priority, member)
   redis.call('HSET', job_key(id), 'queue_member', member)
   join_rotation(q, user)

@@ -9,8 +9,9 @@
 --      then per job: id, job_type, user_id, priority,
 --      parameters (JSON), max_attempts, timeout_seconds ('' for none),
 --      scheduled_for ('' for none), remote ('1', or '' for a built-in job),
---      expires_at ('' for none), dependency count, the dependencies; then, for an idempotent call of
---      one job: 'idem', the key, its fingerprint, its lifetime in ms; or
+--      expires_at ('' for none), dependency count, the dependencies;
+--      then, for an idempotent call of one job: 'idem', the key, its
+--      fingerprint, its lifetime in ms; or
 --      for a debounced call of one job (without dependencies): 'debounce',
 --      the key, the period in ms, the longest wait in ms
 -- Returns per job {status, waiting_dependencies, cancelled_by or '',
@@ -124,8 +125,16 @@ if ARGV[3] ~= '' then
   end
 end
 
--- Stores one checked job; returns its reply.
-local function store(job)
+-- What the call adds to shared keys, gathered while its jobs are stored
+-- and written once at the end: a batch pays two commands a job (EXISTS,
+-- HSET), not eight.
+local all_ids, status_counts, queues = {}, {}, {}
+-- Queue sequence numbers for the whole call, reserved at once (a number
+-- left unused leaves a harmless gap: they only order).
+local first_seq = redis.call('INCRBY', P .. 'queue_seq', #jobs) - #jobs
+
+-- Stores one checked job, the j-th of the call; returns its reply.
+local function store(j, job)
   local id = job.id
   local waiting, cancelled_by, reason = 0, '', ''
   for _, dep in ipairs(job.deps) do
@@ -146,48 +155,75 @@ local function store(job)
     status = 'scheduled'
   end
   local key = job_key(id)
-  redis.call('HSET', key, 'id', id, 'job_type', job.job_type, 'user_id', job.user,
+  local fields = {'id', id, 'job_type', job.job_type, 'user_id', job.user,
     'status', status, 'priority', job.priority, 'parameters', job.parameters,
-    'max_attempts', job.max_attempts, 'attempts', 0, 'interruptions', 0, 'progress', 0,
-    'created_at', now, 'updated_at', now, 'revision', 1, 'waiting_dependencies', waiting)
-  if job.timeout ~= '' then redis.call('HSET', key, 'timeout_seconds', job.timeout) end
-  if job.scheduled_for ~= '' then redis.call('HSET', key, 'scheduled_for', job.scheduled_for) end
+    'max_attempts', job.max_attempts, 'attempts', '0', 'interruptions', '0', 'progress', '0',
+    'created_at', now, 'updated_at', now, 'revision', '1',
+    'waiting_dependencies', tostring(waiting)}
+  local function add(field, value)
+    fields[#fields + 1] = field
+    fields[#fields + 1] = value
+  end
+  if job.timeout ~= '' then add('timeout_seconds', job.timeout) end
+  if job.scheduled_for ~= '' then add('scheduled_for', job.scheduled_for) end
   -- Kept only for a remote job: a built-in job's hash stays as it was.
-  if job.remote == '1' then redis.call('HSET', key, 'remote', '1') end
+  if job.remote == '1' then add('remote', '1') end
+  if #job.deps > 0 then add('depends_on', table.concat(job.deps, ',')) end
   if job.expires_at ~= '' then
-    redis.call('HSET', key, 'expires_at', job.expires_at)
+    add('expires_at', job.expires_at)
     if status ~= 'cancelled' then redis.call('ZADD', P .. 'expiring', job.expires_at, id) end
   end
-  if #job.deps > 0 then
-    redis.call('HSET', key, 'depends_on', table.concat(job.deps, ','))
-    for _, dep in ipairs(job.deps) do
-      redis.call('SADD', dependents_key(dep), id)
-      redis.call('HSET', job_key(dep), 'has_dependents', 1)
-    end
-  end
-  redis.call('ZADD', P .. 'jobs', 0, id)
-  count(status, 1)
   if status == 'cancelled' then
-    redis.call('HSET', key, 'cancelled_by', cancelled_by, 'error', reason, 'completed_at', now)
+    add('cancelled_by', cancelled_by)
+    add('error', reason)
+    add('completed_at', now)
+  end
+  local queue
+  if status == 'pending' then
+    -- Queued as `enqueue` (common.lua) would, in one ZADD per queue.
+    local q = queue_of(job.remote, job.job_type)
+    local member = queue_member(now, first_seq + j, id)
+    add('queue_member', member)
+    local key_of_queue = pending_key(q, job.user)
+    queue = queues[key_of_queue]
+    if not queue then
+      queue = {q = q, user = job.user, entries = {}}
+      queues[key_of_queue] = queue
+    end
+    queue.entries[#queue.entries + 1] = -tonumber(job.priority)
+    queue.entries[#queue.entries + 1] = member
+  end
+  redis.call('HSET', key, unpack(fields))
+  for _, dep in ipairs(job.deps) do
+    redis.call('SADD', dependents_key(dep), id)
+    redis.call('HSET', job_key(dep), 'has_dependents', 1)
+  end
+  all_ids[#all_ids + 1] = 0
+  all_ids[#all_ids + 1] = id
+  status_counts[status] = (status_counts[status] or 0) + 1
+  if status == 'cancelled' then
     retain(id, 'cancelled', now)
   elseif status == 'scheduled' then
     count_scheduled(job.user, 1)
     if waiting == 0 then
       redis.call('ZADD', P .. 'scheduled', job.scheduled_for, id)
     end
-  else
-    enqueue(id, queue_of(job.remote, job.job_type), job.user, tonumber(job.priority), now)
   end
   return {status, waiting, cancelled_by, reason}
 end
 
-local replies, queued = {}, false
+local replies = {}
 for j, job in ipairs(jobs) do
-  replies[j] = store(job)
-  queued = queued or replies[j][1] == 'pending'
+  replies[j] = store(j, job)
+end
+call_chunked('ZADD', P .. 'jobs', all_ids)
+for status, n in pairs(status_counts) do count(status, n) end
+for key_of_queue, queue in pairs(queues) do
+  call_chunked('ZADD', key_of_queue, queue.entries)
+  join_rotation(queue.q, queue.user)
 end
 -- One wake-up for the call, not one per job: every process hears it.
-if queued then wake_workers() end
+if next(queues) then wake_workers() end
 if idempotency then
   redis.call('HSET', idempotency.key, 'fingerprint', idempotency.fingerprint, 'job', jobs[1].id,
     'expires_at', tonumber(now) + tonumber(idempotency.ttl))
