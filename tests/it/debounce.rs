@@ -1,7 +1,9 @@
 //! Debounced submissions over HTTP: a burst of 10,000 submissions with one
 //! debounce key, from concurrent clients (on Redis spread over two API
 //! nodes), makes exactly one job, which runs once and starts no later
-//! than `max_wait_seconds` after the first submission; and the body's
+//! than `max_wait_seconds` after the first submission; steady
+//! submissions that never pause for a period start the job at
+//! `max_wait_seconds`; the CLI's options; and the body's
 //! `debounce` object is checked (400s) on both stores.
 
 use std::time::{Duration, Instant};
@@ -182,9 +184,50 @@ async fn bad_debounce_objects_are_refused(kind: StoreKind) {
     assert_eq!(again["parameters"], json!({"n": 2}));
 }
 
+/// Submissions that never pause for a period: the cap starts the job
+/// `max_wait_seconds` after the first, and later ones make the next job.
+async fn steady_submissions_start_the_job_at_max_wait(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let server = Server::serve(&scratch, &[]);
+    let debounce = json!({"key": "steady", "period_seconds": 1, "max_wait_seconds": 2});
+    let mut ids = Vec::new();
+    let clock = Instant::now();
+    // Pacing, not waiting: a submission every 200 ms, less than the period.
+    let mut pace = tokio::time::interval(Duration::from_millis(200));
+    while clock.elapsed() < Duration::from_secs(4) {
+        pace.tick().await;
+        let (status, job) = server
+            .post(
+                "/api/v1/jobs",
+                Some(json!({"job_type": "noop", "debounce": debounce})),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{status} {job}");
+        let id = job["job_id"].as_str().unwrap().to_owned();
+        if ids.last() != Some(&id) {
+            ids.push(id);
+        }
+    }
+    assert!(
+        ids.len() >= 2,
+        "the cap ended the first job's wait: {ids:?}"
+    );
+    let job = server
+        .wait_for_status(&ids[0], "completed", Duration::from_secs(20))
+        .await;
+    let waited = millis(&job["started_at"]) - millis(&job["created_at"]);
+    assert!(
+        (2_000..=2_000 + START_SLACK_MS).contains(&waited),
+        "started {waited} ms after the first submission: {job}"
+    );
+}
+
 crate::for_each_store!(
     a_burst_of_ten_thousand_submissions_runs_once_within_max_wait,
-    bad_debounce_objects_are_refused
+    bad_debounce_objects_are_refused,
+    steady_submissions_start_the_job_at_max_wait
 );
 
 /// `jobd submit --debounce-key ... --expires-in ...`: the second run
