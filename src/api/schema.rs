@@ -193,6 +193,7 @@ mod tests {
             // Serialized only when true: the mirror lists it.
             remote: true,
             user_id: "u".into(),
+            concurrency_key: None,
             status: JobStatus::Completed,
             priority: 0,
             parameters: serde_json::json!({}),

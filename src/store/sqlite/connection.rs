@@ -13,7 +13,7 @@ use crate::config::Synchronous;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
@@ -24,6 +24,7 @@ const MIGRATIONS: [&str; 10] = [
     sql::QUEUED_COUNTS,
     sql::AUDIT_LOG,
     sql::IDEMPOTENCY_KEYS,
+    sql::LIMITS,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

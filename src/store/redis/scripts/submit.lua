@@ -9,7 +9,7 @@
 --      then per job: id, job_type, user_id, priority,
 --      parameters (JSON), max_attempts, timeout_seconds ('' for none),
 --      scheduled_for ('' for none), remote ('1', or '' for a built-in job),
---      dependency count, the dependencies; then, for an idempotent call of
+--      concurrency key ('' for none), dependency count, the dependencies; then, for an idempotent call of
 --      one job: the key, its fingerprint, its lifetime in ms
 -- Returns per job {status, waiting_dependencies, cancelled_by or '',
 -- error or ''}; or {'missing', id} when a dependency does not exist, or
@@ -22,14 +22,14 @@ local now = ARGV[1]
 local jobs, in_call = {}, {}
 local i = 4
 for j = 1, tonumber(ARGV[2]) do
-  local ndeps = tonumber(ARGV[i + 9])
+  local ndeps = tonumber(ARGV[i + 10])
   local job = {
     id = ARGV[i], job_type = ARGV[i + 1], user = ARGV[i + 2], priority = ARGV[i + 3],
     parameters = ARGV[i + 4], max_attempts = ARGV[i + 5], timeout = ARGV[i + 6],
-    scheduled_for = ARGV[i + 7], remote = ARGV[i + 8], deps = {},
+    scheduled_for = ARGV[i + 7], remote = ARGV[i + 8], concurrency_key = ARGV[i + 9], deps = {},
   }
   for d = 1, ndeps do
-    local dep = ARGV[i + 9 + d]
+    local dep = ARGV[i + 10 + d]
     if not in_call[dep] and redis.call('EXISTS', job_key(dep)) == 0 then
       return {'missing', dep}
     end
@@ -40,7 +40,7 @@ for j = 1, tonumber(ARGV[2]) do
   end
   in_call[job.id] = true
   jobs[j] = job
-  i = i + 10 + ndeps
+  i = i + 11 + ndeps
 end
 
 -- The idempotency key: one hash per user and key, expiring with the key.
@@ -114,6 +114,7 @@ local function store(job)
   if job.scheduled_for ~= '' then redis.call('HSET', key, 'scheduled_for', job.scheduled_for) end
   -- Kept only for a remote job: a built-in job's hash stays as it was.
   if job.remote == '1' then redis.call('HSET', key, 'remote', '1') end
+  if job.concurrency_key ~= '' then redis.call('HSET', key, 'concurrency_key', job.concurrency_key) end
   if #job.deps > 0 then
     redis.call('HSET', key, 'depends_on', table.concat(job.deps, ','))
     for _, dep in ipairs(job.deps) do
