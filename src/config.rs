@@ -1038,6 +1038,46 @@ mod tests {
     }
 
     #[test]
+    fn limits_per_type_and_user_weights_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Settings::load(SettingsArgs::default(), Some(&path))
+        };
+        let s = load(
+            "[job_types.sleep]\nconcurrency_key = \"/document_set\"\n\
+             max_concurrent_per_key = 2\nmax_concurrent = 5\n\
+             rate_limit = { count = 10, per_seconds = 1, per_key = true }\n\
+             [users.acme]\nweight = 3\n",
+        )
+        .unwrap();
+        let sleep = &s.job_types["sleep"];
+        assert_eq!(sleep.concurrency_key.as_deref(), Some("/document_set"));
+        assert_eq!(
+            (sleep.max_concurrent_per_key, sleep.max_concurrent),
+            (Some(2), Some(5))
+        );
+        let rate = sleep.rate_limit.unwrap();
+        assert_eq!(
+            (rate.count, rate.per_seconds, rate.per_key),
+            (10, 1.0, true)
+        );
+        assert_eq!(s.user_weights["acme"], 3);
+        for bad in [
+            "[job_types.sleep]\nmax_concurrent_per_key = 0\n",
+            "[job_types.sleep]\nmax_concurrent = 0\n",
+            "[job_types.sleep]\nconcurrency_key = \"document_set\"\n",
+            "[job_types.sleep]\nrate_limit = { count = 0, per_seconds = 1 }\n",
+            "[job_types.sleep]\nrate_limit = { count = 1, per_seconds = 0 }\n",
+            "[users.acme]\nweight = 0\n",
+            "[users.acme]\nshare = 2\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_remote_type_has_no_command_and_a_key_safe_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jobd.toml");

@@ -1,8 +1,9 @@
 -- claim_jobs: moves up to max_jobs pending jobs to running for one worker,
 -- from the queues of the jobs it serves only, within the global and
--- per-user limits (which count every running job), serving users
--- round-robin (least recently served first) and, within a user's queue, by
--- priority then FIFO.
+-- per-user limits (which count every running job) and the limits per job
+-- type (per concurrency key, per type, a rate: a job over one is parked,
+-- see common.lua), serving users round-robin (least recently served first,
+-- a share by weight) and, within a user's queue, by priority then FIFO.
 -- Promotes due scheduled jobs first. The i-th job claimed gets the claim
 -- token tokens[first_token + i - 1].
 -- Returns an array of claimed jobs, each the values of `fields` (the
@@ -28,8 +29,11 @@ end
 
 -- Parks a job popped from its user's queue (`member`, `score`) on
 -- `scope` (see unpark in common.lua).
-local function park(id, user, scope, member, score)
+local function park(id, user, scope, member, score, now)
   redis.call('ZADD', parked_key(scope), score, member)
+  if string.sub(scope, 1, 5) ~= 'rate:' then
+    redis.call('ZADD', P .. 'parked_check', 'NX', now + 1000, scope)
+  end
   redis.call('HSET', job_key(id), 'parked', scope)
   redis.call('HINCRBY', P .. 'user_parked', user, 1)
 end
@@ -76,18 +80,34 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
     read_fields = {unpack(fields)}
     read_fields[n_fields + 1] = 'job_type'
     read_fields[n_fields + 2] = 'concurrency_key'
-    -- Rate scopes whose window opened let their parked jobs back; those
-    -- left wait for the next window.
-    for _, scope in ipairs(redis.call('ZRANGEBYSCORE', P .. 'rate_open', '-inf', now, 'LIMIT', 0, 100)) do
-      local job_type = string.match(scope, '^[^\31]*')
-      local l = limits[job_type]
-      local count = (l and l.rate_count) or 1000
-      local per = (l and l.rate_ms) or 1000
-      if unpark('rate:' .. scope, count, now) > 0 then
-        redis.call('ZADD', P .. 'rate_open', now + per, scope)
-      else
-        redis.call('ZREM', P .. 'rate_open', scope)
-      end
+  end
+  -- Parked scopes due for a look (a rate window opened; a key or type
+  -- looked at every second, so that jobs parked under limits since
+  -- lowered or removed, or counters lost, never wait for good): as many
+  -- jobs as the limit has room for go back to their queues; a scope with
+  -- jobs left is looked at again. One command per claim when none is due.
+  for _, scope in ipairs(redis.call('ZRANGEBYSCORE', P .. 'parked_check', '-inf', now, 'LIMIT', 0, 100)) do
+    local kind, rest = string.match(scope, '^(%a+):(.*)$')
+    local job_type = string.match(rest or '', '^[^\31]*')
+    local l = limits[job_type] or {}
+    local room, again = 1000, 1000
+    if kind == 'rate' then
+      room, again = l.rate_count or room, l.rate_ms or again
+    elseif kind == 'key' and l.per_key then
+      room = l.per_key - tonumber(redis.call('HGET', P .. 'key_running', rest) or '0')
+    elseif kind == 'type' and l.type_max then
+      room = l.type_max - tonumber(redis.call('HGET', P .. 'type_running', rest) or '0')
+    end
+    local left
+    if room > 0 then
+      left = unpark(scope, room, now)
+    else
+      left = redis.call('ZCARD', parked_key(scope))
+    end
+    if left > 0 then
+      redis.call('ZADD', P .. 'parked_check', now + again, scope)
+    else
+      redis.call('ZREM', P .. 'parked_check', scope)
     end
   end
 
@@ -138,7 +158,7 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
       rate_scope = (l.rate_per_key and slot) or job_type
       window = window_of(rate_scope)
       if window[1] + window[2] >= l.rate_count then
-        redis.call('ZADD', P .. 'rate_open', window[3], rate_scope)
+        redis.call('ZADD', P .. 'parked_check', window[3], 'rate:' .. rate_scope)
         return 'rate:' .. rate_scope
       end
     end
@@ -202,7 +222,7 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
       -- A queue entry whose job is gone is dropped.
       if not job[1] then
       elseif wait then
-        park(id, user, wait, top[i], top[i + 1])
+        park(id, user, wait, top[i], top[i + 1], now)
         parked_now = parked_now + 1
       else
         if taken then
@@ -244,8 +264,8 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
   end
 
   while free > 0 do
-    -- One round: every user with room gets an equal share of the free
-    -- slots (at least one job). Bounded: users at their limit are
+    -- One round: every user with room gets a share of the free slots by
+    -- its weight (at least one job). Bounded: users at their limit are
     -- skipped, so a round looks at no more than this many.
     rotation = {}
     if #queues == 1 then
