@@ -318,3 +318,19 @@ pub async fn the_quota_counts_waiting_jobs(backend: &dyn Backend) {
     store.submit(keyed("u", "a")).await.unwrap();
     assert!(store.submit(keyed("u", "a")).await.is_err(), "3 queued");
 }
+
+pub async fn jobs_waiting_under_a_removed_limit_run_without_it(backend: &dyn Backend) {
+    let store = backend.fresh().await.store;
+    for user in ["u", "v", "w"] {
+        store.submit(keyed(user, "a")).await.unwrap();
+    }
+    let first = store.claim(&per_key(1)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store.claim(&per_key(1)).await.unwrap().is_empty());
+    // The configuration loses the limit: within about a second the
+    // waiting jobs are claimable again, with nothing of the key stopping.
+    backend.advance(SECOND + 1);
+    let rest = store.claim(&claim_params("w", 10)).await.unwrap();
+    assert_eq!(keys_of(&rest), ["a", "a"]);
+    assert_eq!(count(store.as_ref(), JobStatus::Pending).await, 0);
+}

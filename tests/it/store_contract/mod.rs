@@ -525,6 +525,7 @@ store_contract!(
     a_waiting_jobs_cancel_after_its_turn_came_lets_the_next_run,
     weights_give_proportional_shares,
     the_quota_counts_waiting_jobs,
+    jobs_waiting_under_a_removed_limit_run_without_it,
     // scenarios
     every_job_is_claimed_exactly_once,
     claims_respect_both_limits,
