@@ -197,7 +197,8 @@ mod tests {
             // Serialized only when true: the mirror lists it.
             remote: true,
             user_id: "u".into(),
-            concurrency_key: None,
+            // Serialized only when set: the mirror lists it.
+            concurrency_key: Some("k".into()),
             status: JobStatus::Completed,
             priority: 0,
             parameters: serde_json::json!({}),
