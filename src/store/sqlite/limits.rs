@@ -8,7 +8,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, named_params};
 
-use super::ops::execute;
 use super::rows::db_err;
 use super::sql;
 use crate::model::{Job, Millis, duration_millis};
@@ -63,7 +62,9 @@ impl<'a> Gate<'a> {
             }
             *gate.type_running.entry(job_type).or_default() += n;
         }
-        execute(conn, sql::RATE_WINDOWS_PRUNE, named_params! {":now": now})?;
+        conn.prepare_cached(sql::RATE_WINDOWS_PRUNE)
+            .and_then(|mut stmt| stmt.execute(named_params! {":now": now}))
+            .map_err(db_err)?;
         let mut stmt = conn
             .prepare_cached(sql::RATE_WINDOWS_OPEN)
             .map_err(db_err)?;
@@ -114,11 +115,11 @@ impl<'a> Gate<'a> {
                 let closes_at = self.now.saturating_add(duration_millis(rate.per).max(1));
                 let window = self.windows.entry(scope.clone()).or_insert((closes_at, 0));
                 window.1 += 1;
-                execute(
-                    conn,
-                    sql::RATE_WINDOW_START,
-                    named_params! {":scope": scope, ":closes_at": window.0},
-                )?;
+                conn.prepare_cached(sql::RATE_WINDOW_START)
+                    .and_then(|mut stmt| {
+                        stmt.execute(named_params! {":scope": scope, ":closes_at": window.0})
+                    })
+                    .map_err(db_err)?;
             }
         }
         self.block();
