@@ -334,3 +334,23 @@ pub async fn jobs_waiting_under_a_removed_limit_run_without_it(backend: &dyn Bac
     assert_eq!(keys_of(&rest), ["a", "a"]);
     assert_eq!(count(store.as_ref(), JobStatus::Pending).await, 0);
 }
+
+pub async fn a_cancelled_waiting_job_leaves_no_turn_behind(backend: &dyn Backend) {
+    let store = backend.fresh().await.store;
+    let mut ids = Vec::new();
+    for user in ["u", "v", "w"] {
+        ids.push(store.submit(keyed(user, "a")).await.unwrap().id);
+    }
+    let params = per_key(1);
+    let first = store.claim(&params).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store.claim(&params).await.unwrap().is_empty());
+    let waiting: Vec<_> = ids.iter().filter(|id| **id != first[0].job.id).collect();
+    store.cancel(*waiting[0]).await.unwrap();
+    // The end of the running job lets the one still waiting run at once
+    // (no clock moves: nothing but the end frees the key).
+    complete(store.as_ref(), &first[0]).await;
+    let next = store.claim(&params).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].job.id, *waiting[1]);
+}

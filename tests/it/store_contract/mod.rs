@@ -526,6 +526,7 @@ store_contract!(
     weights_give_proportional_shares,
     the_quota_counts_waiting_jobs,
     jobs_waiting_under_a_removed_limit_run_without_it,
+    a_cancelled_waiting_job_leaves_no_turn_behind,
     // scenarios
     every_job_is_claimed_exactly_once,
     claims_respect_both_limits,

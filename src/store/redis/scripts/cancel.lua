@@ -12,8 +12,10 @@ if not status then
   return {'not_found'}
 end
 if status == 'pending' then
-  dequeue(id, queue_of(fields[3], fields[4]), user)
+  -- Before dequeue, which forgets the queue member a parked job is
+  -- filed under.
   pending_left(id, user, fields[4], fields[5] or nil, fields[6] or nil, now)
+  dequeue(id, queue_of(fields[3], fields[4]), user)
 elseif status == 'running' then
   stop_running(id, user)
   free_slots(id, fields[7] or nil, fields[8] or nil, now)
