@@ -1287,6 +1287,13 @@ def goals(agg, rat, bench, cancel=None):
             goal(f"issue 17 ({store}, jobd-bench): batch submission over HTTP ≥ 5× single submissions",
                  f"{b['ratio']:.1f}× ({b['batch_jobs_per_s']:,.0f} / {b['single_jobs_per_s']:,.0f} jobs/s)",
                  b["ratio"] >= 5)
+        keyed = r.get("drain_key_limits")
+        if keyed:
+            goal(f"issue 17 ({store}, jobd-bench): drain with {keyed['keys']:,} active keys under a per-key "
+                 f"limit ≥ 80 % of the drain without key limits",
+                 f"{keyed['ratio'] * 100:.0f} % ({keyed['with_key_limits']['steady_jobs_per_s']:,.0f} / "
+                 f"{keyed['without']['steady_jobs_per_s']:,.0f} jobs/s)",
+                 keyed["ratio"] >= 0.8)
         load = r.get("drain_under_load")
         if load:
             worst = max(load["status_under_load"]["p99_ms"], load["submit_under_load"]["p99_ms"])

@@ -52,7 +52,8 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Measurements to run (default: all): latency, idle, drain,
-    /// drain_per_user_limit, drain_under_load, sse, wakeup, auth, batch.
+    /// drain_per_user_limit, drain_key_limits, drain_under_load, sse,
+    /// wakeup, auth, batch.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -257,7 +258,7 @@ struct Deployment {
     store_args: Vec<String>,
     node: Proc,
     api: Api,
-    _data: Scratch,
+    data: Scratch,
 }
 
 impl Deployment {
@@ -273,7 +274,7 @@ impl Deployment {
             store_args,
             node,
             api,
-            _data: data,
+            data,
         })
     }
 
@@ -361,9 +362,18 @@ impl Api {
     }
 
     async fn submit(&self, user: &str) -> anyhow::Result<String> {
+        self.submit_keyed(user, None).await
+    }
+
+    /// A no-op job, with a concurrency key if given.
+    async fn submit_keyed(&self, user: &str, key: Option<String>) -> anyhow::Result<String> {
+        let mut body = json!({"job_type": "noop", "user_id": user});
+        if let Some(key) = key {
+            body["concurrency_key"] = json!(key);
+        }
         let job: Value = self
             .request(reqwest::Method::POST, "/api/v1/jobs")
-            .json(&json!({"job_type": "noop", "user_id": user}))
+            .json(&body)
             .send()
             .await?
             .error_for_status()?
@@ -532,6 +542,18 @@ async fn fill(
     clients: usize,
     users: usize,
 ) -> anyhow::Result<Vec<String>> {
+    fill_keyed(deployment, n, clients, users, 0).await
+}
+
+/// [`fill`], the k-th job with concurrency key `k % keys` (none when
+/// `keys` is 0).
+async fn fill_keyed(
+    deployment: &Arc<Deployment>,
+    n: usize,
+    clients: usize,
+    users: usize,
+    keys: usize,
+) -> anyhow::Result<Vec<String>> {
     let per = n.div_ceil(clients);
     let mut tasks = Vec::new();
     for client in 0..clients {
@@ -543,7 +565,8 @@ async fn fill(
                 if k >= n {
                     break;
                 }
-                ids.push(api.submit(&format!("user{}", k % users)).await?);
+                let key = (keys > 0).then(|| format!("key{}", k % keys));
+                ids.push(api.submit_keyed(&format!("user{}", k % users), key).await?);
             }
             anyhow::Ok(ids)
         }));
@@ -567,11 +590,24 @@ async fn drain(
     limit_args: &[&str],
     under_load: bool,
 ) -> anyhow::Result<Value> {
+    drain_keyed(deployment, args, redis, users, 0, limit_args, under_load).await
+}
+
+/// [`drain`] of jobs over `keys` concurrency keys (0: none).
+async fn drain_keyed(
+    deployment: &Arc<Deployment>,
+    args: &Args,
+    redis: Option<&Redis>,
+    users: usize,
+    keys: usize,
+    limit_args: &[&str],
+    under_load: bool,
+) -> anyhow::Result<Value> {
     let baseline = deployment.api.stats().await?["completed_jobs"]
         .as_u64()
         .unwrap_or(0);
     let enqueue_started = Instant::now();
-    let ids = Arc::new(fill(deployment, args.backlog, args.clients, users).await?);
+    let ids = Arc::new(fill_keyed(deployment, args.backlog, args.clients, users, keys).await?);
     let enqueue_s = enqueue_started.elapsed().as_secs_f64();
     let before = match redis {
         Some(r) => Some(redis_info(&r.url).await?),
@@ -651,6 +687,42 @@ async fn drain(
     }
     drop(worker);
     Ok(result)
+}
+
+/// Active concurrency keys in [`drain_key_limits`].
+const KEY_VALUES: usize = 10_000;
+
+/// The drain of the same backlog over [`KEY_VALUES`] concurrency keys
+/// with a per-key limit of 1 (`[job_types.noop] max_concurrent_per_key`,
+/// the workers' configuration), then without key limits, in turn; the
+/// ratio of their steady rates (issue 17: at least 0.8).
+async fn drain_key_limits(
+    deployment: &Arc<Deployment>,
+    args: &Args,
+    redis: Option<&Redis>,
+) -> anyhow::Result<Value> {
+    let config = deployment.data.0.join("key-limits.toml");
+    std::fs::write(&config, "[job_types.noop]\nmax_concurrent_per_key = 1\n")?;
+    let config = config.display().to_string();
+    let wide = [
+        "--global-max-concurrent-jobs",
+        "1000",
+        "--per-user-max-concurrent-jobs",
+        "1000",
+    ];
+    let mut keyed_args = wide.to_vec();
+    keyed_args.extend(["--config", config.as_str()]);
+    let limited = drain_keyed(deployment, args, redis, 10, KEY_VALUES, &keyed_args, false).await?;
+    let plain = drain(deployment, args, redis, 10, &wide, false).await?;
+    let rate = |r: &Value| r["steady_jobs_per_s"].as_f64().unwrap_or(0.0);
+    let ratio = rate(&limited) / rate(&plain).max(1e-9);
+    Ok(json!({
+        "keys": KEY_VALUES,
+        "per_key_max": 1,
+        "with_key_limits": limited,
+        "without": plain,
+        "ratio": (ratio * 1000.0).round() / 1000.0,
+    }))
 }
 
 /// Opens `n` SSE streams on pending jobs; returns the server's RSS then.
@@ -797,6 +869,9 @@ async fn bench_store(args: &Args, jobd: &Path, store: &str) -> anyhow::Result<Va
     // would use, so it gets a run of its own).
     if args.runs("drain") {
         out["drain"] = drain(&deployment, args, redis.as_ref(), 10, &wide, false).await?;
+    }
+    if args.runs("drain_key_limits") {
+        out["drain_key_limits"] = drain_key_limits(&deployment, args, redis.as_ref()).await?;
     }
     if args.runs("drain_per_user_limit") {
         let limited = [

@@ -192,6 +192,37 @@ pub struct JobTypeConfig {
     /// Default deadline of this type's jobs, in seconds from submission: a
     /// job not started by then is cancelled with the error `expired`.
     pub expires_in_seconds: Option<f64>,
+    /// A JSON pointer into the parameters (`/document_set`) whose value is
+    /// a job's concurrency key, unless the submission gives its own.
+    pub concurrency_key: Option<String>,
+    /// Jobs of this type with one concurrency key running at once, at most.
+    pub max_concurrent_per_key: Option<usize>,
+    /// Jobs of this type running at once, at most.
+    pub max_concurrent: Option<usize>,
+    /// Starts of this type (or of each key) per window, at most.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `rate_limit = { count = 10, per_seconds = 1, per_key = false }`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Starts per window.
+    pub count: usize,
+    /// The window's length.
+    pub per_seconds: f64,
+    /// One window per concurrency key rather than one for the type.
+    #[serde(default)]
+    pub per_key: bool,
+}
+
+/// A user of the configuration file: `[users.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The user's round-robin weight: w times the share of a user of
+    /// weight 1 per round (default 1).
+    pub weight: Option<u32>,
 }
 
 /// The TOML file: the settings at top level plus `[job_types.*]`.
@@ -199,6 +230,7 @@ pub struct JobTypeConfig {
 struct FileConfig {
     settings: SettingsArgs,
     job_types: BTreeMap<String, JobTypeConfig>,
+    users: BTreeMap<String, UserConfig>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -212,12 +244,19 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
             .with_context(|| format!("invalid [job_types] in {}", path.display()))?,
         None => BTreeMap::new(),
     };
+    let users = match table.remove("users") {
+        Some(value) => value
+            .try_into()
+            .with_context(|| format!("invalid [users] in {}", path.display()))?,
+        None => BTreeMap::new(),
+    };
     let settings = toml::Value::Table(table)
         .try_into()
         .with_context(|| format!("invalid settings in {}", path.display()))?;
     Ok(FileConfig {
         settings,
         job_types,
+        users,
     })
 }
 
@@ -408,6 +447,8 @@ pub struct Settings {
     pub max_open_streams_per_caller: Option<usize>,
     /// Configured job types.
     pub job_types: BTreeMap<String, JobTypeConfig>,
+    /// Round-robin weights of users (`[users.NAME] weight`); others weigh 1.
+    pub user_weights: BTreeMap<String, u32>,
 }
 
 impl Default for Settings {
@@ -477,6 +518,15 @@ impl Settings {
             None => FileConfig::default(),
         };
         let mut settings = Settings::from_args(args.over(file.settings), file.job_types)?;
+        for (name, user) in file.users {
+            match user.weight {
+                Some(0) => bail!("user {name}: weight must be at least 1"),
+                Some(weight) => {
+                    settings.user_weights.insert(name, weight);
+                }
+                None => {}
+            }
+        }
         let admin = std::env::var(ADMIN_TOKEN_ENV).unwrap_or_default();
         if !admin.trim().is_empty() {
             settings.admin_token = Some(AdminToken::new(admin.trim())?);
@@ -601,6 +651,7 @@ impl Settings {
             max_open_streams: a.max_open_streams.unwrap_or(DEFAULT_MAX_OPEN_STREAMS),
             max_open_streams_per_caller: a.max_open_streams_per_caller,
             job_types,
+            user_weights: BTreeMap::new(),
         };
         if settings.max_queued_jobs_per_user == Some(0) {
             bail!("max_queued_jobs_per_user must be at least 1 (leave it out for no quota)");
@@ -651,6 +702,28 @@ impl Settings {
             }
             if job_type.max_attempts == Some(0) {
                 bail!("job type {name}: max_attempts must be at least 1");
+            }
+            if job_type.max_concurrent_per_key == Some(0) || job_type.max_concurrent == Some(0) {
+                bail!(
+                    "job type {name}: max_concurrent_per_key and max_concurrent must be at \
+                     least 1 (leave them out for no limit)"
+                );
+            }
+            if let Some(pointer) = &job_type.concurrency_key
+                && !(pointer.is_empty() || pointer.starts_with('/'))
+            {
+                bail!(
+                    "job type {name}: concurrency_key must be a JSON pointer into the \
+                     parameters, such as \"/document_set\""
+                );
+            }
+            if let Some(rate) = &job_type.rate_limit
+                && (rate.count == 0 || !(rate.per_seconds > 0.0 && rate.per_seconds <= 86400.0))
+            {
+                bail!(
+                    "job type {name}: rate_limit needs count of at least 1 and per_seconds \
+                     above 0, at most a day"
+                );
             }
             if job_type.is_remote() && job_type.command.is_some() {
                 bail!(
@@ -971,6 +1044,46 @@ mod tests {
         let error = Settings::load(SettingsArgs::default(), Some(&path))
             .expect_err("0 attempts of a job type is refused");
         assert!(error.to_string().contains("max_attempts"), "{error}");
+    }
+
+    #[test]
+    fn limits_per_type_and_user_weights_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobd.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Settings::load(SettingsArgs::default(), Some(&path))
+        };
+        let s = load(
+            "[job_types.sleep]\nconcurrency_key = \"/document_set\"\n\
+             max_concurrent_per_key = 2\nmax_concurrent = 5\n\
+             rate_limit = { count = 10, per_seconds = 1, per_key = true }\n\
+             [users.acme]\nweight = 3\n",
+        )
+        .unwrap();
+        let sleep = &s.job_types["sleep"];
+        assert_eq!(sleep.concurrency_key.as_deref(), Some("/document_set"));
+        assert_eq!(
+            (sleep.max_concurrent_per_key, sleep.max_concurrent),
+            (Some(2), Some(5))
+        );
+        let rate = sleep.rate_limit.unwrap();
+        assert_eq!(
+            (rate.count, rate.per_seconds, rate.per_key),
+            (10, 1.0, true)
+        );
+        assert_eq!(s.user_weights["acme"], 3);
+        for bad in [
+            "[job_types.sleep]\nmax_concurrent_per_key = 0\n",
+            "[job_types.sleep]\nmax_concurrent = 0\n",
+            "[job_types.sleep]\nconcurrency_key = \"document_set\"\n",
+            "[job_types.sleep]\nrate_limit = { count = 0, per_seconds = 1 }\n",
+            "[job_types.sleep]\nrate_limit = { count = 1, per_seconds = 0 }\n",
+            "[users.acme]\nweight = 0\n",
+            "[users.acme]\nshare = 2\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

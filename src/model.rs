@@ -226,6 +226,9 @@ pub struct Job {
     pub remote: bool,
     /// Whose job it is; the per-user limit counts by this.
     pub user_id: String,
+    /// The value its type's per-key limit counts by (`[job_types.NAME]
+    /// concurrency_key`, or the submission's own), resolved at submission.
+    pub concurrency_key: Option<String>,
     /// Current status.
     pub status: JobStatus,
     /// Higher runs first within a user's queue.
@@ -310,6 +313,7 @@ impl Job {
             job_id: self.id,
             job_type: self.job_type.clone(),
             remote: self.remote,
+            concurrency_key: self.concurrency_key.clone(),
             status: self.status,
             progress,
             created_at: format_millis(self.created_at),
@@ -409,6 +413,9 @@ pub struct JobView {
     /// built-in job's object is the seed's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remote: bool,
+    /// The key its type's per-key limit counts by; left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
     /// Its status.
     pub status: JobStatus,
     /// 0.0 to 1.0; 1.0 once completed.
@@ -476,6 +483,8 @@ pub struct NewJob {
     pub remote: bool,
     /// Owner.
     pub user_id: String,
+    /// The value its type's per-key limit counts by, if any.
+    pub concurrency_key: Option<String>,
     /// Input, a JSON object.
     pub parameters: Value,
     /// Priority within the user's queue.
@@ -507,6 +516,7 @@ impl NewJob {
             id: new_job_id(),
             job_type: job_type.to_owned(),
             remote: false,
+            concurrency_key: None,
             user_id: user_id.to_owned(),
             parameters: Value::Object(serde_json::Map::new()),
             priority: 0,

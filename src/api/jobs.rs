@@ -78,6 +78,11 @@ pub(crate) struct SubmitRequest {
     /// the same batch.
     #[schema(max_items = 100)]
     pub depends_on: Option<Vec<Dependency>>,
+    /// The value the job type's per-key limit (`max_concurrent_per_key`)
+    /// counts this job by; overrides the type's `concurrency_key` pointer
+    /// into the parameters. 1 to 256 characters.
+    #[schema(min_length = 1, max_length = 256)]
+    pub concurrency_key: Option<String>,
     /// Makes retries of this submission safe: a repeat with the same key
     /// and the same body, by the same user, within
     /// `idempotency_ttl_seconds`, answers 200 with the job the first one
@@ -233,9 +238,19 @@ impl SubmitRequest {
                 "expires_in_seconds must be above 0 and at most {MAX_DELAY_SECONDS}"
             )));
         }
+        let concurrency_key = concurrency_key(
+            self.concurrency_key,
+            state
+                .settings
+                .job_types
+                .get(&self.job_type)
+                .and_then(|t| t.concurrency_key.as_deref()),
+            &parameters,
+        )?;
         Ok(NewJob {
             expires_at: expires_in.map(|s| now.saturating_add((s * 1000.0).ceil() as Millis)),
             id: new_job_id(),
+            concurrency_key,
             depends_on,
             remote: job_type.is_remote(),
             job_type: self.job_type,
@@ -247,6 +262,37 @@ impl SubmitRequest {
             timeout_seconds,
         })
     }
+}
+
+/// Longest `concurrency_key`, given or resolved.
+const MAX_CONCURRENCY_KEY_LEN: usize = 256;
+
+/// The job's concurrency key: the submission's own, else the value at the
+/// type's JSON pointer into the parameters (a string as it is, another
+/// value as its JSON text; missing or null: no key).
+fn concurrency_key(
+    given: Option<String>,
+    pointer: Option<&str>,
+    parameters: &Value,
+) -> Result<Option<String>, ApiError> {
+    let key = match (given, pointer) {
+        (Some(key), _) => Some(key),
+        (None, Some(pointer)) => match parameters.pointer(pointer) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(other) => Some(other.to_string()),
+        },
+        (None, None) => None,
+    };
+    if key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.chars().count() > MAX_CONCURRENCY_KEY_LEN)
+    {
+        return Err(validation(format!(
+            "concurrency_key must be 1 to {MAX_CONCURRENCY_KEY_LEN} characters"
+        )));
+    }
+    Ok(key)
 }
 
 /// `POST /api/v1/jobs`: 201 with the job and its `Location`.

@@ -174,6 +174,7 @@ pub(crate) async fn submit_pipeline(
             delay_seconds: None,
             max_attempts: None,
             timeout_seconds: None,
+            concurrency_key: None,
             depends_on: Some(depends_on.into_iter().map(Dependency::Job).collect()),
             idempotency_key: None,
             debounce: None,

@@ -91,6 +91,10 @@ pub(crate) struct JobSchema {
     /// Present, and true, only for a job served by remote workers (its type
     /// is declared `remote` in the configuration).
     remote: Option<bool>,
+    /// Present only for a job with a concurrency key: the value its type's
+    /// per-key limit counts it by (the submission's own, or the value at
+    /// the type's `concurrency_key` pointer into the parameters).
+    concurrency_key: Option<String>,
     /// Its status.
     status: JobStatusSchema,
     /// 0.0 to 1.0; 1.0 once completed.
@@ -197,6 +201,8 @@ mod tests {
             // Serialized only when true: the mirror lists it.
             remote: true,
             user_id: "u".into(),
+            // Serialized only when set: the mirror lists it.
+            concurrency_key: Some("k".into()),
             status: JobStatus::Completed,
             priority: 0,
             parameters: serde_json::json!({}),

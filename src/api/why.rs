@@ -15,7 +15,7 @@ use super::schema::JobStatusSchema;
 use super::state::AppState;
 use super::stats::{active_since, active_within};
 use crate::model::{Job, JobId, JobStatus, Millis, format_millis};
-use crate::store::{ListQuery, WorkerRecord};
+use crate::store::{ClaimLimits, ListQuery, WorkerRecord, rate_scope};
 
 /// What holds a job back, most decisive first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -37,6 +37,14 @@ pub(crate) enum WaitReason {
     GlobalLimit,
     /// The job's user has `per_user_max_concurrent_jobs` jobs running.
     UserLimit,
+    /// Jobs of its type with its concurrency key (`concurrency_key` in the
+    /// answer) run at the type's `max_concurrent_per_key`.
+    KeyLimit,
+    /// Jobs of its type run at the type's `max_concurrent`.
+    TypeLimit,
+    /// Its type's `rate_limit` window is full; it opens at
+    /// `rate_limit_opens_at`.
+    RateLimited,
     /// Every live worker runs as many jobs as it may at once.
     WorkersBusy,
     /// Nothing blocks it: a worker claims it on its next round (users are
@@ -79,6 +87,12 @@ pub(crate) struct WhyPending {
     /// Jobs the live workers that serve the job's type may still take on
     /// (their concurrency less what they hold).
     pub free_worker_slots: usize,
+    /// The job's concurrency key, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    /// When the type's full rate window opens (with `rate_limited`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_opens_at: Option<String>,
 }
 
 /// `GET /api/v1/jobs/status/{job_id}/why`.
@@ -89,8 +103,10 @@ pub(crate) struct WhyPending {
     summary = "Why a job is still waiting",
     description = "For a pending job, what keeps workers from claiming it now: no live worker, \
         no live worker that serves its type (a remote type's remote workers, or built-in \
-        workers for any other type), the global limit, its user's limit, or every worker \
-        that serves it busy (several may apply); else \
+        workers for any other type), the global limit, its user's limit, every worker \
+        that serves it busy, its key's limit (`key_limit`), its type's limit \
+        (`type_limit`) or its type's full rate window (`rate_limited`, with \
+        `rate_limit_opens_at`) (several may apply); else \
         `next_in_line`. A scheduled job answers `dependencies` while jobs it depends on have \
         not completed, else `scheduled`; any other job `not_waiting`.",
     params(JobIdParam),
@@ -130,6 +146,11 @@ pub(crate) async fn why(
         .iter()
         .find(|(s, _)| *s == JobStatus::Running)
         .map_or(0, |(_, n)| *n);
+    let (limit_hints, opens_at) = if job.status == JobStatus::Pending {
+        limit_hints(&state, &job).await?
+    } else {
+        (Vec::new(), None)
+    };
     let figures = Figures {
         user_running,
         per_user_max,
@@ -143,7 +164,9 @@ pub(crate) async fn why(
     Ok(Json(WhyPending {
         job_id: job.id,
         status: job.status,
-        reasons: reasons(&job, &figures),
+        reasons: reasons(&job, &figures, limit_hints),
+        concurrency_key: job.concurrency_key.clone(),
+        rate_limit_opens_at: opens_at.map(format_millis),
         user_id: job.user_id,
         user_running_jobs: user_running,
         per_user_max_concurrent_jobs: per_user_max,
@@ -189,7 +212,82 @@ fn serving(workers: &[WorkerRecord], active_since: i64, job: &Job) -> Serving {
     }
 }
 
-fn reasons(job: &Job, f: &Figures) -> Vec<WaitHint> {
+/// The limits of the job's type that hold it back now, and when a full
+/// rate window opens.
+async fn limit_hints(
+    state: &AppState,
+    job: &Job,
+) -> Result<(Vec<WaitHint>, Option<Millis>), ApiError> {
+    let limits = ClaimLimits::from_settings(&state.settings);
+    let Some(limits) = limits.types.get(&job.job_type) else {
+        return Ok((Vec::new(), None));
+    };
+    let mut out = Vec::new();
+    let mut opens_at = None;
+    if limits.type_max.is_some() || limits.per_key_max.is_some() {
+        let running = state
+            .store
+            .list(&ListQuery {
+                status: Some(JobStatus::Running),
+                job_type: Some(job.job_type.clone()),
+                limit: 1000,
+                ..ListQuery::default()
+            })
+            .await?
+            .jobs;
+        if let Some(max) = limits.type_max
+            && running.len() >= max
+        {
+            out.push(WaitHint {
+                reason: WaitReason::TypeLimit,
+                message: format!(
+                    "Job type '{}' is at its limit: {} of {max} jobs running",
+                    job.job_type,
+                    running.len()
+                ),
+            });
+        }
+        if let (Some(max), Some(key)) = (limits.per_key_max, &job.concurrency_key) {
+            let with_key = running
+                .iter()
+                .filter(|r| r.concurrency_key.as_ref() == Some(key))
+                .count();
+            if with_key >= max {
+                out.push(WaitHint {
+                    reason: WaitReason::KeyLimit,
+                    message: format!(
+                        "Key '{key}' of job type '{}' is at its limit: {with_key} of {max} \
+                         jobs running",
+                        job.job_type
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(rate) = limits.rate
+        && let Some(scope) = rate_scope(&job.job_type, job.concurrency_key.as_deref(), rate.per_key)
+        && let Some(window) = state.store.rate_window(&scope).await?
+        && window.started >= rate.count as u64
+    {
+        opens_at = Some(window.closes_at);
+        out.push(WaitHint {
+            reason: WaitReason::RateLimited,
+            message: format!(
+                "The rate limit of job type '{}'{} is reached: {} of {} starts per {} s; \
+                 the next window opens at {}",
+                job.job_type,
+                if rate.per_key { " for its key" } else { "" },
+                window.started,
+                rate.count,
+                rate.per.as_secs_f64(),
+                format_millis(window.closes_at)
+            ),
+        });
+    }
+    Ok((out, opens_at))
+}
+
+fn reasons(job: &Job, f: &Figures, limits: Vec<WaitHint>) -> Vec<WaitHint> {
     let hint = |reason, message: String| WaitHint { reason, message };
     match job.status {
         JobStatus::Pending => {}
@@ -276,6 +374,7 @@ fn reasons(job: &Job, f: &Figures) -> Vec<WaitHint> {
             ),
         ));
     }
+    out.extend(limits);
     if out.is_empty() {
         out.push(hint(
             WaitReason::NextInLine,

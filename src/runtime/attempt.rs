@@ -78,6 +78,7 @@ mod tests {
             job_type: "noop".into(),
             remote: false,
             user_id: "u".into(),
+            concurrency_key: None,
             status: JobStatus::Running,
             priority: 0,
             parameters: Value::Null,

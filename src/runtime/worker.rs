@@ -30,7 +30,9 @@ use crate::backoff::retry_delays;
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::model::JobId;
-use crate::store::{ClaimParams, ClaimRef, Claimed, Serves, Store, WorkerInfo, error_chain};
+use crate::store::{
+    ClaimLimits, ClaimParams, ClaimRef, Claimed, Serves, Store, WorkerInfo, error_chain,
+};
 
 /// Longest idle wait between claim attempts; also bounds how late a due
 /// scheduled job is noticed.
@@ -47,6 +49,8 @@ const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(5);
 struct WorkerShared {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
+    /// The limits of the configuration, built once for every claim.
+    limits: Arc<ClaimLimits>,
     info: WorkerInfo,
     /// Fired at shutdown: claim nothing more.
     stop_claiming: CancellationToken,
@@ -74,6 +78,7 @@ impl WorkerShared {
             max_jobs,
             global_max: self.settings.global_max_concurrent_jobs,
             per_user_max: self.settings.per_user_max_concurrent_jobs,
+            limits: self.limits.clone(),
             lease: self.settings.lease_timeout,
         }
     }
@@ -190,6 +195,7 @@ impl Worker {
         let shared = Arc::new(WorkerShared {
             store: store.clone(),
             settings: settings.clone(),
+            limits: Arc::new(ClaimLimits::from_settings(&settings)),
             stop_claiming: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(info.concurrency)),

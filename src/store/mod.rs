@@ -6,12 +6,16 @@
 
 mod audit;
 mod job_log;
+pub(crate) mod limits;
 pub mod redis;
 pub mod sqlite;
 mod vanished;
 
 pub use audit::{AuditPage, AuditQuery};
 pub use job_log::{LogEntry, LogLine, LogPage, LogStream, MAX_LOG_LINE_BYTES};
+pub(crate) use limits::key_scope;
+pub use limits::rate_scope;
+pub use limits::{ClaimLimits, RateLimit, TypeLimits};
 
 use std::time::Duration;
 
@@ -234,6 +238,15 @@ impl Serves {
     }
 }
 
+/// A rate limit's open window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindow {
+    /// When it closes (and jobs waiting for it may start).
+    pub closes_at: Millis,
+    /// Jobs started in it.
+    pub started: u64,
+}
+
 /// What a claim asks for.
 #[derive(Debug, Clone)]
 pub struct ClaimParams {
@@ -249,6 +262,9 @@ pub struct ClaimParams {
     pub global_max: usize,
     /// Jobs running at once per user, at most.
     pub per_user_max: usize,
+    /// Limits per job type and user weights (shared, from the
+    /// configuration).
+    pub limits: std::sync::Arc<ClaimLimits>,
     /// The lease the claim grants, from the claim's time; the worker's
     /// heartbeat renews it.
     pub lease: Duration,
@@ -622,6 +638,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The registered workers.
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>>;
+
+    /// The open rate window of a limit's scope (a job type, or a type and
+    /// a key: [`rate_scope`]), if one is open: for `/why`.
+    async fn rate_window(&self, scope: &str) -> StoreResult<Option<RateWindow>>;
 
     /// Time of the earliest scheduled job, so the scheduler can sleep until it.
     async fn next_due(&self) -> StoreResult<Option<Millis>>;

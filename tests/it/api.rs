@@ -359,6 +359,7 @@ async fn listings_return_summaries_unless_asked_for_more(kind: StoreKind) {
             max_jobs: 1,
             global_max: 10,
             per_user_max: 10,
+            limits: Default::default(),
             lease: std::time::Duration::from_secs(60),
         })
         .await

@@ -406,6 +406,7 @@ async fn remote_worker(
         max_jobs: 16,
         global_max: 50,
         per_user_max: 50,
+        limits: Default::default(),
         lease: Duration::from_secs(60),
     };
     let mut held = Vec::new();

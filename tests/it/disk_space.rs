@@ -55,6 +55,7 @@ async fn retention_gives_the_deleted_jobs_disk_space_back() {
         max_jobs: BATCH,
         global_max: BATCH,
         per_user_max: BATCH,
+        limits: Default::default(),
         lease: Duration::from_secs(60),
     };
     let mut completed = 0;

@@ -59,6 +59,7 @@ async fn a_duplicate_dependency_counts_once(kind: StoreKind) {
             max_jobs: 10,
             global_max: 10,
             per_user_max: 10,
+            limits: Default::default(),
             lease: Duration::from_secs(60),
         })
         .await
@@ -91,6 +92,7 @@ async fn a_duplicate_dependency_counts_once(kind: StoreKind) {
             max_jobs: 10,
             global_max: 10,
             per_user_max: 10,
+            limits: Default::default(),
             lease: Duration::from_secs(60),
         })
         .await

@@ -143,7 +143,99 @@ async fn within_a_user_higher_priority_runs_first_then_fifo(kind: StoreKind) {
     assert_eq!(got, vec![&ids[2], &ids[4], &ids[0], &ids[1], &ids[3]]);
 }
 
+/// The reasons of `/why` for job `id`.
+async fn why_reasons(server: &Server, id: &str) -> (Vec<String>, Value) {
+    let (status, why) = server.get(&format!("/api/v1/jobs/status/{id}/why")).await;
+    assert_eq!(status, 200, "{why}");
+    let reasons = why["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    (reasons, why)
+}
+
+async fn keys_types_and_rates_hold_jobs_back_and_why_says_so(kind: StoreKind) {
+    let Some(scratch) = Scratch::new(kind) else {
+        return;
+    };
+    let config = scratch.write(
+        "jobd.toml",
+        "[job_types.sleep]\nconcurrency_key = \"/doc\"\nmax_concurrent_per_key = 1\n\
+         max_concurrent = 2\n\
+         [job_types.noop]\nrate_limit = { count = 1, per_seconds = 60 }\n",
+    );
+    let server = Server::serve(
+        &scratch,
+        &[
+            "--config".into(),
+            config.display().to_string(),
+            "--workers".into(),
+            "4".into(),
+        ],
+    );
+    let long = |doc: Value| json!({"job_type": "sleep", "parameters": {"seconds": 30, "doc": doc}});
+    // The key comes from the pointer; a non-string value keys by its JSON;
+    // a submission's own key wins.
+    let first = server.submit(long(json!("d1"))).await;
+    assert_eq!(first["concurrency_key"], "d1");
+    let second = server.submit(long(json!("d1"))).await;
+    let numbered = server.submit(long(json!(7))).await;
+    assert_eq!(numbered["concurrency_key"], "7");
+    let own = server
+        .submit(json!({"job_type": "sleep", "concurrency_key": "mine",
+                       "parameters": {"seconds": 30, "doc": "d1"}}))
+        .await;
+    assert_eq!(own["concurrency_key"], "mine");
+    let none = server.submit(json!({"job_type": "noop"})).await;
+    assert!(none.get("concurrency_key").is_none(), "{none}");
+    let (status, refused) = server
+        .post(
+            "/api/v1/jobs",
+            Some(json!({"job_type": "noop", "concurrency_key": ""})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+
+    let id = |job: &Value| job["job_id"].as_str().unwrap().to_owned();
+    server
+        .wait_for_status(&id(&first), "running", Duration::from_secs(20))
+        .await;
+    server
+        .wait_for_status(&id(&numbered), "running", Duration::from_secs(20))
+        .await;
+    // d1 runs one job; the type runs two.
+    let (reasons, why) = why_reasons(&server, &id(&second)).await;
+    assert!(reasons.contains(&"key_limit".to_owned()), "{why}");
+    assert!(reasons.contains(&"type_limit".to_owned()), "{why}");
+    assert_eq!(why["concurrency_key"], "d1");
+    let (reasons, why) = why_reasons(&server, &id(&own)).await;
+    assert_eq!(reasons, ["type_limit"], "{why}");
+    assert_eq!(server.job(&id(&second)).await["status"], "pending");
+
+    // One noop a minute: the second waits for the window.
+    server
+        .wait_for_status(&id(&none), "completed", Duration::from_secs(20))
+        .await;
+    let late = server.submit(json!({"job_type": "noop"})).await;
+    let (reasons, why) = why_reasons(&server, &id(&late)).await;
+    assert_eq!(reasons, ["rate_limited"], "{why}");
+    assert!(why["rate_limit_opens_at"].is_string(), "{why}");
+    assert_eq!(server.job(&id(&late)).await["status"], "pending");
+
+    // Cancelling the running d1 job lets the waiting one run.
+    let (status, _) = server
+        .post(&format!("/api/v1/jobs/cancel/{}", id(&first)), None)
+        .await;
+    assert!(status == 200 || status == 202, "cancel: {status}");
+    server
+        .wait_for_status(&id(&second), "running", Duration::from_secs(20))
+        .await;
+}
+
 crate::for_each_store!(
     limits_hold_across_processes_and_a_lone_user_is_not_starved,
     within_a_user_higher_priority_runs_first_then_fifo,
+    keys_types_and_rates_hold_jobs_back_and_why_says_so,
 );

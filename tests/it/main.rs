@@ -23,6 +23,7 @@ mod input_edges;
 mod job_logs;
 mod layers;
 mod limits;
+mod limits_property;
 mod live;
 mod metrics;
 mod moto;

@@ -311,6 +311,7 @@ async fn later_job_updates_carry_only_what_changes(kind: StoreKind) {
             max_jobs: 1,
             global_max: 10,
             per_user_max: 10,
+            limits: Default::default(),
             lease: Duration::from_secs(60),
         })
         .await

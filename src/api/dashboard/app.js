@@ -804,7 +804,9 @@
     $("why-figures").textContent =
       `Running: ${body.running_jobs} of ${body.global_max_concurrent_jobs} globally; ` +
       `user ${body.user_id}: ${body.user_running_jobs} of ${body.per_user_max_concurrent_jobs}; ` +
-      `workers alive: ${body.active_workers}, free slots: ${body.free_worker_slots}.`;
+      `workers alive: ${body.active_workers}, free slots: ${body.free_worker_slots}.` +
+      (body.concurrency_key ? ` Concurrency key: ${body.concurrency_key}.` : "") +
+      (body.rate_limit_opens_at ? ` Rate window opens at ${body.rate_limit_opens_at}.` : "");
   }
 
   function showResult(ok, text) {

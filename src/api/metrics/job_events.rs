@@ -177,6 +177,7 @@ mod tests {
             job_type: "t".into(),
             remote: false,
             user_id: "u".into(),
+            concurrency_key: None,
             status: JobStatus::Running,
             priority: 0,
             parameters: serde_json::json!({}),

@@ -133,6 +133,7 @@ fn claim_params(state: &AppState, info: &WorkerInfo, max_jobs: usize) -> ClaimPa
         max_jobs,
         global_max: state.settings.global_max_concurrent_jobs,
         per_user_max: state.settings.per_user_max_concurrent_jobs,
+        limits: std::sync::Arc::new(crate::store::ClaimLimits::from_settings(&state.settings)),
         lease: state.settings.lease_timeout,
     }
 }

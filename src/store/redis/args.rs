@@ -7,7 +7,7 @@ use super::decode;
 use crate::model::{
     Debounce, IdempotencyKey, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
 };
-use crate::store::{ClaimParams, ClaimRef, ListQuery, Outcome, Serves, WorkerInfo};
+use crate::store::{ClaimLimits, ClaimParams, ClaimRef, ListQuery, Outcome, Serves, WorkerInfo};
 
 /// An optional value as an argument: `''` for none.
 pub(super) fn opt<T: ToString>(value: Option<T>) -> String {
@@ -29,6 +29,7 @@ pub(super) fn submit(jobs: &[NewJob], quota: Option<u64>, now: Millis) -> Vec<St
             opt(new.run_at.filter(|at| *at > now)),
             if new.remote { "1" } else { "" }.to_owned(),
             opt(new.expires_at),
+            new.concurrency_key.clone().unwrap_or_default(),
             new.depends_on.len().to_string(),
         ]);
         args.extend(new.depends_on.iter().map(JobId::to_string));
@@ -113,6 +114,7 @@ pub(super) fn exchange(
                     args.extend(types.iter().cloned());
                 }
             }
+            push_limits(&mut args, &params.limits);
             args.push(decode::CLAIMED_FIELDS.len().to_string());
             args.extend(decode::CLAIMED_FIELDS.map(String::from));
             (0..params.max_jobs).map(|_| Uuid::new_v4()).collect()
@@ -124,6 +126,30 @@ pub(super) fn exchange(
     };
     args.extend(tokens.iter().map(Uuid::to_string));
     (args, tokens)
+}
+
+/// `exchange.lua`'s limits and weights of a claim.
+fn push_limits(args: &mut Vec<String>, limits: &ClaimLimits) {
+    args.push(limits.types.len().to_string());
+    for (job_type, l) in &limits.types {
+        args.extend([
+            job_type.clone(),
+            opt(l.per_key_max),
+            opt(l.type_max),
+            opt(l.rate.map(|r| r.count)),
+            opt(l.rate.map(|r| duration_millis(r.per).max(1))),
+            if l.rate.is_some_and(|r| r.per_key) {
+                "1"
+            } else {
+                ""
+            }
+            .to_owned(),
+        ]);
+    }
+    args.push(limits.user_weights.len().to_string());
+    for (user, weight) in &limits.user_weights {
+        args.extend([user.clone(), weight.max(&1).to_string()]);
+    }
 }
 
 /// The six `finish_attempts.lua` values of one attempt.

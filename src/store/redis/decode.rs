@@ -38,6 +38,7 @@ pub(super) fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> Stor
         job_type: new.job_type,
         remote: new.remote,
         user_id: new.user_id,
+        concurrency_key: new.concurrency_key,
         status,
         priority: new.priority,
         parameters: new.parameters,
@@ -133,6 +134,7 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
         job_type: required(map, "job_type")?,
         remote: map.get("remote") == Some("1"),
         user_id: required(map, "user_id")?,
+        concurrency_key: map.get("concurrency_key").map(str::to_owned),
         status: status.parse().map_err(corrupt)?,
         priority: required(map, "priority")?,
         parameters: json(map, "parameters")?.unwrap_or(Json::Null),
@@ -172,7 +174,7 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
 /// `remote`: the claim's route says it (a built-in claim reads only
 /// built-in queues), and a field a hash lacks, as a built-in job's lacks
 /// `remote`, costs a scan of the whole hash to find missing.
-pub(super) const CLAIMED_FIELDS: [&str; 19] = [
+pub(super) const CLAIMED_FIELDS: [&str; 20] = [
     "attempts",
     "revision",
     "id",
@@ -192,6 +194,7 @@ pub(super) const CLAIMED_FIELDS: [&str; 19] = [
     "items_processed",
     "total_items",
     "expires_at",
+    "concurrency_key",
 ];
 
 /// A claimed job from the values of [`CLAIMED_FIELDS`], as it was before
@@ -204,7 +207,7 @@ pub(super) fn claimed_job(value: Value, serves: &Serves) -> StoreResult<Job> {
 
 /// Every field of a stored job that [`job`] reads, in the order scripts
 /// that return a job's values (not its whole hash) return them.
-pub(super) const JOB_FIELDS: [&str; 27] = [
+pub(super) const JOB_FIELDS: [&str; 28] = [
     "id",
     "job_type",
     "remote",
@@ -232,6 +235,7 @@ pub(super) const JOB_FIELDS: [&str; 27] = [
     "waiting_dependencies",
     "cancelled_by",
     "expires_at",
+    "concurrency_key",
 ];
 
 /// The fields a listing reads: [`JOB_FIELDS`], less `parameters` and

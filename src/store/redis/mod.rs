@@ -34,8 +34,9 @@ use crate::model::{
 };
 use crate::store::{
     AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
-    Finish, FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams,
-    RecoverReport, Serves, Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    Finish, FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RateWindow,
+    RecoverParams, RecoverReport, Serves, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
+    WorkerRecord,
 };
 
 /// Jobs deleted per cleanup script call.
@@ -849,6 +850,28 @@ impl Store for RedisStore {
                 .into_iter()
                 .map(decode::worker)
                 .collect()
+        })
+        .await
+    }
+
+    async fn rate_window(&self, scope: &str) -> StoreResult<Option<RateWindow>> {
+        crate::store::during("rate_window", async {
+            let key = self.keys.named(&format!("rate:{scope}"));
+            let (closes_at, started): (Option<Millis>, Option<u64>) = bounded(
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("closes")
+                    .arg("started")
+                    .query_async(&mut self.conn()),
+            )
+            .await?;
+            let now = self.clock.now();
+            Ok(closes_at
+                .filter(|closes| *closes > now)
+                .map(|closes_at| RateWindow {
+                    closes_at,
+                    started: started.unwrap_or(0),
+                }))
         })
         .await
     }

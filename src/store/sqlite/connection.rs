@@ -13,7 +13,7 @@ use crate::config::Synchronous;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
@@ -26,6 +26,7 @@ const MIGRATIONS: [&str; 12] = [
     sql::IDEMPOTENCY_KEYS,
     sql::DEBOUNCE_KEYS,
     sql::EXPIRY,
+    sql::LIMITS,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -49,6 +49,7 @@ pub(super) fn submit_debounced_in(
                 ":timeout_seconds": job.timeout_seconds,
                 ":scheduled_for": debounce.due(first_at, now),
                 ":expires_at": job.expires_at,
+                ":concurrency_key": job.concurrency_key,
                 ":now": now,
             },
         )?;

@@ -13,6 +13,7 @@ mod checkpoint;
 mod connection;
 mod debounce;
 mod idempotency;
+mod limits;
 mod logs;
 mod ops;
 mod readers;
@@ -46,8 +47,9 @@ use crate::model::{
 };
 use crate::store::{
     AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
-    Finish, FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RecoverParams,
-    RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
+    Finish, FinishedTotals, ListPage, ListQuery, LogLine, LogPage, Outcome, RateWindow,
+    RecoverParams, RecoverReport, Store, StoreError, StoreResult, StoreStats, WorkerInfo,
+    WorkerRecord,
 };
 
 /// The embedded SQLite store.
@@ -599,6 +601,18 @@ impl Store for SqliteStore {
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
         crate::store::during("next_due", async { self.read(next_due_in).await }).await
+    }
+
+    async fn rate_window(&self, scope: &str) -> StoreResult<Option<RateWindow>> {
+        crate::store::during("rate_window", async {
+            let scope = scope.to_owned();
+            let now = self.clock.now();
+            let window = self
+                .read(move |conn| limits::rate_window(conn, &scope, now))
+                .await?;
+            Ok(window.map(|(closes_at, started)| RateWindow { closes_at, started }))
+        })
+        .await
     }
 
     async fn append_log(

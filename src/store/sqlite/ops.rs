@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, named_params};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::limits::Gate;
 use super::rows::{db_err, job_from_row, json_text, query_job, query_jobs, status_of};
 use super::sql;
 use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
@@ -65,6 +66,9 @@ pub(super) fn claim_in(
 }
 
 /// The claim of a built-in worker: up to `free` jobs that are not remote.
+/// Under limits ([`Gate`]) the claim statement skips jobs whose type or
+/// key is at a limit, so a user whose next job waits still gets its others,
+/// and a round looks past users with nothing claimable.
 fn claim_built_in(
     conn: &Connection,
     params: &ClaimParams,
@@ -72,48 +76,83 @@ fn claim_built_in(
     now: Millis,
 ) -> StoreResult<Vec<Claimed>> {
     let lease_until = now.saturating_add(duration_millis(params.lease));
+    let mut gate = match params.limits.any() {
+        true => Some(Gate::load(conn, &params.limits, now)?),
+        false => None,
+    };
     let mut claimed = Vec::new();
     let mut served: i64 = conn
         .query_row(sql::LAST_SERVED, [], |row| row.get(0))
         .map_err(db_err)?;
-    // Each round gives every user with room one job, least recently served
-    // first, so a user with a long queue never delays another by more than
-    // one round.
+    // Each round gives every user with room one job (w for a user of
+    // weight w), least recently served first, so a user with a long queue
+    // never delays another by more than one round.
     while free > 0 {
-        let users: Vec<String> = conn
+        // Under limits some users may have nothing claimable: look further.
+        let look = if gate.is_some() { free + 64 } else { free };
+        let users: Vec<(String, i64)> = conn
             .prepare_cached(sql::CLAIM_USERS)
             .and_then(|mut stmt| {
                 stmt.query_map(
-                    named_params! {":per_user_max": params.per_user_max as i64, ":limit": free as i64},
-                    |row| row.get(0),
+                    named_params! {":per_user_max": params.per_user_max as i64, ":limit": look as i64},
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )?
                 .collect()
             })
             .map_err(db_err)?;
         let before = claimed.len();
-        for user_id in users.iter().take(free) {
-            let token = Uuid::new_v4();
-            let job = query_job(
-                conn,
-                sql::CLAIM_NEXT_OF_USER,
-                named_params! {
-                    ":user_id": user_id,
-                    ":worker_id": params.worker_id,
-                    ":token": token.to_string(),
-                    ":lease_until": lease_until,
-                    ":now": now,
-                },
-            )?;
+        for (user_id, running) in &users {
+            if free == 0 {
+                break;
+            }
+            let room = params
+                .per_user_max
+                .saturating_sub(usize::try_from(*running).unwrap_or(0));
+            let share = params.limits.weight(user_id).min(room).max(1);
+            for _ in 0..share.min(free) {
+                let token = Uuid::new_v4();
+                let job = match &gate {
+                    None => query_job(
+                        conn,
+                        sql::CLAIM_NEXT_OF_USER,
+                        named_params! {
+                            ":user_id": user_id,
+                            ":worker_id": params.worker_id,
+                            ":token": token.to_string(),
+                            ":lease_until": lease_until,
+                            ":now": now,
+                        },
+                    )?,
+                    Some(gate) => {
+                        let (types, keys) = gate.blocked();
+                        query_job(
+                            conn,
+                            sql::CLAIM_NEXT_OF_USER_LIMITED,
+                            named_params! {
+                                ":user_id": user_id,
+                                ":worker_id": params.worker_id,
+                                ":token": token.to_string(),
+                                ":lease_until": lease_until,
+                                ":now": now,
+                                ":blocked_types": types,
+                                ":blocked_keys": keys,
+                            },
+                        )?
+                    }
+                };
+                let Some(job) = job else { break };
+                if let Some(gate) = &mut gate {
+                    gate.started(conn, &job)?;
+                }
+                claimed.push(claimed_under(job, token));
+                free -= 1;
+            }
             served += 1;
             execute(
                 conn,
                 sql::MARK_USER_SERVED,
                 named_params! {":user_id": user_id, ":served": served},
             )?;
-            if let Some(job) = job {
-                claimed.push(claimed_under(job, token));
-                free -= 1;
-            }
         }
         if claimed.len() == before {
             break;
@@ -144,6 +183,10 @@ fn claim_remote(
 ) -> StoreResult<Vec<Claimed>> {
     let lease_until = now.saturating_add(duration_millis(params.lease));
     let types = serde_json::to_string(types).map_err(|e| StoreError::corrupt("claim", e))?;
+    let mut gate = match params.limits.any() {
+        true => Some(Gate::load(conn, &params.limits, now)?),
+        false => None,
+    };
     let mut claimed = Vec::new();
     let mut served: i64 = conn
         .query_row(sql::REMOTE_LAST_SERVED, [], |row| row.get(0))
@@ -173,18 +216,40 @@ fn claim_remote(
                 continue;
             }
             let token = Uuid::new_v4();
-            let job = query_job(
-                conn,
-                sql::CLAIM_NEXT_REMOTE,
-                named_params! {
-                    ":job_type": job_type,
-                    ":user_id": user_id,
-                    ":worker_id": params.worker_id,
-                    ":token": token.to_string(),
-                    ":lease_until": lease_until,
-                    ":now": now,
-                },
-            )?;
+            let job = match &gate {
+                None => query_job(
+                    conn,
+                    sql::CLAIM_NEXT_REMOTE,
+                    named_params! {
+                        ":job_type": job_type,
+                        ":user_id": user_id,
+                        ":worker_id": params.worker_id,
+                        ":token": token.to_string(),
+                        ":lease_until": lease_until,
+                        ":now": now,
+                    },
+                )?,
+                Some(gate) => {
+                    let (types, keys) = gate.blocked();
+                    query_job(
+                        conn,
+                        sql::CLAIM_NEXT_REMOTE_LIMITED,
+                        named_params! {
+                            ":job_type": job_type,
+                            ":user_id": user_id,
+                            ":worker_id": params.worker_id,
+                            ":token": token.to_string(),
+                            ":lease_until": lease_until,
+                            ":now": now,
+                            ":blocked_types": types,
+                            ":blocked_keys": keys,
+                        },
+                    )?
+                }
+            };
+            if let (Some(gate), Some(job)) = (&mut gate, &job) {
+                gate.started(conn, job)?;
+            }
             served += 1;
             execute(
                 conn,
@@ -255,6 +320,7 @@ fn job_row(
         "completed_at": settled_by.map(|_| now),
         "remote": new.remote,
         "expires_at": new.expires_at,
+        "concurrency_key": new.concurrency_key,
     });
     Ok((status, row))
 }

@@ -47,6 +47,7 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         job_type: row.get("job_type")?,
         remote: row.get::<_, i64>("remote")? != 0,
         user_id: row.get("user_id")?,
+        concurrency_key: row.get("concurrency_key")?,
         status: status.parse().map_err(|e| corrupt(row, "status", e))?,
         priority: row.get("priority")?,
         parameters: json_column(row, "parameters")?.unwrap_or(Value::Null),

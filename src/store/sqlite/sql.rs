@@ -83,3 +83,13 @@ pub(super) const UPSERT_DEBOUNCE_KEY: &str = include_str!("sql/upsert_debounce_k
 pub(super) const DEBOUNCE_JOB: &str = include_str!("sql/debounce_job.sql");
 pub(super) const DELETE_EXPIRED_DEBOUNCE_KEYS: &str =
     include_str!("sql/delete_expired_debounce_keys.sql");
+pub(super) const LIMITS: &str = include_str!("sql/limits.sql");
+pub(super) const RUNNING_BY_SCOPE: &str = include_str!("sql/running_by_scope.sql");
+pub(super) const RATE_WINDOWS_OPEN: &str = include_str!("sql/rate_windows_open.sql");
+pub(super) const RATE_WINDOWS_PRUNE: &str = include_str!("sql/rate_windows_prune.sql");
+pub(super) const RATE_WINDOW_START: &str = include_str!("sql/rate_window_start.sql");
+pub(super) const RATE_WINDOW: &str = include_str!("sql/rate_window.sql");
+pub(super) const CLAIM_NEXT_OF_USER_LIMITED: &str =
+    include_str!("sql/claim_next_of_user_limited.sql");
+pub(super) const CLAIM_NEXT_REMOTE_LIMITED: &str =
+    include_str!("sql/claim_next_remote_limited.sql");

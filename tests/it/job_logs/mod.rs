@@ -28,6 +28,7 @@ fn claim_params(serves: Serves) -> ClaimParams {
         max_jobs: 1,
         global_max: 100,
         per_user_max: 100,
+        limits: Default::default(),
         lease: Duration::from_secs(60),
     }
 }

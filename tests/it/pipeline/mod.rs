@@ -39,6 +39,7 @@ fn job(job_type: &str, parameters: Value) -> Job {
         job_type: job_type.into(),
         remote: false,
         user_id: "tester".into(),
+        concurrency_key: None,
         status: JobStatus::Running,
         priority: 0,
         parameters,

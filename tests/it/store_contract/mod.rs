@@ -36,6 +36,7 @@ mod audit;
 mod debounce;
 mod expiry;
 mod idempotency;
+mod limits;
 mod logs;
 mod order;
 mod quota;
@@ -57,6 +58,7 @@ use self::audit::*;
 use self::debounce::*;
 use self::expiry::*;
 use self::idempotency::*;
+use self::limits::*;
 use self::logs::*;
 use self::order::*;
 use self::quota::*;
@@ -263,6 +265,7 @@ pub fn claim_params(worker: &str, max_jobs: usize) -> ClaimParams {
         max_jobs,
         global_max: 1000,
         per_user_max: 1000,
+        limits: Default::default(),
         lease: span(LEASE),
     }
 }
@@ -520,6 +523,19 @@ macro_rules! store_contract {
 }
 
 store_contract!(
+    // limits per type and key, rates, weights
+    a_job_keeps_its_concurrency_key,
+    the_per_key_limit_holds_and_other_keys_and_users_proceed,
+    a_user_whose_next_job_waits_still_gets_its_others,
+    the_type_limit_holds_across_users,
+    the_rate_limit_opens_after_the_window,
+    a_rate_per_key_counts_each_key_alone,
+    waiting_jobs_come_back_on_release_cancel_and_recovery,
+    a_waiting_jobs_cancel_after_its_turn_came_lets_the_next_run,
+    weights_give_proportional_shares,
+    the_quota_counts_waiting_jobs,
+    jobs_waiting_under_a_removed_limit_run_without_it,
+    a_cancelled_waiting_job_leaves_no_turn_behind,
     // scenarios
     every_job_is_claimed_exactly_once,
     claims_respect_both_limits,

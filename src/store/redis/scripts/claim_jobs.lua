@@ -1,8 +1,9 @@
 -- claim_jobs: moves up to max_jobs pending jobs to running for one worker,
 -- from the queues of the jobs it serves only, within the global and
--- per-user limits (which count every running job), serving users
--- round-robin (least recently served first) and, within a user's queue, by
--- priority then FIFO.
+-- per-user limits (which count every running job) and the limits per job
+-- type (per concurrency key, per type, a rate: a job over one is parked,
+-- see common.lua), serving users round-robin (least recently served first,
+-- a share by weight) and, within a user's queue, by priority then FIFO.
 -- Promotes due scheduled jobs first. The i-th job claimed gets the claim
 -- token tokens[first_token + i - 1].
 -- Returns an array of claimed jobs, each the values of `fields` (the
@@ -10,24 +11,36 @@
 -- claim, and the ids of the jobs promoted. A job's lease is its score in
 -- the running set.
 
--- Starts an attempt on job `id`. Returns the job's `fields` as they were
--- before: the caller knows what a claim changes (in Rust,
--- Job::start_attempt), so the script does not copy them. Nil if the job is
--- gone.
-local function start_attempt(id, worker, token, now, fields)
+-- Starts an attempt on job `id`, whose `fields` (attempts and revision
+-- first) `job` holds as they were before: the caller knows what a claim
+-- changes (in Rust, Job::start_attempt), so the script does not copy
+-- them. `...`: more fields to set (the limit slots the job takes).
+local function start_attempt(id, job, worker, token, now, ...)
   local key = job_key(id)
-  local job = redis.call('HMGET', key, unpack(fields))
-  if not job[1] then return nil end
   local attempts = tonumber(job[1])
   redis.call('HSET', key, 'status', 'running', 'started_at', now, 'updated_at', now,
     'worker_id', worker, 'claim_token', token, 'attempts', attempts + 1,
-    'revision', tonumber(job[2]) + 1)
+    'revision', tonumber(job[2]) + 1, ...)
   if attempts > 0 then
     -- A retry or an interrupted attempt: the last attempt's end goes.
     redis.call('HDEL', key, 'completed_at', 'error')
   end
-  return job
 end
+
+-- Parks a job popped from its user's queue (`member`, `score`) on
+-- `scope` (see unpark in common.lua).
+local function park(id, user, scope, member, score, now)
+  redis.call('ZADD', parked_key(scope), score, member)
+  if string.sub(scope, 1, 5) ~= 'rate:' then
+    redis.call('ZADD', P .. 'parked_check', 'NX', now + 1000, scope)
+  end
+  redis.call('HSET', job_key(id), 'parked', scope)
+  redis.call('HINCRBY', P .. 'user_parked', user, 1)
+end
+
+-- Jobs a claim parks at most: a long run of blocked jobs is left for the
+-- next claim rather than making one script long.
+local MAX_PARKED_PER_CLAIM = 1000
 
 -- The users of the rotations of `queues` (two or more), least recently
 -- served first across them (`served_seq` numbers every queue's turns), at
@@ -51,11 +64,135 @@ end
 
 -- `queues` are the queue suffixes the worker serves: {''} for a built-in
 -- worker, {'@T', ...} for a remote one (see common.lua).
-local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, lease_until, now, fields, tokens, first_token)
+-- `limits`: per job type {per_key, type_max, rate_count, rate_ms,
+-- rate_per_key} (each nil for none); `weights`: per user its round-robin
+-- weight (1 when absent). Without limits the claim reads no job field
+-- beyond `fields`.
+local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, lease_until, now, fields, tokens, first_token, limits, weights)
   -- A claim never starts a job past its deadline: those expire first
   -- (listed with the promoted jobs, as jobs that changed).
   local promoted = expire_due(now, 1000)
   for _, id in ipairs(promote_due(now, 1000)) do promoted[#promoted + 1] = id end
+  local limited = next(limits) ~= nil
+  local read_fields, n_fields = fields, #fields
+  -- Per scope, running counts and rate windows as read, and what this
+  -- claim added; written at the end.
+  local type_running, key_running, windows = {}, {}, {}
+  local parked_now = 0
+  if limited then
+    read_fields = {unpack(fields)}
+    read_fields[n_fields + 1] = 'job_type'
+    read_fields[n_fields + 2] = 'concurrency_key'
+  end
+  -- Parked scopes due for a look (a rate window opened; a key or type
+  -- looked at every second, so that jobs parked under limits since
+  -- lowered or removed, or counters lost, never wait for good): as many
+  -- jobs as the limit has room for go back to their queues; a scope with
+  -- jobs left is looked at again. One command per claim when none is due.
+  for _, scope in ipairs(redis.call('ZRANGEBYSCORE', P .. 'parked_check', '-inf', now, 'LIMIT', 0, 100)) do
+    local kind, rest = string.match(scope, '^(%a+):(.*)$')
+    local job_type = string.match(rest or '', '^[^\31]*')
+    local l = limits[job_type] or {}
+    local room, again = 1000, 1000
+    if kind == 'rate' then
+      room, again = l.rate_count or room, l.rate_ms or again
+    elseif kind == 'key' and l.per_key then
+      room = l.per_key - tonumber(redis.call('HGET', P .. 'key_running', rest) or '0')
+    elseif kind == 'type' and l.type_max then
+      room = l.type_max - tonumber(redis.call('HGET', P .. 'type_running', rest) or '0')
+    end
+    local left
+    if room > 0 then
+      left = unpark(scope, room, now)
+    else
+      left = redis.call('ZCARD', parked_key(scope))
+    end
+    if left > 0 then
+      redis.call('ZADD', P .. 'parked_check', now + again, scope)
+    else
+      redis.call('ZREM', P .. 'parked_check', scope)
+    end
+  end
+
+  local function running_of(cache, hash, field)
+    local c = cache[field]
+    if not c then
+      c = {tonumber(redis.call('HGET', P .. hash, field) or '0'), 0}
+      cache[field] = c
+    end
+    return c
+  end
+
+  local function window_of(scope)
+    local w = windows[scope]
+    if not w then
+      -- The window: when it closes and its starts; a closed one is empty.
+      local f = redis.call('HMGET', P .. 'rate:' .. scope, 'closes', 'started')
+      if f[1] and tonumber(f[1]) > tonumber(now) then
+        w = {tonumber(f[2] or '0'), 0, tonumber(f[1])}
+      else
+        w = {0, 0, nil}
+      end
+      windows[scope] = w
+    end
+    return w
+  end
+
+  -- Whether a job of `job_type` with `key` may start now. Returns nil and
+  -- the slots it takes, or the scope it waits on (and for a rate scope,
+  -- the rate window).
+  local function admit(job_type, key)
+    local l = limits[job_type]
+    if not l then return nil end
+    local type_c, key_c, window
+    if l.type_max then
+      type_c = running_of(type_running, 'type_running', job_type)
+      if type_c[1] + type_c[2] >= l.type_max then return 'type:' .. job_type end
+    end
+    local slot
+    if key then slot = job_type .. '\31' .. key end
+    if l.per_key and slot then
+      key_c = running_of(key_running, 'key_running', slot)
+      if key_c[1] + key_c[2] >= l.per_key then return 'key:' .. slot end
+    end
+    local rate_scope
+    -- A rate per key leaves jobs without a key unlimited.
+    if l.rate_count and (slot or not l.rate_per_key) then
+      rate_scope = (l.rate_per_key and slot) or job_type
+      window = window_of(rate_scope)
+      if window[1] + window[2] >= l.rate_count then
+        redis.call('ZADD', P .. 'parked_check', window[3], 'rate:' .. rate_scope)
+        return 'rate:' .. rate_scope
+      end
+    end
+    local taken = {}
+    if type_c then
+      type_c[2] = type_c[2] + 1
+      taken[#taken + 1] = 'type_slot'
+      taken[#taken + 1] = job_type
+    end
+    if key_c then
+      key_c[2] = key_c[2] + 1
+      taken[#taken + 1] = 'key_slot'
+      taken[#taken + 1] = slot
+    end
+    if window then
+      local key = P .. 'rate:' .. rate_scope
+      if window[1] + window[2] == 0 then
+        -- A new window: it closes `rate_ms` after its first start (the
+        -- key's own expiry, a little later, only collects it).
+        window[3] = now + l.rate_ms
+        redis.call('HSET', key, 'closes', window[3], 'started', 1)
+        redis.call('PEXPIRE', key, l.rate_ms + 60000)
+        window[1] = 1
+      else
+        redis.call('HINCRBY', key, 'started', 1)
+        window[2] = window[2] + 1
+      end
+    end
+    return nil, taken
+  end
+
   local free = math.min(max_jobs, global_max - redis.call('ZCARD', P .. 'running'))
   local claimed, leases = {}, {}
   -- Counts kept locally and written once at the end: fewer commands per job.
@@ -77,9 +214,25 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
     for i = 1, #top, 2 do
       local id = queued_id(top[i])
       local token = tokens[first_token + #claimed]
-      local job = start_attempt(id, worker, token, now, fields)
+      local job = redis.call('HMGET', job_key(id), unpack(read_fields))
+      local wait, taken
+      if limited and job[1] then
+        local job_type, key = job[n_fields + 1], job[n_fields + 2] or nil
+        job[n_fields + 2] = nil
+        job[n_fields + 1] = nil
+        wait, taken = admit(job_type, key)
+      end
       -- A queue entry whose job is gone is dropped.
-      if job then
+      if not job[1] then
+      elseif wait then
+        park(id, user, wait, top[i], top[i + 1], now)
+        parked_now = parked_now + 1
+      else
+        if taken then
+          start_attempt(id, job, worker, token, now, unpack(taken))
+        else
+          start_attempt(id, job, worker, token, now)
+        end
         claimed[#claimed + 1] = job
         leases[#leases + 1] = lease_until
         leases[#leases + 1] = id
@@ -101,25 +254,37 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
     end
   end
 
+  -- Each user's share of the free slots this round, by its weight (at
+  -- least one job): a function of the user. `items` are the round's
+  -- entries, `user_of` names an entry's user.
+  local function shares(items, user_of)
+    local total = 0
+    for _, item in ipairs(items) do total = total + (weights[user_of(item)] or 1) end
+    local slots = free
+    return function(user)
+      return math.max(1, math.floor(slots * (weights[user] or 1) / math.max(total, 1)))
+    end
+  end
+
   while free > 0 do
-    -- One round: every user with room gets an equal share of the free
-    -- slots (at least one job). Bounded: users at their limit are
+    -- One round: every user with room gets a share of the free slots by
+    -- its weight (at least one job). Bounded: users at their limit are
     -- skipped, so a round looks at no more than this many.
     rotation = {}
     if #queues == 1 then
       local q = queues[1]
       local users = redis.call('ZRANGE', ready_key(q), 0, 999)
-      local share = math.max(1, math.floor(free / #users))
+      local share = shares(users, function(user) return user end)
       for _, user in ipairs(users) do
         if free == 0 then break end
-        serve(q, user, share)
+        serve(q, user, share(user))
       end
     else
       local entries = merged_rotation(queues, 1000)
-      local share = math.max(1, math.floor(free / #entries))
+      local share = shares(entries, function(entry) return entry[2] end)
       for _, entry in ipairs(entries) do
         if free == 0 then break end
-        serve(entry[1], entry[2], share)
+        serve(entry[1], entry[2], share(entry[2]))
       end
     end
     local moved = false
@@ -127,7 +292,7 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
       call_chunked('ZADD', ready_key(q), back)
       moved = true
     end
-    if not moved then break end
+    if not moved or parked_now >= MAX_PARKED_PER_CLAIM then break end
   end
   if #claimed > 0 then
     call_chunked('ZADD', P .. 'running', leases)
@@ -138,6 +303,12 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
       if counts[2] > 0 then
         redis.call('HINCRBY', P .. 'user_running', user, counts[2])
       end
+    end
+    for job_type, c in pairs(type_running) do
+      if c[2] > 0 then redis.call('HINCRBY', P .. 'type_running', job_type, c[2]) end
+    end
+    for slot, c in pairs(key_running) do
+      if c[2] > 0 then redis.call('HINCRBY', P .. 'key_running', slot, c[2]) end
     end
   end
   return claimed, promoted

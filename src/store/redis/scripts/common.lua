@@ -129,11 +129,12 @@ local function requeue_in_place(id, q, user, priority, now)
   join_rotation(q, user)
 end
 
--- A user's queued jobs (the quota's count): scheduled, plus pending in the
--- built-in queue and in each remote type's queue (every remote type with a
+-- A user's queued jobs (the quota's count): scheduled, parked (see
+-- `unpark`), plus pending in the built-in queue and in each remote type's queue (every remote type with a
 -- pending job is in `remote_queues`).
 local function queued_of(user)
   local n = tonumber(redis.call('HGET', P .. 'user_scheduled', user) or '0')
+    + tonumber(redis.call('HGET', P .. 'user_parked', user) or '0')
     + redis.call('ZCARD', pending_key('', user))
   for _, q in ipairs(redis.call('SMEMBERS', P .. 'remote_queues')) do
     n = n + redis.call('ZCARD', pending_key(q, user))
@@ -303,6 +304,81 @@ local function revive_dependents(id, now)
   end
 end
 
+-- Limits per job type (claim_jobs.lua). A job claimed under its type's
+-- limits holds slots, named in its hash: `type_slot` (its type, counted in
+-- `type_running`) and `key_slot` (type, \31, key: counted in
+-- `key_running`). A pending job the claim found over a limit waits,
+-- still pending, in the zset `parked:<scope>` (scope `type:<T>`,
+-- `key:<T>\31<K>` or `rate:<T>[\31<K>]`; its hash's `parked` names it;
+-- scored and named as in its user's queue) instead of its user's queue,
+-- so the jobs behind it are claimed; `user_parked` counts them per user
+-- for the quota. A stop gives one parked job of each scope it frees back;
+-- a rate scope's jobs come back when its window opens (`rate_open`).
+local function parked_key(scope) return P .. 'parked:' .. scope end
+
+-- Puts up to `n` jobs parked on `scope` back in their users' queues, at
+-- their places. Returns how many are still parked.
+local function unpark(scope, n, now)
+  local top = redis.call('ZPOPMIN', parked_key(scope), n)
+  for i = 1, #top, 2 do
+    local id = queued_id(top[i])
+    local f = redis.call('HMGET', job_key(id), 'status', 'user_id', 'priority', 'remote',
+      'job_type', 'parked')
+    if f[1] == 'pending' and f[6] == scope then
+      redis.call('HDEL', job_key(id), 'parked')
+      if redis.call('HINCRBY', P .. 'user_parked', f[2], -1) <= 0 then
+        redis.call('HDEL', P .. 'user_parked', f[2])
+      end
+      requeue_in_place(id, queue_of(f[4], f[5]), f[2], tonumber(f[3]), now)
+    end
+  end
+  if #top > 0 then wake_workers() end
+  return redis.call('ZCARD', parked_key(scope))
+end
+
+-- Takes a parked job (its hash's `parked` names the scope) out of its
+-- parked set.
+local function unpark_one(id, scope, user)
+  local member = redis.call('HGET', job_key(id), 'queue_member')
+  if member then redis.call('ZREM', parked_key(scope), member) end
+  redis.call('HDEL', job_key(id), 'parked')
+  if redis.call('HINCRBY', P .. 'user_parked', user, -1) <= 0 then
+    redis.call('HDEL', P .. 'user_parked', user)
+  end
+end
+
+-- Frees the limit slots a job that stopped running held (its
+-- `type_slot` and `key_slot`, if any) and lets one parked job of each
+-- scope back. Jobs without limits pass nothing: no command.
+local function free_slots(id, type_slot, key_slot, now)
+  if not type_slot and not key_slot then return end
+  if type_slot then
+    if redis.call('HINCRBY', P .. 'type_running', type_slot, -1) <= 0 then
+      redis.call('HDEL', P .. 'type_running', type_slot)
+    end
+    unpark('type:' .. type_slot, 1, now)
+  end
+  if key_slot then
+    if redis.call('HINCRBY', P .. 'key_running', key_slot, -1) <= 0 then
+      redis.call('HDEL', P .. 'key_running', key_slot)
+    end
+    unpark('key:' .. key_slot, 1, now)
+  end
+  redis.call('HDEL', job_key(id), 'type_slot', 'key_slot')
+end
+
+-- A pending job left its queue without running (cancelled): if it was
+-- parked, it leaves its parked set; else it may have been the one a stop
+-- let back for its scopes, so one parked job of each takes its turn.
+local function pending_left(id, user, job_type, key, parked, now)
+  if parked then
+    unpark_one(id, parked, user)
+    return
+  end
+  unpark('type:' .. job_type, 1, now)
+  if key then unpark('key:' .. job_type .. '\31' .. key, 1, now) end
+end
+
 -- Expiry. `expiring` holds jobs with a deadline to start by, scored by it.
 -- Cancels, with the error 'expired', up to `limit` jobs past their
 -- deadline that are still pending or scheduled and never started; their
@@ -314,9 +390,12 @@ local function expire_due(now, limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', P .. 'expiring', id)
     local f = redis.call('HMGET', job_key(id), 'status', 'user_id', 'remote', 'job_type',
-      'started_at')
+      'started_at', 'concurrency_key', 'parked')
     if (f[1] == 'pending' or f[1] == 'scheduled') and not f[5] then
       if f[1] == 'pending' then
+        -- As cancel.lua: out of its parked set before dequeue forgets
+        -- the queue member it is filed under.
+        pending_left(id, f[2], f[4], f[6] or nil, f[7] or nil, now)
         dequeue(id, queue_of(f[3], f[4]), f[2])
       else
         redis.call('ZREM', P .. 'scheduled', id)

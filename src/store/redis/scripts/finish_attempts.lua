@@ -18,11 +18,13 @@ local function finish_attempts(now, reply, fields, args, first, n)
   for i = first, first + 6 * (n - 1), 6 do
     local id, token, status = args[i], args[i + 1], args[i + 2]
     local key = job_key(id)
-    local f = redis.call('HMGET', key, 'status', 'claim_token', 'user_id', 'revision', 'has_dependents')
+    local f = redis.call('HMGET', key, 'status', 'claim_token', 'user_id', 'revision', 'has_dependents',
+      'type_slot', 'key_slot')
     if f[1] ~= 'running' or f[2] ~= token then
       out[#out + 1] = {}
     else
       local revision = tonumber(f[4] or '0') + 1
+      free_slots(id, f[6] or nil, f[7] or nil, now)
       ended[#ended + 1] = id
       users[f[3]] = (users[f[3]] or 0) + 1
       moved.running = moved.running - 1

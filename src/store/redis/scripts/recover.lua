@@ -25,10 +25,11 @@ local expired = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', '(' .. now, 
 for _, id in ipairs(expired) do
   local key = job_key(id)
   local fields = redis.call('HMGET', key, 'status', 'user_id', 'priority', 'interruptions', 'remote',
-    'job_type')
+    'job_type', 'type_slot', 'key_slot')
   if fields[1] == 'running' then
     local interruptions = tonumber(fields[4] or '0')
     stop_running(id, fields[2])
+    free_slots(id, fields[7] or nil, fields[8] or nil, now)
     redis.call('HDEL', key, 'worker_id', 'claim_token')
     redis.call('HINCRBY', key, 'interruptions', 1)
     count('running', -1)

@@ -11,9 +11,10 @@ for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = job_key(id)
   local fields = redis.call('HMGET', key, 'status', 'claim_token', 'user_id', 'priority', 'remote',
-    'job_type')
+    'job_type', 'type_slot', 'key_slot')
   if fields[1] == 'running' and fields[2] == token then
     stop_running(id, fields[3])
+    free_slots(id, fields[7] or nil, fields[8] or nil, now)
     update(id, now, 'status', 'pending', 'progress', 0)
     redis.call('HINCRBY', key, 'attempts', -1)
     redis.call('HDEL', key, 'worker_id', 'claim_token', 'started_at',

@@ -9,7 +9,8 @@
 --      then per job: id, job_type, user_id, priority,
 --      parameters (JSON), max_attempts, timeout_seconds ('' for none),
 --      scheduled_for ('' for none), remote ('1', or '' for a built-in job),
---      expires_at ('' for none), dependency count, the dependencies;
+--      expires_at ('' for none), concurrency key ('' for none),
+--      dependency count, the dependencies;
 --      then, for an idempotent call of one job: 'idem', the key, its
 --      fingerprint, its lifetime in ms; or
 --      for a debounced call of one job (without dependencies): 'debounce',
@@ -27,14 +28,15 @@ local now = ARGV[1]
 local jobs, in_call = {}, {}
 local i = 4
 for j = 1, tonumber(ARGV[2]) do
-  local ndeps = tonumber(ARGV[i + 10])
+  local ndeps = tonumber(ARGV[i + 11])
   local job = {
     id = ARGV[i], job_type = ARGV[i + 1], user = ARGV[i + 2], priority = ARGV[i + 3],
     parameters = ARGV[i + 4], max_attempts = ARGV[i + 5], timeout = ARGV[i + 6],
-    scheduled_for = ARGV[i + 7], remote = ARGV[i + 8], expires_at = ARGV[i + 9], deps = {},
+    scheduled_for = ARGV[i + 7], remote = ARGV[i + 8], expires_at = ARGV[i + 9],
+    concurrency_key = ARGV[i + 10], deps = {},
   }
   for d = 1, ndeps do
-    local dep = ARGV[i + 10 + d]
+    local dep = ARGV[i + 11 + d]
     if not in_call[dep] and redis.call('EXISTS', job_key(dep)) == 0 then
       return {'missing', dep}
     end
@@ -45,7 +47,7 @@ for j = 1, tonumber(ARGV[2]) do
   end
   in_call[job.id] = true
   jobs[j] = job
-  i = i + 11 + ndeps
+  i = i + 12 + ndeps
 end
 
 -- The idempotency key: one hash per user and key, expiring with the key.
@@ -75,6 +77,11 @@ if debounce then
       redis.call('HSET', job_key(id), 'timeout_seconds', job.timeout)
     else
       redis.call('HDEL', job_key(id), 'timeout_seconds')
+    end
+    if job.concurrency_key ~= '' then
+      redis.call('HSET', job_key(id), 'concurrency_key', job.concurrency_key)
+    else
+      redis.call('HDEL', job_key(id), 'concurrency_key')
     end
     redis.call('ZADD', P .. 'scheduled', due, id)
     redis.call('PEXPIRE', debounce.key, math.max(due - tonumber(now), 0) + 60000)
@@ -169,6 +176,7 @@ local function store(j, job)
   -- Kept only for a remote job: a built-in job's hash stays as it was.
   if job.remote == '1' then add('remote', '1') end
   if #job.deps > 0 then add('depends_on', table.concat(job.deps, ',')) end
+  if job.concurrency_key ~= '' then add('concurrency_key', job.concurrency_key) end
   if job.expires_at ~= '' then
     add('expires_at', job.expires_at)
     if status ~= 'cancelled' then redis.call('ZADD', P .. 'expiring', job.expires_at, id) end

@@ -8,6 +8,7 @@ UPDATE jobs SET
     timeout_seconds = :timeout_seconds,
     scheduled_for = :scheduled_for,
     expires_at = :expires_at,
+    concurrency_key = :concurrency_key,
     updated_at = :now,
     revision = revision + 1
 WHERE id = :id AND status = 'scheduled' AND attempts = 0 AND waiting_dependencies = 0
