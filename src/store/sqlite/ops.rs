@@ -111,35 +111,21 @@ fn claim_built_in(
             let share = params.limits.weight(user_id).min(room).max(1);
             for _ in 0..share.min(free) {
                 let token = Uuid::new_v4();
-                let job = match &gate {
-                    None => query_job(
-                        conn,
-                        sql::CLAIM_NEXT_OF_USER,
-                        named_params! {
-                            ":user_id": user_id,
-                            ":worker_id": params.worker_id,
-                            ":token": token.to_string(),
-                            ":lease_until": lease_until,
-                            ":now": now,
-                        },
-                    )?,
-                    Some(gate) => {
-                        let (types, keys) = gate.blocked();
-                        query_job(
-                            conn,
-                            sql::CLAIM_NEXT_OF_USER_LIMITED,
-                            named_params! {
-                                ":user_id": user_id,
-                                ":worker_id": params.worker_id,
-                                ":token": token.to_string(),
-                                ":lease_until": lease_until,
-                                ":now": now,
-                                ":blocked_types": types,
-                                ":blocked_keys": keys,
-                            },
-                        )?
-                    }
-                };
+                let (blocked_types, blocked_keys) =
+                    gate.as_ref().map_or(NONE_BLOCKED, Gate::blocked);
+                let job = query_job(
+                    conn,
+                    sql::CLAIM_NEXT_OF_USER,
+                    named_params! {
+                        ":user_id": user_id,
+                        ":worker_id": params.worker_id,
+                        ":token": token.to_string(),
+                        ":lease_until": lease_until,
+                        ":now": now,
+                        ":blocked_types": blocked_types,
+                        ":blocked_keys": blocked_keys,
+                    },
+                )?;
                 let Some(job) = job else { break };
                 if let Some(gate) = &mut gate {
                     gate.started(conn, &job)?;
@@ -160,6 +146,9 @@ fn claim_built_in(
     }
     Ok(claimed)
 }
+
+/// What a claim without limits skips: no type, no key.
+const NONE_BLOCKED: (&str, &str) = ("[]", "[]");
 
 /// A job a claim statement took, with the token it was given.
 fn claimed_under(job: Job, token: Uuid) -> Claimed {
@@ -216,37 +205,21 @@ fn claim_remote(
                 continue;
             }
             let token = Uuid::new_v4();
-            let job = match &gate {
-                None => query_job(
-                    conn,
-                    sql::CLAIM_NEXT_REMOTE,
-                    named_params! {
-                        ":job_type": job_type,
-                        ":user_id": user_id,
-                        ":worker_id": params.worker_id,
-                        ":token": token.to_string(),
-                        ":lease_until": lease_until,
-                        ":now": now,
-                    },
-                )?,
-                Some(gate) => {
-                    let (types, keys) = gate.blocked();
-                    query_job(
-                        conn,
-                        sql::CLAIM_NEXT_REMOTE_LIMITED,
-                        named_params! {
-                            ":job_type": job_type,
-                            ":user_id": user_id,
-                            ":worker_id": params.worker_id,
-                            ":token": token.to_string(),
-                            ":lease_until": lease_until,
-                            ":now": now,
-                            ":blocked_types": types,
-                            ":blocked_keys": keys,
-                        },
-                    )?
-                }
-            };
+            let (blocked_types, blocked_keys) = gate.as_ref().map_or(NONE_BLOCKED, Gate::blocked);
+            let job = query_job(
+                conn,
+                sql::CLAIM_NEXT_REMOTE,
+                named_params! {
+                    ":job_type": job_type,
+                    ":user_id": user_id,
+                    ":worker_id": params.worker_id,
+                    ":token": token.to_string(),
+                    ":lease_until": lease_until,
+                    ":now": now,
+                    ":blocked_types": blocked_types,
+                    ":blocked_keys": blocked_keys,
+                },
+            )?;
             if let (Some(gate), Some(job)) = (&mut gate, &job) {
                 gate.started(conn, job)?;
             }

@@ -89,7 +89,3 @@ pub(super) const RATE_WINDOWS_OPEN: &str = include_str!("sql/rate_windows_open.s
 pub(super) const RATE_WINDOWS_PRUNE: &str = include_str!("sql/rate_windows_prune.sql");
 pub(super) const RATE_WINDOW_START: &str = include_str!("sql/rate_window_start.sql");
 pub(super) const RATE_WINDOW: &str = include_str!("sql/rate_window.sql");
-pub(super) const CLAIM_NEXT_OF_USER_LIMITED: &str =
-    include_str!("sql/claim_next_of_user_limited.sql");
-pub(super) const CLAIM_NEXT_REMOTE_LIMITED: &str =
-    include_str!("sql/claim_next_remote_limited.sql");

@@ -1,5 +1,6 @@
 -- Claim by a remote worker, within one type's queue of one user: priority
--- first, then first in, first out.
+-- first, then first in, first out, skipping jobs at a limit (see
+-- claim_next_of_user.sql).
 UPDATE jobs SET
     status = 'running',
     attempts = attempts + 1,
@@ -14,6 +15,10 @@ UPDATE jobs SET
 WHERE id = (
     SELECT id FROM jobs
     WHERE status = 'pending' AND remote = 1 AND job_type = :job_type AND user_id = :user_id
+      AND job_type NOT IN (SELECT value FROM json_each(:blocked_types))
+      AND (concurrency_key IS NULL
+           OR job_type || char(31) || concurrency_key
+              NOT IN (SELECT value FROM json_each(:blocked_keys)))
     ORDER BY priority DESC, queued_at, id
     LIMIT 1
 )
