@@ -101,13 +101,8 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
     elseif kind == 'type' and l.type_max then
       room = l.type_max - tonumber(redis.call('HGET', P .. 'type_running', rest) or '0')
     end
-    local left
-    if room > 0 then
-      left = unpark(scope, room, now)
-    else
-      left = redis.call('ZCARD', parked_key(scope))
-    end
-    if left > 0 then
+    if room > 0 then unpark(scope, room, now) end
+    if redis.call('ZCARD', parked_key(scope)) > 0 then
       redis.call('ZADD', P .. 'parked_check', now + again, scope)
     else
       redis.call('ZREM', P .. 'parked_check', scope)

@@ -317,7 +317,7 @@ end
 local function parked_key(scope) return P .. 'parked:' .. scope end
 
 -- Puts up to `n` jobs parked on `scope` back in their users' queues, at
--- their places. Returns how many are still parked.
+-- their places.
 local function unpark(scope, n, now)
   local top = redis.call('ZPOPMIN', parked_key(scope), n)
   for i = 1, #top, 2 do
@@ -333,7 +333,6 @@ local function unpark(scope, n, now)
     end
   end
   if #top > 0 then wake_workers() end
-  return redis.call('ZCARD', parked_key(scope))
 end
 
 -- Takes a parked job (its hash's `parked` names the scope) out of its
@@ -352,18 +351,16 @@ end
 -- scope back. Jobs without limits pass nothing: no command.
 local function free_slots(id, type_slot, key_slot, now)
   if not type_slot and not key_slot then return end
-  if type_slot then
-    if redis.call('HINCRBY', P .. 'type_running', type_slot, -1) <= 0 then
-      redis.call('HDEL', P .. 'type_running', type_slot)
+  -- One slot of `running` (a hash of counts), and the next parked job of
+  -- its scope back.
+  local function free(running, slot, scope)
+    if redis.call('HINCRBY', P .. running, slot, -1) <= 0 then
+      redis.call('HDEL', P .. running, slot)
     end
-    unpark('type:' .. type_slot, 1, now)
+    unpark(scope .. slot, 1, now)
   end
-  if key_slot then
-    if redis.call('HINCRBY', P .. 'key_running', key_slot, -1) <= 0 then
-      redis.call('HDEL', P .. 'key_running', key_slot)
-    end
-    unpark('key:' .. key_slot, 1, now)
-  end
+  if type_slot then free('type_running', type_slot, 'type:') end
+  if key_slot then free('key_running', key_slot, 'key:') end
   redis.call('HDEL', job_key(id), 'type_slot', 'key_slot')
 end
 
