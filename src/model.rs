@@ -497,8 +497,11 @@ pub struct NewJob {
     pub timeout_seconds: Option<f64>,
     /// Jobs that must complete before this one runs.
     pub depends_on: Vec<JobId>,
-    /// The deadline to start by, if any (see [`Job::expires_at`]).
-    pub expires_at: Option<Millis>,
+    /// How long after submission the job must have started, if at all: the
+    /// store adds it to the submission's own time to give
+    /// [`Job::expires_at`], so the deadline and `created_at` share one clock
+    /// reading.
+    pub expires_in: Option<Millis>,
 }
 
 /// A new job id: a UUID v7, so ids sort by creation time.
@@ -524,7 +527,7 @@ impl NewJob {
             max_attempts: 1,
             timeout_seconds: None,
             depends_on: Vec::new(),
-            expires_at: None,
+            expires_in: None,
         }
     }
 }

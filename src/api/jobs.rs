@@ -248,7 +248,7 @@ impl SubmitRequest {
             &parameters,
         )?;
         Ok(NewJob {
-            expires_at: expires_in.map(|s| now.saturating_add((s * 1000.0).ceil() as Millis)),
+            expires_in: expires_in.map(|s| (s * 1000.0).ceil() as Millis),
             id: new_job_id(),
             concurrency_key,
             depends_on,

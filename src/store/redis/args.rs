@@ -28,7 +28,7 @@ pub(super) fn submit(jobs: &[NewJob], quota: Option<u64>, now: Millis) -> Vec<St
             opt(new.timeout_seconds),
             opt(new.run_at.filter(|at| *at > now)),
             if new.remote { "1" } else { "" }.to_owned(),
-            opt(new.expires_at),
+            opt(new.expires_in.map(|after| now.saturating_add(after))),
             new.concurrency_key.clone().unwrap_or_default(),
             new.depends_on.len().to_string(),
         ]);

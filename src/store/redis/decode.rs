@@ -59,7 +59,7 @@ pub(super) fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> Stor
         depends_on: new.depends_on,
         waiting_dependencies: field(1).parse().unwrap_or(0),
         cancelled_by,
-        expires_at: new.expires_at,
+        expires_at: new.expires_in.map(|after| now.saturating_add(after)),
     })
 }
 

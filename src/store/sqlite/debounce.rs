@@ -48,7 +48,7 @@ pub(super) fn submit_debounced_in(
                 ":max_attempts": job.max_attempts,
                 ":timeout_seconds": job.timeout_seconds,
                 ":scheduled_for": debounce.due(first_at, now),
-                ":expires_at": job.expires_at,
+                ":expires_at": job.expires_in.map(|after| now.saturating_add(after)),
                 ":concurrency_key": job.concurrency_key,
                 ":now": now,
             },

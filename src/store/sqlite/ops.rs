@@ -292,7 +292,7 @@ fn job_row(
         "error": error,
         "completed_at": settled_by.map(|_| now),
         "remote": new.remote,
-        "expires_at": new.expires_at,
+        "expires_at": new.expires_in.map(|after| now.saturating_add(after)),
         "concurrency_key": new.concurrency_key,
     });
     Ok((status, row))

@@ -57,7 +57,7 @@ pub async fn debounced_submissions_collapse_into_the_waiting_job(backend: &dyn B
     latest.priority = 7;
     latest.max_attempts = 3;
     latest.timeout_seconds = Some(4.5);
-    latest.expires_at = Some(t0 + HOUR);
+    latest.expires_in = Some(HOUR - 3 * SECOND);
     let again = existing(submit(store, latest, &d).await);
     assert_eq!(again.id, first.id);
     assert_eq!(again.status, JobStatus::Scheduled);

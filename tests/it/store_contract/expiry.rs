@@ -1,4 +1,4 @@
-//! Expiry (`NewJob::expires_at`, `Store::expire_due`): a job still pending
+//! Expiry (`NewJob::expires_in`, `Store::expire_due`): a job still pending
 //! or scheduled at its deadline, never started, is cancelled with the
 //! error `expired` and its waiting dependents follow; a running job does
 //! not expire; a claim never starts a job past its deadline; a restart
@@ -9,9 +9,10 @@ use jobd::store::Outcome;
 
 use super::*;
 
-fn expiring(user: &str, at: Millis) -> NewJob {
+/// A job of `user` that must start within `within` of its submission.
+fn expiring(user: &str, within: Millis) -> NewJob {
     NewJob {
-        expires_at: Some(at),
+        expires_in: Some(within),
         ..new_job(user)
     }
 }
@@ -26,10 +27,7 @@ pub async fn pending_and_scheduled_jobs_expire_at_their_deadline(backend: &dyn B
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
     let now = store.clock().now();
-    let pending = store
-        .submit(expiring("u", now + 10 * SECOND))
-        .await
-        .unwrap();
+    let pending = store.submit(expiring("u", 10 * SECOND)).await.unwrap();
     assert_eq!(pending.expires_at, Some(now + 10 * SECOND));
     assert_eq!(
         store.get(pending.id).await.unwrap().expires_at,
@@ -37,11 +35,11 @@ pub async fn pending_and_scheduled_jobs_expire_at_their_deadline(backend: &dyn B
     );
     let scheduled = NewJob {
         run_at: Some(now + HOUR),
-        ..expiring("v", now + 10 * SECOND)
+        ..expiring("v", 10 * SECOND)
     };
     let scheduled = store.submit(scheduled).await.unwrap();
     assert_eq!(scheduled.status, JobStatus::Scheduled);
-    let later = store.submit(expiring("w", now + HOUR)).await.unwrap();
+    let later = store.submit(expiring("w", HOUR)).await.unwrap();
     let never = store.submit(new_job("x")).await.unwrap();
 
     backend.advance(10 * SECOND - 1);
@@ -70,8 +68,7 @@ pub async fn pending_and_scheduled_jobs_expire_at_their_deadline(backend: &dyn B
 pub async fn a_running_job_does_not_expire(backend: &dyn Backend) {
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
-    let now = store.clock().now();
-    let job = store.submit(expiring("u", now + SECOND)).await.unwrap();
+    let job = store.submit(expiring("u", SECOND)).await.unwrap();
     let claimed = claim_only(store, job.id).await;
     backend.advance(2 * SECOND);
     assert!(store.expire_due().await.unwrap().is_empty());
@@ -97,8 +94,7 @@ pub async fn a_running_job_does_not_expire(backend: &dyn Backend) {
 pub async fn an_expired_jobs_dependents_are_cancelled(backend: &dyn Backend) {
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
-    let now = store.clock().now();
-    let first = store.submit(expiring("u", now + SECOND)).await.unwrap();
+    let first = store.submit(expiring("u", SECOND)).await.unwrap();
     let second = store.submit(dependent("u", &[first.id])).await.unwrap();
     let third = store.submit(dependent("u", &[second.id])).await.unwrap();
     backend.advance(SECOND);
@@ -117,10 +113,10 @@ pub async fn a_claim_never_starts_a_job_past_its_deadline(backend: &dyn Backend)
     let handle = backend.fresh().await;
     let store = handle.store.as_ref();
     let now = store.clock().now();
-    let stale = store.submit(expiring("u", now + SECOND)).await.unwrap();
+    let stale = store.submit(expiring("u", SECOND)).await.unwrap();
     let due_late = NewJob {
         run_at: Some(now + 2 * SECOND),
-        ..expiring("v", now + 2 * SECOND)
+        ..expiring("v", 2 * SECOND)
     };
     let due_late = store.submit(due_late).await.unwrap();
     backend.advance(5 * SECOND);
