@@ -15,10 +15,12 @@ use uuid::Uuid;
 pub mod audit;
 mod debounce;
 mod idempotency;
+mod schedule;
 mod token;
 
 pub use self::debounce::Debounce;
 pub use self::idempotency::{IdempotencyKey, Submitted};
+pub use self::schedule::{Cadence, Schedule, ScheduleOrigin, ScheduleSpec, ScheduleTick};
 pub use self::token::{ApiToken, Role, UnknownRole};
 
 /// A job's identifier: a UUID v7, so ids sort by creation time.
@@ -274,6 +276,8 @@ pub struct Job {
     /// The deadline to start by: a job still pending or scheduled then,
     /// never started, is cancelled with the error `expired`.
     pub expires_at: Option<Millis>,
+    /// The schedule that stored it, and for which tick.
+    pub schedule: Option<ScheduleTick>,
 }
 
 impl Job {
@@ -340,6 +344,8 @@ impl Job {
             waiting_dependencies: self.waiting_dependencies,
             cancelled_by: self.cancelled_by,
             expires_at: self.expires_at.map(format_millis),
+            schedule: self.schedule.as_ref().map(|s| s.name.clone()),
+            schedule_tick: self.schedule.as_ref().map(|s| format_millis(s.tick)),
         }
     }
 }
@@ -467,6 +473,12 @@ pub struct JobView {
     /// The deadline to start by (`expires_in_seconds`); left out when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// The schedule that submitted it; left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The schedule's tick it was submitted for; left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_tick: Option<String>,
 }
 
 /// A job to be created, as validated by the API.

@@ -154,6 +154,13 @@ pub(crate) struct JobSchema {
     /// still pending or scheduled then is cancelled with the error
     /// `expired`. Left out when the job has none.
     expires_at: Option<String>,
+    /// The schedule that submitted it (`/api/v1/schedules`). Left out when
+    /// none did.
+    schedule: Option<String>,
+    /// The schedule's tick it was submitted for, UTC RFC 3339. Left out
+    /// when no schedule submitted it.
+    #[schema(format = DateTime)]
+    schedule_tick: Option<String>,
 }
 
 /// What changes while a job runs: the data of an SSE `job_update` after
@@ -223,8 +230,12 @@ mod tests {
             depends_on: vec![Uuid::now_v7()],
             waiting_dependencies: 0,
             cancelled_by: None,
-            // Serialized only when set: the mirror lists it.
+            // Serialized only when set: the mirror lists them.
             expires_at: Some(2),
+            schedule: Some(crate::model::ScheduleTick {
+                name: "nightly".into(),
+                tick: 0,
+            }),
         }
     }
 

@@ -100,6 +100,7 @@ mod tests {
             waiting_dependencies: 0,
             cancelled_by: None,
             expires_at: None,
+            schedule: None,
         }
     }
 

@@ -28,7 +28,7 @@ use crate::events::JobWatch;
 use crate::model::audit::AuditEntry;
 use crate::model::{
     ApiToken, Clock, Debounce, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress,
-    Submitted,
+    Schedule, ScheduleOrigin, ScheduleSpec, ScheduleTick, Submitted,
 };
 
 /// What a store operation can fail with.
@@ -685,6 +685,43 @@ pub trait Store: Send + Sync + 'static {
     /// than `limit` entries and still have a next one (a backend may bound
     /// the work of one call).
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<AuditPage>;
+
+    /// Stores the schedule `name`: a new one, active from now; or, when
+    /// `replace`, a new definition and origin for a stored one (its pause
+    /// and ticks kept; its revision bumped only if something changed).
+    /// Without `replace` a stored schedule is left as it is. Answers the
+    /// schedule as stored and whether it is new.
+    async fn put_schedule(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        origin: ScheduleOrigin,
+        replace: bool,
+    ) -> StoreResult<(Schedule, bool)>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> StoreResult<Vec<Schedule>>;
+
+    /// Pauses or resumes the schedule `name` (a resumed schedule owes no
+    /// job for the ticks it was paused over); `None` if there is none.
+    async fn pause_schedule(&self, name: &str, paused: bool) -> StoreResult<Option<Schedule>>;
+
+    /// Deletes the schedule `name` (its jobs stay); whether there was one.
+    async fn delete_schedule(&self, name: &str) -> StoreResult<bool>;
+
+    /// Stores `job` for the schedule's tick, as one atomic step with the
+    /// tick's claim: only if the schedule is at `revision`, not paused,
+    /// and its last fired tick is before `tick.tick`, it records `tick`
+    /// as fired with the job. Of any number of calls for one tick, on any
+    /// process, at most one stores a job; `None` for the others. The job
+    /// carries `tick` ([`Job::schedule`]). The quota applies as in
+    /// [`Store::submit_all`].
+    async fn fire_schedule(
+        &self,
+        tick: &ScheduleTick,
+        revision: i64,
+        job: NewJob,
+    ) -> StoreResult<Option<Job>>;
 }
 
 #[cfg(test)]

@@ -199,6 +199,7 @@ mod tests {
             waiting_dependencies: 0,
             cancelled_by: None,
             expires_at: None,
+            schedule: None,
         };
         let progress = job.clone();
         job.status = JobStatus::Cancelled;

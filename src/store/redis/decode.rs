@@ -3,7 +3,7 @@
 use redis::Value;
 use serde_json::Value as Json;
 
-use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress};
+use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, ScheduleTick};
 use crate::store::{
     LogEntry, LogPage, Outcome, Serves, StoreError, StoreResult, WorkerInfo, WorkerRecord,
 };
@@ -60,6 +60,7 @@ pub(super) fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> Stor
         waiting_dependencies: field(1).parse().unwrap_or(0),
         cancelled_by,
         expires_at: new.expires_in.map(|after| now.saturating_add(after)),
+        schedule: None,
     })
 }
 
@@ -163,6 +164,13 @@ pub(super) fn job(map: &Fields<'_>) -> StoreResult<Job> {
         waiting_dependencies: num(map, "waiting_dependencies").unwrap_or(0),
         cancelled_by: num(map, "cancelled_by"),
         expires_at: num(map, "expires_at"),
+        schedule: map
+            .get("schedule")
+            .zip(num(map, "schedule_tick"))
+            .map(|(name, tick)| ScheduleTick {
+                name: name.to_owned(),
+                tick,
+            }),
     })
 }
 
@@ -207,7 +215,7 @@ pub(super) fn claimed_job(value: Value, serves: &Serves) -> StoreResult<Job> {
 
 /// Every field of a stored job that [`job`] reads, in the order scripts
 /// that return a job's values (not its whole hash) return them.
-pub(super) const JOB_FIELDS: [&str; 28] = [
+pub(super) const JOB_FIELDS: [&str; 30] = [
     "id",
     "job_type",
     "remote",
@@ -236,6 +244,8 @@ pub(super) const JOB_FIELDS: [&str; 28] = [
     "cancelled_by",
     "expires_at",
     "concurrency_key",
+    "schedule",
+    "schedule_tick",
 ];
 
 /// The fields a listing reads: [`JOB_FIELDS`], less `parameters` and

@@ -32,6 +32,8 @@
 //! | `worker:<id>` | hash | a worker's registration (`serves`: '' for a built-in worker, else the JSON array of its remote types); removed with it |
 //! | `watched` | zset | job ids some process watches, scored by expiry; added only for a job that exists (`watch.lua`), refreshed by watchers, pruned by cleanup |
 //! | `queue_seq`, `served_seq` | string | FIFO and round-robin sequences (`served_seq` numbers the turns of every rotation, so a claim for several remote types orders their users by it); permanent, one each |
+//! | `schedule:<name>` | hash | a schedule: its `definition` (JSON), `origin`, `paused`, `revision` (bumped by every change), `created_at`, `active_since` (stored or last resumed), `updated_at`, and the last tick fired (`last_tick_at`) with its job (`last_job_id`); written by put_schedule.lua and pause_schedule.lua, a tick claimed by submit.lua |
+//! | `schedules` | set | the names of the schedules |
 //! | `token:<id>` | hash | an API token: the SHA-256 of its secret, user, role, job, creation, expiry and revocation times; created by token create, deleted by cleanup once it has been expired or revoked for `failed_retention_seconds` |
 //! | `tokens` | zset | token ids by creation time, for listing |
 //! | `tokens_ending` | zset | ids of tokens with an end, scored by when they stop working (expiry, or an earlier revocation); cleanup deletes those ended longer than `failed_retention_seconds` ago (`cleanup_tokens.lua`) |
@@ -63,6 +65,11 @@ impl Keys {
     /// A job's hash.
     pub(crate) fn job(&self, id: JobId) -> String {
         format!("{}job:{id}", self.prefix)
+    }
+
+    /// A schedule's hash.
+    pub(crate) fn schedule(&self, name: &str) -> String {
+        format!("{}schedule:{name}", self.prefix)
     }
 
     /// An API token's hash.

@@ -10,6 +10,7 @@ mod audit;
 mod decode;
 pub(crate) mod keys;
 mod pubsub;
+mod schedules;
 mod scripts;
 mod tokens;
 
@@ -30,7 +31,7 @@ use crate::events::{EventBus, JobWatch};
 use crate::model::audit::AuditEntry;
 use crate::model::{
     ApiToken, Clock, Debounce, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress,
-    Submitted, duration_millis,
+    Schedule, ScheduleOrigin, ScheduleSpec, ScheduleTick, Submitted, duration_millis,
 };
 use crate::store::{
     AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
@@ -98,6 +99,8 @@ enum SubmitReply {
     Mismatch(JobId),
     /// The debounce key's waiting job took the submission.
     Debounced(JobId),
+    /// The schedule does not owe the tick: nothing stored.
+    Skipped,
 }
 
 impl RedisStore {
@@ -113,6 +116,9 @@ impl RedisStore {
         if let Some(refusal) = replies.first().and_then(decode::text) {
             if refusal == "quota" {
                 return Err(decode::quota_refusal(&replies)?);
+            }
+            if refusal == "skipped" {
+                return Ok(SubmitReply::Skipped);
             }
             let id = replies
                 .get(1)
@@ -385,9 +391,7 @@ impl Store for RedisStore {
             let args = args::submit(&jobs, self.max_queued_per_user, now);
             match self.run_submit(jobs, args, now).await? {
                 SubmitReply::Stored(stored) => Ok(stored),
-                SubmitReply::Existing(_) | SubmitReply::Mismatch(_) | SubmitReply::Debounced(_) => {
-                    Err(decode::corrupt("submit reply: a key without a key"))
-                }
+                _ => Err(decode::corrupt("submit reply: a key without a key")),
             }
         })
         .await
@@ -407,7 +411,7 @@ impl Store for RedisStore {
                     key: key.key.clone(),
                     job_id,
                 }),
-                SubmitReply::Debounced(_) => Err(decode::corrupt("submit reply: not debounced")),
+                _ => Err(decode::corrupt("submit reply: not an idempotency key's")),
             }
         })
         .await
@@ -431,9 +435,7 @@ impl Store for RedisStore {
                     self.bus.publish(&job);
                     Ok(Submitted::Existing(job))
                 }
-                SubmitReply::Existing(_) | SubmitReply::Mismatch(_) => {
-                    Err(decode::corrupt("submit reply: an idempotency key"))
-                }
+                _ => Err(decode::corrupt("submit reply: not a debounce key's")),
             }
         })
         .await
@@ -965,5 +967,83 @@ impl Store for RedisStore {
 
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<AuditPage> {
         crate::store::during("list_audit", self.audit_page(query)).await
+    }
+
+    async fn put_schedule(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        origin: ScheduleOrigin,
+        replace: bool,
+    ) -> StoreResult<(Schedule, bool)> {
+        crate::store::during("put_schedule", async {
+            let definition = serde_json::to_string(spec)
+                .map_err(|e| StoreError::corrupt("put_schedule", format!("definition: {e}")))?;
+            let args = vec![
+                name.to_owned(),
+                definition,
+                origin.as_str().to_owned(),
+                if replace { "1" } else { "" }.to_owned(),
+                self.clock.now().to_string(),
+            ];
+            let mut reply = decode::array(self.run(&self.scripts.put_schedule, args).await?)?;
+            if reply.is_empty() {
+                return Err(decode::corrupt("put_schedule reply"));
+            }
+            let created = matches!(reply.remove(0), Value::Int(1));
+            let schedule = schedules::from_reply(name, Value::Array(reply))?
+                .ok_or_else(|| decode::corrupt("put_schedule reply: no schedule"))?;
+            Ok((schedule, created))
+        })
+        .await
+    }
+
+    async fn schedules(&self) -> StoreResult<Vec<Schedule>> {
+        crate::store::during("schedules", schedules::list(self.conn(), &self.keys)).await
+    }
+
+    async fn pause_schedule(&self, name: &str, paused: bool) -> StoreResult<Option<Schedule>> {
+        crate::store::during("pause_schedule", async {
+            let args = vec![
+                name.to_owned(),
+                if paused { "1" } else { "0" }.to_owned(),
+                self.clock.now().to_string(),
+            ];
+            let reply = self.run(&self.scripts.pause_schedule, args).await?;
+            schedules::from_reply(name, reply)
+        })
+        .await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> StoreResult<bool> {
+        crate::store::during(
+            "delete_schedule",
+            schedules::delete(self.conn(), &self.keys, name),
+        )
+        .await
+    }
+
+    async fn fire_schedule(
+        &self,
+        tick: &ScheduleTick,
+        revision: i64,
+        job: NewJob,
+    ) -> StoreResult<Option<Job>> {
+        crate::store::during("fire_schedule", async {
+            let now = self.clock.now();
+            let args = args::fire_schedule(&job, tick, revision, self.max_queued_per_user, now);
+            match self.run_submit(vec![job], args, now).await? {
+                SubmitReply::Stored(mut stored) => {
+                    let mut job = stored
+                        .pop()
+                        .ok_or_else(|| decode::corrupt("submit reply"))?;
+                    job.schedule = Some(tick.clone());
+                    Ok(Some(job))
+                }
+                SubmitReply::Skipped => Ok(None),
+                _ => Err(decode::corrupt("submit reply: not a schedule's")),
+            }
+        })
+        .await
     }
 }

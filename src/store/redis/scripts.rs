@@ -44,6 +44,10 @@ pub(super) struct Scripts {
     pub revoke_token: Script,
     /// `cleanup_tokens.lua`.
     pub cleanup_tokens: Script,
+    /// `put_schedule.lua`.
+    pub put_schedule: Script,
+    /// `pause_schedule.lua`.
+    pub pause_schedule: Script,
 }
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -86,6 +90,8 @@ impl Scripts {
             read_log: script(include_str!("scripts/read_log.lua")),
             revoke_token: script(include_str!("scripts/revoke_token.lua")),
             cleanup_tokens: script(include_str!("scripts/cleanup_tokens.lua")),
+            put_schedule: script(include_str!("scripts/put_schedule.lua")),
+            pause_schedule: script(include_str!("scripts/pause_schedule.lua")),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::config::Synchronous;
 
 /// Schema versions, applied in order to a file whose `user_version` is
 /// below theirs.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     sql::SCHEMA,
     sql::DEPENDENCIES,
     sql::DROP_RUNNING_INDEXES,
@@ -27,6 +27,7 @@ const MIGRATIONS: [&str; 13] = [
     sql::DEBOUNCE_KEYS,
     sql::EXPIRY,
     sql::LIMITS,
+    sql::SCHEDULES,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -19,6 +19,7 @@ mod ops;
 mod readers;
 mod retention;
 mod rows;
+mod schedules;
 mod space;
 mod sql;
 mod tail;
@@ -43,7 +44,7 @@ use crate::events::{EventBus, JobWatch};
 use crate::model::audit::AuditEntry;
 use crate::model::{
     ApiToken, Clock, Debounce, IdempotencyKey, Job, JobId, JobStatus, Millis, NewJob, Progress,
-    Submitted, duration_millis,
+    Schedule, ScheduleOrigin, ScheduleSpec, ScheduleTick, Submitted, duration_millis,
 };
 use crate::store::{
     AuditPage, AuditQuery, ClaimParams, ClaimRef, Claimed, CleanupParams, CleanupReport, Exchanged,
@@ -698,6 +699,83 @@ impl Store for SqliteStore {
             let query = query.clone();
             self.read(move |conn| audit::list_audit_in(conn, &query))
                 .await
+        })
+        .await
+    }
+
+    async fn put_schedule(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        origin: ScheduleOrigin,
+        replace: bool,
+    ) -> StoreResult<(Schedule, bool)> {
+        crate::store::during("put_schedule", async {
+            let (name, spec) = (name.to_owned(), spec.clone());
+            let now = self.clock.now();
+            self.writer
+                .write(move |conn| {
+                    schedules::put_schedule_in(conn, &name, &spec, origin, replace, now)
+                })
+                .await
+        })
+        .await
+    }
+
+    async fn schedules(&self) -> StoreResult<Vec<Schedule>> {
+        crate::store::during("schedules", async {
+            self.read(|conn| schedules::select_schedules_in(conn, None))
+                .await
+        })
+        .await
+    }
+
+    async fn pause_schedule(&self, name: &str, paused: bool) -> StoreResult<Option<Schedule>> {
+        crate::store::during("pause_schedule", async {
+            let name = name.to_owned();
+            let now = self.clock.now();
+            self.writer
+                .write(move |conn| schedules::pause_schedule_in(conn, &name, paused, now))
+                .await
+        })
+        .await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> StoreResult<bool> {
+        crate::store::during("delete_schedule", async {
+            let name = name.to_owned();
+            self.writer
+                .write(move |conn| schedules::delete_schedule_in(conn, &name))
+                .await
+        })
+        .await
+    }
+
+    async fn fire_schedule(
+        &self,
+        tick: &ScheduleTick,
+        revision: i64,
+        job: NewJob,
+    ) -> StoreResult<Option<Job>> {
+        crate::store::during("fire_schedule", async {
+            let now = self.clock.now();
+            let quota = self.max_queued_per_user;
+            let tick = tick.clone();
+            // One write transaction: the tick's claim and the job's insert
+            // cannot interleave with another process's.
+            let fired = self
+                .writer
+                .write(move |conn| {
+                    schedules::fire_schedule_in(conn, &tick, revision, job, quota, now)
+                })
+                .await?;
+            if let Some(job) = &fired {
+                self.publish_all(std::slice::from_ref(job));
+                if job.status == JobStatus::Pending {
+                    self.bus.notify_work();
+                }
+            }
+            Ok(fired)
         })
         .await
     }

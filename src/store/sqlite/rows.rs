@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 use serde_json::Value;
 
-use crate::model::{Job, JobId, JobStatus, Progress};
+use crate::model::{Job, JobId, JobStatus, Millis, Progress, ScheduleTick};
 use crate::store::{StoreError, StoreResult};
 
 /// Turns a SQLite failure into the store's error: a value that cannot be
@@ -79,6 +79,10 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             .map(|id| id.parse().map_err(|e| corrupt(row, "cancelled_by", e)))
             .transpose()?,
         expires_at: row.get("expires_at")?,
+        schedule: row
+            .get::<_, Option<String>>("schedule")?
+            .zip(row.get::<_, Option<Millis>>("schedule_tick")?)
+            .map(|(name, tick)| ScheduleTick { name, tick }),
     })
 }
 

@@ -61,6 +61,7 @@ fn job(job_type: &str, parameters: Value) -> Job {
         waiting_dependencies: 0,
         cancelled_by: None,
         expires_at: None,
+        schedule: None,
     }
 }
 

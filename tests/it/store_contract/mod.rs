@@ -23,6 +23,8 @@
 //!   expire, running ones do not, dependents follow, claims skip them.
 //! - [`idempotency`]: idempotent submission: one job per key, its
 //!   lifetime, racing processes.
+//! - [`schedules`]: schedules stored, replaced, paused, resumed and
+//!   deleted; a tick fired once, from its revision, by racing processes.
 //! - [`routing`]: which claims take a remote job, the limits they share,
 //!   and the ways a remote job goes back to its own queue.
 //!
@@ -42,6 +44,7 @@ mod order;
 mod quota;
 mod routing;
 mod scenarios;
+mod schedules;
 mod tokens;
 mod transitions;
 
@@ -64,6 +67,7 @@ use self::order::*;
 use self::quota::*;
 use self::routing::*;
 use self::scenarios::*;
+use self::schedules::*;
 use self::tokens::*;
 use self::transitions::*;
 
@@ -623,4 +627,9 @@ store_contract!(
     a_running_job_does_not_expire,
     an_expired_jobs_dependents_are_cancelled,
     a_claim_never_starts_a_job_past_its_deadline,
+    // schedules
+    schedules_are_stored_replaced_only_when_changed_and_deleted,
+    a_tick_fires_once_from_its_revision,
+    a_paused_schedule_fires_nothing_and_resumes_from_now,
+    racing_fires_of_one_tick_store_one_job,
 );

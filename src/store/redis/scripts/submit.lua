@@ -14,7 +14,9 @@
 --      then, for an idempotent call of one job: 'idem', the key, its
 --      fingerprint, its lifetime in ms; or
 --      for a debounced call of one job (without dependencies): 'debounce',
---      the key, the period in ms, the longest wait in ms
+--      the key, the period in ms, the longest wait in ms; or
+--      for a schedule's tick (one job): 'schedule', the schedule's name,
+--      the revision the tick was computed from, the tick
 -- Returns per job {status, waiting_dependencies, cancelled_by or '',
 -- error or ''}; or {'missing', id} when a dependency does not exist, or
 -- {'exists', id} when a job id is taken; or {'quota', user, quota} when
@@ -23,7 +25,9 @@
 -- same user still stored, {'existing', id} (same fingerprint) or
 -- {'mismatch', id} (another), storing nothing; or, for a debounced call
 -- whose key holds a job still waiting (scheduled, no attempt yet),
--- {'debounced', id}: that job took the call's input and settings.
+-- {'debounced', id}: that job took the call's input and settings; or, for
+-- a tick the schedule does not owe (changed, paused, or fired already),
+-- {'skipped'}, storing nothing.
 local now = ARGV[1]
 local jobs, in_call = {}, {}
 local i = 4
@@ -94,6 +98,18 @@ if debounce then
     end
     changed(id)
     return {'debounced', id}
+  end
+end
+-- A schedule's tick: fired once, from the revision it was computed from.
+local schedule = ARGV[i] == 'schedule' and {
+  key = P .. 'schedule:' .. ARGV[i + 1], name = ARGV[i + 1],
+  revision = ARGV[i + 2], tick = ARGV[i + 3],
+}
+if schedule then
+  local held = redis.call('HMGET', schedule.key, 'revision', 'paused', 'last_tick_at')
+  if held[1] ~= schedule.revision or held[2] ~= '0'
+      or (held[3] and tonumber(held[3]) >= tonumber(schedule.tick)) then
+    return {'skipped'}
   end
 end
 if idempotency then
@@ -236,6 +252,11 @@ if idempotency then
   redis.call('HSET', idempotency.key, 'fingerprint', idempotency.fingerprint, 'job', jobs[1].id,
     'expires_at', tonumber(now) + tonumber(idempotency.ttl))
   redis.call('PEXPIRE', idempotency.key, idempotency.ttl)
+end
+if schedule then
+  redis.call('HSET', schedule.key, 'last_tick_at', schedule.tick, 'last_job_id', jobs[1].id)
+  redis.call('HSET', job_key(jobs[1].id), 'schedule', schedule.name,
+    'schedule_tick', schedule.tick)
 end
 if debounce then
   redis.call('HSET', debounce.key, 'job', jobs[1].id, 'first_at', now)

@@ -7,7 +7,8 @@ SELECT id, job_type, user_id, status, priority,
        error, progress, items_processed, total_items, attempts, max_attempts,
        interruptions, timeout_seconds, created_at, scheduled_for, started_at,
        completed_at, updated_at, worker_id, revision, depends_on,
-       waiting_dependencies, cancelled_by, remote, expires_at, concurrency_key
+       waiting_dependencies, cancelled_by, remote, expires_at, concurrency_key,
+       schedule, schedule_tick
 FROM jobs
 WHERE (:status IS NULL OR status = :status)
   AND (:user_id IS NULL OR user_id = :user_id)
