@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::model::{Cadence, ScheduleSpec, check_schedule_name};
+
 /// Settings as given: every field optional, so flags, environment and file
 /// can be layered. Each flag's environment variable is `JOBD_` plus its
 /// name in capitals; each is also a top-level key of the TOML file.
@@ -231,6 +233,7 @@ struct FileConfig {
     settings: SettingsArgs,
     job_types: BTreeMap<String, JobTypeConfig>,
     users: BTreeMap<String, UserConfig>,
+    schedules: BTreeMap<String, ScheduleSpec>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -250,6 +253,12 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
             .with_context(|| format!("invalid [users] in {}", path.display()))?,
         None => BTreeMap::new(),
     };
+    let schedules = match table.remove("schedules") {
+        Some(value) => value
+            .try_into()
+            .with_context(|| format!("invalid [schedules] in {}", path.display()))?,
+        None => BTreeMap::new(),
+    };
     let settings = toml::Value::Table(table)
         .try_into()
         .with_context(|| format!("invalid settings in {}", path.display()))?;
@@ -257,6 +266,7 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         settings,
         job_types,
         users,
+        schedules,
     })
 }
 
@@ -449,6 +459,9 @@ pub struct Settings {
     pub job_types: BTreeMap<String, JobTypeConfig>,
     /// Round-robin weights of users (`[users.NAME] weight`); others weigh 1.
     pub user_weights: BTreeMap<String, u32>,
+    /// Schedules of the configuration file (`[schedules.NAME]`): every
+    /// server writes them to the store when it starts.
+    pub schedules: BTreeMap<String, ScheduleSpec>,
 }
 
 impl Default for Settings {
@@ -527,6 +540,11 @@ impl Settings {
                 None => {}
             }
         }
+        for (name, spec) in &file.schedules {
+            check_schedule_name(name).map_err(anyhow::Error::msg)?;
+            Cadence::of(spec).map_err(|e| anyhow::anyhow!("schedule {name}: {e}"))?;
+        }
+        settings.schedules = file.schedules;
         let admin = std::env::var(ADMIN_TOKEN_ENV).unwrap_or_default();
         if !admin.trim().is_empty() {
             settings.admin_token = Some(AdminToken::new(admin.trim())?);
@@ -652,6 +670,7 @@ impl Settings {
             max_open_streams_per_caller: a.max_open_streams_per_caller,
             job_types,
             user_weights: BTreeMap::new(),
+            schedules: BTreeMap::new(),
         };
         if settings.max_queued_jobs_per_user == Some(0) {
             bail!("max_queued_jobs_per_user must be at least 1 (leave it out for no quota)");

@@ -20,7 +20,9 @@ mod token;
 
 pub use self::debounce::Debounce;
 pub use self::idempotency::{IdempotencyKey, Submitted};
-pub use self::schedule::{Cadence, Schedule, ScheduleOrigin, ScheduleSpec, ScheduleTick};
+pub use self::schedule::{
+    Cadence, Schedule, ScheduleOrigin, ScheduleSpec, ScheduleTick, check_schedule_name,
+};
 pub use self::token::{ApiToken, Role, UnknownRole};
 
 /// A job's identifier: a UUID v7, so ids sort by creation time.

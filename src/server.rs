@@ -143,6 +143,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         shutdown: http_stop.clone(),
         backpressure: Arc::new(Backpressure::new(&settings)),
     };
+    api::schedules::put_configured(&state).await?;
     let mut http = tokio::spawn(api::serve(
         listener,
         state,

@@ -22,9 +22,11 @@ pub(crate) struct AuditParams {
     /// Only entries whose actor acted as this user id.
     pub actor: Option<String>,
     /// Only this action: `job.submit`, `job.cancel`, `job.restart`,
-    /// `pipeline.submit`, `batch.submit`, `token.create` or `token.revoke`.
+    /// `pipeline.submit`, `batch.submit`, `token.create`, `token.revoke`,
+    /// `schedule.create`, `schedule.pause`, `schedule.resume` or
+    /// `schedule.delete`.
     #[param(
-        pattern = r"^(job\.submit|job\.cancel|job\.restart|pipeline\.submit|token\.create|token\.revoke)?$"
+        pattern = r"^(job\.submit|job\.cancel|job\.restart|pipeline\.submit|batch\.submit|token\.create|token\.revoke|schedule\.(create|pause|resume|delete))?$"
     )]
     pub action: Option<String>,
     /// Only entries about this job id or token id.

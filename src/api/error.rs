@@ -102,6 +102,12 @@ pub(crate) enum ApiError {
     /// 404 `TokenNotFoundError`: no token with this id.
     #[error("Token {0} not found")]
     TokenNotFound(String),
+    /// 404 `ScheduleNotFoundError`: no schedule of this name.
+    #[error("Schedule {0} not found")]
+    ScheduleNotFound(String),
+    /// 409 `ScheduleExistsError`: a schedule of this name exists already.
+    #[error("Schedule {0} exists already; delete it first, or choose another name")]
+    ScheduleExists(String),
     /// 429 `QuotaExceededError`: the submission or restart would leave the
     /// user with more queued jobs than `max_queued_jobs_per_user`; nothing
     /// was stored.
@@ -198,6 +204,7 @@ impl ApiError {
             ApiError::JobNotFound(_)
             | ApiError::NoRoute(_)
             | ApiError::TokenNotFound(_)
+            | ApiError::ScheduleNotFound(_)
             | ApiError::ArtifactNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::IdempotencyKeyMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -208,7 +215,8 @@ impl ApiError {
             | ApiError::UnknownJobType { .. } => StatusCode::BAD_REQUEST,
             ApiError::AlreadyTerminal { .. }
             | ApiError::NotRestartable { .. }
-            | ApiError::ClaimLost(_) => StatusCode::CONFLICT,
+            | ApiError::ClaimLost(_)
+            | ApiError::ScheduleExists(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -242,6 +250,8 @@ impl ApiError {
             ApiError::Unauthorized => "UnauthorizedError",
             ApiError::Forbidden(_) => "ForbiddenError",
             ApiError::TokenNotFound(_) => "TokenNotFoundError",
+            ApiError::ScheduleNotFound(_) => "ScheduleNotFoundError",
+            ApiError::ScheduleExists(_) => "ScheduleExistsError",
             ApiError::MethodNotAllowed => "MethodNotAllowedError",
             ApiError::ArtifactNotFound { .. } => "ArtifactNotFoundError",
             ApiError::IdempotencyKeyMismatch { .. } => "IdempotencyKeyMismatchError",

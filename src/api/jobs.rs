@@ -43,7 +43,7 @@ const MAX_DEPENDENCIES: usize = 100;
 pub(crate) const MAX_PAGE_BYTES: usize = 16 << 20;
 
 /// Body of `POST /api/v1/jobs`. Unknown fields are a 400.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"job_type": "sleep", "parameters": {"seconds": 5, "steps": 10}, "user_id": "alice"}))]
 pub(crate) struct SubmitRequest {

@@ -27,6 +27,7 @@ pub mod openapi;
 pub(crate) mod pipeline;
 mod redact;
 pub(crate) mod remote;
+pub(crate) mod schedules;
 pub(crate) mod schema;
 mod sse_schema;
 pub mod state;
@@ -151,6 +152,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let _feed = metrics::spawn_feed(&state.bus, state.registry.names(), state.shutdown.clone());
     let _throughput = throughput_feed::spawn(state.store.clone(), state.shutdown.clone());
+    let _ticker = schedules::ticker::spawn(state.clone(), state.shutdown.clone());
     let limits = listen::ConnectionLimits {
         max_connections: state.settings.max_connections.unwrap_or_else(|| {
             let spare = open_files - RESERVED_FILES.min(open_files / 4);

@@ -23,8 +23,8 @@ use super::extract::ApiPath;
 use super::remote::{exchange, logs as worker_logs, progress, register};
 use super::state::AppState;
 use super::{
-    artifacts, audit_page, batch, dashboard, head, jobs, live, logs, metrics, pipeline, stats,
-    throughput, tokens, watch, why,
+    artifacts, audit_page, batch, dashboard, head, jobs, live, logs, metrics, pipeline, schedules,
+    stats, throughput, tokens, watch, why,
 };
 use crate::config::AuthMode;
 
@@ -51,6 +51,8 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "queue", description = "The queue's state: statistics, throughput, workers"),
         (name = "workers", description = "The HTTP worker protocol: remote workers register, \
             claim and finish jobs of the remote job types (docs/worker-protocol.md)"),
+        (name = "schedules", description = "Jobs submitted on a cron schedule: one per tick \
+            across every server"),
         (name = "tokens", description = "API tokens (with `auth = \"token\"`): make, list, revoke"),
         (name = "operations", description = "Health, metrics and this document"),
         (name = "audit", description = "The audit log: who changed what, when, from where"),
@@ -85,6 +87,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(progress::progress))
         .routes(routes!(worker_logs::append_logs))
         .routes(routes!(register::unregister))
+        .routes(routes!(
+            schedules::list_schedules,
+            schedules::create_schedule
+        ))
+        .routes(routes!(schedules::get_schedule, schedules::delete_schedule))
+        .routes(routes!(schedules::pause_schedule))
+        .routes(routes!(schedules::resume_schedule))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::me))

@@ -48,11 +48,23 @@ pub enum AuditAction {
     /// A token revoked.
     #[serde(rename = "token.revoke")]
     TokenRevoke,
+    /// A schedule created.
+    #[serde(rename = "schedule.create")]
+    ScheduleCreate,
+    /// A schedule paused.
+    #[serde(rename = "schedule.pause")]
+    SchedulePause,
+    /// A schedule resumed.
+    #[serde(rename = "schedule.resume")]
+    ScheduleResume,
+    /// A schedule deleted.
+    #[serde(rename = "schedule.delete")]
+    ScheduleDelete,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 7] = [
+    pub const ALL: [AuditAction; 11] = [
         AuditAction::JobSubmit,
         AuditAction::JobCancel,
         AuditAction::JobRestart,
@@ -60,6 +72,10 @@ impl AuditAction {
         AuditAction::BatchSubmit,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
+        AuditAction::ScheduleCreate,
+        AuditAction::SchedulePause,
+        AuditAction::ScheduleResume,
+        AuditAction::ScheduleDelete,
     ];
 
     /// The name the API and the stores use.
@@ -72,6 +88,10 @@ impl AuditAction {
             AuditAction::BatchSubmit => "batch.submit",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
+            AuditAction::ScheduleCreate => "schedule.create",
+            AuditAction::SchedulePause => "schedule.pause",
+            AuditAction::ScheduleResume => "schedule.resume",
+            AuditAction::ScheduleDelete => "schedule.delete",
         }
     }
 }

@@ -27,7 +27,7 @@ pub struct ScheduleSpec {
     /// Every job's parameters (a JSON object; default `{}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
-    /// The user every job is submitted for (default `default`).
+    /// The user every job is submitted for (default `default_user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// Priority within the user's queue (default 0).
@@ -44,6 +44,25 @@ pub struct ScheduleSpec {
     /// usually worth dropping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_seconds: Option<f64>,
+}
+
+/// Longest schedule name.
+const MAX_SCHEDULE_NAME_LEN: usize = 128;
+
+/// Checks a schedule's name: 1 to 128 of `A-Za-z0-9_.-` (it is part of
+/// store keys and URLs).
+pub fn check_schedule_name(name: &str) -> Result<(), String> {
+    let valid = (1..=MAX_SCHEDULE_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "schedule name '{name}' must be 1 to {MAX_SCHEDULE_NAME_LEN} of A-Z, a-z, 0-9, '_', '.', '-'"
+        ))
+    }
 }
 
 fn utc() -> String {

@@ -56,7 +56,11 @@ fn expected_kind(method: &str, path: &str) -> Option<Kind> {
         | ("get", "/api/v1/jobs/queue/stream")
         | ("get", "/api/v1/jobs/queue/throughput")
         | ("get", "/api/v1/jobs/workers") => Queue,
-        ("get", "/metrics") => Metrics,
+        ("get", "/metrics" | "/api/v1/schedules" | "/api/v1/schedules/{name}") => Metrics,
+        ("post", "/api/v1/schedules")
+        | ("post", "/api/v1/schedules/{name}/pause")
+        | ("post", "/api/v1/schedules/{name}/resume")
+        | ("delete", "/api/v1/schedules/{name}") => Admin,
         ("post", "/api/v1/jobs")
         | ("post", "/api/v1/jobs/pipeline")
         | ("post", "/api/v1/jobs/batch") => Submit,

@@ -36,6 +36,7 @@ mod redis_store;
 mod remote;
 mod request_head;
 mod resources;
+mod schedules;
 mod store_contract;
 mod store_errors;
 mod store_trouble;

@@ -24,7 +24,8 @@ pub(crate) enum Access {
     /// The queue's state (statistics, throughput, workers, the live feed),
     /// which names no user: admin, viewer, user.
     ReadQueue,
-    /// Operators' metrics, which name users: admin and viewer.
+    /// Operators' metrics and the schedules, which name users: admin and
+    /// viewer.
     Operate,
     /// Submit, cancel, restart: admin for anyone, a user for itself.
     ChangeJobs,
@@ -33,7 +34,7 @@ pub(crate) enum Access {
     /// Make a token: admin any, any other (non-job) token a job token for
     /// a job it may follow (the handler checks which).
     MintToken,
-    /// Tokens and the audit log: admin.
+    /// Tokens, the audit log and changes to schedules: admin.
     Admin,
     /// Who the caller is (`/api/v1/me`): any token.
     Identity,
@@ -82,7 +83,15 @@ pub(crate) fn access(method: &Method, path: &str) -> Option<Access> {
         {
             ReadQueue
         }
-        "/metrics" if get => Operate,
+        "/metrics" | "/api/v1/schedules" | "/api/v1/schedules/{name}" if get => Operate,
+        "/api/v1/schedules"
+        | "/api/v1/schedules/{name}/pause"
+        | "/api/v1/schedules/{name}/resume"
+            if post =>
+        {
+            Admin
+        }
+        "/api/v1/schedules/{name}" if delete => Admin,
         "/api/v1/jobs"
         | "/api/v1/jobs/pipeline"
         | "/api/v1/jobs/batch"
