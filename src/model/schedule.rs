@@ -271,6 +271,15 @@ mod tests {
             gap.next_after(millis("2026-03-08T05:00:00Z")),
             Some(millis("2026-03-08T07:00:00Z"))
         );
+        // 01:30 happens twice on 1 November 2026 in New York (EDT, then
+        // EST): it runs once, at the first.
+        let overlap = Cadence::parse("30 1 * * *", "America/New_York").unwrap();
+        let first = overlap.next_after(millis("2026-11-01T04:00:00Z"));
+        assert_eq!(first, Some(millis("2026-11-01T05:30:00Z")));
+        assert_eq!(
+            overlap.next_after(millis("2026-11-01T05:30:00Z")),
+            Some(millis("2026-11-02T06:30:00Z"))
+        );
     }
 
     #[test]

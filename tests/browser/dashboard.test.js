@@ -367,6 +367,26 @@ describe("dashboard", () => {
     await page.screenshot({ path: path.join(OUTPUT, "dashboard-workers.png"), fullPage: true });
   });
 
+  test("the schedules page shows each schedule's last and next run and last job, and pauses and resumes it", async () => {
+    const { status } = await api(server, "POST", "/api/v1/schedules",
+      { name: "pulse", cron: "* * * * * *", job_type: "noop", user_id: "ops" });
+    assert.equal(status, 201);
+    await page.evaluate(() => { location.hash = "#/schedules"; });
+    const row = page.locator('#schedules-table tr[data-schedule="pulse"]');
+    await row.locator('td[data-field="last_job"] a').waitFor({ timeout: WAIT });
+    assert.match(await row.locator('td[data-field="last_job"]').innerText(), /pending|running|completed/);
+    assert.notEqual(await row.locator('td[data-field="next_run_at"]').innerText(), "–");
+    assert.match(await row.locator('td[data-field="last_run_at"]').innerText(), /s ago/);
+    await page.screenshot({ path: path.join(OUTPUT, "dashboard-schedules.png"), fullPage: true });
+    await row.locator("button.schedule-toggle", { hasText: "Pause" }).click();
+    await row.locator(".badge.cancelled", { hasText: "paused" }).waitFor({ timeout: WAIT });
+    assert.equal(await row.locator('td[data-field="next_run_at"]').innerText(), "–");
+    await row.locator("button.schedule-toggle", { hasText: "Resume" }).click();
+    await row.locator(".badge.completed", { hasText: "active" }).waitFor({ timeout: WAIT });
+    const removed = await fetch(`${server.url}/api/v1/schedules/pulse`, { method: "DELETE" });
+    assert.equal(removed.status, 204);
+  });
+
   test("the overview charts throughput and fits a narrow window", async () => {
     await page.evaluate(() => { location.hash = "#/"; });
     await page.waitForFunction(() => Number(document.querySelector("#throughput").dataset.total) >= 26, null, { timeout: WAIT });

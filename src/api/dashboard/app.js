@@ -11,6 +11,7 @@
   "use strict";
 
   const API = "/api/v1/jobs";
+  const SCHEDULES = "/api/v1/schedules";
   const $ = (id) => document.getElementById(id);
 
   // --- small helpers ------------------------------------------------------
@@ -300,6 +301,7 @@
     if (path.startsWith("/job/")) view = "job";
     else if (path === "/jobs") view = "jobs";
     else if (path === "/workers") view = "workers";
+    else if (path === "/schedules") view = "schedules";
     for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== "view-" + view;
     for (const link of document.querySelectorAll("nav a[data-nav]")) {
       link.classList.toggle("active", link.dataset.nav === view || (view === "job" && link.dataset.nav === "jobs"));
@@ -309,6 +311,7 @@
     if (view === "jobs") openJobs(params);
     else if (view === "job") openJob(decodeURIComponent(path.slice("/job/".length)));
     else if (view === "workers") loadWorkers();
+    else if (view === "schedules") loadSchedules();
     if (view === "overview" && state.stats) renderStats(state.stats);
     if (view === "overview" && state.throughput) renderThroughput(state.throughput);
   }
@@ -524,6 +527,9 @@
     state.lastCounts = counts;
     if (state.view === "jobs" && changed && !state.cursor && $("auto-refresh").checked) loadJobs();
     if (state.view === "job" && state.job && ["pending", "scheduled"].includes(state.job.status)) loadWhy();
+    // Ticks come every second at most: a schedule's last and next run
+    // follow the live feed's beat.
+    if (state.view === "schedules") loadSchedules();
   }
 
   // --- one job ---------------------------------------------------------------
@@ -685,6 +691,11 @@
     fields.push(["depends_on", (job.depends_on || []).length ? (job.depends_on || []).map(jobLink) : "none"]);
     fields.push(["waiting_dependencies", job.waiting_dependencies ?? 0]);
     fields.push(["cancelled_by", job.cancelled_by ? [jobLink(job.cancelled_by)] : "–"]);
+    if (job.expires_at) fields.push(["expires_at", localTime(job.expires_at)]);
+    if (job.schedule) {
+      fields.push(["schedule", [el("a", { href: "#/schedules", text: job.schedule })]]);
+      fields.push(["schedule_tick", localTime(job.schedule_tick)]);
+    }
     // Fields a newer server adds are shown too, as JSON.
     const shown = new Set([...fields.map(([k]) => k), "max_attempts", "metrics", "parameters", "result", "error"]);
     for (const [k, v] of Object.entries(job)) if (!shown.has(k)) fields.push([k, JSON.stringify(v)]);
@@ -858,6 +869,52 @@
     $("workers-empty").hidden = rows.length > 0;
   }
 
+  // --- schedules -------------------------------------------------------------
+
+  async function loadSchedules() {
+    const { status, body } = await call("GET", SCHEDULES);
+    if (state.view !== "schedules") return;
+    $("schedules-error").hidden = status === 200;
+    if (status !== 200) {
+      $("schedules-error").textContent = describeError(status, body);
+      return;
+    }
+    const admin = session.me && session.me.role === "admin";
+    const rows = body.schedules.map((s) => el("tr", { "data-schedule": s.name, class: s.paused ? "stale" : "" },
+      el("td", { class: "mono", text: s.name }),
+      el("td", { class: "mono", title: s.timezone, text: s.cron + (s.timezone === "UTC" ? "" : " (" + s.timezone + ")") }),
+      el("td", { text: s.job_type }),
+      el("td", { text: s.user_id ?? "default_user" }),
+      el("td", { title: s.last_run_at ?? "", "data-field": "last_run_at", text: s.last_run_at ? ago(s.last_run_at) : "never" }),
+      el("td", { "data-field": "last_job" }, ...(s.last_job_id
+        ? [el("a", { class: "mono", href: "#/job/" + s.last_job_id, title: s.last_job_id, text: shortId(s.last_job_id) + " " }),
+          badge(s.last_job_status ?? "deleted")]
+        : ["–"])),
+      el("td", { title: s.next_run_at ?? "", "data-field": "next_run_at", text: localTime(s.next_run_at) }),
+      el("td", {}, badge(s.paused ? "paused" : "active", s.paused ? "cancelled" : "completed")),
+      el("td", {}, ...(admin ? [toggleButton(s)] : []))));
+    $("schedules-table").tBodies[0].replaceChildren(...rows);
+    $("schedules-empty").hidden = rows.length > 0;
+  }
+
+  function toggleButton(schedule) {
+    const button = el("button", { type: "button", class: "schedule-toggle", text: schedule.paused ? "Resume" : "Pause" });
+    button.addEventListener("click", () => toggleSchedule(button, schedule));
+    return button;
+  }
+
+  async function toggleSchedule(button, schedule) {
+    button.disabled = true;
+    const action = schedule.paused ? "resume" : "pause";
+    const path = SCHEDULES + "/" + encodeURIComponent(schedule.name) + "/" + action;
+    const { status, body } = await call("POST", path);
+    if (status !== 200) {
+      $("schedules-error").hidden = false;
+      $("schedules-error").textContent = describeError(status, body);
+    }
+    loadSchedules();
+  }
+
   // --- signing in and out ---------------------------------------------------
 
   // GET /api/v1/me with `token` (or none): {status, body}.
@@ -907,6 +964,8 @@
     document.querySelector("header nav").hidden = false;
     // A link cannot carry the token, and /metrics needs one.
     $("nav-metrics").hidden = signedIn;
+    // Schedules name users: admins and viewers see them.
+    $("nav-schedules").hidden = !["admin", "viewer"].includes(me.role);
     $("whoami").hidden = !signedIn;
     $("whoami").textContent = signedIn ? me.user_id + " · " + me.role : "";
     $("btn-signout").hidden = !signedIn;
