@@ -28,14 +28,31 @@ local function start_attempt(id, job, worker, token, now, ...)
 end
 
 -- Parks a job popped from its user's queue (`member`, `score`) on
--- `scope` (see unpark in common.lua).
-local function park(id, user, scope, member, score, now)
-  redis.call('ZADD', parked_key(scope), score, member)
+-- `scope` (see unpark in common.lua). `parked` counts the jobs parked per
+-- scope and per user, for the claim to write once at the end.
+local function park(id, user, scope, member, score, now, parked)
+  if redis.call('ZADD', parked_key(scope), score, member) == 1 then
+    parked.scopes[scope] = (parked.scopes[scope] or 0) + 1
+  end
   if string.sub(scope, 1, 5) ~= 'rate:' then
     redis.call('ZADD', P .. 'parked_check', 'NX', now + 1000, scope)
   end
   redis.call('HSET', job_key(id), 'parked', scope)
-  redis.call('HINCRBY', P .. 'user_parked', user, 1)
+  parked.users[user] = (parked.users[user] or 0) + 1
+end
+
+-- Writes the counts a claim kept: `cache` maps each field of hash `hash`
+-- read this claim to {count read, count added}; the fields that grew get
+-- their new counts in one command (the script alone ran since the read).
+local function write_counts(hash, cache)
+  local set = {}
+  for field, c in pairs(cache) do
+    if c[2] > 0 then
+      set[#set + 1] = field
+      set[#set + 1] = c[1] + c[2]
+    end
+  end
+  if #set > 0 then call_chunked('HSET', P .. hash, set) end
 end
 
 -- Jobs a claim parks at most: a long run of blocked jobs is left for the
@@ -79,6 +96,7 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
   -- claim added; written at the end.
   local type_running, key_running, windows = {}, {}, {}
   local parked_now = 0
+  local parked = {scopes = {}, users = {}}
   if limited then
     read_fields = {unpack(fields)}
     read_fields[n_fields + 1] = 'job_type'
@@ -101,9 +119,12 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
     elseif kind == 'type' and l.type_max then
       room = l.type_max - tonumber(redis.call('HGET', P .. 'type_running', rest) or '0')
     end
-    if room > 0 then unpark(scope, room, now) end
-    if redis.call('ZCARD', parked_key(scope)) > 0 then
+    if room > 0 and unpark(scope, room, now) > 0 then wake_workers() end
+    local left = redis.call('ZCARD', parked_key(scope))
+    if left > 0 then
       redis.call('ZADD', P .. 'parked_check', now + again, scope)
+      -- The count a stop reads, set right again (should it be off).
+      redis.call('HSET', P .. 'parked_count', scope, left)
     else
       redis.call('ZREM', P .. 'parked_check', scope)
     end
@@ -206,10 +227,34 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
     local room = math.min(share, free, per_user_max - counts[1] - counts[2])
     if room <= 0 then return end
     local top = redis.call('ZPOPMIN', pending_key(q, user), room)
+    local jobs = {}
+    for i = 1, #top, 2 do
+      jobs[i] = redis.call('HMGET', job_key(queued_id(top[i])), unpack(read_fields))
+    end
+    if limited then
+      -- The running counts of the keys of these jobs not read yet, in
+      -- one command.
+      local slots = {}
+      for i = 1, #top, 2 do
+        local job_type, key = jobs[i][n_fields + 1], jobs[i][n_fields + 2]
+        local l = job_type and limits[job_type]
+        if l and l.per_key and key then
+          local slot = job_type .. '\31' .. key
+          if not key_running[slot] then
+            key_running[slot] = false
+            slots[#slots + 1] = slot
+          end
+        end
+      end
+      if #slots > 0 then
+        local counts = hmget_chunked(P .. 'key_running', slots)
+        for i, slot in ipairs(slots) do key_running[slot] = {tonumber(counts[i] or '0'), 0} end
+      end
+    end
     for i = 1, #top, 2 do
       local id = queued_id(top[i])
       local token = tokens[first_token + #claimed]
-      local job = redis.call('HMGET', job_key(id), unpack(read_fields))
+      local job = jobs[i]
       local wait, taken
       if limited and job[1] then
         local job_type, key = job[n_fields + 1], job[n_fields + 2] or nil
@@ -220,7 +265,7 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
       -- A queue entry whose job is gone is dropped.
       if not job[1] then
       elseif wait then
-        park(id, user, wait, top[i], top[i + 1], now)
+        park(id, user, wait, top[i], top[i + 1], now, parked)
         parked_now = parked_now + 1
       else
         if taken then
@@ -299,12 +344,14 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
         redis.call('HINCRBY', P .. 'user_running', user, counts[2])
       end
     end
-    for job_type, c in pairs(type_running) do
-      if c[2] > 0 then redis.call('HINCRBY', P .. 'type_running', job_type, c[2]) end
-    end
-    for slot, c in pairs(key_running) do
-      if c[2] > 0 then redis.call('HINCRBY', P .. 'key_running', slot, c[2]) end
-    end
+    write_counts('type_running', type_running)
+    write_counts('key_running', key_running)
+  end
+  for scope, n in pairs(parked.scopes) do
+    redis.call('HINCRBY', P .. 'parked_count', scope, n)
+  end
+  for user, n in pairs(parked.users) do
+    redis.call('HINCRBY', P .. 'user_parked', user, n)
   end
   return claimed, promoted
 end
