@@ -18,6 +18,12 @@
 //! | `idle_served`, `idle_served@<type>` | hash | the rotation place of a user whose queue (built-in, or of remote type `<type>`) ran empty, for when it queues again; pruned by cleanup once it runs nothing |
 //! | `user_scheduled` | hash | scheduled jobs per user (delayed, retrying or waiting for dependencies); with the sizes of the user's pending queues, the user's queued jobs for the quota, so the claim path keeps no count of its own; a user's field is deleted at 0 |
 //! | `user_running` | hash | running jobs per user, built-in and remote alike (the per-user limit); a user's field is deleted at 0 |
+//! | `type_running`, `key_running` | hash | running jobs per limited job type and per type and concurrency key (`<type>\31<key>`), the limits of `[job_types]`; claim adds, a stop frees (`free_slot_counts`); a field is deleted at 0; `key_running` also holds the field `''` (not a slot), whose long value keeps it a hash table (O(1) lookups) |
+//! | `parked:<scope>` | zset | pending jobs a claim found over the limit of `<scope>` (`type:<T>`, `key:<T>\31<K>`, `rate:<T>[\31<K>]`), scored and named as in their queue; a stop of the scope, or its look (`parked_check`), puts them back |
+//! | `parked_count` | hash | jobs in each `parked:<scope>`, so a stop reads in one command which of the scopes it frees have any; a field is deleted at 0, set again by each look |
+//! | `parked_check` | zset | scopes with parked jobs, scored by when a claim next looks at them (a rate window's opening, else a second on) |
+//! | `user_parked` | hash | parked jobs per user (the quota's count); a user's field is deleted at 0 |
+//! | `rate:<scope>` | hash | a rate window: when it `closes` and its `started` count; expires after it closes |
 //! | `expiring` | zset | jobs with a deadline to start by (`expires_at`), scored by it; submit adds, the expiry pass (and every claim) removes entries as their deadline passes, cancelling those still pending or scheduled and never started |
 //! | `scheduled` | zset | delayed jobs and retries by due time; promotion removes |
 //! | `done:completed`, `done:failed` | zset | terminal jobs by finish time, for retention cleanup |

@@ -28,15 +28,39 @@ local function start_attempt(id, job, worker, token, now, ...)
 end
 
 -- Parks a job popped from its user's queue (`member`, `score`) on
--- `scope` (see unpark in common.lua).
-local function park(id, user, scope, member, score, now)
-  redis.call('ZADD', parked_key(scope), score, member)
+-- `scope` (see unpark in common.lua). `parked` counts the jobs parked per
+-- scope and per user, for the claim to write once at the end.
+local function park(id, user, scope, member, score, now, parked)
+  if redis.call('ZADD', parked_key(scope), score, member) == 1 then
+    parked.scopes[scope] = (parked.scopes[scope] or 0) + 1
+  end
   if string.sub(scope, 1, 5) ~= 'rate:' then
     redis.call('ZADD', P .. 'parked_check', 'NX', now + 1000, scope)
   end
   redis.call('HSET', job_key(id), 'parked', scope)
-  redis.call('HINCRBY', P .. 'user_parked', user, 1)
+  parked.users[user] = (parked.users[user] or 0) + 1
 end
+
+-- Writes the counts a claim kept: `cache` maps each field of hash `hash`
+-- read this claim to {count read, count added}; the fields that grew get
+-- their new counts in one command (the script alone ran since the read).
+local function write_counts(hash, cache)
+  local set = {}
+  for field, c in pairs(cache) do
+    if c[2] > 0 then
+      set[#set + 1] = field
+      set[#set + 1] = c[1] + c[2]
+    end
+  end
+  if #set > 0 then call_chunked('HSET', P .. hash, set) end
+end
+
+-- The value of the field '' of `key_running` (no slot: a slot holds
+-- \31): longer than Redis's hash-max-listpack-value (64 by default), so
+-- the hash is a hash table, where a key's count is found in O(1), rather
+-- than a listpack searched end to end (as many entries as running slots)
+-- on each of the claim's and the stop's commands.
+local KEY_RUNNING_TABLE = 'keeps this hash a hash table: O(1) lookups of per-key running counts'
 
 -- Jobs a claim parks at most: a long run of blocked jobs is left for the
 -- next claim rather than making one script long.
@@ -75,39 +99,71 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
   for _, id in ipairs(promote_due(now, 1000)) do promoted[#promoted + 1] = id end
   local limited = next(limits) ~= nil
   local read_fields, n_fields = fields, #fields
-  -- Per scope, running counts and rate windows as read, and what this
+  -- Where a job's type and concurrency key are in what the claim reads:
+  -- among the caller's fields, else in two more.
+  local type_at, key_at
+  -- Per type, running counts and rate windows as read, and what this
   -- claim added; written at the end.
-  local type_running, key_running, windows = {}, {}, {}
+  local type_running, windows = {}, {}
   local parked_now = 0
+  local parked = {scopes = {}, users = {}}
   if limited then
-    read_fields = {unpack(fields)}
-    read_fields[n_fields + 1] = 'job_type'
-    read_fields[n_fields + 2] = 'concurrency_key'
+    for i, name in ipairs(fields) do
+      if name == 'job_type' then type_at = i elseif name == 'concurrency_key' then key_at = i end
+    end
+    for _, l in pairs(limits) do
+      if l.per_key then
+        redis.call('HSETNX', P .. 'key_running', '', KEY_RUNNING_TABLE)
+        break
+      end
+    end
+    if not (type_at and key_at) then
+      read_fields = {unpack(fields)}
+      read_fields[n_fields + 1] = 'job_type'
+      read_fields[n_fields + 2] = 'concurrency_key'
+      type_at, key_at = n_fields + 1, n_fields + 2
+    end
   end
   -- Parked scopes due for a look (a rate window opened; a key or type
   -- looked at every second, so that jobs parked under limits since
   -- lowered or removed, or counters lost, never wait for good): as many
   -- jobs as the limit has room for go back to their queues; a scope with
   -- jobs left is looked at again. One command per claim when none is due.
+  local emptied, woke = {}, false
   for _, scope in ipairs(redis.call('ZRANGEBYSCORE', P .. 'parked_check', '-inf', now, 'LIMIT', 0, 100)) do
     local kind, rest = string.match(scope, '^(%a+):(.*)$')
-    local job_type = string.match(rest or '', '^[^\31]*')
-    local l = limits[job_type] or {}
-    local room, again = 1000, 1000
-    if kind == 'rate' then
-      room, again = l.rate_count or room, l.rate_ms or again
-    elseif kind == 'key' and l.per_key then
-      room = l.per_key - tonumber(redis.call('HGET', P .. 'key_running', rest) or '0')
-    elseif kind == 'type' and l.type_max then
-      room = l.type_max - tonumber(redis.call('HGET', P .. 'type_running', rest) or '0')
+    local again = 1000
+    local left = redis.call('ZCARD', parked_key(scope))
+    if left > 0 then
+      local job_type = string.match(rest or '', '^[^\31]*')
+      local l = limits[job_type] or {}
+      local room = 1000
+      if kind == 'rate' then
+        room, again = l.rate_count or room, l.rate_ms or again
+      elseif kind == 'key' and l.per_key then
+        room = l.per_key - tonumber(redis.call('HGET', P .. 'key_running', rest) or '0')
+      elseif kind == 'type' and l.type_max then
+        room = l.type_max - tonumber(redis.call('HGET', P .. 'type_running', rest) or '0')
+      end
+      if room > 0 then
+        local popped = unpark(scope, room, now)
+        woke = woke or popped > 0
+        left = left - popped
+      end
     end
-    if room > 0 then unpark(scope, room, now) end
-    if redis.call('ZCARD', parked_key(scope)) > 0 then
+    if left > 0 then
       redis.call('ZADD', P .. 'parked_check', now + again, scope)
+      -- The count a stop reads, set right again (should it be off).
+      redis.call('HSET', P .. 'parked_count', scope, left)
     else
-      redis.call('ZREM', P .. 'parked_check', scope)
+      emptied[#emptied + 1] = scope
     end
   end
+  if #emptied > 0 then
+    call_chunked('ZREM', P .. 'parked_check', emptied)
+    call_chunked('HDEL', P .. 'parked_count', emptied)
+  end
+  if woke then wake_workers() end
 
   local function running_of(cache, hash, field)
     local c = cache[field]
@@ -133,13 +189,20 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
     return w
   end
 
+  -- Gives back a key slot admit took for a job it then refused.
+  local function give_back(slot)
+    if redis.call('HINCRBY', P .. 'key_running', slot, -1) <= 0 then
+      redis.call('HDEL', P .. 'key_running', slot)
+    end
+  end
+
   -- Whether a job of `job_type` with `key` may start now. Returns nil and
   -- the slots it takes, or the scope it waits on (and for a rate scope,
   -- the rate window).
   local function admit(job_type, key)
     local l = limits[job_type]
     if not l then return nil end
-    local type_c, key_c, window
+    local type_c, key_taken, window
     if l.type_max then
       type_c = running_of(type_running, 'type_running', job_type)
       if type_c[1] + type_c[2] >= l.type_max then return 'type:' .. job_type end
@@ -147,8 +210,13 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
     local slot
     if key then slot = job_type .. '\31' .. key end
     if l.per_key and slot then
-      key_c = running_of(key_running, 'key_running', slot)
-      if key_c[1] + key_c[2] >= l.per_key then return 'key:' .. slot end
+      -- Taken at once, one command; given back if that was over the limit
+      -- (keys are many: a claim rarely meets one twice).
+      if redis.call('HINCRBY', P .. 'key_running', slot, 1) > l.per_key then
+        give_back(slot)
+        return 'key:' .. slot
+      end
+      key_taken = true
     end
     local rate_scope
     -- A rate per key leaves jobs without a key unlimited.
@@ -156,20 +224,22 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
       rate_scope = (l.rate_per_key and slot) or job_type
       window = window_of(rate_scope)
       if window[1] + window[2] >= l.rate_count then
+        if key_taken then give_back(slot) end
         redis.call('ZADD', P .. 'parked_check', window[3], 'rate:' .. rate_scope)
         return 'rate:' .. rate_scope
       end
     end
-    local taken = {}
+    local taken
     if type_c then
       type_c[2] = type_c[2] + 1
-      taken[#taken + 1] = 'type_slot'
-      taken[#taken + 1] = job_type
+      taken = {'type_slot', job_type}
     end
-    if key_c then
-      key_c[2] = key_c[2] + 1
-      taken[#taken + 1] = 'key_slot'
-      taken[#taken + 1] = slot
+    if key_taken then
+      if taken then
+        taken[3], taken[4] = 'key_slot', slot
+      else
+        taken = {'key_slot', slot}
+      end
     end
     if window then
       local key = P .. 'rate:' .. rate_scope
@@ -212,15 +282,17 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
       local job = redis.call('HMGET', job_key(id), unpack(read_fields))
       local wait, taken
       if limited and job[1] then
-        local job_type, key = job[n_fields + 1], job[n_fields + 2] or nil
-        job[n_fields + 2] = nil
-        job[n_fields + 1] = nil
+        local job_type, key = job[type_at], job[key_at] or nil
+        if key_at > n_fields then
+          job[key_at] = nil
+          job[type_at] = nil
+        end
         wait, taken = admit(job_type, key)
       end
       -- A queue entry whose job is gone is dropped.
       if not job[1] then
       elseif wait then
-        park(id, user, wait, top[i], top[i + 1], now)
+        park(id, user, wait, top[i], top[i + 1], now, parked)
         parked_now = parked_now + 1
       else
         if taken then
@@ -299,12 +371,13 @@ local function claim_jobs(worker, queues, max_jobs, global_max, per_user_max, le
         redis.call('HINCRBY', P .. 'user_running', user, counts[2])
       end
     end
-    for job_type, c in pairs(type_running) do
-      if c[2] > 0 then redis.call('HINCRBY', P .. 'type_running', job_type, c[2]) end
-    end
-    for slot, c in pairs(key_running) do
-      if c[2] > 0 then redis.call('HINCRBY', P .. 'key_running', slot, c[2]) end
-    end
+    write_counts('type_running', type_running)
+  end
+  for scope, n in pairs(parked.scopes) do
+    redis.call('HINCRBY', P .. 'parked_count', scope, n)
+  end
+  for user, n in pairs(parked.users) do
+    redis.call('HINCRBY', P .. 'user_parked', user, n)
   end
   return claimed, promoted
 end

@@ -118,10 +118,10 @@ local function enqueue(id, q, user, priority, queued_at)
 end
 
 -- Puts a claimed job back where it was in its user's queue q: its queue
--- member (kept in the job since it was enqueued) orders it before every
--- job enqueued after it.
-local function requeue_in_place(id, q, user, priority, now)
-  local member = redis.call('HGET', job_key(id), 'queue_member')
+-- member (kept in the job since it was enqueued; `member` if the caller
+-- read it) orders it before every job enqueued after it.
+local function requeue_in_place(id, q, user, priority, now, member)
+  member = member or redis.call('HGET', job_key(id), 'queue_member')
   if not member then
     return enqueue(id, q, user, priority, now)
   end
@@ -312,38 +312,123 @@ end
 -- `key:<T>\31<K>` or `rate:<T>[\31<K>]`; its hash's `parked` names it;
 -- scored and named as in its user's queue) instead of its user's queue,
 -- so the jobs behind it are claimed; `user_parked` counts them per user
--- for the quota. A stop gives one parked job of each scope it frees back;
--- a rate scope's jobs come back when its window opens (`rate_open`).
+-- for the quota, and `parked_count` per scope, so that a stop reads
+-- whether any of the scopes it frees has parked jobs in one command for
+-- all of them (most have none). A stop gives one parked job of each scope
+-- it frees back; a rate scope's jobs come back when its window opens
+-- (the look, `parked_check` in claim_jobs.lua).
 local function parked_key(scope) return P .. 'parked:' .. scope end
 
+-- HMGET of `fields` of hash `key`, in chunks (Lua's unpack limit).
+local function hmget_chunked(key, fields)
+  local values = {}
+  for i = 1, #fields, 1000 do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + 999, #fields)))
+    for j = 1, #part do values[i + j - 1] = part[j] end
+  end
+  return values
+end
+
+-- Moves `scope`'s count in `parked_count` by `n` (a field is deleted at 0).
+local function count_parked(scope, n)
+  if redis.call('HINCRBY', P .. 'parked_count', scope, n) <= 0 then
+    redis.call('HDEL', P .. 'parked_count', scope)
+  end
+end
+
 -- Puts up to `n` jobs parked on `scope` back in their users' queues, at
--- their places.
+-- their places. Returns how many it took out of the parked set; the
+-- caller keeps `parked_count` and wakes the workers.
 local function unpark(scope, n, now)
   local top = redis.call('ZPOPMIN', parked_key(scope), n)
   for i = 1, #top, 2 do
     local id = queued_id(top[i])
     local f = redis.call('HMGET', job_key(id), 'status', 'user_id', 'priority', 'remote',
-      'job_type', 'parked')
+      'job_type', 'parked', 'queue_member')
     if f[1] == 'pending' and f[6] == scope then
       redis.call('HDEL', job_key(id), 'parked')
       if redis.call('HINCRBY', P .. 'user_parked', f[2], -1) <= 0 then
         redis.call('HDEL', P .. 'user_parked', f[2])
       end
-      requeue_in_place(id, queue_of(f[4], f[5]), f[2], tonumber(f[3]), now)
+      requeue_in_place(id, queue_of(f[4], f[5]), f[2], tonumber(f[3]), now, f[7])
     end
   end
-  if #top > 0 then wake_workers() end
+  return #top / 2
 end
 
 -- Takes a parked job (its hash's `parked` names the scope) out of its
 -- parked set.
 local function unpark_one(id, scope, user)
   local member = redis.call('HGET', job_key(id), 'queue_member')
-  if member then redis.call('ZREM', parked_key(scope), member) end
+  if member and redis.call('ZREM', parked_key(scope), member) == 1 then
+    count_parked(scope, -1)
+  end
   redis.call('HDEL', job_key(id), 'parked')
   if redis.call('HINCRBY', P .. 'user_parked', user, -1) <= 0 then
     redis.call('HDEL', P .. 'user_parked', user)
   end
+end
+
+-- Lets back, of each scope in `scopes`, as many parked jobs as the
+-- matching `counts` says slots were freed: one read of `parked_count` for
+-- all, a pop only where jobs are parked.
+local function unpark_freed(scopes, counts, now)
+  if #scopes == 0 then return end
+  local parked = hmget_chunked(P .. 'parked_count', scopes)
+  local set, del, woke = {}, {}, false
+  for i, scope in ipairs(scopes) do
+    local had = tonumber(parked[i] or '0')
+    if had > 0 then
+      local popped = unpark(scope, counts[i], now)
+      woke = woke or popped > 0
+      -- Fewer than asked: the set is empty, whatever the count said.
+      local left = popped < counts[i] and 0 or math.max(had - popped, 0)
+      if left > 0 then
+        set[#set + 1] = scope
+        set[#set + 1] = left
+      else
+        del[#del + 1] = scope
+      end
+    end
+  end
+  if #set > 0 then call_chunked('HSET', P .. 'parked_count', set) end
+  if #del > 0 then call_chunked('HDEL', P .. 'parked_count', del) end
+  if woke then wake_workers() end
+end
+
+-- Frees limit slots of jobs that stopped running: `freed` maps
+-- 'type_running' and 'key_running' each to {slot = slots freed}. The
+-- counts are read in one command per hash and written in at most two
+-- (a count at 0 is deleted); then as many parked jobs of each scope come
+-- back. Nothing freed: no command.
+local function free_slot_counts(freed, now)
+  local scopes, counts = {}, {}
+  for _, running in ipairs({'type_running', 'key_running'}) do
+    local slots, ns = {}, {}
+    for slot, n in pairs(freed[running] or {}) do
+      slots[#slots + 1] = slot
+      ns[#ns + 1] = n
+    end
+    if #slots > 0 then
+      local prefix = running == 'type_running' and 'type:' or 'key:'
+      local was = hmget_chunked(P .. running, slots)
+      local set, del = {}, {}
+      for i, slot in ipairs(slots) do
+        local left = tonumber(was[i] or '0') - ns[i]
+        if left > 0 then
+          set[#set + 1] = slot
+          set[#set + 1] = left
+        else
+          del[#del + 1] = slot
+        end
+        scopes[#scopes + 1] = prefix .. slot
+        counts[#counts + 1] = ns[i]
+      end
+      if #set > 0 then call_chunked('HSET', P .. running, set) end
+      if #del > 0 then call_chunked('HDEL', P .. running, del) end
+    end
+  end
+  unpark_freed(scopes, counts, now)
 end
 
 -- Frees the limit slots a job that stopped running held (its
@@ -351,16 +436,10 @@ end
 -- scope back. Jobs without limits pass nothing: no command.
 local function free_slots(id, type_slot, key_slot, now)
   if not type_slot and not key_slot then return end
-  -- One slot of `running` (a hash of counts), and the next parked job of
-  -- its scope back.
-  local function free(running, slot, scope)
-    if redis.call('HINCRBY', P .. running, slot, -1) <= 0 then
-      redis.call('HDEL', P .. running, slot)
-    end
-    unpark(scope .. slot, 1, now)
-  end
-  if type_slot then free('type_running', type_slot, 'type:') end
-  if key_slot then free('key_running', key_slot, 'key:') end
+  local freed = {type_running = {}, key_running = {}}
+  if type_slot then freed.type_running[type_slot] = 1 end
+  if key_slot then freed.key_running[key_slot] = 1 end
+  free_slot_counts(freed, now)
   redis.call('HDEL', job_key(id), 'type_slot', 'key_slot')
 end
 
@@ -372,8 +451,9 @@ local function pending_left(id, user, job_type, key, parked, now)
     unpark_one(id, parked, user)
     return
   end
-  unpark('type:' .. job_type, 1, now)
-  if key then unpark('key:' .. job_type .. '\31' .. key, 1, now) end
+  local scopes = {'type:' .. job_type}
+  if key then scopes[2] = 'key:' .. job_type .. '\31' .. key end
+  unpark_freed(scopes, {1, 1}, now)
 end
 
 -- Expiry. `expiring` holds jobs with a deadline to start by, scored by it.
