@@ -54,6 +54,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         worker.grace_seconds = args.grace
     processed = worker.run(burst=args.burst)
     logging.getLogger("jobd.worker").info("worker %s stopped after %d jobs", worker.worker_id, processed)
+    if worker.handlers_running:
+        # Their jobs are back in the queue, but their threads still run user
+        # code; interpreter teardown under running threads can crash
+        # (CPython stops daemon threads abruptly), so leave now, as Celery's
+        # cold shutdown does.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -107,6 +107,7 @@ class Worker:
         self.host = host
         self._handlers: Dict[str, Handler] = {}
         self._stop_requested = threading.Event()
+        self._last_run: Optional[_Run] = None
         self.processed = 0
 
     # ------------------------------------------------------------ handlers
@@ -138,11 +139,20 @@ class Worker:
         the number of attempts this run ended (results sent)."""
         if not self._handlers:
             raise ValueError("no handlers: register one with @worker.handler(job_type)")
+        self._last_run = _Run(self, burst)
         try:
-            self.processed = _Run(self, burst).run()
+            self.processed = self._last_run.run()
         finally:
             self._stop_requested.clear()
         return self.processed
+
+    @property
+    def handlers_running(self) -> int:
+        """Handlers of the last run still running after it returned: jobs
+        given back at a second signal (or after the grace period) whose
+        functions have not returned; threads cannot be stopped from
+        outside."""
+        return self._last_run.handlers_running if self._last_run else 0
 
 
 class _Run:
@@ -237,6 +247,12 @@ class _Run:
                 sys.stdout = tee.real
             restore()
         return self.processed
+
+    @property
+    def handlers_running(self) -> int:
+        """Handlers whose function has not returned."""
+        with self._lock:
+            return len(self._running)
 
     def _install_signals(self) -> Callable[[], None]:
         """SIGINT/SIGTERM: graceful shutdown; a second one: no grace."""
