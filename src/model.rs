@@ -544,6 +544,55 @@ impl NewJob {
             expires_in: None,
         }
     }
+
+    /// The job as a store keeps it once stored at `now` as `admission`
+    /// says: the one place that knows a new job's first fields, so a store
+    /// answers a submission without reading back what it wrote.
+    pub fn stored(self, now: Millis, admission: Admission) -> Job {
+        let (cancelled_by, error) = admission.cancelled.unzip();
+        Job {
+            id: self.id,
+            job_type: self.job_type,
+            remote: self.remote,
+            user_id: self.user_id,
+            concurrency_key: self.concurrency_key,
+            status: admission.status,
+            priority: self.priority,
+            parameters: self.parameters,
+            result: None,
+            error,
+            progress: Progress::default(),
+            attempts: 0,
+            max_attempts: self.max_attempts,
+            interruptions: 0,
+            timeout_seconds: self.timeout_seconds,
+            created_at: now,
+            scheduled_for: self.run_at.filter(|at| *at > now),
+            started_at: None,
+            completed_at: cancelled_by.map(|_| now),
+            updated_at: now,
+            worker_id: None,
+            revision: 1,
+            depends_on: self.depends_on,
+            waiting_dependencies: admission.waiting_dependencies,
+            cancelled_by,
+            expires_at: self.expires_in.map(|after| now.saturating_add(after)),
+            schedule: None,
+        }
+    }
+}
+
+/// What a store decided about a new job as it stored it.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Its first status: pending, scheduled (due later or waiting for
+    /// dependencies) or cancelled.
+    pub status: JobStatus,
+    /// Its dependencies not yet completed.
+    pub waiting_dependencies: u32,
+    /// The dependency that had already failed or been cancelled, and the
+    /// error that left this job (its status is then cancelled).
+    pub cancelled: Option<(JobId, String)>,
 }
 
 #[cfg(test)]

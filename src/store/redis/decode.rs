@@ -3,7 +3,7 @@
 use redis::Value;
 use serde_json::Value as Json;
 
-use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, ScheduleTick};
+use crate::model::{Admission, Job, JobId, JobStatus, Millis, NewJob, Progress, ScheduleTick};
 use crate::store::{
     LogEntry, LogPage, Outcome, Serves, StoreError, StoreResult, WorkerInfo, WorkerRecord,
 };
@@ -32,36 +32,12 @@ pub(super) fn submitted_job(new: NewJob, now: Millis, reply: Vec<Value>) -> Stor
     let status: JobStatus = field(0)
         .parse()
         .map_err(|_| corrupt(format!("submit status {:?}", field(0))))?;
-    let cancelled_by = field(2).parse().ok();
-    Ok(Job {
-        id: new.id,
-        job_type: new.job_type,
-        remote: new.remote,
-        user_id: new.user_id,
-        concurrency_key: new.concurrency_key,
+    let admission = Admission {
         status,
-        priority: new.priority,
-        parameters: new.parameters,
-        result: None,
-        error: Some(field(3)).filter(|e| !e.is_empty()),
-        progress: Progress::default(),
-        attempts: 0,
-        max_attempts: new.max_attempts,
-        interruptions: 0,
-        timeout_seconds: new.timeout_seconds,
-        created_at: now,
-        scheduled_for: new.run_at.filter(|at| *at > now),
-        started_at: None,
-        completed_at: cancelled_by.map(|_| now),
-        updated_at: now,
-        worker_id: None,
-        revision: 1,
-        depends_on: new.depends_on,
         waiting_dependencies: field(1).parse().unwrap_or(0),
-        cancelled_by,
-        expires_at: new.expires_in.map(|after| now.saturating_add(after)),
-        schedule: None,
-    })
+        cancelled: field(2).parse().ok().map(|by| (by, field(3))),
+    };
+    Ok(new.stored(now, admission))
 }
 
 /// A reply as an array.

@@ -59,7 +59,7 @@ pub(super) fn submit_debounced_in(
     }
     job.run_at = Some(debounce.first_due(now));
     let (user_id, job_type) = (job.user_id.clone(), job.job_type.clone());
-    let stored = insert_jobs(conn, std::slice::from_ref(&job), quota, now)?
+    let stored = insert_jobs(conn, vec![job], quota, now)?
         .pop()
         .ok_or_else(|| StoreError::corrupt("submit_debounced", "the store stored no job"))?;
     conn.prepare_cached(sql::UPSERT_DEBOUNCE_KEY)

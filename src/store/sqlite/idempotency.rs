@@ -45,7 +45,7 @@ pub(super) fn submit_once_in(
         }
     }
     let user_id = job.user_id.clone();
-    let mut stored = insert_jobs(conn, std::slice::from_ref(&job), quota, now)?;
+    let mut stored = insert_jobs(conn, vec![job], quota, now)?;
     let job = stored
         .pop()
         .ok_or_else(|| StoreError::corrupt("submit_once", "the store stored no job"))?;

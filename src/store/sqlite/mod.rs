@@ -192,7 +192,7 @@ impl Store for SqliteStore {
             // every insert of the call.
             let stored = self
                 .writer
-                .write(move |conn| insert_jobs(conn, &jobs, quota, now))
+                .write(move |conn| insert_jobs(conn, jobs, quota, now))
                 .await?;
             self.publish_all(&stored);
             if stored.iter().any(|job| job.status == JobStatus::Pending) {

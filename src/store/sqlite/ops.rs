@@ -9,9 +9,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::limits::Gate;
-use super::rows::{db_err, job_from_row, json_text, query_job, query_jobs, status_of};
+use super::rows::{JobColumns, db_err, job_from_row, json_text, query_job, query_jobs, status_of};
 use super::sql;
-use crate::model::{Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
+use crate::model::{Admission, Job, JobId, JobStatus, Millis, NewJob, Progress, duration_millis};
 use crate::store::{
     ClaimParams, ClaimRef, Claimed, ListPage, ListQuery, Outcome, RecoverParams, RecoverReport,
     Serves, StoreError, StoreResult, StoreStats, WorkerInfo, WorkerRecord,
@@ -251,7 +251,7 @@ fn job_row(
     new: &NewJob,
     earlier: &HashMap<JobId, JobStatus>,
     now: Millis,
-) -> StoreResult<(JobStatus, Value)> {
+) -> StoreResult<(Admission, Value)> {
     let mut waiting = 0u32;
     let mut settled_by: Option<(JobId, JobStatus)> = None;
     for dependency in &new.depends_on {
@@ -269,10 +269,14 @@ fn job_row(
         }
     }
     let scheduled_for = new.run_at.filter(|at| *at > now);
-    let (status, error) = match settled_by {
-        Some((by, status)) => (JobStatus::Cancelled, Some(dependency_error(by, status))),
-        None if waiting > 0 || scheduled_for.is_some() => (JobStatus::Scheduled, None),
-        None => (JobStatus::Pending, None),
+    let admission = Admission {
+        status: match settled_by {
+            Some(_) => JobStatus::Cancelled,
+            None if waiting > 0 || scheduled_for.is_some() => JobStatus::Scheduled,
+            None => JobStatus::Pending,
+        },
+        waiting_dependencies: waiting,
+        cancelled: settled_by.map(|(by, status)| (by, dependency_error(by, status))),
     };
     let depends_on = (!new.depends_on.is_empty())
         .then(|| serde_json::to_string(&new.depends_on).unwrap_or_default());
@@ -280,7 +284,7 @@ fn job_row(
         "id": new.id,
         "job_type": new.job_type,
         "user_id": new.user_id,
-        "status": status.as_str(),
+        "status": admission.status.as_str(),
         "priority": new.priority,
         "parameters": json_text(&new.parameters),
         "max_attempts": new.max_attempts,
@@ -288,46 +292,42 @@ fn job_row(
         "scheduled_for": scheduled_for,
         "depends_on": depends_on,
         "waiting_dependencies": waiting,
-        "cancelled_by": settled_by.map(|(by, _)| by),
-        "error": error,
+        "cancelled_by": admission.cancelled.as_ref().map(|(by, _)| by),
+        "error": admission.cancelled.as_ref().map(|(_, error)| error),
         "completed_at": settled_by.map(|_| now),
         "remote": new.remote,
         "expires_at": new.expires_in.map(|after| now.saturating_add(after)),
         "concurrency_key": new.concurrency_key,
     });
-    Ok((status, row))
+    Ok((admission, row))
 }
 
-/// Inserts new jobs with their dependency edges, all or none (the caller's
-/// write undoes every insert on an error), in two statements whatever
-/// their number (a statement's journal, not a row, is what a write pays
-/// most for); then checks each of their users against `quota`: a user
-/// left with more queued jobs than it allows refuses the whole call. The
-/// count is kept by triggers, so the check reads one row per user.
+/// Stores new jobs in one statement (see `insert_jobs.sql`), with their
+/// dependency edges, and checks the users' queue quota; the jobs are
+/// answered from `jobs` and what was decided here, not read back.
 pub(super) fn insert_jobs(
     conn: &Connection,
-    jobs: &[NewJob],
+    jobs: Vec<NewJob>,
     quota: Option<u64>,
     now: Millis,
 ) -> StoreResult<Vec<Job>> {
     let mut statuses = HashMap::with_capacity(jobs.len());
+    let mut admissions = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     let mut edges = Vec::new();
-    for new in jobs {
-        let (status, row) = job_row(conn, new, &statuses, now)?;
-        statuses.insert(new.id, status);
+    for new in &jobs {
+        let (admission, row) = job_row(conn, new, &statuses, now)?;
+        statuses.insert(new.id, admission.status);
+        admissions.push(admission);
         rows.push(row);
         edges.extend(new.depends_on.iter().map(|dep| [new.id, *dep]));
     }
     let rows = Value::Array(rows).to_string();
-    let mut stored = query_jobs(
+    execute(
         conn,
         sql::INSERT_JOBS,
         named_params! {":jobs": rows, ":now": now},
     )?;
-    // RETURNING's order is not the insert's: back to the call's.
-    let position: HashMap<JobId, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id, i)).collect();
-    stored.sort_by_key(|job| position.get(&job.id).copied());
     if !edges.is_empty() {
         let edges = serde_json::to_string(&edges).unwrap_or_default();
         execute(
@@ -347,7 +347,11 @@ pub(super) fn insert_jobs(
             }
         }
     }
-    Ok(stored)
+    Ok(jobs
+        .into_iter()
+        .zip(admissions)
+        .map(|(new, admission)| new.stored(now, admission))
+        .collect())
 }
 
 /// A user's queued jobs (pending or scheduled), as the triggers keep them.
@@ -423,6 +427,7 @@ pub(super) fn finish_in(
 /// A page of the listing (`limit` jobs at most, newest first).
 pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<ListPage> {
     let mut stmt = conn.prepare_cached(sql::LIST_JOBS).map_err(db_err)?;
+    let columns = JobColumns::of(&stmt).map_err(db_err)?;
     let mut rows = stmt
         .query(named_params! {
             ":status": query.status.map(JobStatus::as_str),
@@ -444,7 +449,7 @@ pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<ListP
             let next_cursor = jobs.last().map(|job: &Job| job.id);
             return Ok(ListPage { jobs, next_cursor });
         }
-        jobs.push(job_from_row(row).map_err(db_err)?);
+        jobs.push(job_from_row(row, &columns).map_err(db_err)?);
     }
     let next_cursor = (jobs.len() == query.limit)
         .then(|| jobs.last().map(|job| job.id))

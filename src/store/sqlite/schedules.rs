@@ -96,7 +96,7 @@ pub(super) fn fire_schedule_in(
     if claimed == 0 {
         return Ok(None);
     }
-    let mut job = insert_jobs(conn, std::slice::from_ref(&job), quota, now)?
+    let mut job = insert_jobs(conn, vec![job], quota, now)?
         .pop()
         .ok_or_else(|| StoreError::corrupt("fire_schedule", "the store stored no job"))?;
     execute(

@@ -594,6 +594,52 @@ pub async fn a_chain_is_submitted_all_or_nothing(backend: &dyn Backend) {
     assert_eq!(total, 3, "only the first chain's jobs exist");
 }
 
+/// Stores answer a submission from what they decided rather than reading
+/// the rows back; what they answer must be exactly what they stored, on
+/// every path: pending, delayed, waiting for a dependency, cancelled by a
+/// failed one, with a key, a deadline, a time limit and parameters.
+pub async fn what_submit_answers_is_what_is_stored(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let failed = store.submit(new_job("u")).await.unwrap();
+    store.cancel(failed.id).await.unwrap();
+    let now = store.clock().now();
+    let plain = NewJob {
+        parameters: json!({"text": "a", "n": [1, 2.5, null]}),
+        priority: 3,
+        max_attempts: 4,
+        timeout_seconds: Some(1.5),
+        concurrency_key: Some("set-1".into()),
+        expires_in: Some(60_000),
+        ..new_job("u")
+    };
+    let delayed = NewJob {
+        run_at: Some(now + 5_000),
+        ..new_job("v")
+    };
+    let waiting = dependent("u", &[plain.id]);
+    let cancelled = dependent("v", &[failed.id, plain.id]);
+    let mut answered = store
+        .submit_all(vec![plain, delayed, waiting, cancelled])
+        .await
+        .unwrap();
+    let statuses: Vec<_> = answered.iter().map(|job| job.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            JobStatus::Pending,
+            JobStatus::Scheduled,
+            JobStatus::Scheduled,
+            JobStatus::Cancelled
+        ]
+    );
+    assert_eq!(answered[3].cancelled_by, Some(failed.id));
+    assert!(answered[3].error.is_some());
+    answered.push(store.submit(new_job("w")).await.unwrap());
+    for job in answered {
+        assert_eq!(store.get(job.id).await.unwrap(), job);
+    }
+}
+
 pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
     let store = backend.open().await;
     let a = store.submit(new_job("u")).await.unwrap();
