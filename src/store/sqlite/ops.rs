@@ -241,17 +241,40 @@ fn claim_remote(
     Ok(claimed)
 }
 
-/// The row a new job is stored as: pending, scheduled (for `run_at`, or
-/// waiting for unfinished dependencies), or cancelled at once when a
-/// dependency already failed or was cancelled. `earlier` holds the
-/// statuses of the jobs inserted before it in the same call, which it may
-/// depend on.
-fn job_row(
+/// A new job's row as `insert_jobs.sql` reads it from its JSON array.
+#[derive(serde::Serialize)]
+struct NewRow<'a> {
+    id: JobId,
+    job_type: &'a str,
+    user_id: &'a str,
+    status: &'static str,
+    priority: i32,
+    /// The parameters' JSON text (the column holds text).
+    parameters: String,
+    max_attempts: u32,
+    timeout_seconds: Option<f64>,
+    scheduled_for: Option<Millis>,
+    /// The dependencies' ids as JSON text, if any.
+    depends_on: Option<String>,
+    waiting_dependencies: u32,
+    cancelled_by: Option<JobId>,
+    error: Option<&'a str>,
+    completed_at: Option<Millis>,
+    remote: bool,
+    expires_at: Option<Millis>,
+    concurrency_key: Option<&'a str>,
+}
+
+/// How a new job is admitted: pending, scheduled (for `run_at`, or waiting
+/// for unfinished dependencies), or cancelled at once when a dependency
+/// already failed or was cancelled. `earlier` holds the statuses of the
+/// jobs inserted before it in the same call, which it may depend on.
+fn admission(
     conn: &Connection,
     new: &NewJob,
     earlier: &HashMap<JobId, JobStatus>,
     now: Millis,
-) -> StoreResult<(Admission, Value)> {
+) -> StoreResult<Admission> {
     let mut waiting = 0u32;
     let mut settled_by: Option<(JobId, JobStatus)> = None;
     for dependency in &new.depends_on {
@@ -268,38 +291,42 @@ fn job_row(
             Some(_) => waiting += 1,
         }
     }
-    let scheduled_for = new.run_at.filter(|at| *at > now);
-    let admission = Admission {
+    Ok(Admission {
         status: match settled_by {
             Some(_) => JobStatus::Cancelled,
-            None if waiting > 0 || scheduled_for.is_some() => JobStatus::Scheduled,
+            None if waiting > 0 || new.run_at.is_some_and(|at| at > now) => JobStatus::Scheduled,
             None => JobStatus::Pending,
         },
         waiting_dependencies: waiting,
         cancelled: settled_by.map(|(by, status)| (by, dependency_error(by, status))),
-    };
-    let depends_on = (!new.depends_on.is_empty())
-        .then(|| serde_json::to_string(&new.depends_on).unwrap_or_default());
-    let row = serde_json::json!({
-        "id": new.id,
-        "job_type": new.job_type,
-        "user_id": new.user_id,
-        "status": admission.status.as_str(),
-        "priority": new.priority,
-        "parameters": json_text(&new.parameters),
-        "max_attempts": new.max_attempts,
-        "timeout_seconds": new.timeout_seconds,
-        "scheduled_for": scheduled_for,
-        "depends_on": depends_on,
-        "waiting_dependencies": waiting,
-        "cancelled_by": admission.cancelled.as_ref().map(|(by, _)| by),
-        "error": admission.cancelled.as_ref().map(|(_, error)| error),
-        "completed_at": settled_by.map(|_| now),
-        "remote": new.remote,
-        "expires_at": new.expires_in.map(|after| now.saturating_add(after)),
-        "concurrency_key": new.concurrency_key,
-    });
-    Ok((admission, row))
+    })
+}
+
+/// The row `new` is stored as, once admitted.
+fn new_row<'a>(new: &'a NewJob, admission: &'a Admission, now: Millis) -> NewRow<'a> {
+    NewRow {
+        id: new.id,
+        job_type: &new.job_type,
+        user_id: &new.user_id,
+        status: admission.status.as_str(),
+        priority: new.priority,
+        parameters: json_text(&new.parameters),
+        max_attempts: new.max_attempts,
+        timeout_seconds: new.timeout_seconds,
+        scheduled_for: new.run_at.filter(|at| *at > now),
+        depends_on: (!new.depends_on.is_empty())
+            .then(|| serde_json::to_string(&new.depends_on).unwrap_or_default()),
+        waiting_dependencies: admission.waiting_dependencies,
+        cancelled_by: admission.cancelled.as_ref().map(|(by, _)| *by),
+        error: admission
+            .cancelled
+            .as_ref()
+            .map(|(_, error)| error.as_str()),
+        completed_at: admission.cancelled.as_ref().map(|_| now),
+        remote: new.remote,
+        expires_at: new.expires_in.map(|after| now.saturating_add(after)),
+        concurrency_key: new.concurrency_key.as_deref(),
+    }
 }
 
 /// Stores new jobs in one statement (see `insert_jobs.sql`), with their
@@ -313,16 +340,19 @@ pub(super) fn insert_jobs(
 ) -> StoreResult<Vec<Job>> {
     let mut statuses = HashMap::with_capacity(jobs.len());
     let mut admissions = Vec::with_capacity(jobs.len());
-    let mut rows = Vec::with_capacity(jobs.len());
     let mut edges = Vec::new();
     for new in &jobs {
-        let (admission, row) = job_row(conn, new, &statuses, now)?;
-        statuses.insert(new.id, admission.status);
-        admissions.push(admission);
-        rows.push(row);
+        let admitted = admission(conn, new, &statuses, now)?;
+        statuses.insert(new.id, admitted.status);
+        admissions.push(admitted);
         edges.extend(new.depends_on.iter().map(|dep| [new.id, *dep]));
     }
-    let rows = Value::Array(rows).to_string();
+    let rows: Vec<NewRow<'_>> = jobs
+        .iter()
+        .zip(&admissions)
+        .map(|(new, admission)| new_row(new, admission, now))
+        .collect();
+    let rows = serde_json::to_string(&rows).unwrap_or_default();
     execute(
         conn,
         sql::INSERT_JOBS,
