@@ -553,6 +553,7 @@ store_contract!(
     dependencies_gate_cascade_and_revive,
     a_chain_is_submitted_all_or_nothing,
     what_submit_answers_is_what_is_stored,
+    a_taken_id_refuses_the_whole_call,
     cleanup_removes_only_expired_terminal_jobs,
     finished_totals_count_every_end_and_never_go_down,
     an_ended_attempt_forgets_its_due_time,

@@ -640,6 +640,24 @@ pub async fn what_submit_answers_is_what_is_stored(backend: &dyn Backend) {
     }
 }
 
+/// A job id already stored refuses the whole call, wherever it is in it.
+pub async fn a_taken_id_refuses_the_whole_call(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let taken = store.submit(new_job("u")).await.unwrap();
+    let fresh = new_job("u");
+    let again = NewJob {
+        id: taken.id,
+        ..new_job("v")
+    };
+    let refused = store.submit_all(vec![fresh.clone(), again]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(matches!(
+        store.get(fresh.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.get(taken.id).await.unwrap(), taken);
+}
+
 pub async fn dependencies_gate_cascade_and_revive(backend: &dyn Backend) {
     let store = backend.open().await;
     let a = store.submit(new_job("u")).await.unwrap();
