@@ -591,7 +591,7 @@ pub struct Admission {
     /// Its dependencies not yet completed.
     pub waiting_dependencies: u32,
     /// The dependency that had already failed or been cancelled, and the
-    /// error that left this job (its status is then cancelled).
+    /// error this job is cancelled with (its status is then cancelled).
     pub cancelled: Option<(JobId, String)>,
 }
 

@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import http from "node:http";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -313,6 +313,34 @@ describe("dashboard", () => {
     await page.screenshot({ path: path.join(OUTPUT, "dashboard-overview.png"), fullPage: true });
     for (const id of [...running, waiting]) {
       assert.equal((await api(server, "POST", `/api/v1/jobs/cancel/${id}`)).status, 200);
+    }
+  });
+
+  test("a job held back by its key's limit says so", async () => {
+    // A server of its own, whose sleep jobs run one per document.
+    const dir = await mkdtemp(path.join(tmpdir(), "jobd-browser-config-"));
+    const config = path.join(dir, "jobd.toml");
+    await writeFile(config, '[job_types.sleep]\nconcurrency_key = "/doc"\nmax_concurrent_per_key = 1\n');
+    const keyed = await startServer(["--config", config]);
+    origins.add(new URL(keyed.url).origin);
+    const other = await context.newPage();
+    try {
+      const job = { job_type: "sleep", parameters: { seconds: 60, doc: "report-7" }, user_id: "dave" };
+      const running = await submit(keyed, job);
+      await waitForStatus(keyed, running, "running");
+      const waiting = await submit(keyed, job);
+      await other.goto(`${keyed.url}/#/job/${waiting}`);
+      await waitForText(other, "#job-status", "pending");
+      await other.waitForSelector('#why li[data-reason="key_limit"]', { timeout: WAIT });
+      assert.match(await other.locator("#why").innerText(), /Key 'report-7' of job type 'sleep' is at its limit: 1 of 1/);
+      await other.screenshot({ path: path.join(OUTPUT, "dashboard-why-key-limit.png"), fullPage: true });
+      for (const id of [running, waiting]) {
+        assert.equal((await api(keyed, "POST", `/api/v1/jobs/cancel/${id}`)).status, 200);
+      }
+    } finally {
+      await other.close();
+      await keyed.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

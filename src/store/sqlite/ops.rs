@@ -241,7 +241,8 @@ fn claim_remote(
     Ok(claimed)
 }
 
-/// A new job's row as `insert_jobs.sql` reads it from its JSON array.
+/// A new job's row as `insert_jobs.sql` reads it from its JSON array:
+/// written from the job its store answers, so the two cannot differ.
 #[derive(serde::Serialize)]
 struct NewRow<'a> {
     id: JobId,
@@ -302,36 +303,40 @@ fn admission(
     })
 }
 
-/// The row `new` is stored as, once admitted.
-fn new_row<'a>(new: &'a NewJob, admission: &'a Admission, now: Millis) -> NewRow<'a> {
-    NewRow {
-        id: new.id,
-        job_type: &new.job_type,
-        user_id: &new.user_id,
-        status: admission.status.as_str(),
-        priority: new.priority,
-        parameters: json_text(&new.parameters),
-        max_attempts: new.max_attempts,
-        timeout_seconds: new.timeout_seconds,
-        scheduled_for: new.run_at.filter(|at| *at > now),
-        depends_on: (!new.depends_on.is_empty())
-            .then(|| serde_json::to_string(&new.depends_on).unwrap_or_default()),
-        waiting_dependencies: admission.waiting_dependencies,
-        cancelled_by: admission.cancelled.as_ref().map(|(by, _)| *by),
-        error: admission
-            .cancelled
-            .as_ref()
-            .map(|(_, error)| error.as_str()),
-        completed_at: admission.cancelled.as_ref().map(|_| now),
-        remote: new.remote,
-        expires_at: new.expires_in.map(|after| now.saturating_add(after)),
-        concurrency_key: new.concurrency_key.as_deref(),
+impl<'a> NewRow<'a> {
+    /// The row of `job`, a new job as its store answers it.
+    fn of(job: &'a Job) -> NewRow<'a> {
+        NewRow {
+            id: job.id,
+            job_type: &job.job_type,
+            user_id: &job.user_id,
+            status: job.status.as_str(),
+            priority: job.priority,
+            parameters: json_text(&job.parameters),
+            max_attempts: job.max_attempts,
+            timeout_seconds: job.timeout_seconds,
+            scheduled_for: job.scheduled_for,
+            depends_on: (!job.depends_on.is_empty())
+                .then(|| serde_json::to_string(&job.depends_on).unwrap_or_default()),
+            waiting_dependencies: job.waiting_dependencies,
+            cancelled_by: job.cancelled_by,
+            error: job.error.as_deref(),
+            completed_at: job.completed_at,
+            remote: job.remote,
+            expires_at: job.expires_at,
+            concurrency_key: job.concurrency_key.as_deref(),
+        }
     }
 }
 
-/// Stores new jobs in one statement (see `insert_jobs.sql`), with their
-/// dependency edges, and checks the users' queue quota; the jobs are
-/// answered from `jobs` and what was decided here, not read back.
+/// Inserts new jobs with their dependency edges, all or none (the caller's
+/// write undoes every insert on an error), in two statements whatever
+/// their number (a statement's journal, not a row, is what a write pays
+/// most for); then checks each of their users against `quota`: a user
+/// left with more queued jobs than it allows refuses the whole call. The
+/// count is kept by triggers, so the check reads one row per user. The
+/// jobs are answered from `jobs` and their admissions
+/// ([`NewJob::stored`]), not read back.
 pub(super) fn insert_jobs(
     conn: &Connection,
     jobs: Vec<NewJob>,
@@ -339,19 +344,15 @@ pub(super) fn insert_jobs(
     now: Millis,
 ) -> StoreResult<Vec<Job>> {
     let mut statuses = HashMap::with_capacity(jobs.len());
-    let mut admissions = Vec::with_capacity(jobs.len());
+    let mut stored = Vec::with_capacity(jobs.len());
     let mut edges = Vec::new();
-    for new in &jobs {
-        let admitted = admission(conn, new, &statuses, now)?;
+    for new in jobs {
+        let admitted = admission(conn, &new, &statuses, now)?;
         statuses.insert(new.id, admitted.status);
-        admissions.push(admitted);
         edges.extend(new.depends_on.iter().map(|dep| [new.id, *dep]));
+        stored.push(new.stored(now, admitted));
     }
-    let rows: Vec<NewRow<'_>> = jobs
-        .iter()
-        .zip(&admissions)
-        .map(|(new, admission)| new_row(new, admission, now))
-        .collect();
+    let rows: Vec<NewRow<'_>> = stored.iter().map(NewRow::of).collect();
     let rows = serde_json::to_string(&rows).unwrap_or_default();
     execute(
         conn,
@@ -367,7 +368,7 @@ pub(super) fn insert_jobs(
         )?;
     }
     if let Some(limit) = quota {
-        let users: HashSet<&str> = jobs.iter().map(|job| job.user_id.as_str()).collect();
+        let users: HashSet<&str> = stored.iter().map(|job| job.user_id.as_str()).collect();
         for user_id in users {
             if queued_of(conn, user_id)? > limit {
                 return Err(StoreError::QuotaExceeded {
@@ -377,11 +378,7 @@ pub(super) fn insert_jobs(
             }
         }
     }
-    Ok(jobs
-        .into_iter()
-        .zip(admissions)
-        .map(|(new, admission)| new.stored(now, admission))
-        .collect())
+    Ok(stored)
 }
 
 /// A user's queued jobs (pending or scheduled), as the triggers keep them.
