@@ -516,6 +516,9 @@ pub struct NewJob {
     /// [`Job::expires_at`], so the deadline and `created_at` share one clock
     /// reading.
     pub expires_in: Option<Millis>,
+    /// The schedule's tick it is stored for: set by a store's
+    /// `fire_schedule`, none otherwise.
+    pub schedule: Option<ScheduleTick>,
 }
 
 /// A new job id: a UUID v7, so ids sort by creation time.
@@ -542,6 +545,7 @@ impl NewJob {
             timeout_seconds: None,
             depends_on: Vec::new(),
             expires_in: None,
+            schedule: None,
         }
     }
 
@@ -577,7 +581,7 @@ impl NewJob {
             waiting_dependencies: admission.waiting_dependencies,
             cancelled_by,
             expires_at: self.expires_in.map(|after| now.saturating_add(after)),
-            schedule: None,
+            schedule: self.schedule,
         }
     }
 }

@@ -260,6 +260,7 @@ impl SubmitRequest {
             run_at,
             max_attempts,
             timeout_seconds,
+            schedule: None,
         })
     }
 }

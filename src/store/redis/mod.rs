@@ -1031,15 +1031,16 @@ impl Store for RedisStore {
     ) -> StoreResult<Option<Job>> {
         crate::store::during("fire_schedule", async {
             let now = self.clock.now();
-            let args = args::fire_schedule(&job, tick, revision, self.max_queued_per_user, now);
+            let job = NewJob {
+                schedule: Some(tick.clone()),
+                ..job
+            };
+            let args = args::fire_schedule(&job, revision, self.max_queued_per_user, now);
             match self.run_submit(vec![job], args, now).await? {
-                SubmitReply::Stored(mut stored) => {
-                    let mut job = stored
-                        .pop()
-                        .ok_or_else(|| decode::corrupt("submit reply"))?;
-                    job.schedule = Some(tick.clone());
-                    Ok(Some(job))
-                }
+                SubmitReply::Stored(mut stored) => stored
+                    .pop()
+                    .map(Some)
+                    .ok_or_else(|| decode::corrupt("submit reply")),
                 SubmitReply::Skipped => Ok(None),
                 _ => Err(decode::corrupt("submit reply: not a schedule's")),
             }

@@ -264,6 +264,8 @@ struct NewRow<'a> {
     remote: bool,
     expires_at: Option<Millis>,
     concurrency_key: Option<&'a str>,
+    schedule: Option<&'a str>,
+    schedule_tick: Option<Millis>,
 }
 
 /// How a new job is admitted: pending, scheduled (for `run_at`, or waiting
@@ -325,6 +327,8 @@ impl<'a> NewRow<'a> {
             remote: job.remote,
             expires_at: job.expires_at,
             concurrency_key: job.concurrency_key.as_deref(),
+            schedule: job.schedule.as_ref().map(|tick| tick.name.as_str()),
+            schedule_tick: job.schedule.as_ref().map(|tick| tick.tick),
         }
     }
 }

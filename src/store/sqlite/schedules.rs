@@ -96,15 +96,13 @@ pub(super) fn fire_schedule_in(
     if claimed == 0 {
         return Ok(None);
     }
-    let mut job = insert_jobs(conn, vec![job], quota, now)?
+    let job = NewJob {
+        schedule: Some(tick.clone()),
+        ..job
+    };
+    let job = insert_jobs(conn, vec![job], quota, now)?
         .pop()
         .ok_or_else(|| StoreError::corrupt("fire_schedule", "the store stored no job"))?;
-    execute(
-        conn,
-        sql::MARK_SCHEDULED_JOB,
-        named_params! {":id": job.id.to_string(), ":name": tick.name, ":tick": tick.tick},
-    )?;
-    job.schedule = Some(tick.clone());
     Ok(Some(job))
 }
 

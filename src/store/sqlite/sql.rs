@@ -96,4 +96,3 @@ pub(super) const REPLACE_SCHEDULE: &str = include_str!("sql/replace_schedule.sql
 pub(super) const PAUSE_SCHEDULE: &str = include_str!("sql/pause_schedule.sql");
 pub(super) const DELETE_SCHEDULE: &str = include_str!("sql/delete_schedule.sql");
 pub(super) const CLAIM_SCHEDULE_TICK: &str = include_str!("sql/claim_schedule_tick.sql");
-pub(super) const MARK_SCHEDULED_JOB: &str = include_str!("sql/mark_scheduled_job.sql");

@@ -101,6 +101,7 @@ pub async fn a_tick_fires_once_from_its_revision(backend: &dyn Backend) {
         .await
         .unwrap();
     let t = store.clock().now() + SECOND;
+    let mut feed = handle.bus.subscribe_all();
     let job = store
         .fire_schedule(&tick("every", t), schedule.revision, new_job("ops"))
         .await
@@ -108,10 +109,9 @@ pub async fn a_tick_fires_once_from_its_revision(backend: &dyn Backend) {
         .expect("the tick is owed");
     assert_eq!(job.schedule, Some(tick("every", t)));
     assert_eq!(job.status, JobStatus::Pending);
-    assert_eq!(
-        store.get(job.id).await.unwrap().schedule,
-        Some(tick("every", t))
-    );
+    assert_eq!(store.get(job.id).await.unwrap(), job);
+    let heard = feed.try_recv().expect("the new job's event");
+    assert_eq!(*heard, job, "the event carries the schedule's tick too");
     let fired = only(store, "every").await;
     assert_eq!(
         (fired.last_tick_at, fired.last_job_id),
