@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::decode;
 use crate::model::{
-    Debounce, IdempotencyKey, JobId, JobStatus, Millis, NewJob, Progress, duration_millis,
+    Debounce, IdempotencyKey, JobId, JobStatus, Millis, NewJob, Progress, ScheduleTick,
+    duration_millis,
 };
 use crate::store::{ClaimLimits, ClaimParams, ClaimRef, ListQuery, Outcome, Serves, WorkerInfo};
 
@@ -76,23 +77,22 @@ pub(super) fn submit_debounced(
     args
 }
 
-/// `submit.lua`'s arguments for a schedule's job, for its tick
-/// (`job.schedule`), fired only from `revision`.
+/// `submit.lua`'s arguments for a schedule's job for `tick`, fired only
+/// from `revision`.
 pub(super) fn fire_schedule(
     job: &NewJob,
+    tick: &ScheduleTick,
     revision: i64,
     quota: Option<u64>,
     now: Millis,
 ) -> Vec<String> {
     let mut args = submit(std::slice::from_ref(job), quota, now);
-    if let Some(tick) = &job.schedule {
-        args.extend([
-            "schedule".to_owned(),
-            tick.name.clone(),
-            revision.to_string(),
-            tick.tick.to_string(),
-        ]);
-    }
+    args.extend([
+        "schedule".to_owned(),
+        tick.name.clone(),
+        revision.to_string(),
+        tick.tick.to_string(),
+    ]);
     args
 }
 

@@ -1035,7 +1035,7 @@ impl Store for RedisStore {
                 schedule: Some(tick.clone()),
                 ..job
             };
-            let args = args::fire_schedule(&job, revision, self.max_queued_per_user, now);
+            let args = args::fire_schedule(&job, tick, revision, self.max_queued_per_user, now);
             match self.run_submit(vec![job], args, now).await? {
                 SubmitReply::Stored(mut stored) => stored
                     .pop()

@@ -58,15 +58,14 @@ pub(super) fn submit_debounced_in(
         }
     }
     job.run_at = Some(debounce.first_due(now));
-    let (user_id, job_type) = (job.user_id.clone(), job.job_type.clone());
     let stored = insert_jobs(conn, vec![job], quota, now)?
         .pop()
         .ok_or_else(|| StoreError::corrupt("submit_debounced", "the store stored no job"))?;
     conn.prepare_cached(sql::UPSERT_DEBOUNCE_KEY)
         .and_then(|mut stmt| {
             stmt.execute(named_params! {
-                ":user_id": user_id,
-                ":job_type": job_type,
+                ":user_id": stored.user_id,
+                ":job_type": stored.job_type,
                 ":key": debounce.key,
                 ":job_id": stored.id.to_string(),
                 ":first_at": now,

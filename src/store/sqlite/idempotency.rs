@@ -44,7 +44,6 @@ pub(super) fn submit_once_in(
             return Ok(Submitted::Existing(existing));
         }
     }
-    let user_id = job.user_id.clone();
     let mut stored = insert_jobs(conn, vec![job], quota, now)?;
     let job = stored
         .pop()
@@ -52,7 +51,7 @@ pub(super) fn submit_once_in(
     conn.prepare_cached(sql::UPSERT_IDEMPOTENCY_KEY)
         .and_then(|mut stmt| {
             stmt.execute(named_params! {
-                ":user_id": user_id,
+                ":user_id": job.user_id,
                 ":key": key.key,
                 ":fingerprint": key.fingerprint,
                 ":job_id": job.id.to_string(),

@@ -473,8 +473,9 @@ pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<ListP
     let mut jobs = Vec::new();
     let mut bytes = 0;
     while let Some(row) = rows.next().map_err(db_err)? {
-        bytes +=
-            stored_len(row, "parameters")? + stored_len(row, "result")? + stored_len(row, "error")?;
+        bytes += stored_len(row, columns.parameters)?
+            + stored_len(row, columns.result)?
+            + stored_len(row, columns.error)?;
         if !jobs.is_empty() && bytes > query.max_bytes {
             // Cut short: the next page starts at the job left out.
             let next_cursor = jobs.last().map(|job: &Job| job.id);
@@ -489,7 +490,7 @@ pub(super) fn list_in(conn: &Connection, query: &ListQuery) -> StoreResult<ListP
 }
 
 /// Bytes of a text column as stored (0 when null), read without copying.
-fn stored_len(row: &rusqlite::Row<'_>, column: &str) -> StoreResult<usize> {
+fn stored_len(row: &rusqlite::Row<'_>, column: usize) -> StoreResult<usize> {
     let value = row.get_ref(column).map_err(db_err)?;
     Ok(value
         .as_bytes_or_null()

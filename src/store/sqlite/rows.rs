@@ -28,7 +28,7 @@ macro_rules! job_columns {
         /// once per statement: looking a column up by name on every row
         /// took a tenth of a 1,000-job batch's time in the writer.
         pub(super) struct JobColumns {
-            $($column: usize,)*
+            $(pub(super) $column: usize,)*
         }
 
         impl JobColumns {

@@ -2,7 +2,9 @@
 -- dependencies) or cancelled (a dependency already failed), in one
 -- statement however many, so a call pays for one statement journal rather
 -- than one per job. :jobs is a JSON array of objects, one field per column
--- set here, in the order they are inserted.
+-- set here, in the order they are inserted. MATERIALIZED keeps each row's
+-- object as text once: every reference to json_each's `value` would turn
+-- it back into text again, once per column.
 WITH new (key, job) AS MATERIALIZED (SELECT key, value FROM json_each(:jobs))
 INSERT INTO jobs (id, job_type, user_id, status, priority, parameters, max_attempts,
                   timeout_seconds, created_at, queued_at, scheduled_for, updated_at,
